@@ -1,0 +1,46 @@
+# lambdakube — the two commands a new user needs are `make dev` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: dev test test-fast controlplane deps crds bench e2e clean
+
+# Main job: the router on the embedded local backend, serving examples/ on 127.0.0.1:9000.
+dev: $(STAMP)
+	$(PY) -m lambdakube.cli dev examples/
+
+# Whole suite: unit, runtime, router, and cluster tests against a real kube-apiserver.
+test: $(STAMP) controlplane
+	$(PY) -m pytest -q
+
+# Everything that needs no Kubernetes control plane.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not cluster"
+
+# etcd + kube-apiserver + kube-controller-manager + kubectl built from the Go module
+# proxy; cached by version under ~/.cache/lambdakube, so only the first run builds.
+controlplane:
+	@bash hack/build-controlplane.sh >/dev/null
+
+deps: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.deps-* && touch $@
+
+crds: $(STAMP)
+	$(PY) -m lambdakube.cli crds
+
+bench: $(STAMP)
+	$(PY) bench/router_overhead.py
+	$(PY) bench/cold_start.py
+
+# End to end on kind: needs Docker and internet (see README, .github/workflows/e2e.yaml).
+e2e:
+	bash hack/e2e-kind.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

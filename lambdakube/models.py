@@ -1,0 +1,261 @@
+"""The lambdakube API: one pydantic model per CRD spec, the single source of truth.
+
+`crds/*.yaml` are generated from these models (`lambdakube crds`), and the router and
+the operator both parse objects through them, so the server-side schema, the router's
+local backend and the operator can never disagree about a field.
+
+CEL rules (``x-kubernetes-validations``) live next to the fields they constrain; pydantic
+validators repeat them so that the local backend (no API server) rejects the same input.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "lambdakube.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+#: Lambda's default account quota of concurrent executions, applied per namespace.
+DEFAULT_NAMESPACE_CONCURRENCY = 1000
+#: Lambda keeps at least 100 concurrent executions unreserved for other functions.
+DEFAULT_MINIMUM_UNRESERVED = 100
+#: Lambda's scaling rate: 1,000 new environments per function per 10 seconds.
+DEFAULT_SCALE_BURST = 1000
+DEFAULT_SCALE_PERIOD_SECONDS = 10
+
+HANDLER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Kubernetes object names (DNS-1123 subdomain, kept to a label's length so the name
+# fits in pod labels).
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DEFAULT_RUNTIME_IMAGE = "lambdakube/runtime-python:0.1.0"
+
+
+#: Schema default for nested objects: the API server fills in a nested field's default
+#: only when its parent object exists, so `default: {}` makes every default visible.
+MATERIALISE = {"default": {}}
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict:
+    rule_obj = {"rule": rule, "message": message}
+    if field_path:
+        rule_obj["fieldPath"] = field_path
+    return rule_obj
+
+
+class _Spec(BaseModel):
+    """Base: camelCase on the wire, unknown fields rejected (as the strict CRD does)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class Destination(_Spec):
+    """Where async records go: another function, or a durable queue read back via the API."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.function) != has(self.queue)",
+                    "a destination names exactly one of function or queue",
+                )
+            ]
+        }
+    )
+
+    function: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)] | None = None
+    queue: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Destination:
+        if (self.function is None) == (self.queue is None):
+            raise ValueError("a destination names exactly one of function or queue")
+        return self
+
+
+class InlineCode(_Spec):
+    """Handler source shipped in the manifest, like Lambda's in-console editor."""
+
+    source: Annotated[str, Field(min_length=1, max_length=262144)]
+    #: Module file name the source is saved as; the handler's module part must match.
+    module: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)] = "index"
+
+
+class AsyncConfig(_Spec):
+    """Lambda's EventInvokeConfig plus its dead-letter queue."""
+
+    max_retry_attempts: Annotated[int, Field(ge=0, le=2)] = 2
+    maximum_event_age_seconds: Annotated[int, Field(ge=60, le=21600)] = 21600
+    on_success: Destination | None = None
+    on_failure: Destination | None = None
+    dead_letter: Destination | None = None
+
+
+class Resources(_Spec):
+    """Compute size. Lambda sizes by memory; CPU is optional here (Kubernetes quantity)."""
+
+    #: Megabytes, as Lambda's MemorySize; becomes the pod's memory request and limit.
+    memory_size: Annotated[int, Field(ge=128, le=10240)] = 128
+    cpu: Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?m?$", max_length=16)] | None = None
+
+
+class FunctionSpec(_Spec):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.image) || has(self.code)",
+                    "set image (handler inside the image) or code.inline (handler source)",
+                ),
+                cel(
+                    "!has(self.reservedConcurrency) || self.provisionedConcurrency <= self.reservedConcurrency",
+                    "provisionedConcurrency must not exceed reservedConcurrency",
+                    ".provisionedConcurrency",
+                ),
+                cel(
+                    "!has(self.maxConcurrency) || self.provisionedConcurrency <= self.maxConcurrency",
+                    "provisionedConcurrency must not exceed maxConcurrency",
+                    ".provisionedConcurrency",
+                ),
+                cel(
+                    "!has(self.env) || self.env.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))",
+                    "env names must be valid environment variable names ([A-Za-z_][A-Za-z0-9_]*)",
+                    ".env",
+                ),
+                cel(
+                    "!has(self.code) || self.handler.startsWith(self.code.inline.module + '.')",
+                    "handler must be <code.inline.module>.<function> for inline code",
+                    ".handler",
+                ),
+            ]
+        }
+    )
+
+    handler: Annotated[str, Field(pattern=HANDLER_PATTERN, max_length=128)]
+    image: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+    code: CodeSource | None = None
+    env: dict[
+        Annotated[str, Field(pattern=ENV_NAME_PATTERN, max_length=128)],
+        Annotated[str, Field(max_length=4096)],
+    ] = Field(default_factory=dict, max_length=64)
+    resources: Resources = Field(default_factory=Resources, json_schema_extra=MATERIALISE)
+    timeout_seconds: Annotated[int, Field(ge=1, le=900)] = 3
+    provisioned_concurrency: Annotated[int, Field(ge=0, le=100000)] = 0
+    reserved_concurrency: Annotated[int, Field(ge=0, le=100000)] | None = None
+    max_concurrency: Annotated[int, Field(ge=1, le=100000)] | None = None
+    idle_timeout_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
+    async_: AsyncConfig = Field(
+        default_factory=AsyncConfig, alias="async", json_schema_extra=MATERIALISE
+    )
+
+    @model_validator(mode="after")
+    def _same_rules_as_cel(self) -> FunctionSpec:
+        if self.image is None and self.code is None:
+            raise ValueError("set image (handler inside the image) or code.inline (handler source)")
+        if self.reserved_concurrency is not None and self.provisioned_concurrency > self.reserved_concurrency:
+            raise ValueError("provisionedConcurrency must not exceed reservedConcurrency")
+        if self.max_concurrency is not None and self.provisioned_concurrency > self.max_concurrency:
+            raise ValueError("provisionedConcurrency must not exceed maxConcurrency")
+        if self.code is not None and not self.handler.startswith(self.code.inline.module + "."):
+            raise ValueError("handler must be <code.inline.module>.<function> for inline code")
+        return self
+
+    @property
+    def concurrency_cap(self) -> int | None:
+        """The most environments this function may run at once (None: only the pool's limit)."""
+        caps = [c for c in (self.reserved_concurrency, self.max_concurrency) if c is not None]
+        return min(caps) if caps else None
+
+
+class CodeSource(_Spec):
+    inline: InlineCode
+
+
+class Condition(BaseModel):
+    """A Kubernetes-style status condition (metav1.Condition)."""
+
+    model_config = ConfigDict(populate_by_name=True, alias_generator=to_camel)
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: Annotated[str, Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")]
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class FunctionStatus(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, alias_generator=to_camel)
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    ready: Annotated[int, Field(ge=0)] = 0
+    starting: Annotated[int, Field(ge=0)] = 0
+    busy: Annotated[int, Field(ge=0)] = 0
+    idle: Annotated[int, Field(ge=0)] = 0
+    provisioned: Annotated[int, Field(ge=0)] = 0
+    cold_starts: Annotated[int, Field(ge=0)] = 0
+    #: Hash of the parts of the spec that shape an environment; pods of an older hash drain.
+    spec_hash: str | None = None
+    init_error: str | None = None
+
+
+class ScalingRate(_Spec):
+    """Token bucket for new environments per function (Lambda: 1,000 per 10 s)."""
+
+    burst: Annotated[int, Field(ge=1, le=100000)] = DEFAULT_SCALE_BURST
+    period_seconds: Annotated[int, Field(ge=1, le=3600)] = DEFAULT_SCALE_PERIOD_SECONDS
+
+
+class ConcurrencyQuotaSpec(_Spec):
+    """The namespace's "account" limits. One object per namespace, named ``default``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.minimumUnreserved <= self.concurrentExecutions",
+                    "minimumUnreserved must not exceed concurrentExecutions",
+                    ".minimumUnreserved",
+                )
+            ]
+        }
+    )
+
+    concurrent_executions: Annotated[int, Field(ge=1, le=1000000)] = DEFAULT_NAMESPACE_CONCURRENCY
+    minimum_unreserved: Annotated[int, Field(ge=0, le=1000000)] = DEFAULT_MINIMUM_UNRESERVED
+    scaling_rate: ScalingRate = Field(default_factory=ScalingRate, json_schema_extra=MATERIALISE)
+
+    @model_validator(mode="after")
+    def _unreserved_fits(self) -> ConcurrencyQuotaSpec:
+        if self.minimum_unreserved > self.concurrent_executions:
+            raise ValueError("minimumUnreserved must not exceed concurrentExecutions")
+        return self
+
+
+class ConcurrencyQuotaStatus(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, alias_generator=to_camel)
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    reserved: Annotated[int, Field(ge=0)] = 0
+    unreserved: Annotated[int, Field(ge=0)] = 0
+    #: Reserved concurrency actually granted, per function name.
+    granted: dict[str, int] = Field(default_factory=dict)
+    rejected: list[str] = Field(default_factory=list)
+
+
+FunctionSpec.model_rebuild()
+
+QUOTA_OBJECT_NAME = "default"
+
+
+def valid_name(name: str) -> bool:
+    return len(name) <= 63 and re.match(NAME_PATTERN, name) is not None

@@ -1,0 +1,232 @@
+"""A real Kubernetes control plane on loopback, for tests: etcd, kube-apiserver and
+kube-controller-manager built from the Go module proxy by hack/build-controlplane.sh.
+
+Why the controller-manager too: without it there is no garbage collection (owner
+references would never delete a Function's pods), no namespace deletion and no default
+ServiceAccount, so pods could not even be created under the ServiceAccount admission.
+
+There is no kubelet: pods are stored and scheduled nowhere, so tests that need a "ready"
+pod patch its status themselves and say so.
+
+Run it by hand for debugging:  python -m tests.cluster.controlplane
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "hack" / "build-controlplane.sh"
+ADMIN_TOKEN = "lambdakube-admin-token"
+
+
+def build() -> Path:
+    """Build (or find cached) binaries; returns the bin directory."""
+    out = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True
+    )
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ControlPlane:
+    bin_dir: Path
+    workdir: Path
+    with_controller_manager: bool = True
+    api_port: int = 0
+    kubeconfig: Path = field(init=False)
+    _procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list, init=False)
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                token: str | None = None) -> subprocess.CompletedProcess:
+        cmd = [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig)]
+        if token:
+            cmd += ["--token", token]
+        return subprocess.run(
+            cmd + list(args), input=input, text=True, capture_output=True, check=check, timeout=60
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> ControlPlane:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        pki = self.workdir / "pki"
+        pki.mkdir(exist_ok=True)
+        sa_key = pki / "sa.key"
+        subprocess.run(
+            ["openssl", "genrsa", "-out", str(sa_key), "2048"], check=True, capture_output=True
+        )
+        tokens = self.workdir / "tokens.csv"
+        tokens.write_text(f'{ADMIN_TOKEN},admin,admin-uid,"system:masters"\n')
+
+        etcd_port, etcd_peer = free_port(), free_port()
+        self.api_port = self.api_port or free_port()
+        self._spawn("etcd", [
+            str(self.bin_dir / "etcd"),
+            "--data-dir", str(self.workdir / "etcd"),
+            "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
+            "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
+            "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+            "--initial-cluster", f"default=http://127.0.0.1:{etcd_peer}",
+            "--unsafe-no-fsync", "--log-level", "warn",
+        ])
+        self._spawn("kube-apiserver", [
+            str(self.bin_dir / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            "--bind-address=127.0.0.1", f"--advertise-address=127.0.0.1",
+            f"--secure-port={self.api_port}",
+            f"--cert-dir={pki}",
+            "--authorization-mode=RBAC",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            f"--service-account-issuer=https://127.0.0.1:{self.api_port}",
+            f"--service-account-key-file={sa_key}",
+            f"--service-account-signing-key-file={sa_key}",
+            f"--token-auth-file={tokens}",
+            "--allow-privileged=true",
+            "--enable-priority-and-fairness=false",
+            "--v=0",
+        ])
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.kubeconfig.write_text(self._kubeconfig_text())
+        self._wait_ready()
+        if self.with_controller_manager:
+            self._spawn("kube-controller-manager", [
+                str(self.bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                f"--service-account-private-key-file={sa_key}",
+                f"--root-ca-file={self._ca_file()}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
+                "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route",
+                "--use-service-account-credentials=false",
+                "--concurrent-gc-syncs=5",
+            ])
+            self._wait_for_default_serviceaccount()
+        return self
+
+    def stop(self) -> None:
+        for _, proc in reversed(self._procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc in reversed(self._procs):
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self._procs.clear()
+
+    # -- details -----------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        log = open(self.workdir / f"{name}.log", "wb")
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._procs.append((name, proc))
+
+    def _ca_file(self) -> Path:
+        # kube-apiserver writes a self-signed serving cert whose file also carries its CA.
+        return self.workdir / "pki" / "apiserver.crt"
+
+    def _kubeconfig_text(self) -> str:
+        return f"""apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: {self.server}
+    certificate-authority: {self._ca_file()}
+users:
+- name: admin
+  user:
+    token: {ADMIN_TOKEN}
+contexts:
+- name: test
+  context: {{cluster: test, user: admin, namespace: default}}
+current-context: test
+"""
+
+    def _check_alive(self) -> None:
+        for name, proc in self._procs:
+            if proc.poll() is not None:
+                tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+
+    def _wait_ready(self, timeout: float = 90) -> None:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            self._check_alive()
+            req = urllib.request.Request(
+                f"{self.server}/readyz", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            )
+            try:
+                with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except Exception as exc:  # not up yet
+                last = exc
+            time.sleep(0.2)
+        raise TimeoutError(f"kube-apiserver not ready after {timeout}s: {last}")
+
+    def _wait_for_default_serviceaccount(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if self.kubectl("get", "serviceaccount", "default", "-n", "default",
+                            check=False).returncode == 0:
+                return
+            time.sleep(0.3)
+        raise TimeoutError("kube-controller-manager did not create the default ServiceAccount")
+
+
+@contextlib.contextmanager
+def running(workdir: Path | None = None, **kwargs):
+    bin_dir = build()
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.mkdtemp(prefix="lambdakube-cp-")
+        workdir = Path(tmp)
+    cp = ControlPlane(bin_dir=bin_dir, workdir=workdir, **kwargs)
+    try:
+        yield cp.start()
+    finally:
+        cp.stop()
+        if tmp and not os.environ.get("LAMBDAKUBE_KEEP_CLUSTER_DIR"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    with running() as cp:
+        print(f"export KUBECONFIG={cp.kubeconfig}", flush=True)
+        print("control plane up; Ctrl-C to stop", file=sys.stderr, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
