@@ -16,7 +16,11 @@ from pydantic import BaseModel
 
 from lambdakube import models
 
-CRD_DIR = Path(__file__).resolve().parent.parent / "crds"
+REPO = Path(__file__).resolve().parent.parent
+CRD_DIR = REPO / "crds"
+#: Helm installs CRDs from the chart's own crds/ folder; it gets the same files.
+CHART_CRD_DIR = REPO / "charts" / "lambdakube" / "crds"
+CRD_DIRS = (CRD_DIR, CHART_CRD_DIR)
 
 # Keys of JSON Schema that are valid in a structural schema and mean the same thing.
 _KEEP = {
@@ -206,20 +210,22 @@ def render(builder) -> str:
     return header + yaml.dump(builder(), Dumper=_NoAliasDumper, sort_keys=False, width=100)
 
 
-def write(directory: Path = CRD_DIR) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
+def write(directories: tuple[Path, ...] = CRD_DIRS) -> list[Path]:
     written = []
-    for filename, builder in ALL.items():
-        path = directory / filename
-        path.write_text(render(builder))
-        written.append(path)
+    for directory in directories:
+        directory.mkdir(parents=True, exist_ok=True)
+        for filename, builder in ALL.items():
+            path = directory / filename
+            path.write_text(render(builder))
+            written.append(path)
     return written
 
 
-def stale(directory: Path = CRD_DIR) -> list[str]:
-    """Names of CRD files whose content differs from what the models generate."""
+def stale(directories: tuple[Path, ...] = CRD_DIRS) -> list[str]:
+    """Paths of CRD files whose content differs from what the models generate."""
     return [
-        name
+        str((directory / name).relative_to(REPO))
+        for directory in directories
         for name, builder in ALL.items()
         if not (directory / name).exists() or (directory / name).read_text() != render(builder)
     ]
