@@ -1,0 +1,148 @@
+"""Capturing one invocation's log for ``X-Log-Type: Tail``.
+
+The handler's ``print()``, writes to ``sys.stderr`` and ``logging`` records must still
+reach the process's stdout/stderr (that is the pod log, read line by line by the log
+pipeline) *and* be kept so the caller can get the last 4 KiB back, like Lambda's
+``LogResult``. Swapping ``sys.stdout``/``sys.stderr`` for a tee during the invocation is
+safe here because an environment runs exactly one invocation at a time; the runtime's own
+START/END/REPORT lines are written through the same ``InvocationLog`` so the tail
+contains them too.
+
+Only the last ``limit`` bytes are kept, so a chatty handler cannot grow memory.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+import threading
+from typing import TextIO
+
+from .report import iso_time
+
+TAIL_BYTES = 4096
+
+
+class InvocationLog:
+    """The tail of one invocation's log, plus write-through to the real stdout."""
+
+    def __init__(self, stream: TextIO, limit: int = TAIL_BYTES):
+        self.stream = stream
+        self._limit = limit
+        self._buf = bytearray()
+        self._lock = threading.Lock()  # the worker and the server thread both write
+
+    def capture(self, text: str) -> None:
+        data = text.encode("utf-8", "backslashreplace")
+        with self._lock:
+            self._buf += data
+            if len(self._buf) > 2 * self._limit:  # trim occasionally, not on every write
+                del self._buf[: -self._limit]
+
+    def write(self, text: str) -> None:
+        """A line of the runtime's own (START/END/REPORT, errors): to stdout and the tail."""
+        self.capture(text)
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass  # stdout gone; the tail still has it
+
+    def tail(self) -> bytes:
+        with self._lock:
+            return bytes(self._buf[-self._limit :])
+
+
+class Tee(io.TextIOBase):
+    """Stands in for sys.stdout/sys.stderr: writes through, and captures what was written."""
+
+    def __init__(self, stream: TextIO, log: InvocationLog):
+        self._stream = stream
+        self._log = log
+
+    def write(self, text: str) -> int:
+        written = self._stream.write(text)  # raises for non-str exactly like the real stream
+        self._log.capture(text)
+        return written if written is not None else len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    @property
+    def encoding(self):  # type: ignore[override]
+        return getattr(self._stream, "encoding", "utf-8")
+
+    @property
+    def errors(self):  # type: ignore[override]
+        return getattr(self._stream, "errors", "strict")
+
+    def __getattr__(self, name: str):  # buffer, line_buffering, reconfigure, ...
+        return getattr(self._stream, name)
+
+
+class CaptureHandler(logging.Handler):
+    """Root-logger handler for the duration of an invocation, in Lambda's line format:
+    ``[LEVEL]\\t<ISO time>\\t<request id>\\t<message>``.
+
+    If the function configured its own root handlers, they already put the record in the
+    pod log, so this handler only adds it to the tail (no duplicate lines on stdout).
+    """
+
+    def __init__(self, log: InvocationLog, request_id: str):
+        super().__init__()
+        self._log = log
+        self._request_id = request_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"[{record.levelname}]\t{iso_time(record.created)}\t{self._request_id}\t{record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+        if record.stack_info:
+            text += "\n" + record.stack_info
+        return text + "\n"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            if any(h is not self for h in logging.getLogger().handlers):
+                self._log.capture(text)
+            else:
+                self._log.write(text)
+        except Exception:
+            self.handleError(record)
+
+
+class Capture:
+    """Context manager: tee stdout/stderr and hook the root logger into ``log``."""
+
+    def __init__(self, log: InvocationLog, request_id: str):
+        self._log = log
+        self._handler = CaptureHandler(log, request_id)
+        self._saved: tuple[TextIO, TextIO] | None = None
+
+    def __enter__(self) -> Capture:
+        self._saved = (sys.stdout, sys.stderr)
+        sys.stdout = Tee(sys.stdout, self._log)
+        sys.stderr = Tee(sys.stderr, self._log)
+        logging.getLogger().addHandler(self._handler)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        logging.getLogger().removeHandler(self._handler)
+        if self._saved is not None:
+            sys.stdout, sys.stderr = self._saved
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass

@@ -1,0 +1,151 @@
+"""Function configuration, read from ``LAMBDAKUBE_*`` variables or a ``POST /init`` body.
+
+Both sources produce the same ``FunctionConfig`` so a pre-warmed (generic) environment
+that is specialised over HTTP behaves exactly like one started with its function in the
+environment. Parsing is strict: a misspelt field or a non-numeric memory size is an
+operator bug, and failing loudly at start beats silently running with a default timeout.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_VERSION = "$LATEST"
+DEFAULT_MEMORY_MB = 128
+DEFAULT_TIMEOUT_SECONDS = 3.0
+DEFAULT_NAMESPACE = "default"
+DEFAULT_INLINE_MODULE = "index"
+DEFAULT_FUNCTION_NAME = "unnamed"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    handler: str
+    code_dir: str | None = None
+    inline_code: str | None = None
+    inline_module: str = DEFAULT_INLINE_MODULE
+    function_name: str = DEFAULT_FUNCTION_NAME
+    function_version: str = DEFAULT_VERSION
+    memory_mb: int = DEFAULT_MEMORY_MB
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    namespace: str = DEFAULT_NAMESPACE
+
+    def export(self, environ: os._Environ | dict) -> None:
+        """Mirror the config into ``LAMBDAKUBE_*`` so handler code sees the same variables
+        whether the environment was specialised at start or via ``/init``."""
+        environ["LAMBDAKUBE_HANDLER"] = self.handler
+        environ["LAMBDAKUBE_FUNCTION_NAME"] = self.function_name
+        environ["LAMBDAKUBE_FUNCTION_VERSION"] = self.function_version
+        environ["LAMBDAKUBE_MEMORY_MB"] = str(self.memory_mb)
+        environ["LAMBDAKUBE_TIMEOUT_SECONDS"] = f"{self.timeout_seconds:g}"
+        environ["LAMBDAKUBE_NAMESPACE"] = self.namespace
+
+
+def _positive_int(name: str, value: object) -> int:
+    try:
+        number = int(value) if isinstance(value, str) else value
+    except ValueError:
+        number = None
+    if type(number) is not int or number <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return number
+
+
+def _positive_float(name: str, value: object) -> float:
+    try:
+        number = float(value) if isinstance(value, str) else value
+    except ValueError:
+        number = None
+    if type(number) not in (int, float) or not 0 < number < float("inf"):
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(number)
+
+
+def _non_empty(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _valid_env_item(name: object, value: object) -> bool:
+    return (
+        isinstance(name, str)
+        and isinstance(value, str)
+        and bool(name)
+        and "=" not in name
+        and "\0" not in name
+        and "\0" not in value
+    )
+
+
+def from_environ(environ: Mapping[str, str]) -> FunctionConfig | None:
+    """The function named by the environment, or None for a generic environment."""
+    handler = environ.get("LAMBDAKUBE_HANDLER", "")
+    if not handler:
+        return None
+    return FunctionConfig(
+        handler=handler,
+        code_dir=environ.get("LAMBDAKUBE_CODE_DIR") or None,
+        inline_code=environ.get("LAMBDAKUBE_INLINE_CODE") or None,
+        inline_module=environ.get("LAMBDAKUBE_INLINE_MODULE") or DEFAULT_INLINE_MODULE,
+        function_name=environ.get("LAMBDAKUBE_FUNCTION_NAME") or DEFAULT_FUNCTION_NAME,
+        function_version=environ.get("LAMBDAKUBE_FUNCTION_VERSION") or DEFAULT_VERSION,
+        memory_mb=_positive_int("LAMBDAKUBE_MEMORY_MB", environ.get("LAMBDAKUBE_MEMORY_MB") or DEFAULT_MEMORY_MB),
+        timeout_seconds=_positive_float(
+            "LAMBDAKUBE_TIMEOUT_SECONDS", environ.get("LAMBDAKUBE_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT_SECONDS
+        ),
+        namespace=environ.get("LAMBDAKUBE_NAMESPACE") or DEFAULT_NAMESPACE,
+    )
+
+
+_INIT_FIELDS = {
+    "handler",
+    "inlineCode",
+    "inlineModule",
+    "codeDir",
+    "functionName",
+    "functionVersion",
+    "memoryMb",
+    "timeoutSeconds",
+    "env",
+    "namespace",
+}
+
+
+def from_init_body(body: object) -> tuple[FunctionConfig, dict[str, str]]:
+    """Parse a ``POST /init`` body into the config and the extra environment variables.
+
+    ``null`` means "default" for every optional field; unknown fields are rejected so a
+    router/runtime field-name mismatch shows up as a 400 instead of a silent default.
+    """
+    if not isinstance(body, dict):
+        raise ConfigError("the /init body must be a JSON object")
+    unknown = sorted(set(body) - _INIT_FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown /init fields: {', '.join(unknown)}")
+
+    def opt(key: str, default, check):
+        value = body.get(key)
+        return default if value is None else check(key, value)
+
+    env = body.get("env") or {}
+    if not isinstance(env, dict) or not all(_valid_env_item(k, v) for k, v in env.items()):
+        raise ConfigError("env must be an object of variable names (no '=' or NUL) to string values (no NUL)")
+    config = FunctionConfig(
+        handler=_non_empty("handler", body.get("handler")),
+        code_dir=opt("codeDir", None, _non_empty),
+        inline_code=opt("inlineCode", None, _non_empty),
+        inline_module=opt("inlineModule", DEFAULT_INLINE_MODULE, _non_empty),
+        function_name=opt("functionName", DEFAULT_FUNCTION_NAME, _non_empty),
+        function_version=opt("functionVersion", DEFAULT_VERSION, _non_empty),
+        memory_mb=opt("memoryMb", DEFAULT_MEMORY_MB, _positive_int),
+        timeout_seconds=opt("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS, _positive_float),
+        namespace=opt("namespace", DEFAULT_NAMESPACE, _non_empty),
+    )
+    return config, dict(env)

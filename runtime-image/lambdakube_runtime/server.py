@@ -1,0 +1,408 @@
+"""Routes, the environment's lifecycle, and the one-request-at-a-time guard.
+
+An execution environment moves through::
+
+    generic --POST /init--> initializing --> ready --(timeout / sys.exit)--> unhealthy -> exit
+              (or straight to initializing at start)  \\--> init_failed
+
+The router relies on three properties, all enforced here on the event-loop thread:
+
+* **Single flight.** ``/invoke`` while another invocation runs is answered 409 at once,
+  never queued and never interleaved. The guard is a plain attribute checked and set
+  with no ``await`` in between, so two requests cannot both pass it. It is released by
+  the worker future's completion, not by the request coroutine, so a client that hangs
+  up early cannot free the environment while its handler still runs.
+* **Init once.** Init runs on the worker thread before the first invocation; its
+  duration is reported once, on the first invocation (the cold start).
+* **Timeouts recycle the environment.** A Python thread cannot be killed, so after a
+  timeout (or ``sys.exit()`` in a handler) the environment reports itself unhealthy and
+  the process exits as soon as that answer is flushed (exit code 0); Kubernetes / the
+  operator replaces it, as Lambda resets a sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import invoker, loader, report
+from .capture import InvocationLog
+from .config import ConfigError, FunctionConfig, from_init_body
+from .context import LambdaContext
+from .errors import log_text
+from .http import HTTPServer, Request, Response, error_response, json_response
+from .worker import Worker
+
+GENERIC = "generic"
+INITIALIZING = "initializing"
+READY = "ready"
+INIT_FAILED = "init_failed"
+UNHEALTHY = "unhealthy"
+
+#: After reporting unhealthy, exit at the latest this long after the answer was due,
+#: even if the client never read it.
+EXIT_SAFETY_SECONDS = 5.0
+
+
+def new_request_id() -> str:
+    """A random UUID4 string (cheaper to start than importing ``uuid``)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class BadInvokeRequest(ValueError):
+    pass
+
+
+def _parse_event(body: bytes) -> Any:
+    if not body:
+        return {}  # Lambda's Python runtime treats an empty payload as {}
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise BadInvokeRequest(f"Could not parse request body into json: {exc}") from None
+
+
+def _parse_client_context(value: str | None) -> dict | None:
+    if value is None:
+        return None
+    try:
+        decoded = json.loads(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError, RecursionError):
+        decoded = None
+    if not isinstance(decoded, dict):
+        raise BadInvokeRequest("X-Client-Context must be a valid Base64-encoded JSON object")
+    return decoded
+
+
+def _parse_deadline(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        deadline = float(value)
+    except ValueError:
+        deadline = float("nan")
+    if not deadline == deadline or deadline in (float("inf"), float("-inf")):
+        raise BadInvokeRequest("X-Deadline-Ms must be an absolute deadline in epoch milliseconds")
+    return deadline
+
+
+class Runtime:
+    def __init__(self, *, env_id: str, exit_delay_seconds: float = 0.0):
+        self.env_id = env_id
+        self.state = GENERIC
+        self.config: FunctionConfig | None = None
+        self.handler: Callable | None = None
+        self.init_error: loader.InitError | None = None
+        self.init_duration_ms: float | None = None
+        self.worker = Worker()
+        self._cold = False  # the next invocation is the first after Init
+        self._running: str | None = None  # request id of the invocation in progress
+        self._exit_delay = exit_delay_seconds
+        self._unhealthy_reason = ""
+        self._init_task: asyncio.Future | None = None
+        self.routes: dict[str, dict[str, Callable]] = {
+            "/healthz": {"GET": self.healthz},
+            "/readyz": {"GET": self.readyz},
+            "/init": {"POST": self.init},
+            "/invoke": {"POST": self.invoke},
+        }
+
+    # -- routing -----------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        methods = self.routes.get(request.path)
+        if methods is None:
+            return error_response(404, "NotFound", f"no route for {request.path}")
+        route = methods.get(request.method)
+        if route is None:
+            allow = ", ".join(methods)
+            return error_response(
+                405,
+                "MethodNotAllowed",
+                f"{request.method} is not allowed on {request.path} (allowed: {allow})",
+                headers=[("Allow", allow)],
+            )
+        return await route(request)
+
+    # -- Init ----------------------------------------------------------------------------
+
+    def begin_init(self, config: FunctionConfig) -> None:
+        """Start Init now (state flips synchronously) and finish it in the background."""
+        self._enter_init(config)
+        self._init_task = asyncio.ensure_future(self._run_init())
+
+    def _enter_init(self, config: FunctionConfig) -> None:
+        self.config = config
+        self.state = INITIALIZING
+
+    async def _run_init(self) -> None:
+        assert self.config is not None
+        handler, error, duration_ms = await self.worker.submit(loader.timed_load, self.config)
+        self.init_duration_ms = round(duration_ms, 3)
+        if error is not None:
+            self.init_error = error
+            self.state = INIT_FAILED
+            _write_stdout(log_text(error.error_type, error.message, error.stack_trace))
+        else:
+            self.handler = handler
+            self._cold = True
+            self.state = READY
+
+    async def init(self, request: Request) -> Response:
+        if self.state != GENERIC:
+            name = self.config.function_name if self.config else "?"
+            return error_response(
+                409,
+                "EnvironmentAlreadyInitialized",
+                f"this environment is already specialised for function '{name}' (state: {self.state})",
+            )
+        try:
+            config, env = from_init_body(json.loads(request.body or b"null"))
+        except (ValueError, RecursionError) as exc:  # ConfigError is a ValueError too
+            detail = str(exc) if isinstance(exc, ConfigError) else f"Could not parse request body into json: {exc}"
+            return error_response(400, "InvalidRequestContentException", detail)
+        # No await since the state check: a concurrent /init sees INITIALIZING -> 409.
+        self._enter_init(config)
+        os.environ.update(env)
+        config.export(os.environ)
+        await self._run_init()
+        if self.state == READY:
+            return json_response(200, self._ready_body())
+        assert self.init_error is not None
+        return json_response(500, {"ready": False, "error": self.init_error.to_dict()})
+
+    # -- probes ----------------------------------------------------------------------------
+
+    def _ready_body(self) -> dict:
+        assert self.config is not None
+        return {
+            "ready": True,
+            "initDurationMs": self.init_duration_ms,
+            "function": self.config.function_name,
+            "envId": self.env_id,
+        }
+
+    async def healthz(self, request: Request) -> Response:
+        return json_response(
+            200,
+            {"status": "ok", "state": self.state, "envId": self.env_id, "initDurationMs": self.init_duration_ms},
+        )
+
+    async def readyz(self, request: Request) -> Response:
+        if self.state == READY:
+            return json_response(200, self._ready_body())
+        body: dict = {"ready": False, "state": self.state}
+        if self.state == INIT_FAILED and self.init_error is not None:
+            body["error"] = self.init_error.to_dict()
+        return json_response(503, body)
+
+    # -- Invoke ----------------------------------------------------------------------------
+
+    async def invoke(self, request: Request) -> Response:
+        request_id = request.header("x-request-id") or new_request_id()
+        headers = [("X-Request-Id", request_id), ("X-Env-Id", self.env_id)]
+
+        if self.state in (GENERIC, INITIALIZING):
+            return error_response(
+                503, "EnvironmentNotReady", f"this environment is not ready (state: {self.state})", headers=headers
+            )
+        if self.state == INIT_FAILED:
+            assert self.init_error is not None
+            error = self.init_error
+            return json_response(
+                502,
+                {
+                    "errorType": "Runtime.InitError",
+                    "errorMessage": f"{error.error_type}: {error.message}",
+                    "initError": error.to_dict(),
+                },
+                headers,
+            )
+        if self.state == UNHEALTHY:
+            return error_response(
+                503,
+                "EnvironmentUnhealthy",
+                f"this environment is unhealthy ({self._unhealthy_reason}) and is being recycled",
+                headers=headers,
+            )
+        if self._running is not None:
+            return error_response(
+                409,
+                "EnvironmentBusy",
+                f"this environment is already running request {self._running}; "
+                "an environment serves one request at a time",
+                headers=headers,
+            )
+        try:
+            client_context = _parse_client_context(request.header("x-client-context"))
+            deadline_ms = _parse_deadline(request.header("x-deadline-ms"))
+            event = _parse_event(request.body)
+        except BadInvokeRequest as exc:
+            return error_response(400, "InvalidRequestContentException", str(exc), headers=headers)
+        # No await between the busy check above and this line.
+        self._running = request_id
+        tail = (request.header("x-log-type") or "").lower() == "tail"
+        return await self._run(request_id, event, client_context, deadline_ms, tail, headers)
+
+    async def _run(
+        self,
+        request_id: str,
+        event: Any,
+        client_context: dict | None,
+        deadline_ms: float | None,
+        tail: bool,
+        headers: list[tuple[str, str]],
+    ) -> Response:
+        config = self.config
+        assert config is not None and self.handler is not None
+        start = time.monotonic()
+        budget = config.timeout_seconds
+        if deadline_ms is not None:
+            budget = min(budget, deadline_ms / 1000.0 - time.time())
+        if budget <= 0:
+            # The router's deadline passed before we started: refuse without running,
+            # so the environment stays healthy (nothing is stuck on the worker).
+            self._running = None
+            message = report.timeout_line(request_id, 0.0) + " (the deadline passed before the invocation started)"
+            headers.append(("X-Function-Error", "Unhandled"))
+            return error_response(200, "Sandbox.Timedout", message, headers=headers)
+
+        context = LambdaContext(
+            request_id=request_id,
+            function_name=config.function_name,
+            function_version=config.function_version,
+            memory_mb=config.memory_mb,
+            namespace=config.namespace,
+            env_id=self.env_id,
+            timeout_seconds=config.timeout_seconds,
+            deadline_monotonic=start + budget,
+            client_context=client_context,
+        )
+        init_ms, self._cold = (self.init_duration_ms if self._cold else None), False
+        log = InvocationLog(sys.stdout)
+        log.write(report.start_line(request_id, config.function_version))
+        future = self.worker.submit(invoker.invoke, self.handler, event, context, log)
+        future.add_done_callback(lambda _: self._release(request_id))
+        done, _ = await asyncio.wait({future}, timeout=max(0.0, start + budget - time.monotonic()))
+
+        response_close = False
+        after_sent = None
+        if done:
+            outcome: invoker.Outcome = future.result()
+            duration_ms = outcome.duration_ms
+            body = outcome.body
+            if outcome.error_type is not None:
+                headers.append(("X-Function-Error", "Unhandled"))
+            if outcome.exited:
+                self._mark_unhealthy("the handler called sys.exit()")
+                headers.append(("X-Env-Unhealthy", "true"))
+                response_close, after_sent = True, self._exit_after_response
+        else:
+            duration_ms = (time.monotonic() - start) * 1000.0
+            message = report.timeout_line(request_id, budget)
+            log.write(message + "\n")
+            body = json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}).encode()
+            self._mark_unhealthy(f"request {request_id} timed out")
+            headers += [("X-Function-Error", "Unhandled"), ("X-Env-Unhealthy", "true")]
+            response_close, after_sent = True, self._exit_after_response
+
+        max_memory = report.max_memory_used_mb()
+        log.write(report.end_line(request_id))
+        log.write(report.report_line(request_id, duration_ms, config.memory_mb, max_memory, init_ms))
+        headers += [
+            ("X-Run-Duration-Ms", f"{duration_ms:.3f}"),
+            ("X-Billed-Duration-Ms", str(report.billed_ms(duration_ms))),
+            ("X-Max-Memory-Used-Mb", str(max_memory)),
+            ("X-Memory-Size-Mb", str(config.memory_mb)),
+            ("X-Executed-Version", config.function_version),
+        ]
+        if init_ms is not None:
+            headers.append(("X-Init-Duration-Ms", f"{init_ms:.3f}"))
+        if tail:
+            headers.append(("X-Log-Result", base64.b64encode(log.tail()).decode()))
+        return Response(200, body, headers, close=response_close, after_sent=after_sent)
+
+    def _release(self, request_id: str) -> None:
+        if self._running == request_id and self.state != UNHEALTHY:
+            self._running = None
+
+    # -- recycling -------------------------------------------------------------------------
+
+    def _mark_unhealthy(self, reason: str) -> None:
+        self.state = UNHEALTHY
+        self._unhealthy_reason = reason
+        # Safety net: exit even if the answer is never flushed (client gone, stuck socket).
+        asyncio.get_running_loop().call_later(self._exit_delay + EXIT_SAFETY_SECONDS, self._exit)
+
+    def _exit_after_response(self) -> None:
+        asyncio.get_running_loop().call_later(self._exit_delay, self._exit)
+
+    def _exit(self) -> None:
+        reason = self._unhealthy_reason
+        _write_stderr(f"lambdakube-runtime: environment {self.env_id} is unhealthy ({reason}); exiting\n")
+        shutdown_process(0)
+
+
+def _write_stdout(text: str) -> None:
+    try:
+        sys.__stdout__.write(text)
+        sys.__stdout__.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+def _write_stderr(text: str) -> None:
+    try:
+        sys.__stderr__.write(text)
+        sys.__stderr__.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+def shutdown_process(code: int) -> None:
+    """Flush the log streams and leave without joining threads: a handler thread may be
+    stuck forever, and interpreter shutdown would wait on (or crash against) it."""
+    for stream in (sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    loader.remove_inline_dirs()
+    os._exit(code)
+
+
+async def serve(host: str, port: int, config: FunctionConfig | None, env_id: str, exit_delay_seconds: float) -> int:
+    runtime = Runtime(env_id=env_id, exit_delay_seconds=exit_delay_seconds)
+    server = HTTPServer(runtime.handle)
+    bound = await server.start(host, port)
+    # Listen first, then Init, so probes can observe "initializing".
+    if config is not None:
+        config.export(os.environ)
+        runtime.begin_init(config)
+    _write_stdout(f"LAMBDAKUBE_LISTENING port={bound}\n")
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not on this platform / thread
+            pass
+    await stop.wait()
+    # Graceful: stop accepting, let an invocation in flight finish (it cannot outlive
+    # its timeout - then the environment exits by itself anyway).
+    grace = (runtime.config.timeout_seconds if runtime.config else 0.0) + 2.0
+    await server.shutdown(grace)
+    return 0

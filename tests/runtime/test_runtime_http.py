@@ -1,0 +1,141 @@
+"""The runtime's small HTTP/1.1 server: routing, keep-alive, and refusing what it does not parse."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from tests.runtime.harness import HOST, raw_exchange, read_response
+
+
+@pytest.fixture
+def runtime(start_runtime):
+    return start_runtime("basic.count")
+
+
+def test_unknown_path_is_404(runtime):
+    reply = runtime.request("GET", "/nope")
+    assert reply.status == 404 and reply.json()["errorType"] == "NotFound"
+    assert runtime.request("POST", "/2015-03-31/functions/x/invocations", b"{}").status == 404
+
+
+@pytest.mark.parametrize(
+    "method, path, allow",
+    [("GET", "/invoke", "POST"), ("POST", "/healthz", "GET"), ("DELETE", "/readyz", "GET"), ("GET", "/init", "POST")],
+)
+def test_wrong_method_is_405(runtime, method, path, allow):
+    reply = runtime.request(method, path, b"{}" if method == "POST" else None)
+    assert reply.status == 405
+    assert reply.header("Allow") == allow
+    assert reply.json()["errorType"] == "MethodNotAllowed"
+
+
+def test_query_string_is_ignored_for_routing(runtime):
+    assert runtime.request("GET", "/readyz?verbose=1").status == 200
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(runtime):
+    conn = runtime.connection()
+    try:
+        sock = None
+        seen = []
+        for method, path, body in [
+            ("GET", "/healthz", None),
+            ("POST", "/invoke", b"{}"),
+            ("GET", "/readyz", None),
+            ("POST", "/invoke", b"{bad json"),
+            ("GET", "/missing", None),
+            ("POST", "/invoke", b"{}"),
+        ]:
+            conn.request(method, path, body=body)
+            response = conn.getresponse()
+            payload = response.read()
+            assert response.getheader("Connection") is None  # HTTP/1.1 default: keep-alive
+            seen.append((response.status, payload))
+            sock = sock or conn.sock
+            assert conn.sock is sock, "the client had to reconnect"
+        assert [status for status, _ in seen] == [200, 200, 200, 400, 404, 200]
+        assert json.loads(seen[1][1])["count"] == 1 and json.loads(seen[5][1])["count"] == 2
+    finally:
+        conn.close()
+
+
+def test_pipelined_requests_are_answered_in_order(runtime):
+    one = b"POST /invoke HTTP/1.1\r\nHost: x\r\nX-Request-Id: p1\r\nContent-Length: 2\r\n\r\n{}"
+    two = b"POST /invoke HTTP/1.1\r\nHost: x\r\nX-Request-Id: p2\r\nContent-Length: 2\r\n\r\n{}"
+    three = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    responses, closed = raw_exchange(runtime.port, one + two + three, responses=3)
+    assert [r[0] for r in responses] == ["HTTP/1.1 200 OK"] * 3
+    assert [r[1].get("x-request-id") for r in responses[:2]] == ["p1", "p2"]
+    assert [json.loads(r[2])["count"] for r in responses[:2]] == [1, 2]
+    assert responses[2][1]["connection"] == "close" and closed
+
+
+def test_http10_closes_unless_keep_alive_requested(runtime):
+    responses, closed = raw_exchange(runtime.port, b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert responses[0][0] == "HTTP/1.1 200 OK" and closed
+    request = b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+    responses, closed = raw_exchange(runtime.port, request * 2, responses=2)
+    assert responses[0][1]["connection"] == "keep-alive" and not closed
+
+
+def test_expect_100_continue(runtime):
+    with socket.create_connection((HOST, runtime.port), timeout=10) as sock:
+        sock.sendall(b"POST /invoke HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+        reader = sock.makefile("rb")
+        assert reader.readline() == b"HTTP/1.1 100 Continue\r\n" and reader.readline() == b"\r\n"
+        sock.sendall(b"{}")
+        status, _, body = read_response(reader)
+        assert status == "HTTP/1.1 200 OK" and json.loads(body)["count"] == 1
+
+
+def test_chunked_request_body_is_refused(runtime):
+    request = b"POST /invoke HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    responses, closed = raw_exchange(runtime.port, request)
+    status, headers, body = responses[0]
+    assert status == "HTTP/1.1 411 Length Required"
+    assert json.loads(body)["errorType"] == "LengthRequired" and "Content-Length" in json.loads(body)["errorMessage"]
+    assert headers["connection"] == "close" and closed
+    assert runtime.invoke({}).json()["count"] == 1  # the handler never ran
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", "431"),
+        (b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(150)) + b"\r\n", "431"),
+        (b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n", "431"),
+        (b"POST /invoke HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", "413"),
+        (b"POST /invoke HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}", "400"),
+        (b"POST /invoke HTTP/1.1\r\nContent-Length: -1\r\n\r\n", "400"),
+        (b"POST /invoke HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n{}", "400"),
+        (b"GET /healthz\r\n\r\n", "400"),
+        (b"GET /healthz HTTP/1.1\r\nBad Header: x\r\n\r\n", "400"),
+        (b"GET /healthz HTTP/1.1\r\nX-A: 1\r\n  folded\r\n\r\n", "400"),
+        (b"GET /healthz HTTP/2.0\r\n\r\n", "505"),
+        (b"POST /invoke HTTP/1.1\r\nX-Request-Id: a\rInjected: 1\r\nContent-Length: 2\r\n\r\n{}", "400"),
+    ],
+    ids=[
+        "big-header",
+        "many-headers",
+        "long-target",
+        "huge-body",
+        "conflicting-length",
+        "negative-length",
+        "non-ascii-digit-length",
+        "no-version",
+        "space-in-name",
+        "obs-fold",
+        "http2",
+        "bare-cr-in-value",
+    ],
+)
+def test_malformed_requests_are_refused_and_closed(runtime, request_bytes, status):
+    responses, closed = raw_exchange(runtime.port, request_bytes)
+    status_line, headers, body = responses[0]
+    assert status_line.split(" ")[1] == status
+    assert set(json.loads(body)) == {"errorType", "errorMessage"}
+    assert headers["connection"] == "close" and closed
+    assert runtime.get_json("/healthz")[0] == 200  # the server is fine
