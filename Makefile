@@ -4,14 +4,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: dev test test-fast controlplane deps crds bench e2e clean
+.PHONY: dev test test-fast controlplane tools deps crds bench e2e clean
 
 # Main job: the router on the embedded local backend, serving examples/ on 127.0.0.1:9000.
 dev: $(STAMP)
 	$(PY) -m lambdakube.cli dev examples/
 
 # Whole suite: unit, runtime, router, and cluster tests against a real kube-apiserver.
-test: $(STAMP) controlplane
+test: $(STAMP) controlplane tools
 	$(PY) -m pytest -q
 
 # Everything that needs no Kubernetes control plane.
@@ -22,6 +22,10 @@ test-fast: $(STAMP)
 # proxy; cached by version under ~/.cache/lambdakube, so only the first run builds.
 controlplane:
 	@bash hack/build-controlplane.sh >/dev/null
+
+# helm (and kind, for `make e2e`) from the Go module proxy, cached the same way.
+tools:
+	@bash hack/build-tools.sh >/dev/null
 
 deps: $(STAMP)
 

@@ -1,0 +1,183 @@
+{{/*
+Names. fullname is <release>-<chart> unless the release name already contains the chart
+name; each component appends -operator / -router.
+*/}}
+{{- define "lambdakube.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "lambdakube.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 54 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 54 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 54 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "lambdakube.operator.fullname" -}}
+{{- printf "%s-operator" (include "lambdakube.fullname" .) }}
+{{- end }}
+
+{{- define "lambdakube.router.fullname" -}}
+{{- printf "%s-router" (include "lambdakube.fullname" .) }}
+{{- end }}
+
+{{- define "lambdakube.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels common to every object. */}}
+{{- define "lambdakube.labels" -}}
+helm.sh/chart: {{ include "lambdakube.chart" . }}
+app.kubernetes.io/name: {{ include "lambdakube.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: lambdakube
+{{- end }}
+
+{{/* Selector labels of one component: include with (list $ "operator"). */}}
+{{- define "lambdakube.selectorLabels" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ include "lambdakube.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{- define "lambdakube.componentLabels" -}}
+{{ include "lambdakube.labels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{- define "lambdakube.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create }}
+{{- default (include "lambdakube.operator.fullname" .) .Values.operator.serviceAccount.name }}
+{{- else }}
+{{- required "operator.serviceAccount.name is required when operator.serviceAccount.create is false" .Values.operator.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "lambdakube.router.serviceAccountName" -}}
+{{- if .Values.router.serviceAccount.create }}
+{{- default (include "lambdakube.router.fullname" .) .Values.router.serviceAccount.name }}
+{{- else }}
+{{- required "router.serviceAccount.name is required when router.serviceAccount.create is false" .Values.router.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "lambdakube.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+The watched namespaces in namespaced mode, as a JSON list (fromJsonArray to use it):
+watch.namespaces, or the release namespace when that list is empty.
+*/}}
+{{- define "lambdakube.watchNamespaces" -}}
+{{- if .Values.watch.namespaces }}
+{{- .Values.watch.namespaces | uniq | toJson }}
+{{- else }}
+{{- list .Release.Namespace | toJson }}
+{{- end }}
+{{- end }}
+
+{{/*
+Watch-scope arguments: include with (list $ "--namespace"). The operator takes kopf's
+`--namespace` per namespace; the router already uses `--namespace` for the default
+namespace of plain function names, so its watch scope is `--watch-namespace`.
+*/}}
+{{- define "lambdakube.watchArgs" -}}
+{{- $root := index . 0 -}}
+{{- $flag := index . 1 -}}
+{{- $args := list -}}
+{{- if $root.Values.watch.allNamespaces -}}
+{{- $args = list "--all-namespaces" -}}
+{{- else -}}
+{{- range $ns := (include "lambdakube.watchNamespaces" $root | fromJsonArray) -}}
+{{- $args = append (append $args $flag) $ns -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $args -}}
+{{- end }}
+
+{{/*
+Least-privilege rules. The same rule lists back the ClusterRole (all namespaces) or the
+Role in each watched namespace, so the two modes can never drift apart.
+
+Operator: reconciles Functions (kopf patches them for its finalizer and progress
+annotations), writes their status, creates the namespace's ConcurrencyQuota, owns the
+provisioned pods and the inline-code ConfigMaps, and posts Events (kopf posts core
+v1 events; events.k8s.io is allowed for newer clients). kopf runs without peering, so
+there are no kopfpeerings rules.
+*/}}
+{{- define "lambdakube.operator.rules" -}}
+- apiGroups: ["lambdakube.dev"]
+  resources: ["functions"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["lambdakube.dev"]
+  resources: ["functions/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: ["lambdakube.dev"]
+  resources: ["concurrencyquotas"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["lambdakube.dev"]
+  resources: ["concurrencyquotas/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch", "create", "delete", "patch"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+Router: reads Functions and quotas, patches Function status (live pool counters),
+creates/deletes the on-demand environment pods (and patches them, e.g. labels), and
+posts Events. No ConfigMaps: the operator owns inline code.
+*/}}
+{{- define "lambdakube.router.rules" -}}
+- apiGroups: ["lambdakube.dev"]
+  resources: ["functions"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["lambdakube.dev"]
+  resources: ["functions/status"]
+  verbs: ["patch"]
+- apiGroups: ["lambdakube.dev"]
+  resources: ["concurrencyquotas"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["lambdakube.dev"]
+  resources: ["concurrencyquotas/status"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch", "create", "delete", "patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
+
+{{/* Environment shared by both workloads. */}}
+{{- define "lambdakube.commonEnv" -}}
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: PYTHONUNBUFFERED
+  value: "1"
+{{- end }}

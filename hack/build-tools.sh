@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Build the chart and e2e tools -- helm and kind -- from the Go module proxy, each cached
+# under a directory keyed by its version, so a second run builds nothing:
+#
+#   ~/.cache/lambdakube/tools/helm-<version>/bin/helm
+#   ~/.cache/lambdakube/tools/kind-<version>/bin/kind
+#   ~/.cache/lambdakube/tools/bin/{helm,kind}      (symlinks to the above: one dir for PATH)
+#
+# Neither module has `replace` directives, so plain `go install pkg@version` works (no
+# wrapper module as in hack/build-controlplane.sh). helm gets the same version ldflags
+# as its own Makefile, so `helm version` and the default .Capabilities.KubeVersion are
+# right instead of "v3.x" / the Go module's compiled-in guess.
+#
+# Usage: hack/build-tools.sh [helm|kind ...]   -> prints the bin directory on stdout
+#   HELM_VERSION, KIND_VERSION override the pinned versions; LAMBDAKUBE_CACHE the root.
+set -euo pipefail
+
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+KIND_VERSION="${KIND_VERSION:-v0.33.0}"
+CACHE_ROOT="${LAMBDAKUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lambdakube}"
+TOOLS="$CACHE_ROOT/tools"
+LINK_DIR="$TOOLS/bin"
+
+log() { echo "[build-tools] $*" >&2; }
+
+want=("$@")
+[ ${#want[@]} -gt 0 ] || want=(helm kind)
+
+version_of() {
+  case "$1" in
+    helm) echo "$HELM_VERSION" ;;
+    kind) echo "$KIND_VERSION" ;;
+    *) log "unknown tool: $1 (helm, kind)"; exit 2 ;;
+  esac
+}
+
+bin_dir_of() { echo "$TOOLS/$1-$(version_of "$1")/bin"; }
+
+build_helm() {
+  local out="$1" start=$SECONDS work
+  work="$(mktemp -d)"
+  # Resolve helm's own client-go version, as helm's Makefile does, for the default
+  # Kubernetes version `helm template`/`helm lint` assume (client-go v0.N -> 1.N).
+  local mod_dir client_go major minor
+  mod_dir="$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')"
+  client_go="$(sed -n 's/^\s*k8s.io\/client-go v\([0-9.]*\).*/\1/p' "$mod_dir/go.mod" | head -1)"
+  major=$(( ${client_go%%.*} + 1 )); minor="$(echo "$client_go" | cut -d. -f2)"
+  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  ld+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  ld+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$major"
+  ld+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+  ld+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$major"
+  ld+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
+  log "building helm $HELM_VERSION (client-go v$client_go)"
+  GOBIN="$work" go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
+  mkdir -p "$out" && mv -f "$work/helm" "$out/helm" && rm -rf "$work"
+  log "helm built in $((SECONDS - start)) s"
+}
+
+build_kind() {
+  local out="$1" start=$SECONDS work
+  work="$(mktemp -d)"
+  log "building kind $KIND_VERSION"
+  GOBIN="$work" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@$KIND_VERSION" >&2
+  mkdir -p "$out" && mv -f "$work/kind" "$out/kind" && rm -rf "$work"
+  log "kind built in $((SECONDS - start)) s"
+}
+
+mkdir -p "$LINK_DIR"
+for tool in "${want[@]}"; do
+  dir="$(bin_dir_of "$tool")"
+  if [ ! -x "$dir/$tool" ]; then
+    command -v go >/dev/null || { log "go is required (https://go.dev) to build $tool"; exit 1; }
+    export CGO_ENABLED=0
+    "build_$tool" "$dir"
+  fi
+  # Moved into place only after a successful build, so a half-built cache never looks
+  # complete; the link dir always points at the pinned versions.
+  ln -sfn "$dir/$tool" "$LINK_DIR/$tool"
+done
+echo "$LINK_DIR"

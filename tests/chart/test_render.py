@@ -1,0 +1,224 @@
+"""The chart renders, lints clean, and says what the design says: one operator replica
+with Recreate, the router's command and state volume, least-privilege rules, security
+context, probes, and every optional piece switched by its value. No cluster needed."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+
+from lambdakube.models import DEFAULT_RUNTIME_IMAGE
+from tests.chart.conftest import CHART
+
+NON_DEFAULT = {
+    "watch": {"allNamespaces": False, "namespaces": ["team-a", "team-b"]},
+    "router": {"persistence": {"enabled": True, "storageClass": "fast", "size": "5Gi"}},
+    "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    "quota": {"namespace": "team-a", "concurrentExecutions": 50, "minimumUnreserved": 10},
+    "image": {"repository": "registry.example/lk", "tag": "dev", "pullPolicy": "Always"},
+}
+
+# What each component may do, straight from the design (group, resource) -> verbs.
+OPERATOR_RULES = {
+    ("lambdakube.dev", "functions"): {"get", "list", "watch", "patch", "update"},
+    ("lambdakube.dev", "functions/status"): {"get", "patch", "update"},
+    ("lambdakube.dev", "concurrencyquotas"): {"get", "list", "watch", "create", "patch"},
+    ("lambdakube.dev", "concurrencyquotas/status"): {"get", "patch", "update"},
+    ("", "pods"): {"get", "list", "watch", "create", "delete", "patch"},
+    ("", "configmaps"): {"get", "list", "watch", "create", "update", "patch", "delete"},
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+}
+ROUTER_RULES = {
+    ("lambdakube.dev", "functions"): {"get", "list", "watch"},
+    ("lambdakube.dev", "functions/status"): {"patch"},
+    ("lambdakube.dev", "concurrencyquotas"): {"get", "list", "watch"},
+    ("lambdakube.dev", "concurrencyquotas/status"): {"get"},
+    ("", "pods"): {"get", "list", "watch", "create", "delete", "patch"},
+    ("", "events"): {"create"},
+}
+
+
+def rule_map(role: dict) -> dict:
+    got: dict = {}
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+        assert "resourceNames" not in rule and "nonResourceURLs" not in rule, rule
+        for group in rule["apiGroups"]:
+            for res in rule["resources"]:
+                got.setdefault((group, res), set()).update(rule["verbs"])
+    return got
+
+
+def container(deploy: dict) -> dict:
+    (c,) = deploy["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def test_lint_clean(helm, tmp_path):
+    values = tmp_path / "non-default.yaml"
+    values.write_text(yaml.safe_dump(NON_DEFAULT))
+    for extra in ([], ["--values", str(values)]):
+        out = subprocess.run([str(helm), "lint", "--strict", str(CHART), *extra],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "[WARNING]" not in out.stdout and "[ERROR]" not in out.stdout, out.stdout
+
+
+def test_defaults(render):
+    r = render()
+    assert r.kinds() == sorted([
+        "ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole",
+        "ClusterRoleBinding", "ClusterRoleBinding", "Deployment", "Deployment",
+        "Service", "Service", "ConcurrencyQuota",
+    ])
+    for obj in r:
+        if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            assert obj["metadata"]["namespace"] == "lambdakube-system", obj["metadata"]
+
+    op = r.one("Deployment", "lk-lambdakube-operator")
+    assert op["spec"]["replicas"] == 1
+    assert op["spec"]["strategy"] == {"type": "Recreate"}
+    c = container(op)
+    assert c["image"] == "lambdakube/lambdakube:0.1.0"
+    assert c["imagePullPolicy"] == "IfNotPresent"
+    assert [*c["command"], *c["args"]] == [
+        "lambdakube-operator", "--all-namespaces", "--metrics-port", "9102",
+        "--liveness-port", "8080", "--runtime-image", DEFAULT_RUNTIME_IMAGE,
+        "--log-level", "INFO",
+    ]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": 9102, "liveness": 8080}
+
+    router = r.one("Deployment", "lk-lambdakube-router")
+    c = container(router)
+    assert [*c["command"], *c["args"]] == [
+        "lambdakube-router", "--backend", "kubernetes", "--host", "0.0.0.0", "--port", "9000",
+        "--state-dir", "/var/lib/lambdakube", "--runtime-image", DEFAULT_RUNTIME_IMAGE,
+        "--log-level", "INFO",
+    ]
+    assert c["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    volumes = {v["name"]: v for v in router["spec"]["template"]["spec"]["volumes"]}
+    assert "emptyDir" in volumes["state"] and "emptyDir" in volumes["tmp"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts == {"state": "/var/lib/lambdakube", "tmp": "/tmp"}
+
+    svc = r.one("Service", "lk-lambdakube-router")
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 9000, "targetPort": "http", "protocol": "TCP"}]
+    assert svc["spec"]["selector"] == router["spec"]["selector"]["matchLabels"]
+    assert r.one("Service", "lk-lambdakube-operator-metrics")["spec"]["selector"] == \
+        op["spec"]["selector"]["matchLabels"]
+
+    quota = r.one("ConcurrencyQuota", "default")
+    assert quota["spec"]["concurrentExecutions"] == 1000
+    assert quota["spec"]["minimumUnreserved"] == 100
+
+
+@pytest.mark.parametrize("component", ["operator", "router"])
+def test_security_context(render, component):
+    deploy = render().one("Deployment", f"lk-lambdakube-{component}")
+    pod = deploy["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    sc = container(deploy)["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    tmp = [m for m in container(deploy)["volumeMounts"] if m["mountPath"] == "/tmp"]
+    assert tmp and any(v["name"] == tmp[0]["name"] and "emptyDir" in v for v in pod["volumes"])
+    assert pod["serviceAccountName"] == f"lk-lambdakube-{component}"
+    assert container(deploy)["resources"]["requests"]
+
+
+def test_rbac_cluster_wide_is_least_privilege(render):
+    r = render()
+    assert rule_map(r.one("ClusterRole", "lk-lambdakube-operator")) == OPERATOR_RULES
+    assert rule_map(r.one("ClusterRole", "lk-lambdakube-router")) == ROUTER_RULES
+    for comp in ("operator", "router"):
+        binding = r.one("ClusterRoleBinding", f"lk-lambdakube-{comp}")
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
+                                      "kind": "ClusterRole", "name": f"lk-lambdakube-{comp}"}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"lk-lambdakube-{comp}",
+                                        "namespace": "lambdakube-system"}]
+
+
+def test_non_default_values(render):
+    r = render(values=NON_DEFAULT)
+    assert not r.of("ClusterRole") and not r.of("ClusterRoleBinding")
+    roles = r.of("Role")
+    assert sorted((o["metadata"]["namespace"], o["metadata"]["name"]) for o in roles) == [
+        ("team-a", "lk-lambdakube-operator"), ("team-a", "lk-lambdakube-router"),
+        ("team-b", "lk-lambdakube-operator"), ("team-b", "lk-lambdakube-router"),
+    ]
+    for role in roles:
+        expected = OPERATOR_RULES if role["metadata"]["name"].endswith("operator") else ROUTER_RULES
+        assert rule_map(role) == expected
+    for b in r.of("RoleBinding"):
+        assert b["roleRef"]["kind"] == "Role"
+        assert b["subjects"][0]["namespace"] == "lambdakube-system"
+
+    op = container(r.one("Deployment", "lk-lambdakube-operator"))
+    assert op["args"][:4] == ["--namespace", "team-a", "--namespace", "team-b"]
+    assert "--all-namespaces" not in op["args"]
+    assert op["image"] == "registry.example/lk:dev" and op["imagePullPolicy"] == "Always"
+    router = r.one("Deployment", "lk-lambdakube-router")
+    args = container(router)["args"]
+    assert args[args.index("--watch-namespace"):] == [
+        "--watch-namespace", "team-a", "--watch-namespace", "team-b", "--namespace", "team-a"]
+
+    pvc = r.one("PersistentVolumeClaim", "lk-lambdakube-router-state")
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert pvc["spec"]["storageClassName"] == "fast"
+    state = [v for v in router["spec"]["template"]["spec"]["volumes"] if v["name"] == "state"]
+    assert state == [{"name": "state", "persistentVolumeClaim": {"claimName": pvc["metadata"]["name"]}}]
+    assert router["spec"]["strategy"] == {"type": "Recreate"}
+
+    sm = r.one("ServiceMonitor")
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    assert {e["port"] for e in sm["spec"]["endpoints"]} == {"http", "metrics"}
+    quota = r.one("ConcurrencyQuota", "default")
+    assert quota["metadata"]["namespace"] == "team-a"
+    assert quota["spec"]["concurrentExecutions"] == 50 and quota["spec"]["minimumUnreserved"] == 10
+
+
+def test_optional_pieces_switch_off(render):
+    r = render(set_=["quota.create=false", "router.persistence.enabled=true",
+                     "router.persistence.existingClaim=mine",
+                     "watch.allNamespaces=false"])
+    assert not r.of("ConcurrencyQuota") and not r.of("PersistentVolumeClaim")
+    assert not r.of("ServiceMonitor")
+    router = r.one("Deployment", "lk-lambdakube-router")
+    state = [v for v in router["spec"]["template"]["spec"]["volumes"] if v["name"] == "state"]
+    assert state[0]["persistentVolumeClaim"] == {"claimName": "mine"}
+    # namespaced mode without a list: the release namespace only
+    assert {o["metadata"]["namespace"] for o in r.of("Role")} == {"lambdakube-system"}
+
+
+def test_serviceaccounts_can_be_external(render):
+    r = render(set_=["operator.serviceAccount.create=false", "operator.serviceAccount.name=op-sa",
+                     "router.serviceAccount.create=false", "router.serviceAccount.name=rt-sa"])
+    assert not r.of("ServiceAccount")
+    assert r.one("ClusterRoleBinding", "lk-lambdakube-operator")["subjects"][0]["name"] == "op-sa"
+    assert r.one("Deployment", "lk-lambdakube-router")["spec"]["template"]["spec"][
+        "serviceAccountName"] == "rt-sa"
+
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["quota.concurrentExecutions=0"], "minimum: got 0, want 1"),
+    (["quota.minimumUnreserved=200", "quota.concurrentExecutions=100"],
+     "minimumUnreserved must not exceed"),
+    (["watch.namespaces={Not_A_Namespace}"], "does not match pattern"),
+    (["image.pullPolicy=Sometimes"], "pullPolicy"),
+])
+def test_bad_values_are_refused(helm, bad, message):
+    cmd = [str(helm), "template", "lk", str(CHART)]
+    for s in bad:
+        cmd += ["--set", s]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 and message in out.stderr, out.stderr
