@@ -21,6 +21,39 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dev(args: argparse.Namespace) -> int:
+    """Run the router with the local backend (functions as local processes) on loopback."""
+    import logging
+    import tempfile
+    from pathlib import Path
+
+    from lambdakube_router.__main__ import run
+    from lambdakube_router.app import RouterConfig
+
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        print(f"error: {directory}: not a directory of Function manifests", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    state_dir = args.state_dir or tempfile.mkdtemp(prefix="lambdakube-dev-")
+
+    def ready(host: str, port: int) -> None:
+        from lambdakube_router.registry import load_directory
+
+        names = sorted(name for _, name in load_directory(directory, args.namespace).functions)
+        example = "hello" if "hello" in names else (names[0] if names else "FUNCTION")
+        print(f"lambdakube dev: {len(names)} function(s) from {directory}: {', '.join(names)}")
+        print(f"async queue state: {state_dir}")
+        print("try:")
+        print(f"  curl -s -XPOST {host}:{port}/2015-03-31/functions/{example}/invocations"
+              " -d '{\"name\":\"x\"}'", flush=True)
+
+    config = RouterConfig(functions_dir=directory, backend="local", host=args.host, port=args.port,
+                          state_dir=state_dir, namespace=args.namespace)
+    return run(config, on_ready=ready)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lambdakube", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,6 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     crds = sub.add_parser("crds", help="write crds/*.yaml from the pydantic models")
     crds.add_argument("--check", action="store_true", help="fail if crds/ is out of date")
     crds.set_defaults(run=_crds)
+
+    dev = sub.add_parser("dev", help="run the router locally (functions as local processes)")
+    dev.add_argument("directory", nargs="?", default="examples/",
+                     help="directory of Function manifests (default: examples/)")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=9000)
+    dev.add_argument("--namespace", default="default")
+    dev.add_argument("--state-dir", help="async queue state (default: a new temporary directory)")
+    dev.add_argument("--log-level", default="WARNING")
+    dev.set_defaults(run=_dev)
 
     args = parser.parse_args(argv)
     return args.run(args)

@@ -1,0 +1,279 @@
+"""Router overhead: warm invokes straight to a runtime vs through the router (local backend).
+
+    python bench/router_overhead.py [--requests 2000] [--clients 8] [--throughput-requests 10000]
+
+What it does, in one run, all on 127.0.0.1:
+1. starts one runtime process directly (``python -m lambdakube_runtime --port 0``) and a
+   router process (``python -m lambdakube_router --backend local --port 0``) serving the
+   same trivial function;
+2. warms both up, then measures sequential warm-invoke latency (p50/p99) direct and via
+   the router, with the same client, and prints the difference (the router's overhead);
+3. measures throughput through the router with ``--clients`` concurrent clients (the
+   router gives each its own warm environment), bounded by ``--throughput-requests``
+   and ``--max-seconds``.
+
+The client runs in this process (uvloop if installed), so on a small machine it shares
+the CPU with the router and the runtimes; the numbers are end-to-end, not the router's
+CPU cost alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+HANDLER = "def handler(event, context):\n    return {\"ok\": True, \"echo\": event.get(\"i\")}\n"
+MANIFEST = f"""
+apiVersion: lambdakube.dev/v1alpha1
+kind: Function
+metadata: {{name: bench}}
+spec:
+  handler: index.handler
+  timeoutSeconds: 10
+  idleTimeoutSeconds: 3600
+  code:
+    inline:
+      source: |
+{textwrap.indent(HANDLER, " " * 8)}
+"""
+PAYLOAD = json.dumps({"i": 1, "data": "x" * 64}).encode()
+
+
+def _env() -> dict:
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in (".", "router", "runtime-image")),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def start_runtime() -> tuple[subprocess.Popen, int]:
+    env = _env()
+    env.update(LAMBDAKUBE_HANDLER="index.handler", LAMBDAKUBE_INLINE_CODE=HANDLER,
+               LAMBDAKUBE_FUNCTION_NAME="bench", LAMBDAKUBE_TIMEOUT_SECONDS="10",
+               LAMBDAKUBE_ENV_ID="direct")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lambdakube_runtime", "--host", "127.0.0.1", "--port", "0"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    line = proc.stdout.readline().decode()
+    assert line.startswith("LAMBDAKUBE_LISTENING port="), line
+    # keep draining the runtime's per-invocation log lines
+    import threading
+
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+    return proc, int(line.split("=")[1])
+
+
+BASELINE_SERVER = """
+import sys
+from aiohttp import web
+try:
+    import uvloop; uvloop.install()
+except ImportError:
+    pass
+async def h(request):
+    await request.read()
+    return web.Response(body=b'{"ok":true}', content_type="application/json")
+app = web.Application(); app.router.add_post("/x", h)
+def ready(*a, **k):
+    print("LISTENING", flush=True)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=ready)
+"""
+
+
+def start_baseline() -> tuple[subprocess.Popen, int]:
+    """A bare aiohttp hello-world server: the floor any aiohttp-based router pays."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-c", BASELINE_SERVER, str(port)], env=_env(),
+                            stdout=subprocess.PIPE)
+    proc.stdout.readline()
+    return proc, port
+
+
+def start_router(functions: Path, state: Path, uvloop: bool) -> tuple[subprocess.Popen, int]:
+    cmd = [sys.executable, "-m", "lambdakube_router", "--functions", str(functions),
+           "--backend", "local", "--host", "127.0.0.1", "--port", "0",
+           "--state-dir", str(state), "--log-level", "WARNING"]
+    if not uvloop:
+        cmd.append("--no-uvloop")
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=sys.stderr)
+    line = proc.stdout.readline().decode()
+    assert line.startswith("LAMBDAKUBE_ROUTER_LISTENING "), line
+    return proc, int(line.rsplit(":", 1)[1])
+
+
+async def sequential(session: aiohttp.ClientSession, url: str, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        async with session.post(url, data=PAYLOAD) as resp:
+            await resp.read()
+            assert resp.status == 200, resp.status
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+async def throughput(session: aiohttp.ClientSession, url: str, clients: int, total: int,
+                     max_seconds: float) -> tuple[int, float, dict]:
+    remaining = total
+    statuses: dict[int, int] = {}
+    deadline = time.perf_counter() + max_seconds
+
+    async def client():
+        nonlocal remaining
+        while remaining > 0 and time.perf_counter() < deadline:
+            remaining -= 1
+            async with session.post(url, data=PAYLOAD) as resp:
+                await resp.read()
+                statuses[resp.status] = statuses.get(resp.status, 0) + 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.perf_counter() - t0
+    return sum(statuses.values()), elapsed, statuses
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def user_system(pid: int) -> tuple[float, float]:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
+
+
+def cpu_snapshot(router_pid: int) -> tuple[float, float, float]:
+    """(router, its environments, this client) CPU seconds so far."""
+    envs = sum(cpu_seconds(c) for c in children(router_pid))
+    return cpu_seconds(router_pid), envs, time.process_time()
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] * 1000
+
+
+async def run(args) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="lambdakube-bench-"))
+    (tmp / "fns").mkdir()
+    (tmp / "fns" / "bench.yaml").write_text(MANIFEST)
+    runtime, rport = start_runtime()
+    baseline, bport = start_baseline()
+    router, port = start_router(tmp / "fns", tmp / "state", not args.no_uvloop)
+    direct_url = f"http://127.0.0.1:{rport}/invoke"
+    router_url = f"http://127.0.0.1:{port}/2015-03-31/functions/bench/invocations"
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+            await sequential(s, direct_url, args.warmup)
+            await sequential(s, router_url, args.warmup)
+            # interleave the two series in chunks so background noise hits both alike
+            direct, routed = [], []
+            chunk = max(1, args.requests // 10)
+            for _ in range(10):
+                direct += await sequential(s, direct_url, chunk)
+                routed += await sequential(s, router_url, chunk)
+            # warm one environment per client, then measure
+            await throughput(s, router_url, args.clients, args.clients * 20, 30)
+            cpu0 = cpu_snapshot(router.pid)
+            us0 = user_system(router.pid)
+            n, elapsed, statuses = await throughput(
+                s, router_url, args.clients, args.throughput_requests, args.max_seconds)
+            cpu1 = cpu_snapshot(router.pid)
+            us1 = user_system(router.pid)
+            n1, elapsed1, _ = await throughput(s, direct_url, 1, args.throughput_requests // 4,
+                                               args.max_seconds)
+            base_url = f"http://127.0.0.1:{bport}/x"
+            await throughput(s, base_url, args.clients, 200, 30)
+            b0 = cpu_seconds(baseline.pid)
+            nb, elapsed_b, _ = await throughput(s, base_url, args.clients, args.throughput_requests,
+                                                args.max_seconds)
+            base_cpu = (cpu_seconds(baseline.pid) - b0) / nb * 1e6
+        d50, d99 = pct(direct, 50), pct(direct, 99)
+        r50, r99 = pct(routed, 50), pct(routed, 99)
+        print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
+              f"router loop: {'asyncio' if args.no_uvloop else 'uvloop (if installed)'}")
+        print(f"sequential warm invokes ({len(direct)} each):")
+        print(f"  direct to runtime : p50 {d50:7.3f} ms   p99 {d99:7.3f} ms   mean {statistics.mean(direct)*1000:7.3f} ms")
+        print(f"  through router    : p50 {r50:7.3f} ms   p99 {r99:7.3f} ms   mean {statistics.mean(routed)*1000:7.3f} ms")
+        print(f"  router overhead   : p50 {r50 - d50:+7.3f} ms   p99 {r99 - d99:+7.3f} ms"
+              f"   (ratio p50 {r50 / d50:.2f}x, p99 {r99 / d99:.2f}x)")
+        print(f"throughput through router, {args.clients} concurrent clients: "
+              f"{n / elapsed:8.0f} invokes/s ({n} in {elapsed:.2f} s, statuses {statuses})")
+        r_cpu, e_cpu, c_cpu = ((b - a) / n * 1e6 for a, b in zip(cpu0, cpu1))
+        print(f"  CPU per invoke: router {r_cpu:6.0f} us, environments {e_cpu:6.0f} us, "
+              f"benchmark client {c_cpu:6.0f} us  -> the router alone could serve "
+              f"~{1e6 / r_cpu:,.0f} invokes/s per core" if r_cpu else "  CPU: n/a")
+        print(f"  baseline: a bare aiohttp hello-world server costs {base_cpu:.0f} us CPU per"
+              f" request on this machine right now ({nb / elapsed_b:.0f} req/s, {args.clients} clients)")
+        print(f"  router CPU split: user {(us1[0] - us0[0]) / n * 1e6:.0f} us,"
+              f" system {(us1[1] - us0[1]) / n * 1e6:.0f} us per invoke")
+        print(f"throughput direct, 1 client (a runtime serves one at a time): "
+              f"{n1 / elapsed1:8.0f} invokes/s  (router/direct ratio {(n / elapsed) / (n1 / elapsed1):.2f}x)")
+    finally:
+        router.terminate()
+        runtime.terminate()
+        baseline.terminate()
+        baseline.wait(timeout=15)
+        shutil.rmtree(tmp, ignore_errors=True)
+        router.wait(timeout=15)
+        runtime.wait(timeout=15)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--requests", type=int, default=2000, help="sequential requests per target")
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--throughput-requests", type=int, default=10000)
+    p.add_argument("--max-seconds", type=float, default=20.0)
+    p.add_argument("--no-uvloop", action="store_true", help="router and client on plain asyncio")
+    args = p.parse_args()
+    if not args.no_uvloop:
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:
+            pass
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

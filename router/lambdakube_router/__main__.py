@@ -1,0 +1,114 @@
+"""``lambdakube-router``: run the router (local processes or Kubernetes pods as environments).
+
+    lambdakube-router --functions examples/ --backend local --port 9000
+
+Prints ``LAMBDAKUBE_ROUTER_LISTENING http://HOST:PORT`` once serving (with ``--port 0``
+the real port), then runs until SIGINT/SIGTERM. No access log: the hot path logs nothing
+at INFO.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+
+from aiohttp import web
+
+from lambdakube_router.app import RouterConfig, init_app
+from lambdakube_router.registry import ManifestError
+
+log = logging.getLogger("lambdakube_router")
+
+
+def build_parser(prog: str = "lambdakube-router") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Lambda-style invocation router")
+    p.add_argument("--functions", metavar="DIR",
+                   help="directory of Function/ConcurrencyQuota manifests (local registry);"
+                        " without it, Function objects are watched through the Kubernetes API")
+    p.add_argument("--watch-namespace", default=None,
+                   help="Kubernetes registry: only this namespace (default: all namespaces)")
+    p.add_argument("--backend", choices=("local", "kubernetes"), default="local",
+                   help="where environments run (default: local processes)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9000)
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="durable async queue location (default ~/.local/state/lambdakube)")
+    p.add_argument("--namespace", default="default",
+                   help="namespace of manifests without one, and of plain function names")
+    p.add_argument("--kubeconfig", help="kubernetes backend: kubeconfig (default: in-cluster/~/.kube)")
+    p.add_argument("--runtime-image", help="kubernetes backend: image for inline-code functions")
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> RouterConfig:
+    source = None
+    if not args.functions:
+        from lambdakube_router.sources import KubernetesSource  # noqa: PLC0415
+
+        source = KubernetesSource(kubeconfig=args.kubeconfig, namespace=args.watch_namespace)
+    return RouterConfig(
+        source=source,
+        functions_dir=args.functions,
+        backend=args.backend,
+        host=args.host,
+        port=args.port,
+        state_dir=args.state_dir,
+        namespace=args.namespace,
+        kubeconfig=args.kubeconfig,
+        runtime_image=args.runtime_image,
+    )
+
+
+async def serve(config: RouterConfig, on_ready: Callable[[str, int], None] | None = None) -> None:
+    app = await init_app(config)  # ManifestError before binding
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port, backlog=1024)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # real port with --port 0
+        print(f"LAMBDAKUBE_ROUTER_LISTENING http://{config.host}:{port}", flush=True)
+        if on_ready:
+            on_ready(config.host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+
+
+def run(config: RouterConfig, *, use_uvloop: bool = True,
+        on_ready: Callable[[str, int], None] | None = None) -> int:
+    if use_uvloop:
+        try:
+            import uvloop  # noqa: PLC0415
+
+            uvloop.install()
+        except ImportError:
+            pass
+    try:
+        asyncio.run(serve(config, on_ready))
+    except ManifestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(config_from_args(args), use_uvloop=not args.no_uvloop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""aiohttp app factory: ``init_app(config)`` wires registry, pools, async queue, metrics.
+
+Why everything starts in one ``cleanup_ctx``: startup and shutdown happen in one place
+and in mirrored order (store opened before the dispatcher runs, pools closed before the
+backend), and tests get a fully working router from ``aiohttp_client(await init_app(c))``.
+Manifests are loaded inside ``init_app`` itself, so an invalid one fails before the
+server binds (``lambdakube dev`` refuses to start).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from lambdakube_router import introspection, invoke_api, keys
+from lambdakube_router.asyncq.dispatcher import Dispatcher
+from lambdakube_router.asyncq.policy import RetryPolicy
+from lambdakube_router.asyncq.store import AsyncStore, default_state_dir
+from lambdakube_router.backends.base import Backend
+from lambdakube_router.engine import Engine, EngineSettings
+from lambdakube_router.metrics import Metrics
+from lambdakube_router.registry import Snapshot
+from lambdakube_router.sources import DirectorySource, Source, StaticSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RouterConfig:
+    #: A directory of Function/ConcurrencyQuota manifests (local mode) ...
+    functions_dir: str | Path | None = None
+    #: ... or a ready snapshot (tests), or any Source (kubernetes watch).
+    snapshot: Snapshot | None = None
+    source: Source | None = None
+    #: "local", "kubernetes", or a Backend instance.
+    backend: str | Backend = "local"
+    namespace: str = "default"
+    host: str = "127.0.0.1"
+    port: int = 9000
+    #: Durable async queue location; None: ~/.local/state/lambdakube.
+    state_dir: str | Path | None = None
+    invoke_grace_seconds: float = 2.0
+    init_timeout_seconds: float = 30.0
+    reap_interval_seconds: float = 1.0
+    watch_interval_seconds: float | None = 2.0
+    async_retry: RetryPolicy = field(default_factory=RetryPolicy)
+    async_concurrency: int = 64
+    async_poll_interval: float = 1.0
+    sqlite_synchronous: str = "FULL"
+    clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
+    #: kubernetes backend
+    kubeconfig: str | None = None
+    runtime_image: str | None = None
+
+
+def _make_source(config: RouterConfig) -> Source:
+    if config.source is not None:
+        return config.source
+    if config.snapshot is not None:
+        return StaticSource(config.snapshot)
+    if config.functions_dir is not None:
+        return DirectorySource(config.functions_dir, config.namespace, config.watch_interval_seconds)
+    return StaticSource(Snapshot())
+
+
+def _make_backend(config: RouterConfig, session: aiohttp.ClientSession) -> Backend:
+    if not isinstance(config.backend, str):
+        return config.backend
+    if config.backend == "local":
+        from lambdakube_router.backends.local import LocalBackend
+
+        return LocalBackend(session=session)
+    if config.backend == "kubernetes":
+        from lambdakube_router.backends.kubernetes import KubernetesBackend
+
+        kw = {"image": config.runtime_image} if config.runtime_image else {}
+        return KubernetesBackend(kubeconfig=config.kubeconfig, **kw)
+    raise ValueError(f"unknown backend {config.backend!r} (local or kubernetes)")
+
+
+async def init_app(config: RouterConfig) -> web.Application:
+    source = _make_source(config)
+    initial = await source.initial()  # ManifestError: refuse to start
+
+    app = web.Application(client_max_size=invoke_api.MAX_SYNC_PAYLOAD + 1024 * 1024)
+    settings = EngineSettings(
+        invoke_grace_seconds=config.invoke_grace_seconds,
+        init_timeout_seconds=config.init_timeout_seconds,
+        reap_interval_seconds=config.reap_interval_seconds,
+        clock=config.clock,
+        wall_clock=config.wall_clock,
+    )
+    app[keys.CONFIG] = config
+    app[keys.SETTINGS] = settings
+    app[keys.METRICS] = Metrics()
+    app[keys.SOURCE] = source
+
+    async def lifecycle(app: web.Application):
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        state_dir = Path(config.state_dir) if config.state_dir else default_state_dir()
+        store = AsyncStore(state_dir, synchronous=config.sqlite_synchronous)
+        engine = Engine(_make_backend(config, session), app[keys.METRICS], settings)
+        dispatcher = Dispatcher(store, engine, retry=config.async_retry,
+                                concurrency=config.async_concurrency,
+                                poll_interval=config.async_poll_interval,
+                                wall_clock=config.wall_clock)
+        app[keys.ENGINE] = engine
+        app[keys.STORE] = store
+        app[keys.DISPATCHER] = dispatcher
+        app[keys.METRICS].attach_state(engine.state_rows, engine.namespace_rows,
+                                       lambda: dict(store.depth))
+        watcher = None
+        try:
+            await store.open()
+            engine.apply(initial)
+            engine.start_background()
+            dispatcher.start()
+            watcher = asyncio.get_running_loop().create_task(source.run(engine.apply))
+            log.info("router ready: %d functions, state in %s", len(engine.functions), state_dir)
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await watcher
+            await dispatcher.close()
+            await engine.close()
+            await store.close()
+            await session.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post("/2015-03-31/functions/{FunctionName}/invocations", invoke_api.invoke)
+    introspection.add_routes(app)
+    return app
+
+
+def temp_state_dir() -> str:
+    return tempfile.mkdtemp(prefix="lambdakube-router-")

@@ -1,0 +1,1 @@
+"""Durable async (``Event``) invocations: SQLite store, Lambda retry policy, dispatcher."""

@@ -1,0 +1,252 @@
+"""Delivers stored async events through the same path as synchronous invocations.
+
+Why a lease column instead of an in-memory "in flight" set alone: the query for due
+events and the "next wake-up" time then never see events being delivered, so the loop
+cannot spin on them, and a router that crashes mid-delivery leaves leases that the next
+router (same state dir) voids on open: the event is delivered again (at-least-once),
+never dropped.
+
+The loop sleeps until the earliest ``next_attempt_at`` or until ``notify()`` (new event,
+a delivery finished); the wake event is cleared *before* querying, so a notification that
+races with the query is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from lambdakube.models import AsyncConfig, Destination
+from lambdakube_router.asyncq import policy
+from lambdakube_router.asyncq.store import AsyncStore, NewEvent, QueueMessage, StoredEvent
+from lambdakube_router.engine import FUNCTION_ERROR, SUCCESS, Engine, InvokeResult
+
+log = logging.getLogger(__name__)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _json_or_text(body: bytes | None):
+    if body is None:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace")
+
+
+def destination_record(ev: StoredEvent, condition: str, *, invocations: int, now: float,
+                       status: int | None, function_error: str | None,
+                       response: bytes | None) -> dict:
+    """Lambda's invocation record for onSuccess/onFailure destinations."""
+    arn = f"lambdakube:{ev.namespace}:function:{ev.function}"
+    response_context: dict = {"statusCode": status if status is not None else 200,
+                              "executedVersion": "$LATEST"}
+    if function_error:
+        response_context["functionError"] = function_error
+    record = {
+        "version": "1.0",
+        "timestamp": _iso(now),
+        "requestContext": {
+            "requestId": ev.id,
+            "functionArn": arn,
+            "condition": condition,
+            "approximateInvokeCount": invocations,
+        },
+        "requestPayload": _json_or_text(ev.payload),
+        "responseContext": response_context,
+    }
+    if response is not None:
+        record["responsePayload"] = _json_or_text(response)
+    return record
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: AsyncStore,
+        engine: Engine,
+        *,
+        retry: policy.RetryPolicy | None = None,
+        concurrency: int = 64,
+        poll_interval: float = 1.0,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.retry = retry or policy.RetryPolicy()
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self.wall_clock = wall_clock
+        self._wake = asyncio.Event()
+        self._inflight: set[asyncio.Task] = set()
+        self._task: asyncio.Task | None = None
+        self.delivered = 0
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for t in list(self._inflight):
+            t.cancel()
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def enqueue(self, ev: NewEvent) -> None:
+        await self.store.enqueue(ev)
+        self.notify()
+
+    # -- loop --------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                free = self.concurrency - len(self._inflight)
+                leased = await self.store.lease_due(self.wall_clock(), free)
+                for ev in leased:
+                    task = asyncio.get_running_loop().create_task(self._deliver(ev))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._done)
+                if free - len(leased) <= 0:
+                    timeout = self.poll_interval  # woken when a slot frees up
+                else:
+                    nxt = await self.store.next_due_at()
+                    timeout = self.poll_interval if nxt is None else min(
+                        self.poll_interval, max(0.001, nxt - self.wall_clock()))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("async dispatcher loop failed; retrying")
+                timeout = self.poll_interval
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._inflight.discard(task)
+        self.notify()
+
+    # -- one event ---------------------------------------------------------------------
+
+    def _async_config(self, ev: StoredEvent) -> AsyncConfig | None:
+        state = self.engine.get(ev.namespace, ev.function)
+        return state.spec.async_ if state is not None else None
+
+    async def _deliver(self, ev: StoredEvent) -> None:
+        try:
+            await self._attempt(ev)
+        except asyncio.CancelledError:
+            raise  # the lease is voided when the store is reopened: redelivered
+        except Exception as exc:
+            log.exception("async event %s: delivery failed", ev.id)
+            try:
+                await self.store.reschedule(
+                    ev, next_attempt_at=self.wall_clock() + self.retry.backoff_base,
+                    function_errors=ev.function_errors, system_retries=ev.system_retries + 1,
+                    invocations=ev.invocations, last_status=ev.last_status,
+                    last_function_error=ev.last_function_error, last_response=ev.last_response,
+                    last_error=f"router: {type(exc).__name__}: {exc}")
+            except Exception:
+                log.exception("async event %s: could not reschedule (redelivered on restart)", ev.id)
+
+    async def _attempt(self, ev: StoredEvent) -> None:
+        cfg = self._async_config(ev) or AsyncConfig()
+        max_age = self.retry.max_event_age or cfg.maximum_event_age_seconds
+        attempts = policy.Attempts(ev.created_at, ev.function_errors, ev.system_retries, ev.invocations)
+        if policy.expired(attempts, self.wall_clock(), max_age):
+            await self._finish(ev, policy.EVENT_AGE_EXCEEDED, attempts, ev.last_status,
+                               ev.last_function_error, ev.last_response)
+            return
+        result = await self.engine.invoke(ev.namespace, ev.function, ev.payload,
+                                          request_id=ev.id, client_context=ev.client_context)
+        outcome = _classify(result)
+        now = self.wall_clock()
+        cfg = self._async_config(ev) or cfg
+        decision = policy.after_attempt(attempts, outcome, now,
+                                        max_retry_attempts=cfg.max_retry_attempts,
+                                        max_age=max_age, policy=self.retry)
+        fn_error = result.headers.get("X-Amz-Function-Error")
+        reached = outcome != "retryable"
+        status = result.status if reached else (ev.last_status or result.status)
+        response = result.body if reached else ev.last_response
+        fn_error = fn_error if reached else ev.last_function_error
+        if decision.finished:
+            await self._finish(ev, decision.condition, decision.attempts, status, fn_error, response)
+            return
+        a = decision.attempts
+        await self.store.reschedule(
+            ev, next_attempt_at=decision.next_attempt_at, function_errors=a.function_errors,
+            system_retries=a.system_retries, invocations=a.invocations, last_status=status,
+            last_function_error=fn_error, last_response=response,
+            last_error=None if reached else f"{result.status} {result.error_type}",
+        )
+
+    async def _finish(self, ev: StoredEvent, condition: str, attempts: policy.Attempts,
+                      status: int | None, fn_error: str | None, response: bytes | None) -> None:
+        cfg = self._async_config(ev)
+        messages: list[QueueMessage] = []
+        events: list[NewEvent] = []
+        now = self.wall_clock()
+        if cfg is None:
+            log.warning("async event %s for %s/%s finished (%s) but the function no longer"
+                        " exists: no destination to deliver to", ev.id, ev.namespace,
+                        ev.function, condition)
+        else:
+            record = None
+            targets: list[tuple[Destination, bool]] = []  # (destination, send the record?)
+            if condition == policy.SUCCESS:
+                if cfg.on_success:
+                    targets.append((cfg.on_success, True))
+            else:
+                if cfg.on_failure:
+                    targets.append((cfg.on_failure, True))
+                if cfg.dead_letter:
+                    targets.append((cfg.dead_letter, False))
+                if not targets:
+                    log.warning("async event %s for %s/%s failed (%s) with no onFailure or"
+                                " deadLetter destination configured", ev.id, ev.namespace,
+                                ev.function, condition)
+            for dest, with_record in targets:
+                if with_record:
+                    if record is None:
+                        record = json.dumps(destination_record(
+                            ev, condition, invocations=attempts.invocations, now=now,
+                            status=status, function_error=fn_error, response=response,
+                        ), separators=(",", ":")).encode()
+                    body = record
+                else:
+                    body = ev.payload  # Lambda's DLQ gets the original event only
+                if dest.queue:
+                    messages.append(QueueMessage(ev.namespace, dest.queue, ev.id, body))
+                else:
+                    events.append(NewEvent(str(uuid.uuid4()), ev.namespace, dest.function,
+                                           body, None, now))
+        await self.store.finish(ev, messages=messages, events=events)
+        self.delivered += 1
+        if events:
+            self.notify()
+
+
+def _classify(result: InvokeResult) -> str:
+    if result.result == SUCCESS:
+        return "success"
+    if result.result == FUNCTION_ERROR:
+        return "function_error"
+    if result.status in (400, 413):  # the event itself is refused: retrying cannot help
+        return "function_error"
+    return "retryable"

@@ -1,0 +1,281 @@
+"""Environments as local processes: ``python -m lambdakube_runtime`` on 127.0.0.1.
+
+Why this backend exists: it is the embedded default (``lambdakube dev``, the README, the
+router's integration tests). An environment is exactly what a pod would run, minus the
+pod: the same runtime, configured by the same ``LAMBDAKUBE_*`` variables, readiness
+decided by the same ``/readyz``.
+
+Start sequence: spawn with ``--port 0``, read the ``LAMBDAKUBE_LISTENING port=N`` line
+from its output, then poll ``/readyz`` until it says ready (200), the Init failed (503
+``init_failed`` -> EnvironmentStartError carrying the runtime's error) or the process
+exits.
+
+Why the output goes to a file, not a pipe: the runtime writes Lambda's START/END/REPORT
+lines for every invocation; through a pipe, the router's event loop would wake up to
+drain them on every request (measured: a visible share of the router's CPU per invoke).
+A log file per environment (``<log dir>/<env id>.log``) costs the router nothing on the
+hot path, is readable while debugging ``lambdakube dev``, and its tail goes into start
+errors. It is removed when the environment stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from lambdakube.models import FunctionSpec
+from lambdakube_router.backends.base import EnvironmentHandle, EnvironmentStartError, FunctionRef
+
+log = logging.getLogger(__name__)
+
+LISTENING_PREFIX = b"LAMBDAKUBE_LISTENING port="
+_READY_TIMEOUT = aiohttp.ClientTimeout(total=2)
+
+
+def runtime_pythonpath() -> str:
+    """PYTHONPATH that lets the child import lambdakube_runtime (from a checkout or install)."""
+    paths: list[str] = []
+    try:
+        import lambdakube_runtime  # noqa: PLC0415
+
+        paths.append(str(Path(lambdakube_runtime.__file__).resolve().parents[1]))
+    except ImportError:  # pragma: no cover - runtime missing: the child will say so
+        pass
+    if os.environ.get("PYTHONPATH"):
+        paths.append(os.environ["PYTHONPATH"])
+    return os.pathsep.join(paths)
+
+
+def environment_variables(fn: FunctionRef, spec: FunctionSpec, env_id: str) -> dict[str, str]:
+    """The runtime's configuration contract, plus the function's own ``spec.env``."""
+    env = dict(spec.env)
+    env.update(
+        {
+            "LAMBDAKUBE_HANDLER": spec.handler,
+            "LAMBDAKUBE_FUNCTION_NAME": fn.name,
+            "LAMBDAKUBE_FUNCTION_VERSION": "$LATEST",
+            "LAMBDAKUBE_MEMORY_MB": str(spec.resources.memory_size),
+            "LAMBDAKUBE_TIMEOUT_SECONDS": str(spec.timeout_seconds),
+            "LAMBDAKUBE_ENV_ID": env_id,
+            "LAMBDAKUBE_NAMESPACE": fn.namespace,
+        }
+    )
+    if spec.code is not None:
+        env["LAMBDAKUBE_INLINE_CODE"] = spec.code.inline.source
+        env["LAMBDAKUBE_INLINE_MODULE"] = spec.code.inline.module
+    return env
+
+
+@dataclass
+class LocalProcess:
+    proc: asyncio.subprocess.Process
+    env_id: str
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+    def read_head(self, limit: int = 65536) -> bytes:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read(limit)
+        except OSError:
+            return b""
+
+    def tail(self, limit: int = 4096) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - limit))
+                data = f.read()
+        except OSError:
+            return ""
+        lines = [l for l in data.decode(errors="replace").splitlines()
+                 if not l.startswith(LISTENING_PREFIX.decode())]
+        return "\n".join(lines).strip()
+
+
+class LocalBackend:
+    def __init__(
+        self,
+        *,
+        python: str = sys.executable,
+        ready_poll_interval: float = 0.005,
+        stop_grace: float = 2.0,
+        extra_env: dict[str, str] | None = None,
+        session: aiohttp.ClientSession | None = None,
+        log_dir: str | Path | None = None,
+    ) -> None:
+        self.python = python
+        self.ready_poll_interval = ready_poll_interval
+        self.stop_grace = stop_grace
+        self.extra_env = extra_env or {}
+        #: For /readyz polls; the app passes its own session (closed by the app).
+        self._session = session
+        self._own_session = session is None
+        self._procs: dict[str, LocalProcess] = {}
+        #: Environment output files; a temporary directory (removed on close) by default.
+        self._logs = Path(log_dir) if log_dir else None
+        self._own_logs = False
+        self._pythonpath = runtime_pythonpath()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._own_session = True
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, force_close=True),
+                timeout=aiohttp.ClientTimeout(total=5),
+            )
+        return self._session
+
+    async def start(
+        self, fn: FunctionRef, spec: FunctionSpec, env_id: str, provisioned: bool
+    ) -> EnvironmentHandle:
+        if spec.code is None:
+            raise EnvironmentStartError(
+                f"{fn}: the local backend runs inline code only (spec.image {spec.image!r} needs"
+                " the kubernetes backend)",
+                error_type="UnsupportedImage",
+            )
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "PYTHONPATH": self._pythonpath,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **self.extra_env,
+            **environment_variables(fn, spec, env_id),
+        }
+        log_path = self._log_dir() / f"{env_id}.log"
+        with open(log_path, "wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                self.python, "-m", "lambdakube_runtime", "--host", "127.0.0.1", "--port", "0",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # a Ctrl-C in `lambdakube dev` reaches the router only
+            )
+        lp = LocalProcess(proc, env_id, log_path)
+        self._procs[env_id] = lp
+        try:
+            port = await self._read_port(lp)
+            address = f"127.0.0.1:{port}"
+            init = await self._wait_ready(lp, address, fn)
+        except BaseException:
+            await self._kill(lp)
+            raise
+        return EnvironmentHandle(address=address, env_id=env_id, init_duration=init, private=lp)
+
+    def _log_dir(self) -> Path:
+        if self._logs is None:
+            self._logs = Path(tempfile.mkdtemp(prefix="lambdakube-envs-"))
+            self._own_logs = True
+        self._logs.mkdir(parents=True, exist_ok=True)
+        return self._logs
+
+    async def _read_port(self, lp: LocalProcess) -> int:
+        delay = 0.002
+        while True:
+            head = lp.read_head()
+            for line in head.splitlines(keepends=True):
+                if line.startswith(LISTENING_PREFIX) and line.endswith(b"\n"):
+                    return int(line[len(LISTENING_PREFIX):].split()[0])
+            if lp.proc.returncode is not None:
+                raise EnvironmentStartError(
+                    f"runtime of {lp.env_id} exited with code {lp.proc.returncode} before"
+                    f" listening:\n{lp.tail()}".rstrip()
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
+
+    async def _wait_ready(self, lp: LocalProcess, address: str, fn: FunctionRef) -> float:
+        url = f"http://{address}/readyz"
+        delay = self.ready_poll_interval
+        http = self._http()
+        while True:
+            if lp.proc.returncode is not None:
+                raise EnvironmentStartError(
+                    f"runtime of {lp.env_id} exited with code {lp.proc.returncode} during"
+                    f" Init:\n{lp.tail()}".rstrip()
+                )
+            try:
+                async with http.get(url, timeout=_READY_TIMEOUT) as resp:
+                    body = await resp.read()
+                    status = resp.status
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                status, body = 0, b""
+            if status == 200:
+                return _init_seconds(body)
+            if status == 503 or status == 502:
+                info = _json(body)
+                if info.get("state") == "init_failed" or status == 502:
+                    raise EnvironmentStartError(init_error_message(fn, info))
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.1)
+
+    async def stop(self, handle: EnvironmentHandle) -> None:
+        lp = self._procs.get(handle.env_id)
+        if lp is not None:
+            await self._kill(lp)
+
+    async def _kill(self, lp: LocalProcess) -> None:
+        self._procs.pop(lp.env_id, None)
+        proc = lp.proc
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(proc.wait()), self.stop_grace)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        with contextlib.suppress(OSError):
+            lp.log_path.unlink()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(self._kill(lp) for lp in list(self._procs.values())),
+                             return_exceptions=True)
+        if self._session is not None and self._own_session:
+            await self._session.close()
+        if self._own_logs and self._logs is not None:
+            shutil.rmtree(self._logs, ignore_errors=True)
+
+
+def _json(body: bytes) -> dict:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _init_seconds(body: bytes) -> float:
+    try:
+        return float(_json(body).get("initDurationMs") or 0) / 1000
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def init_error_message(fn: FunctionRef, readyz: dict) -> str:
+    """``InitError``-style text: the runtime's errorType and errorMessage (and stack)."""
+    err = readyz.get("error") or {}
+    kind = err.get("errorType", "Runtime.Unknown")
+    msg = err.get("errorMessage", "the runtime reported init_failed without details")
+    text = f"{fn}: Init failed: {kind}: {msg}"
+    stack = err.get("stackTrace")
+    if isinstance(stack, list) and stack:
+        text += "\n" + "".join(str(s) if str(s).endswith("\n") else f"{s}\n" for s in stack).rstrip()
+    return text

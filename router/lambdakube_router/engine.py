@@ -1,0 +1,383 @@
+"""One invocation, end to end, independent of HTTP: admit -> lease -> run -> release.
+
+Why apart from the HTTP handlers: the synchronous Invoke API and the async dispatcher
+must take exactly the same path (same limits, same pools, same metrics), and only differ
+in what they do with the outcome. ``Engine.invoke`` returns an ``InvokeResult`` that
+already carries the HTTP status, body and headers of the Lambda API answer, plus a
+classification (success / function_error / throttled / error) for the async retry rules.
+
+It also owns the mapping from a registry ``Snapshot`` to live pools and limits
+(``apply``), and the reaper loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lambdakube.models import ConcurrencyQuotaSpec, FunctionSpec
+from lambdakube_router.backends.base import Backend, EnvironmentStartError, FunctionRef
+from lambdakube_router.limits import NamespaceLimits, Throttle
+from lambdakube_router.metrics import FunctionMetrics, Metrics
+from lambdakube_router.pool import Environment, LeaseTimeout, Pool, PoolClosed, Throttled
+from lambdakube_router.registry import FunctionEntry, Snapshot
+from lambdakube_router.runtime_client import EnvConnection, EnvironmentGone
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "success"
+FUNCTION_ERROR = "function_error"
+THROTTLED = "throttled"
+ERROR = "error"
+NOT_FOUND = "not_found"
+
+_JSON = "application/json"
+
+
+@dataclass(slots=True)
+class InvokeResult:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    result: str
+    error_type: str | None = None
+    throttle: Throttle | None = None
+    content_type: str = _JSON
+
+    @property
+    def retryable(self) -> bool:
+        """For async delivery: throttles and router/environment failures are retried
+        with backoff without consuming the function-error retries."""
+        return self.result in (THROTTLED, ERROR, NOT_FOUND)
+
+
+def error_body(error_type: str, message: str) -> bytes:
+    return json.dumps(
+        {"Type": "User" if error_type != "ServiceException" else "Service",
+         "errorType": error_type, "errorMessage": message, "message": message},
+        separators=(",", ":"),
+    ).encode()
+
+
+def error_result(status: int, error_type: str, message: str, result: str = ERROR,
+                 headers: dict[str, str] | None = None) -> InvokeResult:
+    h = {"x-amzn-ErrorType": error_type}
+    if headers:
+        h.update(headers)
+    return InvokeResult(status, error_body(error_type, message), h, result, error_type)
+
+
+def throttle_result(throttle: Throttle) -> InvokeResult:
+    n = str(throttle.retry_after_seconds)
+    body = (
+        '{"Type":"User","message":"Rate Exceeded.","Reason":"' + throttle.reason
+        + '","retryAfterSeconds":"' + n + '","errorType":"TooManyRequestsException"}'
+    ).encode()
+    headers = {"x-amzn-ErrorType": "TooManyRequestsException", "Retry-After": n}
+    return InvokeResult(429, body, headers, THROTTLED, "TooManyRequestsException", throttle)
+
+
+def not_found_result(namespace: str, name: str) -> InvokeResult:
+    return error_result(404, "ResourceNotFoundException",
+                        f"Function not found: {namespace}/{name}", result=NOT_FOUND)
+
+
+@dataclass
+class FunctionState:
+    entry: FunctionEntry
+    pool: Pool
+    limits: NamespaceLimits
+    metrics: FunctionMetrics
+
+    @property
+    def spec(self) -> FunctionSpec:
+        return self.entry.spec
+
+    @property
+    def ref(self) -> FunctionRef:
+        return self.entry.ref
+
+
+@dataclass
+class EngineSettings:
+    invoke_grace_seconds: float = 2.0
+    init_timeout_seconds: float = 30.0
+    reap_interval_seconds: float = 1.0
+    clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], float] = time.time
+
+
+@dataclass
+class Engine:
+    backend: Backend
+    metrics: Metrics
+    settings: EngineSettings = field(default_factory=EngineSettings)
+    functions: dict[tuple[str, str], FunctionState] = field(default_factory=dict)
+    namespaces: dict[str, NamespaceLimits] = field(default_factory=dict)
+    _closing: list[asyncio.Task] = field(default_factory=list)
+    _reaper: asyncio.Task | None = None
+    _rejected_logged: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    # -- registry -> pools -------------------------------------------------------------
+
+    def apply(self, snap: Snapshot) -> None:
+        """Make the live pools and limits match a registry snapshot."""
+        now = self.settings.clock()
+        for ns in snap.namespaces() | set(self.namespaces):
+            limits = self.namespaces.get(ns)
+            if limits is None:
+                limits = self.namespaces[ns] = NamespaceLimits(ns)
+            quota = snap.quotas.get(ns, ConcurrencyQuotaSpec())
+            if quota != limits.quota:
+                limits.set_quota(quota, now)
+        for key in [k for k in self.functions if k not in snap.functions]:
+            state = self.functions.pop(key)
+            state.limits.remove_function(key[1])
+            self._closing.append(asyncio.get_running_loop().create_task(state.pool.close()))
+            log.info("function %s/%s removed", *key)
+        for key, entry in snap.functions.items():
+            state = self.functions.get(key)
+            limits = self.namespaces[key[0]]
+            if state is None:
+                limits.set_function(key[1], entry.spec, now)
+                pool = Pool(
+                    entry.ref, entry.spec, self.backend,
+                    take_token=lambda t, _l=limits, _n=key[1]: _l.take_scaling_token(_n, t),
+                    clock=self.settings.clock,
+                    init_timeout=self.settings.init_timeout_seconds,
+                )
+                state = FunctionState(entry, pool, limits, self.metrics.for_function(*key))
+                self.functions[key] = state
+                pool.ensure_provisioned()
+                log.info("function %s/%s registered", *key)
+            elif entry != state.entry:
+                state.entry = entry
+                limits.set_function(key[1], entry.spec, now)
+                state.pool.update_spec(entry.spec)
+                log.info("function %s/%s updated", *key)
+        for ns, limits in self.namespaces.items():
+            for name, reason in limits.plan.rejected.items():
+                if self._rejected_logged.get((ns, name)) != reason:  # log changes only
+                    log.warning("%s/%s: reservation rejected: %s", ns, name, reason)
+            self._rejected_logged = {k: v for k, v in self._rejected_logged.items() if k[0] != ns}
+            self._rejected_logged.update({(ns, n): r for n, r in limits.plan.rejected.items()})
+
+    def get(self, namespace: str, name: str) -> FunctionState | None:
+        return self.functions.get((namespace, name))
+
+    # -- the invocation ----------------------------------------------------------------
+
+    async def invoke(
+        self,
+        namespace: str,
+        name: str,
+        payload: bytes,
+        *,
+        arrival: float | None = None,
+        request_id: str | None = None,
+        client_context: str | None = None,
+        log_tail: bool = False,
+    ) -> InvokeResult:
+        clock = self.settings.clock
+        arrival = clock() if arrival is None else arrival
+        request_id = request_id or str(uuid.uuid4())
+        state = self.functions.get((namespace, name))
+        if state is None:
+            return not_found_result(namespace, name)
+        fm = state.metrics
+        throttle = state.limits.try_acquire(name)
+        if throttle is not None:
+            fm.throttle(throttle.reason)
+            fm.result(THROTTLED)
+            return throttle_result(throttle)
+        try:
+            result = await self._run(state, payload, arrival, request_id, client_context, log_tail)
+        finally:
+            state.limits.release(name)
+        fm.result(result.result)
+        result.headers["X-Amz-Request-Id"] = request_id
+        result.headers.setdefault("X-Amz-Executed-Version", "$LATEST")
+        return result
+
+    async def _run(self, state: FunctionState, payload: bytes, arrival: float, request_id: str,
+                   client_context: str | None, log_tail: bool) -> InvokeResult:
+        spec = state.spec
+        fm = state.metrics
+        grace = self.settings.invoke_grace_seconds
+        clock = self.settings.clock
+        try:
+            lease = await state.pool.lease(self.settings.init_timeout_seconds + spec.timeout_seconds + grace)
+        except Throttled as exc:
+            fm.throttle(exc.throttle.reason)
+            return throttle_result(exc.throttle)
+        except EnvironmentStartError as exc:
+            return error_result(502, _init_error_type(exc), exc.message)
+        except LeaseTimeout as exc:
+            return error_result(504, "InvokeTimeoutException", str(exc))
+        except PoolClosed:
+            return not_found_result(state.ref.namespace, state.ref.name)
+        leased_at = clock()
+        queue_wait = leased_at - arrival
+        fm.queue_wait.observe(queue_wait)
+        if lease.cold_start:
+            fm.cold_starts.inc()
+            if lease.init_duration is not None:
+                fm.init_duration.observe(lease.init_duration)
+        if lease.spillover:
+            fm.spillover.inc()
+        env = lease.env
+        healthy = False
+        try:
+            result, healthy = await self._send(env, spec, payload, request_id, client_context,
+                                               log_tail, grace, state.ref)
+        finally:
+            state.pool.release(env, healthy=healthy)
+        h = result.headers
+        h["X-Cold-Start"] = "true" if lease.cold_start else "false"
+        if lease.cold_start and lease.init_duration is not None:
+            h["X-Init-Duration-Ms"] = f"{lease.init_duration * 1000:.3f}"
+        h["X-Queue-Wait-Ms"] = f"{queue_wait * 1000:.3f}"
+        h["X-Environment-Id"] = env.env_id
+        run_ms = h.get("X-Run-Duration-Ms")
+        if run_ms is None:
+            run = clock() - leased_at
+            h["X-Run-Duration-Ms"] = f"{run * 1000:.3f}"
+            fm.run_duration.observe(run)
+        else:
+            try:
+                fm.run_duration.observe(float(run_ms) / 1000)
+            except ValueError:
+                pass
+        return result
+
+    async def _send(self, env: Environment, spec: FunctionSpec, payload: bytes, request_id: str,
+                    client_context: str | None, log_tail: bool, grace: float,
+                    ref: FunctionRef) -> tuple[InvokeResult, bool]:
+        conn: EnvConnection | None = env.conn
+        if conn is None:
+            conn = env.conn = EnvConnection.for_address(env.address)
+        deadline_ms = int((self.settings.wall_clock() + spec.timeout_seconds) * 1000)
+        headers = [("X-Request-Id", request_id), ("X-Deadline-Ms", str(deadline_ms))]
+        if client_context is not None:
+            headers.append(("X-Client-Context", client_context))
+        if log_tail:
+            headers.append(("X-Log-Type", "Tail"))
+        try:
+            resp = await conn.request("/invoke", payload, headers, spec.timeout_seconds + grace)
+        except EnvironmentGone as exc:
+            log.warning("%s: environment %s failed mid-request: %s", ref, env.env_id, exc)
+            return error_result(
+                502, "EnvironmentFailureException",
+                f"the execution environment {env.env_id} of {ref} failed during the invocation"
+                f" ({exc}); it will be replaced",
+            ), False
+        except TimeoutError:
+            log.warning("%s: environment %s did not answer within timeout+grace", ref, env.env_id)
+            return error_result(
+                504, "InvokeTimeoutException",
+                f"{ref}: the environment {env.env_id} did not answer within the function timeout"
+                f" ({spec.timeout_seconds}s) plus {grace:g}s; it was retired",
+            ), False
+        rh = resp.headers
+        healthy = rh.get("x-env-unhealthy", "").lower() != "true"
+        status = resp.status
+        if status == 200:
+            h = {"X-Amz-Executed-Version": rh.get("x-executed-version", "$LATEST")}
+            fn_error = rh.get("x-function-error")
+            if fn_error:
+                h["X-Amz-Function-Error"] = fn_error
+            if "x-log-result" in rh:
+                h["X-Amz-Log-Result"] = rh["x-log-result"]
+            if "x-run-duration-ms" in rh:
+                h["X-Run-Duration-Ms"] = rh["x-run-duration-ms"]
+            if "x-billed-duration-ms" in rh:
+                h["X-Billed-Duration-Ms"] = rh["x-billed-duration-ms"]
+            if "x-max-memory-used-mb" in rh:
+                h["X-Max-Memory-Used-Mb"] = rh["x-max-memory-used-mb"]
+            ctype = rh.get("content-type", _JSON)
+            return InvokeResult(200, resp.body, h, FUNCTION_ERROR if fn_error else SUCCESS,
+                                content_type=ctype), healthy
+        message = _runtime_message(resp.body)
+        if status == 409:
+            log.error("BUG: %s: environment %s answered EnvironmentBusy", ref, env.env_id)
+            return error_result(502, "EnvironmentFailureException",
+                                f"environment {env.env_id} was busy: {message}"), False
+        if status == 400:
+            return error_result(400, "InvalidRequestContentException", message), healthy
+        if status == 413:
+            return error_result(413, "RequestTooLargeException", message), healthy
+        return error_result(
+            502, "EnvironmentFailureException",
+            f"the execution environment {env.env_id} of {ref} answered {status}: {message}",
+        ), False
+
+    # -- background --------------------------------------------------------------------
+
+    def start_background(self) -> None:
+        if self._reaper is None:
+            self._reaper = asyncio.get_running_loop().create_task(self._reap_loop())
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reap_interval_seconds)
+            self.reap(self.settings.clock())
+
+    def reap(self, now: float) -> int:
+        n = 0
+        for state in list(self.functions.values()):
+            n += len(state.pool.reap(now))
+        return n
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+            self._reaper = None
+        pools = [s.pool.close() for s in self.functions.values()]
+        await asyncio.gather(*pools, *self._closing, return_exceptions=True)
+        self.functions.clear()
+        await self.backend.close()
+
+    # -- introspection -----------------------------------------------------------------
+
+    def describe(self, namespace: str, name: str) -> dict | None:
+        state = self.get(namespace, name)
+        if state is None:
+            return None
+        return {
+            "namespace": namespace,
+            "name": name,
+            "arn": state.ref.arn,
+            "source": state.entry.source,
+            "pool": state.pool.describe(),
+            "concurrency": state.limits.describe(name),
+        }
+
+    def state_rows(self):
+        for (ns, name), st in self.functions.items():
+            yield ns, name, st.pool.counts(), st.limits.functions[name].in_flight if name in st.limits.functions else 0
+
+    def namespace_rows(self):
+        for ns, limits in self.namespaces.items():
+            yield ns, limits.in_flight
+
+
+def _init_error_type(exc: EnvironmentStartError) -> str:
+    return {"InitTimeout": "InitTimeoutException", "UnsupportedImage": "InvalidRuntimeException"}.get(
+        exc.error_type, "InitError"
+    )
+
+
+def _runtime_message(body: bytes) -> str:
+    try:
+        obj = json.loads(body)
+        if isinstance(obj, dict):
+            return f"{obj.get('errorType', '')}: {obj.get('errorMessage', '')}".strip(": ")
+    except ValueError:
+        pass
+    return body[:500].decode(errors="replace")

@@ -1,0 +1,111 @@
+"""Health, metrics, the OpenAPI document, and a small read-only API over the router's state.
+
+``GET /lambdakube/v1/namespaces/{ns}/functions/{name}`` shows a function's pool (every
+environment and its state, cold starts, spill-over) and its concurrency accounting;
+``.../queues/{queue}/messages`` reads a durable destination queue (async onSuccess /
+onFailure / deadLetter records). These are what a human, a test or the operator's status
+writer needs, without reaching into the router's memory.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from lambdakube_router import keys
+from lambdakube_router.openapi import OPENAPI
+
+
+def _json(obj, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=json.dumps(obj, separators=(",", ":"), default=str),
+                        content_type="application/json")
+
+
+def _not_found(message: str) -> web.Response:
+    return web.Response(
+        status=404,
+        text=json.dumps({"errorType": "ResourceNotFoundException", "errorMessage": message,
+                         "message": message}),
+        content_type="application/json",
+        headers={"x-amzn-ErrorType": "ResourceNotFoundException"},
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    engine = request.app[keys.ENGINE]
+    return _json({"status": "ok", "functions": len(engine.functions)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[keys.METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _json(OPENAPI)
+
+
+async def list_functions(request: web.Request) -> web.Response:
+    ns = request.match_info["namespace"]
+    engine = request.app[keys.ENGINE]
+    items = [engine.describe(n, name) for (n, name) in sorted(engine.functions) if n == ns]
+    return _json({"namespace": ns, "functions": items})
+
+
+async def get_function(request: web.Request) -> web.Response:
+    ns, name = request.match_info["namespace"], request.match_info["name"]
+    info = request.app[keys.ENGINE].describe(ns, name)
+    if info is None:
+        return _not_found(f"Function not found: {ns}/{name}")
+    return _json(info)
+
+
+def _int_query(request: web.Request, key: str, default: int) -> int:
+    try:
+        return int(request.query.get(key, default))
+    except ValueError:
+        raise web.HTTPBadRequest(text=json.dumps({"errorType": "InvalidParameterValueException",
+                                                  "errorMessage": f"{key} must be an integer"}),
+                                 content_type="application/json") from None
+
+
+async def queue_messages(request: web.Request) -> web.Response:
+    ns, queue = request.match_info["namespace"], request.match_info["queue"]
+    after = _int_query(request, "after", 0)
+    limit = min(max(_int_query(request, "limit", 100), 1), 1000)
+    rows = await request.app[keys.STORE].messages(ns, queue, after=after, limit=limit)
+    messages = []
+    for row in rows:
+        raw = row.pop("body")
+        try:
+            row["body"] = json.loads(raw)
+        except ValueError:
+            row["body"] = raw.decode(errors="replace")
+        messages.append(row)
+    return _json({"namespace": ns, "queue": queue, "messages": messages})
+
+
+async def delete_queue_messages(request: web.Request) -> web.Response:
+    ns, queue = request.match_info["namespace"], request.match_info["queue"]
+    up_to = _int_query(request, "upTo", 0)
+    n = await request.app[keys.STORE].delete_messages(ns, queue, up_to)
+    return _json({"deleted": n})
+
+
+async def async_events(request: web.Request) -> web.Response:
+    ns = request.match_info["namespace"]
+    return _json({"namespace": ns, "events": await request.app[keys.STORE].pending(ns)})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/healthz", healthz)
+    r.add_get("/metrics", metrics)
+    r.add_get("/openapi.json", openapi)
+    base = "/lambdakube/v1/namespaces/{namespace}"
+    r.add_get(base + "/functions", list_functions)
+    r.add_get(base + "/functions/{name}", get_function)
+    r.add_get(base + "/queues/{queue}/messages", queue_messages)
+    r.add_delete(base + "/queues/{queue}/messages", delete_queue_messages)
+    r.add_get(base + "/async-events", async_events)

@@ -1,0 +1,162 @@
+"""The Lambda Invoke API: ``POST /2015-03-31/functions/{FunctionName}/invocations``.
+
+Naming scheme (namespaces are lambdakube's "accounts"):
+
+- ``FunctionName`` is either a plain ``name`` or the ARN-style
+  ``lambdakube:<namespace>:function:<name>`` (optionally ``...:<name>:$LATEST``);
+- with a plain name the namespace comes from the ``X-Lambdakube-Namespace`` header, and
+  otherwise from the router's ``--namespace`` (default ``default``). An ARN's namespace
+  wins over the header.
+- ``Qualifier`` (query, or the ARN suffix) may only be absent or ``$LATEST``: lambdakube
+  has no published versions or aliases, so anything else is ``ResourceNotFoundException``.
+
+``X-Amz-Invocation-Type``: ``RequestResponse`` (default) runs the function and answers
+with its result; ``Event`` stores the event durably and answers 202; ``DryRun`` only
+checks that the function exists (204). Content types are accepted leniently, as Lambda
+does (``curl -d`` sends ``application/x-www-form-urlencoded``); only ``multipart/*``,
+which cannot be a JSON event, is refused with 415.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import uuid
+
+from aiohttp import web
+
+from lambdakube_router.asyncq.store import NewEvent
+from lambdakube_router.engine import error_result, not_found_result
+from lambdakube_router import keys
+
+ARN_PREFIX = "lambdakube:"
+MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
+MAX_ASYNC_PAYLOAD = 256 * 1024
+MAX_CLIENT_CONTEXT = 3583
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+
+
+class BadFunctionName(ValueError):
+    pass
+
+
+def parse_function_name(raw: str, header_namespace: str | None, default_namespace: str
+                        ) -> tuple[str, str, str | None]:
+    """Returns (namespace, name, qualifier from the ARN or None)."""
+    if raw.startswith(ARN_PREFIX):
+        parts = raw.split(":")
+        if len(parts) not in (4, 5) or parts[2] != "function" or not parts[1] or not parts[3]:
+            raise BadFunctionName(
+                f"invalid function ARN {raw!r}: expected lambdakube:<namespace>:function:<name>")
+        return parts[1], parts[3], parts[4] if len(parts) == 5 else None
+    if ":" in raw or "/" in raw or not raw:
+        raise BadFunctionName(
+            f"invalid function name {raw!r}: use <name> or lambdakube:<namespace>:function:<name>")
+    return header_namespace or default_namespace, raw, None
+
+
+def result_response(result) -> web.Response:
+    headers = result.headers
+    headers["Content-Type"] = result.content_type
+    return web.Response(status=result.status, body=result.body, headers=headers)
+
+
+def _error(status: int, error_type: str, message: str, request_id: str) -> web.Response:
+    r = error_result(status, error_type, message)
+    r.headers["X-Amz-Request-Id"] = request_id
+    return result_response(r)
+
+
+async def invoke(request: web.Request) -> web.Response:
+    arrival = time.monotonic()
+    app = request.app
+    engine = app[keys.ENGINE]
+    config = app[keys.CONFIG]
+    request_id = str(uuid.uuid4())
+    headers = request.headers
+    try:
+        namespace, name, arn_qualifier = parse_function_name(
+            request.match_info["FunctionName"], headers.get("X-Lambdakube-Namespace"),
+            config.namespace)
+    except BadFunctionName as exc:
+        return _error(400, "InvalidParameterValueException", str(exc), request_id)
+    qualifier = request.query.get("Qualifier") or arn_qualifier
+    if qualifier not in (None, "", "$LATEST"):
+        return _error(404, "ResourceNotFoundException",
+                      f"Function not found: {namespace}/{name}:{qualifier} (only $LATEST exists)",
+                      request_id)
+    itype = headers.get("X-Amz-Invocation-Type", "RequestResponse")
+    if itype not in INVOCATION_TYPES:
+        return _error(400, "InvalidParameterValueException",
+                      f"X-Amz-Invocation-Type must be one of {', '.join(INVOCATION_TYPES)},"
+                      f" got {itype!r}", request_id)
+    ctype = request.content_type
+    if ctype.startswith("multipart/"):
+        return _error(415, "UnsupportedMediaTypeException",
+                      f"unsupported content type {ctype!r}: send the JSON event as the request"
+                      " body (application/json)", request_id)
+    if engine.get(namespace, name) is None:
+        r = not_found_result(namespace, name)
+        r.headers["X-Amz-Request-Id"] = request_id
+        return result_response(r)
+    if itype == "DryRun":
+        return web.Response(status=204, headers={"X-Amz-Request-Id": request_id})
+
+    limit = MAX_ASYNC_PAYLOAD if itype == "Event" else MAX_SYNC_PAYLOAD
+    if request.content_length is not None and request.content_length > limit:
+        return _too_large(request.content_length, limit, itype, request_id)
+    try:
+        payload = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _too_large(None, limit, itype, request_id)
+    if len(payload) > limit:
+        return _too_large(len(payload), limit, itype, request_id)
+    if not payload:
+        payload = b"{}"  # Lambda treats an empty payload as {}
+    else:
+        try:
+            json.loads(payload)
+        except (ValueError, RecursionError) as exc:
+            return _error(400, "InvalidRequestContentException",
+                          f"Could not parse request body into json: {exc}", request_id)
+
+    client_context = headers.get("X-Amz-Client-Context")
+    if client_context is not None:
+        problem = _check_client_context(client_context)
+        if problem:
+            return _error(400, "InvalidParameterValueException", problem, request_id)
+
+    if itype == "Event":
+        ev = NewEvent(request_id, namespace, name, payload, client_context,
+                      app[keys.SETTINGS].wall_clock())
+        await app[keys.DISPATCHER].enqueue(ev)
+        return web.Response(status=202, headers={"X-Amz-Request-Id": request_id})
+
+    result = await engine.invoke(
+        namespace, name, payload, arrival=arrival, request_id=request_id,
+        client_context=client_context, log_tail=headers.get("X-Amz-Log-Type") == "Tail",
+    )
+    return result_response(result)
+
+
+def _too_large(size: int | None, limit: int, itype: str, request_id: str) -> web.Response:
+    kind = "asynchronous" if itype == "Event" else "synchronous"
+    got = f"{size} bytes" if size is not None else "the request body"
+    return _error(413, "RequestTooLargeException",
+                  f"Request must be smaller than {limit} bytes for {kind} invocations; got {got}",
+                  request_id)
+
+
+def _check_client_context(value: str) -> str | None:
+    if len(value) > MAX_CLIENT_CONTEXT:
+        return (f"X-Amz-Client-Context must be at most {MAX_CLIENT_CONTEXT} bytes of base64,"
+                f" got {len(value)}")
+    try:
+        decoded = json.loads(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        return "X-Amz-Client-Context must be base64-encoded JSON"
+    if not isinstance(decoded, dict):
+        return "X-Amz-Client-Context must be a base64-encoded JSON object"
+    return None

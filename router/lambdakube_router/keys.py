@@ -1,0 +1,23 @@
+"""Typed application keys (aiohttp ``AppKey``): one place, no string lookups."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from lambdakube_router.app import RouterConfig
+    from lambdakube_router.asyncq.dispatcher import Dispatcher
+    from lambdakube_router.asyncq.store import AsyncStore
+    from lambdakube_router.engine import Engine, EngineSettings
+    from lambdakube_router.metrics import Metrics
+    from lambdakube_router.sources import Source
+
+CONFIG: web.AppKey["RouterConfig"] = web.AppKey("config")
+ENGINE: web.AppKey["Engine"] = web.AppKey("engine")
+SETTINGS: web.AppKey["EngineSettings"] = web.AppKey("settings")
+METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
+STORE: web.AppKey["AsyncStore"] = web.AppKey("store")
+DISPATCHER: web.AppKey["Dispatcher"] = web.AppKey("dispatcher")
+SOURCE: web.AppKey["Source"] = web.AppKey("source")

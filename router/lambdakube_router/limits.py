@@ -1,0 +1,246 @@
+"""Concurrency arithmetic with Lambda's semantics. Pure: no I/O, no clock of its own.
+
+Why it is separate from the pool: *concurrency* is the number of admitted, in-flight
+executions, not the number of environments. A request is admitted (or throttled) here
+before it ever looks for an environment, so the quota holds even while environments are
+still starting, and the pool never needs to know about namespaces.
+
+The rules, as AWS Lambda applies them per account (here: per namespace):
+
+- The namespace quota (``ConcurrencyQuota.concurrentExecutions``, default 1000) caps
+  the sum of in-flight executions of all its functions.
+- ``reservedConcurrency`` is both a guarantee and a cap. It is carved out of the quota:
+  a reservation is granted only if ``quota - other grants - minimumUnreserved`` leaves
+  room for it. Grants are decided in the order functions were first seen, so an
+  existing grant is never taken away by a newcomer. A reservation that does not fit is
+  *rejected* (with a reason, shown by the introspection API): the function then gets no
+  guarantee, draws from the unreserved pool, and its requested value still caps it —
+  we never let a function exceed what its owner asked for.
+- The unreserved pool (``quota - sum of grants``) is shared by every function without
+  a granted reservation. ``maxConcurrency`` is an extra per-function cap.
+- Reserved 0 throttles every invocation.
+- A token bucket per function limits *new environments* (cold starts): ``burst`` per
+  ``period`` seconds, refilled continuously, capped at ``burst``.
+
+Every method that depends on time takes ``now`` (seconds, any monotonic origin), so
+tests drive it with a fake clock.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from lambdakube.models import ConcurrencyQuotaSpec, FunctionSpec
+
+RESERVED_EXCEEDED = "ReservedFunctionConcurrentInvocationLimitExceeded"
+CONCURRENT_EXCEEDED = "ConcurrentInvocationLimitExceeded"
+RATE_EXCEEDED = "FunctionInvocationRateLimitExceeded"
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """Why an invocation was refused, and when retrying makes sense."""
+
+    reason: str
+    retry_after_seconds: int = 1
+
+
+class TokenBucket:
+    """``burst`` tokens per ``period`` seconds, refilled continuously, capped at ``burst``."""
+
+    __slots__ = ("burst", "period", "tokens", "updated")
+
+    def __init__(self, burst: int, period: float, now: float) -> None:
+        self.burst = burst
+        self.period = period
+        self.tokens = float(burst)
+        self.updated = now
+
+    @property
+    def rate(self) -> float:
+        return self.burst / self.period
+
+    def _refill(self, now: float) -> None:
+        if now > self.updated:
+            self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+
+    def take(self, now: float) -> bool:
+        self._refill(now)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def retry_after(self, now: float) -> int:
+        """Whole seconds until one token is available (at least 1)."""
+        self._refill(now)
+        missing = max(0.0, 1.0 - self.tokens)
+        return max(1, math.ceil(missing / self.rate))
+
+    def reconfigure(self, burst: int, period: float, now: float) -> None:
+        self._refill(now)
+        self.burst, self.period = burst, period
+        self.tokens = min(self.tokens, float(burst))
+
+
+@dataclass(frozen=True)
+class ReservationPlan:
+    """Outcome of carving reservations out of a namespace quota."""
+
+    granted: dict[str, int]
+    rejected: dict[str, str]  # function -> reason
+    unreserved: int
+
+
+def plan_reservations(
+    quota: ConcurrencyQuotaSpec, requested: dict[str, int | None]
+) -> ReservationPlan:
+    """Grant reservations in the order of ``requested`` (first come, first served).
+
+    A reservation fits if ``quota - other grants - minimumUnreserved >= value``.
+    """
+    granted: dict[str, int] = {}
+    rejected: dict[str, str] = {}
+    total = quota.concurrent_executions
+    for name, value in requested.items():
+        if value is None:
+            continue
+        available = total - sum(granted.values()) - quota.minimum_unreserved
+        if value <= available:
+            granted[name] = value
+        else:
+            rejected[name] = (
+                f"reservedConcurrency {value} does not fit: namespace quota {total}"
+                f" - reserved by other functions {sum(granted.values())}"
+                f" - minimumUnreserved {quota.minimum_unreserved}"
+                f" leaves {max(available, 0)}"
+            )
+    return ReservationPlan(granted, rejected, total - sum(granted.values()))
+
+
+@dataclass
+class FunctionLimits:
+    """One function's admission state inside its namespace."""
+
+    name: str
+    spec: FunctionSpec
+    bucket: TokenBucket
+    granted: int | None = None  # reserved concurrency actually granted
+    rejected_reason: str | None = None
+    in_flight: int = 0
+
+    @property
+    def cap(self) -> int | None:
+        """The most this function may have in flight (None: only the pool limits it)."""
+        caps = [c for c in (self.granted, self.spec.max_concurrency) if c is not None]
+        if self.granted is None and self.spec.reserved_concurrency is not None:
+            caps.append(self.spec.reserved_concurrency)  # rejected reservation still caps
+        return min(caps) if caps else None
+
+
+@dataclass
+class NamespaceLimits:
+    """Admission control for one namespace: quota, reservations, unreserved pool, buckets."""
+
+    namespace: str
+    quota: ConcurrencyQuotaSpec = field(default_factory=ConcurrencyQuotaSpec)
+    functions: dict[str, FunctionLimits] = field(default_factory=dict)
+    unreserved_in_flight: int = 0
+    plan: ReservationPlan = field(
+        default_factory=lambda: ReservationPlan({}, {}, ConcurrencyQuotaSpec().concurrent_executions)
+    )
+
+    # -- configuration -----------------------------------------------------------------
+
+    def set_quota(self, quota: ConcurrencyQuotaSpec, now: float) -> None:
+        self.quota = quota
+        for fl in self.functions.values():
+            fl.bucket.reconfigure(quota.scaling_rate.burst, quota.scaling_rate.period_seconds, now)
+        self._replan()
+
+    def set_function(self, name: str, spec: FunctionSpec, now: float) -> FunctionLimits:
+        fl = self.functions.get(name)
+        rate = self.quota.scaling_rate
+        if fl is None:
+            fl = FunctionLimits(name, spec, TokenBucket(rate.burst, rate.period_seconds, now))
+            self.functions[name] = fl
+        else:
+            fl.spec = spec
+        self._replan()
+        return fl
+
+    def remove_function(self, name: str) -> None:
+        fl = self.functions.pop(name, None)
+        if fl is not None and fl.granted is None:
+            self.unreserved_in_flight -= fl.in_flight
+        self._replan()
+
+    def _replan(self) -> None:
+        self.plan = plan_reservations(
+            self.quota, {n: f.spec.reserved_concurrency for n, f in self.functions.items()}
+        )
+        self.unreserved_in_flight = 0
+        for name, fl in self.functions.items():
+            fl.granted = self.plan.granted.get(name)
+            fl.rejected_reason = self.plan.rejected.get(name)
+            if fl.granted is None:
+                self.unreserved_in_flight += fl.in_flight
+
+    # -- admission ---------------------------------------------------------------------
+
+    def try_acquire(self, name: str) -> Throttle | None:
+        """Admit one execution of ``name`` (returns None) or say why not."""
+        fl = self.functions[name]
+        if fl.granted is not None:
+            if fl.in_flight >= fl.granted:
+                return Throttle(RESERVED_EXCEEDED)
+            if fl.spec.max_concurrency is not None and fl.in_flight >= fl.spec.max_concurrency:
+                return Throttle(CONCURRENT_EXCEEDED)
+            fl.in_flight += 1
+            return None
+        cap = fl.cap
+        if cap is not None and fl.in_flight >= cap:
+            return Throttle(CONCURRENT_EXCEEDED)
+        if self.unreserved_in_flight >= self.plan.unreserved:
+            return Throttle(CONCURRENT_EXCEEDED)
+        fl.in_flight += 1
+        self.unreserved_in_flight += 1
+        return None
+
+    def release(self, name: str) -> None:
+        fl = self.functions.get(name)
+        if fl is None:
+            return
+        assert fl.in_flight > 0, f"release without acquire for {self.namespace}/{name}"
+        fl.in_flight -= 1
+        if fl.granted is None:
+            self.unreserved_in_flight -= 1
+
+    def take_scaling_token(self, name: str, now: float) -> Throttle | None:
+        """One token per new environment; None when granted."""
+        bucket = self.functions[name].bucket
+        if bucket.take(now):
+            return None
+        return Throttle(RATE_EXCEEDED, bucket.retry_after(now))
+
+    @property
+    def in_flight(self) -> int:
+        return sum(f.in_flight for f in self.functions.values())
+
+    def describe(self, name: str) -> dict:
+        fl = self.functions[name]
+        return {
+            "inFlight": fl.in_flight,
+            "reservedConcurrency": fl.spec.reserved_concurrency,
+            "reservedGranted": fl.granted,
+            "reservationRejected": fl.rejected_reason,
+            "maxConcurrency": fl.spec.max_concurrency,
+            "cap": fl.cap,
+            "namespaceInFlight": self.in_flight,
+            "namespaceQuota": self.quota.concurrent_executions,
+            "unreservedPool": self.plan.unreserved,
+            "unreservedInFlight": self.unreserved_in_flight,
+            "scalingTokens": round(fl.bucket.tokens, 3),
+        }

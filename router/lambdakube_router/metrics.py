@@ -1,0 +1,130 @@
+"""Prometheus metrics, one ``CollectorRegistry`` per app (tests run several apps at once).
+
+Why gauges come from a collector: environment counts and in-flight executions already
+live in the pools and limits; reading them at scrape time is exact and costs nothing on
+the hot path, where updating gauges per request would cost a lock each. Counters and
+histograms are updated where the events happen, with label children cached per function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900,
+)
+
+
+class _StateCollector(Collector):
+    def __init__(self, source: Callable[[], Iterable[tuple]], ns_source: Callable[[], Iterable[tuple]],
+                 queue_source: Callable[[], dict[str, int]]) -> None:
+        self.source = source
+        self.ns_source = ns_source
+        self.queue_source = queue_source
+
+    def collect(self):
+        envs = GaugeMetricFamily(
+            "lambdakube_environments", "Execution environments by state",
+            labels=["namespace", "function", "state"],
+        )
+        conc = GaugeMetricFamily(
+            "lambdakube_concurrent_executions", "In-flight executions of a function",
+            labels=["namespace", "function"],
+        )
+        for namespace, function, counts, in_flight in self.source():
+            for state, n in counts.items():
+                envs.add_metric([namespace, function, state], n)
+            conc.add_metric([namespace, function], in_flight)
+        ns_conc = GaugeMetricFamily(
+            "lambdakube_namespace_concurrent_executions", "In-flight executions in a namespace",
+            labels=["namespace"],
+        )
+        for namespace, in_flight in self.ns_source():
+            ns_conc.add_metric([namespace], in_flight)
+        depth = GaugeMetricFamily(
+            "lambdakube_async_queue_depth", "Async events stored and not yet finished",
+            labels=["namespace"],
+        )
+        for namespace, n in self.queue_source().items():
+            depth.add_metric([namespace], n)
+        yield from (envs, conc, ns_conc, depth)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        fl = ["namespace", "function"]
+        self.invocations = Counter(
+            "lambdakube_invocations", "Invocations by result (success, function_error, throttled, error)",
+            fl + ["result"], registry=r,
+        )
+        self.cold_starts = Counter("lambdakube_cold_starts", "Invocations served by a cold start", fl, registry=r)
+        self.init_duration = Histogram(
+            "lambdakube_init_duration_seconds", "Init duration of cold-started environments", fl,
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.run_duration = Histogram(
+            "lambdakube_run_duration_seconds", "Handler run duration reported by the runtime", fl,
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.queue_wait = Histogram(
+            "lambdakube_queue_wait_seconds", "Time from arrival until an environment was leased", fl,
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.throttles = Counter(
+            "lambdakube_throttles", "Throttled invocations by reason", fl + ["reason"], registry=r,
+        )
+        self.spillover = Counter(
+            "lambdakube_provisioned_spillover_invocations",
+            "Invocations served by an on-demand env while the function has provisioned concurrency",
+            fl, registry=r,
+        )
+        self._children: dict[tuple, tuple] = {}
+
+    def attach_state(self, source, ns_source, queue_source) -> None:
+        self.registry.register(_StateCollector(source, ns_source, queue_source))
+
+    def for_function(self, namespace: str, function: str) -> FunctionMetrics:
+        key = (namespace, function)
+        fm = self._children.get(key)
+        if fm is None:
+            fm = self._children[key] = FunctionMetrics(self, namespace, function)
+        return fm
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class FunctionMetrics:
+    """Label children resolved once per function: the hot path does no label lookups."""
+
+    __slots__ = ("_m", "_labels", "_results", "_throttles", "cold_starts", "init_duration",
+                 "run_duration", "queue_wait", "spillover")
+
+    def __init__(self, m: Metrics, namespace: str, function: str) -> None:
+        self._m = m
+        self._labels = (namespace, function)
+        self._results: dict[str, object] = {}
+        self._throttles: dict[str, object] = {}
+        self.cold_starts = m.cold_starts.labels(namespace, function)
+        self.init_duration = m.init_duration.labels(namespace, function)
+        self.run_duration = m.run_duration.labels(namespace, function)
+        self.queue_wait = m.queue_wait.labels(namespace, function)
+        self.spillover = m.spillover.labels(namespace, function)
+
+    def result(self, result: str) -> None:
+        c = self._results.get(result)
+        if c is None:
+            c = self._results[result] = self._m.invocations.labels(*self._labels, result)
+        c.inc()
+
+    def throttle(self, reason: str) -> None:
+        c = self._throttles.get(reason)
+        if c is None:
+            c = self._throttles[reason] = self._m.throttles.labels(*self._labels, reason)
+        c.inc()

@@ -1,0 +1,216 @@
+"""Where the registry's snapshots come from: fixed, a manifest directory, or Kubernetes.
+
+Why polling for the directory: it keeps ``lambdakube dev`` dependency-free and works on
+every filesystem; a changed manifest is applied within ``interval`` seconds. An invalid
+edit is logged and ignored (the last valid snapshot stays live) — only the *initial*
+load refuses to start the router, so a typo never takes running functions down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from lambdakube_router.registry import ManifestError, Snapshot, load_directory, snapshot_fingerprint
+
+log = logging.getLogger(__name__)
+
+
+class Source(Protocol):
+    async def initial(self) -> Snapshot: ...
+
+    async def run(self, apply: Callable[[Snapshot], None]) -> None:
+        """Call ``apply`` with each new snapshot; runs until cancelled."""
+
+
+class StaticSource:
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+    async def initial(self) -> Snapshot:
+        return self.snapshot
+
+    async def run(self, apply: Callable[[Snapshot], None]) -> None:
+        await asyncio.Event().wait()
+
+
+class DirectorySource:
+    def __init__(self, directory: str | Path, namespace: str, interval: float | None = 2.0) -> None:
+        self.directory = Path(directory)
+        self.namespace = namespace
+        self.interval = interval
+        self._fingerprint: tuple | None = None
+
+    async def initial(self) -> Snapshot:
+        self._fingerprint = snapshot_fingerprint(self.directory)
+        return load_directory(self.directory, self.namespace)  # ManifestError propagates
+
+    async def run(self, apply: Callable[[Snapshot], None]) -> None:
+        if not self.interval:
+            await asyncio.Event().wait()
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                fp = snapshot_fingerprint(self.directory)
+                if fp == self._fingerprint:
+                    continue
+                self._fingerprint = fp
+                snap = load_directory(self.directory, self.namespace)
+            except ManifestError as exc:
+                log.error("manifests changed but are invalid; keeping the previous ones:\n%s", exc)
+                continue
+            except OSError as exc:
+                log.error("cannot read %s: %s", self.directory, exc)
+                continue
+            log.info("manifests in %s changed; applying", self.directory)
+            apply(snap)
+
+
+class KubernetesSource:
+    """Function and ConcurrencyQuota objects from the API server: list, then watch.
+
+    Why a thread with the synchronous client: ``kubernetes_asyncio`` is not a dependency,
+    and a watch is one long-lived blocking call. Each kind is watched in its own thread
+    with an explicit server-side ``timeoutSeconds`` and a client-side read timeout (a
+    silent watch stall is the most reported controller bug), re-listing on 410 Gone or
+    any error. Every change produces a complete new Snapshot, applied on the event loop.
+    The API server has already validated objects against the CRD schema; an object the
+    pydantic models still reject is skipped with an error log.
+    """
+
+    KINDS = (("functions", "Function"), ("concurrencyquotas", "ConcurrencyQuota"))
+
+    def __init__(self, *, kubeconfig: str | None = None, namespace: str | None = None,
+                 api_client=None, watch_timeout: int = 60, retry_delay: float = 2.0) -> None:
+        from kubernetes import client, config  # noqa: PLC0415
+
+        if api_client is None:
+            if kubeconfig:
+                api_client = config.new_client_from_config(config_file=str(kubeconfig))
+            else:
+                try:
+                    config.load_incluster_config()
+                except config.ConfigException:
+                    config.load_kube_config()
+                api_client = client.ApiClient()
+        self.api = client.CustomObjectsApi(api_client)
+        self.namespace = namespace  # None: all namespaces
+        self.watch_timeout = watch_timeout
+        self.retry_delay = retry_delay
+        self._objects: dict[str, dict[tuple[str, str], dict]] = {p: {} for p, _ in self.KINDS}
+        self._stop = False
+        self._lock = threading.Lock()
+
+    def _list(self, plural: str) -> tuple[list[dict], str]:
+        from lambdakube.models import GROUP, VERSION  # noqa: PLC0415
+
+        if self.namespace:
+            out = self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, plural,
+                                                         _request_timeout=30)
+        else:
+            out = self.api.list_cluster_custom_object(GROUP, VERSION, plural, _request_timeout=30)
+        return out.get("items", []), out["metadata"]["resourceVersion"]
+
+    def _snapshot(self) -> Snapshot:
+        from lambdakube_router.registry import parse_documents  # noqa: PLC0415
+
+        docs: list[dict] = []
+        with self._lock:
+            objects = {plural: list(objs.values()) for plural, objs in self._objects.items()}
+        for plural, kind in self.KINDS:
+            for obj in objects[plural]:
+                docs.append({"apiVersion": obj.get("apiVersion"), "kind": kind,
+                             "metadata": obj.get("metadata", {}), "spec": obj.get("spec") or {}})
+        snap, errors = parse_documents(docs, "kubernetes", self.namespace or "default")
+        for err in errors:
+            log.error("skipping invalid object: %s", err)
+        return snap
+
+    async def initial(self) -> Snapshot:
+        for plural, _ in self.KINDS:
+            items, _rv = await asyncio.to_thread(self._list, plural)
+            self._objects[plural] = {_key(o): o for o in items}
+        return self._snapshot()
+
+    async def run(self, apply: Callable[[Snapshot], None]) -> None:
+        loop = asyncio.get_running_loop()
+
+        def changed() -> None:
+            apply(self._snapshot())
+
+        def notify() -> None:
+            loop.call_soon_threadsafe(changed)
+
+        # Daemon threads, not the executor: a watch blocks for up to watch_timeout, and
+        # the loop's shutdown must not wait for it.
+        for plural, _ in self.KINDS:
+            threading.Thread(target=self._watch_forever, args=(plural, notify), daemon=True,
+                             name=f"watch-{plural}").start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self._stop = True  # threads end at their next event or watch timeout
+
+    def _watch_forever(self, plural: str, notify: Callable[[], None]) -> None:
+        import time  # noqa: PLC0415
+
+        from kubernetes import watch  # noqa: PLC0415
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+        from lambdakube.models import GROUP, VERSION  # noqa: PLC0415
+
+        rv = None
+        while not self._stop:
+            try:
+                if rv is None:
+                    items, rv = self._list(plural)
+                    with self._lock:
+                        self._objects[plural] = {_key(o): o for o in items}
+                    notify()
+                w = watch.Watch()
+                kwargs = dict(resource_version=rv, timeout_seconds=self.watch_timeout,
+                              _request_timeout=self.watch_timeout + 10, allow_watch_bookmarks=True)
+                if self.namespace:
+                    stream = w.stream(self.api.list_namespaced_custom_object, GROUP, VERSION,
+                                      self.namespace, plural, **kwargs)
+                else:
+                    stream = w.stream(self.api.list_cluster_custom_object, GROUP, VERSION,
+                                      plural, **kwargs)
+                for event in stream:
+                    if self._stop:
+                        w.stop()
+                        return
+                    obj = event["object"]
+                    etype = event["type"]
+                    if etype == "ERROR":
+                        rv = None  # 410 Gone and friends: re-list
+                        break
+                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                    if etype == "BOOKMARK":
+                        continue
+                    with self._lock:
+                        if etype == "DELETED":
+                            self._objects[plural].pop(_key(obj), None)
+                        else:
+                            self._objects[plural][_key(obj)] = obj
+                    notify()
+            except ApiException as exc:
+                if exc.status == 410:
+                    rv = None
+                    continue
+                log.warning("watch %s failed: %s %s; retrying", plural, exc.status, exc.reason)
+                rv = None
+                time.sleep(self.retry_delay)
+            except Exception as exc:  # network errors, read timeouts: re-list
+                log.warning("watch %s failed: %s; retrying", plural, exc)
+                rv = None
+                time.sleep(self.retry_delay)
+
+
+def _key(obj: dict) -> tuple[str, str]:
+    meta = obj.get("metadata", {})
+    return meta.get("namespace", ""), meta.get("name", "")

@@ -1,0 +1,77 @@
+"""Lambda's async retry rules (pure) and the destination record shape."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lambdakube_router.asyncq import policy
+from lambdakube_router.asyncq.dispatcher import destination_record
+from lambdakube_router.asyncq.store import StoredEvent
+
+P = policy.RetryPolicy(function_error_delays=(60, 120), backoff_base=1, backoff_max=300)
+
+
+def decide(a, outcome, now, retries=2, max_age=21600):
+    return policy.after_attempt(a, outcome, now, max_retry_attempts=retries, max_age=max_age, policy=P)
+
+
+@pytest.mark.parametrize(
+    "name,errors,retries,finished,condition,next_at",
+    [
+        ("first error waits ~60s", 0, 2, False, None, 1060),
+        ("second error waits ~120s", 1, 2, False, None, 1120),
+        ("third error exhausts", 2, 2, True, "RetriesExhausted", None),
+        ("no retries configured", 0, 0, True, "RetriesExhausted", None),
+    ],
+)
+def test_function_error_retries(name, errors, retries, finished, condition, next_at):
+    d = decide(policy.Attempts(created_at=1000, function_errors=errors), "function_error", 1000, retries)
+    assert (d.finished, d.condition, d.next_attempt_at) == (finished, condition, next_at), name
+    assert d.attempts.function_errors == errors + 1
+
+
+def test_throttles_back_off_without_using_retries():
+    a = policy.Attempts(created_at=0)
+    delays = []
+    now = 0.0
+    for _ in range(12):
+        d = decide(a, "retryable", now)
+        assert not d.finished
+        delays.append(d.next_attempt_at - now)
+        now, a = d.next_attempt_at, d.attempts
+    assert delays[:4] == [1, 2, 4, 8] and max(delays) == 300
+    assert a.function_errors == 0 and a.system_retries == 12
+
+
+def test_event_age_exceeded():
+    a = policy.Attempts(created_at=0, system_retries=20)
+    d = decide(a, "retryable", now=21500)  # +300 s would pass 21,600 s
+    assert d.finished and d.condition == "EventAgeExceeded"
+    assert policy.expired(a, 21601, 21600) and not policy.expired(a, 21600, 21600)
+    d = decide(policy.Attempts(created_at=0), "function_error", now=100, max_age=120)
+    assert d.finished and d.condition == "EventAgeExceeded"
+
+
+def test_success():
+    d = decide(policy.Attempts(created_at=0, function_errors=1, invocations=1), "success", 5)
+    assert d.finished and d.condition == "Success" and d.attempts.invocations == 2
+
+
+def test_record_shape():
+    ev = StoredEvent("rid", "ns", "fn", b'{"a":1}', None, 0.0, 0.0, 3, 0, 3, 200, "Unhandled",
+                     b'{"errorType":"E","errorMessage":"m"}')
+    rec = destination_record(ev, "RetriesExhausted", invocations=3, now=1700000000.5, status=200,
+                             function_error="Unhandled", response=ev.last_response)
+    assert rec == {
+        "version": "1.0",
+        "timestamp": "2023-11-14T22:13:20.500Z",
+        "requestContext": {"requestId": "rid", "functionArn": "lambdakube:ns:function:fn",
+                           "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": {"a": 1},
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST",
+                            "functionError": "Unhandled"},
+        "responsePayload": {"errorType": "E", "errorMessage": "m"},
+    }
+    json.dumps(rec)

@@ -1,0 +1,272 @@
+"""Pool state machine with an in-memory backend and a fake clock (no processes)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lambdakube.models import FunctionSpec
+from lambdakube_router.backends.base import EnvironmentHandle, EnvironmentStartError, FunctionRef
+from lambdakube_router.limits import RATE_EXCEEDED, Throttle
+from lambdakube_router.pool import EnvState, LeaseTimeout, Pool, Throttled
+
+INLINE = {"code": {"inline": {"source": "def handler(e, c):\n    return e\n"}}}
+
+
+def spec(**kw) -> FunctionSpec:
+    return FunctionSpec.model_validate({"handler": "index.handler", **INLINE, **kw})
+
+
+class FakeBackend:
+    """Starts are gated so tests decide when an environment becomes ready."""
+
+    def __init__(self, auto: bool = True) -> None:
+        self.auto = auto
+        self.gates: list[asyncio.Future] = []
+        self.started: list[str] = []
+        self.stopped: list[str] = []
+        self.fail_next: str | None = None
+
+    async def start(self, fn, spec, env_id, provisioned):
+        if self.fail_next:
+            msg, self.fail_next = self.fail_next, None
+            raise EnvironmentStartError(msg)
+        if not self.auto:
+            gate = asyncio.get_running_loop().create_future()
+            self.gates.append(gate)
+            await gate
+        self.started.append(env_id)
+        return EnvironmentHandle(address="127.0.0.1:1", env_id=env_id, init_duration=0.01)
+
+    async def stop(self, handle):
+        self.stopped.append(handle.env_id)
+
+    async def close(self):
+        pass
+
+    def open_gate(self):
+        for gate in self.gates:
+            if not gate.done():
+                gate.set_result(None)
+                return
+        raise AssertionError("no pending start")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_pool(s=None, backend=None, tokens=None, clock=None) -> Pool:
+    def take_token(now):
+        if tokens is None:
+            return None
+        if tokens[0] > 0:
+            tokens[0] -= 1
+            return None
+        return Throttle(RATE_EXCEEDED, 1)
+
+    return Pool(
+        FunctionRef("default", "fn"),
+        s or spec(),
+        backend or FakeBackend(),
+        take_token=take_token,
+        clock=clock or Clock(),
+    )
+
+
+async def settle():
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_cold_then_warm_same_env():
+    pool = make_pool()
+    first = await pool.lease(1)
+    assert first.cold_start and first.init_duration == 0.01
+    pool.release(first.env)
+    second = await pool.lease(1)
+    assert not second.cold_start and second.env is first.env
+    pool.release(second.env)
+    assert pool.stats.cold_starts == 1 and pool.stats.warm_starts == 1
+    await pool.close()
+
+
+async def test_never_two_leases_on_one_env():
+    pool = make_pool()
+    leases = await asyncio.gather(*(pool.lease(1) for _ in range(20)))
+    assert len({id(l.env) for l in leases}) == 20
+    for l in leases:
+        pool.release(l.env)
+    again = await asyncio.gather(*(pool.lease(1) for _ in range(20)))
+    assert len({id(l.env) for l in again}) == 20
+    assert len(pool.envs) == 20
+    for l in again:
+        pool.release(l.env)
+    await pool.close()
+
+
+async def test_waiter_takes_env_released_first_and_is_not_cold():
+    backend = FakeBackend(auto=False)
+    pool = make_pool(backend=backend)
+    t1 = asyncio.ensure_future(pool.lease(1))
+    await settle()
+    backend.open_gate()
+    a = await t1
+    t2 = asyncio.ensure_future(pool.lease(1))  # starts a second env (gated)
+    await settle()
+    assert pool.counts()["starting"] == 1
+    pool.release(a.env)  # released before the new env is ready
+    b = await t2
+    assert b.env is a.env and not b.cold_start
+    backend.open_gate()
+    await settle()
+    assert pool.counts() == {"starting": 0, "idle": 1, "busy": 1, "draining": 0}
+    pool.release(b.env)
+    await pool.close()
+
+
+async def test_waiters_count_on_unclaimed_starts_without_new_tokens():
+    backend = FakeBackend(auto=False)
+    tokens = [1]
+    pool = make_pool(backend=backend, tokens=tokens)
+    t1 = asyncio.ensure_future(pool.lease(1))
+    await settle()
+    a = None
+    # a second request while one start is claimed needs its own token: none left
+    with pytest.raises(Throttled) as exc:
+        await pool.lease(1)
+    assert exc.value.throttle.reason == RATE_EXCEEDED
+    backend.open_gate()
+    a = await t1
+    pool.release(a.env)
+    assert (await pool.lease(1)).env is a.env  # warm: no token needed
+    await pool.close()
+
+
+async def test_cancelled_waiter_returns_handed_env():
+    backend = FakeBackend(auto=False)
+    pool = make_pool(backend=backend)
+    task = asyncio.ensure_future(pool.lease(5))
+    await settle()
+    backend.open_gate()
+    await asyncio.sleep(0)  # start finished -> env handed to the waiter's future
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await settle()
+    assert pool.counts()["idle"] == 1 and pool.waiting == 0
+    lease = await pool.lease(1)
+    assert lease.env.state is EnvState.BUSY
+    pool.release(lease.env)
+    await pool.close()
+
+
+async def test_lease_deadline():
+    backend = FakeBackend(auto=False)
+    pool = make_pool(backend=backend)
+    with pytest.raises(LeaseTimeout):
+        await pool.lease(0.05)
+    assert pool.waiting == 0
+    backend.open_gate()  # the start still completes and parks the env
+    await settle()
+    assert pool.counts()["idle"] == 1
+    await pool.close()
+
+
+async def test_start_failure_goes_to_the_waiter():
+    backend = FakeBackend()
+    backend.fail_next = "Runtime.ImportModuleError: No module named 'nope'"
+    pool = make_pool(backend=backend)
+    with pytest.raises(EnvironmentStartError, match="nope"):
+        await pool.lease(1)
+    assert pool.envs == {} and pool.stats.last_start_error.endswith("'nope'")
+    lease = await pool.lease(1)  # replaced lazily
+    pool.release(lease.env)
+    await pool.close()
+
+
+async def test_unhealthy_release_retires_and_next_is_cold():
+    backend = FakeBackend()
+    pool = make_pool(backend=backend)
+    a = await pool.lease(1)
+    pool.release(a.env, healthy=False)
+    await settle()
+    assert backend.stopped == [a.env.env_id] and a.env.state is EnvState.DEAD
+    b = await pool.lease(1)
+    assert b.cold_start and b.env is not a.env
+    pool.release(b.env)
+    await pool.close()
+
+
+async def test_reap_idle_on_demand_only():
+    clock = Clock()
+    backend = FakeBackend()
+    pool = make_pool(spec(provisionedConcurrency=1, idleTimeoutSeconds=30), backend, clock=clock)
+    pool.ensure_provisioned()
+    await settle()
+    leases = await asyncio.gather(pool.lease(1), pool.lease(1))
+    assert sorted(l.env.provisioned for l in leases) == [False, True]
+    assert [l.spillover for l in leases if not l.env.provisioned] == [True]
+    assert all(not l.cold_start for l in leases if l.env.provisioned)
+    for l in leases:
+        pool.release(l.env)
+    clock.now = 29
+    assert pool.reap(clock.now) == []
+    clock.now = 31
+    reaped = pool.reap(clock.now)
+    assert [e.provisioned for e in reaped] == [False]
+    await settle()
+    assert pool.counts()["idle"] == 1  # the provisioned one stays
+    clock.now = 10_000
+    assert pool.reap(clock.now) == []
+    assert pool.stats.spillovers == 1
+    await pool.close()
+
+
+async def test_provisioned_refilled_after_death():
+    backend = FakeBackend()
+    pool = make_pool(spec(provisionedConcurrency=2), backend)
+    assert pool.ensure_provisioned() == 2
+    await settle()
+    lease = await pool.lease(1)
+    assert lease.env.provisioned and not lease.cold_start and not lease.spillover
+    pool.release(lease.env, healthy=False)
+    await asyncio.sleep(0.01)
+    assert pool._live_provisioned() == 2
+    assert len(backend.started) == 3
+    await pool.close()
+
+
+async def test_spec_change_drains_old_envs():
+    pool = make_pool()
+    a = await pool.lease(1)
+    b = await pool.lease(1)
+    pool.release(b.env)
+    pool.update_spec(spec(env={"X": "1"}))
+    await settle()
+    assert b.env.state is EnvState.DEAD
+    pool.release(a.env)
+    await settle()
+    assert a.env.state is EnvState.DEAD
+    c = await pool.lease(1)
+    assert c.cold_start and c.env.generation == 1
+    pool.release(c.env)
+    pool.update_spec(spec(env={"X": "1"}, idleTimeoutSeconds=5))  # not shaping: keeps envs
+    assert c.env.state is EnvState.IDLE
+    await pool.close()
+
+
+async def test_close_fails_waiters_and_stops_envs():
+    backend = FakeBackend(auto=False)
+    pool = make_pool(backend=backend)
+    task = asyncio.ensure_future(pool.lease(5))
+    await settle()
+    await pool.close()
+    with pytest.raises(Exception) as exc:
+        await task
+    assert type(exc.value).__name__ == "PoolClosed"
