@@ -50,8 +50,16 @@ def _dev(args: argparse.Namespace) -> int:
               " -d '{\"name\":\"x\"}'", flush=True)
 
     config = RouterConfig(functions_dir=directory, backend="local", host=args.host, port=args.port,
-                          state_dir=state_dir, namespace=args.namespace)
+                          state_dir=state_dir, namespace=args.namespace,
+                          generic_pool_size=args.generic_pool_size)
     return run(config, on_ready=ready)
+
+
+def _non_negative(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--port", type=int, default=9000)
     dev.add_argument("--namespace", default="default")
     dev.add_argument("--state-dir", help="async queue state (default: a new temporary directory)")
+    dev.add_argument("--generic-pool-size", type=_non_negative, default=2, metavar="N",
+                     help="pre-warmed generic environments that cold starts specialise instead"
+                          " of starting a process; also their cap (they count toward no"
+                          " function's concurrency); 0 disables (default 2)")
     dev.add_argument("--log-level", default="WARNING")
     dev.set_defaults(run=_dev)
 

@@ -24,6 +24,13 @@ from lambdakube_router.registry import ManifestError
 log = logging.getLogger("lambdakube_router")
 
 
+def _non_negative(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
 def build_parser(prog: str = "lambdakube-router") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Lambda-style invocation router")
     p.add_argument("--functions", metavar="DIR",
@@ -39,6 +46,11 @@ def build_parser(prog: str = "lambdakube-router") -> argparse.ArgumentParser:
                    help="durable async queue location (default ~/.local/state/lambdakube)")
     p.add_argument("--namespace", default="default",
                    help="namespace of manifests without one, and of plain function names")
+    p.add_argument("--generic-pool-size", type=_non_negative, default=2, metavar="N",
+                   help="local backend: keep N pre-warmed generic environments that cold starts"
+                        " specialise (POST /init) instead of starting a process; N is also the"
+                        " cap on them for the whole router (they count toward no function's"
+                        " concurrency); 0 disables (default 2)")
     p.add_argument("--kubeconfig", help="kubernetes backend: kubeconfig (default: in-cluster/~/.kube)")
     p.add_argument("--runtime-image", help="kubernetes backend: image for inline-code functions")
     p.add_argument("--log-level", default="INFO")
@@ -62,6 +74,7 @@ def config_from_args(args: argparse.Namespace) -> RouterConfig:
         namespace=args.namespace,
         kubeconfig=args.kubeconfig,
         runtime_image=args.runtime_image,
+        generic_pool_size=args.generic_pool_size,
     )
 
 

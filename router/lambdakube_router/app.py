@@ -59,6 +59,10 @@ class RouterConfig:
     sqlite_synchronous: str = "FULL"
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
+    #: local backend: pre-warmed generic environments kept ready for cold starts. Also
+    #: the cap on them: they count toward no function's concurrency or namespace quota.
+    #: 0 disables (every cold start spawns a fresh process).
+    generic_pool_size: int = 2
     #: kubernetes backend
     kubeconfig: str | None = None
     runtime_image: str | None = None
@@ -80,7 +84,7 @@ def _make_backend(config: RouterConfig, session: aiohttp.ClientSession) -> Backe
     if config.backend == "local":
         from lambdakube_router.backends.local import LocalBackend
 
-        return LocalBackend(session=session)
+        return LocalBackend(session=session, generic_pool_size=config.generic_pool_size)
     if config.backend == "kubernetes":
         from lambdakube_router.backends.kubernetes import KubernetesBackend
 
@@ -120,6 +124,9 @@ async def init_app(config: RouterConfig) -> web.Application:
         app[keys.DISPATCHER] = dispatcher
         app[keys.METRICS].attach_state(engine.state_rows, engine.namespace_rows,
                                        lambda: dict(store.depth))
+        generic_pool = getattr(engine.backend, "generic_pool", None)
+        if generic_pool is not None:
+            app[keys.METRICS].attach_generic_pool(generic_pool.snapshot)
         watcher = None
         try:
             await store.open()

@@ -24,7 +24,7 @@ from lambdakube.models import ConcurrencyQuotaSpec, FunctionSpec
 from lambdakube_router.backends.base import Backend, EnvironmentStartError, FunctionRef
 from lambdakube_router.limits import NamespaceLimits, Throttle
 from lambdakube_router.metrics import FunctionMetrics, Metrics
-from lambdakube_router.pool import Environment, LeaseTimeout, Pool, PoolClosed, Throttled
+from lambdakube_router.pool import Environment, Lease, LeaseTimeout, Pool, PoolClosed, Throttled
 from lambdakube_router.registry import FunctionEntry, Snapshot
 from lambdakube_router.runtime_client import EnvConnection, EnvironmentGone
 
@@ -210,6 +210,7 @@ class Engine:
         fm = state.metrics
         grace = self.settings.invoke_grace_seconds
         clock = self.settings.clock
+        lease_requested = clock()
         try:
             lease = await state.pool.lease(self.settings.init_timeout_seconds + spec.timeout_seconds + grace)
         except Throttled as exc:
@@ -224,8 +225,10 @@ class Engine:
         leased_at = clock()
         queue_wait = leased_at - arrival
         fm.queue_wait.observe(queue_wait)
+        source = environment_source(lease)
         if lease.cold_start:
             fm.cold_starts.inc()
+            fm.cold_start(source, leased_at - lease_requested)
             if lease.init_duration is not None:
                 fm.init_duration.observe(lease.init_duration)
         if lease.spillover:
@@ -243,6 +246,7 @@ class Engine:
             h["X-Init-Duration-Ms"] = f"{lease.init_duration * 1000:.3f}"
         h["X-Queue-Wait-Ms"] = f"{queue_wait * 1000:.3f}"
         h["X-Environment-Id"] = env.env_id
+        h["X-Environment-Source"] = source
         run_ms = h.get("X-Run-Duration-Ms")
         if run_ms is None:
             run = clock() - leased_at
@@ -319,6 +323,9 @@ class Engine:
     # -- background --------------------------------------------------------------------
 
     def start_background(self) -> None:
+        prewarm = getattr(self.backend, "prewarm", None)  # the local backend's generic pool
+        if callable(prewarm):
+            prewarm()
         if self._reaper is None:
             self._reaper = asyncio.get_running_loop().create_task(self._reap_loop())
 
@@ -365,6 +372,17 @@ class Engine:
     def namespace_rows(self):
         for ns, limits in self.namespaces.items():
             yield ns, limits.in_flight
+
+
+def environment_source(lease: Lease) -> str:
+    """``X-Environment-Source``: ``warm`` or ``provisioned`` for a reused environment;
+    for a cold start, where the backend got it: ``generic`` (a pre-warmed environment
+    specialised for this function) or ``fresh`` (a new process or pod)."""
+    env = lease.env
+    if not lease.cold_start:
+        return "provisioned" if env.provisioned else "warm"
+    private = env.handle.private if env.handle is not None else None
+    return getattr(private, "source", None) or "fresh"
 
 
 def _init_error_type(exc: EnvironmentStartError) -> str:

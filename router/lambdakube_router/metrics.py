@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (
@@ -54,6 +54,31 @@ class _StateCollector(Collector):
         yield from (envs, conc, ns_conc, depth)
 
 
+class _GenericPoolCollector(Collector):
+    """The local backend's pre-warmed generic environments (``GenericPool.snapshot``)."""
+
+    def __init__(self, source: Callable[[], dict]) -> None:
+        self.source = source
+
+    def collect(self):
+        snap = self.source()
+        available = GaugeMetricFamily(
+            "lambdakube_generic_pool_available",
+            "Pre-warmed generic environments ready to be specialised")
+        available.add_metric([], snap["available"])
+        size = GaugeMetricFamily(
+            "lambdakube_generic_pool_size", "Target (and cap) of pre-warmed generic environments")
+        size.add_metric([], snap["size"])
+        spec = CounterMetricFamily(
+            "lambdakube_generic_specialisations",
+            "Generic environments taken for a cold start, by outcome"
+            " (specialised, init_error, failed: fell back to a fresh environment)",
+            labels=["result"])
+        for result, n in snap["specialisations"].items():
+            spec.add_metric([result], n)
+        yield from (available, size, spec)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -84,10 +109,19 @@ class Metrics:
             "Invocations served by an on-demand env while the function has provisioned concurrency",
             fl, registry=r,
         )
+        self.cold_start = Histogram(
+            "lambdakube_cold_start_seconds",
+            "Cold starts end to end, from asking for an environment to having it ready,"
+            " by where it came from (generic: pre-warmed and specialised; fresh: started)",
+            fl + ["source"], buckets=LATENCY_BUCKETS, registry=r,
+        )
         self._children: dict[tuple, tuple] = {}
 
     def attach_state(self, source, ns_source, queue_source) -> None:
         self.registry.register(_StateCollector(source, ns_source, queue_source))
+
+    def attach_generic_pool(self, source: Callable[[], dict]) -> None:
+        self.registry.register(_GenericPoolCollector(source))
 
     def for_function(self, namespace: str, function: str) -> FunctionMetrics:
         key = (namespace, function)
@@ -103,14 +137,15 @@ class Metrics:
 class FunctionMetrics:
     """Label children resolved once per function: the hot path does no label lookups."""
 
-    __slots__ = ("_m", "_labels", "_results", "_throttles", "cold_starts", "init_duration",
-                 "run_duration", "queue_wait", "spillover")
+    __slots__ = ("_m", "_labels", "_results", "_throttles", "_cold_start", "cold_starts",
+                 "init_duration", "run_duration", "queue_wait", "spillover")
 
     def __init__(self, m: Metrics, namespace: str, function: str) -> None:
         self._m = m
         self._labels = (namespace, function)
         self._results: dict[str, object] = {}
         self._throttles: dict[str, object] = {}
+        self._cold_start: dict[str, object] = {}
         self.cold_starts = m.cold_starts.labels(namespace, function)
         self.init_duration = m.init_duration.labels(namespace, function)
         self.run_duration = m.run_duration.labels(namespace, function)
@@ -122,6 +157,12 @@ class FunctionMetrics:
         if c is None:
             c = self._results[result] = self._m.invocations.labels(*self._labels, result)
         c.inc()
+
+    def cold_start(self, source: str, seconds: float) -> None:
+        h = self._cold_start.get(source)
+        if h is None:
+            h = self._cold_start[source] = self._m.cold_start.labels(*self._labels, source)
+        h.observe(seconds)
 
     def throttle(self, reason: str) -> None:
         c = self._throttles.get(reason)

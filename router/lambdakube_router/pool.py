@@ -314,6 +314,12 @@ class Pool:
             self._start_failed(env, error)
             return
         env.handle = handle
+        if handle.env_id != env.env_id:
+            # The backend chose the id (a pre-warmed generic environment keeps the one it
+            # was spawned with, which the runtime reports): use it everywhere from now on.
+            self.envs.pop(env.env_id, None)
+            env.env_id = handle.env_id
+            self.envs[env.env_id] = env
         if env.state is not EnvState.STARTING:  # closed meanwhile
             self._spawn(self._stop(env))
             return

@@ -16,6 +16,18 @@ drain them on every request (measured: a visible share of the router's CPU per i
 A log file per environment (``<log dir>/<env id>.log``) costs the router nothing on the
 hot path, is readable while debugging ``lambdakube dev``, and its tail goes into start
 errors. It is removed when the environment stops.
+
+Pre-warmed generic environments (``generic_pool_size`` > 0, see ``generic_pool``): the
+backend keeps that many runtimes started *without* a function. ``start`` for an
+on-demand cold start takes one and specialises it with ``POST /init`` (the function's
+code, config and ``spec.env``); the environment keeps the id it was spawned with (the
+runtime reports it as ``X-Env-Id`` and in ``context.log_stream_name``), so the handle
+carries that id and the pool adopts it. Fresh processes (today's path) are still used
+when the pool is empty, when a spare turns out to be unusable, for provisioned
+environments (started off the request path anyway; they should not drain the spares
+that on-demand cold starts need), and for functions whose ``spec.env`` sets variables
+read at process start (``PYTHON*``, ``LD_*``, ``LAMBDAKUBE_*``, ...): those only take
+effect in a new process.
 """
 
 from __future__ import annotations
@@ -36,11 +48,22 @@ import aiohttp
 
 from lambdakube.models import FunctionSpec
 from lambdakube_router.backends.base import EnvironmentHandle, EnvironmentStartError, FunctionRef
+from lambdakube_router.generic_pool import GenericPool
 
 log = logging.getLogger(__name__)
 
 LISTENING_PREFIX = b"LAMBDAKUBE_LISTENING port="
 _READY_TIMEOUT = aiohttp.ClientTimeout(total=2)
+#: /init waits for the function's Init; the pool's init timeout bounds it (cancellation).
+_INIT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=2)
+
+#: Where an environment came from (``LocalProcess.source``, ``X-Environment-Source``).
+SOURCE_FRESH = "fresh"
+SOURCE_GENERIC = "generic"
+#: ``spec.env`` names read when a process starts, before any code runs (the interpreter,
+#: the dynamic loader, glibc's malloc, the runtime's own configuration): setting them
+#: through ``/init`` would be too late, so such functions get fresh processes.
+_STARTUP_ENV_PREFIXES = ("PYTHON", "LD_", "MALLOC_", "GLIBC_", "LAMBDAKUBE_")
 
 
 def runtime_pythonpath() -> str:
@@ -55,6 +78,29 @@ def runtime_pythonpath() -> str:
     if os.environ.get("PYTHONPATH"):
         paths.append(os.environ["PYTHONPATH"])
     return os.pathsep.join(paths)
+
+
+def init_body(fn: FunctionRef, spec: FunctionSpec) -> dict:
+    """The runtime's ``POST /init`` body: the same configuration as
+    ``environment_variables`` (the runtime mirrors it into ``LAMBDAKUBE_*``)."""
+    assert spec.code is not None
+    return {
+        "handler": spec.handler,
+        "inlineCode": spec.code.inline.source,
+        "inlineModule": spec.code.inline.module,
+        "codeDir": None,
+        "functionName": fn.name,
+        "functionVersion": "$LATEST",
+        "memoryMb": spec.resources.memory_size,
+        "timeoutSeconds": spec.timeout_seconds,
+        "env": dict(spec.env),  # never LAMBDAKUBE_* here: see needs_fresh_process
+        "namespace": fn.namespace,
+    }
+
+
+def needs_fresh_process(spec: FunctionSpec) -> bool:
+    """True when the function's ``spec.env`` must be present at interpreter start."""
+    return any(k.startswith(_STARTUP_ENV_PREFIXES) for k in spec.env)
 
 
 def environment_variables(fn: FunctionRef, spec: FunctionSpec, env_id: str) -> dict[str, str]:
@@ -82,6 +128,8 @@ class LocalProcess:
     proc: asyncio.subprocess.Process
     env_id: str
     log_path: Path
+    address: str = ""  # host:port once listening
+    source: str = SOURCE_FRESH
 
     def alive(self) -> bool:
         return self.proc.returncode is None
@@ -116,6 +164,8 @@ class LocalBackend:
         extra_env: dict[str, str] | None = None,
         session: aiohttp.ClientSession | None = None,
         log_dir: str | Path | None = None,
+        generic_pool_size: int = 0,
+        generic_refill_delay: float = 0.05,
     ) -> None:
         self.python = python
         self.ready_poll_interval = ready_poll_interval
@@ -129,6 +179,12 @@ class LocalBackend:
         self._logs = Path(log_dir) if log_dir else None
         self._own_logs = False
         self._pythonpath = runtime_pythonpath()
+        #: Spare generic runtimes (None when disabled); filled by ``prewarm``/first start.
+        self.generic_pool: GenericPool[LocalProcess] | None = (
+            GenericPool(generic_pool_size, spawn=self._spawn_generic, stop=self._kill,
+                        refill_delay=generic_refill_delay)
+            if generic_pool_size > 0 else None
+        )
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -139,6 +195,11 @@ class LocalBackend:
             )
         return self._session
 
+    def prewarm(self) -> None:
+        """Start filling the generic pool (needs a running loop); called at router start."""
+        if self.generic_pool is not None:
+            self.generic_pool.start()
+
     async def start(
         self, fn: FunctionRef, spec: FunctionSpec, env_id: str, provisioned: bool
     ) -> EnvironmentHandle:
@@ -148,6 +209,88 @@ class LocalBackend:
                 " the kubernetes backend)",
                 error_type="UnsupportedImage",
             )
+        pool = self.generic_pool
+        if pool is not None and not provisioned and not needs_fresh_process(spec):
+            spare = pool.take()
+            if spare is not None:
+                handle = await self._specialise(spare, fn, spec)
+                if handle is not None:
+                    return handle
+                # the spare was unusable: today's path instead
+        return await self._start_fresh(fn, spec, env_id)
+
+    # -- fresh processes (the function in the environment from the start) --------------
+
+    async def _start_fresh(self, fn: FunctionRef, spec: FunctionSpec, env_id: str) -> EnvironmentHandle:
+        lp = await self._spawn(env_id, environment_variables(fn, spec, env_id))
+        try:
+            init = await self._wait_ready(lp, lp.address, fn)
+        except BaseException:
+            await self._kill(lp)
+            raise
+        return EnvironmentHandle(address=lp.address, env_id=env_id, init_duration=init, private=lp)
+
+    # -- generic processes (started without a function, specialised by POST /init) -----
+
+    async def _spawn_generic(self) -> LocalProcess:
+        env_id = f"generic-{os.urandom(4).hex()}"
+        # No LAMBDAKUBE_HANDLER: the runtime listens, stays "generic" and waits for /init.
+        return await self._spawn(env_id, {"LAMBDAKUBE_ENV_ID": env_id})
+
+    async def _specialise(
+        self, lp: LocalProcess, fn: FunctionRef, spec: FunctionSpec
+    ) -> EnvironmentHandle | None:
+        """``POST /init`` on a spare. Returns the ready handle; None when the spare was
+        unusable (it died, or refused the body: the caller starts a fresh process);
+        raises EnvironmentStartError when the function's Init failed (the runtime's
+        error, the same text as a fresh start's). The process is stopped in every case
+        but success."""
+        pool = self.generic_pool
+        assert pool is not None
+        self._procs[lp.env_id] = lp
+        lp.source = SOURCE_GENERIC
+        url = f"http://{lp.address}/init"
+        try:
+            try:
+                async with self._http().post(url, json=init_body(fn, spec),
+                                             timeout=_INIT_TIMEOUT) as resp:
+                    status, body = resp.status, await resp.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                # The spare died: before /init reached it (killed, crashed) or, rarely,
+                # because the function's import killed it. The two cannot be told apart
+                # here, so the function gets a fresh process either way: a dead spare is
+                # never a failed cold start, and a module that kills its process fails
+                # there with exactly today's error (the import runs again, as Lambda
+                # retries a failed Init on the next invocation).
+                log.warning("%s: generic environment %s failed during /init (%s: %s);"
+                            " starting a fresh one", fn, lp.env_id, type(exc).__name__, exc)
+                pool.record("failed")
+                await self._kill(lp)
+                return None
+            if status == 200:
+                pool.record("specialised")
+                return EnvironmentHandle(address=lp.address, env_id=lp.env_id,
+                                         init_duration=_init_seconds(body), private=lp)
+            info = _json(body)
+            if status == 500 and "error" in info:
+                pool.record("init_error")
+                raise EnvironmentStartError(init_error_message(fn, info))
+            # 400 (a router/runtime contract mismatch) or 409 (not generic after all): a
+            # bug, logged loudly; the function still gets a fresh environment.
+            log.error("%s: generic environment %s refused /init with %d: %s; starting a"
+                      " fresh one", fn, lp.env_id, status, body[:500].decode(errors="replace"))
+            pool.record("failed")
+            await self._kill(lp)
+            return None
+        except BaseException:
+            await self._kill(lp)
+            raise
+
+    # -- shared helpers -------------------------------------------------------------------
+
+    async def _spawn(self, env_id: str, variables: dict[str, str]) -> LocalProcess:
+        """Start ``python -m lambdakube_runtime`` and return it listening (``address`` set).
+        Both paths (fresh and generic) use it; the process is killed if this fails."""
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/tmp"),
@@ -155,7 +298,7 @@ class LocalBackend:
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             **self.extra_env,
-            **environment_variables(fn, spec, env_id),
+            **variables,
         }
         log_path = self._log_dir() / f"{env_id}.log"
         with open(log_path, "wb") as out:
@@ -171,12 +314,11 @@ class LocalBackend:
         self._procs[env_id] = lp
         try:
             port = await self._read_port(lp)
-            address = f"127.0.0.1:{port}"
-            init = await self._wait_ready(lp, address, fn)
         except BaseException:
             await self._kill(lp)
             raise
-        return EnvironmentHandle(address=address, env_id=env_id, init_duration=init, private=lp)
+        lp.address = f"127.0.0.1:{port}"
+        return lp
 
     def _log_dir(self) -> Path:
         if self._logs is None:
@@ -246,6 +388,8 @@ class LocalBackend:
             lp.log_path.unlink()
 
     async def close(self) -> None:
+        if self.generic_pool is not None:
+            await self.generic_pool.close()
         await asyncio.gather(*(self._kill(lp) for lp in list(self._procs.values())),
                              return_exceptions=True)
         if self._session is not None and self._own_session:
