@@ -1,0 +1,231 @@
+"""The only module that calls the Kubernetes API (besides kopf's own watching/patching).
+
+The official client is synchronous, so every call runs in a worker thread
+(``asyncio.to_thread``): a blocking call in an async kopf handler would freeze every
+handler and every watch of the operator. Responses are read as raw JSON
+(``_preload_content=False``) so the rest of the operator works on the same plain dicts
+that kopf hands to handlers, and every call carries an explicit request timeout.
+
+404 on delete/patch and 409 on create are expected races in a level-triggered
+controller (someone else - the router, the GC, a previous pass - got there first) and are
+reported as booleans, not exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+
+import kubernetes
+from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
+
+from lambdakube.models import GROUP, QUOTA_OBJECT_NAME, VERSION
+
+from .resources import labels
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = (5, 30)  # connect, read (seconds)
+FUNCTIONS = "functions"
+QUOTAS = "concurrencyquotas"
+
+
+def api_client(kubeconfig: str | None = None) -> ApiClient:
+    """A client for ``kubeconfig``; without one: in-cluster, then $KUBECONFIG/~/.kube/config."""
+    config = kubernetes.client.Configuration()
+    if kubeconfig:
+        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=config)
+    else:
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=config)
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config(client_configuration=config)
+    config.connection_pool_maxsize = 32
+    return ApiClient(config)
+
+
+def _json(resp) -> dict:
+    return json.loads(resp.data)
+
+
+class Cruds:
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+        self.core = CoreV1Api(client)
+        self.custom = CustomObjectsApi(client)
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- pods ------------------------------------------------------------------------------
+
+    async def list_pods(self, namespace: str, function: str) -> list[dict]:
+        def call():
+            return _json(self.core.list_namespaced_pod(
+                namespace, label_selector=f"{labels.FUNCTION}={function}",
+                _preload_content=False, _request_timeout=REQUEST_TIMEOUT))["items"]
+        return await asyncio.to_thread(call)
+
+    async def create_pod(self, namespace: str, body: Mapping) -> bool:
+        def call():
+            try:
+                self.core.create_namespaced_pod(
+                    namespace, dict(body), _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+                return True
+            except ApiException as exc:
+                if exc.status == 409:
+                    return False
+                raise
+        return await asyncio.to_thread(call)
+
+    async def delete_pod(self, namespace: str, name: str) -> bool:
+        def call():
+            try:
+                self.core.delete_namespaced_pod(
+                    name, namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+                return True
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                raise
+        return await asyncio.to_thread(call)
+
+    async def patch_pod(self, namespace: str, name: str, patch: Mapping) -> bool:
+        def call():
+            try:
+                self.core.patch_namespaced_pod(
+                    name, namespace, dict(patch),  # a dict body goes as a strategic merge patch
+                    _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+                return True
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                raise
+        return await asyncio.to_thread(call)
+
+    async def delete_function_pods(self, namespace: str, function: str) -> None:
+        def call():
+            self.core.delete_collection_namespaced_pod(
+                namespace, label_selector=f"{labels.FUNCTION}={function}",
+                _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+        await asyncio.to_thread(call)
+
+    # -- code ConfigMaps -------------------------------------------------------------------
+
+    async def list_code_configmaps(self, namespace: str, function: str) -> list[str]:
+        def call():
+            items = _json(self.core.list_namespaced_config_map(
+                namespace, label_selector=f"{labels.FUNCTION}={function},{labels.CODE_HASH}",
+                _preload_content=False, _request_timeout=REQUEST_TIMEOUT))["items"]
+            return [cm["metadata"]["name"] for cm in items]
+        return await asyncio.to_thread(call)
+
+    async def create_configmap(self, namespace: str, body: Mapping) -> bool:
+        def call():
+            try:
+                self.core.create_namespaced_config_map(
+                    namespace, dict(body), _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+                return True
+            except ApiException as exc:
+                if exc.status == 409:
+                    return False
+                raise
+        return await asyncio.to_thread(call)
+
+    async def delete_configmap(self, namespace: str, name: str) -> bool:
+        def call():
+            try:
+                self.core.delete_namespaced_config_map(
+                    name, namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+                return True
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                raise
+        return await asyncio.to_thread(call)
+
+    async def delete_function_configmaps(self, namespace: str, function: str) -> None:
+        def call():
+            self.core.delete_collection_namespaced_config_map(
+                namespace, label_selector=f"{labels.FUNCTION}={function},{labels.CODE_HASH}",
+                _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+        await asyncio.to_thread(call)
+
+    # -- Functions -------------------------------------------------------------------------
+
+    async def get_function(self, namespace: str, name: str) -> dict | None:
+        def call():
+            try:
+                return _json(self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, FUNCTIONS, name,
+                    _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+        return await asyncio.to_thread(call)
+
+    async def patch_function_status(self, namespace: str, name: str, status: Mapping) -> bool:
+        def call():
+            try:
+                self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, FUNCTIONS, name, {"status": dict(status)},
+                    _preload_content=False,
+                    _request_timeout=REQUEST_TIMEOUT)
+                return True
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                raise
+        return await asyncio.to_thread(call)
+
+    # -- ConcurrencyQuota ------------------------------------------------------------------
+
+    async def get_quota(self, namespace: str) -> dict | None:
+        def call():
+            try:
+                return _json(self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, QUOTAS, QUOTA_OBJECT_NAME,
+                    _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+        return await asyncio.to_thread(call)
+
+    async def create_default_quota(self, namespace: str) -> dict | None:
+        """Create ``default`` with the schema's defaults; None if someone else just did."""
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "ConcurrencyQuota",
+            "metadata": {"name": QUOTA_OBJECT_NAME, "namespace": namespace,
+                         "labels": {labels.MANAGED_BY: labels.OPERATOR_NAME}},
+            "spec": {},
+        }
+
+        def call():
+            try:
+                return _json(self.custom.create_namespaced_custom_object(
+                    GROUP, VERSION, namespace, QUOTAS, body,
+                    _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
+            except ApiException as exc:
+                if exc.status == 409:
+                    return None
+                raise
+        return await asyncio.to_thread(call)
+
+    async def patch_quota_status(self, namespace: str, status: Mapping) -> bool:
+        def call():
+            try:
+                self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, QUOTAS, QUOTA_OBJECT_NAME, {"status": dict(status)},
+                    _preload_content=False,
+                    _request_timeout=REQUEST_TIMEOUT)
+                return True
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                raise
+        return await asyncio.to_thread(call)

@@ -1,0 +1,221 @@
+"""kopf wiring: which events lead to a reconcile pass, and how its result is written.
+
+- Functions: ``on.create``/``on.update``/``on.resume`` and a resync ``timer`` run a pass
+  and put the status into kopf's ``patch`` (one write, by the framework).
+  ``on.delete`` (which makes kopf add our finalizer ``lambdakube.dev/cleanup``) deletes
+  the function's pods and code, then lets the finalizer go.
+- Pods labelled ``lambdakube.dev/function``: every event (a pod turned Ready, died,
+  was deleted by someone) schedules a prompt pass for its Function, coalesced per
+  Function (a rollout produces dozens of pod events). ``on.event`` handlers are never
+  retried by kopf, so they only schedule; the pass itself logs its failures and the
+  timer is the retry.
+- ConcurrencyQuotas: a spec change re-allocates the namespace and nudges its Functions.
+- Two kopf indices keep the namespace's reservations and quota object in memory, so a
+  pass needs no extra API reads for the quota arithmetic.
+
+Handlers are registered on a registry built per operator (``build_registry``), so the
+resync interval and other settings come from the ``OperatorConfig`` (tests use short
+ones) instead of import-time decorators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+import kopf
+
+from lambdakube.models import GROUP, QUOTA_OBJECT_NAME, VERSION
+
+from .cruds import Cruds
+from .quota import Reservation
+from .reconcile import Reconciler
+from .resources import labels
+from .settings import OperatorConfig
+
+log = logging.getLogger(__name__)
+
+FUNCTIONS = (GROUP, VERSION, "functions")
+QUOTAS = (GROUP, VERSION, "concurrencyquotas")
+PODS = ("", "v1", "pods")
+
+
+class Nudger:
+    """Coalesces "reconcile this Function soon" requests: at most one pending pass per
+    Function; requests arriving while it waits or runs lead to exactly one more pass."""
+
+    def __init__(self, delay: float, run: Callable[[str, str], Awaitable[None]]) -> None:
+        self.delay = delay
+        self.run = run
+        self._tasks: dict[tuple[str, str], asyncio.Task] = {}
+        self._again: set[tuple[str, str]] = set()
+
+    def nudge(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        task = self._tasks.get(key)
+        if task is not None and not task.done():
+            self._again.add(key)
+            return
+        self._tasks[key] = asyncio.get_running_loop().create_task(self._loop(key))
+
+    async def _loop(self, key: tuple[str, str]) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.delay)
+                self._again.discard(key)
+                try:
+                    await self.run(*key)
+                except Exception:  # noqa: BLE001 - the resync timer retries
+                    log.exception("reconcile of %s/%s after a pod event failed", *key)
+                if key not in self._again:
+                    return
+        finally:
+            if self._tasks.get(key) is asyncio.current_task():
+                del self._tasks[key]
+
+    async def close(self) -> None:
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+
+def _reservations(index: kopf.Index, namespace: str) -> list[Reservation]:
+    return list(index.get(namespace, ()))
+
+
+def _quota(index: kopf.Index, namespace: str) -> Mapping | None:
+    for q in index.get(namespace, ()):
+        return q
+    return None
+
+
+def build_registry(config: OperatorConfig, cruds: Cruds, reconciler: Reconciler) -> tuple[kopf.OperatorRegistry, Nudger]:
+    registry = kopf.OperatorRegistry()
+
+    # -- login ---------------------------------------------------------------------------
+
+    @kopf.on.login(registry=registry, id="login")
+    def login(**kwargs) -> kopf.ConnectionInfo | None:
+        """Log kopf in with the same credentials the ``cruds`` client uses."""
+        if not config.kubeconfig:
+            return kopf.login_with_service_account(**kwargs) or kopf.login_via_client(**kwargs)
+        cfg = cruds.client.configuration
+        header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
+        scheme, _, token = (header or "").partition(" ")
+        if header and not token:
+            scheme, token = None, header
+        return kopf.ConnectionInfo(
+            server=cfg.host,
+            ca_path=cfg.ssl_ca_cert,
+            insecure=not cfg.verify_ssl,
+            scheme=scheme or None,
+            token=token or None,
+            certificate_path=cfg.cert_file,
+            private_key_path=cfg.key_file,
+            default_namespace=config.namespaces[0] if config.namespaces else None,
+        )
+
+    # -- indices -------------------------------------------------------------------------
+
+    @kopf.index(*FUNCTIONS, registry=registry, id="fn_reservations")
+    def fn_reservations(namespace, name, meta, spec, **_):
+        # A Function being deleted keeps an entry (kopf would keep the old value on
+        # None) but no longer reserves anything.
+        reserved = None if meta.get("deletionTimestamp") else spec.get("reservedConcurrency")
+        return {namespace: Reservation(name, meta.get("creationTimestamp") or "", reserved)}
+
+    @kopf.index(*QUOTAS, registry=registry, id="quota_objects")
+    def quota_objects(namespace, name, body, **_):
+        return {namespace: {"metadata": dict(body.metadata), "spec": dict(body.spec),
+                            "status": dict(body.status)}} if name == QUOTA_OBJECT_NAME else None
+
+    # -- pod-event path --------------------------------------------------------------------
+
+    live: dict[str, kopf.Index] = {}
+
+    async def reconcile_by_name(namespace: str, name: str) -> None:
+        body = await cruds.get_function(namespace, name)
+        if body is None:
+            return
+        patch, changed = await reconciler.reconcile(
+            body, reservations=_reservations(live["fn"], namespace),
+            quota=_quota(live["quota"], namespace), trigger="pod-event")
+        if patch:
+            await cruds.patch_function_status(namespace, name, patch)
+        for other in changed:
+            nudger.nudge(namespace, other)
+
+    nudger = Nudger(config.pod_event_delay, reconcile_by_name)
+
+    @kopf.on.event(*PODS, labels={labels.FUNCTION: kopf.PRESENT}, registry=registry, id="pod-event")
+    async def pod_event(namespace, meta, fn_reservations, quota_objects, **_):
+        live["fn"], live["quota"] = fn_reservations, quota_objects
+        function = (meta.get("labels") or {}).get(labels.FUNCTION)
+        if function:
+            nudger.nudge(namespace, function)
+
+    # -- Functions ---------------------------------------------------------------------
+
+    async def reconcile(body, patch, fn_reservations, quota_objects, namespace, trigger):
+        live["fn"], live["quota"] = fn_reservations, quota_objects
+        status, changed = await reconciler.reconcile(
+            body, reservations=_reservations(fn_reservations, namespace),
+            quota=_quota(quota_objects, namespace), trigger=trigger)
+        for key, value in status.items():
+            patch.status[key] = value
+        for other in changed:
+            nudger.nudge(namespace, other)
+
+    @kopf.on.resume(*FUNCTIONS, registry=registry, id="reconcile-resume", retries=5, backoff=2, timeout=300)
+    @kopf.on.create(*FUNCTIONS, registry=registry, id="reconcile-create", retries=5, backoff=2, timeout=300)
+    @kopf.on.update(*FUNCTIONS, registry=registry, id="reconcile-update", retries=5, backoff=2, timeout=300)
+    async def function_changed(body, patch, namespace, reason, fn_reservations, quota_objects, **_):
+        await reconcile(body, patch, fn_reservations, quota_objects, namespace, trigger=str(reason))
+
+    # The timer is the level-triggered safety net and the retry of everything above:
+    # its errors are logged and the next tick simply tries again.
+    @kopf.timer(*FUNCTIONS, registry=registry, id="resync", interval=config.resync_interval,
+                initial_delay=config.resync_interval,
+                errors=kopf.ErrorsMode.IGNORED, timeout=max(60.0, config.resync_interval * 3))
+    async def resync(body, patch, namespace, fn_reservations, quota_objects, **_):
+        await reconcile(body, patch, fn_reservations, quota_objects, namespace, trigger="timer")
+
+    @kopf.on.delete(*FUNCTIONS, registry=registry, id="cleanup", retries=60, backoff=1, timeout=300)
+    async def function_deleted(body, namespace, name, fn_reservations, quota_objects, logger, **_):
+        left = await reconciler.cleanup(body)
+        if left:
+            raise kopf.TemporaryError(f"{left} environment pod(s) still not terminating", delay=1)
+        # The deleted function no longer reserves anything (its index entry says so).
+        # Best effort: the finalizer must not wait on the quota (the namespace may be going).
+        try:
+            _, changed = await reconciler.quota.sync(
+                namespace, _reservations(fn_reservations, namespace), _quota(quota_objects, namespace))
+        except Exception as exc:  # noqa: BLE001 - the other functions' timers redo it
+            logger.warning("could not re-allocate the namespace quota: %s", exc)
+            changed = set()
+        for other in changed:
+            nudger.nudge(namespace, other)
+        logger.info("deleted the environments of %s/%s", namespace, name)
+
+    # -- ConcurrencyQuota ----------------------------------------------------------------
+
+    @kopf.on.resume(*QUOTAS, registry=registry, id="allocate-resume", field="spec", retries=5, backoff=2, timeout=120)
+    @kopf.on.create(*QUOTAS, registry=registry, id="allocate-create", field="spec", retries=5, backoff=2, timeout=120)
+    @kopf.on.update(*QUOTAS, registry=registry, id="allocate-update", field="spec", retries=5, backoff=2, timeout=120)
+    async def quota_changed(namespace, name, body, fn_reservations, **_):
+        if name != QUOTA_OBJECT_NAME:
+            return
+        reservations = _reservations(fn_reservations, namespace)
+        await reconciler.quota.sync(namespace, reservations, dict(body))
+        for r in reservations:
+            nudger.nudge(namespace, r.name)
+
+    @kopf.on.cleanup(registry=registry, id="stop-nudger")
+    async def stop(**_):
+        await nudger.close()
+
+    return registry, nudger
+

@@ -1,0 +1,443 @@
+"""Reconcile planning (pure): a Function and the pods observed for it → what to do.
+
+No API calls and no clock: ``now`` is an argument, so every rule is a named row in
+``tests/unit/test_operator_planning.py``. ``reconcile.py`` observes, calls ``plan`` and
+then carries the plan out; the status in the plan is computed on the *projected* state
+(after the plan's deletions and creations), so a pass reports what it just did instead of
+lagging one pass behind.
+
+The rules, in the order they are applied:
+
+1. Hygiene: pods whose process ended (phase Failed/Succeeded) are deleted; so are pods
+   that have not been Ready for longer than the start deadline (never-ready cold starts,
+   stuck image pulls, broken environments). Pods owned by another Function UID (an older
+   Function of the same name) are left to the garbage collector; pods of ours that lack
+   an owner reference are adopted.
+2. Draining: pods labelled ``draining`` are the router's to finish and delete; the
+   operator deletes them once ``draining-since`` + the pod's timeout + a grace period
+   has passed (backstop for a router that died or missed one).
+3. Provisioned count: exactly ``provisionedConcurrency`` non-draining provisioned pods of
+   the current spec hash: create the missing ones, delete the surplus (not-ready first,
+   then the youngest).
+4. Rollout (surge first): provisioned pods of an older hash keep serving until enough
+   new ones are Ready - ``max(0, N - readyNew)`` of them stay, the rest are marked
+   draining (not-ready old ones are simply deleted: the router never leases them).
+   On-demand pods of an older hash are marked draining at once; the router finishes
+   their request and deletes them. Pods without a spec-hash label cannot be classified
+   and are left alone (never drained, never counted as provisioned).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+
+from lambdakube.models import FunctionSpec
+
+from . import conditions as C
+from .resources import labels
+from .resources.code import code_configmap_name
+from .resources.spec_hash import spec_hash
+
+READY = "Ready"
+QUOTA_EXCEEDED = "QuotaExceeded"
+INIT_FAILED = "InitFailed"
+PROGRESSING = "Progressing"
+CONDITION_TYPES = (READY, QUOTA_EXCEEDED, INIT_FAILED, PROGRESSING)
+
+#: Deletion reasons (also the ``reason`` label of the pods-deleted metric).
+EXITED = "exited"
+NOT_READY = "not-ready"
+SURPLUS = "surplus"
+OUTDATED = "outdated"
+DRAIN_DEADLINE = "drain-deadline"
+
+#: Operator-owned status fields. busy/idle/coldStarts are the router's: never written.
+OWNED_STATUS_FIELDS = (
+    "observedGeneration", "conditions", "ready", "starting", "provisioned", "specHash", "initError",
+)
+
+
+@dataclass(frozen=True)
+class Timing:
+    #: A pod not Ready for this long (since creation or since it turned unready) is deleted.
+    start_deadline: float = 120.0
+    #: Draining pods get their function timeout plus this much before the operator deletes them.
+    drain_grace: float = 30.0
+    #: At most this many pods are created in one pass (the rest in the next passes).
+    max_creates: int = 50
+
+
+@dataclass(frozen=True)
+class PodView:
+    """What planning needs to know about one environment pod."""
+
+    name: str
+    created: datetime
+    role: str | None = labels.ROLE_PROVISIONED
+    spec_hash: str | None = None
+    ready: bool = False
+    #: When the pod last turned not-ready (its creation when it never was Ready).
+    unready_since: datetime | None = None
+    phase: str = "Pending"
+    draining: bool = False
+    draining_since: datetime | None = None
+    terminating: bool = False
+    owner_uid: str | None = None
+    init_error: str | None = None
+    timeout_seconds: int | None = None
+    code_configmap: str | None = None
+
+    @classmethod
+    def from_pod(cls, pod: Mapping) -> PodView:
+        meta = pod.get("metadata") or {}
+        pod_labels = meta.get("labels") or {}
+        annotations = meta.get("annotations") or {}
+        status = pod.get("status") or {}
+        created = C.parse_time(meta.get("creationTimestamp"))
+        ready_cond = C.find(status.get("conditions"), "Ready")
+        ready = ready_cond is not None and ready_cond.get("status") == "True"
+        unready_since = created
+        if ready_cond is not None and not ready:
+            unready_since = C.parse_time(ready_cond.get("lastTransitionTime")) or created
+        owner_uid = None
+        for ref in meta.get("ownerReferences") or ():
+            if ref.get("kind") == "Function" and ref.get("apiVersion", "").startswith(labels.PREFIX + "/"):
+                owner_uid = ref.get("uid")
+        code_cm = None
+        for vol in (pod.get("spec") or {}).get("volumes") or ():
+            if vol.get("name") == "code" and vol.get("configMap"):
+                code_cm = vol["configMap"].get("name")
+        timeout = annotations.get(labels.TIMEOUT_SECONDS)
+        return cls(
+            name=meta.get("name", ""),
+            created=created,
+            role=pod_labels.get(labels.ROLE),
+            spec_hash=pod_labels.get(labels.SPEC_HASH),
+            ready=ready,
+            unready_since=unready_since,
+            phase=status.get("phase") or "Pending",
+            draining=pod_labels.get(labels.DRAINING) == "true",
+            draining_since=C.parse_time(annotations.get(labels.DRAINING_SINCE)),
+            terminating=bool(meta.get("deletionTimestamp")),
+            owner_uid=owner_uid,
+            init_error=init_error_of(pod),
+            timeout_seconds=int(timeout) if timeout and timeout.isdigit() else None,
+            code_configmap=code_cm,
+        )
+
+
+def init_error_of(pod: Mapping) -> str | None:
+    """The runtime's Init error as the pod reports it, if any.
+
+    Two channels, first wins: the ``lambdakube.dev/init-error`` annotation (written by the
+    router's pod backend from ``/readyz``'s error body - or, without a kubelet, by a
+    test), and a container that terminated with a non-zero exit code and a message
+    (the termination message: ``terminationMessagePolicy: FallbackToLogsOnError``).
+    """
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    text = annotations.get(labels.INIT_ERROR)
+    if text:
+        return text
+    for cs in (pod.get("status") or {}).get("containerStatuses") or ():
+        for key in ("state", "lastState"):
+            term = (cs.get(key) or {}).get("terminated")
+            if term and term.get("exitCode", 0) != 0 and term.get("message"):
+                return term["message"].strip()
+    return None
+
+
+@dataclass(frozen=True)
+class FunctionView:
+    name: str
+    namespace: str
+    uid: str
+    generation: int | None
+    spec: FunctionSpec | None
+    #: Why ``spec`` is None (the object does not make a runnable function).
+    spec_error: str | None = None
+    status: Mapping = field(default_factory=dict)
+    deleting: bool = False
+
+    @classmethod
+    def from_body(cls, body: Mapping) -> FunctionView:
+        meta = body.get("metadata") or {}
+        name = meta.get("name", "")
+        spec, error = None, None
+        try:
+            spec = FunctionSpec.model_validate(dict(body.get("spec") or {}))
+        except ValidationError as exc:
+            error = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()
+            )
+        if spec is not None and len(name) > 63:
+            spec, error = None, f"function name {name!r} is longer than 63 characters (it labels pods)"
+        return cls(
+            name=name,
+            namespace=meta.get("namespace", ""),
+            uid=meta.get("uid", ""),
+            generation=meta.get("generation"),
+            spec=spec,
+            spec_error=error,
+            status=dict(body.get("status") or {}),
+            deleting=bool(meta.get("deletionTimestamp")),
+        )
+
+
+@dataclass(frozen=True)
+class Delete:
+    name: str
+    reason: str
+    role: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    spec_hash: str | None = None
+    #: Provisioned pods of ``spec_hash`` to create.
+    create: int = 0
+    deletes: list[Delete] = field(default_factory=list)
+    #: Pods to label draining (with draining-since = now).
+    drain: list[str] = field(default_factory=list)
+    #: Draining pods without a draining-since annotation: stamp it (starts their deadline).
+    stamp: list[str] = field(default_factory=list)
+    #: Pods of ours without an owner reference.
+    adopt: list[str] = field(default_factory=list)
+    #: The code ConfigMap pods of ``spec_hash`` mount (None: code is in the image).
+    code_configmap: str | None = None
+    #: Code ConfigMaps no remaining pod mounts (excluding the current one).
+    delete_configmaps: list[str] = field(default_factory=list)
+    #: The operator-owned status fields, complete (see ``status_patch``).
+    status: dict = field(default_factory=dict)
+    #: Condition-transition events; pod create/delete events come from the executor.
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def idle(self) -> bool:
+        return not (self.create or self.deletes or self.drain or self.stamp or self.adopt)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def plan(
+    fn: FunctionView,
+    pods: list[PodView],
+    *,
+    now: datetime,
+    quota_rejection: str | None = None,
+    timing: Timing = Timing(),
+    configmaps: list[str] = (),
+) -> Plan:
+    """What to do for ``fn`` given its observed ``pods`` (any role) and code ``configmaps``.
+
+    ``quota_rejection`` is the namespace allocation's verdict for the function (None:
+    granted or no reservation).
+    """
+    out = Plan()
+    spec = fn.spec
+    ours = [p for p in pods if p.owner_uid in (None, fn.uid)]
+    alive = [p for p in ours if not p.terminating]
+    out.adopt = sorted(p.name for p in alive if p.owner_uid is None)
+    deleted: dict[str, Delete] = {}
+
+    def delete(p: PodView, reason: str) -> None:
+        deleted.setdefault(p.name, Delete(p.name, reason, p.role))
+
+    # 1. Hygiene.
+    for p in alive:
+        if p.phase in ("Failed", "Succeeded"):
+            delete(p, EXITED)
+    deadline = timedelta(seconds=timing.start_deadline)
+    for p in alive:
+        if p.name in deleted or p.draining or p.ready:
+            continue
+        if now - (p.unready_since or p.created) > deadline:
+            delete(p, NOT_READY)
+
+    # 2. Draining backstop.
+    fallback_timeout = spec.timeout_seconds if spec else 900
+    for p in alive:
+        if p.name in deleted or not p.draining:
+            continue
+        if p.draining_since is None:
+            out.stamp.append(p.name)
+            continue
+        allowed = timedelta(seconds=(p.timeout_seconds or fallback_timeout) + timing.drain_grace)
+        if now - p.draining_since > allowed:
+            delete(p, DRAIN_DEADLINE)
+
+    current_hash = spec_hash(spec) if spec is not None else None
+    out.spec_hash = current_hash
+    remaining = [p for p in alive if p.name not in deleted]
+    active = [p for p in remaining if not p.draining]
+
+    if spec is not None:
+        want = spec.provisioned_concurrency
+        current = [p for p in active if p.role == labels.ROLE_PROVISIONED and p.spec_hash == current_hash]
+        # 3. Provisioned count: surplus goes not-ready first, then youngest first.
+        if len(current) > want:
+            by_expendability = sorted(current, key=lambda p: (p.ready, -p.created.timestamp(), p.name))
+            for p in by_expendability[: len(current) - want]:
+                delete(p, SURPLUS)
+            current = [p for p in current if p.name not in deleted]
+        out.create = min(max(0, want - len(current)), timing.max_creates)
+
+        # 4. Rollout.
+        ready_new = sum(1 for p in current if p.ready)
+        keep_old = max(0, want - ready_new)
+        old = [p for p in active if p.spec_hash is not None and p.spec_hash != current_hash]
+        old_provisioned = [p for p in old if p.role == labels.ROLE_PROVISIONED]
+        for p in old_provisioned:
+            if not p.ready:
+                delete(p, OUTDATED)
+        old_ready = sorted((p for p in old_provisioned if p.ready), key=lambda p: (p.created, p.name))
+        out.drain.extend(p.name for p in old_ready[keep_old:])
+        out.drain.extend(p.name for p in old if p.role != labels.ROLE_PROVISIONED)
+        out.drain.sort()
+        out.code_configmap = code_configmap_name(fn.name, spec)
+
+    out.deletes = sorted(deleted.values(), key=lambda d: d.name)
+
+    # Projected state after the plan.
+    after = [p for p in alive if p.name not in deleted]
+    draining_after = {p.name for p in after if p.draining} | set(out.drain)
+    serving = [p for p in after if p.name not in draining_after]
+    ready = sum(1 for p in serving if p.ready)
+    starting = sum(1 for p in serving if not p.ready) + out.create
+    provisioned_ready = sum(
+        1 for p in serving
+        if p.ready and p.role == labels.ROLE_PROVISIONED and p.spec_hash == current_hash
+    )
+    outdated = [p for p in after
+                if current_hash is not None and p.spec_hash is not None and p.spec_hash != current_hash]
+
+    # Code ConfigMaps nobody mounts any more.
+    mounted = {p.code_configmap for p in after if p.code_configmap}
+    out.delete_configmaps = sorted(
+        cm for cm in configmaps if cm != out.code_configmap and cm not in mounted
+    )
+
+    out.status, out.events = _status(
+        fn, now=now, current_hash=current_hash, pods=ours, serving=serving,
+        ready=ready, starting=starting, provisioned_ready=provisioned_ready,
+        outdated=len(outdated), quota_rejection=quota_rejection,
+    )
+    return out
+
+
+def _maybe_current(p: PodView, current_hash: str | None) -> bool:
+    """Of the current spec - or of an unknown one (no hash label): given the benefit of
+    the doubt for Init errors and readiness, never counted as provisioned, never drained."""
+    return p.spec_hash is None or p.spec_hash == current_hash
+
+
+def _status(
+    fn: FunctionView, *, now: datetime, current_hash: str | None, pods: list[PodView],
+    serving: list[PodView], ready: int, starting: int, provisioned_ready: int, outdated: int,
+    quota_rejection: str | None,
+) -> tuple[dict, list[Event]]:
+    spec = fn.spec
+    old = fn.status.get("conditions") or []
+    events: list[Event] = []
+
+    # InitFailed: reported by a pod of the current spec; sticky while no such pod is
+    # Ready (failed pods are replaced, and the replacement has not failed *yet*).
+    init_error = None
+    if current_hash is not None:
+        errors = sorted((p.name, p.init_error) for p in pods if _maybe_current(p, current_hash) and p.init_error)
+        init_error = errors[0][1] if errors else None
+        any_ready = any(p.ready and _maybe_current(p, current_hash) for p in serving)
+        if init_error is None and not any_ready and fn.status.get("specHash") == current_hash:
+            init_error = fn.status.get("initError")
+    if init_error:
+        init = C.Cond(INIT_FAILED, "True", "InitError", init_error)
+    elif current_hash is not None and any(p.ready and _maybe_current(p, current_hash) for p in serving):
+        init = C.Cond(INIT_FAILED, "False", "Initialized", "an environment of the current spec initialised")
+    else:
+        init = C.Cond(INIT_FAILED, "False", "NoInitError", "")
+
+    if quota_rejection:
+        quota = C.Cond(QUOTA_EXCEEDED, "True", "ReservationRejected", quota_rejection)
+    elif spec is not None and spec.reserved_concurrency is not None:
+        quota = C.Cond(QUOTA_EXCEEDED, "False", "ReservationGranted",
+                       f"reservedConcurrency {spec.reserved_concurrency} granted")
+    else:
+        quota = C.Cond(QUOTA_EXCEEDED, "False", "NoReservation", "")
+
+    if outdated:
+        progressing = C.Cond(PROGRESSING, "True", "RollingOut",
+                             f"{_plural(outdated, 'environment')} of an older spec draining or being replaced")
+    else:
+        progressing = C.Cond(PROGRESSING, "False", "UpToDate", f"all environments run spec {current_hash}"
+                             if current_hash else "")
+
+    want = spec.provisioned_concurrency if spec is not None else 0
+    if spec is None:
+        ready_cond = C.Cond(READY, "False", "InvalidSpec", fn.spec_error or "invalid spec")
+    elif quota_rejection:
+        ready_cond = C.Cond(READY, "False", "QuotaExceeded", quota_rejection)
+    elif init_error:
+        ready_cond = C.Cond(READY, "False", "InitFailed", init_error)
+    elif provisioned_ready < want:
+        ready_cond = C.Cond(READY, "False", "Provisioning",
+                            f"{provisioned_ready}/{want} provisioned environments ready")
+    elif want:
+        ready_cond = C.Cond(READY, "True", "Ready", f"{provisioned_ready}/{want} provisioned environments ready")
+    else:
+        ready_cond = C.Cond(READY, "True", "Ready", "no provisioned concurrency: environments start on demand")
+
+    # Events on transitions (and on a changed message for the warnings).
+    def flipped_to_true(cond: C.Cond) -> bool:
+        before = C.find(old, cond.type)
+        return cond.status == "True" and (
+            before is None or before.get("status") != "True" or before.get("message") != cond.message
+        )
+
+    if flipped_to_true(init):
+        events.append(Event("Warning", "InitFailed", init.message))
+    if flipped_to_true(quota):
+        events.append(Event("Warning", "QuotaExceeded", quota.message))
+    elif C.is_true(old, QUOTA_EXCEEDED) and quota.status == "False":
+        events.append(Event("Normal", "ReservationGranted", quota.message or "reservation removed"))
+    if progressing.status == "True" and not C.is_true(old, PROGRESSING):
+        events.append(Event("Normal", "RolloutStarted", f"rolling out spec {current_hash}: {progressing.message}"))
+    elif progressing.status == "False" and C.is_true(old, PROGRESSING):
+        events.append(Event("Normal", "RolloutFinished", f"all environments run spec {current_hash}"))
+
+    status = {
+        "observedGeneration": fn.generation,
+        "conditions": C.merge(old, [ready_cond, quota, init, progressing], now=now, generation=fn.generation),
+        "ready": ready,
+        "starting": starting,
+        "provisioned": provisioned_ready,
+        "specHash": current_hash,
+        "initError": init_error,
+    }
+    return status, events
+
+
+def status_patch(current: Mapping, desired: Mapping) -> dict:
+    """The merge-patch for ``status`` that turns ``current`` into ``desired`` for the
+    operator's fields only; ``{}`` when nothing changed (no write at all)."""
+    patch: dict = {}
+    for key in OWNED_STATUS_FIELDS:
+        want = desired.get(key)
+        have = current.get(key)
+        if want is None:
+            if have is not None:
+                patch[key] = None
+        elif want != have:
+            patch[key] = want
+    return patch

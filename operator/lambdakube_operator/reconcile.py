@@ -1,0 +1,281 @@
+"""Reconcile phases: observe → plan (pure, ``planning``) → act (``cruds``) → status.
+
+A pass never writes the Function's own object: it returns the status merge-patch and the
+caller decides how it is written (kopf handlers put it into kopf's ``patch``; the
+pod-event path, which has no kopf patch for the Function, writes it through ``cruds``).
+
+One pass per Function at a time (a per-Function lock): the kopf handlers, the resync
+timer and pod events all lead here, and two interleaved passes would both see "2 of 3
+pods" and both create the third. Pods are listed straight from the API server (not from
+a cache) for the same reason: a pass must see what the previous pass created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime, timezone
+
+from pydantic import ValidationError
+
+from lambdakube.models import ConcurrencyQuotaSpec
+
+from . import conditions as C
+from . import events, metrics
+from .cruds import Cruds
+from .planning import FunctionView, Plan, PodView, plan, status_patch
+from .quota import Allocation, Reservation, allocate
+from .resources import code_configmap, environment_pod, labels, new_env_id, owner_reference
+from .settings import OperatorConfig
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class QuotaKeeper:
+    """Per-namespace reservation allocation, published in ``ConcurrencyQuota/default``'s status."""
+
+    def __init__(self, config: OperatorConfig, cruds: Cruds, clock: Clock = utcnow) -> None:
+        self.config = config
+        self.cruds = cruds
+        self.clock = clock
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._last: dict[str, Allocation] = {}
+
+    def last(self, namespace: str) -> Allocation | None:
+        return self._last.get(namespace)
+
+    async def sync(
+        self, namespace: str, reservations: Iterable[Reservation], quota: Mapping | None,
+    ) -> tuple[Allocation, set[str]]:
+        """Allocate the namespace's reservations and publish the result.
+
+        ``quota`` is the ConcurrencyQuota as last seen (an index entry, may lag; None:
+        read it, and create ``default`` if the namespace has none). Returns the allocation and the names
+        whose verdict changed since the previous allocation of this namespace.
+        """
+        lock = self._locks.setdefault(namespace, asyncio.Lock())
+        async with lock:
+            if quota is None:
+                quota = await self.cruds.get_quota(namespace)
+            if quota is None and self.config.create_default_quota:
+                try:
+                    quota = await self.cruds.create_default_quota(namespace)
+                    if quota is None:  # created concurrently by someone else
+                        quota = await self.cruds.get_quota(namespace)
+                    else:
+                        log.info("created ConcurrencyQuota %s/default with default limits", namespace)
+                except Exception as exc:  # noqa: BLE001 - e.g. a terminating namespace, RBAC
+                    log.warning("cannot create ConcurrencyQuota %s/default (%s); using defaults",
+                                namespace, exc)
+            try:
+                spec = ConcurrencyQuotaSpec.model_validate(dict((quota or {}).get("spec") or {}))
+            except ValidationError:
+                log.warning("ConcurrencyQuota %s/default has an invalid spec; using defaults", namespace)
+                spec = ConcurrencyQuotaSpec()
+            alloc = allocate(spec.concurrent_executions, spec.minimum_unreserved, list(reservations))
+            if quota is not None:
+                await self._publish(namespace, quota, alloc)
+            metrics.QUOTA_REJECTIONS.labels(namespace).set(len(alloc.rejected))
+            before = self._last.get(namespace)
+            self._last[namespace] = alloc
+            changed = set()
+            if before is not None:
+                names = set(before.granted) | set(alloc.granted)
+                changed = {n for n in names if before.verdict(n) != alloc.verdict(n)}
+            return alloc, changed
+
+    async def _publish(self, namespace: str, quota: Mapping, alloc: Allocation) -> None:
+        current = dict(quota.get("status") or {})
+        generation = (quota.get("metadata") or {}).get("generation")
+        if alloc.rejected:
+            cond = C.Cond("ReservationsFit", "False", "Rejected",
+                          "; ".join(f"{n}: {alloc.messages[n]}" for n in alloc.rejected))
+        else:
+            cond = C.Cond("ReservationsFit", "True", "AllGranted",
+                          f"{alloc.reserved} reserved, {alloc.unreserved} unreserved")
+        desired = {
+            "observedGeneration": generation,
+            "reserved": alloc.reserved,
+            "unreserved": alloc.unreserved,
+            "granted": dict(alloc.granted),
+            "rejected": list(alloc.rejected),
+            "conditions": C.merge(current.get("conditions"), [cond], now=self.clock(), generation=generation),
+        }
+        patch = {k: v for k, v in desired.items() if current.get(k) != v}
+        if "granted" in patch:
+            # Merge-patch merges maps: names no longer granted must be nulled explicitly.
+            for gone in set(current.get("granted") or {}) - set(alloc.granted):
+                patch["granted"][gone] = None
+        if patch:
+            await self.cruds.patch_quota_status(namespace, patch)
+
+
+class Reconciler:
+    def __init__(self, config: OperatorConfig, cruds: Cruds, clock: Clock = utcnow) -> None:
+        self.config = config
+        self.cruds = cruds
+        self.clock = clock
+        self.quota = QuotaKeeper(config, cruds, clock)
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        #: UIDs of Functions whose deletion began: a queued pass must not recreate pods.
+        self._deleted: set[str] = set()
+        #: The status each Function's last pass computed. The body a pass gets may predate
+        #: the previous pass's write (a kopf patch lands after the handler returns, a
+        #: watch event lags), so transitions (events, sticky init errors) are computed
+        #: from this; the write itself is still a diff against the object's status.
+        self._last_status: dict[str, dict] = {}
+
+    def lock(self, namespace: str, name: str) -> asyncio.Lock:
+        return self._locks.setdefault((namespace, name), asyncio.Lock())
+
+    # -- the pass ------------------------------------------------------------------------
+
+    async def reconcile(
+        self, body: Mapping, *, reservations: Iterable[Reservation], quota: Mapping | None,
+        trigger: str,
+    ) -> tuple[dict, set[str]]:
+        """One pass for the Function ``body``. Returns the status merge-patch (``{}``:
+        unchanged) and the names of other Functions whose quota verdict changed."""
+        fn = FunctionView.from_body(body)
+        if fn.deleting or fn.uid in self._deleted:
+            return {}, set()
+        started = time.perf_counter()
+        metrics.RECONCILES.labels(trigger).inc()
+        try:
+            async with self.lock(fn.namespace, fn.name):
+                if fn.uid in self._deleted:
+                    return {}, set()
+                alloc, changed = await self.quota.sync(fn.namespace, reservations, quota)
+                if len(fn.name) <= 63:
+                    pods, configmaps = await asyncio.gather(
+                        self.cruds.list_pods(fn.namespace, fn.name),
+                        self.cruds.list_code_configmaps(fn.namespace, fn.name),
+                    )
+                else:  # not a valid label value: it can have no pods (reported as InvalidSpec)
+                    pods, configmaps = [], []
+                now = self.clock()
+                previous = self._last_status.get(fn.uid)
+                the_plan = plan(
+                    replace(fn, status={**fn.status, **previous}) if previous else fn,
+                    [PodView.from_pod(p) for p in pods], now=now,
+                    quota_rejection=alloc.verdict(fn.name), timing=self.config.timing,
+                    configmaps=configmaps,
+                )
+                failed_creates = await self._act(body, fn, the_plan, configmaps, now)
+                status = dict(the_plan.status)
+                status["starting"] = max(0, status["starting"] - failed_creates)
+                for ev in the_plan.events:
+                    events.post(body, ev.type, ev.reason, ev.message)
+                self._last_status[fn.uid] = status
+                metrics.observe_conditions(fn.namespace, fn.name, status["conditions"])
+                changed.discard(fn.name)
+                return status_patch(fn.status, status), changed
+        except Exception:
+            metrics.RECONCILE_ERRORS.labels(trigger).inc()
+            raise
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    async def _act(self, body: Mapping, fn: FunctionView, p: Plan, configmaps: list[str], now: datetime) -> int:
+        """Carry out the plan; returns how many pod creations failed (reported, not raised:
+        the next pass retries, and the status of this one must still be written)."""
+        ns = fn.namespace
+        since = C.rfc3339(now)
+        errors: list[str] = []
+
+        if p.code_configmap and p.code_configmap not in configmaps and fn.spec is not None:
+            cm = code_configmap(function_name=fn.name, namespace=ns, function_uid=fn.uid, spec=fn.spec)
+            await self.cruds.create_configmap(ns, cm)
+
+        owner_patch = {"metadata": {"ownerReferences": [owner_reference(fn.name, fn.uid)]}}
+        drain_patch = {"metadata": {"labels": {labels.DRAINING: "true"},
+                                    "annotations": {labels.DRAINING_SINCE: since}}}
+        stamp_patch = {"metadata": {"annotations": {labels.DRAINING_SINCE: since}}}
+
+        async def attempt(coro, what: str):
+            try:
+                return await coro
+            except Exception as exc:  # noqa: BLE001 - reported below, retried next pass
+                log.warning("%s/%s: %s failed: %s", ns, fn.name, what, exc)
+                errors.append(f"{what}: {getattr(exc, 'reason', None) or exc}")
+                return None
+
+        results = await asyncio.gather(
+            *(attempt(self.cruds.patch_pod(ns, n, owner_patch), f"adopt {n}") for n in p.adopt),
+            *(attempt(self.cruds.patch_pod(ns, n, drain_patch), f"drain {n}") for n in p.drain),
+            *(attempt(self.cruds.patch_pod(ns, n, stamp_patch), f"stamp {n}") for n in p.stamp),
+        )
+        adopted = sum(1 for r in results[: len(p.adopt)] if r)
+        drained = sum(1 for r in results[len(p.adopt): len(p.adopt) + len(p.drain)] if r)
+
+        deleted = await asyncio.gather(
+            *(attempt(self.cruds.delete_pod(ns, d.name), f"delete {d.name}") for d in p.deletes))
+        done = [d for d, ok in zip(p.deletes, deleted) if ok]
+
+        created = 0
+        if p.create and fn.spec is not None:
+            bodies = []
+            for _ in range(p.create):
+                env_id = new_env_id(fn.name, labels.ROLE_PROVISIONED)
+                bodies.append(environment_pod(
+                    function_name=fn.name, namespace=ns, function_uid=fn.uid, spec=fn.spec,
+                    env_id=env_id, role=labels.ROLE_PROVISIONED, runtime_image=self.config.runtime_image,
+                ))
+            ok = await asyncio.gather(
+                *(attempt(self.cruds.create_pod(ns, b), f"create {b['metadata']['name']}") for b in bodies))
+            created = sum(1 for r in ok if r)
+
+        cms = await asyncio.gather(
+            *(attempt(self.cruds.delete_configmap(ns, n), f"delete configmap {n}") for n in p.delete_configmaps))
+        del cms
+
+        # Report what actually happened.
+        if adopted:
+            events.post(body, "Normal", "EnvironmentsAdopted",
+                        f"adopted {adopted} environment pod(s) without an owner reference")
+        if drained:
+            metrics.PODS_DRAINED.inc(drained)
+            events.post(body, "Normal", "EnvironmentsDraining",
+                        f"marked {drained} environment(s) of an older spec draining")
+        if created:
+            metrics.PODS_CREATED.labels(labels.ROLE_PROVISIONED).inc(created)
+            events.post(body, "Normal", "ProvisionedEnvironmentsCreated",
+                        f"created {created} provisioned environment(s) of spec {p.spec_hash}")
+        if done:
+            for d in done:
+                metrics.PODS_DELETED.labels(d.reason).inc()
+            why = ", ".join(f"{n} {r}" for r, n in sorted(Counter(d.reason for d in done).items()))
+            events.post(body, "Normal", "EnvironmentsDeleted", f"deleted {len(done)} environment(s): {why}")
+        if errors:
+            events.post(body, "Warning", "ReconcileError", "; ".join(errors))
+        return p.create - created
+
+    # -- deletion ------------------------------------------------------------------------
+
+    async def cleanup(self, body: Mapping) -> int:
+        """Delete every pod and code ConfigMap of a Function being deleted.
+
+        Returns how many of its pods are not yet terminating (0: done)."""
+        meta = body.get("metadata") or {}
+        ns, name, uid = meta.get("namespace"), meta.get("name"), meta.get("uid")
+        self._deleted.add(uid)
+        self._last_status.pop(uid, None)
+        if len(name) > 63:  # not a valid label value: it never had pods
+            return 0
+        async with self.lock(ns, name):
+            await self.cruds.delete_function_pods(ns, name)
+            await self.cruds.delete_function_configmaps(ns, name)
+            left = [p for p in await self.cruds.list_pods(ns, name)
+                    if not (p.get("metadata") or {}).get("deletionTimestamp")]
+        metrics.forget(ns, name)
+        return len(left)

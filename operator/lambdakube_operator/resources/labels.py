@@ -1,0 +1,38 @@
+"""Names of the labels and annotations that the operator, the router and tests share.
+
+Everything lives under ``lambdakube.dev`` so nothing collides with another controller
+(kopf's own progress annotations use the same prefix, see ``settings.py``).
+"""
+
+from __future__ import annotations
+
+PREFIX = "lambdakube.dev"
+
+#: Pod label: the Function (name) this environment belongs to.
+FUNCTION = f"{PREFIX}/function"
+#: Pod label: the environment id (equal to the pod name, also ``LAMBDAKUBE_ENV_ID``).
+ENVIRONMENT = f"{PREFIX}/environment"
+#: Pod label: ``provisioned`` (kept by the operator) or ``on-demand`` (router cold starts).
+ROLE = f"{PREFIX}/role"
+ROLE_PROVISIONED = "provisioned"
+ROLE_ON_DEMAND = "on-demand"
+#: Pod label: hash of the environment-shaping spec the pod was built from.
+SPEC_HASH = f"{PREFIX}/spec-hash"
+#: Pod label ``"true"``: an older spec; the router stops leasing it and deletes it after
+#: its in-flight request; the operator deletes it after the drain deadline regardless.
+DRAINING = f"{PREFIX}/draining"
+#: Pod annotation: RFC 3339 time the operator first saw the pod draining.
+DRAINING_SINCE = f"{PREFIX}/draining-since"
+#: Pod annotation: the runtime's Init error, written by whoever read ``/readyz``
+#: (the router's pod backend; tests without a kubelet write it themselves).
+INIT_ERROR = f"{PREFIX}/init-error"
+#: Pod annotation: the function timeout the pod was built with (drain deadline).
+TIMEOUT_SECONDS = f"{PREFIX}/timeout-seconds"
+#: ConfigMap label: hash of the inline code it carries.
+CODE_HASH = f"{PREFIX}/code-hash"
+
+#: Finalizer on Functions: the operator deletes the function's pods before it goes.
+FINALIZER = f"{PREFIX}/cleanup"
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+OPERATOR_NAME = "lambdakube-operator"

@@ -1,0 +1,355 @@
+"""Reconcile planning: named cases of (Function, observed pods, now) → plan and status.
+
+Times are offsets from a fixed NOW; no test sleeps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from lambdakube.models import FunctionSpec
+from lambdakube_operator import conditions as C
+from lambdakube_operator.planning import (
+    DRAIN_DEADLINE, EXITED, NOT_READY, OUTDATED, SURPLUS, FunctionView, PodView, Timing, init_error_of,
+    plan, status_patch,
+)
+from lambdakube_operator.resources import code_configmap_name, labels, spec_hash
+
+NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+INLINE = {"inline": {"source": "def handler(event, context):\n    return event\n"}}
+UID = "fn-uid"
+TIMING = Timing(start_deadline=120, drain_grace=30, max_creates=50)
+
+
+def ago(seconds: float) -> datetime:
+    return NOW - timedelta(seconds=seconds)
+
+
+def spec(**kw) -> FunctionSpec:
+    return FunctionSpec.model_validate({"handler": "index.handler", "code": INLINE, **kw})
+
+
+NEW = spec(provisionedConcurrency=2)
+OLD = spec(provisionedConcurrency=2, env={"V": "1"})
+H, OLD_H = spec_hash(NEW), spec_hash(OLD)
+
+
+def fn(s: FunctionSpec | None = NEW, status: dict | None = None, **kw) -> FunctionView:
+    return FunctionView(name="hello", namespace="ns", uid=UID, generation=3, spec=s,
+                        spec_error=None if s else "spec: bad", status=status or {}, **kw)
+
+
+def pod(name: str, *, age: float = 10, ready: bool = True, role: str = labels.ROLE_PROVISIONED,
+        h: str | None = H, **kw) -> PodView:
+    kw.setdefault("phase", "Running" if ready else "Pending")
+    kw.setdefault("owner_uid", UID)
+    return PodView(name=name, created=ago(age), role=role, spec_hash=h, ready=ready,
+                   unready_since=None if ready else ago(age), **kw)
+
+
+def cond(p, type_: str) -> dict:
+    c = C.find(p.status["conditions"], type_)
+    assert c is not None
+    return c
+
+
+def deletes(p) -> dict[str, str]:
+    return {d.name: d.reason for d in p.deletes}
+
+
+# Each case: (function, pods, keyword overrides for plan(), expectations).
+# Expectations: create, deletes {name: reason}, drain, stamp, adopt, status fields,
+# conditions {type: (status, reason)}, events [reason, ...].
+CASES = {
+    "new function creates the provisioned pods": (
+        fn(), [], {},
+        dict(create=2, deletes={}, status=dict(ready=0, starting=2, provisioned=0, specHash=H),
+             conditions={"Ready": ("False", "Provisioning"), "Progressing": ("False", "UpToDate")}),
+    ),
+    "no provisioned concurrency: nothing to do and Ready": (
+        fn(spec()), [], {},
+        dict(create=0, deletes={}, status=dict(ready=0, starting=0, provisioned=0),
+             conditions={"Ready": ("True", "Ready"), "QuotaExceeded": ("False", "NoReservation")}),
+    ),
+    "all provisioned ready": (
+        fn(), [pod("a"), pod("b")], {},
+        dict(create=0, deletes={}, status=dict(ready=2, starting=0, provisioned=2),
+             conditions={"Ready": ("True", "Ready"), "InitFailed": ("False", "Initialized")}),
+    ),
+    "one of two ready: still provisioning": (
+        fn(), [pod("a"), pod("b", ready=False)], {},
+        dict(create=0, status=dict(ready=1, starting=1, provisioned=1),
+             conditions={"Ready": ("False", "Provisioning")}),
+    ),
+    "scale up creates only the missing ones": (
+        fn(spec(provisionedConcurrency=3)), [pod("a")], {},
+        dict(create=2, status=dict(ready=1, starting=2, provisioned=1)),
+    ),
+    "creations per pass are capped": (
+        fn(spec(provisionedConcurrency=500)), [], {"timing": replace(TIMING, max_creates=50)},
+        dict(create=50, status=dict(starting=50)),
+    ),
+    "scale down deletes not-ready first, then the youngest": (
+        fn(spec(provisionedConcurrency=1, reservedConcurrency=5)),
+        [pod("old", age=100), pod("young", age=5), pod("cold", age=50, ready=False)], {},
+        dict(create=0, deletes={"cold": SURPLUS, "young": SURPLUS}, status=dict(ready=1, provisioned=1)),
+    ),
+    "scale to zero deletes every provisioned pod": (
+        fn(spec()), [pod("a"), pod("b")], {},
+        dict(create=0, deletes={"a": SURPLUS, "b": SURPLUS}, status=dict(ready=0, provisioned=0),
+             conditions={"Ready": ("True", "Ready")}),
+    ),
+    "on-demand pods of the current spec are the router's": (
+        fn(spec()), [pod("d1", role=labels.ROLE_ON_DEMAND), pod("d2", role=labels.ROLE_ON_DEMAND, ready=False)], {},
+        dict(create=0, deletes={}, drain=[], status=dict(ready=1, starting=1, provisioned=0)),
+    ),
+    "an exited pod is deleted and replaced": (
+        fn(), [pod("a"), replace(pod("dead", ready=False), phase="Failed")], {},
+        dict(create=1, deletes={"dead": EXITED}, status=dict(ready=1, starting=1)),
+    ),
+    "a pod not ready within the start deadline is deleted": (
+        fn(spec()), [pod("stuck", role=labels.ROLE_ON_DEMAND, ready=False, age=121),
+                     pod("booting", role=labels.ROLE_ON_DEMAND, ready=False, age=119)], {},
+        dict(deletes={"stuck": NOT_READY}, status=dict(starting=1)),
+    ),
+    "unready time counts from the Ready condition's transition": (
+        fn(spec()), [replace(pod("flapped", role=labels.ROLE_ON_DEMAND, ready=False, age=1000),
+                             unready_since=ago(10))], {},
+        dict(deletes={}),
+    ),
+    "rollout: new pods first, old ones keep serving": (
+        fn(), [pod("o1", h=OLD_H, age=500), pod("o2", h=OLD_H, age=400)], {},
+        dict(create=2, deletes={}, drain=[], status=dict(ready=2, starting=2, provisioned=0),
+             conditions={"Progressing": ("True", "RollingOut"), "Ready": ("False", "Provisioning")},
+             events=["RolloutStarted"]),
+    ),
+    "rollout: one new pod ready drains one old pod": (
+        fn(status={"conditions": [{"type": "Progressing", "status": "True", "reason": "RollingOut",
+                                   "lastTransitionTime": "2026-01-01T11:00:00Z"}]}),
+        [pod("o1", h=OLD_H, age=500), pod("o2", h=OLD_H, age=400), pod("n1"), pod("n2", ready=False)], {},
+        dict(create=0, deletes={}, drain=["o2"], status=dict(ready=2, starting=1, provisioned=1),
+             conditions={"Progressing": ("True", "RollingOut")}, events=[]),
+    ),
+    "rollout: all new ready drains every old pod": (
+        fn(), [pod("o1", h=OLD_H), pod("o2", h=OLD_H), pod("n1"), pod("n2")], {},
+        dict(create=0, drain=["o1", "o2"], status=dict(ready=2, provisioned=2),
+             conditions={"Ready": ("True", "Ready"), "Progressing": ("True", "RollingOut")}),
+    ),
+    "rollout: old not-ready provisioned pods are deleted outright": (
+        fn(), [pod("o1", h=OLD_H, ready=False), pod("n1"), pod("n2")], {},
+        dict(deletes={"o1": OUTDATED}, drain=[], conditions={"Progressing": ("False", "UpToDate")}),
+    ),
+    "rollout: old on-demand pods drain at once": (
+        fn(spec()), [pod("d1", role=labels.ROLE_ON_DEMAND, h=OLD_H),
+                     pod("d2", role=labels.ROLE_ON_DEMAND, h=OLD_H, ready=False)], {},
+        dict(deletes={}, drain=["d1", "d2"], status=dict(ready=0, starting=0)),
+    ),
+    "rollout finished when the last old pod is gone": (
+        fn(status={"conditions": [{"type": "Progressing", "status": "True", "reason": "RollingOut",
+                                   "lastTransitionTime": "2026-01-01T11:00:00Z"}]}),
+        [pod("n1"), pod("n2")], {},
+        dict(conditions={"Progressing": ("False", "UpToDate")}, events=["RolloutFinished"]),
+    ),
+    "draining pod without a timestamp gets one": (
+        fn(), [pod("n1"), pod("n2"), pod("o1", h=OLD_H, draining=True)], {},
+        dict(stamp=["o1"], deletes={}, drain=[], status=dict(ready=2)),
+    ),
+    "draining pod within timeout + grace is left to the router": (
+        fn(), [pod("n1"), pod("n2"),
+               pod("o1", h=OLD_H, draining=True, draining_since=ago(32), timeout_seconds=3)], {},
+        dict(deletes={}, stamp=[]),
+    ),
+    "draining pod past timeout + grace is deleted": (
+        fn(), [pod("n1"), pod("n2"),
+               pod("o1", h=OLD_H, draining=True, draining_since=ago(34), timeout_seconds=3)], {},
+        dict(deletes={"o1": DRAIN_DEADLINE}),
+    ),
+    "draining deadline falls back to the function timeout": (
+        fn(spec(provisionedConcurrency=2, timeoutSeconds=600)),
+        [pod("o1", h=OLD_H, draining=True, draining_since=ago(300))], {},
+        dict(deletes={}),
+    ),
+    "an on-demand pod without owner is adopted": (
+        fn(spec()), [pod("d1", role=labels.ROLE_ON_DEMAND, owner_uid=None)], {},
+        dict(adopt=["d1"], deletes={}, status=dict(ready=1)),
+    ),
+    "pods of another Function UID are left to the GC": (
+        fn(), [pod("x1", owner_uid="older-uid"), pod("x2", owner_uid="older-uid", phase="Failed")], {},
+        dict(create=2, deletes={}, adopt=[], status=dict(ready=0, starting=2)),
+    ),
+    "terminating pods do not count": (
+        fn(), [pod("a"), pod("gone", terminating=True)], {},
+        dict(create=1, deletes={}, status=dict(ready=1, starting=1)),
+    ),
+    "invalid spec: no pod work, Ready False": (
+        fn(None), [pod("a", h="whatever")], {},
+        dict(create=0, deletes={}, drain=[], status=dict(ready=1, specHash=None),
+             conditions={"Ready": ("False", "InvalidSpec")}),
+    ),
+    "reservation rejected: QuotaExceeded and not Ready": (
+        fn(spec(reservedConcurrency=600)), [], {"quota_rejection": "reservedConcurrency 600 does not fit"},
+        dict(conditions={"QuotaExceeded": ("True", "ReservationRejected"), "Ready": ("False", "QuotaExceeded")},
+             events=["QuotaExceeded"]),
+    ),
+    "reservation granted": (
+        fn(spec(reservedConcurrency=5)), [], {},
+        dict(conditions={"QuotaExceeded": ("False", "ReservationGranted"), "Ready": ("True", "Ready")}),
+    ),
+    "rejection lifted": (
+        fn(spec(reservedConcurrency=5), status={"conditions": [
+            {"type": "QuotaExceeded", "status": "True", "reason": "ReservationRejected", "message": "x",
+             "lastTransitionTime": "2026-01-01T11:00:00Z"}]}), [], {},
+        dict(conditions={"QuotaExceeded": ("False", "ReservationGranted")}, events=["ReservationGranted"]),
+    ),
+    "init error reported by a pod": (
+        fn(), [pod("a", ready=False, init_error="Runtime.ImportModuleError: no module 'index'")], {},
+        dict(status=dict(initError="Runtime.ImportModuleError: no module 'index'"),
+             conditions={"InitFailed": ("True", "InitError"), "Ready": ("False", "InitFailed")},
+             events=["InitFailed"]),
+    ),
+    "init error of an older spec is not this spec's": (
+        fn(), [pod("n1"), pod("n2"), pod("o1", h=OLD_H, ready=False, init_error="boom")], {},
+        dict(status=dict(initError=None), conditions={"InitFailed": ("False", "Initialized")}),
+    ),
+    "init error is sticky while the failed pod is replaced": (
+        fn(status={"specHash": H, "initError": "boom", "conditions": [
+            {"type": "InitFailed", "status": "True", "reason": "InitError", "message": "boom",
+             "lastTransitionTime": "2026-01-01T11:00:00Z"}]}),
+        [pod("replacement", ready=False, age=1)], {},
+        dict(status=dict(initError="boom"), conditions={"InitFailed": ("True", "InitError")}, events=[]),
+    ),
+    "init error clears once an environment initialises": (
+        fn(status={"specHash": H, "initError": "boom", "conditions": [
+            {"type": "InitFailed", "status": "True", "reason": "InitError", "message": "boom",
+             "lastTransitionTime": "2026-01-01T11:00:00Z"}]}),
+        [pod("a"), pod("b")], {},
+        dict(status=dict(initError=None), conditions={"InitFailed": ("False", "Initialized"),
+                                                      "Ready": ("True", "Ready")}),
+    ),
+    "pods without a spec-hash label are left alone": (
+        fn(spec()), [pod("r1", role=labels.ROLE_ON_DEMAND, h=None),
+                     pod("r2", role=labels.ROLE_PROVISIONED, h=None)], {},
+        dict(create=0, deletes={}, drain=[], status=dict(ready=2, provisioned=0),
+             conditions={"Progressing": ("False", "UpToDate")}),
+    ),
+    "init error of a pod without a spec-hash label counts": (
+        fn(spec()), [pod("r1", role=labels.ROLE_ON_DEMAND, h=None, ready=False, init_error="boom")], {},
+        dict(status=dict(initError="boom"), conditions={"InitFailed": ("True", "InitError")}),
+    ),
+    "init error clears with a new spec": (
+        fn(status={"specHash": OLD_H, "initError": "boom"}), [], {},
+        dict(create=2, status=dict(initError=None), conditions={"InitFailed": ("False", "NoInitError")}),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_plan(case):
+    function, pods, kwargs, want = case
+    p = plan(function, pods, now=NOW, **{"timing": TIMING, **kwargs})
+    if "create" in want:
+        assert p.create == want["create"]
+    if "deletes" in want:
+        assert deletes(p) == want["deletes"]
+    for key in ("drain", "stamp", "adopt"):
+        if key in want:
+            assert getattr(p, key) == want[key], key
+    for key, value in want.get("status", {}).items():
+        assert p.status[key] == value, key
+    for type_, (status, reason) in want.get("conditions", {}).items():
+        c = cond(p, type_)
+        assert (c["status"], c["reason"]) == (status, reason), (type_, c)
+    if "events" in want:
+        assert [e.reason for e in p.events] == want["events"]
+
+
+def test_status_never_carries_the_routers_fields():
+    p = plan(fn(), [pod("a")], now=NOW, timing=TIMING)
+    assert not {"busy", "idle", "coldStarts"} & set(p.status)
+    assert p.status["observedGeneration"] == 3
+    assert all(c["observedGeneration"] == 3 for c in p.status["conditions"])
+
+
+def test_transition_time_moves_only_when_the_status_flips():
+    first = plan(fn(), [], now=NOW, timing=TIMING)
+    later = NOW + timedelta(minutes=5)
+    same = plan(fn(status=first.status), [pod("a", ready=False)], now=later, timing=TIMING)
+    assert cond(same, "Ready")["lastTransitionTime"] == "2026-01-01T12:00:00Z"
+    assert cond(same, "Ready")["message"] == "0/2 provisioned environments ready"
+    flipped = plan(fn(status=first.status), [pod("a"), pod("b")], now=later, timing=TIMING)
+    assert cond(flipped, "Ready")["lastTransitionTime"] == "2026-01-01T12:05:00Z"
+    assert cond(flipped, "QuotaExceeded")["lastTransitionTime"] == "2026-01-01T12:00:00Z"
+
+
+def test_foreign_conditions_are_kept():
+    other = {"type": "RouterSynced", "status": "True", "reason": "Synced", "lastTransitionTime": "x"}
+    p = plan(fn(status={"conditions": [other]}), [], now=NOW, timing=TIMING)
+    assert p.status["conditions"][-1] == other
+    assert [c["type"] for c in p.status["conditions"][:4]] == ["Ready", "QuotaExceeded", "InitFailed", "Progressing"]
+
+
+def test_same_warning_is_not_repeated_every_pass():
+    first = plan(fn(spec(reservedConcurrency=9)), [], now=NOW, timing=TIMING, quota_rejection="no room")
+    again = plan(fn(spec(reservedConcurrency=9), status=first.status), [], now=NOW, timing=TIMING,
+                 quota_rejection="no room")
+    assert [e.reason for e in first.events] == ["QuotaExceeded"]
+    assert again.events == []
+
+
+def test_code_configmaps_nobody_mounts_are_deleted():
+    current = code_configmap_name("hello", NEW)
+    p = plan(fn(), [pod("o1", h=OLD_H, code_configmap="hello-code-old")], now=NOW, timing=TIMING,
+             configmaps=[current, "hello-code-old", "hello-code-older"])
+    assert p.code_configmap == current
+    assert p.delete_configmaps == ["hello-code-older"]
+
+
+def test_status_patch_writes_only_changes_and_clears_with_null():
+    p = plan(fn(), [pod("a"), pod("b")], now=NOW, timing=TIMING)
+    assert status_patch(p.status, p.status) == {}
+    current = {**p.status, "ready": 1, "initError": "old", "busy": 4, "coldStarts": 9}
+    assert status_patch(current, p.status) == {"ready": 2, "initError": None}
+
+
+@pytest.mark.parametrize("pod_body, expected", [
+    ({"metadata": {"annotations": {labels.INIT_ERROR: "Runtime.HandlerNotFound: x"}}},
+     "Runtime.HandlerNotFound: x"),
+    ({"status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 1, "message": "boom\n"}}}]}},
+     "boom"),
+    ({"status": {"containerStatuses": [{"lastState": {"terminated": {"exitCode": 2, "message": "bad"}}}]}},
+     "bad"),
+    ({"status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0, "message": "done"}}}]}},
+     None),
+    ({"status": {"containerStatuses": [{"state": {"running": {}}}]}}, None),
+], ids=["annotation", "terminated", "last-state", "clean-exit", "running"])
+def test_init_error_channels(pod_body, expected):
+    assert init_error_of(pod_body) == expected
+
+
+def test_pod_view_from_a_real_pod_body():
+    body = {
+        "metadata": {
+            "name": "hello-p1", "creationTimestamp": "2026-01-01T11:00:00Z",
+            "labels": {labels.ROLE: "provisioned", labels.SPEC_HASH: H, labels.DRAINING: "true"},
+            "annotations": {labels.DRAINING_SINCE: "2026-01-01T11:59:00Z", labels.TIMEOUT_SECONDS: "7"},
+            "ownerReferences": [{"apiVersion": "lambdakube.dev/v1alpha1", "kind": "Function", "uid": UID}],
+        },
+        "spec": {"volumes": [{"name": "code", "configMap": {"name": "hello-code-x"}}]},
+        "status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T11:30:00Z"}]},
+    }
+    v = PodView.from_pod(body)
+    assert (v.name, v.role, v.spec_hash, v.ready, v.draining, v.owner_uid, v.timeout_seconds, v.code_configmap) == \
+        ("hello-p1", "provisioned", H, False, True, UID, 7, "hello-code-x")
+    assert v.unready_since == datetime(2026, 1, 1, 11, 30, tzinfo=timezone.utc)
+    assert v.draining_since == datetime(2026, 1, 1, 11, 59, tzinfo=timezone.utc)
+
+
+def test_function_view_reports_an_unparseable_spec():
+    v = FunctionView.from_body({"metadata": {"name": "x", "uid": "u"}, "spec": {"handler": "index.h"}})
+    assert v.spec is None and "image" in v.spec_error
+    long = FunctionView.from_body({"metadata": {"name": "f" * 64}, "spec": {"handler": "a.b", "image": "i"}})
+    assert long.spec is None and "63" in long.spec_error

@@ -1,0 +1,187 @@
+"""Pure builders of environment pods and code ConfigMaps, and the spec hash."""
+
+from __future__ import annotations
+
+import pytest
+
+from lambdakube.models import DEFAULT_RUNTIME_IMAGE, FunctionSpec
+from lambdakube_operator.resources import (
+    CODE_DIR, code_configmap, code_configmap_name, environment_pod, labels, new_env_id, spec_hash,
+)
+
+INLINE = {"inline": {"source": "def handler(event, context):\n    return event\n"}}
+
+
+def spec(**overrides) -> FunctionSpec:
+    return FunctionSpec.model_validate({"handler": "index.handler", "code": INLINE, **overrides})
+
+
+def pod(s: FunctionSpec | None = None, **kw) -> dict:
+    args = dict(function_name="hello", namespace="ns", function_uid="uid-1", spec=s or spec(),
+                env_id="hello-p00000000", role=labels.ROLE_PROVISIONED,
+                runtime_image=DEFAULT_RUNTIME_IMAGE)
+    args.update(kw)
+    return environment_pod(**args)
+
+
+def env_of(p: dict) -> dict:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in p["spec"]["containers"][0]["env"]}
+
+
+# -- spec hash ---------------------------------------------------------------------------
+
+def test_hash_is_stable_and_label_safe():
+    h = spec_hash(spec())
+    assert h == spec_hash(spec()) and len(h) == 10 and h.isalnum() and h.islower()
+
+
+def test_hash_ignores_server_defaults_and_key_order():
+    explicit = spec(timeoutSeconds=3, resources={"memorySize": 128}, env={"B": "2", "A": "1"})
+    implicit = spec(env={"A": "1", "B": "2"})
+    assert spec_hash(explicit) == spec_hash(implicit)
+
+
+@pytest.mark.parametrize("change", [
+    {"handler": "index.other"},
+    {"image": "example/fn:2"},
+    {"code": {"inline": {"source": "def handler(e, c):\n    return 1\n"}}},
+    {"env": {"A": "1"}},
+    {"resources": {"memorySize": 256}},
+    {"resources": {"cpu": "500m"}},
+    {"timeoutSeconds": 30},
+], ids=lambda c: next(iter(c)))
+def test_hash_changes_with_every_shaping_field(change):
+    assert spec_hash(spec(**change)) != spec_hash(spec())
+
+
+@pytest.mark.parametrize("change", [
+    {"provisionedConcurrency": 3, "reservedConcurrency": 5},
+    {"maxConcurrency": 7},
+    {"idleTimeoutSeconds": 10},
+    {"async": {"maxRetryAttempts": 0}},
+], ids=lambda c: next(iter(c)))
+def test_hash_ignores_scaling_fields(change):
+    assert spec_hash(spec(**change)) == spec_hash(spec())
+
+
+# -- pod ---------------------------------------------------------------------------------
+
+def test_pod_identity_labels_and_owner():
+    p = pod()
+    meta = p["metadata"]
+    assert meta["name"] == "hello-p00000000" and meta["namespace"] == "ns"
+    assert meta["labels"] == {
+        labels.FUNCTION: "hello",
+        labels.ENVIRONMENT: "hello-p00000000",
+        labels.ROLE: labels.ROLE_PROVISIONED,
+        labels.SPEC_HASH: spec_hash(spec()),
+        labels.MANAGED_BY: labels.OPERATOR_NAME,
+    }
+    assert meta["ownerReferences"] == [{
+        "apiVersion": "lambdakube.dev/v1alpha1", "kind": "Function", "name": "hello",
+        "uid": "uid-1", "controller": True}]
+    assert meta["annotations"][labels.TIMEOUT_SECONDS] == "3"
+
+
+def test_pod_runs_the_runtime_once_with_lambda_semantics():
+    p = pod()
+    s = p["spec"]
+    assert s["restartPolicy"] == "Never"
+    assert s["automountServiceAccountToken"] is False
+    c = s["containers"][0]
+    assert c["command"] == ["python", "-m", "lambdakube_runtime", "--host", "0.0.0.0", "--port", "8080"]
+    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["image"] == DEFAULT_RUNTIME_IMAGE
+
+
+def test_pod_security_context_is_locked_down():
+    p = pod()
+    sc = p["spec"]["containers"][0]["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert p["spec"]["securityContext"]["runAsUser"] == 10001
+    mounts = {m["mountPath"]: m["name"] for m in p["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["/tmp"] == "tmp"
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "512Mi"}} in p["spec"]["volumes"]
+
+
+def test_pod_resources_memory_is_request_and_limit_cpu_optional():
+    assert pod()["spec"]["containers"][0]["resources"] == {
+        "requests": {"memory": "128Mi"}, "limits": {"memory": "128Mi"}}
+    r = pod(spec(resources={"memorySize": 1024, "cpu": "500m"}))["spec"]["containers"][0]["resources"]
+    assert r == {"requests": {"memory": "1024Mi", "cpu": "500m"}, "limits": {"memory": "1024Mi", "cpu": "500m"}}
+
+
+def test_pod_env_configures_the_runtime():
+    env = env_of(pod(spec(env={"GREETING": "hi", "LAMBDAKUBE_HANDLER": "evil.x"}, timeoutSeconds=30)))
+    assert env["LAMBDAKUBE_HANDLER"] == "index.handler"  # user env cannot override ours
+    assert env["LAMBDAKUBE_FUNCTION_NAME"] == "hello"
+    assert env["LAMBDAKUBE_NAMESPACE"] == "ns"
+    assert env["LAMBDAKUBE_MEMORY_MB"] == "128"
+    assert env["LAMBDAKUBE_TIMEOUT_SECONDS"] == "30"
+    assert env["LAMBDAKUBE_ENV_ID"] == {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}
+    assert env["LAMBDAKUBE_CODE_DIR"] == CODE_DIR
+    assert env["LAMBDAKUBE_INLINE_MODULE"] == "index"
+    assert env["GREETING"] == "hi"
+    names = [e["name"] for e in pod()["spec"]["containers"][0]["env"]]
+    assert len(names) == len(set(names))
+
+
+def test_runtime_reads_the_pod_env_as_the_function_config():
+    from lambdakube_runtime.config import from_environ
+
+    p = pod(spec(resources={"memorySize": 512}, timeoutSeconds=9))
+    environ = {e["name"]: e["value"] for e in p["spec"]["containers"][0]["env"] if "value" in e}
+    cfg = from_environ(environ)
+    assert (cfg.handler, cfg.code_dir, cfg.function_name, cfg.memory_mb, cfg.timeout_seconds, cfg.namespace) == \
+        ("index.handler", CODE_DIR, "hello", 512, 9.0, "ns")
+
+
+def test_inline_code_is_mounted_from_its_configmap():
+    s = spec()
+    p = pod(s)
+    cm_name = code_configmap_name("hello", s)
+    assert {"name": "code", "configMap": {"name": cm_name}} in p["spec"]["volumes"]
+    assert {"name": "code", "mountPath": CODE_DIR, "readOnly": True} in p["spec"]["containers"][0]["volumeMounts"]
+
+
+def test_image_function_has_no_code_volume_and_uses_its_image():
+    s = FunctionSpec.model_validate({"handler": "app.main", "image": "example/fn:1"})
+    p = pod(s)
+    assert p["spec"]["containers"][0]["image"] == "example/fn:1"
+    assert all(v["name"] != "code" for v in p["spec"]["volumes"])
+    assert "LAMBDAKUBE_CODE_DIR" not in env_of(p)
+    assert code_configmap(function_name="hello", namespace="ns", function_uid="u", spec=s) is None
+
+
+def test_code_configmap_is_immutable_owned_and_named_by_content():
+    s = spec(code={"inline": {"source": "x = 1\ndef main(e, c):\n    return x\n", "module": "app"}},
+             handler="app.main")
+    cm = code_configmap(function_name="hello", namespace="ns", function_uid="uid-1", spec=s)
+    assert cm["immutable"] is True
+    assert cm["data"] == {"app.py": "x = 1\ndef main(e, c):\n    return x\n"}
+    assert cm["metadata"]["name"] == code_configmap_name("hello", s)
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert cm["metadata"]["labels"][labels.FUNCTION] == "hello"
+    other = spec(code={"inline": {"source": "y = 2\ndef main(e, c):\n    return 2\n", "module": "app"}},
+                 handler="app.main")
+    assert code_configmap_name("hello", other) != cm["metadata"]["name"]
+    # The code name is independent of non-code changes (no new ConfigMap per env edit).
+    assert code_configmap_name("hello", spec(env={"A": "1"})) == code_configmap_name("hello", spec())
+
+
+def test_env_ids_are_unique_label_safe_and_marked_by_role():
+    long_name = "f" * 63
+    ids = {new_env_id(long_name, labels.ROLE_PROVISIONED) for _ in range(100)}
+    assert len(ids) == 100
+    assert all(len(i) <= 63 and i.startswith("f" * 40 + "-p") for i in ids)
+    assert new_env_id("hello", labels.ROLE_ON_DEMAND).startswith("hello-d")
+
+
+def test_unknown_role_is_refused():
+    with pytest.raises(ValueError):
+        pod(role="spare")
