@@ -24,7 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from lambdakube.models import GROUP, QUOTA_OBJECT_NAME, VERSION
 
-from .resources import labels
+from lambdakube.resources import labels
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,13 @@ class Cruds:
         def call():
             return _json(self.core.list_namespaced_pod(
                 namespace, label_selector=f"{labels.FUNCTION}={function}",
+                _preload_content=False, _request_timeout=REQUEST_TIMEOUT))["items"]
+        return await asyncio.to_thread(call)
+
+    async def list_generic_pods(self, namespace: str) -> list[dict]:
+        def call():
+            return _json(self.core.list_namespaced_pod(
+                namespace, label_selector=f"{labels.ROLE}={labels.ROLE_GENERIC},!{labels.FUNCTION}",
                 _preload_content=False, _request_timeout=REQUEST_TIMEOUT))["items"]
         return await asyncio.to_thread(call)
 

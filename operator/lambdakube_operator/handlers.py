@@ -12,6 +12,11 @@
 - ConcurrencyQuotas: a spec change re-allocates the namespace and nudges its Functions.
 - Two kopf indices keep the namespace's reservations and quota object in memory, so a
   pass needs no extra API reads for the quota arithmetic.
+- The generic pool (``--generic-pool-size`` > 0): a pass per namespace, coalesced like
+  the Function passes, after any event of a ``role=generic`` pod, after every Function
+  pass in that namespace (a router claim turns a generic pod into a function's pod, so
+  the Function's pod event is what announces it), at start-up for the namespaces given
+  by name, and every resync interval for every namespace seen so far.
 
 Handlers are registered on a registry built per operator (``build_registry``), so the
 resync interval and other settings come from the ``OperatorConfig`` (tests use short
@@ -30,8 +35,8 @@ from lambdakube.models import GROUP, QUOTA_OBJECT_NAME, VERSION
 
 from .cruds import Cruds
 from .quota import Reservation
-from .reconcile import Reconciler
-from .resources import labels
+from .reconcile import GenericKeeper, Reconciler
+from lambdakube.resources import labels
 from .settings import OperatorConfig
 
 log = logging.getLogger(__name__)
@@ -92,8 +97,12 @@ def _quota(index: kopf.Index, namespace: str) -> Mapping | None:
     return None
 
 
-def build_registry(config: OperatorConfig, cruds: Cruds, reconciler: Reconciler) -> tuple[kopf.OperatorRegistry, Nudger]:
+def build_registry(
+    config: OperatorConfig, cruds: Cruds, reconciler: Reconciler, generic: GenericKeeper | None = None,
+) -> tuple[kopf.OperatorRegistry, Nudger]:
     registry = kopf.OperatorRegistry()
+    if generic is None and config.generic_pool_size > 0:
+        generic = GenericKeeper(config, cruds)
 
     # -- login ---------------------------------------------------------------------------
 
@@ -147,6 +156,7 @@ def build_registry(config: OperatorConfig, cruds: Cruds, reconciler: Reconciler)
             await cruds.patch_function_status(namespace, name, patch)
         for other in changed:
             nudger.nudge(namespace, other)
+        nudge_generic(namespace)
 
     nudger = Nudger(config.pod_event_delay, reconcile_by_name)
 
@@ -157,10 +167,53 @@ def build_registry(config: OperatorConfig, cruds: Cruds, reconciler: Reconciler)
         if function:
             nudger.nudge(namespace, function)
 
+    # -- the generic pool ------------------------------------------------------------------
+
+    generic_namespaces: set[str] = {
+        ns for ns in config.namespaces if not any(c in ns for c in "*?[!")}
+
+    async def sync_generic(namespace: str, _: str) -> None:
+        assert generic is not None
+        await generic.sync(namespace)
+
+    generic_nudger = Nudger(config.pod_event_delay, sync_generic)
+
+    def nudge_generic(namespace: str | None) -> None:
+        if generic is None or not namespace:
+            return
+        generic_namespaces.add(namespace)
+        generic_nudger.nudge(namespace, "")
+
+    if generic is not None:
+        @kopf.on.event(*PODS, labels={labels.ROLE: labels.ROLE_GENERIC}, registry=registry,
+                       id="generic-pod-event")
+        async def generic_pod_event(namespace, **_):
+            nudge_generic(namespace)
+
+        background: list[asyncio.Task] = []
+
+        async def generic_resync() -> None:
+            while True:
+                for ns in sorted(generic_namespaces):
+                    generic_nudger.nudge(ns, "")
+                await asyncio.sleep(config.resync_interval)
+
+        @kopf.on.startup(registry=registry, id="generic-pool")
+        async def start_generic(**_):
+            background.append(asyncio.get_running_loop().create_task(generic_resync()))
+
+        @kopf.on.cleanup(registry=registry, id="stop-generic-pool")
+        async def stop_generic(**_):
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await generic_nudger.close()
+
     # -- Functions ---------------------------------------------------------------------
 
     async def reconcile(body, patch, fn_reservations, quota_objects, namespace, trigger):
         live["fn"], live["quota"] = fn_reservations, quota_objects
+        nudge_generic(namespace)
         status, changed = await reconciler.reconcile(
             body, reservations=_reservations(fn_reservations, namespace),
             quota=_quota(quota_objects, namespace), trigger=trigger)

@@ -38,9 +38,9 @@ from pydantic import ValidationError
 from lambdakube.models import FunctionSpec
 
 from . import conditions as C
-from .resources import labels
-from .resources.code import code_configmap_name
-from .resources.spec_hash import spec_hash
+from lambdakube.resources import labels
+from lambdakube.resources.code import code_configmap_name
+from lambdakube.resources.spec_hash import spec_hash
 
 READY = "Ready"
 QUOTA_EXCEEDED = "QuotaExceeded"
@@ -90,6 +90,8 @@ class PodView:
     init_error: str | None = None
     timeout_seconds: int | None = None
     code_configmap: str | None = None
+    #: Generic pods: hash of the runtime image they run (``lambdakube.dev/runtime-image-hash``).
+    image_hash: str | None = None
 
     @classmethod
     def from_pod(cls, pod: Mapping) -> PodView:
@@ -127,6 +129,7 @@ class PodView:
             init_error=init_error_of(pod),
             timeout_seconds=int(timeout) if timeout and timeout.isdigit() else None,
             code_configmap=code_cm,
+            image_hash=pod_labels.get(labels.RUNTIME_IMAGE_HASH),
         )
 
 
@@ -441,3 +444,47 @@ def status_patch(current: Mapping, desired: Mapping) -> dict:
         elif want != have:
             patch[key] = want
     return patch
+
+
+@dataclass
+class GenericPlan:
+    """What to do with a namespace's pool of generic pods (``plan_generic``)."""
+
+    create: int = 0
+    deletes: list[Delete] = field(default_factory=list)
+
+    @property
+    def idle(self) -> bool:
+        return not (self.create or self.deletes)
+
+
+def plan_generic(
+    pods: list[PodView], *, want: int, image_hash: str, now: datetime, timing: Timing = Timing(),
+) -> GenericPlan:
+    """Keep ``want`` generic pods of the runtime image ``image_hash`` in a namespace.
+
+    ``pods`` are the namespace's pods labelled ``role=generic`` (a router's claim
+    relabels a pod ``on-demand``, so claimed pods are not here any more: the pool is
+    refilled). Rules: exited pods, pods of another runtime image and pods not Ready for
+    longer than the start deadline are deleted; then surplus pods are deleted (not-ready
+    first, then youngest) or missing ones created (at most ``max_creates`` per pass).
+    """
+    out = GenericPlan()
+    deleted: dict[str, Delete] = {}
+    alive = [p for p in pods if not p.terminating]
+    deadline = timedelta(seconds=timing.start_deadline)
+    for p in alive:
+        if p.phase in ("Failed", "Succeeded"):
+            deleted[p.name] = Delete(p.name, EXITED, p.role)
+        elif p.image_hash != image_hash:
+            deleted[p.name] = Delete(p.name, OUTDATED, p.role)
+        elif not p.ready and now - (p.unready_since or p.created) > deadline:
+            deleted[p.name] = Delete(p.name, NOT_READY, p.role)
+    keep = [p for p in alive if p.name not in deleted]
+    if len(keep) > want:
+        by_expendability = sorted(keep, key=lambda p: (p.ready, -p.created.timestamp(), p.name))
+        for p in by_expendability[: len(keep) - want]:
+            deleted[p.name] = Delete(p.name, SURPLUS, p.role)
+    out.create = min(max(0, want - len(keep)), timing.max_creates)
+    out.deletes = sorted(deleted.values(), key=lambda d: d.name)
+    return out

@@ -27,9 +27,18 @@ from lambdakube.models import ConcurrencyQuotaSpec
 from . import conditions as C
 from . import events, metrics
 from .cruds import Cruds
-from .planning import FunctionView, Plan, PodView, plan, status_patch
+from .planning import FunctionView, Plan, PodView, plan, plan_generic, status_patch
 from .quota import Allocation, Reservation, allocate
-from .resources import code_configmap, environment_pod, labels, new_env_id, owner_reference
+from lambdakube.resources import (
+    code_configmap,
+    environment_pod,
+    generic_pod,
+    labels,
+    new_env_id,
+    owner_reference,
+    runtime_image_hash,
+)
+from lambdakube.resources.pods import GENERIC_NAME_PREFIX
 from .settings import OperatorConfig
 
 log = logging.getLogger(__name__)
@@ -279,3 +288,59 @@ class Reconciler:
                     if not (p.get("metadata") or {}).get("deletionTimestamp")]
         metrics.forget(ns, name)
         return len(left)
+
+
+class GenericKeeper:
+    """Keeps ``generic_pool_size`` generic runtime pods per namespace (``plan_generic``).
+
+    A generic pod runs the runtime image without a function; a router cold start claims
+    one (relabels it ``on-demand`` for its function, with a resourceVersion
+    precondition so two claims never win the same pod) and specialises it with
+    ``POST /init``. The claimed pod leaves this pool (it is the function's now) and the
+    next pass creates a replacement. Generic pods have no owner: they belong to no
+    Function and count toward no quota (they run nobody's code).
+    """
+
+    def __init__(self, config: OperatorConfig, cruds: Cruds, clock: Clock = utcnow) -> None:
+        self.config = config
+        self.cruds = cruds
+        self.clock = clock
+        self.image_hash = runtime_image_hash(config.runtime_image)
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def sync(self, namespace: str) -> None:
+        """One pass for ``namespace``: delete exited/outdated/stuck/surplus generic pods,
+        create the missing ones. Errors of single calls are logged; the next pass retries."""
+        lock = self._locks.setdefault(namespace, asyncio.Lock())
+        async with lock:
+            pods = await self.cruds.list_generic_pods(namespace)
+            the_plan = plan_generic(
+                [PodView.from_pod(p) for p in pods], want=self.config.generic_pool_size,
+                image_hash=self.image_hash, now=self.clock(), timing=self.config.timing,
+            )
+            if the_plan.idle:
+                return
+
+            async def attempt(coro, what: str) -> bool:
+                try:
+                    return bool(await coro)
+                except Exception as exc:  # noqa: BLE001 - retried next pass
+                    log.warning("%s: generic pool: %s failed: %s", namespace, what, exc)
+                    return False
+
+            deleted = await asyncio.gather(*(
+                attempt(self.cruds.delete_pod(namespace, d.name), f"delete {d.name}")
+                for d in the_plan.deletes))
+            bodies = [generic_pod(namespace=namespace,
+                                  env_id=new_env_id(GENERIC_NAME_PREFIX, labels.ROLE_GENERIC),
+                                  runtime_image=self.config.runtime_image)
+                      for _ in range(the_plan.create)]
+            created = await asyncio.gather(*(
+                attempt(self.cruds.create_pod(namespace, b), f"create {b['metadata']['name']}")
+                for b in bodies))
+            for d, ok in zip(the_plan.deletes, deleted):
+                if ok:
+                    metrics.PODS_DELETED.labels(d.reason).inc()
+            if any(created):
+                metrics.PODS_CREATED.labels(labels.ROLE_GENERIC).inc(sum(created))
+            log.info("%s: generic pool: created %d, deleted %d", namespace, sum(created), sum(deleted))

@@ -21,7 +21,7 @@ import kopf
 from lambdakube.models import DEFAULT_RUNTIME_IMAGE
 
 from .planning import Timing
-from .resources import labels
+from lambdakube.resources import labels
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,9 @@ class OperatorConfig:
     watch_client_timeout: int = 70
     #: Create the namespace's ``default`` ConcurrencyQuota when Functions exist and it does not.
     create_default_quota: bool = True
+    #: Generic runtime pods (no function yet) kept per served namespace for router cold
+    #: starts to claim; 0 disables the pool.
+    generic_pool_size: int = 0
 
     def kopf_settings(self) -> kopf.OperatorSettings:
         s = kopf.OperatorSettings()
@@ -61,6 +64,13 @@ class OperatorConfig:
         s.posting.level = logging.WARNING
         s.posting.reporting_component = labels.OPERATOR_NAME
         return s
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> OperatorConfig:
@@ -86,6 +96,9 @@ def parse_args(argv: list[str] | None = None) -> OperatorConfig:
     p.add_argument("--liveness-port", type=int, default=8080, help="0 disables")
     p.add_argument("--no-default-quota", action="store_true",
                    help="do not create a namespace's 'default' ConcurrencyQuota")
+    p.add_argument("--generic-pool-size", type=_non_negative, default=0, metavar="N",
+                   help="keep N generic runtime pods per namespace for router cold starts"
+                   " to claim (default %(default)s: disabled)")
     p.add_argument("--log-level", default="INFO")
     a = p.parse_args(argv)
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -99,4 +112,5 @@ def parse_args(argv: list[str] | None = None) -> OperatorConfig:
         metrics_port=a.metrics_port or None,
         liveness_port=a.liveness_port or None,
         create_default_quota=not a.no_default_quota,
+        generic_pool_size=a.generic_pool_size,
     )

@@ -19,6 +19,13 @@ released meanwhile (then it is not a cold start, and the fresh env serves someon
 Provisioned environments are started in the background to keep ``provisionedConcurrency``
 initialised at all times, are preferred when leasing, and are never reaped. On-demand
 environments idle longer than ``idleTimeoutSeconds`` are reaped by ``reap(now)``.
+
+A backend may mark environments as draining (``is_draining(handle)``, optional: the
+kubernetes backend reports the operator's ``draining`` label of a rollout): such an
+environment is never leased again, and is retired when it is released or found idle
+(``reap``, or a lease that pops it). When the pool closes, provisioned environments go
+back through the backend's optional ``release(handle)`` instead of ``stop`` (the
+kubernetes backend's provisioned pods are the operator's to keep).
 """
 
 from __future__ import annotations
@@ -239,17 +246,24 @@ class Pool:
         env.invocations += 1
         if not healthy:
             self.stats.retired_unhealthy += 1
-        if not healthy or self._closed or env.generation != self.generation or self._excess_provisioned(env):
+        if (not healthy or self._closed or env.generation != self.generation
+                or self._excess_provisioned(env) or self._draining(env)):
             self._retire(env)
         else:
             self._make_idle(env)
 
     def _pop_idle(self) -> Environment | None:
-        if self._idle_provisioned:
-            return self._idle_provisioned.pop()
-        if self._idle_on_demand:
-            return self._idle_on_demand.pop()
+        for idle in (self._idle_provisioned, self._idle_on_demand):
+            while idle:
+                env = idle.pop()
+                if not self._draining(env):
+                    return env
+                self._retire(env)
         return None
+
+    def _draining(self, env: Environment) -> bool:
+        check = getattr(self.backend, "is_draining", None)
+        return check is not None and env.handle is not None and bool(check(env.handle))
 
     def _make_idle(self, env: Environment) -> None:
         """An env is free: hand it to the oldest live waiter, or park it as idle."""
@@ -362,8 +376,11 @@ class Pool:
         env.state = EnvState.DRAINING
         if env.conn is not None:
             env.conn.close()
+        release = getattr(self.backend, "release", None)
         try:
-            if env.handle is not None:
+            if env.handle is not None and self._closed and env.provisioned and release is not None:
+                await release(env.handle)
+            elif env.handle is not None:
                 await self.backend.stop(env.handle)
         except Exception:
             log.exception("%s: stopping environment %s failed", self.fn, env.env_id)
@@ -415,6 +432,8 @@ class Pool:
         for env in expired:
             self.stats.reaped += 1
             self._retire(env)
+        for env in [e for e in self._idle_provisioned + self._idle_on_demand if self._draining(e)]:
+            self._retire(env)  # marked draining by the backend (a rollout): not reaping
         return expired
 
     def update_spec(self, spec: FunctionSpec) -> None:

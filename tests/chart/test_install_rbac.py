@@ -73,7 +73,8 @@ FORBIDDEN_ROUTER_ONLY = [
     ("update", "functions.lambdakube.dev", "status"), ("get", "functions.lambdakube.dev", "status"),
     ("create", "concurrencyquotas.lambdakube.dev", None),
     ("patch", "concurrencyquotas.lambdakube.dev", "status"),
-    ("get", "configmaps", None), ("create", "configmaps", None),
+    ("get", "configmaps", None), ("list", "configmaps", None), ("update", "configmaps", None),
+    ("delete", "configmaps", None),
     ("patch", "events", None), ("create", "events.events.k8s.io", None),
 ]
 FORBIDDEN_OPERATOR_ONLY = [

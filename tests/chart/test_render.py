@@ -37,6 +37,7 @@ ROUTER_RULES = {
     ("lambdakube.dev", "concurrencyquotas"): {"get", "list", "watch"},
     ("lambdakube.dev", "concurrencyquotas/status"): {"get"},
     ("", "pods"): {"get", "list", "watch", "create", "delete", "patch"},
+    ("", "configmaps"): {"create"},  # inline code of a Function the operator has not seen yet
     ("", "events"): {"create"},
 }
 
@@ -87,7 +88,7 @@ def test_defaults(render):
     assert [*c["command"], *c["args"]] == [
         "lambdakube-operator", "--all-namespaces", "--metrics-port", "9102",
         "--liveness-port", "8080", "--runtime-image", DEFAULT_RUNTIME_IMAGE,
-        "--log-level", "INFO",
+        "--generic-pool-size", "2", "--log-level", "INFO",
     ]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": 9102, "liveness": 8080}
@@ -222,3 +223,11 @@ def test_bad_values_are_refused(helm, bad, message):
         cmd += ["--set", s]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and message in out.stderr, out.stderr
+
+
+def test_generic_pool_size(render):
+    """`operator.genericPoolSize` becomes `--generic-pool-size` (0 disables the pool)."""
+    for value in ("0", "5"):
+        args = container(render(set_=[f"operator.genericPoolSize={value}"]).one(
+            "Deployment", "lk-lambdakube-operator"))["args"]
+        assert args[args.index("--generic-pool-size") + 1] == value

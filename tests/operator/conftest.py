@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from lambdakube_operator.planning import Timing
-from lambdakube_operator.resources import labels
+from lambdakube.resources import labels
 from lambdakube_operator.settings import OperatorConfig
 
 CRDS = Path(__file__).resolve().parents[2] / "crds"

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from lambdakube.models import FunctionSpec
 from lambdakube_operator.planning import Timing
-from lambdakube_operator.resources import code_configmap_name, environment_pod, labels, new_env_id, spec_hash
+from lambdakube.resources import code_configmap_name, environment_pod, labels, new_env_id, spec_hash
 from tests.operator.conftest import TEST_CONFIG, eventually, function
 
 pytestmark = pytest.mark.cluster

@@ -1,9 +1,10 @@
 """The kubernetes backend against a real kube-apiserver (tests/cluster/controlplane.py).
 
 There is no kubelet in this control plane: pods are stored and never run. So the test
-plays kubelet itself: when the router creates an environment pod, the test starts a real
-``lambdakube_runtime`` process on 127.0.0.1 with the environment variables *from the pod
-spec*, then annotates the pod with ``lambdakube.dev/address`` and patches its status to
+plays kubelet itself: when an environment pod is created (by the router, by the operator
+running in-process, or by the test), the test starts a real ``lambdakube_runtime``
+process on 127.0.0.1 configured *from the pod spec* (generic pods: without a function),
+then annotates the pod with ``lambdakube.dev/address`` and patches its status to
 Running + Ready. The router must then send the invocation to that runtime.
 """
 
@@ -19,9 +20,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lambdakube.models import DEFAULT_RUNTIME_IMAGE, FunctionSpec
+from lambdakube.resources import (
+    code_configmap, code_configmap_name, environment_pod, generic_pod, labels, new_env_id, spec_hash,
+)
 from lambdakube_router.app import init_app
+from lambdakube_router.backends.base import FunctionRef
 from lambdakube_router.backends.kubernetes import KubernetesBackend
-from tests.router.conftest import Router, function, router_config
+from tests.operator.conftest import TEST_CONFIG, operator_crds, start_operator  # noqa: F401 - fixtures
+from tests.router.conftest import Router, function, router_config, snapshot
 
 pytestmark = pytest.mark.cluster
 
@@ -57,92 +64,182 @@ async def crds(control_plane):
 
 
 class FakeKubelet:
-    """Runs pods' runtimes as local processes and reports them Ready."""
+    """Plays kubelet for one namespace: runs pods' runtimes as local processes (on
+    127.0.0.1, configured from the pod spec: env values, the downward-API env id, the
+    code ConfigMap copied into a temporary directory standing in for the volume), then
+    annotates the pod with ``lambdakube.dev/address`` and patches its status Ready.
+    ``auto()`` does that for every new pod of the namespace (generic ones included)."""
 
-    def __init__(self, cp, namespace: str) -> None:
+    def __init__(self, cp, namespace: str, tmp: Path) -> None:
+        from kubernetes import client, config
+
         self.cp = cp
         self.namespace = namespace
-        self.procs: list[subprocess.Popen] = []
+        self.tmp = tmp
+        self.api = config.new_client_from_config(config_file=str(cp.kubeconfig))
+        self.core = client.CoreV1Api(self.api)
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._task: asyncio.Task | None = None
+
+    async def pods(self, selector: str | None = None) -> list[dict]:
+        def call():
+            resp = self.core.list_namespaced_pod(self.namespace, label_selector=selector or "",
+                                                 _preload_content=False)
+            return json.loads(resp.data)["items"]
+        items = await asyncio.to_thread(call)
+        return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
     async def wait_pod(self, function_name: str, n: int = 1, timeout: float = 30) -> list[dict]:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            out = await kubectl(self.cp, "get", "pods", "-n", self.namespace, "-o", "json",
-                                "-l", f"lambdakube.dev/function={function_name}")
-            items = json.loads(out.stdout)["items"]
+            items = await self.pods(f"lambdakube.dev/function={function_name}")
             if len(items) >= n:
                 return items
-            assert asyncio.get_running_loop().time() < deadline, "router created no pod"
+            assert asyncio.get_running_loop().time() < deadline, "no pod was created"
             await asyncio.sleep(0.1)
 
+    async def _code_dir(self, pod: dict) -> str | None:
+        for vol in pod["spec"].get("volumes") or ():
+            if vol["name"] == "code":
+                cm = await asyncio.to_thread(self.core.read_namespaced_config_map,
+                                             vol["configMap"]["name"], self.namespace)
+                d = self.tmp / f"code-{pod['metadata']['name']}"
+                d.mkdir()
+                for key, text in (cm.data or {}).items():
+                    (d / key).write_text(text)
+                return str(d)
+        return None
+
     async def run(self, pod: dict) -> int:
+        name = pod["metadata"]["name"]
         container = pod["spec"]["containers"][0]
-        env = {e["name"]: e["value"] for e in container["env"]}
+        env = {}
+        for e in container["env"]:
+            if "value" in e:
+                env[e["name"]] = e["value"]
+            elif e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name":
+                env[e["name"]] = name
+        code_dir = await self._code_dir(pod)
+        if code_dir:
+            env["LAMBDAKUBE_CODE_DIR"] = code_dir
         env.update(PATH=os.environ.get("PATH", "/usr/bin:/bin"),
                    PYTHONPATH=str(REPO / "runtime-image"), PYTHONUNBUFFERED="1")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lambdakube_runtime", "--host", "127.0.0.1", "--port", "0"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.procs.append(proc)
-        line = await asyncio.to_thread(proc.stdout.readline)
-        assert line.startswith(b"LAMBDAKUBE_LISTENING port="), line
-        port = int(line.split(b"=")[1])
-        name = pod["metadata"]["name"]
-        await kubectl(self.cp, "annotate", "pod", "-n", self.namespace, name,
-                      f"lambdakube.dev/address=127.0.0.1:{port}")
+        log_path = self.tmp / f"{name}.log"
+        with open(log_path, "wb") as out:  # a file, not a pipe: a full pipe would block it
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "lambdakube_runtime", "--host", "127.0.0.1", "--port", "0"],
+                env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.procs[name] = proc
+        while True:
+            head = log_path.read_bytes().split(b"\n", 1)
+            if len(head) == 2:
+                break
+            assert proc.poll() is None, log_path.read_text()
+            await asyncio.sleep(0.02)
+        assert head[0].startswith(b"LAMBDAKUBE_LISTENING port="), head[0]
+        port = int(head[0].split(b"=")[1])
+        await asyncio.to_thread(self.core.patch_namespaced_pod, name, self.namespace, {
+            "metadata": {"annotations": {"lambdakube.dev/address": f"127.0.0.1:{port}"}}})
         status = {"status": {"phase": "Running", "podIP": "10.0.0.10", "conditions": [
             {"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]}}
-        # check=False: once the address is known the router may already have judged the
-        # environment (e.g. Init failed) and deleted the pod.
-        await kubectl(self.cp, "patch", "pod", "-n", self.namespace, name, "--subresource=status",
-                      "--type=merge", "-p", json.dumps(status), check=False)
+        try:  # once the address is known the router may already have deleted the pod
+            await asyncio.to_thread(self.core.patch_namespaced_pod_status, name, self.namespace, status)
+        except Exception:  # noqa: BLE001
+            pass
         return port
 
-    def stop(self) -> None:
-        for proc in self.procs:
+    def auto(self) -> None:
+        async def loop():
+            while True:
+                try:
+                    pods = await self.pods()
+                except Exception:  # noqa: BLE001 - the namespace may be going away
+                    pods = []
+                names = {p["metadata"]["name"] for p in pods}
+                for pod in pods:
+                    if pod["metadata"]["name"] not in self.procs:
+                        try:
+                            await self.run(pod)
+                        except Exception:  # noqa: BLE001 - deleted meanwhile: skip it
+                            pass
+                for gone in [n for n in self.procs if n not in names]:
+                    self.procs.pop(gone).kill()
+                await asyncio.sleep(0.1)
+
+        self._task = asyncio.get_running_loop().create_task(loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for proc in self.procs.values():
             proc.kill()
             proc.wait(timeout=10)
-            proc.stdout.close()
+        self.api.close()
 
 
 @pytest.fixture
-async def kubelet(control_plane, namespace):
-    k = FakeKubelet(control_plane, namespace)
+async def kubelet(control_plane, namespace, tmp_path):
+    k = FakeKubelet(control_plane, namespace, tmp_path / "kubelet")
+    k.tmp.mkdir()
     yield k
-    k.stop()
+    await k.close()
 
 
-async def make_router(aiohttp_client, tmp_path, control_plane, namespace, *docs) -> Router:
+async def make_router(aiohttp_client, tmp_path, control_plane, namespace, *docs, **backend_kw) -> Router:
     for doc in docs:
         await kubectl(control_plane, "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
-    backend = KubernetesBackend(kubeconfig=str(control_plane.kubeconfig))
+    backend = KubernetesBackend(kubeconfig=str(control_plane.kubeconfig), **backend_kw)
     config = router_config(tmp_path, *docs, backend=backend, namespace=namespace)
     app = await init_app(config)
     return Router(await aiohttp_client(app), app, config)
 
 
+def contains(actual, expected, path="") -> None:
+    """``expected`` is a subset of ``actual`` (the API server adds defaults to a pod)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), path
+        for key, value in expected.items():
+            assert key in actual, f"{path}.{key} missing"
+            contains(actual[key], value, f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), path
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            contains(a, e, f"{path}[{i}]")
+    else:
+        assert actual == expected, f"{path}: {actual!r} != {expected!r}"
+
+
 async def test_cold_start_creates_a_pod_and_reuses_it(
         control_plane, namespace, crds, kubelet, aiohttp_client, tmp_path):
-    router = await make_router(aiohttp_client, tmp_path, control_plane, namespace,
-                               function("hello", HELLO, namespace=namespace))
+    """The on-demand pod is the shared builder's ``environment_pod`` (spec-hash label,
+    code ConfigMap volume, hardened security context), and the router created the code
+    ConfigMap itself (no operator runs here)."""
+    doc = function("hello", HELLO, namespace=namespace)
+    router = await make_router(aiohttp_client, tmp_path, control_plane, namespace, doc)
     uid = (await kubectl(control_plane, "get", "function", "hello", "-n", namespace,
                          "-o", "jsonpath={.metadata.uid}")).stdout
     call = asyncio.ensure_future(router.invoke_json("hello", {"name": "k8s"}))
     [pod] = await kubelet.wait_pod("hello")
-    labels = pod["metadata"]["labels"]
-    assert labels["lambdakube.dev/function"] == "hello"
-    assert labels["lambdakube.dev/role"] == "on-demand"
-    assert labels["lambdakube.dev/environment"] == pod["metadata"]["name"]
-    [owner] = pod["metadata"]["ownerReferences"]
-    assert (owner["kind"], owner["name"], owner["uid"]) == ("Function", "hello", uid)
-    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
-    assert env["LAMBDAKUBE_HANDLER"] == "index.handler" and "LAMBDAKUBE_INLINE_CODE" in env
+    spec = FunctionSpec.model_validate(doc["spec"])
+    expected = environment_pod(
+        function_name="hello", namespace=namespace, function_uid=uid, spec=spec,
+        env_id=pod["metadata"]["name"], role=labels.ROLE_ON_DEMAND,
+        runtime_image=DEFAULT_RUNTIME_IMAGE, managed_by=labels.ROUTER_NAME)
+    expected.pop("apiVersion"), expected.pop("kind")  # not in the items of a list
+    contains(pod, expected)
+    assert pod["metadata"]["labels"][labels.SPEC_HASH] == spec_hash(spec)
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert "LAMBDAKUBE_INLINE_CODE" not in env
+    cm = json.loads((await kubectl(control_plane, "get", "configmap", "-n", namespace, "-o", "json",
+                                   code_configmap_name("hello", spec))).stdout)
+    contains(cm, code_configmap(function_name="hello", namespace=namespace, function_uid=uid, spec=spec))
     await kubelet.run(pod)
 
     status, headers, body = await asyncio.wait_for(call, 30)
     assert status == 200, body
     assert body["hello"] == "k8s" and body["env"] == pod["metadata"]["name"]
-    assert headers["X-Cold-Start"] == "true"
+    assert headers["X-Cold-Start"] == "true" and headers["X-Environment-Source"] == "fresh"
     status, headers, body = await router.invoke_json("hello", {"name": "again"})
     assert status == 200 and headers["X-Cold-Start"] == "false" and body["count"] == 2
 
@@ -202,3 +299,230 @@ async def test_examples_are_accepted_by_the_crd_schema(control_plane, namespace,
     assert out.returncode == 0, out.stderr
     for name in ("hello", "provisioned", "reserved", "async-dlq"):
         assert f"function.lambdakube.dev/{name}" in out.stdout
+
+
+# -- claims: provisioned pods (the operator's), generic pods, draining ---------------------
+
+async def fn_uid(cp, namespace: str, name: str) -> str:
+    return (await kubectl(cp, "get", "function", name, "-n", namespace,
+                          "-o", "jsonpath={.metadata.uid}")).stdout
+
+
+async def test_cold_start_claims_a_generic_pod(
+        start_operator, namespace, crds, kubelet, aiohttp_client, tmp_path):
+    """With the operator (in-process, ``--generic-pool-size 2``) keeping generic pods,
+    which the test runs as generic runtimes, a cold start claims one: relabelled for the
+    function with an owner reference, specialised by ``POST /init`` (source ``generic``);
+    the operator then creates a replacement generic pod, and the claimed pod is never
+    handed out as generic again."""
+    start_operator(generic_pool_size=2)
+    cp = kubelet.cp
+    kubelet.auto()
+    generic_sel = "lambdakube.dev/role=generic"
+
+    async def ready_generic(n: int):
+        pods = await kubelet.pods(generic_sel)
+        ready = [p for p in pods if p["metadata"]["name"] in kubelet.procs
+                 and (p["metadata"].get("annotations") or {}).get("lambdakube.dev/address")]
+        return ready if len(pods) == n and len(ready) == n else None
+
+    router = await make_router(aiohttp_client, tmp_path, cp, namespace,
+                               function("hello", HELLO, namespace=namespace),
+                               image=TEST_CONFIG.runtime_image)
+    before = await router.eventually(lambda: ready_generic(2), timeout=30, interval=0.1)
+    uid = await fn_uid(cp, namespace, "hello")
+
+    status, headers, body = await router.invoke_json("hello", {"name": "g"})
+    assert status == 200, body
+    assert headers["X-Cold-Start"] == "true" and headers["X-Environment-Source"] == "generic"
+    claimed = body["env"]
+    assert claimed in {p["metadata"]["name"] for p in before}
+    [pod] = await kubelet.pods(f"lambdakube.dev/environment={claimed}")
+    meta = pod["metadata"]
+    assert meta["labels"][labels.ROLE] == labels.ROLE_ON_DEMAND
+    assert meta["labels"][labels.FUNCTION] == "hello"
+    assert meta["labels"][labels.SPEC_HASH] == spec_hash(
+        FunctionSpec.model_validate(function("hello", HELLO)["spec"]))
+    assert [(o["kind"], o["name"], o["uid"]) for o in meta["ownerReferences"]] == [("Function", "hello", uid)]
+    status, headers, body = await router.invoke_json("hello", {"name": "again"})
+    assert (status, headers["X-Cold-Start"], body["env"], body["count"]) == (200, "false", claimed, 2)
+
+    # The operator refills the pool; the claimed pod is not generic any more.
+    after = await router.eventually(lambda: ready_generic(2), timeout=30, interval=0.1)
+    assert claimed not in {p["metadata"]["name"] for p in after}
+    assert {p["metadata"]["name"] for p in after} - {p["metadata"]["name"] for p in before}
+
+
+async def test_concurrent_claims_of_one_generic_pod(control_plane, namespace, crds, kubelet):
+    """Two routers claim the same generic pod (listed at the same resourceVersion) at
+    once: the resourceVersion precondition lets exactly one win. A claimed pod is never
+    claimed again (it is no longer listed as generic, and its old version is stale)."""
+    cp = control_plane
+    doc = function("hello", HELLO, namespace=namespace)
+    await kubectl(cp, "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
+    uid = await fn_uid(cp, namespace, "hello")
+    body = generic_pod(namespace=namespace, env_id=new_env_id("lk-generic", labels.ROLE_GENERIC),
+                       runtime_image=DEFAULT_RUNTIME_IMAGE)
+    await asyncio.to_thread(kubelet.core.create_namespaced_pod, namespace, body)
+    [listed] = await kubelet.pods("lambdakube.dev/role=generic")
+    ref, spec = FunctionRef(namespace, "hello", uid), FunctionSpec.model_validate(doc["spec"])
+    a = KubernetesBackend(kubeconfig=str(cp.kubeconfig))
+    b = KubernetesBackend(kubeconfig=str(cp.kubeconfig))
+    try:
+        won = await asyncio.gather(*(r.claim_generic_pod(ref, spec, uid, listed) for r in (a, b)))
+        assert sorted(won) == [False, True]
+        [now] = await kubelet.pods(f"lambdakube.dev/environment={body['metadata']['name']}")
+        assert now["metadata"]["labels"][labels.FUNCTION] == "hello"
+        # the loser retries with what it listed: stale; the winner never re-claims its own
+        loser, winner = (a, b) if won[1] else (b, a)
+        assert not await loser.claim_generic_pod(ref, spec, uid, listed)
+        assert not await winner.claim_generic_pod(ref, spec, uid, now)
+        assert await loser._start_generic(ref, spec, uid) is None  # nothing generic is left
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_provisioned_pods_are_the_operators_and_the_router_claims_them(
+        start_operator, namespace, crds, kubelet, aiohttp_client, tmp_path):
+    """provisionedConcurrency 2 with the operator and a router on the kubernetes backend:
+    exactly 2 provisioned pods exist (the router creates none), the router's first
+    request is warm on one of them, and after a spec change the router leases only
+    environments of the new spec hash."""
+    from lambdakube_router import keys
+
+    start_operator()
+    cp = kubelet.cp
+    kubelet.auto()
+    doc = function("prov", HELLO, namespace=namespace, provisionedConcurrency=2)
+    router = await make_router(aiohttp_client, tmp_path, cp, namespace, doc,
+                               image=TEST_CONFIG.runtime_image, drain_poll_interval=0.1)
+    pool = router.pool("prov", namespace)
+    await router.eventually(lambda: pool.counts()["idle"] == 2, timeout=30, interval=0.05)
+    prov = await kubelet.pods("lambdakube.dev/function=prov")
+    assert len(prov) == 2
+    assert {p["metadata"]["labels"][labels.ROLE] for p in prov} == {labels.ROLE_PROVISIONED}
+    assert {p["metadata"]["labels"][labels.MANAGED_BY] for p in prov} == {labels.OPERATOR_NAME}
+    status, headers, body = await router.invoke_json("prov", {"name": "p"})
+    assert status == 200, body
+    assert (headers["X-Cold-Start"], headers["X-Environment-Source"]) == ("false", "provisioned")
+    assert body["env"] in {p["metadata"]["name"] for p in prov}
+    assert len(await kubelet.pods("lambdakube.dev/function=prov")) == 2  # still not 4
+
+    # Spec change: the operator rolls the provisioned pods; the router follows.
+    changed = function("prov", HELLO, namespace=namespace, provisionedConcurrency=2, env={"V": "2"})
+    new_hash = spec_hash(FunctionSpec.model_validate(changed["spec"]))
+    await kubectl(cp, "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(changed))
+    router.app[keys.ENGINE].apply(snapshot(changed))
+
+    async def new_ones():
+        pods = await kubelet.pods(f"lambdakube.dev/function=prov,{labels.SPEC_HASH}={new_hash}")
+        return {p["metadata"]["name"] for p in pods} if pool.counts()["idle"] == 2 else None
+
+    fresh = await router.eventually(new_ones, timeout=30, interval=0.05)
+    assert {e.env_id for e in pool.envs.values()} <= fresh
+    for _ in range(3):
+        status, headers, body = await router.invoke_json("prov", {"name": "p"})
+        assert status == 200 and body["env"] in fresh, body
+
+
+async def test_draining_environments_are_not_leased_and_stopped(
+        control_plane, namespace, crds, kubelet, aiohttp_client, tmp_path):
+    """An environment whose pod the operator labels ``draining`` (a rollout) is not
+    leased any more and is stopped once idle (its provisioned pod deleted); the router
+    then claims the next provisioned pod. The operator's pods are built here by hand
+    with the shared builder (no operator runs)."""
+    cp = control_plane
+    kubelet.auto()
+    doc = function("drain", HELLO, namespace=namespace, provisionedConcurrency=1)
+    spec = FunctionSpec.model_validate(doc["spec"])
+    router = await make_router(aiohttp_client, tmp_path, cp, namespace, doc, drain_poll_interval=0.1)
+    uid = await fn_uid(cp, namespace, "drain")
+
+    async def provision() -> str:
+        name = new_env_id("drain", labels.ROLE_PROVISIONED)
+        cm = code_configmap(function_name="drain", namespace=namespace, function_uid=uid, spec=spec)
+        try:
+            await asyncio.to_thread(kubelet.core.create_namespaced_config_map, namespace, cm)
+        except Exception:  # noqa: BLE001 - exists already
+            pass
+        await asyncio.to_thread(kubelet.core.create_namespaced_pod, namespace, environment_pod(
+            function_name="drain", namespace=namespace, function_uid=uid, spec=spec, env_id=name,
+            role=labels.ROLE_PROVISIONED, runtime_image=DEFAULT_RUNTIME_IMAGE))
+        return name
+
+    first = await provision()
+    pool = router.pool("drain", namespace)
+    await router.eventually(lambda: first in pool.envs and pool.counts()["idle"] == 1, timeout=30)
+    status, headers, body = await router.invoke_json("drain", {})
+    assert (status, headers["X-Environment-Source"], body["env"]) == (200, "provisioned", first)
+
+    await kubectl(cp, "label", "pod", "-n", namespace, first, "lambdakube.dev/draining=true")
+    await router.eventually(lambda: first not in pool.envs, timeout=30)
+    await router.eventually(lambda: _gone(kubelet, first), timeout=30)  # the router deleted it
+    second = await provision()
+    await router.eventually(lambda: second in pool.envs and pool.counts()["idle"] == 1, timeout=30)
+    status, headers, body = await router.invoke_json("drain", {})
+    assert (status, headers["X-Environment-Source"], body["env"]) == (200, "provisioned", second)
+
+
+async def _gone(kubelet, name: str) -> bool:
+    return not await kubelet.pods(f"lambdakube.dev/environment={name}")
+
+
+# -- the pool's side of draining and releasing (no cluster: a fake backend) --------------
+
+class FakeBackend:
+    """Starts nothing; reports draining for the env ids in ``draining``."""
+
+    def __init__(self) -> None:
+        self.draining: set[str] = set()
+        self.stopped: list[str] = []
+        self.released: list[str] = []
+        self.n = 0
+
+    async def start(self, fn, spec, env_id, provisioned):
+        from lambdakube_router.backends.base import EnvironmentHandle
+
+        self.n += 1
+        return EnvironmentHandle(address="127.0.0.1:1", env_id=f"env-{self.n}", init_duration=0)
+
+    def is_draining(self, handle) -> bool:
+        return handle.env_id in self.draining
+
+    async def stop(self, handle) -> None:
+        self.stopped.append(handle.env_id)
+
+    async def release(self, handle) -> None:
+        self.released.append(handle.env_id)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_pool_skips_draining_environments_and_releases_provisioned_on_close():
+    from lambdakube_router.pool import Pool
+
+    backend = FakeBackend()
+    spec = FunctionSpec.model_validate({**function("f", HELLO)["spec"], "provisionedConcurrency": 1})
+    pool = Pool(FunctionRef("ns", "f"), spec, backend, take_token=lambda now: None)
+    pool.ensure_provisioned()
+    for _ in range(100):
+        if pool.counts()["idle"] == 1:
+            break
+        await asyncio.sleep(0.01)
+    lease = await pool.lease(5)
+    on_demand = await pool.lease(5)  # spill-over: a second env
+    assert lease.env.provisioned and not on_demand.env.provisioned
+    backend.draining.add(on_demand.env.env_id)
+    pool.release(on_demand.env)  # released while draining: retired, not idle
+    pool.release(lease.env)
+    backend.draining.add(lease.env.env_id)  # idle, then drained: never leased again
+    again = await pool.lease(5)
+    assert again.env.env_id not in backend.draining
+    await asyncio.sleep(0.05)
+    assert on_demand.env.env_id in backend.stopped and lease.env.env_id in backend.stopped
+    pool.release(again.env)
+    await pool.close()
+    # the provisioned env that replaced the drained one goes back, not stopped
+    assert backend.released and not set(backend.released) & set(backend.stopped)

@@ -16,7 +16,7 @@ from lambdakube_operator.planning import (
     DRAIN_DEADLINE, EXITED, NOT_READY, OUTDATED, SURPLUS, FunctionView, PodView, Timing, init_error_of,
     plan, status_patch,
 )
-from lambdakube_operator.resources import code_configmap_name, labels, spec_hash
+from lambdakube.resources import code_configmap_name, labels, spec_hash
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 INLINE = {"inline": {"source": "def handler(event, context):\n    return event\n"}}

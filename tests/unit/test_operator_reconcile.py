@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from lambdakube_operator.handlers import Nudger
 from lambdakube_operator.quota import Reservation
 from lambdakube_operator.reconcile import Reconciler
-from lambdakube_operator.resources import labels
+from lambdakube.resources import labels
 from lambdakube_operator.settings import OperatorConfig
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)

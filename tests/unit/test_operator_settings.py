@@ -45,3 +45,10 @@ def test_main_refuses_to_run_without_a_scope(capsys, monkeypatch):
     monkeypatch.delenv("KUBECONFIG", raising=False)
     assert main(["--metrics-port", "0"]) == 2
     assert "--namespace" in capsys.readouterr().err
+
+
+def test_generic_pool_size_flag():
+    assert parse_args(["-n", "a"]).generic_pool_size == 0  # off unless asked for
+    assert parse_args(["-n", "a", "--generic-pool-size", "3"]).generic_pool_size == 3
+    with pytest.raises(SystemExit):
+        parse_args(["-n", "a", "--generic-pool-size", "-1"])

@@ -144,8 +144,11 @@ there are no kopfpeerings rules.
 
 {{/*
 Router: reads Functions and quotas, patches Function status (live pool counters),
-creates/deletes the on-demand environment pods (and patches them, e.g. labels), and
-posts Events. No ConfigMaps: the operator owns inline code.
+creates/deletes the on-demand environment pods, patches pods (claims of provisioned and
+generic pods, Init-error annotations), and posts Events. ConfigMaps: create only - a
+cold start of a Function the operator has not reconciled yet creates its inline-code
+ConfigMap (the operator's identical, immutable object; AlreadyExists is expected); no
+reads, updates or deletes (the operator owns their lifecycle).
 */}}
 {{- define "lambdakube.router.rules" -}}
 - apiGroups: ["lambdakube.dev"]
@@ -163,6 +166,9 @@ posts Events. No ConfigMaps: the operator owns inline code.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "create", "delete", "patch"]
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["create"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

@@ -1,22 +1,41 @@
-"""Environments as pods: one pod per environment, created through the Kubernetes API.
+"""Environments as pods: created, or claimed, through the Kubernetes API.
+
+Where an environment comes from (who owns which pod is the design's rule: the operator
+owns provisioned pods and the generic pool, the router its on-demand cold starts):
+
+- **provisioned** (``start(provisioned=True)``): the router creates nothing. It waits
+  for, and *claims*, a Ready pod the operator created with ``function=<fn>``,
+  ``role=provisioned``, ``spec-hash=<current hash>``, not draining, not claimed yet by
+  this router (a set of claimed names: the router runs as one replica). ``stop`` deletes
+  the pod (a retired environment is gone; the operator creates the replacement).
+- **generic** (an on-demand cold start of a function that a generic pod fits, see
+  ``lambdakube.resources.fits_generic``): the router claims a Ready pod of the
+  operator's generic pool by relabelling it ``role=on-demand, function=<fn>,
+  spec-hash=<hash>`` and adding the owner reference, **with a resourceVersion
+  precondition** (a 409 means someone else changed it first: try the next one), then
+  sends it the function with ``POST /init`` (the same body as the local backend's
+  generic environments) and reports that Init's duration.
+- **fresh**: otherwise (or when no generic pod is available) the router creates an
+  on-demand pod with ``lambdakube.resources.environment_pod`` (the operator's builder:
+  same labels, spec hash, security context). Inline code is in the code ConfigMap; if it
+  does not exist yet (the Function was just created, the operator has not run), the
+  router creates it with the same builder (an identical immutable object: AlreadyExists
+  is fine).
+
+Draining: the operator labels pods of an older spec ``lambdakube.dev/draining=true``.
+The backend lists such pods in the namespaces it has environments in, every
+``drain_poll_interval`` seconds, and answers ``is_draining(handle)`` from that set; the
+pool stops leasing those environments and stops them once idle.
 
 Why the synchronous ``kubernetes`` client in a thread: ``kubernetes_asyncio`` is not a
-dependency, and a cold start makes a handful of API calls (create, a few reads, one
-delete), far from the hot path, so a thread per call costs nothing that matters. Every
-call runs in the default executor; nothing blocks the event loop.
+dependency, and a cold start makes a handful of API calls, far from the hot path.
 
-A pod is ready for the router when its ``Ready`` condition is true (its readiness probe
-is the runtime's ``/readyz``); the router then sends requests to ``status.podIP:8080``, or
-to the ``lambdakube.dev/address`` annotation when present (tests without a kubelet run a
-real runtime on 127.0.0.1 and point the pod at it). While waiting, the runtime's
-``/readyz`` is read directly too, so an Init failure is reported at once, with the
-runtime's error, instead of after the init timeout; the error is also written to the pod
-as ``lambdakube.dev/init-error`` (and honoured when someone else wrote it).
-
-Labels and the owner reference match what the operator expects (``lambdakube.dev/*``),
-so the operator sees router-created on-demand pods and garbage collection removes them
-with their Function. Inline code travels in ``LAMBDAKUBE_INLINE_CODE`` so a pod needs no
-ConfigMap from anyone.
+A pod is ready for the router when its ``Ready`` condition is true; requests go to
+``status.podIP:8080``, or to the ``lambdakube.dev/address`` annotation when present
+(tests without a kubelet run a real runtime on 127.0.0.1 and point the pod at it). While
+waiting for a fresh pod, the runtime's ``/readyz`` is read directly too, so an Init
+failure is reported at once with the runtime's error; the error is also written to the
+pod as ``lambdakube.dev/init-error`` (the operator's InitFailed condition reads it).
 """
 
 from __future__ import annotations
@@ -24,119 +43,118 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
+from dataclasses import dataclass
 
 import aiohttp
 
-from lambdakube.models import API_VERSION, DEFAULT_RUNTIME_IMAGE, GROUP, VERSION, FunctionSpec
+from lambdakube.models import DEFAULT_RUNTIME_IMAGE, GROUP, VERSION, FunctionSpec
+from lambdakube.resources import (
+    code_configmap,
+    code_configmap_name,
+    environment_pod,
+    fits_generic,
+    labels,
+    new_env_id,
+    owner_reference,
+    runtime_image_hash,
+    spec_hash,
+)
+from lambdakube.resources.pods import PORT
 from lambdakube_router.backends.base import EnvironmentHandle, EnvironmentStartError, FunctionRef
-from lambdakube_router.backends.local import environment_variables, init_error_message
+from lambdakube_router.backends.local import (
+    SOURCE_FRESH,
+    SOURCE_GENERIC,
+    init_body,
+    init_error_message,
+    needs_fresh_process,
+)
 
 log = logging.getLogger(__name__)
 
-PREFIX = "lambdakube.dev"
-LABEL_FUNCTION = f"{PREFIX}/function"
-LABEL_ENVIRONMENT = f"{PREFIX}/environment"
-LABEL_ROLE = f"{PREFIX}/role"
-ANNOTATION_ADDRESS = f"{PREFIX}/address"
-ANNOTATION_INIT_ERROR = f"{PREFIX}/init-error"
-MANAGED_BY = "app.kubernetes.io/managed-by"
-ROUTER_NAME = "lambdakube-router"
-PORT = 8080
-CONTAINER = "runtime"
+ANNOTATION_ADDRESS = f"{labels.PREFIX}/address"
+SOURCE_PROVISIONED = "provisioned"
+#: /init waits for the function's Init; the pool's init timeout bounds it (cancellation).
+_INIT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=2)
 
 
-def pod_name(env_id: str) -> str:
-    name = re.sub(r"[^a-z0-9-]", "-", env_id.lower())[:63].strip("-")
-    return name or "env"
+@dataclass
+class PodEnv:
+    """``EnvironmentHandle.private`` of a pod environment."""
+
+    namespace: str
+    name: str
+    role: str
+    #: ``fresh``, ``generic`` or ``provisioned`` (``X-Environment-Source`` of cold starts).
+    source: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.namespace, self.name
 
 
-def build_pod(fn: FunctionRef, spec: FunctionSpec, env_id: str, provisioned: bool,
-              image: str, function_uid: str | None) -> dict:
-    """The environment's pod (pure): labels, owner reference, runtime configuration."""
-    name = pod_name(env_id)
-    env = environment_variables(fn, spec, name)
-    amounts = {"memory": f"{spec.resources.memory_size}Mi"}
-    if spec.resources.cpu:
-        amounts["cpu"] = spec.resources.cpu
-    meta: dict = {
-        "name": name,
-        "namespace": fn.namespace,
-        "labels": {
-            LABEL_FUNCTION: fn.name,
-            LABEL_ENVIRONMENT: name,
-            LABEL_ROLE: "provisioned" if provisioned else "on-demand",
-            MANAGED_BY: ROUTER_NAME,
-        },
-    }
-    if function_uid:
-        meta["ownerReferences"] = [{"apiVersion": API_VERSION, "kind": "Function",
-                                    "name": fn.name, "uid": function_uid, "controller": True}]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": meta,
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "terminationGracePeriodSeconds": spec.timeout_seconds + 5,
-            "containers": [{
-                "name": CONTAINER,
-                "image": spec.image or image,
-                "imagePullPolicy": "IfNotPresent",
-                "command": ["python", "-m", "lambdakube_runtime", "--host", "0.0.0.0",
-                            "--port", str(PORT)],
-                "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
-                "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
-                "resources": {"requests": dict(amounts), "limits": dict(amounts)},
-                "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"},
-                                   "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 1},
-                "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
-                                    "runAsUser": 10001, "capabilities": {"drop": ["ALL"]}},
-            }],
-        },
-    }
+def _meta(pod: dict) -> dict:
+    return pod.get("metadata") or {}
 
 
-def _ready(pod) -> bool:
-    for cond in (pod.status.conditions or []) if pod.status else []:
-        if cond.type == "Ready" and cond.status == "True":
+def _ready(pod: dict) -> bool:
+    for cond in (pod.get("status") or {}).get("conditions") or ():
+        if cond.get("type") == "Ready" and cond.get("status") == "True":
             return True
     return False
 
 
-def _address(pod) -> str | None:
-    annotations = pod.metadata.annotations or {}
+def _address(pod: dict) -> str | None:
+    annotations = _meta(pod).get("annotations") or {}
     if annotations.get(ANNOTATION_ADDRESS):
         return annotations[ANNOTATION_ADDRESS]
-    if pod.status and pod.status.pod_ip:
-        return f"{pod.status.pod_ip}:{PORT}"
-    return None
+    ip = (pod.get("status") or {}).get("podIP")
+    return f"{ip}:{PORT}" if ip else None
 
 
-def _terminated_reason(pod) -> str | None:
-    status = pod.status
-    if status is None:
-        return None
-    if status.phase in ("Failed", "Succeeded"):
-        return f"pod {pod.metadata.name} is {status.phase}: {status.message or status.reason or ''}".strip()
-    for cs in status.container_statuses or []:
-        term = cs.state.terminated if cs.state else None
+def _terminated_reason(pod: dict) -> str | None:
+    status = pod.get("status") or {}
+    name = _meta(pod).get("name")
+    if status.get("phase") in ("Failed", "Succeeded"):
+        why = status.get("message") or status.get("reason") or ""
+        return f"pod {name} is {status['phase']}: {why}".strip()
+    for cs in status.get("containerStatuses") or ():
+        state = cs.get("state") or {}
+        term = state.get("terminated")
         if term is not None:
-            return (f"runtime container exited with code {term.exit_code}"
-                    f" ({term.reason}): {term.message or ''}").strip()
-        waiting = cs.state.waiting if cs.state else None
-        if waiting is not None and waiting.reason in ("ErrImagePull", "ImagePullBackOff",
-                                                      "InvalidImageName", "CreateContainerConfigError"):
-            return f"cannot start the runtime container: {waiting.reason}: {waiting.message or ''}"
+            return (f"runtime container exited with code {term.get('exitCode')}"
+                    f" ({term.get('reason')}): {term.get('message') or ''}").strip()
+        waiting = state.get("waiting")
+        if waiting is not None and waiting.get("reason") in (
+                "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"):
+            return (f"cannot start the runtime container: {waiting['reason']}:"
+                    f" {waiting.get('message') or ''}")
     return None
+
+
+def _oldest_first(pods: list[dict]) -> list[dict]:
+    return sorted(pods, key=lambda p: (_meta(p).get("creationTimestamp") or "", _meta(p).get("name")))
+
+
+def _json(body: bytes) -> dict:
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _init_seconds(info: dict) -> float:
+    try:
+        return float(info.get("initDurationMs") or 0) / 1000
+    except (TypeError, ValueError):
+        return 0.0
 
 
 class KubernetesBackend:
     def __init__(self, *, kubeconfig: str | None = None, image: str = DEFAULT_RUNTIME_IMAGE,
                  api_client=None, poll_interval: float = 0.05, max_poll_interval: float = 0.5,
-                 delete_grace_seconds: int | None = 0) -> None:
+                 delete_grace_seconds: int | None = 0, claim_generic: bool = True,
+                 drain_poll_interval: float = 1.0) -> None:
         from kubernetes import client, config  # noqa: PLC0415
 
         if api_client is None:
@@ -152,15 +170,33 @@ class KubernetesBackend:
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.image = image
+        self.image_hash = runtime_image_hash(image)
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.delete_grace_seconds = delete_grace_seconds
+        self.claim_generic = claim_generic
+        self.drain_poll_interval = drain_poll_interval
         self._uids: dict[tuple[str, str], str | None] = {}
-        self._pods: dict[str, tuple[str, str]] = {}  # env_id -> (namespace, pod name)
+        #: env id (= pod name) -> the pod of every environment this router holds.
+        self._pods: dict[str, PodEnv] = {}
+        #: Pods this router claimed (provisioned or generic): never claimed twice.
+        self._claimed: set[tuple[str, str]] = set()
+        #: Pods the operator labelled draining (refreshed by ``_drain_loop``).
+        self._draining: set[tuple[str, str]] = set()
+        #: Code ConfigMaps known to exist.
+        self._configmaps: set[tuple[str, str]] = set()
+        self._drain_task: asyncio.Task | None = None
         self._session: aiohttp.ClientSession | None = None
+        #: Cold starts served by claiming a generic pod (introspection, tests).
+        self.generic_claims = 0
 
     async def _call(self, fn, *args, **kwargs):
         return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kwargs))
+
+    async def _list_pods(self, namespace: str, selector: str) -> list[dict]:
+        resp = await self._call(self.core.list_namespaced_pod, namespace,
+                                label_selector=selector, _preload_content=False)
+        return json.loads(resp.data)["items"]
 
     async def _function_uid(self, fn: FunctionRef) -> str | None:
         if fn.uid:
@@ -185,28 +221,254 @@ class KubernetesBackend:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
         return self._session
 
+    # -- the Backend interface ------------------------------------------------------------
+
     async def start(self, fn: FunctionRef, spec: FunctionSpec, env_id: str,
                     provisioned: bool) -> EnvironmentHandle:
+        """``env_id`` is only a hint: the environment's id is its pod's name."""
         from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
+        self._ensure_drain_loop()
         try:
             uid = await self._function_uid(fn)
-            body = build_pod(fn, spec, env_id, provisioned, self.image, uid)
-            name = body["metadata"]["name"]
-            await self._call(self.core.create_namespaced_pod, fn.namespace, body)
+        except ApiException as exc:
+            raise EnvironmentStartError(
+                f"{fn}: cannot read the Function: {exc.status} {exc.reason}",
+                error_type="PodCreateError") from None
+        if provisioned:
+            return await self._claim_provisioned(fn, spec)
+        if self.claim_generic and uid and fits_generic(spec) and not needs_fresh_process(spec):
+            handle = await self._start_generic(fn, spec, uid)
+            if handle is not None:
+                return handle
+        return await self._start_fresh(fn, spec, uid)
+
+    def is_draining(self, handle: EnvironmentHandle) -> bool:
+        """True when the operator labelled this environment's pod draining (as last seen)."""
+        where = self._pods.get(handle.env_id) or handle.private
+        return isinstance(where, PodEnv) and where.key in self._draining
+
+    async def stop(self, handle: EnvironmentHandle) -> None:
+        where = self._pods.pop(handle.env_id, None) or handle.private
+        if isinstance(where, PodEnv):
+            self._draining.discard(where.key)
+            await self._delete(where.namespace, where.name)
+
+    async def release(self, handle: EnvironmentHandle) -> None:
+        """Give a claimed provisioned pod back without deleting it (router shutdown or
+        function removal: the operator owns it, and a next router claims it again)."""
+        where = self._pods.pop(handle.env_id, None) or handle.private
+        if not isinstance(where, PodEnv):
+            return
+        if where.role == labels.ROLE_PROVISIONED:
+            self._claimed.discard(where.key)
+        else:  # only provisioned pods are kept by someone else
+            await self._delete(where.namespace, where.name)
+
+    async def close(self) -> None:
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+            await asyncio.gather(self._drain_task, return_exceptions=True)
+            self._drain_task = None
+        owned = [p for p in self._pods.values() if p.role != labels.ROLE_PROVISIONED]
+        await asyncio.gather(*(self._delete(p.namespace, p.name) for p in owned),
+                             return_exceptions=True)
+        self._pods.clear()
+        if self._session is not None:
+            await self._session.close()
+        await self._call(self.api.close)
+
+    # -- provisioned: claim the operator's pods -------------------------------------------
+
+    async def _claim_provisioned(self, fn: FunctionRef, spec: FunctionSpec) -> EnvironmentHandle:
+        """Wait for and claim a Ready provisioned pod of the current spec (the pool's
+        init timeout bounds the wait). An Init error of such a pod fails the start."""
+        selector = (f"{labels.FUNCTION}={fn.name},{labels.ROLE}={labels.ROLE_PROVISIONED},"
+                    f"{labels.SPEC_HASH}={spec_hash(spec)},{labels.DRAINING}!=true")
+        delay = self.poll_interval
+        while True:
+            pods = await self._list_pods(fn.namespace, selector)
+            init_error = None
+            for pod in _oldest_first(pods):
+                meta = _meta(pod)
+                key = (fn.namespace, meta["name"])
+                if key in self._claimed or meta.get("deletionTimestamp"):
+                    continue
+                error = (meta.get("annotations") or {}).get(labels.INIT_ERROR)
+                address = _address(pod)
+                if error:
+                    init_error = init_error or error
+                    continue
+                if address is None:
+                    continue
+                if not _ready(pod):
+                    # Nobody else reads a provisioned pod's /readyz: report its Init error.
+                    status, info = await self._readyz(address)
+                    if info.get("state") == "init_failed":
+                        message = init_error_message(fn, info)
+                        await self._annotate_init_error(fn.namespace, meta["name"], message)
+                        init_error = init_error or message
+                    continue
+                self._claimed.add(key)
+                try:
+                    status, info = await self._readyz(address)
+                except BaseException:
+                    self._claimed.discard(key)
+                    raise
+                if status != 200:
+                    self._claimed.discard(key)
+                    continue
+                where = PodEnv(fn.namespace, meta["name"], labels.ROLE_PROVISIONED, SOURCE_PROVISIONED)
+                self._pods[where.name] = where
+                return EnvironmentHandle(address=address, env_id=where.name,
+                                         init_duration=_init_seconds(info), private=where)
+            if init_error:
+                raise EnvironmentStartError(
+                    init_error if init_error.startswith(f"{fn}:") else f"{fn}: Init failed: {init_error}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, self.max_poll_interval)
+
+    # -- generic: claim a pod of the operator's generic pool and specialise it ------------
+
+    async def _start_generic(self, fn: FunctionRef, spec: FunctionSpec, uid: str) -> EnvironmentHandle | None:
+        """A cold start on a claimed generic pod; None when none could be used."""
+        selector = (f"{labels.ROLE}={labels.ROLE_GENERIC},{labels.RUNTIME_IMAGE_HASH}={self.image_hash},"
+                    f"!{labels.FUNCTION}")
+        try:
+            pods = await self._list_pods(fn.namespace, selector)
+        except Exception as exc:  # noqa: BLE001 - a fresh pod instead
+            log.warning("%s: cannot list generic pods: %s", fn, exc)
+            return None
+        for pod in _oldest_first(pods):
+            meta = _meta(pod)
+            address = _address(pod)
+            if (meta.get("deletionTimestamp") or not _ready(pod) or address is None
+                    or (fn.namespace, meta["name"]) in self._claimed):
+                continue
+            if not await self.claim_generic_pod(fn, spec, uid, pod):
+                continue
+            handle = await self._specialise(fn, spec, meta["name"], address)
+            if handle is not None:
+                self.generic_claims += 1
+                return handle
+        return None
+
+    async def claim_generic_pod(self, fn: FunctionRef, spec: FunctionSpec, uid: str, pod: dict) -> bool:
+        """Relabel the generic ``pod`` (as listed: its resourceVersion is the
+        precondition) as an on-demand environment of ``fn``. False when someone else
+        changed it first (409) or it is gone (404)."""
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+        meta = _meta(pod)
+        key = (fn.namespace, meta["name"])
+        if key in self._claimed:
+            return False
+        self._claimed.add(key)
+        patch = {"metadata": {
+            "resourceVersion": meta["resourceVersion"],
+            "labels": {labels.ROLE: labels.ROLE_ON_DEMAND, labels.FUNCTION: fn.name,
+                       labels.SPEC_HASH: spec_hash(spec), labels.MANAGED_BY: labels.ROUTER_NAME},
+            "annotations": {labels.TIMEOUT_SECONDS: str(spec.timeout_seconds)},
+            "ownerReferences": [owner_reference(fn.name, uid)],
+        }}
+        try:
+            await self._call(self.core.patch_namespaced_pod, meta["name"], fn.namespace, patch,
+                             _preload_content=False)
+        except ApiException as exc:
+            self._claimed.discard(key)  # not ours: it may be claimable again later (a 409
+            # also follows any status update of the pod since it was listed)
+            if exc.status in (404, 409):
+                log.debug("%s: claim of generic pod %s lost: %s", fn, meta["name"], exc.status)
+                return False
+            log.warning("%s: claim of generic pod %s failed: %s %s", fn, meta["name"], exc.status, exc.reason)
+            return False
+        except BaseException:
+            self._claimed.discard(key)
+            raise
+        return True
+
+    async def _specialise(self, fn: FunctionRef, spec: FunctionSpec, name: str,
+                          address: str) -> EnvironmentHandle | None:
+        """``POST /init`` on a claimed pod. The pod is deleted unless this succeeds;
+        None when the pod was unusable (the caller tries another, or a fresh pod)."""
+        where = PodEnv(fn.namespace, name, labels.ROLE_ON_DEMAND, SOURCE_GENERIC)
+        self._pods[name] = where
+        ok = False
+        try:
+            try:
+                async with self._http().post(f"http://{address}/init", json=init_body(fn, spec),
+                                             timeout=_INIT_TIMEOUT) as resp:
+                    status, body = resp.status, await resp.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                log.warning("%s: generic pod %s failed during /init (%s: %s); trying another",
+                            fn, name, type(exc).__name__, exc)
+                return None
+            if status == 200:
+                ok = True
+                return EnvironmentHandle(address=address, env_id=name,
+                                         init_duration=_init_seconds(_json(body)), private=where)
+            info = _json(body)
+            if status == 500 and "error" in info:
+                message = init_error_message(fn, info)
+                await self._annotate_init_error(fn.namespace, name, message)
+                raise EnvironmentStartError(message)
+            log.error("%s: generic pod %s refused /init with %d: %s; trying another",
+                      fn, name, status, body[:500].decode(errors="replace"))
+            return None
+        finally:
+            if not ok:
+                self._pods.pop(name, None)
+                await self._delete(fn.namespace, name)
+
+    # -- fresh: create an on-demand pod ---------------------------------------------------
+
+    async def _ensure_code(self, fn: FunctionRef, spec: FunctionSpec, uid: str | None) -> None:
+        """Create the code ConfigMap the pod mounts unless it is known to exist. The body
+        is exactly the operator's (same builder, same labels), so whoever comes first
+        creates it and the other gets AlreadyExists."""
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+        name = code_configmap_name(fn.name, spec)
+        if name is None or (fn.namespace, name) in self._configmaps:
+            return
+        body = code_configmap(function_name=fn.name, namespace=fn.namespace,
+                              function_uid=uid or "", spec=spec)
+        if not uid:
+            body["metadata"].pop("ownerReferences", None)
+        try:
+            await self._call(self.core.create_namespaced_config_map, fn.namespace, body,
+                             _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        self._configmaps.add((fn.namespace, name))
+
+    async def _start_fresh(self, fn: FunctionRef, spec: FunctionSpec, uid: str | None) -> EnvironmentHandle:
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+
+        name = new_env_id(fn.name, labels.ROLE_ON_DEMAND)
+        body = environment_pod(function_name=fn.name, namespace=fn.namespace, function_uid=uid or "",
+                               spec=spec, env_id=name, role=labels.ROLE_ON_DEMAND,
+                               runtime_image=self.image, managed_by=labels.ROUTER_NAME)
+        if not uid:
+            body["metadata"].pop("ownerReferences", None)
+        try:
+            await self._ensure_code(fn, spec, uid)
+            await self._call(self.core.create_namespaced_pod, fn.namespace, body,
+                             _preload_content=False)
         except ApiException as exc:
             raise EnvironmentStartError(
                 f"{fn}: cannot create the environment pod: {exc.status} {exc.reason}: {exc.body}",
                 error_type="PodCreateError") from None
-        self._pods[env_id] = (fn.namespace, name)
+        where = PodEnv(fn.namespace, name, labels.ROLE_ON_DEMAND, SOURCE_FRESH)
+        self._pods[name] = where
         try:
             address, init = await self._wait_ready(fn, name)
         except BaseException:
+            self._pods.pop(name, None)
             await self._delete(fn.namespace, name)
-            self._pods.pop(env_id, None)
             raise
-        return EnvironmentHandle(address=address, env_id=env_id, init_duration=init,
-                                 private=(fn.namespace, name))
+        return EnvironmentHandle(address=address, env_id=name, init_duration=init, private=where)
 
     async def _wait_ready(self, fn: FunctionRef, name: str) -> tuple[str, float]:
         from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
@@ -214,14 +476,16 @@ class KubernetesBackend:
         delay = self.poll_interval
         while True:
             try:
-                pod = await self._call(self.core.read_namespaced_pod, name, fn.namespace)
+                resp = await self._call(self.core.read_namespaced_pod, name, fn.namespace,
+                                        _preload_content=False)
+                pod = json.loads(resp.data)
             except ApiException as exc:
                 if exc.status == 404:
                     raise EnvironmentStartError(f"{fn}: environment pod {name} was deleted while starting") from None
                 raise EnvironmentStartError(f"{fn}: reading pod {name}: {exc.status} {exc.reason}") from None
-            annotations = pod.metadata.annotations or {}
-            if annotations.get(ANNOTATION_INIT_ERROR):
-                raise EnvironmentStartError(f"{fn}: Init failed: {annotations[ANNOTATION_INIT_ERROR]}")
+            annotations = _meta(pod).get("annotations") or {}
+            if annotations.get(labels.INIT_ERROR):
+                raise EnvironmentStartError(f"{fn}: Init failed: {annotations[labels.INIT_ERROR]}")
             reason = _terminated_reason(pod)
             if reason:
                 raise EnvironmentStartError(f"{fn}: {reason}")
@@ -233,9 +497,36 @@ class KubernetesBackend:
                     await self._annotate_init_error(fn.namespace, name, message)
                     raise EnvironmentStartError(message)
                 if _ready(pod) and status == 200:
-                    return address, float(info.get("initDurationMs") or 0) / 1000
+                    return address, _init_seconds(info)
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, self.max_poll_interval)
+
+    # -- draining -------------------------------------------------------------------------
+
+    def _ensure_drain_loop(self) -> None:
+        if self._drain_task is None or self._drain_task.done():
+            self._drain_task = asyncio.get_running_loop().create_task(
+                self._drain_loop(), name="kubernetes-backend-draining")
+
+    async def _drain_loop(self) -> None:
+        while True:
+            await self.refresh_draining()
+            await asyncio.sleep(self.drain_poll_interval)
+
+    async def refresh_draining(self) -> None:
+        """Re-read which of the namespaces' pods are labelled draining."""
+        draining: set[tuple[str, str]] = set()
+        for ns in sorted({p.namespace for p in self._pods.values()}):
+            try:
+                pods = await self._list_pods(ns, f"{labels.DRAINING}=true")
+            except Exception as exc:  # noqa: BLE001 - keep the last view; next round retries
+                log.debug("listing draining pods of %s failed: %s", ns, exc)
+                draining |= {k for k in self._draining if k[0] == ns}
+                continue
+            draining |= {(ns, _meta(p)["name"]) for p in pods}
+        self._draining = draining
+
+    # -- helpers ------------------------------------------------------------------------
 
     async def _readyz(self, address: str) -> tuple[int, dict]:
         try:
@@ -244,16 +535,13 @@ class KubernetesBackend:
                 status = resp.status
         except (aiohttp.ClientError, asyncio.TimeoutError):
             return 0, {}
-        try:
-            info = json.loads(body)
-        except ValueError:
-            info = {}
-        return status, info if isinstance(info, dict) else {}
+        return status, _json(body)
 
     async def _annotate_init_error(self, namespace: str, name: str, message: str) -> None:
-        patch = {"metadata": {"annotations": {ANNOTATION_INIT_ERROR: message[:4000]}}}
+        patch = {"metadata": {"annotations": {labels.INIT_ERROR: message[:4000]}}}
         try:
-            await self._call(self.core.patch_namespaced_pod, name, namespace, patch)
+            await self._call(self.core.patch_namespaced_pod, name, namespace, patch,
+                             _preload_content=False)
         except Exception as exc:  # best effort: the error is reported to the caller anyway
             log.debug("cannot annotate pod %s/%s: %s", namespace, name, exc)
 
@@ -264,20 +552,8 @@ class KubernetesBackend:
         if self.delete_grace_seconds is not None:
             kwargs["grace_period_seconds"] = self.delete_grace_seconds
         try:
-            await self._call(self.core.delete_namespaced_pod, name, namespace, **kwargs)
+            await self._call(self.core.delete_namespaced_pod, name, namespace,
+                             _preload_content=False, **kwargs)
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("deleting pod %s/%s failed: %s %s", namespace, name, exc.status, exc.reason)
-
-    async def stop(self, handle: EnvironmentHandle) -> None:
-        where = self._pods.pop(handle.env_id, None) or handle.private
-        if where:
-            await self._delete(*where)
-
-    async def close(self) -> None:
-        await asyncio.gather(*(self._delete(ns, name) for ns, name in list(self._pods.values())),
-                             return_exceptions=True)
-        self._pods.clear()
-        if self._session is not None:
-            await self._session.close()
-        await self._call(self.api.close)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lambdakube.models import DEFAULT_RUNTIME_IMAGE, FunctionSpec
-from lambdakube_operator.resources import (
+from lambdakube.resources import (
     CODE_DIR, code_configmap, code_configmap_name, environment_pod, labels, new_env_id, spec_hash,
 )
 
@@ -185,3 +185,47 @@ def test_env_ids_are_unique_label_safe_and_marked_by_role():
 def test_unknown_role_is_refused():
     with pytest.raises(ValueError):
         pod(role="spare")
+
+
+# -- generic pods ------------------------------------------------------------------------
+
+def test_generic_pod_runs_no_function_and_belongs_to_nobody():
+    from lambdakube.resources import GENERIC_MEMORY_MB, generic_pod, runtime_image_hash
+
+    p = generic_pod(namespace="ns", env_id="lk-generic-g00000000", runtime_image="me/rt:1")
+    meta = p["metadata"]
+    assert meta["labels"] == {
+        labels.ENVIRONMENT: "lk-generic-g00000000", labels.ROLE: labels.ROLE_GENERIC,
+        labels.RUNTIME_IMAGE_HASH: runtime_image_hash("me/rt:1"), labels.MANAGED_BY: labels.OPERATOR_NAME,
+    }
+    assert labels.FUNCTION not in meta["labels"] and "ownerReferences" not in meta
+    env = env_of(p)
+    assert "LAMBDAKUBE_HANDLER" not in env  # generic: the runtime waits for POST /init
+    assert env["LAMBDAKUBE_ENV_ID"] == {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}
+    c = p["spec"]["containers"][0]
+    assert c["image"] == "me/rt:1"
+    assert c["resources"]["limits"] == {"memory": f"{GENERIC_MEMORY_MB}Mi"}
+    assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"  # /readyz is 503 until /init
+    # the same hardening as a function's pod
+    fn_pod = pod()
+    assert c["securityContext"] == fn_pod["spec"]["containers"][0]["securityContext"]
+    assert p["spec"]["securityContext"] == fn_pod["spec"]["securityContext"]
+    assert [v["name"] for v in p["spec"]["volumes"]] == ["tmp"]
+
+
+@pytest.mark.parametrize("overrides, fits", [
+    ({}, True),
+    ({"resources": {"memorySize": 256}}, False),
+    ({"resources": {"cpu": "500m"}}, False),
+    ({"image": "me/fn:1", "code": None}, False),
+])
+def test_fits_generic(overrides, fits):
+    from lambdakube.resources import fits_generic
+
+    body = {"handler": "index.handler", "code": INLINE, **overrides}
+    body = {k: v for k, v in body.items() if v is not None}
+    assert fits_generic(FunctionSpec.model_validate(body)) is fits
+
+
+def test_generic_env_ids():
+    assert new_env_id("lk-generic", labels.ROLE_GENERIC).startswith("lk-generic-g")

@@ -12,10 +12,16 @@ PREFIX = "lambdakube.dev"
 FUNCTION = f"{PREFIX}/function"
 #: Pod label: the environment id (equal to the pod name, also ``LAMBDAKUBE_ENV_ID``).
 ENVIRONMENT = f"{PREFIX}/environment"
-#: Pod label: ``provisioned`` (kept by the operator) or ``on-demand`` (router cold starts).
+#: Pod label: ``provisioned`` (kept by the operator), ``on-demand`` (router cold starts) or
+#: ``generic`` (a runtime started without a function, kept by the operator; a router
+#: cold start claims one and relabels it ``on-demand``).
 ROLE = f"{PREFIX}/role"
 ROLE_PROVISIONED = "provisioned"
 ROLE_ON_DEMAND = "on-demand"
+ROLE_GENERIC = "generic"
+#: Generic pod label: short hash of the runtime image it runs (``runtime_image_hash``):
+#: a router claims only generic pods of the image it would have used itself.
+RUNTIME_IMAGE_HASH = f"{PREFIX}/runtime-image-hash"
 #: Pod label: hash of the environment-shaping spec the pod was built from.
 SPEC_HASH = f"{PREFIX}/spec-hash"
 #: Pod label ``"true"``: an older spec; the router stops leasing it and deletes it after
@@ -36,3 +42,4 @@ FINALIZER = f"{PREFIX}/cleanup"
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 OPERATOR_NAME = "lambdakube-operator"
+ROUTER_NAME = "lambdakube-router"

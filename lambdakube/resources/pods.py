@@ -1,0 +1,226 @@
+"""The execution-environment pod, built from a Function's spec (pure; no API calls).
+
+One builder for both creators of environment pods: the operator (provisioned pods) and
+the router (on-demand pods for cold starts), so both agree on labels, hash, security
+context and the runtime's configuration. ``generic_pod`` builds the operator's
+pre-warmed *generic* pods (a runtime without a function, specialised by a router
+cold start through ``POST /init``) from the same skeleton. The result is a plain JSON-ready dict, which the
+kubernetes client accepts as a body and tests compare directly.
+
+Lambda semantics shape a few choices:
+- ``restartPolicy: Never``: an environment that dies is replaced, not restarted (a
+  restarted process would look warm but have lost its Init state).
+- memory is both request and limit (Lambda's MemorySize is a hard cap).
+- ``/tmp`` is a 512 MiB emptyDir (Lambda's default ephemeral storage); the root
+  filesystem is read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from lambdakube.models import FunctionSpec
+
+from . import labels
+from .code import CODE_DIR, code_configmap_name
+from .owner import owner_reference
+from .spec_hash import spec_hash
+
+CONTAINER_NAME = "runtime"
+PORT = 8080
+RUNTIME_UID = 10001
+TMP_SIZE_LIMIT = "512Mi"
+#: Extra seconds a deleted pod gets beyond the function timeout to finish a request.
+TERMINATION_GRACE_EXTRA = 5
+COMMAND = ["python", "-m", "lambdakube_runtime", "--host", "0.0.0.0", "--port", str(PORT)]
+#: Longest prefix of the function name used in pod names (pod name = env id = a label).
+NAME_PREFIX_LENGTH = 40
+#: Generic pods are sized for Lambda's default memory (request = limit); only functions
+#: of exactly that size (and no CPU setting) are placed on one (``fits_generic``).
+GENERIC_MEMORY_MB = 128
+#: Generic pods may end up running any function: grace for the longest timeout (900 s).
+GENERIC_TIMEOUT_SECONDS = 900
+GENERIC_NAME_PREFIX = "lk-generic"
+
+
+def new_env_id(function_name: str, role: str) -> str:
+    """A fresh environment id (also the pod name): ``<fn[:40]>-<p|d|g><8 hex>``, label-safe."""
+    marker = {labels.ROLE_PROVISIONED: "p", labels.ROLE_GENERIC: "g"}.get(role, "d")
+    return f"{function_name[:NAME_PREFIX_LENGTH].rstrip('-')}-{marker}{os.urandom(4).hex()}"
+
+
+def runtime_image_hash(image: str) -> str:
+    """Short label-safe hash of a runtime image reference (generic pods are labelled with it)."""
+    return hashlib.sha256(image.encode()).hexdigest()[:10]
+
+
+def fits_generic(spec: FunctionSpec) -> bool:
+    """Can a generic pod (default runtime image, ``GENERIC_MEMORY_MB``, no CPU setting,
+    code sent by ``POST /init``) run this function exactly as its own pod would?"""
+    return (spec.image is None and spec.code is not None and spec.resources.cpu is None
+            and spec.resources.memory_size == GENERIC_MEMORY_MB)
+
+
+def _env(function_name: str, namespace: str, spec: FunctionSpec) -> list[dict]:
+    ours: list[dict] = [
+        {"name": "LAMBDAKUBE_HANDLER", "value": spec.handler},
+        {"name": "LAMBDAKUBE_FUNCTION_NAME", "value": function_name},
+        {"name": "LAMBDAKUBE_NAMESPACE", "value": namespace},
+        {"name": "LAMBDAKUBE_MEMORY_MB", "value": str(spec.resources.memory_size)},
+        {"name": "LAMBDAKUBE_TIMEOUT_SECONDS", "value": str(spec.timeout_seconds)},
+        _ENV_ID,
+    ]
+    if spec.code is not None:
+        ours.append({"name": "LAMBDAKUBE_CODE_DIR", "value": CODE_DIR})
+        ours.append({"name": "LAMBDAKUBE_INLINE_MODULE", "value": spec.code.inline.module})
+    reserved = {e["name"] for e in ours}
+    # The function's own variables first (sorted: stable pod specs); they cannot
+    # override the runtime's configuration, which would break the environment.
+    user = [{"name": k, "value": v} for k, v in sorted(spec.env.items()) if k not in reserved]
+    return user + ours
+
+
+_ENV_ID = {"name": "LAMBDAKUBE_ENV_ID",
+           "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}
+
+
+def _resources(memory_mb: int, cpu: str | None) -> dict:
+    amounts = {"memory": f"{memory_mb}Mi"}
+    if cpu:
+        amounts["cpu"] = cpu
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _pod(*, name: str, namespace: str, pod_labels: dict, annotations: dict,
+         owner_references: list[dict] | None, image: str, env: list[dict], resources: dict,
+         readiness_path: str, timeout_seconds: int, code_cm: str | None) -> dict:
+    """The skeleton every environment pod shares (security context, probes, volumes)."""
+    volumes: list[dict] = [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}}]
+    mounts: list[dict] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if code_cm is not None:
+        volumes.append({"name": "code", "configMap": {"name": code_cm}})
+        mounts.append({"name": "code", "mountPath": CODE_DIR, "readOnly": True})
+
+    container = {
+        "name": CONTAINER_NAME,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": list(COMMAND),
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "env": env,
+        "resources": resources,
+        "readinessProbe": {
+            "httpGet": {"path": readiness_path, "port": "http"},
+            "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 1,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "initialDelaySeconds": 5, "periodSeconds": 10, "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNTIME_UID,
+            "runAsGroup": RUNTIME_UID,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    metadata: dict = {
+        "name": name,
+        "namespace": namespace,
+        "labels": pod_labels,
+        "annotations": annotations,
+    }
+    if owner_references:
+        metadata["ownerReferences"] = owner_references
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": timeout_seconds + TERMINATION_GRACE_EXTRA,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": RUNTIME_UID,
+                "runAsGroup": RUNTIME_UID,
+                "fsGroup": RUNTIME_UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [container],
+            "volumes": volumes,
+        },
+    }
+
+
+def environment_pod(
+    *,
+    function_name: str,
+    namespace: str,
+    function_uid: str,
+    spec: FunctionSpec,
+    env_id: str,
+    role: str,
+    runtime_image: str,
+    managed_by: str = labels.OPERATOR_NAME,
+) -> dict:
+    """The pod for environment ``env_id`` of a function (``role``: provisioned/on-demand)."""
+    if role not in (labels.ROLE_PROVISIONED, labels.ROLE_ON_DEMAND):
+        raise ValueError(f"unknown environment role {role!r}")
+    return _pod(
+        name=env_id,
+        namespace=namespace,
+        pod_labels={
+            labels.FUNCTION: function_name,
+            labels.ENVIRONMENT: env_id,
+            labels.ROLE: role,
+            labels.SPEC_HASH: spec_hash(spec),
+            labels.MANAGED_BY: managed_by,
+        },
+        annotations={labels.TIMEOUT_SECONDS: str(spec.timeout_seconds)},
+        owner_references=[owner_reference(function_name, function_uid)],
+        image=spec.image or runtime_image,
+        env=_env(function_name, namespace, spec),
+        resources=_resources(spec.resources.memory_size, spec.resources.cpu),
+        readiness_path="/readyz",
+        timeout_seconds=spec.timeout_seconds,
+        code_cm=code_configmap_name(function_name, spec),
+    )
+
+
+def generic_pod(*, namespace: str, env_id: str, runtime_image: str,
+                managed_by: str = labels.OPERATOR_NAME) -> dict:
+    """A generic environment: the runtime started without a function (no handler, no
+    function label, no owner), waiting for a router to claim it and ``POST /init``.
+
+    Its readiness probe is ``/healthz``: a generic runtime answers ``/readyz`` with 503
+    until it is specialised, and "Ready" here means "listening, claimable". After a
+    claim the router learns the outcome of Init from ``/init``'s own answer.
+    """
+    return _pod(
+        name=env_id,
+        namespace=namespace,
+        pod_labels={
+            labels.ENVIRONMENT: env_id,
+            labels.ROLE: labels.ROLE_GENERIC,
+            labels.RUNTIME_IMAGE_HASH: runtime_image_hash(runtime_image),
+            labels.MANAGED_BY: managed_by,
+        },
+        annotations={},
+        owner_references=None,
+        image=runtime_image,
+        env=[{"name": "LAMBDAKUBE_NAMESPACE", "value": namespace}, _ENV_ID],
+        resources=_resources(GENERIC_MEMORY_MB, None),
+        readiness_path="/healthz",
+        timeout_seconds=GENERIC_TIMEOUT_SECONDS,
+        code_cm=None,
+    )
