@@ -51,6 +51,11 @@ def _json(resp) -> dict:
     return json.loads(resp.data)
 
 
+#: HTTP statuses that mean "someone else got there first" for each kind of call.
+ALREADY_EXISTS = 409
+GONE = 404
+
+
 class Cruds:
     def __init__(self, client: ApiClient) -> None:
         self.client = client
@@ -60,148 +65,87 @@ class Cruds:
     def close(self) -> None:
         self.client.close()
 
+    async def _call(self, method, *args, tolerate: int | None = None, **kwargs) -> dict | None:
+        """Run one API call in a worker thread and return its JSON body, or None when it
+        failed with the ``tolerate`` status (an expected race, see the module docstring)."""
+
+        def call() -> dict | None:
+            try:
+                return _json(method(*args, _preload_content=False,
+                                    _request_timeout=REQUEST_TIMEOUT, **kwargs))
+            except ApiException as exc:
+                if exc.status == tolerate:
+                    return None
+                raise
+
+        return await asyncio.to_thread(call)
+
     # -- pods ------------------------------------------------------------------------------
 
     async def list_pods(self, namespace: str, function: str) -> list[dict]:
-        def call():
-            return _json(self.core.list_namespaced_pod(
-                namespace, label_selector=f"{labels.FUNCTION}={function}",
-                _preload_content=False, _request_timeout=REQUEST_TIMEOUT))["items"]
-        return await asyncio.to_thread(call)
+        body = await self._call(self.core.list_namespaced_pod, namespace,
+                                label_selector=f"{labels.FUNCTION}={function}")
+        return body["items"]
 
     async def list_generic_pods(self, namespace: str) -> list[dict]:
-        def call():
-            return _json(self.core.list_namespaced_pod(
-                namespace, label_selector=f"{labels.ROLE}={labels.ROLE_GENERIC},!{labels.FUNCTION}",
-                _preload_content=False, _request_timeout=REQUEST_TIMEOUT))["items"]
-        return await asyncio.to_thread(call)
+        body = await self._call(
+            self.core.list_namespaced_pod, namespace,
+            label_selector=f"{labels.ROLE}={labels.ROLE_GENERIC},!{labels.FUNCTION}")
+        return body["items"]
 
     async def create_pod(self, namespace: str, body: Mapping) -> bool:
-        def call():
-            try:
-                self.core.create_namespaced_pod(
-                    namespace, dict(body), _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
-                return True
-            except ApiException as exc:
-                if exc.status == 409:
-                    return False
-                raise
-        return await asyncio.to_thread(call)
+        return await self._call(self.core.create_namespaced_pod, namespace, dict(body),
+                                tolerate=ALREADY_EXISTS) is not None
 
     async def delete_pod(self, namespace: str, name: str) -> bool:
-        def call():
-            try:
-                self.core.delete_namespaced_pod(
-                    name, namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
-                return True
-            except ApiException as exc:
-                if exc.status == 404:
-                    return False
-                raise
-        return await asyncio.to_thread(call)
+        return await self._call(self.core.delete_namespaced_pod, name, namespace,
+                                tolerate=GONE) is not None
 
     async def patch_pod(self, namespace: str, name: str, patch: Mapping) -> bool:
-        def call():
-            try:
-                self.core.patch_namespaced_pod(
-                    name, namespace, dict(patch),  # a dict body goes as a strategic merge patch
-                    _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
-                return True
-            except ApiException as exc:
-                if exc.status == 404:
-                    return False
-                raise
-        return await asyncio.to_thread(call)
+        # A dict body goes as a strategic merge patch.
+        return await self._call(self.core.patch_namespaced_pod, name, namespace, dict(patch),
+                                tolerate=GONE) is not None
 
     async def delete_function_pods(self, namespace: str, function: str) -> None:
-        def call():
-            self.core.delete_collection_namespaced_pod(
-                namespace, label_selector=f"{labels.FUNCTION}={function}",
-                _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
-        await asyncio.to_thread(call)
+        await self._call(self.core.delete_collection_namespaced_pod, namespace,
+                         label_selector=f"{labels.FUNCTION}={function}")
 
     # -- code ConfigMaps -------------------------------------------------------------------
 
     async def list_code_configmaps(self, namespace: str, function: str) -> list[str]:
-        def call():
-            items = _json(self.core.list_namespaced_config_map(
-                namespace, label_selector=f"{labels.FUNCTION}={function},{labels.CODE_HASH}",
-                _preload_content=False, _request_timeout=REQUEST_TIMEOUT))["items"]
-            return [cm["metadata"]["name"] for cm in items]
-        return await asyncio.to_thread(call)
+        body = await self._call(
+            self.core.list_namespaced_config_map, namespace,
+            label_selector=f"{labels.FUNCTION}={function},{labels.CODE_HASH}")
+        return [cm["metadata"]["name"] for cm in body["items"]]
 
     async def create_configmap(self, namespace: str, body: Mapping) -> bool:
-        def call():
-            try:
-                self.core.create_namespaced_config_map(
-                    namespace, dict(body), _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
-                return True
-            except ApiException as exc:
-                if exc.status == 409:
-                    return False
-                raise
-        return await asyncio.to_thread(call)
+        return await self._call(self.core.create_namespaced_config_map, namespace, dict(body),
+                                tolerate=ALREADY_EXISTS) is not None
 
     async def delete_configmap(self, namespace: str, name: str) -> bool:
-        def call():
-            try:
-                self.core.delete_namespaced_config_map(
-                    name, namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
-                return True
-            except ApiException as exc:
-                if exc.status == 404:
-                    return False
-                raise
-        return await asyncio.to_thread(call)
+        return await self._call(self.core.delete_namespaced_config_map, name, namespace,
+                                tolerate=GONE) is not None
 
     async def delete_function_configmaps(self, namespace: str, function: str) -> None:
-        def call():
-            self.core.delete_collection_namespaced_config_map(
-                namespace, label_selector=f"{labels.FUNCTION}={function},{labels.CODE_HASH}",
-                _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
-        await asyncio.to_thread(call)
+        await self._call(self.core.delete_collection_namespaced_config_map, namespace,
+                         label_selector=f"{labels.FUNCTION}={function},{labels.CODE_HASH}")
 
     # -- Functions -------------------------------------------------------------------------
 
     async def get_function(self, namespace: str, name: str) -> dict | None:
-        def call():
-            try:
-                return _json(self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, FUNCTIONS, name,
-                    _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
-            except ApiException as exc:
-                if exc.status == 404:
-                    return None
-                raise
-        return await asyncio.to_thread(call)
+        return await self._call(self.custom.get_namespaced_custom_object,
+                                GROUP, VERSION, namespace, FUNCTIONS, name, tolerate=GONE)
 
     async def patch_function_status(self, namespace: str, name: str, status: Mapping) -> bool:
-        def call():
-            try:
-                self.custom.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, namespace, FUNCTIONS, name, {"status": dict(status)},
-                    _preload_content=False,
-                    _request_timeout=REQUEST_TIMEOUT)
-                return True
-            except ApiException as exc:
-                if exc.status == 404:
-                    return False
-                raise
-        return await asyncio.to_thread(call)
+        return await self._call(self.custom.patch_namespaced_custom_object_status,
+                                GROUP, VERSION, namespace, FUNCTIONS, name,
+                                {"status": dict(status)}, tolerate=GONE) is not None
 
     # -- ConcurrencyQuota ------------------------------------------------------------------
 
     async def get_quota(self, namespace: str) -> dict | None:
-        def call():
-            try:
-                return _json(self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, QUOTAS, QUOTA_OBJECT_NAME,
-                    _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
-            except ApiException as exc:
-                if exc.status == 404:
-                    return None
-                raise
-        return await asyncio.to_thread(call)
+        return await self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION,
+                                namespace, QUOTAS, QUOTA_OBJECT_NAME, tolerate=GONE)
 
     async def create_default_quota(self, namespace: str) -> dict | None:
         """Create ``default`` with the schema's defaults; None if someone else just did."""
@@ -211,28 +155,10 @@ class Cruds:
                          "labels": {labels.MANAGED_BY: labels.OPERATOR_NAME}},
             "spec": {},
         }
-
-        def call():
-            try:
-                return _json(self.custom.create_namespaced_custom_object(
-                    GROUP, VERSION, namespace, QUOTAS, body,
-                    _preload_content=False, _request_timeout=REQUEST_TIMEOUT))
-            except ApiException as exc:
-                if exc.status == 409:
-                    return None
-                raise
-        return await asyncio.to_thread(call)
+        return await self._call(self.custom.create_namespaced_custom_object,
+                                GROUP, VERSION, namespace, QUOTAS, body, tolerate=ALREADY_EXISTS)
 
     async def patch_quota_status(self, namespace: str, status: Mapping) -> bool:
-        def call():
-            try:
-                self.custom.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, namespace, QUOTAS, QUOTA_OBJECT_NAME, {"status": dict(status)},
-                    _preload_content=False,
-                    _request_timeout=REQUEST_TIMEOUT)
-                return True
-            except ApiException as exc:
-                if exc.status == 404:
-                    return False
-                raise
-        return await asyncio.to_thread(call)
+        return await self._call(self.custom.patch_namespaced_custom_object_status,
+                                GROUP, VERSION, namespace, QUOTAS, QUOTA_OBJECT_NAME,
+                                {"status": dict(status)}, tolerate=GONE) is not None
