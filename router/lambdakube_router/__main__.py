@@ -53,6 +53,10 @@ def build_parser(prog: str = "lambdakube-router") -> argparse.ArgumentParser:
                         " concurrency); 0 disables (default 2)")
     p.add_argument("--kubeconfig", help="kubernetes backend: kubeconfig (default: in-cluster/~/.kube)")
     p.add_argument("--runtime-image", help="kubernetes backend: image for inline-code functions")
+    p.add_argument("--status-interval", type=float, default=2.0, metavar="SECONDS",
+                   help="kubernetes backend: how often busy/idle/coldStarts are written into"
+                        " Function status (only when changed) and ColdStart/Throttled Events"
+                        " posted; 0 disables (default 2)")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     return p
@@ -75,6 +79,7 @@ def config_from_args(args: argparse.Namespace) -> RouterConfig:
         kubeconfig=args.kubeconfig,
         runtime_image=args.runtime_image,
         generic_pool_size=args.generic_pool_size,
+        status_interval_seconds=args.status_interval,
     )
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from lambdakube_router import introspection, invoke_api, keys
+from lambdakube_router import introspection, invoke_api, keys, status_publisher
 from lambdakube_router.asyncq.dispatcher import Dispatcher
 from lambdakube_router.asyncq.policy import RetryPolicy
 from lambdakube_router.asyncq.store import AsyncStore, default_state_dir
@@ -66,6 +66,10 @@ class RouterConfig:
     #: kubernetes backend
     kubeconfig: str | None = None
     runtime_image: str | None = None
+    #: kubernetes backend: write busy/idle/coldStarts into Function status and post
+    #: ColdStart/Throttled Events every N seconds (None or 0: off).
+    status_interval_seconds: float | None = 2.0
+    status_event_window_seconds: float = 60.0
 
 
 def _make_source(config: RouterConfig) -> Source:
@@ -127,12 +131,21 @@ async def init_app(config: RouterConfig) -> web.Application:
         generic_pool = getattr(engine.backend, "generic_pool", None)
         if generic_pool is not None:
             app[keys.METRICS].attach_generic_pool(generic_pool.snapshot)
-        watcher = None
+        watcher = publisher = None
+        api_client = status_publisher.kubernetes_api_client(engine.backend)
+        if api_client is not None and config.status_interval_seconds:
+            publisher = status_publisher.StatusPublisher(
+                api_client, status_publisher.engine_rows(engine),
+                interval=config.status_interval_seconds,
+                event_window=config.status_event_window_seconds,
+                clock=config.clock, wall_clock=config.wall_clock)
         try:
             await store.open()
             engine.apply(initial)
             engine.start_background()
             dispatcher.start()
+            if publisher is not None:
+                publisher.start()
             watcher = asyncio.get_running_loop().create_task(source.run(engine.apply))
             log.info("router ready: %d functions, state in %s", len(engine.functions), state_dir)
             yield
@@ -141,6 +154,8 @@ async def init_app(config: RouterConfig) -> web.Application:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await watcher
+            if publisher is not None:
+                await publisher.close()
             await dispatcher.close()
             await engine.close()
             await store.close()

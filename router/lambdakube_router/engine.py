@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from lambdakube.models import ConcurrencyQuotaSpec, FunctionSpec
 from lambdakube_router.backends.base import Backend, EnvironmentStartError, FunctionRef
+from lambdakube_router.events import Activity
 from lambdakube_router.limits import NamespaceLimits, Throttle
 from lambdakube_router.metrics import FunctionMetrics, Metrics
 from lambdakube_router.pool import Environment, Lease, LeaseTimeout, Pool, PoolClosed, Throttled
@@ -93,6 +94,7 @@ class FunctionState:
     pool: Pool
     limits: NamespaceLimits
     metrics: FunctionMetrics
+    activity: Activity = field(default_factory=Activity)  # for Function status and Events
 
     @property
     def spec(self) -> FunctionSpec:
@@ -135,6 +137,7 @@ class Engine:
             quota = snap.quotas.get(ns, ConcurrencyQuotaSpec())
             if quota != limits.quota:
                 limits.set_quota(quota, now)
+            limits.set_published(snap.quota_status)  # Kubernetes: the operator's reservations
         for key in [k for k in self.functions if k not in snap.functions]:
             state = self.functions.pop(key)
             state.limits.remove_function(key[1])
@@ -193,6 +196,7 @@ class Engine:
         throttle = state.limits.try_acquire(name)
         if throttle is not None:
             fm.throttle(throttle.reason)
+            state.activity.throttled(throttle.reason)
             fm.result(THROTTLED)
             return throttle_result(throttle)
         try:
@@ -215,6 +219,7 @@ class Engine:
             lease = await state.pool.lease(self.settings.init_timeout_seconds + spec.timeout_seconds + grace)
         except Throttled as exc:
             fm.throttle(exc.throttle.reason)
+            state.activity.throttled(exc.throttle.reason)
             return throttle_result(exc.throttle)
         except EnvironmentStartError as exc:
             return error_result(502, _init_error_type(exc), exc.message)
@@ -228,6 +233,7 @@ class Engine:
         source = environment_source(lease)
         if lease.cold_start:
             fm.cold_starts.inc()
+            state.activity.cold_start(lease.init_duration)
             fm.cold_start(source, leased_at - lease_requested)
             if lease.init_duration is not None:
                 fm.init_duration.observe(lease.init_duration)

@@ -10,12 +10,29 @@ The rules, as AWS Lambda applies them per account (here: per namespace):
 - The namespace quota (``ConcurrencyQuota.concurrentExecutions``, default 1000) caps
   the sum of in-flight executions of all its functions.
 - ``reservedConcurrency`` is both a guarantee and a cap. It is carved out of the quota:
-  a reservation is granted only if ``quota - other grants - minimumUnreserved`` leaves
-  room for it. Grants are decided in the order functions were first seen, so an
-  existing grant is never taken away by a newcomer. A reservation that does not fit is
-  *rejected* (with a reason, shown by the introspection API): the function then gets no
+  a reservation is granted only if ``Σgranted ≤ quota - minimumUnreserved`` still holds
+  with it. A reservation that does not fit is *rejected* (with a reason, shown by the
+  introspection API): like a failed PutFunctionConcurrency, the function then gets no
   guarantee, draws from the unreserved pool, and its requested value still caps it —
-  we never let a function exceed what its owner asked for.
+  we never let a function exceed what its owner asked for. Its throttles say
+  ``ConcurrentInvocationLimitExceeded``.
+- Who decides which reservations are granted:
+
+  * On Kubernetes, the **operator** (one authority). It publishes its decision in
+    ``ConcurrencyQuota/default``'s status (``granted``, ``rejected``) and the router
+    applies exactly that (``plan_from_status``). A reservation the status does not
+    (yet) grant *for the current spec value* - a function just created, a reservation
+    just changed, no quota status at all - is *pending*: treated like a rejected one
+    (unreserved pool, capped at the requested value) until the operator has decided.
+    That is the safe side: the router never reserves capacity the operator has not
+    granted, and never lets a function exceed its request.
+  * In local mode (a manifest directory, no operator) the router allocates itself with
+    the operator's own arithmetic (``lambdakube.quota.allocate``: same order rule, same
+    messages). "Creation order" there is the order in which the router first saw each
+    function: manifest order at startup (files sorted by path, documents in file order),
+    then later additions after them. An existing grant is therefore never taken away by
+    a newcomer - only by an older function raising its reservation, exactly as on
+    Kubernetes.
 - The unreserved pool (``quota - sum of grants``) is shared by every function without
   a granted reservation. ``maxConcurrency`` is an extra per-function cap.
 - Reserved 0 throttles every invocation.
@@ -29,9 +46,11 @@ tests drive it with a fake clock.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from lambdakube.models import ConcurrencyQuotaSpec, FunctionSpec
+from lambdakube.models import ConcurrencyQuotaSpec, ConcurrencyQuotaStatus, FunctionSpec
+from lambdakube.quota import Reservation, allocate
 
 RESERVED_EXCEEDED = "ReservedFunctionConcurrentInvocationLimitExceeded"
 CONCURRENT_EXCEEDED = "ConcurrentInvocationLimitExceeded"
@@ -92,32 +111,95 @@ class ReservationPlan:
     granted: dict[str, int]
     rejected: dict[str, str]  # function -> reason
     unreserved: int
+    #: Kubernetes only: requested reservations the operator has not decided on yet.
+    pending: dict[str, str] = field(default_factory=dict)  # function -> explanation
 
 
 def plan_reservations(
     quota: ConcurrencyQuotaSpec, requested: dict[str, int | None]
 ) -> ReservationPlan:
-    """Grant reservations in the order of ``requested`` (first come, first served).
+    """Local mode: allocate in the order of ``requested`` (the order functions were first
+    seen), with the operator's arithmetic and wording (``lambdakube.quota.allocate``)."""
+    width = len(str(len(requested)))
+    alloc = allocate(
+        quota.concurrent_executions,
+        quota.minimum_unreserved,
+        [Reservation(name, f"{i:0{width}d}", value) for i, (name, value) in enumerate(requested.items())],
+    )
+    granted = {n: v for n, v in alloc.granted.items() if n not in alloc.messages}
+    return ReservationPlan(granted, dict(alloc.messages), alloc.unreserved)
 
-    A reservation fits if ``quota - other grants - minimumUnreserved >= value``.
+
+RESERVATIONS_CONDITION = "ReservationsFit"
+
+
+def published_reasons(status: ConcurrencyQuotaStatus) -> dict[str, str]:
+    """The operator's per-function rejection messages, from the ``ReservationsFit``
+    condition (``"a: <message>; b: <message>"``)."""
+    for cond in status.conditions:
+        if cond.type == RESERVATIONS_CONDITION and cond.status == "False":
+            out = {}
+            for part in cond.message.split("; "):
+                name, sep, message = part.partition(": ")
+                if sep and name:
+                    out[name] = message
+            return out
+    return {}
+
+
+def plan_from_status(
+    quota: ConcurrencyQuotaSpec,
+    requested: Mapping[str, int | None],
+    status: ConcurrencyQuotaStatus | None,
+) -> ReservationPlan:
+    """Kubernetes: apply the operator's published decision, never one of our own.
+
+    A reservation is granted only when the status grants exactly the value the spec
+    requests now; anything else (rejected, not mentioned yet, granted for an older value,
+    no status at all) leaves the function without a reservation - unreserved pool,
+    capped at its request. The unreserved pool is ``quota - Σ(what we apply)``.
+
+    A status whose grants do not fit the *current* quota spec (the quota was just
+    lowered and the operator has not re-published) is stale as a whole: every
+    reservation is pending until it does, so the namespace total never exceeds the quota.
     """
     granted: dict[str, int] = {}
     rejected: dict[str, str] = {}
-    total = quota.concurrent_executions
+    pending: dict[str, str] = {}
+    reasons = published_reasons(status) if status is not None else {}
+    stale = status is not None and (
+        sum(v for n, v in status.granted.items() if requested.get(n) == v and n not in status.rejected)
+        > quota.concurrent_executions - quota.minimum_unreserved)
     for name, value in requested.items():
         if value is None:
             continue
-        available = total - sum(granted.values()) - quota.minimum_unreserved
-        if value <= available:
-            granted[name] = value
-        else:
-            rejected[name] = (
-                f"reservedConcurrency {value} does not fit: namespace quota {total}"
-                f" - reserved by other functions {sum(granted.values())}"
-                f" - minimumUnreserved {quota.minimum_unreserved}"
-                f" leaves {max(available, 0)}"
+        if status is None:
+            pending[name] = (
+                f"reservedConcurrency {value} not granted yet: ConcurrencyQuota default has no"
+                " status (is the operator running?)"
             )
-    return ReservationPlan(granted, rejected, total - sum(granted.values()))
+        elif stale:
+            pending[name] = (
+                f"reservedConcurrency {value} not granted yet: the published grants exceed"
+                f" the quota ({quota.concurrent_executions}, {quota.minimum_unreserved} unreserved);"
+                " waiting for the operator"
+            )
+        elif name in status.rejected:
+            rejected[name] = reasons.get(name) or (
+                f"reservedConcurrency {value} rejected by the operator"
+                " (see ConcurrencyQuota default status)"
+            )
+        elif status.granted.get(name) == value:
+            granted[name] = value
+        elif name in status.granted:
+            pending[name] = (
+                f"reservedConcurrency {value} not granted yet: the operator granted"
+                f" {status.granted[name]} for an earlier spec"
+            )
+        else:
+            pending[name] = f"reservedConcurrency {value} not granted yet by the operator"
+    return ReservationPlan(granted, rejected, quota.concurrent_executions - sum(granted.values()),
+                           pending)
 
 
 @dataclass
@@ -129,6 +211,7 @@ class FunctionLimits:
     bucket: TokenBucket
     granted: int | None = None  # reserved concurrency actually granted
     rejected_reason: str | None = None
+    pending_reason: str | None = None  # Kubernetes: the operator has not granted it (yet)
     in_flight: int = 0
 
     @property
@@ -151,6 +234,9 @@ class NamespaceLimits:
     plan: ReservationPlan = field(
         default_factory=lambda: ReservationPlan({}, {}, ConcurrencyQuotaSpec().concurrent_executions)
     )
+    #: False: local mode, the router allocates. True: apply ``published`` (the operator's).
+    operator_decides: bool = False
+    published: ConcurrencyQuotaStatus | None = None
 
     # -- configuration -----------------------------------------------------------------
 
@@ -171,6 +257,15 @@ class NamespaceLimits:
         self._replan()
         return fl
 
+    def set_published(self, statuses: Mapping[str, ConcurrencyQuotaStatus] | None) -> None:
+        """``Snapshot.quota_status``: None in local mode (the router allocates), else every
+        namespace's published ConcurrencyQuota status (this namespace's may be missing)."""
+        operator_decides = statuses is not None
+        published = statuses.get(self.namespace) if statuses is not None else None
+        if (operator_decides, published) != (self.operator_decides, self.published):
+            self.operator_decides, self.published = operator_decides, published
+            self._replan()
+
     def remove_function(self, name: str) -> None:
         fl = self.functions.pop(name, None)
         if fl is not None and fl.granted is None:
@@ -178,13 +273,16 @@ class NamespaceLimits:
         self._replan()
 
     def _replan(self) -> None:
-        self.plan = plan_reservations(
-            self.quota, {n: f.spec.reserved_concurrency for n, f in self.functions.items()}
-        )
+        requested = {n: f.spec.reserved_concurrency for n, f in self.functions.items()}
+        if self.operator_decides:
+            self.plan = plan_from_status(self.quota, requested, self.published)
+        else:
+            self.plan = plan_reservations(self.quota, requested)
         self.unreserved_in_flight = 0
         for name, fl in self.functions.items():
             fl.granted = self.plan.granted.get(name)
             fl.rejected_reason = self.plan.rejected.get(name)
+            fl.pending_reason = self.plan.pending.get(name)
             if fl.granted is None:
                 self.unreserved_in_flight += fl.in_flight
 
@@ -236,6 +334,7 @@ class NamespaceLimits:
             "reservedConcurrency": fl.spec.reserved_concurrency,
             "reservedGranted": fl.granted,
             "reservationRejected": fl.rejected_reason,
+            "reservationPending": fl.pending_reason,
             "maxConcurrency": fl.spec.max_concurrency,
             "cap": fl.cap,
             "namespaceInFlight": self.in_flight,

@@ -24,6 +24,7 @@ from lambdakube.models import (
     API_VERSION,
     QUOTA_OBJECT_NAME,
     ConcurrencyQuotaSpec,
+    ConcurrencyQuotaStatus,
     FunctionSpec,
     valid_name,
 )
@@ -50,6 +51,11 @@ class FunctionEntry:
 class Snapshot:
     functions: dict[tuple[str, str], FunctionEntry] = field(default_factory=dict)
     quotas: dict[str, ConcurrencyQuotaSpec] = field(default_factory=dict)
+    #: Who decides which reservations are granted. None: nobody else - the router
+    #: allocates itself (manifest directory, tests). A dict (the Kubernetes source): the
+    #: operator, whose decision is each namespace's ``ConcurrencyQuota/default`` status;
+    #: a namespace missing here has no published decision yet (see ``limits``).
+    quota_status: dict[str, ConcurrencyQuotaStatus] | None = None
 
     def namespaces(self) -> set[str]:
         return {ns for ns, _ in self.functions} | set(self.quotas)

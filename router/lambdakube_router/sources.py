@@ -80,6 +80,10 @@ class KubernetesSource:
     any error. Every change produces a complete new Snapshot, applied on the event loop.
     The API server has already validated objects against the CRD schema; an object the
     pydantic models still reject is skipped with an error log.
+
+    Reservations: the Snapshot carries each namespace's ``ConcurrencyQuota/default``
+    *status* (``quota_status``) - the operator's decision, which the router applies
+    instead of allocating itself (see ``limits``).
     """
 
     KINDS = (("functions", "Function"), ("concurrencyquotas", "ConcurrencyQuota"))
@@ -116,6 +120,9 @@ class KubernetesSource:
         return out.get("items", []), out["metadata"]["resourceVersion"]
 
     def _snapshot(self) -> Snapshot:
+        from pydantic import ValidationError  # noqa: PLC0415
+
+        from lambdakube.models import QUOTA_OBJECT_NAME, ConcurrencyQuotaStatus  # noqa: PLC0415
         from lambdakube_router.registry import parse_documents  # noqa: PLC0415
 
         docs: list[dict] = []
@@ -128,6 +135,20 @@ class KubernetesSource:
         snap, errors = parse_documents(docs, "kubernetes", self.namespace or "default")
         for err in errors:
             log.error("skipping invalid object: %s", err)
+        # The operator decides reservations; its decision is the quota's status. A
+        # namespace without one (no quota object, operator not run yet) stays out of the
+        # map: its reservations are pending (limits.plan_from_status).
+        snap.quota_status = {}
+        for obj in objects["concurrencyquotas"]:
+            meta = obj.get("metadata") or {}
+            status = obj.get("status")
+            if meta.get("name") != QUOTA_OBJECT_NAME or not status:
+                continue
+            try:
+                snap.quota_status[meta.get("namespace", "")] = ConcurrencyQuotaStatus.model_validate(status)
+            except ValidationError as exc:
+                log.error("ConcurrencyQuota %s/%s: unreadable status, reservations stay pending: %s",
+                          meta.get("namespace"), meta.get("name"), exc)
         return snap
 
     async def initial(self) -> Snapshot:
@@ -139,11 +160,18 @@ class KubernetesSource:
     async def run(self, apply: Callable[[Snapshot], None]) -> None:
         loop = asyncio.get_running_loop()
 
+        scheduled = threading.Event()  # a rebuild is queued: later events ride along
+
         def changed() -> None:
+            scheduled.clear()
             apply(self._snapshot())
 
         def notify() -> None:
-            loop.call_soon_threadsafe(changed)
+            # Function status writes (the operator's, the router's own status publisher)
+            # come back as watch events too; coalescing keeps that to one rebuild per burst.
+            if not scheduled.is_set():
+                scheduled.set()
+                loop.call_soon_threadsafe(changed)
 
         # Daemon threads, not the executor: a watch blocks for up to watch_timeout, and
         # the loop's shutdown must not wait for it.
