@@ -34,7 +34,7 @@ import kopf
 from lambdakube.models import GROUP, QUOTA_OBJECT_NAME, VERSION
 
 from .cruds import Cruds
-from .quota import Reservation
+from lambdakube.quota import Reservation
 from .reconcile import GenericKeeper, Reconciler
 from lambdakube.resources import labels
 from .settings import OperatorConfig

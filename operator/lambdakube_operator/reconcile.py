@@ -28,7 +28,7 @@ from . import conditions as C
 from . import events, metrics
 from .cruds import Cruds
 from .planning import FunctionView, Plan, PodView, plan, plan_generic, status_patch
-from .quota import Allocation, Reservation, allocate
+from lambdakube.quota import Allocation, Reservation, allocate
 from lambdakube.resources import (
     code_configmap,
     environment_pod,

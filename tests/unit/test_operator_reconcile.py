@@ -7,7 +7,7 @@ import asyncio
 from datetime import datetime, timezone
 
 from lambdakube_operator.handlers import Nudger
-from lambdakube_operator.quota import Reservation
+from lambdakube.quota import Reservation
 from lambdakube_operator.reconcile import Reconciler
 from lambdakube.resources import labels
 from lambdakube_operator.settings import OperatorConfig

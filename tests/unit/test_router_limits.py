@@ -96,18 +96,6 @@ def test_shared_allocation(case):
 
 
 @pytest.mark.parametrize("case", ALLOCATION_CASES.values(), ids=ALLOCATION_CASES.keys())
-def test_operator_and_shared_module_agree(case):
-    """Until the operator imports lambdakube.quota itself: the two must not drift.
-    (Once operator/lambdakube_operator/quota.py is gone or re-exports it, this is moot.)"""
-    operator_quota = pytest.importorskip("lambdakube_operator.quota")
-
-    limit, keep, fns, _, _ = case
-    ours = allocate(limit, keep, [Reservation(*f) for f in fns])
-    theirs = operator_quota.allocate(limit, keep, [operator_quota.Reservation(*f) for f in fns])
-    assert (ours.granted, ours.rejected, ours.messages) == (theirs.granted, theirs.rejected, theirs.messages)
-
-
-@pytest.mark.parametrize("case", ALLOCATION_CASES.values(), ids=ALLOCATION_CASES.keys())
 def test_local_mode_equals_the_operator_in_creation_order(case):
     """Local mode: the order functions were first seen plays creationTimestamp's role."""
     limit, keep, fns, granted, rejected = case

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lambdakube_operator.quota import Reservation, allocate
+from lambdakube.quota import Reservation, allocate
 
 T1, T2, T3, T4 = (f"2026-01-01T00:00:0{i}Z" for i in range(1, 5))
 
