@@ -14,7 +14,14 @@ What it does, in one run, all on 127.0.0.1:
 
 The client runs in this process (uvloop if installed), so on a small machine it shares
 the CPU with the router and the runtimes; the numbers are end-to-end, not the router's
-CPU cost alone.
+CPU cost alone. ``--client raw`` swaps aiohttp's client for a minimal one (a fraction of
+the CPU per request), to see what the router + runtimes sustain when the load generator
+takes less of the machine.
+
+CPU per invoke is read from ``/proc/<pid>/stat`` (utime + stime) of the router, its
+environment processes and the direct runtime, and is robust to other load on the
+machine, unlike req/s; environments started during a run are reported apart (their
+imports are cold-start cost, not warm-invoke cost).
 """
 
 from __future__ import annotations
@@ -119,18 +126,90 @@ def start_router(functions: Path, state: Path, uvloop: bool) -> tuple[subprocess
     return proc, int(line.rsplit(":", 1)[1])
 
 
-async def sequential(session: aiohttp.ClientSession, url: str, n: int) -> list[float]:
+class _RawConnection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection that POSTs and reads a Content-Length answer."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.waiter: asyncio.Future | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError(f"connection lost: {exc}"))
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buf[:end].decode("latin-1").lower()
+        length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
+        if len(self.buf) >= end + 4 + length:
+            status = int(head.split(" ", 2)[1])
+            self.buf = self.buf[end + 4 + length:]
+            self.waiter.set_result(status)
+
+
+class RawSession:
+    """A minimal load generator: far less CPU per request than aiohttp's client, so on a
+    small machine more of the cores go to the router and the runtimes (``--client raw``).
+    Same surface as the part of ``aiohttp.ClientSession`` used here: ``post_status``."""
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[str, int], list[_RawConnection]] = {}
+
+    async def post_status(self, url: str, data: bytes) -> int:
+        rest = url.split("://", 1)[1]
+        hostport, _, path = rest.partition("/")
+        host, port = hostport.rsplit(":", 1)
+        key = (host, int(port))
+        idle = self._idle.setdefault(key, [])
+        conn = idle.pop() if idle else None
+        if conn is None or conn.transport.is_closing():
+            _, conn = await asyncio.get_running_loop().create_connection(_RawConnection, *key)
+        conn.waiter = asyncio.get_running_loop().create_future()
+        conn.transport.write(b"POST /%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (path.encode(), hostport.encode(), len(data), data))
+        status = await conn.waiter
+        idle.append(conn)
+        return status
+
+    async def close(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.transport.close()
+
+
+class AiohttpSession:
+    """The default client: what an ordinary Python caller of the Invoke API would use."""
+
+    def __init__(self) -> None:
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+    async def post_status(self, url: str, data: bytes) -> int:
+        async with self._session.post(url, data=data) as resp:
+            await resp.read()
+            return resp.status
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+async def sequential(session, url: str, n: int) -> list[float]:
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
-        async with session.post(url, data=PAYLOAD) as resp:
-            await resp.read()
-            assert resp.status == 200, resp.status
+        status = await session.post_status(url, PAYLOAD)
+        assert status == 200, status
         out.append(time.perf_counter() - t0)
     return out
 
 
-async def throughput(session: aiohttp.ClientSession, url: str, clients: int, total: int,
+async def throughput(session, url: str, clients: int, total: int,
                      max_seconds: float) -> tuple[int, float, dict]:
     remaining = total
     statuses: dict[int, int] = {}
@@ -140,9 +219,8 @@ async def throughput(session: aiohttp.ClientSession, url: str, clients: int, tot
         nonlocal remaining
         while remaining > 0 and time.perf_counter() < deadline:
             remaining -= 1
-            async with session.post(url, data=PAYLOAD) as resp:
-                await resp.read()
-                statuses[resp.status] = statuses.get(resp.status, 0) + 1
+            status = await session.post_status(url, PAYLOAD)
+            statuses[status] = statuses.get(status, 0) + 1
 
     t0 = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
@@ -185,6 +263,43 @@ def cpu_snapshot(router_pid: int) -> tuple[float, float, float]:
     return cpu_seconds(router_pid), envs, time.process_time()
 
 
+def env_cpu(router_pid: int) -> dict[int, float]:
+    """CPU seconds of each environment process (child of the router) so far."""
+    return {pid: cpu_seconds(pid) for pid in children(router_pid)}
+
+
+def env_split(before: dict[int, float], after: dict[int, float], n: int) -> str:
+    """Environment CPU per invoke, separating warm environments that served the run from
+    processes started during it (a cold start's imports are not warm-invoke cost)."""
+    warm = [after[p] - before[p] for p in after if p in before]
+    new = [after[p] for p in after if p not in before]
+    busy = sum(1 for d in warm if d > 0.05)
+    text = f"{sum(warm) / n * 1e6:.0f} us in {busy} warm environments"
+    if new:
+        text += f" (+{sum(new) / n * 1e6:.0f} us/invoke in {len(new)} started during the run)"
+    return text
+
+
+class CpuMeter:
+    """Accumulates CPU seconds of processes over the measured stretches of a run."""
+
+    def __init__(self, **pids: int) -> None:
+        self.pids = pids
+        self.total = dict.fromkeys(pids, 0.0)
+        self._start: dict[str, float] = {}
+
+    def __enter__(self) -> CpuMeter:
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name, pid in self.pids.items():
+            self.total[name] += cpu_seconds(pid) - self._start[name]
+
+    def per_invoke_us(self, name: str, n: int) -> float:
+        return self.total[name] / n * 1e6
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] * 1000
@@ -200,52 +315,74 @@ async def run(args) -> None:
     direct_url = f"http://127.0.0.1:{rport}/invoke"
     router_url = f"http://127.0.0.1:{port}/2015-03-31/functions/bench/invocations"
     try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        s = RawSession() if args.client == "raw" else AiohttpSession()
+        try:
             await sequential(s, direct_url, args.warmup)
             await sequential(s, router_url, args.warmup)
             # interleave the two series in chunks so background noise hits both alike
             direct, routed = [], []
             chunk = max(1, args.requests // 10)
+            direct_meter = CpuMeter(runtime=runtime.pid)
+            # the environment serving sequential requests: the router's busiest child
+            env_before = env_cpu(router.pid)
+            router_meter = CpuMeter(router=router.pid)
             for _ in range(10):
-                direct += await sequential(s, direct_url, chunk)
-                routed += await sequential(s, router_url, chunk)
+                with direct_meter:
+                    direct += await sequential(s, direct_url, chunk)
+                with router_meter:
+                    routed += await sequential(s, router_url, chunk)
+            env_after = env_cpu(router.pid)
+            seq_env_us = max((env_after[p] - env_before.get(p, 0.0) for p in env_after), default=0.0)
+            seq_env_us = seq_env_us / len(routed) * 1e6
             # warm one environment per client, then measure
             await throughput(s, router_url, args.clients, args.clients * 20, 30)
             cpu0 = cpu_snapshot(router.pid)
             us0 = user_system(router.pid)
+            envs0 = env_cpu(router.pid)
             n, elapsed, statuses = await throughput(
                 s, router_url, args.clients, args.throughput_requests, args.max_seconds)
+            envs1 = env_cpu(router.pid)
             cpu1 = cpu_snapshot(router.pid)
             us1 = user_system(router.pid)
-            n1, elapsed1, _ = await throughput(s, direct_url, 1, args.throughput_requests // 4,
-                                               args.max_seconds)
+            with CpuMeter(runtime=runtime.pid) as direct_tp_meter:
+                n1, elapsed1, _ = await throughput(s, direct_url, 1, args.throughput_requests // 4,
+                                                   args.max_seconds)
             base_url = f"http://127.0.0.1:{bport}/x"
             await throughput(s, base_url, args.clients, 200, 30)
             b0 = cpu_seconds(baseline.pid)
             nb, elapsed_b, _ = await throughput(s, base_url, args.clients, args.throughput_requests,
                                                 args.max_seconds)
             base_cpu = (cpu_seconds(baseline.pid) - b0) / nb * 1e6
+        finally:
+            await s.close()
         d50, d99 = pct(direct, 50), pct(direct, 99)
         r50, r99 = pct(routed, 50), pct(routed, 99)
         print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
-              f"router loop: {'asyncio' if args.no_uvloop else 'uvloop (if installed)'}")
+              f"router loop: {'asyncio' if args.no_uvloop else 'uvloop (if installed)'}, "
+              f"client: {args.client}")
         print(f"sequential warm invokes ({len(direct)} each):")
         print(f"  direct to runtime : p50 {d50:7.3f} ms   p99 {d99:7.3f} ms   mean {statistics.mean(direct)*1000:7.3f} ms")
         print(f"  through router    : p50 {r50:7.3f} ms   p99 {r99:7.3f} ms   mean {statistics.mean(routed)*1000:7.3f} ms")
         print(f"  router overhead   : p50 {r50 - d50:+7.3f} ms   p99 {r99 - d99:+7.3f} ms"
               f"   (ratio p50 {r50 / d50:.2f}x, p99 {r99 / d99:.2f}x)")
+        print(f"  CPU per invoke    : direct runtime {direct_meter.per_invoke_us('runtime', len(direct)):.0f} us;"
+              f" through router: router {router_meter.per_invoke_us('router', len(routed)):.0f} us"
+              f" + environment {seq_env_us:.0f} us"
+              f" (benchmark client not included)")
         print(f"throughput through router, {args.clients} concurrent clients: "
               f"{n / elapsed:8.0f} invokes/s ({n} in {elapsed:.2f} s, statuses {statuses})")
         r_cpu, e_cpu, c_cpu = ((b - a) / n * 1e6 for a, b in zip(cpu0, cpu1))
         print(f"  CPU per invoke: router {r_cpu:6.0f} us, environments {e_cpu:6.0f} us, "
               f"benchmark client {c_cpu:6.0f} us  -> the router alone could serve "
               f"~{1e6 / r_cpu:,.0f} invokes/s per core" if r_cpu else "  CPU: n/a")
+        print(f"  environments' CPU per invoke: {env_split(envs0, envs1, n)}")
         print(f"  baseline: a bare aiohttp hello-world server costs {base_cpu:.0f} us CPU per"
               f" request on this machine right now ({nb / elapsed_b:.0f} req/s, {args.clients} clients)")
         print(f"  router CPU split: user {(us1[0] - us0[0]) / n * 1e6:.0f} us,"
               f" system {(us1[1] - us0[1]) / n * 1e6:.0f} us per invoke")
         print(f"throughput direct, 1 client (a runtime serves one at a time): "
-              f"{n1 / elapsed1:8.0f} invokes/s  (router/direct ratio {(n / elapsed) / (n1 / elapsed1):.2f}x)")
+              f"{n1 / elapsed1:8.0f} invokes/s  (router/direct ratio {(n / elapsed) / (n1 / elapsed1):.2f}x)"
+              f"; runtime CPU {direct_tp_meter.per_invoke_us('runtime', n1):.0f} us per invoke")
     finally:
         router.terminate()
         runtime.terminate()
@@ -264,6 +401,9 @@ def main() -> None:
     p.add_argument("--throughput-requests", type=int, default=10000)
     p.add_argument("--max-seconds", type=float, default=20.0)
     p.add_argument("--no-uvloop", action="store_true", help="router and client on plain asyncio")
+    p.add_argument("--client", choices=("aiohttp", "raw"), default="aiohttp",
+                   help="load generator: aiohttp's client (default), or a minimal keep-alive client"
+                        " that leaves more CPU to the router and runtimes on a small machine")
     args = p.parse_args()
     if not args.no_uvloop:
         try:

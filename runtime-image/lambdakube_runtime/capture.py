@@ -55,19 +55,41 @@ class InvocationLog:
 
 
 class Tee(io.TextIOBase):
-    """Stands in for sys.stdout/sys.stderr: writes through, and captures what was written."""
+    """Stands in for sys.stdout/sys.stderr: writes through, and captures what was written.
 
-    def __init__(self, stream: TextIO, log: InvocationLog):
+    ``Capture`` keeps one per stream and re-targets it for each invocation: destroying
+    an ``io.TextIOBase`` runs its finaliser (``closed`` lookup, ``close()``, ``flush()``),
+    which costs more than everything else the tee does per invocation. Between
+    invocations ``log`` is None and writes (from a reference a function kept) only pass
+    through.
+    """
+
+    def __init__(self, stream: TextIO, log: InvocationLog | None):
+        self._stream = stream
+        self._log = log
+
+    def retarget(self, stream: TextIO, log: InvocationLog | None) -> None:
         self._stream = stream
         self._log = log
 
     def write(self, text: str) -> int:
         written = self._stream.write(text)  # raises for non-str exactly like the real stream
-        self._log.capture(text)
+        log = self._log
+        if log is not None:
+            log.capture(text)
         return written if written is not None else len(text)
 
     def flush(self) -> None:
         self._stream.flush()
+
+    def close(self) -> None:
+        """A function closing sys.stdout must not close the pod's log stream (nor this
+        tee, which later invocations reuse): flush only."""
+        self.flush()
+
+    @property
+    def closed(self) -> bool:  # type: ignore[override]
+        return self._stream.closed
 
     def writable(self) -> bool:
         return True
@@ -96,10 +118,18 @@ class CaptureHandler(logging.Handler):
 
     If the function configured its own root handlers, they already put the record in the
     pod log, so this handler only adds it to the tail (no duplicate lines on stdout).
+
+    One instance serves every invocation (``bind`` points it at the current one):
+    constructing a ``logging.Handler`` takes the logging module lock, creates an RLock and
+    registers a weakref, which is a noticeable share of a warm invocation's cost.
     """
 
-    def __init__(self, log: InvocationLog, request_id: str):
+    def __init__(self) -> None:
         super().__init__()
+        self._log: InvocationLog | None = None
+        self._request_id = ""
+
+    def bind(self, log: InvocationLog, request_id: str) -> None:
         self._log = log
         self._request_id = request_id
 
@@ -112,35 +142,64 @@ class CaptureHandler(logging.Handler):
         return text + "\n"
 
     def emit(self, record: logging.LogRecord) -> None:
+        log = self._log
+        if log is None:
+            return
         try:
             text = self.format(record)
             if any(h is not self for h in logging.getLogger().handlers):
-                self._log.capture(text)
+                log.capture(text)
             else:
-                self._log.write(text)
+                log.write(text)
         except Exception:
             self.handleError(record)
 
 
 class Capture:
-    """Context manager: tee stdout/stderr and hook the root logger into ``log``."""
+    """Context manager: tee stdout/stderr and hook the root logger into one invocation's log.
 
-    def __init__(self, log: InvocationLog, request_id: str):
-        self._log = log
-        self._handler = CaptureHandler(log, request_id)
+    Reusable (``capture(log, request_id)`` re-targets it, then ``with``); an environment
+    runs one invocation at a time, so the worker thread keeps a single instance.
+    """
+
+    def __init__(self) -> None:
+        self._handler = CaptureHandler()
+        self._log: InvocationLog | None = None
         self._saved: tuple[TextIO, TextIO] | None = None
+        self._tees: list[Tee | None] = [None, None]  # for stdout, stderr
+
+    def __call__(self, log: InvocationLog, request_id: str) -> Capture:
+        self._log = log
+        self._handler.bind(log, request_id)
+        return self
 
     def __enter__(self) -> Capture:
+        assert self._log is not None, "call capture(log, request_id) first"
         self._saved = (sys.stdout, sys.stderr)
-        sys.stdout = Tee(sys.stdout, self._log)
-        sys.stderr = Tee(sys.stderr, self._log)
+        sys.stdout = self._tee(0, sys.stdout, self._log)
+        sys.stderr = self._tee(1, sys.stderr, self._log)
         logging.getLogger().addHandler(self._handler)
         return self
 
+    def _tee(self, index: int, stream: TextIO, log: InvocationLog) -> Tee:
+        tee = self._tees[index]
+        if tee is None:
+            tee = self._tees[index] = Tee(stream, log)
+        else:
+            tee.retarget(stream, log)
+        return tee
+
     def __exit__(self, *exc_info) -> None:
         logging.getLogger().removeHandler(self._handler)
+        # Records logged later (a background thread of the function) are not ours to keep.
+        self._handler.bind(None, "")  # type: ignore[arg-type]
         if self._saved is not None:
             sys.stdout, sys.stderr = self._saved
+            self._saved = None
+        for tee, stream in zip(self._tees, (sys.stdout, sys.stderr)):
+            if tee is not None:
+                tee.retarget(stream, None)
+        self._log = None
         try:
             sys.stdout.flush()
             sys.stderr.flush()

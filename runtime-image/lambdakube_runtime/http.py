@@ -1,9 +1,17 @@
-"""A deliberately small HTTP/1.1 server on ``asyncio`` streams.
+"""A deliberately small HTTP/1.1 server on an ``asyncio`` protocol.
 
 Why not ``http.server`` or aiohttp: the runtime sits on the cold-start path of every
 function, so it must import quickly and keep the image small (stdlib only), and it must
 keep serving probes while a handler runs (``http.server`` is thread-per-request and
 blocking; aiohttp is a dependency and tens of milliseconds of imports).
+
+Why a protocol and not ``asyncio.start_server`` streams: every warm invocation crosses
+this code twice, and the stream API costs a task per connection, a ``wait_for`` task per
+line read and several loop iterations per request. Here a request that arrives in one
+segment (the router sends head and body in one write) is parsed synchronously in
+``buffer_updated`` and dispatched in the same loop iteration; the answer is written
+straight to the transport. ``BufferedProtocol`` lets the kernel copy into one reusable
+buffer instead of allocating a fresh 256 KiB ``bytes`` object per read.
 
 The only client is the lambdakube router (plus kubelet probes and humans with curl), so
 the subset implemented is small but strict, because a lenient parser in front of a
@@ -13,7 +21,9 @@ the subset implemented is small but strict, because a lenient parser in front of
 * bodies only with ``Content-Length`` (capped at ``MAX_BODY_BYTES``, 413); any
   ``Transfer-Encoding`` is refused with 411 and the connection closed, since the body's
   end cannot be found without decoding it;
-* keep-alive (HTTP/1.1 default, HTTP/1.0 opt-in) and pipelining, answered in order;
+* keep-alive (HTTP/1.1 default, HTTP/1.0 opt-in) and pipelining, answered in order and
+  one at a time (the next request on a connection is parsed only once the previous one
+  has been answered);
 * ``Expect: 100-continue`` (curl sends it for bodies over 1 KiB).
 
 Protocol errors are answered with a JSON body shaped like every other runtime error
@@ -38,6 +48,15 @@ MAX_BODY_BYTES = 6 * 1024 * 1024 + 64 * 1024
 IDLE_TIMEOUT_SECONDS = 620.0
 #: Once a request has started, its headers and body must arrive within this time.
 READ_TIMEOUT_SECONDS = 30.0
+#: After refusing a request, unread input is discarded for at most this long / this many
+#: bytes before the connection is closed (see ``_Connection._linger``).
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 1024 * 1024
+#: The kernel copies received bytes into a reusable buffer of this size.
+RECV_BUFFER_BYTES = 64 * 1024
+#: Input buffered beyond this while a request is being answered pauses reading (pipelining
+#: clients cannot make us buffer without bound).
+PIPELINE_BUFFER_BYTES = 64 * 1024
 
 REASONS = {
     100: "Continue",
@@ -56,10 +75,12 @@ REASONS = {
     505: "HTTP Version Not Supported",
 }
 
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Control characters other than TAB are never valid in a header value; echoing one back
 # (X-Request-Id is echoed) could split our response.
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# The end of a request head: an empty line (CRLF or bare LF line endings).
+_HEAD_END = re.compile(rb"\n\r?\n")
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -108,7 +129,31 @@ class ProtocolError(Exception):
         self.response = error_response(status, error_type, message, close=True)
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+class Pending:
+    """An answer that comes later, from a callback on the event loop (``resolve``).
+
+    Why not an ``asyncio.Future``: a future runs its callbacks in the *next* loop
+    iteration, one more pass through the selector on every warm invocation. Resolving a
+    ``Pending`` writes the answer to the connection right away.
+    """
+
+    __slots__ = ("done", "_deliver")
+
+    def __init__(self) -> None:
+        self.done = False
+        self._deliver: Callable[[Response], None] | None = None
+
+    def resolve(self, response: Response) -> None:
+        """Answer (once; later calls are ignored). Call on the event loop thread."""
+        if self.done:
+            return
+        self.done = True
+        assert self._deliver is not None, "resolved before the server saw it"
+        self._deliver(response)
+
+
+#: A route answers at once (``Response``), later (``Pending``), or with a coroutine.
+Handler = Callable[[Request], "Response | Pending | Awaitable[Response]"]
 
 
 def http_date(now: float | None = None) -> str:
@@ -119,237 +164,455 @@ def http_date(now: float | None = None) -> str:
     )
 
 
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _cached_http_date() -> str:
+    """The Date header changes once a second; formatting it per response is waste."""
+    global _date_cache
+    now = time.time()
+    second = int(now)
+    if _date_cache[0] != second:
+        _date_cache = (second, http_date(now))
+    return _date_cache[1]
+
+
+def serialize(response: Response, keep_alive: bool, http10: bool = False) -> bytes:
+    """Status line, headers and body as one ``bytes`` (one ``send`` on the socket)."""
+    head = (
+        f"HTTP/1.1 {response.status} {REASONS.get(response.status, 'Unknown')}\r\n"
+        f"Date: {_cached_http_date()}\r\n"
+        f"Content-Type: {response.content_type}\r\n"
+        f"Content-Length: {len(response.body)}\r\n"
+    )
+    if not keep_alive:
+        head += "Connection: close\r\n"
+    elif http10:
+        head += "Connection: keep-alive\r\n"
+    for name, value in response.headers:
+        head += f"{name}: {value}\r\n"
+    return (head + "\r\n").encode("latin-1", "replace") + response.body
+
+
 class HTTPServer:
     def __init__(self, handler: Handler):
         self._handler = handler
         self._server: asyncio.AbstractServer | None = None
+        self._connections: set[_Connection] = set()
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._closing = False
+        self.closing = False
 
     async def start(self, host: str, port: int) -> int:
         """Listen and return the bound port (useful with port 0)."""
-        self._server = await asyncio.start_server(
-            self._serve_connection, host, port, limit=MAX_HEADER_BYTES + 2, reuse_address=True
-        )
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), host, port, reuse_address=True)
         return self._server.sockets[0].getsockname()[1]
 
     async def shutdown(self, grace_seconds: float) -> None:
-        """Stop accepting connections and wait (bounded) for requests being handled."""
-        self._closing = True
+        """Stop accepting connections and wait (bounded) for requests being handled.
+
+        Idle keep-alive connections are closed at once; a connection whose request is
+        being handled closes after its answer has been written."""
+        self.closing = True
         if self._server is not None:
             self._server.close()
+        for conn in list(self._connections):
+            conn.close_if_idle()
         try:
             await asyncio.wait_for(self._idle.wait(), grace_seconds)
         except TimeoutError:
             pass
 
-    # -- connection loop -------------------------------------------------------------
-
-    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while not self._closing:
-                try:
-                    request = await self._read_request(reader, writer)
-                except ProtocolError as exc:
-                    try:
-                        await self._send(writer, exc.response, keep_alive=False)
-                    except (ConnectionError, RuntimeError):
-                        pass
-                    await _linger_close(reader, writer)
-                    break
-                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-                    break
-                if request is None:  # clean EOF between requests
-                    break
-                keep_alive = await self._dispatch(request, writer)
-                if not keep_alive:
-                    break
-        except Exception as exc:  # never let one connection take the server down
-            print(f"lambdakube-runtime: connection error: {exc!r}", file=sys.__stderr__, flush=True)
-        finally:
-            await _close(writer)
-
-    async def _dispatch(self, request: Request, writer: asyncio.StreamWriter) -> bool:
+    def dispatch(self, request: Request, respond: Callable[[Response], None]) -> None:
+        """Run the route for ``request``; ``respond`` is called exactly once, possibly later."""
         self._in_flight += 1
         self._idle.clear()
-        response: Response | None = None
-        try:
-            try:
-                response = await self._handler(request)
-            except Exception as exc:
-                print(f"lambdakube-runtime: internal error: {exc!r}", file=sys.__stderr__, flush=True)
-                response = error_response(500, "Runtime.InternalError", f"{type(exc).__name__}: {exc}")
-            keep_alive = request.keep_alive and not response.close and not self._closing
-            try:
-                await self._send(writer, response, keep_alive, http10=request.version == "HTTP/1.0")
-            except (ConnectionError, RuntimeError):
-                keep_alive = False
-            if not keep_alive:
-                await _close(writer)
-            return keep_alive
-        finally:
+
+        def done(response: Response) -> None:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
-            if response is not None and response.after_sent is not None:
-                response.after_sent()
+            respond(response)
 
-    # -- parsing ---------------------------------------------------------------------
-
-    async def _read_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Request | None:
-        # Waiting for the next request on an idle keep-alive connection.
-        line = await asyncio.wait_for(_read_line(reader), IDLE_TIMEOUT_SECONDS)
-        while line in (b"\r\n", b"\n"):  # RFC 9112 2.2: ignore empty lines before a request
-            line = await asyncio.wait_for(_read_line(reader), IDLE_TIMEOUT_SECONDS)
-        if not line:
-            return None
         try:
-            return await asyncio.wait_for(self._read_rest(line, reader, writer), READ_TIMEOUT_SECONDS)
-        except TimeoutError:
-            raise ProtocolError(408, "RequestTimeout", "request headers/body not received in time") from None
+            result = self._handler(request)
+        except Exception as exc:
+            done(internal_error(exc))
+            return
+        if isinstance(result, Response):
+            done(result)
+            return
+        if isinstance(result, Pending):
+            result._deliver = done
+            return
+        # A coroutine (runs as a task) or a future: answer when it resolves.
+        try:
+            future = asyncio.ensure_future(result)
+        except TypeError as exc:
+            done(internal_error(exc))
+            return
+        future.add_done_callback(lambda fut: done(_result_or_error(fut)))
 
-    async def _read_rest(self, line: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Request:
-        if not line.endswith(b"\n"):
-            raise asyncio.IncompleteReadError(line, None)
-        parts = line.decode("latin-1").rstrip("\r\n").split(" ")
-        if (
-            len(parts) != 3
-            or not parts[0]
-            or not set(parts[0]) <= _TOKEN_CHARS
-            or not parts[1]
-            or _CONTROL_CHARS.search(parts[1])
-        ):
-            raise ProtocolError(400, "BadRequest", "malformed request line")
-        method, target, version = parts
-        if version not in ("HTTP/1.1", "HTTP/1.0"):
-            if version.startswith("HTTP/"):
-                raise ProtocolError(505, "HTTPVersionNotSupported", f"{version} is not supported")
-            raise ProtocolError(400, "BadRequest", "malformed request line")
 
-        headers: dict[str, str] = {}
-        content_lengths: list[str] = []
-        total = len(line)
-        while True:
-            line = await _read_line(reader)
-            if not line.endswith(b"\n"):
-                raise asyncio.IncompleteReadError(line, None)
-            total += len(line)
-            if total > MAX_HEADER_BYTES:
-                raise _headers_too_large()
-            if line in (b"\r\n", b"\n"):
+def internal_error(exc: BaseException) -> Response:
+    """500 for a bug in the runtime itself (logged to stderr, never the function's log)."""
+    print(f"lambdakube-runtime: internal error: {exc!r}", file=sys.__stderr__, flush=True)
+    return error_response(500, "Runtime.InternalError", f"{type(exc).__name__}: {exc}")
+
+
+def _result_or_error(future: asyncio.Future) -> Response:
+    if future.cancelled():
+        return internal_error(asyncio.CancelledError("the request handler was cancelled"))
+    exc = future.exception()
+    if exc is not None:
+        return internal_error(exc)
+    return future.result()
+
+
+class _Connection(asyncio.BufferedProtocol):
+    """One client connection: buffers input, parses and answers requests one at a time.
+
+    States, all on the event loop thread:
+    * *idle*: waiting for the first byte of a request (idle timeout applies);
+    * *reading*: part of a request arrived (read timeout applies);
+    * *busy*: a request was dispatched and its answer is pending; further input is
+      buffered but not parsed (pipelined requests are answered in order);
+    * *lingering*: a request was refused; input is discarded until the client closes.
+    """
+
+    def __init__(self, server: HTTPServer):
+        self._server = server
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._recv = bytearray(RECV_BUFFER_BYTES)
+        self._buf = bytearray()
+        self._head: _Head | None = None  # parsed head of a request whose body is pending
+        self._busy = False
+        self._processing = False
+        self._eof = False
+        self._closed = False
+        self._lingering = -1  # bytes discarded so far once lingering; -1: not lingering
+        self._write_paused = False
+        self._read_paused = False
+        self._after_close: list[Callable[[], None]] = []
+        # Idle timer, re-armed lazily: requests only move ``_idle_since``.
+        self._idle_since: float | None = self._loop.time()
+        self._idle_timer = self._loop.call_later(IDLE_TIMEOUT_SECONDS, self._check_idle)
+        self._read_timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio callbacks ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._server._connections.add(self)
+        if self._server.closing:
+            self._close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._server._connections.discard(self)
+        self._idle_timer.cancel()
+        self._cancel_read_timer()
+        callbacks, self._after_close = self._after_close, []
+        for callback in callbacks:
+            callback()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return memoryview(self._recv)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._lingering >= 0:
+            self._lingering += nbytes
+            if self._lingering >= LINGER_BYTES:
+                self._close()
+            return
+        self._buf += self._recv[:nbytes]
+        if self._busy:
+            if len(self._buf) > PIPELINE_BUFFER_BYTES and not self._read_paused:
+                self._read_paused = True
+                self._transport.pause_reading()
+            return
+        self._process()
+
+    def eof_received(self) -> bool:
+        """Keep the transport open: a request being handled still gets its answer."""
+        self._eof = True
+        if self._lingering >= 0 or not self._busy:
+            self._process_then_close()
+        return True
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if not self._busy:
+            self._process()
+
+    def close_if_idle(self) -> None:
+        """Server shutdown: close unless a request is being answered."""
+        if not self._busy:
+            self._close()
+
+    # -- parsing and dispatch ----------------------------------------------------------
+
+    def _process(self) -> None:
+        """Parse and dispatch buffered requests until one is pending or input runs out.
+
+        Not re-entered: a route that answers at once calls ``_respond`` from inside this
+        loop, which then just continues (recursing would nest once per pipelined request).
+        """
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            self._process_buffered()
+        finally:
+            self._processing = False
+        if self._eof and not self._busy:
+            self._close()
+        elif self._read_paused and not self._busy:
+            self._read_paused = False
+            self._transport.resume_reading()
+
+    def _process_buffered(self) -> None:
+        while not (self._busy or self._closed or self._write_paused or self._lingering >= 0):
+            try:
+                request = self._parse()
+            except ProtocolError as exc:
+                self._refuse(exc.response)
+                return
+            if request is None:
                 break
-            if len(headers) >= MAX_HEADERS:
-                raise _headers_too_large()
-            if line[:1] in (b" ", b"\t"):
-                raise ProtocolError(400, "BadRequest", "obsolete header line folding is not accepted")
-            name, sep, value = line.decode("latin-1").rstrip("\r\n").partition(":")
-            if not sep or not name or not set(name) <= _TOKEN_CHARS:
-                raise ProtocolError(400, "BadRequest", f"malformed header line: {name[:40]!r}")
-            name = name.lower()
-            value = value.strip(" \t")
-            if _CONTROL_CHARS.search(value):
-                raise ProtocolError(400, "BadRequest", f"control character in the {name} header")
-            if name == "content-length":
-                content_lengths.append(value)
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+            self._busy = True
+            self._idle_since = None
+            self._server.dispatch(request, lambda response, request=request: self._respond(request, response))
 
-        if "transfer-encoding" in headers:
-            raise ProtocolError(
-                411,
-                "LengthRequired",
-                "Transfer-Encoding (e.g. chunked) request bodies are not supported; "
-                "send the body with a Content-Length header",
-            )
-        length = 0
-        if content_lengths:
-            value = content_lengths[0]
-            if len(set(content_lengths)) != 1 or not (value.isascii() and value.isdigit()):
-                raise ProtocolError(400, "BadRequest", "invalid Content-Length header")
-            length = int(value)
-            if length > MAX_BODY_BYTES:
-                raise ProtocolError(
-                    413, "RequestTooLargeException", f"request body of {length} bytes exceeds {MAX_BODY_BYTES} bytes"
-                )
-        body = b""
-        if length:
-            if version == "HTTP/1.1" and headers.get("expect", "").lower() == "100-continue":
-                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            body = await reader.readexactly(length)
-
-        connection = {t.strip().lower() for t in headers.get("connection", "").split(",")}
-        if version == "HTTP/1.1":
-            keep_alive = "close" not in connection
+    def _process_then_close(self) -> None:
+        if self._lingering >= 0:
+            self._close()
         else:
-            keep_alive = "keep-alive" in connection
-        path = target.split("?", 1)[0]
-        return Request(method, target, path, version, headers, body, keep_alive)
+            self._process()  # answers complete pipelined requests; closes once idle
 
-    # -- writing ---------------------------------------------------------------------
+    def _parse(self) -> Request | None:
+        """One complete request from the buffer, or None (and timers armed) if incomplete."""
+        buf = self._buf
+        if self._head is None:
+            # RFC 9112 2.2: ignore empty lines before a request.
+            while buf[:2] == b"\r\n" or buf[:1] == b"\n":
+                del buf[: 2 if buf[:1] == b"\r" else 1]
+            if not buf:
+                self._request_incomplete(started=False)
+                return None
+            match = _HEAD_END.search(buf, 0, MAX_HEADER_BYTES + 4)
+            if match is None:
+                if len(buf) > MAX_HEADER_BYTES + 4:
+                    raise _headers_too_large()
+                self._request_incomplete(started=True)
+                return None
+            end = match.end()
+            self._head = _parse_head(buf[:end].decode("latin-1"))
+            del buf[:end]
+        head = self._head
+        if len(buf) < head.length:
+            if head.expect_continue:
+                head.expect_continue = False
+                self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._request_incomplete(started=True)
+            return None
+        body = bytes(buf[: head.length])
+        del buf[: head.length]
+        self._head = None
+        self._cancel_read_timer()
+        return head.request(body)
 
-    @staticmethod
-    async def _send(writer: asyncio.StreamWriter, response: Response, keep_alive: bool, http10: bool = False) -> None:
-        lines = [
-            f"HTTP/1.1 {response.status} {REASONS.get(response.status, 'Unknown')}",
-            f"Date: {http_date()}",
-            f"Content-Type: {response.content_type}",
-            f"Content-Length: {len(response.body)}",
-        ]
+    def _request_incomplete(self, started: bool) -> None:
+        if not started:
+            if self._idle_since is None:
+                self._idle_since = self._loop.time()
+            return
+        self._idle_since = None
+        if self._read_timer is None:
+            self._read_timer = self._loop.call_later(READ_TIMEOUT_SECONDS, self._read_timed_out)
+
+    # -- answering ---------------------------------------------------------------------
+
+    def _respond(self, request: Request, response: Response) -> None:
+        self._busy = False
+        keep_alive = request.keep_alive and not response.close and not self._server.closing
+        if not self._closed:
+            self._transport.write(serialize(response, keep_alive, request.version == "HTTP/1.0"))
+        if response.after_sent is not None:
+            if keep_alive or self._closed:
+                response.after_sent()
+            else:  # once the answer is flushed and the connection closed
+                self._after_close.append(response.after_sent)
         if not keep_alive:
-            lines.append("Connection: close")
-        elif http10:
-            lines.append("Connection: keep-alive")
-        lines.extend(f"{name}: {value}" for name, value in response.headers)
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
-        writer.write(head + response.body)
-        await writer.drain()
+            self._close()
+            return
+        self._idle_since = self._loop.time()
+        self._process()
+
+    def _refuse(self, response: Response) -> None:
+        """Answer a protocol error, then linger (see ``_linger``)."""
+        if not self._closed:
+            self._transport.write(serialize(response, keep_alive=False))
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after refusing a request whose rest may still be arriving.
+
+        Closing a socket with unread input makes the kernel send RST, which can destroy
+        our error response in the client's receive buffer before it is read. So: send
+        FIN, then discard input (bounded in time and bytes) until the client closes.
+        """
+        self._cancel_read_timer()
+        self._lingering = 0
+        self._buf.clear()
+        if self._closed:
+            return
+        if self._read_paused:
+            self._read_paused = False
+            self._transport.resume_reading()
+        if self._eof or not self._transport.can_write_eof():
+            self._close()
+            return
+        try:
+            self._transport.write_eof()
+        except (OSError, RuntimeError):
+            self._close()
+            return
+        self._loop.call_later(LINGER_SECONDS, self._close)
+
+    def _close(self) -> None:
+        """Close after flushing what was written (the transport does the flushing).
+        Nothing is parsed, run or written on this connection after this."""
+        self._closed = True
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    # -- timers ------------------------------------------------------------------------
+
+    def _check_idle(self) -> None:
+        """Close an idle keep-alive connection; otherwise re-arm for the next deadline."""
+        if self._closed:
+            return
+        now = self._loop.time()
+        since = self._idle_since
+        if since is not None and now - since >= IDLE_TIMEOUT_SECONDS - 0.001:
+            self._close()
+            return
+        next_check = (since if since is not None else now) + IDLE_TIMEOUT_SECONDS
+        self._idle_timer = self._loop.call_at(next_check, self._check_idle)
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        if not self._closed and not self._busy and self._lingering < 0:
+            self._refuse(ProtocolError(408, "RequestTimeout", "request headers/body not received in time").response)
+
+    def _cancel_read_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+
+class _Head:
+    """A parsed request line and header block; the body is still to come."""
+
+    __slots__ = ("method", "target", "version", "headers", "length", "keep_alive", "expect_continue")
+
+    def __init__(self, method, target, version, headers, length, keep_alive, expect_continue):
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.length = length
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+
+    def request(self, body: bytes) -> Request:
+        path = self.target.split("?", 1)[0]
+        return Request(self.method, self.target, path, self.version, self.headers, body, self.keep_alive)
+
+
+def _parse_head(text: str) -> _Head:
+    """Validate and parse a complete head (request line, headers, the empty line)."""
+    lines = text.split("\n")
+    del lines[-2:]  # the empty line that ends the head, and what follows its LF
+    method, target, version = _parse_request_line(lines[0].rstrip("\r"))
+    headers, content_lengths = _parse_headers(lines[1:])
+    if "transfer-encoding" in headers:
+        raise ProtocolError(
+            411,
+            "LengthRequired",
+            "Transfer-Encoding (e.g. chunked) request bodies are not supported; "
+            "send the body with a Content-Length header",
+        )
+    length = _content_length(content_lengths)
+    connection = headers.get("connection")
+    tokens = {t.strip().lower() for t in connection.split(",")} if connection else ()
+    keep_alive = "close" not in tokens if version == "HTTP/1.1" else "keep-alive" in tokens
+    expect_continue = (
+        length > 0 and version == "HTTP/1.1" and headers.get("expect", "").lower() == "100-continue"
+    )
+    return _Head(method, target, version, headers, length, keep_alive, expect_continue)
+
+
+def _parse_request_line(line: str) -> tuple[str, str, str]:
+    parts = line.split(" ")
+    if (
+        len(parts) != 3
+        or not _TOKEN.fullmatch(parts[0])
+        or not parts[1]
+        or _CONTROL_CHARS.search(parts[1])
+    ):
+        raise ProtocolError(400, "BadRequest", "malformed request line")
+    method, target, version = parts
+    if version not in ("HTTP/1.1", "HTTP/1.0"):
+        if version.startswith("HTTP/"):
+            raise ProtocolError(505, "HTTPVersionNotSupported", f"{version} is not supported")
+        raise ProtocolError(400, "BadRequest", "malformed request line")
+    return method, target, version
+
+
+def _parse_headers(lines: list[str]) -> tuple[dict[str, str], list[str]]:
+    if len(lines) > MAX_HEADERS:
+        raise _headers_too_large()
+    headers: dict[str, str] = {}
+    content_lengths: list[str] = []
+    for line in lines:
+        if line[:1] in (" ", "\t"):
+            raise ProtocolError(400, "BadRequest", "obsolete header line folding is not accepted")
+        name, sep, value = line.rstrip("\r").partition(":")
+        if not sep or not _TOKEN.fullmatch(name):
+            raise ProtocolError(400, "BadRequest", f"malformed header line: {name[:40]!r}")
+        name = name.lower()
+        value = value.strip(" \t")
+        if _CONTROL_CHARS.search(value):
+            raise ProtocolError(400, "BadRequest", f"control character in the {name} header")
+        if name == "content-length":
+            content_lengths.append(value)
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers, content_lengths
+
+
+def _content_length(values: list[str]) -> int:
+    if not values:
+        return 0
+    value = values[0]
+    if len(set(values)) != 1 or not (value.isascii() and value.isdigit()):
+        raise ProtocolError(400, "BadRequest", "invalid Content-Length header")
+    length = int(value)
+    if length > MAX_BODY_BYTES:
+        raise ProtocolError(
+            413, "RequestTooLargeException", f"request body of {length} bytes exceeds {MAX_BODY_BYTES} bytes"
+        )
+    return length
 
 
 def _headers_too_large() -> ProtocolError:
     return ProtocolError(
         431, "RequestHeaderFieldsTooLarge", f"request headers exceed {MAX_HEADER_BYTES} bytes or {MAX_HEADERS} fields"
     )
-
-
-async def _read_line(reader: asyncio.StreamReader) -> bytes:
-    """One line including its LF; a partial line (or b"") at EOF."""
-    try:
-        return await reader.readuntil(b"\n")
-    except asyncio.IncompleteReadError as exc:
-        return exc.partial
-    except asyncio.LimitOverrunError:
-        raise _headers_too_large() from None
-
-
-async def _linger_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Close after refusing a request whose rest may still be arriving.
-
-    Closing a socket with unread input makes the kernel send RST, which can destroy our
-    error response in the client's receive buffer before it is read. So: send FIN, then
-    read and discard (bounded in time and bytes) until the client closes its side.
-    """
-    try:
-        if writer.can_write_eof():
-            writer.write_eof()
-        discarded = 0
-        async with asyncio.timeout(1.0):
-            while discarded < 1024 * 1024:
-                chunk = await reader.read(64 * 1024)
-                if not chunk:
-                    break
-                discarded += len(chunk)
-    except (TimeoutError, ConnectionError, OSError, RuntimeError):
-        pass
-    await _close(writer)
-
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    """Close after flushing what was written; bounded, since the peer may be gone."""
-    if writer.is_closing():
-        return
-    writer.close()
-    try:
-        await asyncio.wait_for(writer.wait_closed(), 1.0)
-    except (TimeoutError, ConnectionError, OSError):
-        pass

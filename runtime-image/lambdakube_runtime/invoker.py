@@ -37,6 +37,7 @@ class Outcome:
 
 
 _loop: asyncio.AbstractEventLoop | None = None  # the worker thread's own loop
+_capture = Capture()  # reused: invocations run one at a time, all on the worker thread
 
 
 def _run_awaitable(awaitable: Any) -> Any:
@@ -59,7 +60,7 @@ def invoke(handler: Callable, event: Any, context: LambdaContext, log: Invocatio
     exited = False
     body = b""
     start = time.perf_counter()
-    with Capture(log, request_id):
+    with _capture(log, request_id):
         try:
             result = handler(event, context)
             if inspect.isawaitable(result):

@@ -9,9 +9,9 @@ The router relies on three properties, all enforced here on the event-loop threa
 
 * **Single flight.** ``/invoke`` while another invocation runs is answered 409 at once,
   never queued and never interleaved. The guard is a plain attribute checked and set
-  with no ``await`` in between, so two requests cannot both pass it. It is released by
-  the worker future's completion, not by the request coroutine, so a client that hangs
-  up early cannot free the environment while its handler still runs.
+  with no ``await`` in between, so two requests cannot both pass it. It is released when
+  the worker reports the handler finished, not when the answer is sent, so a client that
+  hangs up early cannot free the environment while its handler still runs.
 * **Init once.** Init runs on the worker thread before the first invocation; its
   duration is reported once, on the first invocation (the cold start).
 * **Timeouts recycle the environment.** A Python thread cannot be killed, so after a
@@ -30,7 +30,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from . import invoker, loader, report
@@ -38,7 +39,7 @@ from .capture import InvocationLog
 from .config import ConfigError, FunctionConfig, from_init_body
 from .context import LambdaContext
 from .errors import log_text
-from .http import HTTPServer, Request, Response, error_response, json_response
+from .http import HTTPServer, Pending, Request, Response, error_response, internal_error, json_response
 from .worker import Worker
 
 GENERIC = "generic"
@@ -98,6 +99,23 @@ def _parse_deadline(value: str | None) -> float | None:
     return deadline
 
 
+class _Invocation:
+    """One running invocation, as the loop thread tracks it."""
+
+    __slots__ = ("request_id", "start", "budget", "log", "headers", "init_ms", "tail", "answer", "timer")
+
+    def __init__(self, request_id, start, budget, log, headers, init_ms, tail, answer):
+        self.request_id: str = request_id
+        self.start: float = start  # time.monotonic()
+        self.budget: float = budget  # seconds
+        self.log: InvocationLog = log
+        self.headers: list[tuple[str, str]] = headers
+        self.init_ms: float | None = init_ms  # only on the cold start
+        self.tail: bool = tail
+        self.answer: Pending = answer
+        self.timer: asyncio.TimerHandle | None = None
+
+
 class Runtime:
     def __init__(self, *, env_id: str, exit_delay_seconds: float = 0.0):
         self.env_id = env_id
@@ -121,7 +139,9 @@ class Runtime:
 
     # -- routing -----------------------------------------------------------------------
 
-    async def handle(self, request: Request) -> Response:
+    def handle(self, request: Request) -> Response | Pending | Awaitable[Response]:
+        """Route ``request``. Probes and the warm invoke path answer without a coroutine
+        (a task per request would cost loop iterations); only ``/init`` is one."""
         methods = self.routes.get(request.path)
         if methods is None:
             return error_response(404, "NotFound", f"no route for {request.path}")
@@ -134,7 +154,7 @@ class Runtime:
                 f"{request.method} is not allowed on {request.path} (allowed: {allow})",
                 headers=[("Allow", allow)],
             )
-        return await route(request)
+        return route(request)
 
     # -- Init ----------------------------------------------------------------------------
 
@@ -194,13 +214,13 @@ class Runtime:
             "envId": self.env_id,
         }
 
-    async def healthz(self, request: Request) -> Response:
+    def healthz(self, request: Request) -> Response:
         return json_response(
             200,
             {"status": "ok", "state": self.state, "envId": self.env_id, "initDurationMs": self.init_duration_ms},
         )
 
-    async def readyz(self, request: Request) -> Response:
+    def readyz(self, request: Request) -> Response:
         if self.state == READY:
             return json_response(200, self._ready_body())
         body: dict = {"ready": False, "state": self.state}
@@ -210,7 +230,7 @@ class Runtime:
 
     # -- Invoke ----------------------------------------------------------------------------
 
-    async def invoke(self, request: Request) -> Response:
+    def invoke(self, request: Request) -> Response | Pending:
         request_id = request.header("x-request-id") or new_request_id()
         headers = [("X-Request-Id", request_id), ("X-Env-Id", self.env_id)]
 
@@ -251,12 +271,12 @@ class Runtime:
             event = _parse_event(request.body)
         except BadInvokeRequest as exc:
             return error_response(400, "InvalidRequestContentException", str(exc), headers=headers)
-        # No await between the busy check above and this line.
+        # Nothing runs between the busy check above and this line (no await, one thread).
         self._running = request_id
         tail = (request.header("x-log-type") or "").lower() == "tail"
-        return await self._run(request_id, event, client_context, deadline_ms, tail, headers)
+        return self._run(request_id, event, client_context, deadline_ms, tail, headers)
 
-    async def _run(
+    def _run(
         self,
         request_id: str,
         event: Any,
@@ -264,7 +284,9 @@ class Runtime:
         deadline_ms: float | None,
         tail: bool,
         headers: list[tuple[str, str]],
-    ) -> Response:
+    ) -> Response | Pending:
+        """Start the invocation on the worker; the answer is resolved when the handler
+        finishes or its time is up, whichever comes first."""
         config = self.config
         assert config is not None and self.handler is not None
         start = time.monotonic()
@@ -293,46 +315,68 @@ class Runtime:
         init_ms, self._cold = (self.init_duration_ms if self._cold else None), False
         log = InvocationLog(sys.stdout)
         log.write(report.start_line(request_id, config.function_version))
-        future = self.worker.submit(invoker.invoke, self.handler, event, context, log)
-        future.add_done_callback(lambda _: self._release(request_id))
-        done, _ = await asyncio.wait({future}, timeout=max(0.0, start + budget - time.monotonic()))
+        loop = asyncio.get_running_loop()
+        run = _Invocation(request_id, start, budget, log, headers, init_ms, tail, Pending())
+        # The watchdog: a timer, not a task; cancelled when the handler finishes in time.
+        run.timer = loop.call_later(budget, self._timed_out, run)
+        # Last, so the worker wakes when this loop iteration has little left to do.
+        self.worker.call(invoker.invoke, (self.handler, event, context, log), partial(self._finished, run))
+        return run.answer
 
-        response_close = False
-        after_sent = None
-        if done:
-            outcome: invoker.Outcome = future.result()
-            duration_ms = outcome.duration_ms
-            body = outcome.body
-            if outcome.error_type is not None:
-                headers.append(("X-Function-Error", "Unhandled"))
-            if outcome.exited:
-                self._mark_unhealthy("the handler called sys.exit()")
-                headers.append(("X-Env-Unhealthy", "true"))
-                response_close, after_sent = True, self._exit_after_response
-        else:
-            duration_ms = (time.monotonic() - start) * 1000.0
-            message = report.timeout_line(request_id, budget)
-            log.write(message + "\n")
-            body = json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}).encode()
-            self._mark_unhealthy(f"request {request_id} timed out")
-            headers += [("X-Function-Error", "Unhandled"), ("X-Env-Unhealthy", "true")]
-            response_close, after_sent = True, self._exit_after_response
+    def _finished(self, run: _Invocation, outcome: invoker.Outcome | None, exc: BaseException | None) -> None:
+        """On the loop, when the worker is done with ``run`` (in time or not)."""
+        self._release(run.request_id)
+        if run.answer.done:  # already answered: it timed out
+            return
+        run.timer.cancel()
+        if exc is not None or outcome is None:  # invoker.invoke does not raise; be safe
+            run.answer.resolve(internal_error(exc or RuntimeError("the invocation produced no outcome")))
+            return
+        headers = run.headers
+        response = Response(200, outcome.body, headers)
+        if outcome.error_type is not None:
+            headers.append(("X-Function-Error", "Unhandled"))
+        if outcome.exited:
+            self._mark_unhealthy("the handler called sys.exit()")
+            headers.append(("X-Env-Unhealthy", "true"))
+            response.close, response.after_sent = True, self._exit_after_response
+        self._report(run, outcome.duration_ms, response)
+        run.answer.resolve(response)
 
+    def _timed_out(self, run: _Invocation) -> None:
+        """The watchdog fired before the worker finished: answer now, then recycle."""
+        if run.answer.done:
+            return
+        duration_ms = (time.monotonic() - run.start) * 1000.0
+        message = report.timeout_line(run.request_id, run.budget)
+        run.log.write(message + "\n")
+        body = json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}).encode()
+        self._mark_unhealthy(f"request {run.request_id} timed out")
+        run.headers += [("X-Function-Error", "Unhandled"), ("X-Env-Unhealthy", "true")]
+        response = Response(200, body, run.headers, close=True, after_sent=self._exit_after_response)
+        self._report(run, duration_ms, response)
+        run.answer.resolve(response)
+
+    def _report(self, run: _Invocation, duration_ms: float, response: Response) -> None:
+        """END + REPORT lines (one write), and the metrics headers of an invocation that ran."""
+        config = self.config
+        assert config is not None
         max_memory = report.max_memory_used_mb()
-        log.write(report.end_line(request_id))
-        log.write(report.report_line(request_id, duration_ms, config.memory_mb, max_memory, init_ms))
-        headers += [
+        run.log.write(
+            report.end_line(run.request_id)
+            + report.report_line(run.request_id, duration_ms, config.memory_mb, max_memory, run.init_ms)
+        )
+        response.headers += [
             ("X-Run-Duration-Ms", f"{duration_ms:.3f}"),
             ("X-Billed-Duration-Ms", str(report.billed_ms(duration_ms))),
             ("X-Max-Memory-Used-Mb", str(max_memory)),
             ("X-Memory-Size-Mb", str(config.memory_mb)),
             ("X-Executed-Version", config.function_version),
         ]
-        if init_ms is not None:
-            headers.append(("X-Init-Duration-Ms", f"{init_ms:.3f}"))
-        if tail:
-            headers.append(("X-Log-Result", base64.b64encode(log.tail()).decode()))
-        return Response(200, body, headers, close=response_close, after_sent=after_sent)
+        if run.init_ms is not None:
+            response.headers.append(("X-Init-Duration-Ms", f"{run.init_ms:.3f}"))
+        if run.tail:
+            response.headers.append(("X-Log-Result", base64.b64encode(run.log.tail()).decode()))
 
     def _release(self, request_id: str) -> None:
         if self._running == request_id and self.state != UNHEALTHY:

@@ -27,35 +27,41 @@ class Worker:
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
+    def call(self, fn: Callable[..., Any], args: tuple, on_done: Callable[[Any, BaseException | None], None]) -> None:
+        """Run ``fn(*args)`` on the worker thread, then ``on_done(result, exc)`` on the
+        calling event loop.
+
+        This is the invoke hot path, so it crosses threads exactly twice: one
+        ``SimpleQueue.put`` to wake the worker and one ``call_soon_threadsafe`` to wake
+        the loop, with no ``concurrent.futures`` or future chaining in between.
+        """
+        self._jobs.put((asyncio.get_running_loop(), fn, args, on_done))
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future:
         """Run ``fn(*args)`` on the worker thread; the returned future resolves on the
         calling event loop."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._jobs.put((loop, future, fn, args))
+        future = asyncio.get_running_loop().create_future()
+        self.call(fn, args, lambda result, exc: _settle(future, result, exc))
         return future
 
     def _run(self) -> None:
         while True:
-            loop, future, fn, args = self._jobs.get()
+            loop, fn, args, on_done = self._jobs.get()
             try:
-                result = fn(*args)
-            except BaseException as exc:  # fn should not raise; never let the thread die
-                _resolve(loop, future, None, exc)
-            else:
-                _resolve(loop, future, result, None)
+                result, exc = fn(*args), None
+            except BaseException as error:  # fn should not raise; never let the thread die
+                result, exc = None, error
+            try:
+                loop.call_soon_threadsafe(on_done, result, exc)
+            except RuntimeError:  # loop closed: the process is shutting down
+                pass
+            del loop, fn, args, on_done, result, exc  # don't keep the last job alive while idle
 
 
-def _resolve(loop: asyncio.AbstractEventLoop, future: asyncio.Future, result: Any, exc: BaseException | None) -> None:
-    def settle() -> None:
-        if future.done():
-            return
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-
-    try:
-        loop.call_soon_threadsafe(settle)
-    except RuntimeError:  # loop closed: the process is shutting down
-        pass
+def _settle(future: asyncio.Future, result: Any, exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

@@ -139,3 +139,89 @@ def test_malformed_requests_are_refused_and_closed(runtime, request_bytes, statu
     assert set(json.loads(body)) == {"errorType", "errorMessage"}
     assert headers["connection"] == "close" and closed
     assert runtime.get_json("/healthz")[0] == 200  # the server is fine
+
+
+INVOKE_TWO = b"POST /invoke HTTP/1.1\r\nHost: x\r\nX-Request-Id: seg\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_request_arriving_in_small_segments(runtime):
+    """Head and body may arrive split anywhere (here: a few bytes per send)."""
+    with socket.create_connection((HOST, runtime.port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        request = INVOKE_TWO.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
+        for i in range(0, len(request), 7):
+            sock.sendall(request[i : i + 7])
+        reader = sock.makefile("rb")
+        status, headers, body = read_response(reader)
+    assert status == "HTTP/1.1 200 OK" and headers["x-request-id"] == "seg"
+    assert json.loads(body)["count"] == 1
+
+
+def test_pipelined_requests_split_across_segments(runtime):
+    data = INVOKE_TWO * 3
+    with socket.create_connection((HOST, runtime.port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cut = len(INVOKE_TWO) + 20  # the second request's head is split
+        sock.sendall(data[:cut])
+        sock.sendall(data[cut:])
+        reader = sock.makefile("rb")
+        counts = [json.loads(read_response(reader)[2])["count"] for _ in range(3)]
+    assert counts == [1, 2, 3]
+
+
+def test_empty_lines_before_a_request_and_bare_lf_line_endings(runtime):
+    request = b"\r\n\n" + b"GET /healthz HTTP/1.1\nHost: x\nConnection: close\n\n"
+    responses, closed = raw_exchange(runtime.port, request)
+    assert responses[0][0] == "HTTP/1.1 200 OK" and closed
+
+
+def test_half_closed_client_still_gets_its_answer(start_runtime):
+    """A client may shut down its sending side right after the request (EOF while the
+    handler runs): the answer is still written, then the connection closed."""
+    runtime = start_runtime("basic.slow")
+    body = json.dumps({"seconds": 0.3}).encode()
+    with socket.create_connection((HOST, runtime.port), timeout=10) as sock:
+        sock.sendall(b"POST /invoke HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        sock.shutdown(socket.SHUT_WR)
+        data = _read_until_closed(sock)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(b'{"slept": 0.3}')
+
+
+def test_large_event_arrives_in_many_reads(start_runtime):
+    runtime = start_runtime("basic.echo")
+    event = {"blob": "x" * (3 * 1024 * 1024)}
+    reply = runtime.invoke(event)
+    assert reply.status == 200 and reply.json() == event
+
+
+def test_incomplete_body_then_eof_closes_without_running(runtime):
+    with socket.create_connection((HOST, runtime.port), timeout=10) as sock:
+        sock.sendall(b"POST /invoke HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{}")
+        sock.shutdown(socket.SHUT_WR)
+        assert _read_until_closed(sock) == b""
+    assert runtime.invoke({}).json()["count"] == 1  # the partial request never ran
+
+
+def test_many_pipelined_probes_in_one_segment(runtime):
+    """Thousands of tiny pipelined requests answered in order (no recursion per request)."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    count = 3000
+    with socket.create_connection((HOST, runtime.port), timeout=20) as sock:
+        sock.sendall(request * count + b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+        data = _read_until_closed(sock)
+    assert data.count(b"HTTP/1.1 200 OK\r\n") == count + 1
+
+
+def test_nothing_runs_after_connection_close(runtime):
+    """Requests pipelined after one that asked to close the connection are not run."""
+    close = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    responses, closed = raw_exchange(runtime.port, close + INVOKE_TWO)
+    assert responses[0][0] == "HTTP/1.1 200 OK" and closed
+    assert runtime.invoke({}).json()["count"] == 1  # the pipelined invoke never ran

@@ -362,3 +362,15 @@ def test_deadline_already_passed_does_not_run_the_handler(start_runtime):
     reply = runtime.invoke({})
     assert reply.json()["count"] == 1 and reply.header("X-Init-Duration-Ms") is not None
     assert runtime.invoke({}, headers={"X-Deadline-Ms": "soon"}).status == 400
+
+
+def test_handler_closing_stdout_does_not_break_logging(start_runtime):
+    """The tee standing in for sys.stdout is reused across invocations; a function that
+    closes it must not close the pod's stdout or break the next invocation's capture."""
+    runtime = start_runtime("basic.closes_stdout")
+    for request_id in ("close-1", "close-2"):
+        reply = runtime.invoke({}, headers={"X-Request-Id": request_id, "X-Log-Type": "Tail"})
+        assert reply.status == 200 and reply.json() == "closed"
+        assert f"after close {request_id}" in reply.log_tail().splitlines()
+        runtime.wait_for_line(f"REPORT RequestId: {request_id}")
+    assert "after close close-2" in runtime.stdout

@@ -336,3 +336,16 @@ def test_sigterm_lets_the_running_invocation_finish(start_runtime):
     thread.join(10)
     assert result["reply"].status == 200 and result["reply"].json() == {"slept": 0.5}
     assert runtime.wait_exit() == 0
+
+
+def test_sigterm_with_idle_keep_alive_connections_exits_cleanly(start_runtime):
+    runtime = start_runtime("basic.count")
+    conn = runtime.connection()
+    conn.request("POST", "/invoke", body=b"{}")
+    assert conn.getresponse().read()  # the connection stays open, idle
+    try:
+        runtime.proc.send_signal(signal.SIGTERM)
+        assert runtime.wait_exit() == 0
+    finally:
+        conn.close()
+    assert "Traceback" not in runtime.stderr

@@ -101,3 +101,10 @@ def env(event, context):
 async def async_boom(event, context):
     await asyncio.sleep(0)
     raise LookupError("async failure")
+
+
+def closes_stdout(event, context):
+    """Closes sys.stdout (the runtime's tee), then prints: the pod log must survive."""
+    sys.stdout.close()
+    print(f"after close {context.aws_request_id}")
+    return "closed"
