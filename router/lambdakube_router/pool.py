@@ -26,6 +26,14 @@ environment is never leased again, and is retired when it is released or found i
 (``reap``, or a lease that pops it). When the pool closes, provisioned environments go
 back through the backend's optional ``release(handle)`` instead of ``stop`` (the
 kubernetes backend's provisioned pods are the operator's to keep).
+
+Spec changes: environments of the old spec are never leased again once the pool has the
+new spec (new invocations run the new code: on-demand cold starts until provisioned
+environments of the new spec are up), and ``provisionedConcurrency`` counts only
+environments of the current spec. Healthy provisioned environments of the old spec go
+back through ``release`` too, not ``stop``: on kubernetes the operator rolls provisioned
+pods surge-first (new pods first, then it labels the old ones draining), so the router
+deleting them itself would shrink the function before the new pods are Ready.
 """
 
 from __future__ import annotations
@@ -72,6 +80,8 @@ class Environment:
     idle_since: float = 0.0
     invocations: int = 0
     leased: bool = False
+    #: Released unhealthy: stopped, never handed back to the backend's owner.
+    broken: bool = False
     #: The router's connection to this env (runtime_client.EnvConnection), closed on stop.
     conn: Any = field(default=None, repr=False)
 
@@ -246,6 +256,7 @@ class Pool:
         env.invocations += 1
         if not healthy:
             self.stats.retired_unhealthy += 1
+            env.broken = True
         if (not healthy or self._closed or env.generation != self.generation
                 or self._excess_provisioned(env) or self._draining(env)):
             self._retire(env)
@@ -377,8 +388,10 @@ class Pool:
         if env.conn is not None:
             env.conn.close()
         release = getattr(self.backend, "release", None)
+        hand_back = (env.provisioned and not env.broken and release is not None
+                     and (self._closed or env.generation != self.generation))
         try:
-            if env.handle is not None and self._closed and env.provisioned and release is not None:
+            if env.handle is not None and hand_back:
                 await release(env.handle)
             elif env.handle is not None:
                 await self.backend.stop(env.handle)
@@ -391,10 +404,13 @@ class Pool:
     # -- provisioned concurrency -------------------------------------------------------
 
     def _live_provisioned(self) -> int:
+        """Provisioned envs of the current spec (an old one still busy is not counted:
+        it is retired when released, and its replacement should start now)."""
         return sum(
             1
             for e in self.envs.values()
-            if e.provisioned and e.state in (EnvState.STARTING, EnvState.IDLE, EnvState.BUSY)
+            if e.provisioned and e.generation == self.generation
+            and e.state in (EnvState.STARTING, EnvState.IDLE, EnvState.BUSY)
         )
 
     def _excess_provisioned(self, env: Environment) -> bool:

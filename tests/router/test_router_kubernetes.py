@@ -526,3 +526,79 @@ async def test_pool_skips_draining_environments_and_releases_provisioned_on_clos
     await pool.close()
     # the provisioned env that replaced the drained one goes back, not stopped
     assert backend.released and not set(backend.released) & set(backend.stopped)
+
+
+async def test_rollout_is_surge_first_and_old_provisioned_pods_never_serve_new_requests(
+        start_operator, namespace, crds, kubelet, aiohttp_client, tmp_path):
+    """A spec change with provisionedConcurrency 2, the operator in-process: the router
+    stops leasing the old-hash provisioned environments at once (every request after it
+    saw the new spec runs the new code: on-demand until new provisioned pods are claimed)
+    but does not delete those pods itself: it gives them back, the operator creates the
+    new ones first and labels the old ones draining once the new ones are Ready; only a
+    draining pod is ever deleted. The function ends with exactly 2 new-hash provisioned
+    pods and no old one."""
+    from lambdakube_router import keys
+
+    start_operator()
+    cp = kubelet.cp
+    kubelet.auto()
+    doc = function("roll", HELLO, namespace=namespace, provisionedConcurrency=2)
+    router = await make_router(aiohttp_client, tmp_path, cp, namespace, doc,
+                               image=TEST_CONFIG.runtime_image, drain_poll_interval=0.1)
+    pool = router.pool("roll", namespace)
+    await router.eventually(lambda: pool.counts()["idle"] == 2, timeout=30, interval=0.05)
+    old = {p["metadata"]["name"] for p in await kubelet.pods("lambdakube.dev/function=roll")}
+    assert len(old) == 2
+
+    # Every pod delete by the router's backend, with the pod's labels at that moment.
+    backend = pool.backend
+    deletes: list[tuple[str, dict | None]] = []
+    real_delete = backend._delete
+
+    async def spy_delete(ns: str, name: str) -> None:
+        def read():
+            try:
+                return kubelet.core.read_namespaced_pod(name, ns).metadata.labels or {}
+            except Exception:  # noqa: BLE001 - gone already
+                return None
+        deletes.append((name, await asyncio.to_thread(read)))
+        await real_delete(ns, name)
+
+    backend._delete = spy_delete
+
+    changed = function("roll", HELLO, namespace=namespace, provisionedConcurrency=2, env={"V": "2"})
+    new_hash = spec_hash(FunctionSpec.model_validate(changed["spec"]))
+    await kubectl(cp, "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(changed))
+    router.app[keys.ENGINE].apply(snapshot(changed))  # from here on: the new code only
+
+    async def provisioned_by_hash() -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for p in await kubelet.pods(f"lambdakube.dev/function=roll,{labels.ROLE}={labels.ROLE_PROVISIONED}"):
+            out.setdefault(p["metadata"]["labels"][labels.SPEC_HASH], set()).add(p["metadata"]["name"])
+        return out
+
+    served: list[tuple[str, str]] = []
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        results = await asyncio.gather(*(router.invoke_json("roll", {"name": "r"}) for _ in range(2)))
+        for status, headers, body in results:
+            assert status == 200, body
+            assert body["env"] not in old, f"an old-hash environment served after the update: {body}"
+            served.append((body["env"], headers["X-Environment-Source"]))
+        by_hash = await provisioned_by_hash()
+        leftovers = {p["metadata"]["name"] for p in await kubelet.pods("lambdakube.dev/function=roll")} & old
+        if set(by_hash) == {new_hash} and len(by_hash[new_hash]) == 2 and not leftovers:
+            break
+        assert asyncio.get_running_loop().time() < deadline, (by_hash, leftovers)
+        await asyncio.sleep(0.1)
+
+    # The router never deleted a serving provisioned pod: old ones only once draining.
+    for name, pod_labels in deletes:
+        if name in old and pod_labels is not None:
+            assert pod_labels.get(labels.DRAINING) == "true", (name, pod_labels)
+    # ... and it now serves from the new provisioned pods.
+    fresh = (await provisioned_by_hash())[new_hash]
+    await router.eventually(lambda: {e.env_id for e in pool.envs.values() if e.provisioned} == fresh,
+                            timeout=30, interval=0.05)
+    status, headers, body = await router.invoke_json("roll", {"name": "p"})
+    assert status == 200 and body["env"] in fresh and headers["X-Environment-Source"] == "provisioned"

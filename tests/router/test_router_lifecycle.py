@@ -190,3 +190,58 @@ async def test_cancelled_while_waiting_for_cold_start(make_router):
     await router.eventually(lambda: router.pool("fn").counts()["idle"] == 1)  # start completes
     status, h, _ = await router.invoke_json("fn", {})
     assert status == 200 and h["X-Cold-Start"] == "true"  # first use of that env
+
+
+INLINE_DIR = """
+import os
+
+def handler(event, context):
+    return {"dir": os.path.dirname(os.path.abspath(__file__)), "pid": os.getpid()}
+"""
+
+
+async def test_local_backend_removes_environment_temp_dirs_even_after_sigkill(tmp_path):
+    """Each local environment gets its own TMPDIR in the backend's private directory
+    (the runtime writes inline code there): removed when the backend stops the
+    environment, whichever signal that took (here: SIGKILLed behind its back, and a
+    stopped process that ignores SIGTERM until the grace runs out), and the whole
+    directory on close, including environments that died unnoticed."""
+    from lambdakube.models import FunctionSpec
+    from lambdakube_router.backends.base import FunctionRef
+    from lambdakube_router.backends.local import LocalBackend
+
+    backend = LocalBackend(stop_grace=0.3, log_dir=tmp_path / "logs")
+    fn = FunctionRef("default", "tmpdirs")
+    spec = FunctionSpec.model_validate(function("tmpdirs", INLINE_DIR)["spec"])
+    try:
+        handles = [await backend.start(fn, spec, f"tmpdirs-{i}", False) for i in range(3)]
+        root = backend._root
+        assert root is not None and root.name.startswith("lambdakube-envs-")
+        session = backend._http()
+        dirs, pids = [], []
+        for h in handles:
+            async with session.post(f"http://{h.address}/invoke", json={}) as resp:
+                body = await resp.json()
+            assert resp.status == 200, body
+            code_dir = body["dir"]
+            # the runtime's inline-code dir is inside this environment's own TMPDIR
+            assert os.path.dirname(code_dir) == str(root / f"{h.env_id}.tmp"), code_dir
+            assert os.path.isdir(code_dir)
+            dirs.append(code_dir)
+            pids.append(body["pid"])
+
+        os.kill(pids[0], signal.SIGKILL)  # died without cleaning up; then stopped
+        await asyncio.sleep(0.2)
+        assert os.path.isdir(dirs[0])  # the runtime could not remove it
+        await backend.stop(handles[0])
+        assert not os.path.exists(os.path.dirname(dirs[0]))
+
+        os.kill(pids[1], signal.SIGSTOP)  # SIGTERM cannot act: stop has to SIGKILL it
+        await backend.stop(handles[1])
+        assert not os.path.exists(os.path.dirname(dirs[1]))
+
+        os.kill(pids[2], signal.SIGKILL)  # never stopped: close cleans up
+    finally:
+        await backend.close()
+    assert not root.exists()
+    assert not any(os.path.exists(d) for d in dirs)

@@ -261,6 +261,69 @@ async def test_spec_change_drains_old_envs():
     await pool.close()
 
 
+class ReleasingBackend(FakeBackend):
+    """A backend whose provisioned environments belong to someone else (kubernetes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released: list[str] = []
+
+    async def release(self, handle):
+        self.released.append(handle.env_id)
+
+
+async def test_spec_change_releases_old_provisioned_envs_and_never_leases_them():
+    """Old-spec provisioned envs go back to their owner (``release``: on kubernetes the
+    operator drains them after its new pods are Ready), idle ones at once, busy ones when
+    their request ends; unhealthy ones are stopped. New invocations never get an old
+    env, and the provisioned target counts only envs of the new spec: its replacements
+    start at once even while an old one is still busy."""
+    backend = ReleasingBackend()
+    pool = make_pool(spec(provisionedConcurrency=2), backend)
+    pool.ensure_provisioned()
+    await settle()
+    busy = await pool.lease(1)
+    broken = await pool.lease(1)
+    assert busy.env.provisioned and broken.env.provisioned
+    old = {busy.env.env_id, broken.env.env_id}
+    pool.release(broken.env)  # idle again (old spec not seen yet)
+    backend.auto = False  # new provisioned envs stay starting until a gate opens
+    pool.update_spec(spec(provisionedConcurrency=2, env={"X": "1"}))
+    await settle()
+    assert broken.env.env_id in backend.released and broken.env.env_id not in backend.stopped
+    assert pool._live_provisioned() == 2 and len(backend.gates) == 2  # busy one not counted
+    # Until a new provisioned env is up, requests get new on-demand envs, never old ones.
+    lease = await asyncio.wait_for(_lease_opening_gate(pool, backend), 5)
+    assert lease.env.generation == 1 and lease.env.env_id not in old
+    pool.release(busy.env)
+    await settle()
+    assert set(backend.released) == old and not set(backend.stopped) & old
+    pool.release(lease.env, healthy=False)
+    await settle()
+    assert lease.env.env_id in backend.stopped
+    await pool.close()
+
+
+async def test_spec_change_stops_unhealthy_old_provisioned_envs():
+    backend = ReleasingBackend()
+    pool = make_pool(spec(provisionedConcurrency=1), backend)
+    pool.ensure_provisioned()
+    await settle()
+    lease = await pool.lease(1)
+    pool.update_spec(spec(provisionedConcurrency=1, env={"X": "1"}))
+    pool.release(lease.env, healthy=False)
+    await settle()
+    assert lease.env.env_id in backend.stopped and lease.env.env_id not in backend.released
+    await pool.close()
+
+
+async def _lease_opening_gate(pool, backend):
+    task = asyncio.ensure_future(pool.lease(5))
+    await settle()
+    backend.open_gate()  # whichever start is first: a new provisioned or the on-demand one
+    return await task
+
+
 async def test_close_fails_waiters_and_stops_envs():
     backend = FakeBackend(auto=False)
     pool = make_pool(backend=backend)

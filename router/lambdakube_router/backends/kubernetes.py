@@ -27,6 +27,13 @@ The backend lists such pods in the namespaces it has environments in, every
 ``drain_poll_interval`` seconds, and answers ``is_draining(handle)`` from that set; the
 pool stops leasing those environments and stops them once idle.
 
+Rollouts (surge first): after a spec change the pool ``release``s its provisioned pods
+of the old spec instead of stopping them. The router never deletes a provisioned pod the
+operator still counts on: it forgets the claim and remembers the pod as *released*; the
+operator creates the new pods, and labels the old ones draining once enough new ones are
+Ready. A released pod seen draining is deleted by the router at once (nobody here uses
+it; draining pods are the router's to delete, the operator's deadline is a backstop).
+
 Why the synchronous ``kubernetes`` client in a thread: ``kubernetes_asyncio`` is not a
 dependency, and a cold start makes a handful of API calls, far from the hot path.
 
@@ -183,6 +190,9 @@ class KubernetesBackend:
         self._claimed: set[tuple[str, str]] = set()
         #: Pods the operator labelled draining (refreshed by ``_drain_loop``).
         self._draining: set[tuple[str, str]] = set()
+        #: Provisioned pods given back (``release``) while the router runs: deleted once
+        #: the operator labels them draining (``refresh_draining``).
+        self._released: set[tuple[str, str]] = set()
         #: Code ConfigMaps known to exist.
         self._configmaps: set[tuple[str, str]] = set()
         self._drain_task: asyncio.Task | None = None
@@ -262,6 +272,7 @@ class KubernetesBackend:
             return
         if where.role == labels.ROLE_PROVISIONED:
             self._claimed.discard(where.key)
+            self._released.add(where.key)  # the drain loop runs: ``start`` claimed it
         else:  # only provisioned pods are kept by someone else
             await self._delete(where.namespace, where.name)
 
@@ -274,6 +285,7 @@ class KubernetesBackend:
         await asyncio.gather(*(self._delete(p.namespace, p.name) for p in owned),
                              return_exceptions=True)
         self._pods.clear()
+        self._released.clear()
         if self._session is not None:
             await self._session.close()
         await self._call(self.api.close)
@@ -514,9 +526,10 @@ class KubernetesBackend:
             await asyncio.sleep(self.drain_poll_interval)
 
     async def refresh_draining(self) -> None:
-        """Re-read which of the namespaces' pods are labelled draining."""
+        """Re-read which of the namespaces' pods are labelled draining; delete the
+        released provisioned pods among them."""
         draining: set[tuple[str, str]] = set()
-        for ns in sorted({p.namespace for p in self._pods.values()}):
+        for ns in sorted({p.namespace for p in self._pods.values()} | {k[0] for k in self._released}):
             try:
                 pods = await self._list_pods(ns, f"{labels.DRAINING}=true")
             except Exception as exc:  # noqa: BLE001 - keep the last view; next round retries
@@ -525,6 +538,27 @@ class KubernetesBackend:
                 continue
             draining |= {(ns, _meta(p)["name"]) for p in pods}
         self._draining = draining
+        await self._delete_released()
+
+    async def _delete_released(self) -> None:
+        """Delete released pods the operator labelled draining; forget those that are gone."""
+        if not self._released:
+            return
+        done = self._released & self._draining
+        for ns in sorted({k[0] for k in self._released - done}):
+            try:
+                pods = await self._list_pods(ns, f"{labels.ROLE}={labels.ROLE_PROVISIONED}")
+            except Exception as exc:  # noqa: BLE001 - next round retries
+                log.debug("listing provisioned pods of %s failed: %s", ns, exc)
+                continue
+            present = {(ns, _meta(p)["name"]) for p in pods if not _meta(p).get("deletionTimestamp")}
+            self._released -= {k for k in self._released if k[0] == ns and k not in present and k not in done}
+        if not done:
+            return
+        self._released -= done
+        for ns, name in sorted(done):
+            if (ns, name) not in self._claimed:  # never a pod this router uses
+                await self._delete(ns, name)
 
     # -- helpers ------------------------------------------------------------------------
 

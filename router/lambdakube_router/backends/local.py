@@ -17,6 +17,14 @@ A log file per environment (``<log dir>/<env id>.log``) costs the router nothing
 hot path, is readable while debugging ``lambdakube dev``, and its tail goes into start
 errors. It is removed when the environment stops.
 
+Temporary files: each environment gets its own ``TMPDIR`` (``<env id>.tmp`` in a private
+directory the backend creates, ``lambdakube-envs-*``, which also holds the log files
+unless ``log_dir`` is given). The runtime cleans up its own temporary files on a normal
+exit, but not when it has to be killed (SIGKILL after ``stop_grace``, a crash): the
+backend removes the environment's directory whenever it stops one, and the whole
+private directory on ``close``. A ``TMPDIR`` in ``extra_env`` or the function's
+``spec.env`` wins (then it is not cleaned up here).
+
 Pre-warmed generic environments (``generic_pool_size`` > 0, see ``generic_pool``): the
 backend keeps that many runtimes started *without* a function. ``start`` for an
 on-demand cold start takes one and specialises it with ``POST /init`` (the function's
@@ -130,6 +138,8 @@ class LocalProcess:
     log_path: Path
     address: str = ""  # host:port once listening
     source: str = SOURCE_FRESH
+    #: The environment's TMPDIR (removed when it stops).
+    tmp_dir: Path | None = None
 
     def alive(self) -> bool:
         return self.proc.returncode is None
@@ -175,9 +185,11 @@ class LocalBackend:
         self._session = session
         self._own_session = session is None
         self._procs: dict[str, LocalProcess] = {}
-        #: Environment output files; a temporary directory (removed on close) by default.
+        #: Environment output files; the private directory (removed on close) by default.
         self._logs = Path(log_dir) if log_dir else None
-        self._own_logs = False
+        #: Private directory (``lambdakube-envs-*``, created on first use, removed on
+        #: close): environments' TMPDIRs, and the log files unless ``log_dir`` is given.
+        self._root: Path | None = None
         self._pythonpath = runtime_pythonpath()
         #: Spare generic runtimes (None when disabled); filled by ``prewarm``/first start.
         self.generic_pool: GenericPool[LocalProcess] | None = (
@@ -291,9 +303,12 @@ class LocalBackend:
     async def _spawn(self, env_id: str, variables: dict[str, str]) -> LocalProcess:
         """Start ``python -m lambdakube_runtime`` and return it listening (``address`` set).
         Both paths (fresh and generic) use it; the process is killed if this fails."""
+        tmp_dir = self._root_dir() / f"{env_id}.tmp"
+        tmp_dir.mkdir(mode=0o700)
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/tmp"),
+            "TMPDIR": str(tmp_dir),
             "PYTHONPATH": self._pythonpath,
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
@@ -301,16 +316,20 @@ class LocalBackend:
             **variables,
         }
         log_path = self._log_dir() / f"{env_id}.log"
-        with open(log_path, "wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                self.python, "-m", "lambdakube_runtime", "--host", "127.0.0.1", "--port", "0",
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # a Ctrl-C in `lambdakube dev` reaches the router only
-            )
-        lp = LocalProcess(proc, env_id, log_path)
+        try:
+            with open(log_path, "wb") as out:
+                proc = await asyncio.create_subprocess_exec(
+                    self.python, "-m", "lambdakube_runtime", "--host", "127.0.0.1", "--port", "0",
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=asyncio.subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,  # a Ctrl-C in `lambdakube dev` reaches the router only
+                )
+        except BaseException:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise
+        lp = LocalProcess(proc, env_id, log_path, tmp_dir=tmp_dir)
         self._procs[env_id] = lp
         try:
             port = await self._read_port(lp)
@@ -320,10 +339,14 @@ class LocalBackend:
         lp.address = f"127.0.0.1:{port}"
         return lp
 
+    def _root_dir(self) -> Path:
+        if self._root is None or not self._root.is_dir():
+            self._root = Path(tempfile.mkdtemp(prefix="lambdakube-envs-"))
+        return self._root
+
     def _log_dir(self) -> Path:
         if self._logs is None:
-            self._logs = Path(tempfile.mkdtemp(prefix="lambdakube-envs-"))
-            self._own_logs = True
+            return self._root_dir()
         self._logs.mkdir(parents=True, exist_ok=True)
         return self._logs
 
@@ -386,6 +409,8 @@ class LocalBackend:
                 await proc.wait()
         with contextlib.suppress(OSError):
             lp.log_path.unlink()
+        if lp.tmp_dir is not None:
+            shutil.rmtree(lp.tmp_dir, ignore_errors=True)
 
     async def close(self) -> None:
         if self.generic_pool is not None:
@@ -394,8 +419,9 @@ class LocalBackend:
                              return_exceptions=True)
         if self._session is not None and self._own_session:
             await self._session.close()
-        if self._own_logs and self._logs is not None:
-            shutil.rmtree(self._logs, ignore_errors=True)
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
 
 
 def _json(body: bytes) -> dict:
