@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from lambdakube.models import FunctionSpec
-from lambdakube_operator.planning import Timing
+from lambdakube_operator.planning import EXITED, NOT_READY, Timing
 from lambdakube.resources import code_configmap_name, environment_pod, labels, new_env_id, spec_hash
 from tests.operator.conftest import TEST_CONFIG, eventually, function
 
@@ -286,19 +286,28 @@ def test_init_failure_is_reported(kube, operator):
     assert "initError" not in kube.fn("hello")["status"]
 
 
-def test_orphan_hygiene_deletes_failed_and_never_ready_pods(kube, start_operator):
-    """Sets a pod's phase to Failed by hand (no kubelet). The start deadline is 1 s."""
+def test_orphan_hygiene_deletes_never_ready_pods(kube, start_operator):
+    """A pod that never turns Ready within the start deadline (1 s here) is deleted."""
     start_operator(timing=Timing(start_deadline=1.0, drain_grace=0.0))
     kube.apply(function("hello"))
     eventually(lambda: kube.condition("hello", "Ready"))
     stuck = on_demand_pod(kube, "hello")["metadata"]["name"]
     eventually(lambda: stuck not in names(kube.pods("hello", include_terminating=True)))
+    events = eventually(lambda: [e for e in kube.events("hello") if e["reason"] == "EnvironmentsDeleted"])
+    assert any(NOT_READY in e["message"] for e in events)
+
+
+def test_orphan_hygiene_deletes_exited_pods(kube, operator):
+    """Sets a pod's phase to Failed by hand (no kubelet). The start deadline is long
+    (120 s), so the pod can only be deleted because its process ended."""
+    kube.apply(function("hello"))
+    eventually(lambda: kube.condition("hello", "Ready"))
     crashed = on_demand_pod(kube, "hello")["metadata"]["name"]
     kube.cp.kubectl("patch", "pod", crashed, "-n", kube.ns, "--subresource=status", "--type=merge",
                     "-p", json.dumps({"status": {"phase": "Failed"}}))
     eventually(lambda: crashed not in names(kube.pods("hello", include_terminating=True)))
     events = eventually(lambda: [e for e in kube.events("hello") if e["reason"] == "EnvironmentsDeleted"])
-    assert any("not-ready" in e["message"] for e in events)
+    assert any(EXITED in e["message"] for e in events)
 
 
 def test_router_activity_fields_are_left_alone(kube, operator):
