@@ -39,6 +39,13 @@ NOT_FOUND = "not_found"
 
 _JSON = "application/json"
 
+#: Runtime response headers copied into the API answer (runtime name -> API name).
+_PASSED_THROUGH = (
+    ("x-log-result", "X-Amz-Log-Result"),
+    ("x-run-duration-ms", "X-Run-Duration-Ms"),
+    ("x-billed-duration-ms", "X-Billed-Duration-Ms"),
+    ("x-max-memory-used-mb", "X-Max-Memory-Used-Mb"),
+)
 
 @dataclass(slots=True)
 class InvokeResult:
@@ -301,14 +308,10 @@ class Engine:
             fn_error = rh.get("x-function-error")
             if fn_error:
                 h["X-Amz-Function-Error"] = fn_error
-            if "x-log-result" in rh:
-                h["X-Amz-Log-Result"] = rh["x-log-result"]
-            if "x-run-duration-ms" in rh:
-                h["X-Run-Duration-Ms"] = rh["x-run-duration-ms"]
-            if "x-billed-duration-ms" in rh:
-                h["X-Billed-Duration-Ms"] = rh["x-billed-duration-ms"]
-            if "x-max-memory-used-mb" in rh:
-                h["X-Max-Memory-Used-Mb"] = rh["x-max-memory-used-mb"]
+            for runtime_name, api_name in _PASSED_THROUGH:
+                value = rh.get(runtime_name)
+                if value is not None:
+                    h[api_name] = value
             ctype = rh.get("content-type", _JSON)
             return InvokeResult(200, resp.body, h, FUNCTION_ERROR if fn_error else SUCCESS,
                                 content_type=ctype), healthy

@@ -121,6 +121,11 @@ class EnvConnection:
         self._proto: _Protocol | None = None
         self._busy = False
         self._host_header = f"Host: {host}:{port}\r\n".encode()
+        #: The loop of the current connection. Why cached: in Python 3.11 every
+        #: ``asyncio.get_running_loop()`` costs a ``getpid`` syscall.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: path -> request head up to the Content-Length value (static per connection).
+        self._prefixes: dict[str, bytes] = {}
 
     @classmethod
     def for_address(cls, address: str) -> EnvConnection:
@@ -138,7 +143,14 @@ class EnvConnection:
         except OSError as exc:
             raise EnvironmentGone(f"cannot connect to the environment at {self.host}:{self.port}: {exc}") from exc
         self._proto = proto
+        self._loop = loop
         return proto
+
+    def _prefix(self, path: str) -> bytes:
+        prefix = self._prefixes[path] = (
+            b"POST " + path.encode() + b" HTTP/1.1\r\n" + self._host_header
+            + b"Content-Type: application/json\r\nContent-Length: ")
+        return prefix
 
     async def request(
         self, path: str, body: bytes, headers: list[tuple[str, str]], timeout: float
@@ -146,29 +158,26 @@ class EnvConnection:
         """POST ``body`` to ``path``; raises EnvironmentGone or TimeoutError (then closed)."""
         assert not self._busy, "two requests on one environment connection"
         self._busy = True
-        loop = asyncio.get_running_loop()
         timer = None
         try:
             proto = self._proto
             if proto is None or proto.transport is None or proto.transport.is_closing():
                 async with asyncio.timeout(timeout):
                     proto = await self._connect()
+            loop = self._loop
             # one timer per request: cheaper than asyncio.timeout on the hot path
             fut = loop.create_future()
             timer = loop.call_later(timeout, _expire, fut, timeout)
-            head = [b"POST ", path.encode(), b" HTTP/1.1\r\n", self._host_header,
-                    b"Content-Type: application/json\r\nContent-Length: ",
-                    str(len(body)).encode(), b"\r\n"]
-            for name, value in headers:
-                head.append(f"{name}: {value}\r\n".encode("latin-1"))
-            head.append(b"\r\n")
+            # the static part of the head is built once per path; the rest in one format
+            head = b"%s%d\r\n%s\r\n" % (
+                self._prefixes.get(path) or self._prefix(path), len(body),
+                "".join([f"{name}: {value}\r\n" for name, value in headers]).encode("latin-1"))
             proto.waiter = fut
             if len(body) <= _COPY_LIMIT:
                 # one send() for head + body: on loopback each send costs a wakeup
-                head.append(body)
-                proto.transport.write(b"".join(head))
+                proto.transport.write(head + body)
             else:
-                proto.transport.writelines((b"".join(head), body))
+                proto.transport.writelines((head, body))
             resp = await fut
             if resp.headers.get("connection", "").lower() == "close":
                 self.close()
