@@ -47,6 +47,7 @@ _PASSED_THROUGH = (
     ("x-max-memory-used-mb", "X-Max-Memory-Used-Mb"),
 )
 
+
 @dataclass(slots=True)
 class InvokeResult:
     status: int
