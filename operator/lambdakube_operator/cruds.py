@@ -18,7 +18,6 @@ import json
 import logging
 from collections.abc import Mapping
 
-import kubernetes
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
@@ -31,20 +30,6 @@ log = logging.getLogger(__name__)
 REQUEST_TIMEOUT = (5, 30)  # connect, read (seconds)
 FUNCTIONS = "functions"
 QUOTAS = "concurrencyquotas"
-
-
-def api_client(kubeconfig: str | None = None) -> ApiClient:
-    """A client for ``kubeconfig``; without one: in-cluster, then $KUBECONFIG/~/.kube/config."""
-    config = kubernetes.client.Configuration()
-    if kubeconfig:
-        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=config)
-    else:
-        try:
-            kubernetes.config.load_incluster_config(client_configuration=config)
-        except kubernetes.config.ConfigException:
-            kubernetes.config.load_kube_config(client_configuration=config)
-    config.connection_pool_maxsize = 32
-    return ApiClient(config)
 
 
 def _json(resp) -> dict:

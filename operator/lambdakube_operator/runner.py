@@ -12,7 +12,9 @@ import threading
 
 import kopf
 
-from .cruds import Cruds, api_client
+from lambdakube.kubeclient import api_client
+
+from .cruds import Cruds
 from .handlers import build_registry
 from .reconcile import Reconciler
 from .settings import OperatorConfig

@@ -90,17 +90,12 @@ class KubernetesSource:
 
     def __init__(self, *, kubeconfig: str | None = None, namespace: str | None = None,
                  api_client=None, watch_timeout: int = 60, retry_delay: float = 2.0) -> None:
-        from kubernetes import client, config  # noqa: PLC0415
+        from kubernetes import client  # noqa: PLC0415
+
+        from lambdakube import kubeclient  # noqa: PLC0415
 
         if api_client is None:
-            if kubeconfig:
-                api_client = config.new_client_from_config(config_file=str(kubeconfig))
-            else:
-                try:
-                    config.load_incluster_config()
-                except config.ConfigException:
-                    config.load_kube_config()
-                api_client = client.ApiClient()
+            api_client = kubeclient.api_client(kubeconfig)
         self.api = client.CustomObjectsApi(api_client)
         self.namespace = namespace  # None: all namespaces
         self.watch_timeout = watch_timeout

@@ -102,7 +102,7 @@ class Kube:
     def __init__(self, control_plane, namespace: str) -> None:
         from kubernetes.client import CoreV1Api, CustomObjectsApi
 
-        from lambdakube_operator.cruds import api_client
+        from lambdakube.kubeclient import api_client
 
         self.cp = control_plane
         self.ns = namespace
