@@ -37,7 +37,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MAX_HEADER_BYTES = 16 * 1024

@@ -73,6 +73,7 @@ from lambdakube_router.backends.local import (
     SOURCE_GENERIC,
     init_body,
     init_error_message,
+    json_object,
     needs_fresh_process,
 )
 
@@ -142,14 +143,6 @@ def _oldest_first(pods: list[dict]) -> list[dict]:
     return sorted(pods, key=lambda p: (_meta(p).get("creationTimestamp") or "", _meta(p).get("name")))
 
 
-def _json(body: bytes) -> dict:
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _init_seconds(info: dict) -> float:
     try:
         return float(info.get("initDurationMs") or 0) / 1000
@@ -162,17 +155,12 @@ class KubernetesBackend:
                  api_client=None, poll_interval: float = 0.05, max_poll_interval: float = 0.5,
                  delete_grace_seconds: int | None = 0, claim_generic: bool = True,
                  drain_poll_interval: float = 1.0) -> None:
-        from kubernetes import client, config  # noqa: PLC0415
+        from kubernetes import client  # noqa: PLC0415
+
+        from lambdakube import kubeclient  # noqa: PLC0415
 
         if api_client is None:
-            if kubeconfig:
-                api_client = config.new_client_from_config(config_file=str(kubeconfig))
-            else:
-                try:
-                    config.load_incluster_config()
-                except config.ConfigException:
-                    config.load_kube_config()
-                api_client = client.ApiClient()
+            api_client = kubeclient.api_client(kubeconfig)
         self.api = api_client
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
@@ -418,8 +406,8 @@ class KubernetesBackend:
             if status == 200:
                 ok = True
                 return EnvironmentHandle(address=address, env_id=name,
-                                         init_duration=_init_seconds(_json(body)), private=where)
-            info = _json(body)
+                                         init_duration=_init_seconds(json_object(body)), private=where)
+            info = json_object(body)
             if status == 500 and "error" in info:
                 message = init_error_message(fn, info)
                 await self._annotate_init_error(fn.namespace, name, message)
@@ -569,7 +557,7 @@ class KubernetesBackend:
                 status = resp.status
         except (aiohttp.ClientError, asyncio.TimeoutError):
             return 0, {}
-        return status, _json(body)
+        return status, json_object(body)
 
     async def _annotate_init_error(self, namespace: str, name: str, message: str) -> None:
         patch = {"metadata": {"annotations": {labels.INIT_ERROR: message[:4000]}}}

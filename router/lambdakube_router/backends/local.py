@@ -283,7 +283,7 @@ class LocalBackend:
                 pool.record("specialised")
                 return EnvironmentHandle(address=lp.address, env_id=lp.env_id,
                                          init_duration=_init_seconds(body), private=lp)
-            info = _json(body)
+            info = json_object(body)
             if status == 500 and "error" in info:
                 pool.record("init_error")
                 raise EnvironmentStartError(init_error_message(fn, info))
@@ -384,7 +384,7 @@ class LocalBackend:
             if status == 200:
                 return _init_seconds(body)
             if status == 503 or status == 502:
-                info = _json(body)
+                info = json_object(body)
                 if info.get("state") == "init_failed" or status == 502:
                     raise EnvironmentStartError(init_error_message(fn, info))
             await asyncio.sleep(delay)
@@ -424,7 +424,8 @@ class LocalBackend:
             self._root = None
 
 
-def _json(body: bytes) -> dict:
+def json_object(body: bytes) -> dict:
+    """A runtime's JSON answer as a dict; anything else (broken, not an object) as {}."""
     try:
         value = json.loads(body)
     except ValueError:
@@ -434,7 +435,7 @@ def _json(body: bytes) -> dict:
 
 def _init_seconds(body: bytes) -> float:
     try:
-        return float(_json(body).get("initDurationMs") or 0) / 1000
+        return float(json_object(body).get("initDurationMs") or 0) / 1000
     except (TypeError, ValueError):
         return 0.0
 
