@@ -19,7 +19,6 @@ from tests.chart.test_render import OPERATOR_RULES, ROUTER_RULES
 
 pytestmark = pytest.mark.cluster
 
-CRDS = CHART / "crds"
 
 # A stand-in for prometheus-operator's CRD, so a ServiceMonitor can be applied.
 SERVICEMONITOR_CRD = {
@@ -191,11 +190,10 @@ class Rbac:
 
 @pytest.fixture(scope="module")
 def crds(control_plane):
-    control_plane.kubectl("apply", "--server-side", "-f", str(CRDS))
+    control_plane.install_crds()
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(SERVICEMONITOR_CRD))
-    for name in ("functions.lambdakube.dev", "concurrencyquotas.lambdakube.dev",
-                 "servicemonitors.monitoring.coreos.com"):
-        control_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=30s")
+    control_plane.kubectl("wait", "--for=condition=Established",
+                          "crd/servicemonitors.monitoring.coreos.com", "--timeout=30s")
     return control_plane
 
 

@@ -53,6 +53,7 @@ class ControlPlane:
     api_port: int = 0
     kubeconfig: Path = field(init=False)
     _procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list, init=False)
+    _crds_installed: bool = field(default=False, init=False)
 
     @property
     def server(self) -> str:
@@ -66,6 +67,21 @@ class ControlPlane:
         return subprocess.run(
             cmd + list(args), input=input, text=True, capture_output=True, check=check, timeout=60
         )
+
+    def install_crds(self) -> None:
+        """Our CRDs (crds/), installed once per control plane and Established.
+
+        Server-side apply with forced conflicts, so it is the same operation whichever
+        test module asks first; the session-scoped control plane keeps them after that.
+        """
+        if self._crds_installed:
+            return
+        from lambdakube import crdgen  # noqa: PLC0415 - keeps `python -m` of this file light
+
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crdgen.CRD_DIR))
+        names = [f"crd/{build()['metadata']['name']}" for build in crdgen.ALL.values()]
+        self.kubectl("wait", "--for=condition=Established", "--timeout=30s", *names)
+        self._crds_installed = True
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -95,7 +111,7 @@ class ControlPlane:
         self._spawn("kube-apiserver", [
             str(self.bin_dir / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1", f"--advertise-address=127.0.0.1",
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
             f"--secure-port={self.api_port}",
             f"--cert-dir={pki}",
             "--authorization-mode=RBAC",

@@ -2,21 +2,17 @@
 printer columns and the status subresource all behave as the models say."""
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
 pytestmark = pytest.mark.cluster
 
-CRDS = Path(__file__).resolve().parents[2] / "crds"
 
 
 @pytest.fixture(scope="module")
 def crds(control_plane):
-    control_plane.kubectl("apply", "--server-side", "-f", str(CRDS))
-    for name in ("functions.lambdakube.dev", "concurrencyquotas.lambdakube.dev"):
-        control_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=30s")
+    control_plane.install_crds()
     return control_plane
 
 

@@ -23,7 +23,6 @@ from lambdakube_operator.planning import Timing
 from lambdakube.resources import labels
 from lambdakube_operator.settings import OperatorConfig
 
-CRDS = Path(__file__).resolve().parents[2] / "crds"
 GROUP, VERSION = "lambdakube.dev", "v1alpha1"
 
 
@@ -198,9 +197,7 @@ def function(name: str = "hello", **spec) -> dict:
 
 @pytest.fixture(scope="session")
 def operator_crds(control_plane):
-    control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-    for name in ("functions.lambdakube.dev", "concurrencyquotas.lambdakube.dev"):
-        control_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=30s")
+    control_plane.install_crds()
     return control_plane
 
 

@@ -138,3 +138,13 @@ async def wide_session():
     """A client session without the default 100-connection limit (many concurrent clients)."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
         yield s
+
+
+async def kubectl(cp, *args, input=None, check=True):
+    """kubectl from async tests, off the event loop (the router under test runs on it)."""
+    return await asyncio.to_thread(cp.kubectl, *args, input=input, check=check)
+
+
+@pytest.fixture
+async def crds(control_plane):
+    await asyncio.to_thread(control_plane.install_crds)

@@ -28,7 +28,7 @@ from lambdakube_router.app import init_app
 from lambdakube_router.backends.base import FunctionRef
 from lambdakube_router.backends.kubernetes import KubernetesBackend
 from tests.operator.conftest import TEST_CONFIG, operator_crds, start_operator  # noqa: F401 - fixtures
-from tests.router.conftest import Router, function, router_config, snapshot
+from tests.router.conftest import Router, function, kubectl, router_config, snapshot
 
 pytestmark = pytest.mark.cluster
 
@@ -50,17 +50,6 @@ raise ImportError("no such dependency: left-pad")
 def handler(event, context):
     return {}
 """
-
-
-async def kubectl(cp, *args, input=None, check=True):
-    return await asyncio.to_thread(cp.kubectl, *args, input=input, check=check)
-
-
-@pytest.fixture
-async def crds(control_plane):
-    await kubectl(control_plane, "apply", "-f", str(REPO / "crds"))
-    await kubectl(control_plane, "wait", "--for=condition=Established", "--timeout=30s",
-                  "crd/functions.lambdakube.dev")
 
 
 class FakeKubelet:

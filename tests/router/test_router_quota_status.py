@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
 from lambdakube_router.app import init_app
 from lambdakube_router.limits import CONCURRENT_EXCEEDED, RESERVED_EXCEEDED
-from tests.router.conftest import Router, function, quota, router_config
+from tests.router.conftest import Router, function, kubectl, quota, router_config
 
 pytestmark = pytest.mark.cluster
 
-REPO = Path(__file__).resolve().parents[2]
 
 SLOW = """
 import time
@@ -34,17 +32,6 @@ def handler(event, context):
 
 REJECTION = ("reservedConcurrency 2 does not fit: namespace quota 10, already reserved 1,"
              " 2 must stay unreserved")
-
-
-async def kubectl(cp, *args, input=None, check=True):
-    return await asyncio.to_thread(cp.kubectl, *args, input=input, check=check)
-
-
-@pytest.fixture
-async def crds(control_plane):
-    await kubectl(control_plane, "apply", "--server-side", "-f", str(REPO / "crds"))
-    await kubectl(control_plane, "wait", "--for=condition=Established", "--timeout=30s",
-                  "crd/functions.lambdakube.dev", "crd/concurrencyquotas.lambdakube.dev")
 
 
 async def publish(cp, namespace: str, granted: dict, rejected: list, message: str = "") -> None:

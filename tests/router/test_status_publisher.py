@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 import yaml
@@ -19,10 +18,9 @@ from lambdakube_router.backends.base import FunctionRef
 from lambdakube_router.events import ActivityRow
 from lambdakube_router.limits import RESERVED_EXCEEDED
 from lambdakube_router.status_publisher import StatusPublisher
-from tests.router.conftest import function
+from tests.router.conftest import function, kubectl
 
 
-REPO = Path(__file__).resolve().parents[2]
 
 HELLO = """
 def handler(event, context):
@@ -34,17 +32,6 @@ OPERATOR_STATUS = {
     "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
                     "lastTransitionTime": "2026-01-01T00:00:00Z"}],
 }
-
-
-async def kubectl(cp, *args, input=None, check=True):
-    return await asyncio.to_thread(cp.kubectl, *args, input=input, check=check)
-
-
-@pytest.fixture
-async def crds(control_plane):
-    await kubectl(control_plane, "apply", "--server-side", "-f", str(REPO / "crds"))
-    await kubectl(control_plane, "wait", "--for=condition=Established", "--timeout=30s",
-                  "crd/functions.lambdakube.dev", "crd/concurrencyquotas.lambdakube.dev")
 
 
 @pytest.fixture
