@@ -62,6 +62,23 @@ def _non_negative(value: str) -> int:
     return n
 
 
+def add_serving_options(p: argparse.ArgumentParser, *, state_dir_help: str,
+                        log_level: str) -> None:
+    """Flags shared by ``lambdakube-router`` and ``lambdakube dev``, declared once so the
+    two commands cannot drift apart."""
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9000)
+    p.add_argument("--state-dir", metavar="DIR", help=state_dir_help)
+    p.add_argument("--namespace", default="default",
+                   help="namespace of manifests without one, and of plain function names")
+    p.add_argument("--generic-pool-size", type=_non_negative, default=2, metavar="N",
+                   help="local backend: keep N pre-warmed generic environments that cold starts"
+                        " specialise (POST /init) instead of starting a process; N is also the"
+                        " cap on them for the whole router (they count toward no function's"
+                        " concurrency); 0 disables (default 2)")
+    p.add_argument("--log-level", default=log_level)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lambdakube", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,15 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     dev = sub.add_parser("dev", help="run the router locally (functions as local processes)")
     dev.add_argument("directory", nargs="?", default="examples/",
                      help="directory of Function manifests (default: examples/)")
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=9000)
-    dev.add_argument("--namespace", default="default")
-    dev.add_argument("--state-dir", help="async queue state (default: a new temporary directory)")
-    dev.add_argument("--generic-pool-size", type=_non_negative, default=2, metavar="N",
-                     help="pre-warmed generic environments that cold starts specialise instead"
-                          " of starting a process; also their cap (they count toward no"
-                          " function's concurrency); 0 disables (default 2)")
-    dev.add_argument("--log-level", default="WARNING")
+    add_serving_options(dev, state_dir_help="async queue state (default: a new temporary directory)",
+                        log_level="WARNING")
     dev.set_defaults(run=_dev)
 
     args = parser.parse_args(argv)

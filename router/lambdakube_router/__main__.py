@@ -18,17 +18,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from lambdakube.cli import add_serving_options
 from lambdakube_router.app import RouterConfig, init_app
 from lambdakube_router.registry import ManifestError
 
 log = logging.getLogger("lambdakube_router")
-
-
-def _non_negative(value: str) -> int:
-    n = int(value)
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
-    return n
 
 
 def build_parser(prog: str = "lambdakube-router") -> argparse.ArgumentParser:
@@ -40,24 +34,15 @@ def build_parser(prog: str = "lambdakube-router") -> argparse.ArgumentParser:
                    help="Kubernetes registry: only this namespace (default: all namespaces)")
     p.add_argument("--backend", choices=("local", "kubernetes"), default="local",
                    help="where environments run (default: local processes)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=9000)
-    p.add_argument("--state-dir", metavar="DIR",
-                   help="durable async queue location (default ~/.local/state/lambdakube)")
-    p.add_argument("--namespace", default="default",
-                   help="namespace of manifests without one, and of plain function names")
-    p.add_argument("--generic-pool-size", type=_non_negative, default=2, metavar="N",
-                   help="local backend: keep N pre-warmed generic environments that cold starts"
-                        " specialise (POST /init) instead of starting a process; N is also the"
-                        " cap on them for the whole router (they count toward no function's"
-                        " concurrency); 0 disables (default 2)")
+    add_serving_options(
+        p, state_dir_help="durable async queue location (default ~/.local/state/lambdakube)",
+        log_level="INFO")
     p.add_argument("--kubeconfig", help="kubernetes backend: kubeconfig (default: in-cluster/~/.kube)")
     p.add_argument("--runtime-image", help="kubernetes backend: image for inline-code functions")
     p.add_argument("--status-interval", type=float, default=2.0, metavar="SECONDS",
                    help="kubernetes backend: how often busy/idle/coldStarts are written into"
                         " Function status (only when changed) and ColdStart/Throttled Events"
                         " posted; 0 disables (default 2)")
-    p.add_argument("--log-level", default="INFO")
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     return p
 
