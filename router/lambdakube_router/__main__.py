@@ -30,8 +30,10 @@ def build_parser(prog: str = "lambdakube-router") -> argparse.ArgumentParser:
     p.add_argument("--functions", metavar="DIR",
                    help="directory of Function/ConcurrencyQuota manifests (local registry);"
                         " without it, Function objects are watched through the Kubernetes API")
-    p.add_argument("--watch-namespace", default=None,
-                   help="Kubernetes registry: only this namespace (default: all namespaces)")
+    p.add_argument("--watch-namespace", dest="watch_namespaces", action="append", default=[],
+                   metavar="NAMESPACE",
+                   help="Kubernetes registry: watch this namespace; repeat for several"
+                        " (default: all namespaces)")
     p.add_argument("--backend", choices=("local", "kubernetes"), default="local",
                    help="where environments run (default: local processes)")
     add_serving_options(
@@ -52,7 +54,7 @@ def config_from_args(args: argparse.Namespace) -> RouterConfig:
     if not args.functions:
         from lambdakube_router.sources import KubernetesSource  # noqa: PLC0415
 
-        source = KubernetesSource(kubeconfig=args.kubeconfig, namespace=args.watch_namespace)
+        source = KubernetesSource(kubeconfig=args.kubeconfig, namespaces=args.watch_namespaces)
     return RouterConfig(
         source=source,
         functions_dir=args.functions,

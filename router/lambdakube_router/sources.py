@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -88,7 +88,7 @@ class KubernetesSource:
 
     KINDS = (("functions", "Function"), ("concurrencyquotas", "ConcurrencyQuota"))
 
-    def __init__(self, *, kubeconfig: str | None = None, namespace: str | None = None,
+    def __init__(self, *, kubeconfig: str | None = None, namespaces: Sequence[str] = (),
                  api_client=None, watch_timeout: int = 60, retry_delay: float = 2.0) -> None:
         from kubernetes import client  # noqa: PLC0415
 
@@ -97,22 +97,39 @@ class KubernetesSource:
         if api_client is None:
             api_client = kubeclient.api_client(kubeconfig)
         self.api = client.CustomObjectsApi(api_client)
-        self.namespace = namespace  # None: all namespaces
+        #: Watched namespaces; empty means the whole cluster. With several, each gets its
+        #: own list/watch: a namespaced install has Roles per namespace, no cluster-wide read.
+        self.namespaces = tuple(namespaces)
         self.watch_timeout = watch_timeout
         self.retry_delay = retry_delay
         self._objects: dict[str, dict[tuple[str, str], dict]] = {p: {} for p, _ in self.KINDS}
         self._stop = False
         self._lock = threading.Lock()
 
-    def _list(self, plural: str) -> tuple[list[dict], str]:
+    def _scopes(self) -> tuple[str | None, ...]:
+        """What one list/watch covers: a namespace, or None for the whole cluster."""
+        return self.namespaces or (None,)
+
+    def _list_call(self, plural: str, namespace: str | None):
+        """The API method and its positional arguments for one scope (list and watch)."""
         from lambdakube.models import GROUP, VERSION  # noqa: PLC0415
 
-        if self.namespace:
-            out = self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, plural,
-                                                         _request_timeout=30)
-        else:
-            out = self.api.list_cluster_custom_object(GROUP, VERSION, plural, _request_timeout=30)
+        if namespace:
+            return self.api.list_namespaced_custom_object, (GROUP, VERSION, namespace, plural)
+        return self.api.list_cluster_custom_object, (GROUP, VERSION, plural)
+
+    def _list(self, plural: str, namespace: str | None) -> tuple[list[dict], str]:
+        method, args = self._list_call(plural, namespace)
+        out = method(*args, _request_timeout=30)
         return out.get("items", []), out["metadata"]["resourceVersion"]
+
+    def _replace(self, plural: str, namespace: str | None, items: list[dict]) -> None:
+        """A fresh listing of one scope replaces exactly that scope's objects."""
+        with self._lock:
+            kept = {k: o for k, o in self._objects[plural].items()
+                    if namespace is not None and k[0] != namespace}
+            kept.update((_key(o), o) for o in items)
+            self._objects[plural] = kept
 
     def _snapshot(self) -> Snapshot:
         from pydantic import ValidationError  # noqa: PLC0415
@@ -127,7 +144,8 @@ class KubernetesSource:
             for obj in objects[plural]:
                 docs.append({"apiVersion": obj.get("apiVersion"), "kind": kind,
                              "metadata": obj.get("metadata", {}), "spec": obj.get("spec") or {}})
-        snap, errors = parse_documents(docs, "kubernetes", self.namespace or "default")
+        default_ns = self.namespaces[0] if self.namespaces else "default"
+        snap, errors = parse_documents(docs, "kubernetes", default_ns)
         for err in errors:
             log.error("skipping invalid object: %s", err)
         # The operator decides reservations; its decision is the quota's status. A
@@ -148,8 +166,9 @@ class KubernetesSource:
 
     async def initial(self) -> Snapshot:
         for plural, _ in self.KINDS:
-            items, _rv = await asyncio.to_thread(self._list, plural)
-            self._objects[plural] = {_key(o): o for o in items}
+            for namespace in self._scopes():
+                items, _rv = await asyncio.to_thread(self._list, plural, namespace)
+                self._replace(plural, namespace, items)
         return self._snapshot()
 
     async def run(self, apply: Callable[[Snapshot], None]) -> None:
@@ -171,38 +190,34 @@ class KubernetesSource:
         # Daemon threads, not the executor: a watch blocks for up to watch_timeout, and
         # the loop's shutdown must not wait for it.
         for plural, _ in self.KINDS:
-            threading.Thread(target=self._watch_forever, args=(plural, notify), daemon=True,
-                             name=f"watch-{plural}").start()
+            for namespace in self._scopes():
+                threading.Thread(target=self._watch_forever, args=(plural, namespace, notify),
+                                 daemon=True, name=f"watch-{plural}-{namespace or 'all'}").start()
         try:
             await asyncio.Event().wait()
         finally:
             self._stop = True  # threads end at their next event or watch timeout
 
-    def _watch_forever(self, plural: str, notify: Callable[[], None]) -> None:
+    def _watch_forever(self, plural: str, namespace: str | None,
+                       notify: Callable[[], None]) -> None:
         import time  # noqa: PLC0415
 
         from kubernetes import watch  # noqa: PLC0415
         from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
-        from lambdakube.models import GROUP, VERSION  # noqa: PLC0415
-
+        scope = f"{plural} in {namespace or 'all namespaces'}"
         rv = None
         while not self._stop:
             try:
                 if rv is None:
-                    items, rv = self._list(plural)
-                    with self._lock:
-                        self._objects[plural] = {_key(o): o for o in items}
+                    items, rv = self._list(plural, namespace)
+                    self._replace(plural, namespace, items)
                     notify()
                 w = watch.Watch()
                 kwargs = dict(resource_version=rv, timeout_seconds=self.watch_timeout,
                               _request_timeout=self.watch_timeout + 10, allow_watch_bookmarks=True)
-                if self.namespace:
-                    stream = w.stream(self.api.list_namespaced_custom_object, GROUP, VERSION,
-                                      self.namespace, plural, **kwargs)
-                else:
-                    stream = w.stream(self.api.list_cluster_custom_object, GROUP, VERSION,
-                                      plural, **kwargs)
+                method, args = self._list_call(plural, namespace)
+                stream = w.stream(method, *args, **kwargs)
                 for event in stream:
                     if self._stop:
                         w.stop()
@@ -225,11 +240,11 @@ class KubernetesSource:
                 if exc.status == 410:
                     rv = None
                     continue
-                log.warning("watch %s failed: %s %s; retrying", plural, exc.status, exc.reason)
+                log.warning("watch %s failed: %s %s; retrying", scope, exc.status, exc.reason)
                 rv = None
                 time.sleep(self.retry_delay)
             except Exception as exc:  # network errors, read timeouts: re-list
-                log.warning("watch %s failed: %s; retrying", plural, exc)
+                log.warning("watch %s failed: %s; retrying", scope, exc)
                 rv = None
                 time.sleep(self.retry_delay)
 

@@ -231,3 +231,28 @@ def test_generic_pool_size(render):
         args = container(render(set_=[f"operator.genericPoolSize={value}"]).one(
             "Deployment", "lk-lambdakube-operator"))["args"]
         assert args[args.index("--generic-pool-size") + 1] == value
+
+
+@pytest.mark.parametrize("values", [None, NON_DEFAULT], ids=["cluster-wide", "namespaced"])
+def test_rendered_commands_parse_with_the_components_own_parsers(render, values):
+    """The chart and the CLIs must agree: every flag the chart passes exists, and a
+    namespaced install makes both components watch every listed namespace."""
+    from lambdakube_operator.settings import parse_args
+    from lambdakube_router.__main__ import build_parser
+
+    r = render(values=values)
+
+    def argv(component: str) -> list[str]:
+        c = container(r.one("Deployment", f"lk-lambdakube-{component}"))
+        return (c.get("command", []) + c.get("args", []))[1:]
+
+    router = build_parser().parse_args(argv("router"))
+    operator = parse_args(argv("operator"))
+    assert router.backend == "kubernetes"
+    if values is None:
+        assert router.watch_namespaces == []
+        assert operator.all_namespaces and operator.namespaces == ()
+    else:
+        assert router.watch_namespaces == ["team-a", "team-b"]
+        assert router.namespace == "team-a"
+        assert not operator.all_namespaces and operator.namespaces == ("team-a", "team-b")

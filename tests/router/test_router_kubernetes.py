@@ -11,6 +11,7 @@ Running + Ready. The router must then send the invocation to that runtime.
 from __future__ import annotations
 
 import asyncio
+import uuid
 import json
 import os
 import subprocess
@@ -260,7 +261,7 @@ async def test_kubernetes_source_follows_function_objects(
 
     await kubectl(control_plane, "apply", "-n", namespace, "-f", "-",
                   input=yaml.safe_dump(function("hello", HELLO, namespace=namespace)))
-    source = KubernetesSource(kubeconfig=str(control_plane.kubeconfig), namespace=namespace,
+    source = KubernetesSource(kubeconfig=str(control_plane.kubeconfig), namespaces=[namespace],
                               watch_timeout=5)
     config = router_config(tmp_path, source=source, namespace=namespace)
     config.snapshot = None
@@ -278,6 +279,43 @@ async def test_kubernetes_source_follows_function_objects(
     await router.eventually(lambda: engine.get(namespace, "hello") is None, timeout=20)
     status, _, _ = await router.invoke_json("hello", {})
     assert status == 404
+
+
+async def test_kubernetes_source_watches_each_listed_namespace(control_plane, crds):
+    """A namespaced install lists several namespaces (one Role each, no cluster-wide
+    read): the source must follow all of them and nothing outside them."""
+    from lambdakube_router.sources import KubernetesSource
+
+    watched = [f"w-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    other = f"w-{uuid.uuid4().hex[:8]}"
+    for ns in (*watched, other):
+        await kubectl(control_plane, "create", "namespace", ns)
+    try:
+        for ns in (*watched, other):
+            await kubectl(control_plane, "apply", "-n", ns, "-f", "-",
+                          input=yaml.safe_dump(function("hello", HELLO, namespace=ns)))
+        source = KubernetesSource(kubeconfig=str(control_plane.kubeconfig),
+                                  namespaces=watched, watch_timeout=5)
+        snap = await source.initial()
+        assert sorted(snap.functions) == sorted((ns, "hello") for ns in watched)
+
+        snapshots = []
+        task = asyncio.create_task(source.run(snapshots.append))
+        try:
+            await kubectl(control_plane, "apply", "-n", watched[1], "-f", "-",
+                          input=yaml.safe_dump(function("second", HELLO, namespace=watched[1])))
+            await kubectl(control_plane, "delete", "function", "hello", "-n", watched[0])
+            want = {(watched[1], "hello"), (watched[1], "second")}
+            deadline = asyncio.get_running_loop().time() + 20
+            while not (snapshots and set(snapshots[-1].functions) == want):
+                assert asyncio.get_running_loop().time() < deadline, (
+                    f"last snapshot: {snapshots and sorted(snapshots[-1].functions)}")
+                await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+    finally:
+        for ns in (*watched, other):
+            await kubectl(control_plane, "delete", "namespace", ns, "--wait=false", check=False)
 
 
 async def test_examples_are_accepted_by_the_crd_schema(control_plane, namespace, crds):

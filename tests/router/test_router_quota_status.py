@@ -71,7 +71,7 @@ async def router(control_plane, namespace, crds, aiohttp_client, tmp_path):
         await kubectl(control_plane, "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
     await publish(control_plane, namespace, {"granted": 1, "rejected": 0}, ["rejected"],
                   f"rejected: {REJECTION}")
-    source = KubernetesSource(kubeconfig=str(control_plane.kubeconfig), namespace=namespace,
+    source = KubernetesSource(kubeconfig=str(control_plane.kubeconfig), namespaces=[namespace],
                               watch_timeout=5)
     config = router_config(tmp_path, source=source, namespace=namespace, generic_pool_size=0)
     config.snapshot = None
