@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build a real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
-# kubectl) from the Go module proxy, cached under a directory keyed by version, so a
+# kubectl) and the node components (kube-scheduler, kubelet, kube-proxy) from the Go
+# module proxy, cached under a directory keyed by version, so a
 # second run builds nothing.
 #
 # Why a wrapper module: k8s.io/kubernetes requires its staging modules at v0.0.0 and
@@ -14,12 +15,18 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 CACHE_ROOT="${LAMBDAKUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lambdakube}"
+# One go build for all of them: they share most packages, so the node binaries cost
+# little on top of the control plane. cgo stays off (kubelet only wants it for net and
+# os/user, whose pure-Go fallbacks work), which also shares the build cache.
+K8S_BINS="kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet kube-proxy"
 BIN_DIR="$CACHE_ROOT/controlplane/k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}/bin"
+
+ALL_BINS="etcd $K8S_BINS"
 
 log() { echo "[build-controlplane] $*" >&2; }
 
 have_all() {
-  for b in etcd kube-apiserver kube-controller-manager kubectl; do
+  for b in $ALL_BINS; do
     [ -x "$BIN_DIR/$b" ] || return 1
   done
 }
@@ -58,11 +65,10 @@ build_kubernetes() {
   ld+=" -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
   ld+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
   ld+=" -X k8s.io/component-base/version.gitTreeState=clean"
-  log "building kube-apiserver, kube-controller-manager, kubectl $K8S_VERSION (10-25 min cold on 2 cores)"
-  go build -trimpath -ldflags "$ld" -o "$WORK/out/" \
-    k8s.io/kubernetes/cmd/kube-apiserver \
-    k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kubectl >&2
+  log "building $K8S_BINS $K8S_VERSION (10-25 min cold on 2 cores)"
+  local pkgs=()
+  for b in $K8S_BINS; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+  go build -trimpath -ldflags "$ld" -o "$WORK/out/" "${pkgs[@]}" >&2
   log "kubernetes built in $((SECONDS - start)) s"
 }
 
@@ -77,7 +83,8 @@ build_etcd() {
 }
 
 [ -x "$BIN_DIR/etcd" ] || build_etcd
-[ -x "$BIN_DIR/kube-apiserver" ] && [ -x "$BIN_DIR/kube-controller-manager" ] && [ -x "$BIN_DIR/kubectl" ] || build_kubernetes
+k8s_built() { for b in $K8S_BINS; do [ -x "$BIN_DIR/$b" ] || return 1; done; }
+k8s_built || build_kubernetes
 # Move into place only once everything built, so a half-built cache never looks complete.
 for b in "$WORK"/out/*; do mv -f "$b" "$BIN_DIR/"; done
 have_all || { log "build incomplete"; exit 1; }

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Build the chart and e2e tools -- helm and kind -- from the Go module proxy, each cached
-# under a directory keyed by its version, so a second run builds nothing:
+# Build the chart and e2e tools -- helm, kind and CoreDNS -- from the Go module proxy,
+# each cached under a directory keyed by its version, so a second run builds nothing:
 #
 #   ~/.cache/lambdakube/tools/helm-<version>/bin/helm
 #   ~/.cache/lambdakube/tools/kind-<version>/bin/kind
-#   ~/.cache/lambdakube/tools/bin/{helm,kind}      (symlinks to the above: one dir for PATH)
+#   ~/.cache/lambdakube/tools/coredns-<version>/bin/coredns   (the real node's cluster DNS)
+#   ~/.cache/lambdakube/tools/bin/{helm,kind,coredns}      (symlinks: one dir for PATH)
 #
-# Neither module has `replace` directives, so plain `go install pkg@version` works (no
-# wrapper module as in hack/build-controlplane.sh). helm gets the same version ldflags
+# None of the modules has `replace` directives, so plain `go install pkg@version` works
+# (no wrapper module as in hack/build-controlplane.sh). helm gets the same version ldflags
 # as its own Makefile, so `helm version` and the default .Capabilities.KubeVersion are
 # right instead of "v3.x" / the Go module's compiled-in guess.
 #
@@ -17,6 +18,7 @@ set -euo pipefail
 
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 KIND_VERSION="${KIND_VERSION:-v0.33.0}"
+COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
 CACHE_ROOT="${LAMBDAKUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lambdakube}"
 TOOLS="$CACHE_ROOT/tools"
 LINK_DIR="$TOOLS/bin"
@@ -24,13 +26,14 @@ LINK_DIR="$TOOLS/bin"
 log() { echo "[build-tools] $*" >&2; }
 
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(helm kind)
+[ ${#want[@]} -gt 0 ] || want=(helm kind coredns)
 
 version_of() {
   case "$1" in
     helm) echo "$HELM_VERSION" ;;
     kind) echo "$KIND_VERSION" ;;
-    *) log "unknown tool: $1 (helm, kind)"; exit 2 ;;
+    coredns) echo "$COREDNS_VERSION" ;;
+    *) log "unknown tool: $1 (helm, kind, coredns)"; exit 2 ;;
   esac
 }
 
@@ -64,6 +67,41 @@ build_kind() {
   GOBIN="$work" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kind@$KIND_VERSION" >&2
   mkdir -p "$out" && mv -f "$work/kind" "$out/kind" && rm -rf "$work"
   log "kind built in $((SECONDS - start)) s"
+}
+
+# CoreDNS with only the plugins a test cluster's DNS needs. `forward` is left out on
+# purpose: no name outside the cluster ever gets an answer, so nothing in a pod can
+# resolve (let alone reach) an outside host. The plugins register themselves in their
+# init(); dnsserver's directive list only orders them.
+build_coredns() {
+  local out="$1" start=$SECONDS work
+  work="$(mktemp -d)"
+  log "building coredns $COREDNS_VERSION (bind ready health errors log cache kubernetes)"
+  (
+    cd "$work"
+    go mod init lambdakube.dev/coredns >/dev/null 2>&1
+    cat > main.go <<'GO'
+package main
+
+import (
+	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/ready"
+)
+
+func main() { coremain.Run() }
+GO
+    GOFLAGS=-mod=mod GOTOOLCHAIN=local go get "github.com/coredns/coredns@$COREDNS_VERSION" >&2
+    GOFLAGS=-mod=mod GOTOOLCHAIN=local go build -trimpath -ldflags "-s -w" -o "$work/coredns" . >&2
+  )
+  mkdir -p "$out" && mv -f "$work/coredns" "$out/coredns" && rm -rf "$work"
+  log "coredns built in $((SECONDS - start)) s"
 }
 
 mkdir -p "$LINK_DIR"

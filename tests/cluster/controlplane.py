@@ -5,8 +5,11 @@ Why the controller-manager too: without it there is no garbage collection (owner
 references would never delete a Function's pods), no namespace deletion and no default
 ServiceAccount, so pods could not even be created under the ServiceAccount admission.
 
-There is no kubelet: pods are stored and scheduled nowhere, so tests that need a "ready"
-pod patch its status themselves and say so.
+There is no kubelet here: pods are stored and scheduled nowhere, so tests that need a
+"ready" pod patch its status themselves and say so. tests/e2e/node.py adds a scheduler,
+a kubelet, kube-proxy and CoreDNS to the same control plane for real pods; it binds the
+apiserver to its node bridge (``address``) so that pods reach it through the
+``kubernetes`` Service.
 
 Run it by hand for debugging:  python -m tests.cluster.controlplane
 """
@@ -39,9 +42,9 @@ def build() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -51,13 +54,19 @@ class ControlPlane:
     workdir: Path
     with_controller_manager: bool = True
     api_port: int = 0
+    #: Where the apiserver listens and what it advertises (the ``kubernetes`` Service's
+    #: endpoint): loopback for apiserver-only tests, the node's bridge IP for real pods.
+    address: str = "127.0.0.1"
+    service_cidr: str = "10.0.0.0/24"
+    #: More kube-apiserver flags (the real node adds its kubelet address type).
+    apiserver_args: list[str] = field(default_factory=list)
     kubeconfig: Path = field(init=False)
     _procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list, init=False)
     _crds_installed: bool = field(default=False, init=False)
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
+        return f"https://{self.address}:{self.api_port}"
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 token: str | None = None) -> subprocess.CompletedProcess:
@@ -97,7 +106,7 @@ class ControlPlane:
         tokens.write_text(f'{ADMIN_TOKEN},admin,admin-uid,"system:masters"\n')
 
         etcd_port, etcd_peer = free_port(), free_port()
-        self.api_port = self.api_port or free_port()
+        self.api_port = self.api_port or free_port(self.address)
         self._spawn("etcd", [
             str(self.bin_dir / "etcd"),
             "--data-dir", str(self.workdir / "etcd"),
@@ -111,18 +120,19 @@ class ControlPlane:
         self._spawn("kube-apiserver", [
             str(self.bin_dir / "kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            f"--bind-address={self.address}", f"--advertise-address={self.address}",
             f"--secure-port={self.api_port}",
             f"--cert-dir={pki}",
             "--authorization-mode=RBAC",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            f"--service-account-issuer=https://127.0.0.1:{self.api_port}",
+            f"--service-cluster-ip-range={self.service_cidr}",
+            f"--service-account-issuer=https://{self.address}:{self.api_port}",
             f"--service-account-key-file={sa_key}",
             f"--service-account-signing-key-file={sa_key}",
             f"--token-auth-file={tokens}",
             "--allow-privileged=true",
             "--enable-priority-and-fairness=false",
             "--v=0",
+            *self.apiserver_args,
         ])
         self.kubeconfig = self.workdir / "kubeconfig"
         self.kubeconfig.write_text(self._kubeconfig_text())
@@ -143,6 +153,24 @@ class ControlPlane:
             ])
             self._wait_for_default_serviceaccount()
         return self
+
+    def stop_component(self, name: str) -> None:
+        """Stop one component early (the node stops the controller-manager before it
+        deletes every pod, so that no ReplicaSet puts them back)."""
+        for proc_name, proc in self._procs:
+            if proc_name == name and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        """Start a process that belongs to this cluster: its log is ``<workdir>/<name>.log``,
+        it is stopped with the rest, and a dead one fails ``check_alive``."""
+        self._spawn(name, argv)
+        return self._procs[-1][1]
 
     def stop(self) -> None:
         # The data is thrown away, so a graceful apiserver drain (~10 s) buys nothing.
@@ -186,7 +214,7 @@ contexts:
 current-context: test
 """
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
         for name, proc in self._procs:
             if proc.poll() is not None:
                 tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-3000:]
@@ -199,7 +227,7 @@ current-context: test
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
-            self._check_alive()
+            self.check_alive()
             req = urllib.request.Request(
                 f"{self.server}/readyz", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
             )
@@ -215,7 +243,7 @@ current-context: test
     def _wait_for_default_serviceaccount(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._check_alive()
+            self.check_alive()
             if self.kubectl("get", "serviceaccount", "default", "-n", "default",
                             check=False).returncode == 0:
                 return
