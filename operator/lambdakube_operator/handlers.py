@@ -97,6 +97,29 @@ def _quota(index: kopf.Index, namespace: str) -> Mapping | None:
     return None
 
 
+def connection_info(cfg, default_namespace: str | None) -> kopf.ConnectionInfo:
+    """kopf's connection from a kubernetes-client Configuration (kubeconfig or in-cluster).
+
+    The in-cluster token is re-read through the client's refresh hook, so a re-login
+    (kopf asks again on a 401) picks up a rotated ServiceAccount token."""
+    if cfg.refresh_api_key_hook is not None:
+        cfg.refresh_api_key_hook(cfg)
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
+    scheme, _, token = (header or "").partition(" ")
+    if header and not token:
+        scheme, token = None, header
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+        default_namespace=default_namespace,
+    )
+
+
 def build_registry(
     config: OperatorConfig, cruds: Cruds, reconciler: Reconciler, generic: GenericKeeper | None = None,
 ) -> tuple[kopf.OperatorRegistry, Nudger]:
@@ -108,24 +131,14 @@ def build_registry(
 
     @kopf.on.login(registry=registry, id="login")
     def login(**kwargs) -> kopf.ConnectionInfo | None:
-        """Log kopf in with the same credentials the ``cruds`` client uses."""
-        if not config.kubeconfig:
-            return kopf.login_with_service_account(**kwargs) or kopf.login_via_client(**kwargs)
-        cfg = cruds.client.configuration
-        header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
-        scheme, _, token = (header or "").partition(" ")
-        if header and not token:
-            scheme, token = None, header
-        return kopf.ConnectionInfo(
-            server=cfg.host,
-            ca_path=cfg.ssl_ca_cert,
-            insecure=not cfg.verify_ssl,
-            scheme=scheme or None,
-            token=token or None,
-            certificate_path=cfg.cert_file,
-            private_key_path=cfg.key_file,
-            default_namespace=config.namespaces[0] if config.namespaces else None,
-        )
+        """Log kopf in with the same credentials the ``cruds`` client uses.
+
+        Also in a pod: kopf's own service-account login hard-codes
+        ``https://kubernetes.default.svc``, which needs cluster DNS, so an operator in a
+        cluster without it reconciled nothing and said nothing. The client's in-cluster
+        configuration uses ``KUBERNETES_SERVICE_HOST``/``_PORT`` as client-go does."""
+        return connection_info(cruds.client.configuration,
+                               config.namespaces[0] if config.namespaces else None)
 
     # -- indices -------------------------------------------------------------------------
 
