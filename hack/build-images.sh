@@ -17,8 +17,17 @@
 #   DOCKER_NETWORK  passed as `docker build --network` (e.g. host) when set
 #   ONLY            "lambdakube" or "runtime" to build one image
 #   SMOKE=0         skip the post-build smoke test (`<cmd> --help` inside the image)
+#   SAVE_DIR        also `docker save` each image to SAVE_DIR/<name>-<hash>.tar (written
+#                   under a temporary name, renamed when complete); <hash> is --hash's
+#   BASE_HASH       a digest of the base image's own inputs, mixed into <hash>
 #
-# Prints the built image references on stdout, one per line.
+# Prints the built image references on stdout, one per line; with SAVE_DIR,
+# `<image> <archive>` per line.
+#
+#   hack/build-images.sh --hash   prints `<image> <hash>` per image and builds nothing
+#                                 (no docker needed). <hash> covers the Dockerfile, the
+#                                 context files (paths, modes, contents), BASE_IMAGE and
+#                                 BASE_HASH: the cache key of hack/build-node-images.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,25 +40,69 @@ RUNTIME_IMAGE="$REPO_PREFIX/runtime-python:$TAG"
 log() { echo "[build-images] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-command -v "$DOCKER" >/dev/null || die "$DOCKER not found (install Docker)"
-"$DOCKER" info >/dev/null 2>&1 || die "cannot reach the Docker daemon ($DOCKER info failed)"
-
 build_args=()
 [ -n "${BASE_IMAGE:-}" ] && build_args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
 [ -n "${DOCKER_NETWORK:-}" ] && build_args+=(--network "$DOCKER_NETWORK")
 
-# tar of the files git considers part of the project under directory $1 (paths relative
-# to the current directory, which is what `git ls-files` prints).
-context_tar() {
+# The files git considers part of the project under directory $1, NUL-separated, paths
+# relative to the current directory (what `git ls-files` prints).
+context_files() {
   local dir="$1"
   if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     git ls-files -z --cached --others --exclude-standard -- "$dir" \
-      | xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh \
-      | tar --null --no-recursion -c -f - -T -
+      | xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh
   else
-    tar -C "$dir" -c -f - --exclude .venv --exclude __pycache__ --exclude .git .
+    find "$dir" \( -name .venv -o -name __pycache__ -o -name .git \) -prune \
+      -o \( -type f -o -type l \) -print0
   fi
 }
+
+context_tar() {  # dir
+  context_files "$1" | tar --null --no-recursion -c -f - -T -
+}
+
+# Cache key of one image: 16 hex digits of a sha256 over BASE_IMAGE, BASE_HASH, the
+# Dockerfile, and every context file's path, mode (and link target) and content.
+context_hash() {  # context dir, Dockerfile path inside the context
+  (
+    cd "$1"
+    printf 'BASE_IMAGE=%s\nBASE_HASH=%s\n' "${BASE_IMAGE:-}" "${BASE_HASH:-}"
+    sha256sum -- "$2"
+    context_files . | xargs -0 -r stat -c '%A %N' --
+    context_files . | xargs -0 -r sh -c 'for f; do [ -L "$f" ] || printf "%s\0" "$f"; done' sh \
+      | xargs -0 -r sha256sum --
+  ) | sha256sum | cut -c1-16
+}
+
+save() {  # image, hash: docker save to ARCHIVE=SAVE_DIR/<name>-<hash>.tar
+  local image="$1" name
+  name="${image%:*}"; name="${name##*/}"
+  ARCHIVE="$SAVE_DIR/$name-$2.tar"
+  mkdir -p "$SAVE_DIR"
+  PARTIAL="$ARCHIVE.partial.$$"
+  "$DOCKER" save -o "$PARTIAL" "$image" || die "docker save $image failed"
+  chmod 0644 "$PARTIAL"
+  mv -f "$PARTIAL" "$ARCHIVE"
+  PARTIAL=
+}
+PARTIAL=
+trap '[ -z "$PARTIAL" ] || rm -f "$PARTIAL"' EXIT
+
+# The selected images, one line each: image, context dir, Dockerfile.
+images() {
+  if [ "${ONLY:-lambdakube}" = lambdakube ]; then echo "$MAIN_IMAGE . Dockerfile"; fi
+  if [ "${ONLY:-runtime}" = runtime ]; then echo "$RUNTIME_IMAGE runtime-image Dockerfile"; fi
+}
+
+if [ "${1:-}" = --hash ]; then
+  images | while read -r image dir dockerfile; do
+    echo "$image $(context_hash "$dir" "$dockerfile")"
+  done
+  exit 0
+fi
+
+command -v "$DOCKER" >/dev/null || die "$DOCKER not found (install Docker)"
+"$DOCKER" info >/dev/null 2>&1 || die "cannot reach the Docker daemon ($DOCKER info failed)"
 
 build() {  # image, context dir, Dockerfile path inside the context
   local image="$1" dir="$2" dockerfile="$3" start=$SECONDS
@@ -59,6 +112,9 @@ build() {  # image, context dir, Dockerfile path inside the context
     die "$dir/$dockerfile does not declare ARG BASE_IMAGE, so BASE_IMAGE=$BASE_IMAGE cannot apply"
   fi
   log "building $image (context $dir, ${BASE_IMAGE:-default base})"
+  # The key is taken before the context is sent: an edit during the build makes a
+  # stale-named archive impossible (it can only make the next run rebuild).
+  BUILT_HASH="$(context_hash "$dir" "$dockerfile")"
   if [ "$dir" = "." ]; then
     context_tar . | "$DOCKER" build "${build_args[@]}" -f "$dockerfile" -t "$image" - >&2
   else
@@ -74,15 +130,24 @@ smoke() {  # image, command...
     || die "smoke test failed: $image: $*"
 }
 
+report() {  # image (the one just built)
+  if [ -n "${SAVE_DIR:-}" ]; then
+    save "$1" "$BUILT_HASH"
+    echo "$1 $ARCHIVE"
+  else
+    echo "$1"
+  fi
+}
+
 if [ "${ONLY:-lambdakube}" = lambdakube ]; then
   build "$MAIN_IMAGE" . Dockerfile
   smoke "$MAIN_IMAGE" lambdakube-router --help
   smoke "$MAIN_IMAGE" lambdakube-operator --help
-  echo "$MAIN_IMAGE"
+  report "$MAIN_IMAGE"
 fi
 if [ "${ONLY:-runtime}" = runtime ]; then
   [ -f runtime-image/Dockerfile ] || die "runtime-image/Dockerfile is missing (the runtime image's own Dockerfile)"
   build "$RUNTIME_IMAGE" runtime-image Dockerfile
   smoke "$RUNTIME_IMAGE" python3 -c "import lambdakube_runtime"
-  echo "$RUNTIME_IMAGE"
+  report "$RUNTIME_IMAGE"
 fi
