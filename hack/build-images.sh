@@ -44,32 +44,46 @@ build_args=()
 [ -n "${BASE_IMAGE:-}" ] && build_args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
 [ -n "${DOCKER_NETWORK:-}" ] && build_args+=(--network "$DOCKER_NETWORK")
 
-# The files git considers part of the project under directory $1, NUL-separated, paths
-# relative to the current directory (what `git ls-files` prints).
-context_files() {
-  local dir="$1"
+# What a Dockerfile's COPY instructions take from the context (not `COPY --from`), one
+# per line: only these and the Dockerfile are sent and hashed, so an edit to tests/ or
+# hack/ neither rebuilds an image nor changes its cache key.
+copy_sources() {  # Dockerfile (path relative to the current directory)
+  awk 'toupper($1) == "COPY" {
+         n = 0
+         for (i = 2; i <= NF; i++) { if ($i ~ /^--from/) next; if ($i !~ /^--/) a[++n] = $i }
+         for (i = 1; i < n; i++) print a[i]
+       }' "$1"
+}
+
+# The files of the context that the Dockerfile uses, NUL-separated, paths relative to
+# the current directory (the context dir): those git considers part of the project
+# (tracked + untracked-not-ignored) when in a checkout.
+context_files() {  # Dockerfile
+  local sources=()
+  mapfile -t sources < <(copy_sources "$1")
+  printf '%s\0' "$1"
   if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    git ls-files -z --cached --others --exclude-standard -- "$dir" \
+    git ls-files -z --cached --others --exclude-standard -- "${sources[@]}" \
       | xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh
   else
-    find "$dir" \( -name .venv -o -name __pycache__ -o -name .git \) -prune \
-      -o \( -type f -o -type l \) -print0
+    # shellcheck disable=SC2068  # the sources may be globs (README*)
+    find ${sources[@]} \( -name .venv -o -name __pycache__ -o -name .git \) -prune \
+      -o \( -type f -o -type l \) -print0 2>/dev/null
   fi
 }
 
-context_tar() {  # dir
-  context_files "$1" | tar --null --no-recursion -c -f - -T -
+context_tar() {  # Dockerfile
+  context_files "$1" | sort -zu | tar --null --no-recursion -c -f - -T -
 }
 
 # Cache key of one image: 16 hex digits of a sha256 over BASE_IMAGE, BASE_HASH, the
-# Dockerfile, and every context file's path, mode (and link target) and content.
+# Dockerfile, and the path, mode (and link target) and content of every file it COPYs.
 context_hash() {  # context dir, Dockerfile path inside the context
   (
     cd "$1"
     printf 'BASE_IMAGE=%s\nBASE_HASH=%s\n' "${BASE_IMAGE:-}" "${BASE_HASH:-}"
-    sha256sum -- "$2"
-    context_files . | xargs -0 -r stat -c '%A %N' --
-    context_files . | xargs -0 -r sh -c 'for f; do [ -L "$f" ] || printf "%s\0" "$f"; done' sh \
+    context_files "$2" | sort -zu | xargs -0 -r stat -c '%A %N' --
+    context_files "$2" | sort -zu | xargs -0 -r sh -c 'for f; do [ -L "$f" ] || printf "%s\0" "$f"; done' sh \
       | xargs -0 -r sha256sum --
   ) | sha256sum | cut -c1-16
 }
@@ -116,9 +130,9 @@ build() {  # image, context dir, Dockerfile path inside the context
   # stale-named archive impossible (it can only make the next run rebuild).
   BUILT_HASH="$(context_hash "$dir" "$dockerfile")"
   if [ "$dir" = "." ]; then
-    context_tar . | "$DOCKER" build "${build_args[@]}" -f "$dockerfile" -t "$image" - >&2
+    context_tar "$dockerfile" | "$DOCKER" build "${build_args[@]}" -f "$dockerfile" -t "$image" - >&2
   else
-    (cd "$dir" && context_tar .) | "$DOCKER" build "${build_args[@]}" -f "$dockerfile" -t "$image" - >&2
+    (cd "$dir" && context_tar "$dockerfile") | "$DOCKER" build "${build_args[@]}" -f "$dockerfile" -t "$image" - >&2
   fi
   log "$image built in $((SECONDS - start)) s"
 }

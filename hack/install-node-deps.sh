@@ -3,6 +3,7 @@
 # only those that are missing:
 #
 #   containerd runc containernetworking-plugins iptables   the node's container runtime + CNI
+#   nftables                                                tests/e2e/node.py restores the ruleset
 #   debootstrap docker.io gcc libc6-dev                     hack/build-node-images.sh
 #
 # Nothing here is on a fresh machine, and the project's own files must install what it
@@ -14,7 +15,7 @@
 #   bash hack/install-node-deps.sh        (as root; a no-op when everything is there)
 set -euo pipefail
 
-PACKAGES=(containerd runc containernetworking-plugins iptables debootstrap docker.io gcc libc6-dev)
+PACKAGES=(containerd runc containernetworking-plugins iptables nftables debootstrap docker.io gcc libc6-dev)
 POLICY=/usr/sbin/policy-rc.d
 
 log() { echo "[install-node-deps] $*" >&2; }

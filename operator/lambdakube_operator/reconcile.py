@@ -69,14 +69,22 @@ class QuotaKeeper:
         """Allocate the namespace's reservations and publish the result.
 
         ``quota`` is the ConcurrencyQuota as last seen (an index entry, may lag; None:
-        read it, and create ``default`` if the namespace has none). Returns the allocation and the names
-        whose verdict changed since the previous allocation of this namespace.
+        read it). Returns the allocation and the names whose verdict changed since the
+        previous allocation of this namespace.
+
+        ``default`` is created (with the default limits) only when a Function asks for a
+        reservation, because only then is there a decision to publish. Creating it for
+        every namespace with a Function raced the user's own: ``kubectl apply -f
+        examples/`` failed with AlreadyExists on a real node when the operator's quota
+        appeared between kubectl's read and its create.
         """
+        reservations = list(reservations)
         lock = self._locks.setdefault(namespace, asyncio.Lock())
         async with lock:
             if quota is None:
                 quota = await self.cruds.get_quota(namespace)
-            if quota is None and self.config.create_default_quota:
+            wants_reservation = any(r.reserved is not None for r in reservations)
+            if quota is None and wants_reservation and self.config.create_default_quota:
                 try:
                     quota = await self.cruds.create_default_quota(namespace)
                     if quota is None:  # created concurrently by someone else
@@ -91,7 +99,7 @@ class QuotaKeeper:
             except ValidationError:
                 log.warning("ConcurrencyQuota %s/default has an invalid spec; using defaults", namespace)
                 spec = ConcurrencyQuotaSpec()
-            alloc = allocate(spec.concurrent_executions, spec.minimum_unreserved, list(reservations))
+            alloc = allocate(spec.concurrent_executions, spec.minimum_unreserved, reservations)
             if quota is not None:
                 await self._publish(namespace, quota, alloc)
             metrics.QUOTA_REJECTIONS.labels(namespace).set(len(alloc.rejected))

@@ -95,7 +95,8 @@ def parse_args(argv: list[str] | None = None) -> OperatorConfig:
     p.add_argument("--metrics-port", type=int, default=9102, help="0 disables")
     p.add_argument("--liveness-port", type=int, default=8080, help="0 disables")
     p.add_argument("--no-default-quota", action="store_true",
-                   help="do not create a namespace's 'default' ConcurrencyQuota")
+                   help="do not create a namespace's 'default' ConcurrencyQuota (otherwise created"
+                        " with the defaults when a Function there asks for reservedConcurrency)")
     p.add_argument("--generic-pool-size", type=_non_negative, default=0, metavar="N",
                    help="keep N generic runtime pods per namespace for router cold starts"
                    " to claim (default %(default)s: disabled)")

@@ -81,10 +81,21 @@ async def test_a_pass_creates_code_and_pods_then_is_idempotent():
     patch, _ = await r.reconcile(function(provisionedConcurrency=2), reservations=[], quota=None, trigger="t")
     assert len(cruds.pods) == 2 and len(cruds.configmaps) == 1
     assert patch["starting"] == 2
-    assert cruds.quota is not None  # the namespace got its default quota
+    assert cruds.quota is None  # no reservation asked for: no quota object to race the user's
     again, _ = await r.reconcile({**function(provisionedConcurrency=2), "status": patch},
                                  reservations=[], quota=cruds.quota, trigger="t")
     assert len(cruds.pods) == 2 and again == {}
+
+
+async def test_a_reservation_gets_the_namespace_its_default_quota_once():
+    cruds = FakeCruds()
+    r = reconciler(cruds)
+    await r.quota.sync("ns", [Reservation("other", "t0", None)], None)
+    assert cruds.quota is None
+    alloc, _ = await r.quota.sync("ns", [Reservation("hello", "t1", 20)], None)
+    assert cruds.quota is not None and cruds.quota["metadata"]["name"] == "default"
+    assert alloc.granted == {"hello": 20}
+    assert cruds.quota_patches[-1]["granted"] == {"hello": 20}
 
 
 async def test_failed_creations_are_reported_not_counted():
