@@ -4,28 +4,45 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: dev test test-fast controlplane tools deps crds bench e2e clean
+.PHONY: dev test test-fast test-e2e controlplane tools node-deps images node deps crds bench bench-node e2e clean
 
 # Main job: the router on the embedded local backend, serving examples/ on 127.0.0.1:9000.
 dev: $(STAMP)
 	$(PY) -m lambdakube.cli dev examples/
 
-# Whole suite: unit, runtime, router, and cluster tests against a real kube-apiserver.
-test: $(STAMP) controlplane tools
+# Whole suite: unit, runtime, router, cluster tests against a real kube-apiserver, and
+# the e2e suite on a real node (tests/e2e: kubelet + containerd on this machine, as root).
+test: $(STAMP) node
 	$(PY) -m pytest -q
 
 # Everything that needs no Kubernetes control plane.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not cluster"
+	$(PY) -m pytest -q -m "not cluster and not e2e"
+
+# Only the real-node e2e suite.
+test-e2e: $(STAMP) node
+	$(PY) -m pytest -q tests/e2e
 
 # etcd + kube-apiserver + kube-controller-manager + kubectl built from the Go module
 # proxy; cached by version under ~/.cache/lambdakube, so only the first run builds.
 controlplane:
 	@bash hack/build-controlplane.sh >/dev/null
 
-# helm (and kind, for `make e2e`) from the Go module proxy, cached the same way.
+# helm, CoreDNS (and kind, for `make e2e`) from the Go module proxy, cached the same way.
 tools:
 	@bash hack/build-tools.sh >/dev/null
+
+# Debian packages of the real node and the image build (only the missing ones).
+node-deps:
+	@bash hack/install-node-deps.sh
+
+# pause, runtime and operator/router images as archives for containerd, built offline
+# and cached by a hash of their inputs under ~/.cache/lambdakube/images.
+images: node-deps
+	@bash hack/build-node-images.sh >/dev/null
+
+# Everything the real-node e2e suite needs, built before any test starts.
+node: controlplane tools images
 
 deps: $(STAMP)
 
@@ -41,6 +58,10 @@ crds: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/router_overhead.py
 	$(PY) bench/cold_start.py
+
+# Cold starts and warm overhead on real pods (brings up the real node itself).
+bench-node: $(STAMP) node
+	$(PY) bench/real_node.py
 
 # End to end on kind: needs Docker and internet (see README, .github/workflows/e2e.yaml).
 e2e:

@@ -60,6 +60,10 @@ class ControlPlane:
     service_cidr: str = "10.0.0.0/24"
     #: More kube-apiserver flags (the real node adds its kubelet address type).
     apiserver_args: list[str] = field(default_factory=list)
+    #: kube-controller-manager's controllers. Without nodes the node controllers have
+    #: nothing to do; a real node needs nodelifecycle, which lifts the kubelet's
+    #: ``node.kubernetes.io/not-ready`` taint once the node is Ready.
+    controllers: str = "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route"
     kubeconfig: Path = field(init=False)
     _procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list, init=False)
     _crds_installed: bool = field(default=False, init=False)
@@ -147,7 +151,7 @@ class ControlPlane:
                 f"--root-ca-file={self._ca_file()}",
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
-                "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route",
+                f"--controllers={self.controllers}",
                 "--use-service-account-credentials=false",
                 "--concurrent-gc-syncs=5",
             ])

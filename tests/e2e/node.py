@@ -220,6 +220,7 @@ class RealNode:
                 bin_dir=self._bin_dir, workdir=self.workdir / "cp", address=NODE_IP,
                 service_cidr=SERVICE_CIDR,
                 apiserver_args=["--kubelet-preferred-address-types=InternalIP"],
+                controllers="*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
             ).start()
         with self._phase("coredns + scheduler + kubelet + kube-proxy"):
             self._start_coredns()
@@ -576,11 +577,21 @@ def running(keep_dir: bool = False):
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-if __name__ == "__main__":
+def _main() -> None:
+    # Started in the background by a non-interactive shell, SIGINT is ignored: restore it,
+    # and treat SIGTERM the same, so either tears the node down.
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     with running() as n:
         print(f"export KUBECONFIG={n.kubeconfig}", flush=True)
-        print("node up; Ctrl-C to tear it down", file=sys.stderr, flush=True)
+        print("node up; Ctrl-C (or SIGTERM) tears it down", file=sys.stderr, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
-            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
             while True:
                 time.sleep(3600)
+
+
+if __name__ == "__main__":
+    _main()
