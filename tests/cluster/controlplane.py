@@ -64,9 +64,16 @@ class ControlPlane:
     #: nothing to do; a real node needs nodelifecycle, which lifts the kubelet's
     #: ``node.kubernetes.io/not-ready`` taint once the node is Ready.
     controllers: str = "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service-lb-controller,-route"
+    #: Write an audit log (metadata level, JSON lines) to ``audit_log``: the RBAC the
+    #: chart grants is checked against what the components' ServiceAccounts really ask.
+    audit: bool = False
     kubeconfig: Path = field(init=False)
     _procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list, init=False)
     _crds_installed: bool = field(default=False, init=False)
+
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
 
     @property
     def server(self) -> str:
@@ -109,6 +116,17 @@ class ControlPlane:
         tokens = self.workdir / "tokens.csv"
         tokens.write_text(f'{ADMIN_TOKEN},admin,admin-uid,"system:masters"\n')
 
+        audit_args = []
+        if self.audit:
+            policy = self.workdir / "audit-policy.yaml"
+            # Metadata (who, verb, resource, namespace, response code) of every request,
+            # once, when the response is complete.
+            policy.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\n"
+                              "omitStages: [RequestReceived, ResponseStarted]\n"
+                              "rules:\n- level: Metadata\n")
+            audit_args = [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
+                          "--audit-log-format=json", "--audit-log-mode=blocking",
+                          "--audit-log-maxsize=0"]
         etcd_port, etcd_peer = free_port(), free_port()
         self.api_port = self.api_port or free_port(self.address)
         self._spawn("etcd", [
@@ -136,6 +154,7 @@ class ControlPlane:
             "--allow-privileged=true",
             "--enable-priority-and-fairness=false",
             "--v=0",
+            *audit_args,
             *self.apiserver_args,
         ])
         self.kubeconfig = self.workdir / "kubeconfig"

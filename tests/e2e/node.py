@@ -221,6 +221,7 @@ class RealNode:
                 service_cidr=SERVICE_CIDR,
                 apiserver_args=["--kubelet-preferred-address-types=InternalIP"],
                 controllers="*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
+                audit=True,
             ).start()
         with self._phase("coredns + scheduler + kubelet + kube-proxy"):
             self._start_coredns()

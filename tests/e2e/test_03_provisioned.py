@@ -37,3 +37,13 @@ def test_provisioned_environments_and_one_spill_over(release: Cluster, ns: str):
     assert len(cold) == 1, [(r.header("X-Environment-Source"), r.json()["pod"]) for r in second]
     assert cold[0].json()["pod"] not in pods
     assert assert_one_request_per_environment(first + second) == N + 1
+
+
+def test_lowering_provisioned_concurrency_removes_the_surplus(release: Cluster, ns: str):
+    release.apply(function_manifest("prov", recording_handler(), provisionedConcurrency=3,
+                                    timeoutSeconds=30), ns)
+    wait_for(lambda: len(release.pods(ns, "prov", labels.ROLE_PROVISIONED)) == 3
+             and release.get("function", "prov", ns)["status"].get("provisioned") == 3,
+             120, "the surplus provisioned pods deleted (3 left)")
+    replies = invoke_concurrently(release, "prov", [{}] * 3, ns)
+    assert [r.status for r in replies] == [200] * 3

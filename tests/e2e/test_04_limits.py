@@ -3,6 +3,8 @@ pods, and no pod ever runs two requests at once."""
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections import Counter
 
 from tests.e2e.cluster import Cluster, function_manifest, recording_handler, wait_for
@@ -41,3 +43,19 @@ def test_reserved_and_namespace_limits_throttle_with_their_reason(release: Clust
     assert [r.status for r in again] == [200, 200]
     assert assert_one_request_per_environment(res + opened + again) == 4
     assert len(router_envs(release, "open", ns)) == 2
+
+
+def test_a_reservation_in_a_namespace_without_quota_gets_the_default_one(release: Cluster):
+    ns = f"e2e-{uuid.uuid4().hex[:8]}"
+    release.kubectl("create", "namespace", ns)
+    try:
+        release.apply(function_manifest("solo", recording_handler(), reservedConcurrency=3), ns)
+        quota = wait_for(lambda: (q := release.kubectl("get", "concurrencyquota", "default", "-n", ns,
+                                                       "-o", "json", check=False)).returncode == 0
+                         and json.loads(q.stdout), 60, "the operator to create ConcurrencyQuota default")
+        assert quota["spec"]["concurrentExecutions"] == 1000
+        wait_for(lambda: release.get("concurrencyquota", "default", ns).get("status", {}).get("granted")
+                 == {"solo": 3}, 60, "the grant published")
+        assert release.invoke("solo", {}, ns).status == 200
+    finally:
+        release.kubectl("delete", "namespace", ns, "--wait=false", check=False)

@@ -107,46 +107,50 @@ namespace of plain function names, so its watch scope is `--watch-namespace`.
 
 {{/*
 Least-privilege rules. The same rule lists back the ClusterRole (all namespaces) or the
-Role in each watched namespace, so the two modes can never drift apart.
+Role in each watched namespace, so the two modes can never drift apart. Every verb here
+is one the component's ServiceAccount was seen to use in the e2e session on a real node
+(tests/e2e/test_98_rbac_from_audit.py reads the apiserver's audit log and fails on a
+request these rules refuse, and on a right nobody used); the few exceptions are listed
+there with their reasons.
 
 Operator: reconciles Functions (kopf patches them for its finalizer and progress
-annotations), writes their status, creates the namespace's ConcurrencyQuota, owns the
-provisioned pods and the inline-code ConfigMaps, and posts Events (kopf posts core
-v1 events; events.k8s.io is allowed for newer clients). kopf runs without peering, so
-there are no kopfpeerings rules.
+annotations, and watches pods for readiness), writes Function and ConcurrencyQuota
+status, creates a namespace's ConcurrencyQuota when a Function asks for a reservation,
+owns the provisioned and generic pods and the inline-code ConfigMaps (a Function's
+cleanup deletes both by label, with deletecollection), and posts core v1 Events. kopf
+runs without peering, so there are no kopfpeerings rules.
 */}}
 {{- define "lambdakube.operator.rules" -}}
 - apiGroups: ["lambdakube.dev"]
   resources: ["functions"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["lambdakube.dev"]
   resources: ["functions/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: ["lambdakube.dev"]
   resources: ["concurrencyquotas"]
   verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["lambdakube.dev"]
   resources: ["concurrencyquotas/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "create", "delete", "patch"]
+  verbs: ["list", "watch", "create", "delete", "deletecollection", "patch"]
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+  verbs: ["list", "create", "delete", "deletecollection"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
 
 {{/*
-Router: reads Functions and quotas, patches Function status (live pool counters),
-creates/deletes the on-demand environment pods, patches pods (claims of provisioned and
-generic pods, Init-error annotations), and posts Events. ConfigMaps: create only - a
-cold start of a Function the operator has not reconciled yet creates its inline-code
+Router: lists and watches Functions and quotas (a quota's status, the operator's
+reservation decisions, comes with the object), patches Function status (live pool
+counters), creates/reads/deletes the on-demand environment pods, patches pods (claims
+of provisioned and generic pods, Init-error annotations), and posts Events. It reads a
+Function by name only when its uid did not come with the watch. ConfigMaps: create only -
+a cold start of a Function the operator has not reconciled yet creates its inline-code
 ConfigMap (the operator's identical, immutable object; AlreadyExists is expected); no
 reads, updates or deletes (the operator owns their lifecycle).
 */}}
@@ -159,13 +163,10 @@ reads, updates or deletes (the operator owns their lifecycle).
   verbs: ["patch"]
 - apiGroups: ["lambdakube.dev"]
   resources: ["concurrencyquotas"]
-  verbs: ["get", "list", "watch"]
-- apiGroups: ["lambdakube.dev"]
-  resources: ["concurrencyquotas/status"]
-  verbs: ["get"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "create", "delete", "patch"]
+  verbs: ["get", "list", "create", "delete", "patch"]
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["create"]
