@@ -64,7 +64,7 @@ bench-node: $(STAMP) node
 	$(PY) bench/real_node.py
 
 # End to end on kind: needs Docker and internet (see README, .github/workflows/e2e.yaml).
-e2e:
+e2e: $(STAMP)
 	bash hack/e2e-kind.sh
 
 clean:

@@ -27,3 +27,13 @@ def api_client(kubeconfig: str | None = None) -> ApiClient:
             kubernetes.config.load_kube_config(client_configuration=config)
     config.connection_pool_maxsize = CONNECTION_POOL_SIZE
     return ApiClient(config)
+
+
+def authorization(cfg: kubernetes.client.Configuration) -> str | None:
+    """The ``Authorization`` header value of a client configuration (``Bearer <token>``),
+    for callers that speak to the apiserver without the official client (kopf's login,
+    the router's pod watch). The in-cluster token is re-read through the client's refresh
+    hook first, so a rotated ServiceAccount token is picked up."""
+    if cfg.refresh_api_key_hook is not None:
+        cfg.refresh_api_key_hook(cfg)
+    return cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")

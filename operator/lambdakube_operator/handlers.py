@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import kopf
 
+from lambdakube.kubeclient import authorization
 from lambdakube.models import GROUP, QUOTA_OBJECT_NAME, VERSION
 
 from .cruds import Cruds
@@ -100,11 +101,9 @@ def _quota(index: kopf.Index, namespace: str) -> Mapping | None:
 def connection_info(cfg, default_namespace: str | None) -> kopf.ConnectionInfo:
     """kopf's connection from a kubernetes-client Configuration (kubeconfig or in-cluster).
 
-    The in-cluster token is re-read through the client's refresh hook, so a re-login
-    (kopf asks again on a 401) picks up a rotated ServiceAccount token."""
-    if cfg.refresh_api_key_hook is not None:
-        cfg.refresh_api_key_hook(cfg)
-    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization")
+    The in-cluster token is re-read (``kubeclient.authorization``), so a re-login (kopf
+    asks again on a 401) picks up a rotated ServiceAccount token."""
+    header = authorization(cfg)
     scheme, _, token = (header or "").partition(" ")
     if header and not token:
         scheme, token = None, header

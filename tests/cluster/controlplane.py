@@ -29,6 +29,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.procs import stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "hack" / "build-controlplane.sh"
 ADMIN_TOKEN = "lambdakube-admin-token"
@@ -181,13 +183,8 @@ class ControlPlane:
         """Stop one component early (the node stops the controller-manager before it
         deletes every pod, so that no ReplicaSet puts them back)."""
         for proc_name, proc in self._procs:
-            if proc_name == name and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+            if proc_name == name:
+                stop_process(proc)
 
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
         """Start a process that belongs to this cluster: its log is ``<workdir>/<name>.log``,

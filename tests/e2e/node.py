@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.cluster.controlplane import REPO, ControlPlane, build, free_port
+from tests.procs import stop_process
 
 NODE_NAME = "lk-node"
 BRIDGE = "lkbr0"
@@ -529,13 +530,8 @@ state = "{d}/state"
                 problems.append(f"container {c} not removed")
 
     def _stop_containerd(self, problems: list[str]) -> None:
-        if self._containerd is not None and self._containerd.poll() is None:
-            self._containerd.terminate()
-            try:
-                self._containerd.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._containerd.kill()
-                self._containerd.wait(timeout=10)
+        if self._containerd is not None:
+            stop_process(self._containerd, timeout=10)
         # Shims outlive containerd by design; only those serving our socket are ours.
         needle = str(self.containerd_sock).encode()
         for pid_dir in Path("/proc").glob("[0-9]*"):

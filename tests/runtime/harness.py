@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.procs import stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME_DIR = REPO / "runtime-image"
 HANDLERS_DIR = Path(__file__).resolve().parent / "handlers"
@@ -141,13 +143,7 @@ class RuntimeProcess:
         return self.proc.wait(timeout=timeout)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
 
 
 def raw_exchange(

@@ -147,7 +147,8 @@ runs without peering, so there are no kopfpeerings rules.
 {{/*
 Router: lists and watches Functions and quotas (a quota's status, the operator's
 reservation decisions, comes with the object), patches Function status (live pool
-counters), creates/reads/deletes the on-demand environment pods, patches pods (claims
+counters), creates/deletes the on-demand environment pods (and watches a new one
+until its runtime is ready), patches pods (claims
 of provisioned and generic pods, Init-error annotations), and posts Events. It reads a
 Function by name only when its uid did not come with the watch. ConfigMaps: create only -
 a cold start of a Function the operator has not reconciled yet creates its inline-code
@@ -166,7 +167,7 @@ reads, updates or deletes (the operator owns their lifecycle).
   verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "create", "delete", "patch"]
+  verbs: ["list", "watch", "create", "delete", "patch"]
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["create"]

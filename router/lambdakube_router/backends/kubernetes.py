@@ -68,6 +68,7 @@ from lambdakube.resources import (
 )
 from lambdakube.resources.pods import PORT
 from lambdakube_router.backends.base import EnvironmentHandle, EnvironmentStartError, FunctionRef
+from lambdakube_router.backends.podwatch import PodWatcher
 from lambdakube_router.backends.local import (
     SOURCE_FRESH,
     SOURCE_GENERIC,
@@ -168,6 +169,7 @@ class KubernetesBackend:
         self.image_hash = runtime_image_hash(image)
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
+        self._pod_watch = PodWatcher(api_client.configuration)
         self.delete_grace_seconds = delete_grace_seconds
         self.claim_generic = claim_generic
         self.drain_poll_interval = drain_poll_interval
@@ -276,6 +278,7 @@ class KubernetesBackend:
         self._released.clear()
         if self._session is not None:
             await self._session.close()
+        await self._pod_watch.close()
         await self._call(self.api.close)
 
     # -- provisioned: claim the operator's pods -------------------------------------------
@@ -471,35 +474,38 @@ class KubernetesBackend:
         return EnvironmentHandle(address=address, env_id=name, init_duration=init, private=where)
 
     async def _wait_ready(self, fn: FunctionRef, name: str) -> tuple[str, float]:
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+        """Follow the new pod's watch events until its runtime answers ``/readyz``.
 
-        delay = self.poll_interval
-        while True:
-            try:
-                resp = await self._call(self.core.read_namespaced_pod, name, fn.namespace,
-                                        _preload_content=False)
-                pod = json.loads(resp.data)
-            except ApiException as exc:
-                if exc.status == 404:
-                    raise EnvironmentStartError(f"{fn}: environment pod {name} was deleted while starting") from None
-                raise EnvironmentStartError(f"{fn}: reading pod {name}: {exc.status} {exc.reason}") from None
-            annotations = _meta(pod).get("annotations") or {}
-            if annotations.get(labels.INIT_ERROR):
-                raise EnvironmentStartError(f"{fn}: Init failed: {annotations[labels.INIT_ERROR]}")
-            reason = _terminated_reason(pod)
-            if reason:
-                raise EnvironmentStartError(f"{fn}: {reason}")
-            address = _address(pod)
-            if address is not None:
+        The runtime's own ``/readyz`` decides, as soon as the pod has an address: waiting
+        for the kubelet's Ready condition as well added up to a readiness-probe period
+        to every cold start, for an answer the router gets itself. Between events the
+        address is probed every ``poll_interval`` (a cheap local request)."""
+        async with self._pod_watch.watch(fn.namespace, name) as view:
+            while True:
+                pod = view.pod
+                if view.gone:
+                    raise EnvironmentStartError(f"{fn}: environment pod {name} was deleted while starting")
+                if pod is None:
+                    await view.next_change(self.max_poll_interval)
+                    continue
+                annotations = _meta(pod).get("annotations") or {}
+                if annotations.get(labels.INIT_ERROR):
+                    raise EnvironmentStartError(f"{fn}: Init failed: {annotations[labels.INIT_ERROR]}")
+                reason = _terminated_reason(pod)
+                if reason:
+                    raise EnvironmentStartError(f"{fn}: {reason}")
+                address = _address(pod)
+                if address is None:
+                    await view.next_change(self.max_poll_interval)
+                    continue
                 status, info = await self._readyz(address)
                 if info.get("state") == "init_failed":
                     message = init_error_message(fn, info)
                     await self._annotate_init_error(fn.namespace, name, message)
                     raise EnvironmentStartError(message)
-                if _ready(pod) and status == 200:
+                if status == 200:
                     return address, _init_seconds(info)
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, self.max_poll_interval)
+                await view.next_change(self.poll_interval)
 
     # -- draining -------------------------------------------------------------------------
 
