@@ -181,6 +181,13 @@ class Pool:
         self._idle_on_demand: list[Environment] = []
         self._waiters: collections.deque[asyncio.Future[Environment]] = collections.deque()
         self._starting = 0
+        #: On-demand starts only: what a waiting request may count on. A provisioned
+        #: slot waits for the operator's pod, as long as that takes, so a request never
+        #: waits behind one (Lambda: beyond the ready provisioned envs, spill over).
+        self._starting_on_demand = 0
+        #: Start tasks of provisioned slots (env id -> task): cancelled when the spec
+        #: changes, since they wait for pods of the old spec that will not come.
+        self._claims: dict[str, asyncio.Task] = {}
         self._tasks: set[asyncio.Task] = set()
         self._start_tasks: set[asyncio.Task] = set()
         self._closed = False
@@ -201,8 +208,8 @@ class Pool:
         env = self._pop_idle()
         if env is not None:
             return self._lease(env)
-        if self._starting <= len(self._waiters):
-            # Every env already starting is claimed by an earlier waiter: start another.
+        if self._starting_on_demand <= len(self._waiters):
+            # Every on-demand env already starting is claimed by an earlier waiter: start another.
             throttle = self.take_token(self.clock())
             if throttle is not None:
                 raise Throttled(throttle)
@@ -309,15 +316,28 @@ class Pool:
         )
         self.envs[env.env_id] = env
         self._starting += 1
+        if not provisioned:
+            self._starting_on_demand += 1
         task = self._spawn(self._run_start(env, self.spec))
         self._start_tasks.add(task)
         task.add_done_callback(self._start_tasks.discard)
+        if provisioned:
+            self._claims[env.env_id] = task
+            task.add_done_callback(lambda _t, env_id=env.env_id: self._claims.pop(env_id, None))
         return env
+
+    def _start_done(self, env: Environment) -> None:
+        self._starting -= 1
+        if not env.provisioned:
+            self._starting_on_demand -= 1
 
     async def _run_start(self, env: Environment, spec: FunctionSpec) -> None:
         error: EnvironmentStartError | None = None
         try:
-            async with asyncio.timeout(self.init_timeout):
+            # A cold start has the init timeout. A provisioned claim follows the
+            # operator's pod however long it takes to be Ready (a burst of pods on one
+            # node takes longer than any fixed guess); an Init error still fails it.
+            async with asyncio.timeout(None if env.provisioned else self.init_timeout):
                 handle = await self.backend.start(self.fn, spec, env.env_id, env.provisioned)
         except EnvironmentStartError as exc:
             error = exc
@@ -327,14 +347,14 @@ class Pool:
                 error_type="InitTimeout",
             )
         except asyncio.CancelledError:
-            self._starting -= 1
+            self._start_done(env)
             env.state = EnvState.DEAD
             self.envs.pop(env.env_id, None)
             raise
         except Exception as exc:  # a backend bug must not leave waiters hanging
             log.exception("backend failed to start %s", env.env_id)
             error = EnvironmentStartError(f"{type(exc).__name__}: {exc}")
-        self._starting -= 1
+        self._start_done(env)
         if error is not None:
             self._start_failed(env, error)
             return
@@ -359,7 +379,7 @@ class Pool:
         self.stats.last_start_error = error.message
         log.warning("%s: environment %s failed to start: %s", self.fn, env.env_id, error.message)
         # Waiters beyond what the remaining starts can serve get this start's error.
-        while len(self._waiters) > self._starting:
+        while len(self._waiters) > self._starting_on_demand:
             fut = self._waiters.popleft()
             if not fut.done():
                 fut.set_exception(error)
@@ -458,6 +478,8 @@ class Pool:
             self.generation += 1
             for env in list(self._idle_provisioned) + list(self._idle_on_demand):
                 self._retire(env)
+            for task in list(self._claims.values()):
+                task.cancel()  # waiting for old-spec pods; ensure_provisioned starts new claims
         self.spec = spec
         self.ensure_provisioned()
 

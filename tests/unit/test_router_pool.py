@@ -333,3 +333,43 @@ async def test_close_fails_waiters_and_stops_envs():
     with pytest.raises(Exception) as exc:
         await task
     assert type(exc.value).__name__ == "PoolClosed"
+
+
+# -- provisioned slots follow the operator's pods; requests never wait behind them ------
+
+async def test_a_request_spills_over_instead_of_waiting_for_a_starting_provisioned_slot():
+    backend = FakeBackend(auto=False)
+    pool = make_pool(spec(provisionedConcurrency=1), backend)
+    pool.ensure_provisioned()
+    await settle()
+    assert len(backend.gates) == 1  # the provisioned claim, waiting for the operator's pod
+    lease = asyncio.ensure_future(pool.lease(5))
+    await settle()
+    assert len(backend.gates) == 2, "the request started its own (on-demand) environment"
+    backend.gates[1].set_result(None)
+    got = await lease
+    assert got.cold_start and got.spillover and not got.env.provisioned
+
+
+async def test_a_provisioned_claim_outlives_the_init_timeout():
+    backend = FakeBackend(auto=False)
+    pool = Pool(FunctionRef("default", "fn"), spec(provisionedConcurrency=1), backend,
+                take_token=lambda now: None, clock=Clock(), init_timeout=0.05)
+    pool.ensure_provisioned()
+    with pytest.raises(EnvironmentStartError, match="not ready within"):
+        await pool.lease(5)  # an on-demand start: bounded by the init timeout
+    backend.gates[0].set_result(None)  # the operator's pod became Ready after that
+    await settle()
+    (env,) = [e for e in pool.envs.values() if e.provisioned]
+    assert env.state is EnvState.IDLE and pool.stats.start_failures == 1
+
+
+async def test_a_spec_change_cancels_claims_waiting_for_old_spec_pods():
+    backend = FakeBackend(auto=False)
+    pool = make_pool(spec(provisionedConcurrency=1), backend)
+    pool.ensure_provisioned()
+    await settle()
+    pool.update_spec(spec(provisionedConcurrency=1, env={"V": "2"}))
+    await settle()
+    assert backend.gates[0].cancelled()
+    assert len(backend.gates) == 2 and pool.describe()["starting"] == 1
