@@ -17,8 +17,11 @@ The rules, in the order they are applied:
    operator deletes them once ``draining-since`` + the pod's timeout + a grace period
    has passed (backstop for a router that died or missed one).
 3. Provisioned count: exactly ``provisionedConcurrency`` non-draining provisioned pods of
-   the current spec hash: create the missing ones, delete the surplus (not-ready first,
-   then the youngest).
+   the current spec hash: create the missing ones; of the surplus (not-ready first, then
+   the youngest), not-ready pods are deleted and Ready ones marked draining, as in a
+   rollout. The router may hold a Ready one and be sending it a request: deleting it
+   under the router left that request waiting on a vanished pod until its timeout (seen
+   on a real node); draining lets the router finish and delete it.
 4. Rollout (surge first): provisioned pods of an older hash keep serving until enough
    new ones are Ready - ``max(0, N - readyNew)`` of them stay, the rest are marked
    draining (not-ready old ones are simply deleted: the router never leases them).
@@ -292,9 +295,12 @@ def plan(
         # 3. Provisioned count: surplus goes not-ready first, then youngest first.
         if len(current) > want:
             by_expendability = sorted(current, key=lambda p: (p.ready, -p.created.timestamp(), p.name))
-            for p in by_expendability[: len(current) - want]:
-                delete(p, SURPLUS)
-            current = [p for p in current if p.name not in deleted]
+            surplus = by_expendability[: len(current) - want]
+            for p in surplus:
+                if not p.ready:
+                    delete(p, SURPLUS)
+            out.drain.extend(p.name for p in surplus if p.ready)
+            current = [p for p in current if p not in surplus]
         out.create = min(max(0, want - len(current)), timing.max_creates)
 
         # 4. Rollout.

@@ -82,6 +82,9 @@ class Environment:
     leased: bool = False
     #: Released unhealthy: stopped, never handed back to the backend's owner.
     broken: bool = False
+    #: A provisioned env beyond a lowered target: handed back to the backend's owner
+    #: (the operator picks which pods go), not stopped by the router.
+    surplus: bool = False
     #: The router's connection to this env (runtime_client.EnvConnection), closed on stop.
     conn: Any = field(default=None, repr=False)
 
@@ -409,7 +412,7 @@ class Pool:
             env.conn.close()
         release = getattr(self.backend, "release", None)
         hand_back = (env.provisioned and not env.broken and release is not None
-                     and (self._closed or env.generation != self.generation))
+                     and (self._closed or env.surplus or env.generation != self.generation))
         try:
             if env.handle is not None and hand_back:
                 await release(env.handle)
@@ -443,8 +446,9 @@ class Pool:
         missing = self.spec.provisioned_concurrency - self._live_provisioned()
         for _ in range(max(0, missing)):
             self._start(provisioned=True)
-        if missing < 0:  # target lowered: retire idle extras now, busy ones on release
+        if missing < 0:  # target lowered: hand idle extras back now, busy ones on release
             for env in list(self._idle_provisioned)[: -missing]:
+                env.surplus = True
                 self._retire(env)
         return max(0, missing)
 

@@ -374,11 +374,11 @@ state = "{d}/state"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self._containerd.poll() is not None:
-                raise NodeError(f"containerd exited:\n{self._tail('containerd')}")
+                raise NodeError(f"containerd exited:\n{self.tail('containerd')}")
             if self.containerd_sock.exists() and self.ctr("version", check=False).returncode == 0:
                 return
             time.sleep(0.1)
-        raise NodeError(f"containerd not ready in 30 s:\n{self._tail('containerd')}")
+        raise NodeError(f"containerd not ready in 30 s:\n{self.tail('containerd')}")
 
     def _import_images(self) -> None:
         for ref, archive in self.images:
@@ -472,7 +472,7 @@ state = "{d}/state"
             if out.stdout.strip() == "True":
                 return
             time.sleep(0.3)
-        raise NodeError(f"node not Ready in {timeout} s:\n{self._tail('cp/kubelet')}")
+        raise NodeError(f"node not Ready in {timeout} s:\n{self.tail('cp/kubelet')}")
 
     def _wait_service_routing(self, timeout: float = 60) -> None:
         """The ``kubernetes`` Service answers on its ClusterIP: kube-proxy's rules are in."""
@@ -486,7 +486,7 @@ state = "{d}/state"
             with contextlib.suppress(OSError), socket.create_connection((ip, 443), timeout=1):
                 return
             time.sleep(0.3)
-        raise NodeError(f"ClusterIP {ip}:443 unreachable after {timeout} s:\n{self._tail('cp/kube-proxy')}")
+        raise NodeError(f"ClusterIP {ip}:443 unreachable after {timeout} s:\n{self.tail('cp/kube-proxy')}")
 
     def _storage(self) -> None:
         """A StorageClass and a hostPath volume for the router's state PVC."""
@@ -543,7 +543,8 @@ state = "{d}/state"
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _tail(self, name: str, n: int = 3000) -> str:
+    def tail(self, name: str, n: int = 3000) -> str:
+        """The last ``n`` characters of a component's log (``cp/kubelet``, ``containerd``)."""
         path = self.workdir / f"{name}.log"
         return path.read_text(errors="replace")[-n:] if path.exists() else f"(no {path})"
 
@@ -557,7 +558,7 @@ state = "{d}/state"
                 if r.status == 200:
                     return
             time.sleep(0.2)
-        raise NodeError(f"{name} not ready at {url}:\n{self._tail('cp/' + name)}")
+        raise NodeError(f"{name} not ready at {url}:\n{self.tail('cp/' + name)}")
 
 
 @contextlib.contextmanager

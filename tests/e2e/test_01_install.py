@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from tests.e2e.cluster import REPO, RELEASE, RELEASE_NS, Cluster, wait_for
 from lambdakube.resources import labels
+from tests.e2e.cluster import RELEASE, RELEASE_NS, REPO, Cluster, wait_for
 
 
 def test_operator_and_router_are_ready(release: Cluster):

@@ -6,10 +6,13 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from lambdakube.resources import labels
 from tests.e2e.cluster import Cluster, function_manifest, recording_handler, wait_for
 
 
+@pytest.mark.timeout(600)
 def test_changed_code_rolls_out_without_old_answers(release: Cluster, ns: str):
     release.apply(function_manifest("roll", recording_handler("v1"), provisionedConcurrency=2), ns)
     old = wait_for(lambda: len(p := release.pods(ns, "roll", labels.ROLE_PROVISIONED)) == 2 and all(

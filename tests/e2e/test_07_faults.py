@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from lambdakube.resources import labels
 from tests.e2e.cluster import RELEASE_NS, Cluster, function_manifest, recording_handler, wait_for
 from tests.e2e.helpers import router_envs
@@ -45,6 +47,7 @@ def test_a_pod_killed_mid_request_gives_a_clear_5xx_and_the_pool_recovers(releas
     assert after.header("X-Cold-Start") == "true" and after.json()["pod"] != pod
 
 
+@pytest.mark.timeout(600)
 def test_operator_deleted_mid_reconcile_recovers_without_duplicates(release: Cluster, ns: str):
     (old_operator,) = _component_pods(release, "operator")
     release.apply(function_manifest("opfn", recording_handler(), provisionedConcurrency=5), ns)
@@ -62,6 +65,7 @@ def test_operator_deleted_mid_reconcile_recovers_without_duplicates(release: Clu
     assert fn["status"]["provisioned"] == 5
 
 
+@pytest.mark.timeout(600)
 def test_queued_events_survive_the_router_pod(release: Cluster, ns: str):
     release.apply(function_manifest("durable", recording_handler(), timeoutSeconds=30,
                                     **{"async": {"onSuccess": {"queue": "done"}}}), ns)

@@ -92,14 +92,14 @@ CASES = {
         fn(spec(provisionedConcurrency=500)), [], {"timing": replace(TIMING, max_creates=50)},
         dict(create=50, status=dict(starting=50)),
     ),
-    "scale down deletes not-ready first, then the youngest": (
+    "scale down takes not-ready first (deleted), then the youngest (drained: the router may hold it)": (
         fn(spec(provisionedConcurrency=1, reservedConcurrency=5)),
         [pod("old", age=100), pod("young", age=5), pod("cold", age=50, ready=False)], {},
-        dict(create=0, deletes={"cold": SURPLUS, "young": SURPLUS}, status=dict(ready=1, provisioned=1)),
+        dict(create=0, deletes={"cold": SURPLUS}, drain=["young"], status=dict(ready=1, provisioned=1)),
     ),
-    "scale to zero deletes every provisioned pod": (
+    "scale to zero drains every Ready provisioned pod": (
         fn(spec()), [pod("a"), pod("b")], {},
-        dict(create=0, deletes={"a": SURPLUS, "b": SURPLUS}, status=dict(ready=0, provisioned=0),
+        dict(create=0, deletes={}, drain=["a", "b"], status=dict(ready=0, provisioned=0),
              conditions={"Ready": ("True", "Ready")}),
     ),
     "on-demand pods of the current spec are the router's": (

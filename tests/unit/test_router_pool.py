@@ -373,3 +373,23 @@ async def test_a_spec_change_cancels_claims_waiting_for_old_spec_pods():
     await settle()
     assert backend.gates[0].cancelled()
     assert len(backend.gates) == 2 and pool.describe()["starting"] == 1
+
+
+async def test_lowering_the_target_hands_surplus_back_to_the_owner_instead_of_stopping_it():
+    class OwnedBackend(FakeBackend):
+        def __init__(self):
+            super().__init__()
+            self.released: list[str] = []
+
+        async def release(self, handle):
+            self.released.append(handle.env_id)
+
+    backend = OwnedBackend()
+    pool = make_pool(spec(provisionedConcurrency=3), backend)
+    pool.ensure_provisioned()
+    await settle()
+    pool.update_spec(spec(provisionedConcurrency=1))
+    await settle()
+    assert len(backend.released) == 2 and backend.stopped == []
+    assert pool.describe()["provisioned"]["live"] == 1
+    await pool.close()
