@@ -25,10 +25,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 import uuid
