@@ -185,7 +185,6 @@ class RealNode:
     _snapshot: HostSnapshot | None = None
     _bridge_created: bool = False
     _containerd: subprocess.Popen | None = None
-    _network_up: bool = False
 
     # -- paths -----------------------------------------------------------------------
 
