@@ -25,6 +25,8 @@ from pathlib import Path
 import yaml
 
 from lambdakube.resources import labels
+from tests.cluster.controlplane import build as build_controlplane
+from tests.cluster.controlplane import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "lambdakube"
@@ -111,7 +113,7 @@ class Cluster:
         with contextlib.suppress(OSError), socket.create_connection((ip, 9000), timeout=2):
             self.router_url = f"http://{ip}:9000"
             return
-        port = _free_port()
+        port = free_port()
         self._port_forward = subprocess.Popen(
             [str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig), "port-forward",
              "-n", RELEASE_NS, f"svc/{ROUTER_SVC}", f"{port}:9000"],
@@ -156,7 +158,6 @@ def phase(name: str, start: float) -> None:
 def open_cluster():
     """The cluster of ``LAMBDAKUBE_E2E_KUBECONFIG``, else this machine's real node (up
     for the duration of the block)."""
-    from tests.cluster.controlplane import build as build_controlplane  # noqa: PLC0415
 
     start = time.monotonic()
     helm = Path(subprocess.run(["bash", str(BUILD_TOOLS), "helm"], check=True, text=True,
@@ -232,9 +233,3 @@ def handler(event, context):
     return {"pod": os.environ["LAMBDAKUBE_ENV_ID"], "count": COUNT, "version": VERSION,
             "start": start, "end": time.time()}
 '''
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

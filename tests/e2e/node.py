@@ -30,10 +30,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,7 +183,6 @@ class RealNode:
     workdir: Path
     images: list[tuple[str, Path]] = field(default_factory=list)
     cp: ControlPlane | None = None
-    phases: dict[str, float] = field(default_factory=dict)
     _snapshot: HostSnapshot | None = None
     _bridge_created: bool = False
     _containerd: subprocess.Popen | None = None
@@ -270,8 +271,7 @@ class RealNode:
         try:
             yield
         finally:
-            self.phases[name] = time.monotonic() - start
-            print(f"[node] {name}: {self.phases[name]:.1f} s", file=sys.stderr, flush=True)
+            print(f"[node] {name}: {time.monotonic() - start:.1f} s", file=sys.stderr, flush=True)
 
     def _preflight(self) -> None:
         if os.geteuid() != 0:
@@ -475,8 +475,6 @@ state = "{d}/state"
 
     def _wait_service_routing(self, timeout: float = 60) -> None:
         """The ``kubernetes`` Service answers on its ClusterIP: kube-proxy's rules are in."""
-        import socket  # noqa: PLC0415
-
         ip = self.kubectl("get", "svc", "kubernetes", "-n", "default", "-o",
                           "jsonpath={.spec.clusterIP}").stdout.strip()
         deadline = time.monotonic() + timeout
@@ -548,8 +546,6 @@ state = "{d}/state"
         return path.read_text(errors="replace")[-n:] if path.exists() else f"(no {path})"
 
     def _wait_http(self, url: str, name: str, timeout: float = 30) -> None:
-        import urllib.request  # noqa: PLC0415
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.cp.check_alive()

@@ -68,7 +68,6 @@ from lambdakube.resources import (
 )
 from lambdakube.resources.pods import PORT
 from lambdakube_router.backends.base import EnvironmentHandle, EnvironmentStartError, FunctionRef
-from lambdakube_router.backends.podwatch import PodWatcher
 from lambdakube_router.backends.local import (
     SOURCE_FRESH,
     SOURCE_GENERIC,
@@ -77,6 +76,7 @@ from lambdakube_router.backends.local import (
     json_object,
     needs_fresh_process,
 )
+from lambdakube_router.backends.podwatch import PodWatcher
 
 log = logging.getLogger(__name__)
 
@@ -482,21 +482,22 @@ class KubernetesBackend:
         address is probed every ``poll_interval`` (a cheap local request)."""
         async with self._pod_watch.watch(fn.namespace, name) as view:
             while True:
-                pod = view.pod
+                seen, pod = view.version, view.pod
+                if view.error:
+                    raise EnvironmentStartError(f"{fn}: {view.error}")
                 if view.gone:
                     raise EnvironmentStartError(f"{fn}: environment pod {name} was deleted while starting")
-                if pod is None:
-                    await view.next_change(self.max_poll_interval)
-                    continue
-                annotations = _meta(pod).get("annotations") or {}
-                if annotations.get(labels.INIT_ERROR):
-                    raise EnvironmentStartError(f"{fn}: Init failed: {annotations[labels.INIT_ERROR]}")
-                reason = _terminated_reason(pod)
-                if reason:
-                    raise EnvironmentStartError(f"{fn}: {reason}")
-                address = _address(pod)
+                address = None
+                if pod is not None:
+                    annotations = _meta(pod).get("annotations") or {}
+                    if annotations.get(labels.INIT_ERROR):
+                        raise EnvironmentStartError(f"{fn}: Init failed: {annotations[labels.INIT_ERROR]}")
+                    reason = _terminated_reason(pod)
+                    if reason:
+                        raise EnvironmentStartError(f"{fn}: {reason}")
+                    address = _address(pod)
                 if address is None:
-                    await view.next_change(self.max_poll_interval)
+                    await view.next_change(seen, self.max_poll_interval)
                     continue
                 status, info = await self._readyz(address)
                 if info.get("state") == "init_failed":
@@ -505,7 +506,7 @@ class KubernetesBackend:
                     raise EnvironmentStartError(message)
                 if status == 200:
                     return address, _init_seconds(info)
-                await view.next_change(self.poll_interval)
+                await view.next_change(seen, self.poll_interval)
 
     # -- draining -------------------------------------------------------------------------
 

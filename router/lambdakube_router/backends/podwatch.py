@@ -37,29 +37,44 @@ RETRY_SECONDS = 0.2
 
 @dataclass
 class PodView:
-    """The newest state of one pod, as the watch last saw it."""
+    """The newest state of one pod, as the watch last saw it.
+
+    ``version`` counts the changes: a reader remembers the version it looked at and
+    waits for a newer one, so a change that lands while it is busy (probing the pod)
+    is never missed, whatever the order of set and clear."""
 
     pod: dict | None = None
     gone: bool = False
+    #: Why the watch cannot go on (a refused request); the start fails with it.
     error: str | None = None
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    version: int = 0
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition, repr=False)
 
-    def apply(self, event: dict) -> None:
+    async def _bump(self) -> None:
+        self.version += 1
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def apply(self, event: dict) -> None:
         kind = event.get("type")
         if kind == "DELETED":
             self.gone = True
             self.pod = event.get("object")
         elif kind in ("ADDED", "MODIFIED"):
             self.pod = event.get("object")
-        elif kind == "ERROR":
-            self.error = str((event.get("object") or {}).get("message"))
-        self.changed.set()
+        else:  # ERROR or unknown: nothing to update; reconnecting re-lists the pod
+            return
+        await self._bump()
 
-    async def next_change(self, timeout: float) -> None:
-        """Wait for the next event (or ``timeout``); waiters re-check the view after."""
-        self.changed.clear()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.changed.wait(), timeout)
+    async def fail(self, error: str) -> None:
+        self.error = error
+        await self._bump()
+
+    async def next_change(self, seen: int, timeout: float) -> None:
+        """Return once ``version`` is past ``seen``, or after ``timeout``."""
+        async with self._changed:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.version > seen), timeout)
 
 
 class PodWatcher:
@@ -112,14 +127,17 @@ class PodWatcher:
                 headers["Authorization"] = auth
             try:
                 async with self._http().get(url, headers=headers) as resp:
+                    if 400 <= resp.status < 500 and resp.status != 429:
+                        # Refused (RBAC, a bad request): retrying cannot help.
+                        await view.fail(f"watching pod {namespace}/{name}: HTTP {resp.status}"
+                                        f" {(await resp.text())[:300]}")
+                        return
                     if resp.status != 200:
-                        view.error = f"watch of pod {namespace}/{name}: HTTP {resp.status}"
-                        view.changed.set()
                         await asyncio.sleep(RETRY_SECONDS)
                         continue
                     async for line in resp.content:
                         if line.strip():
-                            view.apply(json.loads(line))
+                            await view.apply(json.loads(line))
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
                 log.debug("watch of pod %s/%s: %s; reconnecting", namespace, name, exc)
                 await asyncio.sleep(RETRY_SECONDS)
