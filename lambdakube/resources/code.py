@@ -1,57 +1,80 @@
-"""The ConfigMap that carries a Function's inline code.
+"""How a Function's inline code reaches its environment: the runtime's ``POST /init`` body.
 
-Why a ConfigMap and not ``LAMBDAKUBE_INLINE_CODE``: inline source may be 256 KiB, and
-Linux caps a single environment string at 128 KiB (MAX_ARG_STRLEN), so the variable
-would fail for large sources at exec time. The ConfigMap is mounted read-only at
-``CODE_DIR`` and the runtime imports the handler's module from there
-(``LAMBDAKUBE_CODE_DIR``).
+Every environment of an inline-code function starts the runtime without a function
+(as a generic environment does) and receives its code, handler and configuration in one
+``POST /init``: from the router for its cold starts (fresh pods and claimed generic
+pods, and every local process), from the operator for its provisioned pods. One way in,
+whoever starts the environment.
 
-The name carries the code hash and the ConfigMap is immutable: an environment keeps
-the exact code it started with during a rollout, and the kubelet need not watch it.
-ConfigMaps of older code are deleted by the operator once no pod mounts them; they are
-also owned by the Function, so garbage collection removes them with it.
+Why not a ConfigMap volume (the first design): on a real node with the Node authorizer
+(every production cluster) the kubelet may read a ConfigMap only once the authorizer's
+graph links the pod to it, and under a burst of new pods the kubelet's first read races
+that graph: ``failed to sync configmap cache: timed out waiting for the condition``,
+then a mount retry 0.5–2 s later on most pods of a 50-Function burst. A body sent to the
+runtime needs no API object, no RBAC and no volume, and has no size limit short of the
+Function object itself (``LAMBDAKUBE_INLINE_CODE`` would have one: Linux caps a single
+environment string at 128 KiB, MAX_ARG_STRLEN, and inline source may be 256 Ki chars).
+
+Functions whose code is in their image (``spec.image``, no ``code``) still start with
+their configuration in the environment and need no ``/init``.
 """
 
 from __future__ import annotations
 
+import json
+
 from lambdakube.models import FunctionSpec
 
-from . import labels
-from .owner import owner_reference
-from .spec_hash import code_hash
-
-CODE_DIR = "/var/lambdakube/code"
+#: ``functionVersion`` until versions exist (issue 16).
+LATEST = "$LATEST"
 
 
-def code_configmap_name(function_name: str, spec: FunctionSpec) -> str | None:
-    digest = code_hash(spec)
-    if digest is None:
-        return None
-    return f"{function_name}-code-{digest}"
+def needs_init(spec: FunctionSpec) -> bool:
+    """True when environments of ``spec`` get their code through ``POST /init``."""
+    return spec.code is not None
 
 
-def code_configmap(
-    *, function_name: str, namespace: str, function_uid: str, spec: FunctionSpec,
-    managed_by: str = labels.OPERATOR_NAME,
-) -> dict | None:
-    """The ConfigMap for ``spec``'s inline code, or None when the code is in the image."""
-    name = code_configmap_name(function_name, spec)
-    if name is None or spec.code is None:
-        return None
-    inline = spec.code.inline
+def init_body(function_name: str, namespace: str, spec: FunctionSpec) -> dict:
+    """The runtime's ``POST /init`` body (``lambdakube_runtime.config.from_init_body``
+    parses it; unknown fields are refused there, so both sides change together)."""
+    if spec.code is None:
+        raise ValueError(f"{namespace}/{function_name}: code is in the image; there is nothing to send")
     return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {
-                labels.FUNCTION: function_name,
-                labels.CODE_HASH: code_hash(spec),
-                labels.MANAGED_BY: managed_by,
-            },
-            "ownerReferences": [owner_reference(function_name, function_uid)],
-        },
-        "immutable": True,
-        "data": {f"{inline.module}.py": inline.source},
+        "handler": spec.handler,
+        "inlineCode": spec.code.inline.source,
+        "inlineModule": spec.code.inline.module,
+        "codeDir": None,
+        "functionName": function_name,
+        "functionVersion": LATEST,
+        "memoryMb": spec.resources.memory_size,
+        "timeoutSeconds": spec.timeout_seconds,
+        # The function's own variables. A pod of the function has them from its start
+        # as well; a claimed generic pod or a generic local process gets them only here,
+        # which is why functions with interpreter-start variables never go generic.
+        "env": dict(spec.env),
+        "namespace": namespace,
     }
+
+
+def runtime_answer(body: bytes) -> dict:
+    """A runtime's JSON answer (``/init``, ``/readyz``) as a dict; anything else
+    (broken, not an object) as {}."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def init_error_message(who: str, answer: dict) -> str:
+    """``InitError``-style text of a runtime's error answer (``/init``'s 500 or
+    ``/readyz``'s ``init_failed``): errorType, errorMessage and stack. The same text
+    reaches the invoker, the pod's ``init-error`` annotation and InitFailed."""
+    err = answer.get("error") or {}
+    kind = err.get("errorType", "Runtime.Unknown")
+    msg = err.get("errorMessage", "the runtime reported init_failed without details")
+    text = f"{who}: Init failed: {kind}: {msg}"
+    stack = err.get("stackTrace")
+    if isinstance(stack, list) and stack:
+        text += "\n" + "".join(str(s) if str(s).endswith("\n") else f"{s}\n" for s in stack).rstrip()
+    return text

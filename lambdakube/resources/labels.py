@@ -29,13 +29,14 @@ SPEC_HASH = f"{PREFIX}/spec-hash"
 DRAINING = f"{PREFIX}/draining"
 #: Pod annotation: RFC 3339 time the operator first saw the pod draining.
 DRAINING_SINCE = f"{PREFIX}/draining-since"
-#: Pod annotation: the runtime's Init error, written by whoever read ``/readyz``
-#: (the router's pod backend; tests without a kubelet write it themselves).
+#: Pod annotation: the runtime's Init error, written by whoever sent ``/init`` or read
+#: ``/readyz`` (the router's pod backend, the operator; tests without a kubelet too).
 INIT_ERROR = f"{PREFIX}/init-error"
+#: Pod annotation ``host:port``: where the runtime listens, instead of ``status.podIP``
+#: (tests without a kubelet run a real runtime on 127.0.0.1 and point the pod at it).
+ADDRESS = f"{PREFIX}/address"
 #: Pod annotation: the function timeout the pod was built with (drain deadline).
 TIMEOUT_SECONDS = f"{PREFIX}/timeout-seconds"
-#: ConfigMap label: hash of the inline code it carries.
-CODE_HASH = f"{PREFIX}/code-hash"
 
 #: Finalizer on Functions: the operator deletes the function's pods before it goes.
 FINALIZER = f"{PREFIX}/cleanup"

@@ -4,8 +4,14 @@ One builder for both creators of environment pods: the operator (provisioned pod
 the router (on-demand pods for cold starts), so both agree on labels, hash, security
 context and the runtime's configuration. ``generic_pod`` builds the operator's
 pre-warmed *generic* pods (a runtime without a function, specialised by a router
-cold start through ``POST /init``) from the same skeleton. The result is a plain JSON-ready dict, which the
-kubernetes client accepts as a body and tests compare directly.
+cold start through ``POST /init``) from the same skeleton. The result is a plain
+JSON-ready dict, which the kubernetes client accepts as a body and tests compare directly.
+
+A pod of an inline-code function starts its runtime *without* the function, like a
+generic pod, and gets the code through ``POST /init`` (see ``code.py`` for why there is
+no code volume). It differs from a generic pod in its labels, owner, resources and the
+function's own variables (present from the interpreter's start), and in its readiness
+probe, ``/readyz``: such a pod turns Ready only once Init has succeeded.
 
 Lambda semantics shape a few choices:
 - ``restartPolicy: Never``: an environment that dies is replaced, not restarted (a
@@ -23,7 +29,7 @@ import os
 from lambdakube.models import FunctionSpec
 
 from . import labels
-from .code import CODE_DIR, code_configmap_name
+from .code import needs_init
 from .owner import owner_reference
 from .spec_hash import spec_hash
 
@@ -62,22 +68,30 @@ def fits_generic(spec: FunctionSpec) -> bool:
             and spec.resources.memory_size == GENERIC_MEMORY_MB)
 
 
+def pod_address(pod: dict) -> str | None:
+    """``host:port`` of the pod's runtime: the ``lambdakube.dev/address`` annotation when
+    present, else ``status.podIP``; None while the pod has no IP."""
+    meta = pod.get("metadata") or {}
+    annotated = (meta.get("annotations") or {}).get(labels.ADDRESS)
+    if annotated:
+        return annotated
+    ip = (pod.get("status") or {}).get("podIP")
+    return f"{ip}:{PORT}" if ip else None
+
+
 def _env(function_name: str, namespace: str, spec: FunctionSpec) -> list[dict]:
-    ours: list[dict] = [
-        {"name": "LAMBDAKUBE_HANDLER", "value": spec.handler},
-        {"name": "LAMBDAKUBE_FUNCTION_NAME", "value": function_name},
-        {"name": "LAMBDAKUBE_NAMESPACE", "value": namespace},
-        {"name": "LAMBDAKUBE_MEMORY_MB", "value": str(spec.resources.memory_size)},
-        {"name": "LAMBDAKUBE_TIMEOUT_SECONDS", "value": str(spec.timeout_seconds)},
-        _ENV_ID,
-    ]
-    if spec.code is not None:
-        ours.append({"name": "LAMBDAKUBE_CODE_DIR", "value": CODE_DIR})
-        ours.append({"name": "LAMBDAKUBE_INLINE_MODULE", "value": spec.code.inline.module})
-    reserved = {e["name"] for e in ours}
-    # The function's own variables first (sorted: stable pod specs); they cannot
-    # override the runtime's configuration, which would break the environment.
-    user = [{"name": k, "value": v} for k, v in sorted(spec.env.items()) if k not in reserved]
+    ours: list[dict] = [{"name": "LAMBDAKUBE_NAMESPACE", "value": namespace}, _ENV_ID]
+    if not needs_init(spec):  # code in the image: the runtime initialises at start
+        ours[:0] = [
+            {"name": "LAMBDAKUBE_HANDLER", "value": spec.handler},
+            {"name": "LAMBDAKUBE_FUNCTION_NAME", "value": function_name},
+            {"name": "LAMBDAKUBE_MEMORY_MB", "value": str(spec.resources.memory_size)},
+            {"name": "LAMBDAKUBE_TIMEOUT_SECONDS", "value": str(spec.timeout_seconds)},
+        ]
+    # The function's own variables first (sorted: stable pod specs); they cannot set the
+    # runtime's configuration (``LAMBDAKUBE_*``), which would break the environment - or
+    # turn a pod that waits for its code into one that starts without it.
+    user = [{"name": k, "value": v} for k, v in sorted(spec.env.items()) if not k.startswith("LAMBDAKUBE_")]
     return user + ours
 
 
@@ -94,13 +108,10 @@ def _resources(memory_mb: int, cpu: str | None) -> dict:
 
 def _pod(*, name: str, namespace: str, pod_labels: dict, annotations: dict,
          owner_references: list[dict] | None, image: str, env: list[dict], resources: dict,
-         readiness_path: str, timeout_seconds: int, code_cm: str | None) -> dict:
+         readiness_path: str, timeout_seconds: int) -> dict:
     """The skeleton every environment pod shares (security context, probes, volumes)."""
     volumes: list[dict] = [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}}]
     mounts: list[dict] = [{"name": "tmp", "mountPath": "/tmp"}]
-    if code_cm is not None:
-        volumes.append({"name": "code", "configMap": {"name": code_cm}})
-        mounts.append({"name": "code", "mountPath": CODE_DIR, "readOnly": True})
 
     container = {
         "name": CONTAINER_NAME,
@@ -193,7 +204,6 @@ def environment_pod(
         resources=_resources(spec.resources.memory_size, spec.resources.cpu),
         readiness_path="/readyz",
         timeout_seconds=spec.timeout_seconds,
-        code_cm=code_configmap_name(function_name, spec),
     )
 
 
@@ -222,5 +232,4 @@ def generic_pod(*, namespace: str, env_id: str, runtime_image: str,
         resources=_resources(GENERIC_MEMORY_MB, None),
         readiness_path="/healthz",
         timeout_seconds=GENERIC_TIMEOUT_SECONDS,
-        code_cm=None,
     )

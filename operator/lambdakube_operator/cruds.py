@@ -95,27 +95,7 @@ class Cruds:
         await self._call(self.core.delete_collection_namespaced_pod, namespace,
                          label_selector=f"{labels.FUNCTION}={function}")
 
-    # -- code ConfigMaps -------------------------------------------------------------------
-
-    async def list_code_configmaps(self, namespace: str, function: str) -> list[str]:
-        body = await self._call(
-            self.core.list_namespaced_config_map, namespace,
-            label_selector=f"{labels.FUNCTION}={function},{labels.CODE_HASH}")
-        return [cm["metadata"]["name"] for cm in body["items"]]
-
-    async def create_configmap(self, namespace: str, body: Mapping) -> bool:
-        return await self._call(self.core.create_namespaced_config_map, namespace, dict(body),
-                                tolerate=ALREADY_EXISTS) is not None
-
-    async def delete_configmap(self, namespace: str, name: str) -> bool:
-        return await self._call(self.core.delete_namespaced_config_map, name, namespace,
-                                tolerate=GONE) is not None
-
-    async def delete_function_configmaps(self, namespace: str, function: str) -> None:
-        await self._call(self.core.delete_collection_namespaced_config_map, namespace,
-                         label_selector=f"{labels.FUNCTION}={function},{labels.CODE_HASH}")
-
-    # -- Functions -------------------------------------------------------------------------
+    # -- Functions ---------------------------------------------------------------------
 
     async def get_function(self, namespace: str, name: str) -> dict | None:
         return await self._call(self.custom.get_namespaced_custom_object,

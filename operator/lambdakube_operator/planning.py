@@ -28,6 +28,10 @@ The rules, in the order they are applied:
    On-demand pods of an older hash are marked draining at once; the router finishes
    their request and deletes them. Pods without a spec-hash label cannot be classified
    and are left alone (never drained, never counted as provisioned).
+5. Code: a provisioned pod of the current spec of an inline-code function, listening
+   (it has an address) but not Ready and without an Init error, is sent its function
+   (``POST /init``, see ``lambdakube.resources.code``). Listing it again while its Init
+   runs is harmless: the executor sends each pod one ``/init``.
 """
 
 from __future__ import annotations
@@ -41,8 +45,7 @@ from pydantic import ValidationError
 from lambdakube.models import FunctionSpec
 
 from . import conditions as C
-from lambdakube.resources import labels
-from lambdakube.resources.code import code_configmap_name
+from lambdakube.resources import labels, needs_init, pod_address
 from lambdakube.resources.spec_hash import spec_hash
 
 READY = "Ready"
@@ -92,7 +95,8 @@ class PodView:
     owner_uid: str | None = None
     init_error: str | None = None
     timeout_seconds: int | None = None
-    code_configmap: str | None = None
+    #: ``host:port`` of its runtime once it has one (``lambdakube.resources.pod_address``).
+    address: str | None = None
     #: Generic pods: hash of the runtime image they run (``lambdakube.dev/runtime-image-hash``).
     image_hash: str | None = None
 
@@ -112,10 +116,6 @@ class PodView:
         for ref in meta.get("ownerReferences") or ():
             if ref.get("kind") == "Function" and ref.get("apiVersion", "").startswith(labels.PREFIX + "/"):
                 owner_uid = ref.get("uid")
-        code_cm = None
-        for vol in (pod.get("spec") or {}).get("volumes") or ():
-            if vol.get("name") == "code" and vol.get("configMap"):
-                code_cm = vol["configMap"].get("name")
         timeout = annotations.get(labels.TIMEOUT_SECONDS)
         return cls(
             name=meta.get("name", ""),
@@ -131,7 +131,7 @@ class PodView:
             owner_uid=owner_uid,
             init_error=init_error_of(pod),
             timeout_seconds=int(timeout) if timeout and timeout.isdigit() else None,
-            code_configmap=code_cm,
+            address=pod_address(dict(pod)),
             image_hash=pod_labels.get(labels.RUNTIME_IMAGE_HASH),
         )
 
@@ -219,10 +219,8 @@ class Plan:
     stamp: list[str] = field(default_factory=list)
     #: Pods of ours without an owner reference.
     adopt: list[str] = field(default_factory=list)
-    #: The code ConfigMap pods of ``spec_hash`` mount (None: code is in the image).
-    code_configmap: str | None = None
-    #: Code ConfigMaps no remaining pod mounts (excluding the current one).
-    delete_configmaps: list[str] = field(default_factory=list)
+    #: Provisioned pods waiting for their code: (pod name, runtime address).
+    initialize: list[tuple[str, str]] = field(default_factory=list)
     #: The operator-owned status fields, complete (see ``status_patch``).
     status: dict = field(default_factory=dict)
     #: Condition-transition events; pod create/delete events come from the executor.
@@ -230,7 +228,8 @@ class Plan:
 
     @property
     def idle(self) -> bool:
-        return not (self.create or self.deletes or self.drain or self.stamp or self.adopt)
+        return not (self.create or self.deletes or self.drain or self.stamp or self.adopt
+                    or self.initialize)
 
 
 def _plural(n: int, word: str) -> str:
@@ -244,9 +243,8 @@ def plan(
     now: datetime,
     quota_rejection: str | None = None,
     timing: Timing = Timing(),
-    configmaps: list[str] = (),
 ) -> Plan:
-    """What to do for ``fn`` given its observed ``pods`` (any role) and code ``configmaps``.
+    """What to do for ``fn`` given its observed ``pods`` (any role).
 
     ``quota_rejection`` is the namespace allocation's verdict for the function (None:
     granted or no reservation).
@@ -315,7 +313,6 @@ def plan(
         out.drain.extend(p.name for p in old_ready[keep_old:])
         out.drain.extend(p.name for p in old if p.role != labels.ROLE_PROVISIONED)
         out.drain.sort()
-        out.code_configmap = code_configmap_name(fn.name, spec)
 
     out.deletes = sorted(deleted.values(), key=lambda d: d.name)
 
@@ -332,11 +329,12 @@ def plan(
     outdated = [p for p in after
                 if current_hash is not None and p.spec_hash is not None and p.spec_hash != current_hash]
 
-    # Code ConfigMaps nobody mounts any more.
-    mounted = {p.code_configmap for p in after if p.code_configmap}
-    out.delete_configmaps = sorted(
-        cm for cm in configmaps if cm != out.code_configmap and cm not in mounted
-    )
+    # 5. Code for provisioned pods that listen and wait for it.
+    if spec is not None and needs_init(spec):
+        out.initialize = sorted(
+            (p.name, p.address) for p in serving
+            if p.role == labels.ROLE_PROVISIONED and p.spec_hash == current_hash
+            and p.address and not p.ready and not p.init_error and p.phase == "Running")
 
     out.status, out.events = _status(
         fn, now=now, current_hash=current_hash, pods=ours, serving=serving,

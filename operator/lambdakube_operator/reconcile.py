@@ -27,10 +27,10 @@ from lambdakube.models import ConcurrencyQuotaSpec
 from . import conditions as C
 from . import events, metrics
 from .cruds import Cruds
+from .initializer import Initializer
 from .planning import FunctionView, Plan, PodView, plan, plan_generic, status_patch
 from lambdakube.quota import Allocation, Reservation, allocate
 from lambdakube.resources import (
-    code_configmap,
     environment_pod,
     generic_pod,
     labels,
@@ -143,6 +143,7 @@ class Reconciler:
         self.cruds = cruds
         self.clock = clock
         self.quota = QuotaKeeper(config, cruds, clock)
+        self.initializer = Initializer(cruds.patch_pod)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         #: UIDs of Functions whose deletion began: a queued pass must not recreate pods.
         self._deleted: set[str] = set()
@@ -174,21 +175,20 @@ class Reconciler:
                     return {}, set()
                 alloc, changed = await self.quota.sync(fn.namespace, reservations, quota)
                 if len(fn.name) <= 63:
-                    pods, configmaps = await asyncio.gather(
-                        self.cruds.list_pods(fn.namespace, fn.name),
-                        self.cruds.list_code_configmaps(fn.namespace, fn.name),
-                    )
+                    pods = await self.cruds.list_pods(fn.namespace, fn.name)
                 else:  # not a valid label value: it can have no pods (reported as InvalidSpec)
-                    pods, configmaps = [], []
+                    pods = []
                 now = self.clock()
                 previous = self._last_status.get(fn.uid)
                 the_plan = plan(
                     replace(fn, status={**fn.status, **previous}) if previous else fn,
                     [PodView.from_pod(p) for p in pods], now=now,
                     quota_rejection=alloc.verdict(fn.name), timing=self.config.timing,
-                    configmaps=configmaps,
                 )
-                failed_creates = await self._act(body, fn, the_plan, configmaps, now)
+                failed_creates = await self._act(body, fn, the_plan, now)
+                if fn.spec is not None:
+                    self.initializer.sync(fn.namespace, fn.name, fn.spec, the_plan.initialize,
+                                          {(p.get("metadata") or {}).get("name") for p in pods})
                 status = dict(the_plan.status)
                 status["starting"] = max(0, status["starting"] - failed_creates)
                 for ev in the_plan.events:
@@ -203,16 +203,12 @@ class Reconciler:
         finally:
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
-    async def _act(self, body: Mapping, fn: FunctionView, p: Plan, configmaps: list[str], now: datetime) -> int:
+    async def _act(self, body: Mapping, fn: FunctionView, p: Plan, now: datetime) -> int:
         """Carry out the plan; returns how many pod creations failed (reported, not raised:
         the next pass retries, and the status of this one must still be written)."""
         ns = fn.namespace
         since = C.rfc3339(now)
         errors: list[str] = []
-
-        if p.code_configmap and p.code_configmap not in configmaps and fn.spec is not None:
-            cm = code_configmap(function_name=fn.name, namespace=ns, function_uid=fn.uid, spec=fn.spec)
-            await self.cruds.create_configmap(ns, cm)
 
         owner_patch = {"metadata": {"ownerReferences": [owner_reference(fn.name, fn.uid)]}}
         drain_patch = {"metadata": {"labels": {labels.DRAINING: "true"},
@@ -252,10 +248,6 @@ class Reconciler:
                 *(attempt(self.cruds.create_pod(ns, b), f"create {b['metadata']['name']}") for b in bodies))
             created = sum(1 for r in ok if r)
 
-        cms = await asyncio.gather(
-            *(attempt(self.cruds.delete_configmap(ns, n), f"delete configmap {n}") for n in p.delete_configmaps))
-        del cms
-
         # Report what actually happened.
         if adopted:
             events.post(body, "Normal", "EnvironmentsAdopted",
@@ -280,7 +272,7 @@ class Reconciler:
     # -- deletion ------------------------------------------------------------------------
 
     async def cleanup(self, body: Mapping) -> int:
-        """Delete every pod and code ConfigMap of a Function being deleted.
+        """Delete every pod of a Function being deleted.
 
         Returns how many of its pods are not yet terminating (0: done)."""
         meta = body.get("metadata") or {}
@@ -291,7 +283,6 @@ class Reconciler:
             return 0
         async with self.lock(ns, name):
             await self.cruds.delete_function_pods(ns, name)
-            await self.cruds.delete_function_configmaps(ns, name)
             left = [p for p in await self.cruds.list_pods(ns, name)
                     if not (p.get("metadata") or {}).get("deletionTimestamp")]
         metrics.forget(ns, name)

@@ -45,4 +45,5 @@ async def run(
             memo=kopf.Memo(config=config, reconciler=reconciler),
         )
     finally:
+        await reconciler.initializer.close()
         cruds.close()

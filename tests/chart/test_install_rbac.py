@@ -60,6 +60,10 @@ FORBIDDEN_BOTH = [
     ("delete", "events", None), ("list", "events", None),
     ("create", "kopfpeerings.kopf.dev", None),
     ("update", "functions.lambdakube.dev", "finalizers"),
+    # Inline code goes to the runtime in POST /init: neither component touches ConfigMaps.
+    ("get", "configmaps", None), ("list", "configmaps", None), ("create", "configmaps", None),
+    ("update", "configmaps", None), ("delete", "configmaps", None),
+    ("deletecollection", "configmaps", None),
 ]
 FORBIDDEN_CLUSTER = [  # cluster-scoped objects
     ("create", "clusterroles.rbac.authorization.k8s.io", None),
@@ -74,8 +78,7 @@ FORBIDDEN_ROUTER_ONLY = [
     ("update", "functions.lambdakube.dev", "status"), ("get", "functions.lambdakube.dev", "status"),
     ("create", "concurrencyquotas.lambdakube.dev", None),
     ("patch", "concurrencyquotas.lambdakube.dev", "status"),
-    ("get", "configmaps", None), ("list", "configmaps", None), ("update", "configmaps", None),
-    ("delete", "configmaps", None), ("deletecollection", "pods", None),
+    ("deletecollection", "pods", None),
     ("patch", "events", None), ("create", "events.events.k8s.io", None),
 ]
 FORBIDDEN_OPERATOR_ONLY = [
@@ -88,7 +91,8 @@ SPOT_CHECKS = [
     ("get", "secrets", None), ("create", "pods", "exec"), ("create", "deployments.apps", None),
     ("delete", "functions.lambdakube.dev", None), ("create", "pods", None),
     ("watch", "functions.lambdakube.dev", None), ("patch", "functions.lambdakube.dev", "status"),
-    ("create", "configmaps", None), ("create", "clusterroles.rbac.authorization.k8s.io", None),
+    ("create", "configmaps", None), ("list", "configmaps", None),
+    ("create", "clusterroles.rbac.authorization.k8s.io", None),
 ]
 
 

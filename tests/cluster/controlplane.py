@@ -36,6 +36,10 @@ BUILD_SCRIPT = REPO / "hack" / "build-controlplane.sh"
 ADMIN_TOKEN = "lambdakube-admin-token"
 
 
+def node_token(node: str) -> str:
+    return f"lambdakube-node-{node}-token"
+
+
 def build() -> Path:
     """Build (or find cached) binaries; returns the bin directory."""
     out = subprocess.run(
@@ -69,6 +73,11 @@ class ControlPlane:
     #: Write an audit log (metadata level, JSON lines) to ``audit_log``: the RBAC the
     #: chart grants is checked against what the components' ServiceAccounts really ask.
     audit: bool = False
+    #: Nodes that will register, each with its own ``system:node:<name>`` identity and
+    #: the apiserver's Node authorizer + NodeRestriction, as on any real cluster: a
+    #: kubelet may then read only the ConfigMaps and Secrets of pods bound to it, and
+    #: the race between its reads and the authorizer's graph is part of what is tested.
+    nodes: tuple[str, ...] = ()
     kubeconfig: Path = field(init=False)
     _procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list, init=False)
     _crds_installed: bool = field(default=False, init=False)
@@ -116,7 +125,10 @@ class ControlPlane:
             ["openssl", "genrsa", "-out", str(sa_key), "2048"], check=True, capture_output=True
         )
         tokens = self.workdir / "tokens.csv"
-        tokens.write_text(f'{ADMIN_TOKEN},admin,admin-uid,"system:masters"\n')
+        tokens.write_text(f'{ADMIN_TOKEN},admin,admin-uid,"system:masters"\n' + "".join(
+            f'{node_token(n)},system:node:{n},node-{n},"system:nodes"\n' for n in self.nodes))
+        authz = ["--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction"] \
+            if self.nodes else ["--authorization-mode=RBAC"]
 
         audit_args = []
         if self.audit:
@@ -147,7 +159,7 @@ class ControlPlane:
             f"--bind-address={self.address}", f"--advertise-address={self.address}",
             f"--secure-port={self.api_port}",
             f"--cert-dir={pki}",
-            "--authorization-mode=RBAC",
+            *authz,
             f"--service-cluster-ip-range={self.service_cidr}",
             f"--service-account-issuer=https://{self.address}:{self.api_port}",
             f"--service-account-key-file={sa_key}",
@@ -216,7 +228,13 @@ class ControlPlane:
         # kube-apiserver writes a self-signed serving cert whose file also carries its CA.
         return self.workdir / "pki" / "apiserver.crt"
 
-    def _kubeconfig_text(self) -> str:
+    def node_kubeconfig(self, node: str) -> Path:
+        """A kubeconfig with ``node``'s own identity (for its kubelet)."""
+        path = self.workdir / f"kubeconfig-{node}"
+        path.write_text(self._kubeconfig_text(node_token(node)))
+        return path
+
+    def _kubeconfig_text(self, token: str = ADMIN_TOKEN) -> str:
         return f"""apiVersion: v1
 kind: Config
 clusters:
@@ -227,7 +245,7 @@ clusters:
 users:
 - name: admin
   user:
-    token: {ADMIN_TOKEN}
+    token: {token}
 contexts:
 - name: test
   context: {{cluster: test, user: admin, namespace: default}}

@@ -222,7 +222,7 @@ class RealNode:
                 service_cidr=SERVICE_CIDR,
                 apiserver_args=["--kubelet-preferred-address-types=InternalIP"],
                 controllers="*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
-                audit=True,
+                audit=True, nodes=(NODE_NAME,),
             ).start()
         with self._phase("coredns + scheduler + kubelet + kube-proxy"):
             self._start_coredns()
@@ -443,7 +443,7 @@ state = "{d}/state"
             "syncFrequency": "10s", "fileCheckFrequency": "5s",
         }))
         self.cp.spawn("kubelet", [
-            str(self._bin_dir / "kubelet"), f"--kubeconfig={self.kubeconfig}",
+            str(self._bin_dir / "kubelet"), f"--kubeconfig={self.cp.node_kubeconfig(NODE_NAME)}",
             f"--config={config}", f"--root-dir={root}", f"--cert-dir={root / 'pki'}",
             f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}", "--v=1",
         ])

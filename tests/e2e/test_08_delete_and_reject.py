@@ -1,4 +1,4 @@
-"""Deleting a Function removes its pods and code ConfigMaps; a bad manifest is refused by
+"""Deleting a Function removes its pods; a bad manifest is refused by
 `kubectl apply` with the CEL rule's message."""
 
 from __future__ import annotations
@@ -9,19 +9,17 @@ from lambdakube.resources import labels
 from tests.e2e.cluster import Cluster, function_manifest, recording_handler, wait_for
 
 
-def test_deleting_a_function_removes_its_pods_and_configmaps(release: Cluster, ns: str):
+def test_deleting_a_function_removes_its_pods(release: Cluster, ns: str):
     release.apply(function_manifest("gone", recording_handler(), provisionedConcurrency=2), ns)
     wait_for(lambda: len(release.pods(ns, "gone")) == 2, 120, "2 provisioned pods")
     assert release.invoke("gone", {}, ns).status == 200
     sel = f"{labels.FUNCTION}=gone"
-    assert release.get("configmaps", namespace=ns, selector=sel)["items"]
 
     start = time.monotonic()
     release.kubectl("delete", "function", "gone", "-n", ns, "--wait=false")
     wait_for(lambda: not release.get("pods", namespace=ns, selector=sel)["items"]
-             and not release.get("configmaps", namespace=ns, selector=sel)["items"]
              and not release.kubectl("get", "function", "gone", "-n", ns, check=False).stdout,
-             60, "the Function, its pods and its ConfigMaps to be gone")
+             60, "the Function and its pods to be gone")
     print(f"\n[e2e] Function delete took {time.monotonic() - start:.1f} s")
     assert release.invoke("gone", {}, ns).status == 404
 

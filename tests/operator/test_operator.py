@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from lambdakube.models import FunctionSpec
 from lambdakube_operator.planning import EXITED, NOT_READY, Timing
-from lambdakube.resources import code_configmap_name, environment_pod, labels, new_env_id, spec_hash
+from lambdakube.resources import environment_pod, labels, new_env_id, spec_hash
 from tests.operator.conftest import TEST_CONFIG, eventually, function
 
 pytestmark = pytest.mark.cluster
@@ -70,13 +70,13 @@ def test_function_gets_exactly_its_provisioned_pods(kube, operator):
         container = spec["containers"][0]
         assert container["image"] == TEST_CONFIG.runtime_image
         env = {e["name"]: e.get("value") for e in container["env"]}
-        assert env["GREETING"] == "hi" and env["LAMBDAKUBE_TIMEOUT_SECONDS"] == "7"
+        # The function's variables are there from the start; its code and handler come
+        # in the runtime's POST /init (no code volume, no ConfigMap).
+        assert env["GREETING"] == "hi" and "LAMBDAKUBE_HANDLER" not in env
+        assert meta["annotations"][labels.TIMEOUT_SECONDS] == "7"
+        assert [v["name"] for v in spec["volumes"]] == ["tmp"]
         assert spec["restartPolicy"] == "Never" and spec["automountServiceAccountToken"] is False
-    # The inline code is in an immutable ConfigMap owned by the Function.
-    cm_name = code_configmap_name("hello", FunctionSpec.model_validate(fn["spec"]))
-    cm = kube.core.read_namespaced_config_map(cm_name, kube.ns)
-    assert cm.immutable and cm.data == {"index.py": fn["spec"]["code"]["inline"]["source"]}
-    assert cm.metadata.owner_references[0].uid == fn["metadata"]["uid"]
+    assert kube.core.list_namespaced_config_map(kube.ns, label_selector=labels.FUNCTION).items == []
     # Status: nothing is Ready (no kubelet) - all three are starting.
     status = eventually(lambda: (kube.fn("hello").get("status") or {}).get("starting") == 3
                         and kube.fn("hello")["status"])

@@ -18,16 +18,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 
 from lambdakube.models import DEFAULT_RUNTIME_IMAGE, FunctionSpec
 from lambdakube.resources import (
-    code_configmap, code_configmap_name, environment_pod, generic_pod, labels, new_env_id, spec_hash,
+    environment_pod, generic_pod, labels, new_env_id, pod_address, spec_hash,
 )
 from lambdakube_router.app import init_app
 from lambdakube_router.backends.base import FunctionRef
 from lambdakube_router.backends.kubernetes import KubernetesBackend
+from lambdakube_operator.initializer import Initializer
 from tests.operator.conftest import TEST_CONFIG, operator_crds, start_operator  # noqa: F401 - fixtures
 from tests.router.conftest import Router, function, kubectl, router_config, snapshot
 
@@ -55,9 +57,10 @@ def handler(event, context):
 
 class FakeKubelet:
     """Plays kubelet for one namespace: runs pods' runtimes as local processes (on
-    127.0.0.1, configured from the pod spec: env values, the downward-API env id, the
-    code ConfigMap copied into a temporary directory standing in for the volume), then
-    annotates the pod with ``lambdakube.dev/address`` and patches its status Ready.
+    127.0.0.1, configured from the pod spec: env values and the downward-API env id),
+    annotates the pod with ``lambdakube.dev/address``, patches its status Running, and
+    then Ready once its readiness probe's path answers 200 (as the kubelet's probe
+    would: a pod of an inline-code function turns Ready only after its ``/init``).
     ``auto()`` does that for every new pod of the namespace (generic ones included)."""
 
     def __init__(self, cp, namespace: str, tmp: Path) -> None:
@@ -69,7 +72,12 @@ class FakeKubelet:
         self.api = config.new_client_from_config(config_file=str(cp.kubeconfig))
         self.core = client.CoreV1Api(self.api)
         self.procs: dict[str, subprocess.Popen] = {}
+        self.probes: dict[str, asyncio.Task] = {}
         self._task: asyncio.Task | None = None
+
+    async def core_patch_pod(self, namespace: str, name: str, patch: dict) -> bool:
+        await asyncio.to_thread(self.core.patch_namespaced_pod, name, namespace, patch)
+        return True
 
     async def pods(self, selector: str | None = None) -> list[dict]:
         def call():
@@ -88,18 +96,6 @@ class FakeKubelet:
             assert asyncio.get_running_loop().time() < deadline, "no pod was created"
             await asyncio.sleep(0.1)
 
-    async def _code_dir(self, pod: dict) -> str | None:
-        for vol in pod["spec"].get("volumes") or ():
-            if vol["name"] == "code":
-                cm = await asyncio.to_thread(self.core.read_namespaced_config_map,
-                                             vol["configMap"]["name"], self.namespace)
-                d = self.tmp / f"code-{pod['metadata']['name']}"
-                d.mkdir()
-                for key, text in (cm.data or {}).items():
-                    (d / key).write_text(text)
-                return str(d)
-        return None
-
     async def run(self, pod: dict) -> int:
         name = pod["metadata"]["name"]
         container = pod["spec"]["containers"][0]
@@ -109,9 +105,6 @@ class FakeKubelet:
                 env[e["name"]] = e["value"]
             elif e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name":
                 env[e["name"]] = name
-        code_dir = await self._code_dir(pod)
-        if code_dir:
-            env["LAMBDAKUBE_CODE_DIR"] = code_dir
         env.update(PATH=os.environ.get("PATH", "/usr/bin:/bin"),
                    PYTHONPATH=str(REPO / "runtime-image"), PYTHONUNBUFFERED="1")
         log_path = self.tmp / f"{name}.log"
@@ -130,13 +123,31 @@ class FakeKubelet:
         port = int(head[0].split(b"=")[1])
         await asyncio.to_thread(self.core.patch_namespaced_pod, name, self.namespace, {
             "metadata": {"annotations": {"lambdakube.dev/address": f"127.0.0.1:{port}"}}})
+        await self._set_status(name, ready=False)
+        probe = container["readinessProbe"]["httpGet"]["path"]
+        self.probes[name] = asyncio.get_running_loop().create_task(self._probe(name, port, probe))
+        return port
+
+    async def _set_status(self, name: str, ready: bool) -> None:
+        flag = "True" if ready else "False"
         status = {"status": {"phase": "Running", "podIP": "10.0.0.10", "conditions": [
-            {"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]}}
+            {"type": "Ready", "status": flag}, {"type": "ContainersReady", "status": flag}]}}
         try:  # once the address is known the router may already have deleted the pod
             await asyncio.to_thread(self.core.patch_namespaced_pod_status, name, self.namespace, status)
         except Exception:  # noqa: BLE001
             pass
-        return port
+
+    async def _probe(self, name: str, port: int, path: str) -> None:
+        async with aiohttp.ClientSession() as http:
+            while self.procs.get(name) is not None and self.procs[name].poll() is None:
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}{path}") as resp:
+                        if resp.status == 200:
+                            await self._set_status(name, ready=True)
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
 
     def auto(self) -> None:
         async def loop():
@@ -159,9 +170,10 @@ class FakeKubelet:
         self._task = asyncio.get_running_loop().create_task(loop())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in [self._task, *self.probes.values()] if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for proc in self.procs.values():
             proc.kill()
             proc.wait(timeout=10)
@@ -203,8 +215,8 @@ def contains(actual, expected, path="") -> None:
 async def test_cold_start_creates_a_pod_and_reuses_it(
         control_plane, namespace, crds, kubelet, aiohttp_client, tmp_path):
     """The on-demand pod is the shared builder's ``environment_pod`` (spec-hash label,
-    code ConfigMap volume, hardened security context), and the router created the code
-    ConfigMap itself (no operator runs here)."""
+    no code volume, hardened security context), and its runtime got the code from the
+    router's ``POST /init`` (no ConfigMap exists, no operator runs here)."""
     doc = function("hello", HELLO, namespace=namespace)
     router = await make_router(aiohttp_client, tmp_path, control_plane, namespace, doc)
     uid = (await kubectl(control_plane, "get", "function", "hello", "-n", namespace,
@@ -220,16 +232,16 @@ async def test_cold_start_creates_a_pod_and_reuses_it(
     contains(pod, expected)
     assert pod["metadata"]["labels"][labels.SPEC_HASH] == spec_hash(spec)
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
-    assert "LAMBDAKUBE_INLINE_CODE" not in env
-    cm = json.loads((await kubectl(control_plane, "get", "configmap", "-n", namespace, "-o", "json",
-                                   code_configmap_name("hello", spec))).stdout)
-    contains(cm, code_configmap(function_name="hello", namespace=namespace, function_uid=uid, spec=spec))
+    assert "LAMBDAKUBE_INLINE_CODE" not in env and "LAMBDAKUBE_HANDLER" not in env
     await kubelet.run(pod)
 
     status, headers, body = await asyncio.wait_for(call, 30)
     assert status == 200, body
     assert body["hello"] == "k8s" and body["env"] == pod["metadata"]["name"]
     assert headers["X-Cold-Start"] == "true" and headers["X-Environment-Source"] == "fresh"
+    cms = json.loads((await kubectl(control_plane, "get", "configmaps", "-n", namespace, "-o", "json",
+                                    "-l", labels.FUNCTION)).stdout)["items"]
+    assert cms == []
     status, headers, body = await router.invoke_json("hello", {"name": "again"})
     assert status == 200 and headers["X-Cold-Start"] == "false" and body["count"] == 2
 
@@ -458,7 +470,8 @@ async def test_draining_environments_are_not_leased_and_stopped(
     """An environment whose pod the operator labels ``draining`` (a rollout) is not
     leased any more and is stopped once idle (its provisioned pod deleted); the router
     then claims the next provisioned pod. The operator's pods are built here by hand
-    with the shared builder (no operator runs)."""
+    with the shared builder and get their code from the operator's own ``/init``
+    driver (no operator runs)."""
     cp = control_plane
     kubelet.auto()
     doc = function("drain", HELLO, namespace=namespace, provisionedConcurrency=1)
@@ -466,16 +479,19 @@ async def test_draining_environments_are_not_leased_and_stopped(
     router = await make_router(aiohttp_client, tmp_path, cp, namespace, doc, drain_poll_interval=0.1)
     uid = await fn_uid(cp, namespace, "drain")
 
+    initializer = Initializer(kubelet.core_patch_pod)
+
     async def provision() -> str:
         name = new_env_id("drain", labels.ROLE_PROVISIONED)
-        cm = code_configmap(function_name="drain", namespace=namespace, function_uid=uid, spec=spec)
-        try:
-            await asyncio.to_thread(kubelet.core.create_namespaced_config_map, namespace, cm)
-        except Exception:  # noqa: BLE001 - exists already
-            pass
         await asyncio.to_thread(kubelet.core.create_namespaced_pod, namespace, environment_pod(
             function_name="drain", namespace=namespace, function_uid=uid, spec=spec, env_id=name,
             role=labels.ROLE_PROVISIONED, runtime_image=DEFAULT_RUNTIME_IMAGE))
+
+        async def address():
+            pods = await kubelet.pods(f"{labels.ENVIRONMENT}={name}")
+            return pods and pod_address(pods[0])
+
+        initializer.sync(namespace, "drain", spec, [(name, await router.eventually(address, timeout=30))], {name})
         return name
 
     first = await provision()
@@ -491,6 +507,7 @@ async def test_draining_environments_are_not_leased_and_stopped(
     await router.eventually(lambda: second in pool.envs and pool.counts()["idle"] == 1, timeout=30)
     status, headers, body = await router.invoke_json("drain", {})
     assert (status, headers["X-Environment-Source"], body["env"]) == (200, "provisioned", second)
+    await initializer.close()
 
 
 async def _gone(kubelet, name: str) -> bool:

@@ -16,7 +16,7 @@ from lambdakube_operator.planning import (
     DRAIN_DEADLINE, EXITED, NOT_READY, OUTDATED, SURPLUS, FunctionView, PodView, Timing, init_error_of,
     plan, status_patch,
 )
-from lambdakube.resources import code_configmap_name, labels, spec_hash
+from lambdakube.resources import labels, spec_hash
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 INLINE = {"inline": {"source": "def handler(event, context):\n    return event\n"}}
@@ -61,9 +61,43 @@ def deletes(p) -> dict[str, str]:
 
 
 # Each case: (function, pods, keyword overrides for plan(), expectations).
-# Expectations: create, deletes {name: reason}, drain, stamp, adopt, status fields,
-# conditions {type: (status, reason)}, events [reason, ...].
+# Expectations: create, deletes {name: reason}, drain, stamp, adopt, initialize [(name,
+# address)], status fields, conditions {type: (status, reason)}, events [reason, ...].
+IMAGE = FunctionSpec.model_validate({"handler": "app.handler", "image": "registry.local/fn:1",
+                                     "provisionedConcurrency": 1})
 CASES = {
+    # 5. Code through POST /init.
+    "a listening provisioned pod without its code is sent it": (
+        fn(), [pod("a", ready=False, phase="Running", address="10.244.0.7:8080"),
+               pod("b", ready=False, phase="Pending")], {},
+        dict(create=0, initialize=[("a", "10.244.0.7:8080")]),
+    ),
+    "a Ready pod has its code": (
+        fn(), [pod("a", address="10.244.0.7:8080"), pod("b", address="10.244.0.8:8080")], {},
+        dict(initialize=[]),
+    ),
+    "a pod that reported an Init error is not sent its code again": (
+        fn(), [pod("a", ready=False, phase="Running", address="10.244.0.7:8080", init_error="boom"),
+               pod("b")], {},
+        dict(initialize=[]),
+    ),
+    "pods of an older spec, draining or on-demand pods are not the operator's to initialise": (
+        fn(), [pod("a"), pod("b"),
+               pod("old", ready=False, phase="Running", h=OLD_H, address="10.244.0.9:8080"),
+               pod("drn", ready=False, phase="Running", draining=True, address="10.244.0.10:8080"),
+               pod("od", ready=False, phase="Running", role=labels.ROLE_ON_DEMAND, address="10.244.0.11:8080")],
+        {},
+        dict(initialize=[]),
+    ),
+    "code in the image: the runtime initialises itself": (
+        fn(IMAGE), [pod("a", ready=False, phase="Running", h=spec_hash(IMAGE), address="10.244.0.7:8080")], {},
+        dict(create=0, initialize=[]),
+    ),
+    "a pod about to be deleted is not initialised": (
+        fn(), [pod("a"), pod("b"),
+               pod("c", ready=False, phase="Running", age=500, address="10.244.0.7:8080")], {},
+        dict(deletes={"c": "not-ready"}, initialize=[]),
+    ),
     "new function creates the provisioned pods": (
         fn(), [], {},
         dict(create=2, deletes={}, status=dict(ready=0, starting=2, provisioned=0, specHash=H),
@@ -254,7 +288,7 @@ def test_plan(case):
         assert p.create == want["create"]
     if "deletes" in want:
         assert deletes(p) == want["deletes"]
-    for key in ("drain", "stamp", "adopt"):
+    for key in ("drain", "stamp", "adopt", "initialize"):
         if key in want:
             assert getattr(p, key) == want[key], key
     for key, value in want.get("status", {}).items():
@@ -299,14 +333,6 @@ def test_same_warning_is_not_repeated_every_pass():
     assert again.events == []
 
 
-def test_code_configmaps_nobody_mounts_are_deleted():
-    current = code_configmap_name("hello", NEW)
-    p = plan(fn(), [pod("o1", h=OLD_H, code_configmap="hello-code-old")], now=NOW, timing=TIMING,
-             configmaps=[current, "hello-code-old", "hello-code-older"])
-    assert p.code_configmap == current
-    assert p.delete_configmaps == ["hello-code-older"]
-
-
 def test_status_patch_writes_only_changes_and_clears_with_null():
     p = plan(fn(), [pod("a"), pod("b")], now=NOW, timing=TIMING)
     assert status_patch(p.status, p.status) == {}
@@ -337,13 +363,14 @@ def test_pod_view_from_a_real_pod_body():
             "annotations": {labels.DRAINING_SINCE: "2026-01-01T11:59:00Z", labels.TIMEOUT_SECONDS: "7"},
             "ownerReferences": [{"apiVersion": "lambdakube.dev/v1alpha1", "kind": "Function", "uid": UID}],
         },
-        "spec": {"volumes": [{"name": "code", "configMap": {"name": "hello-code-x"}}]},
-        "status": {"phase": "Running", "conditions": [
+        "status": {"phase": "Running", "podIP": "10.244.0.5", "conditions": [
             {"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T11:30:00Z"}]},
     }
     v = PodView.from_pod(body)
-    assert (v.name, v.role, v.spec_hash, v.ready, v.draining, v.owner_uid, v.timeout_seconds, v.code_configmap) == \
-        ("hello-p1", "provisioned", H, False, True, UID, 7, "hello-code-x")
+    assert (v.name, v.role, v.spec_hash, v.ready, v.draining, v.owner_uid, v.timeout_seconds, v.address) == \
+        ("hello-p1", "provisioned", H, False, True, UID, 7, "10.244.0.5:8080")
+    body["metadata"]["annotations"][labels.ADDRESS] = "127.0.0.1:4321"  # tests without a kubelet
+    assert PodView.from_pod(body).address == "127.0.0.1:4321"
     assert v.unready_since == datetime(2026, 1, 1, 11, 30, tzinfo=timezone.utc)
     assert v.draining_since == datetime(2026, 1, 1, 11, 59, tzinfo=timezone.utc)
 

@@ -18,23 +18,12 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 class FakeCruds:
     def __init__(self, *, fail_creates: int = 0, quota: dict | None = None):
         self.pods: dict[str, dict] = {}
-        self.configmaps: dict[str, dict] = {}
         self.quota = quota
         self.quota_patches: list[dict] = []
         self.fail_creates = fail_creates
 
     async def list_pods(self, ns, fn):
         return [p for p in self.pods.values() if p["metadata"]["labels"][labels.FUNCTION] == fn]
-
-    async def list_code_configmaps(self, ns, fn):
-        return list(self.configmaps)
-
-    async def create_configmap(self, ns, body):
-        self.configmaps[body["metadata"]["name"]] = body
-        return True
-
-    async def delete_configmap(self, ns, name):
-        return self.configmaps.pop(name, None) is not None
 
     async def create_pod(self, ns, body):
         if self.fail_creates:
@@ -75,11 +64,11 @@ def reconciler(cruds) -> Reconciler:
     return Reconciler(OperatorConfig(namespaces=("ns",)), cruds, clock=lambda: NOW)
 
 
-async def test_a_pass_creates_code_and_pods_then_is_idempotent():
+async def test_a_pass_creates_pods_then_is_idempotent():
     cruds = FakeCruds()
     r = reconciler(cruds)
     patch, _ = await r.reconcile(function(provisionedConcurrency=2), reservations=[], quota=None, trigger="t")
-    assert len(cruds.pods) == 2 and len(cruds.configmaps) == 1
+    assert len(cruds.pods) == 2
     assert patch["starting"] == 2
     assert cruds.quota is None  # no reservation asked for: no quota object to race the user's
     again, _ = await r.reconcile({**function(provisionedConcurrency=2), "status": patch},

@@ -1,13 +1,11 @@
-"""Pure builders of environment pods and code ConfigMaps, and the spec hash."""
+"""Pure builders of environment pods and the runtime's /init body, and the spec hash."""
 
 from __future__ import annotations
 
 import pytest
 
 from lambdakube.models import DEFAULT_RUNTIME_IMAGE, FunctionSpec
-from lambdakube.resources import (
-    CODE_DIR, code_configmap, code_configmap_name, environment_pod, labels, new_env_id, spec_hash,
-)
+from lambdakube.resources import environment_pod, init_body, labels, new_env_id, spec_hash
 
 INLINE = {"inline": {"source": "def handler(event, context):\n    return event\n"}}
 
@@ -116,62 +114,64 @@ def test_pod_resources_memory_is_request_and_limit_cpu_optional():
     assert r == {"requests": {"memory": "1024Mi", "cpu": "500m"}, "limits": {"memory": "1024Mi", "cpu": "500m"}}
 
 
-def test_pod_env_configures_the_runtime():
-    env = env_of(pod(spec(env={"GREETING": "hi", "LAMBDAKUBE_HANDLER": "evil.x"}, timeoutSeconds=30)))
-    assert env["LAMBDAKUBE_HANDLER"] == "index.handler"  # user env cannot override ours
+IMAGE_SPEC = FunctionSpec.model_validate({"handler": "app.main", "image": "example/fn:1",
+                                          "timeoutSeconds": 9, "resources": {"memorySize": 512},
+                                          "env": {"GREETING": "hi", "LAMBDAKUBE_HANDLER": "evil.x"}})
+
+
+def test_image_function_pod_env_configures_the_runtime():
+    env = env_of(pod(IMAGE_SPEC))
+    assert env["LAMBDAKUBE_HANDLER"] == "app.main"  # user env cannot override ours
     assert env["LAMBDAKUBE_FUNCTION_NAME"] == "hello"
     assert env["LAMBDAKUBE_NAMESPACE"] == "ns"
-    assert env["LAMBDAKUBE_MEMORY_MB"] == "128"
-    assert env["LAMBDAKUBE_TIMEOUT_SECONDS"] == "30"
+    assert env["LAMBDAKUBE_MEMORY_MB"] == "512"
+    assert env["LAMBDAKUBE_TIMEOUT_SECONDS"] == "9"
     assert env["LAMBDAKUBE_ENV_ID"] == {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}
-    assert env["LAMBDAKUBE_CODE_DIR"] == CODE_DIR
-    assert env["LAMBDAKUBE_INLINE_MODULE"] == "index"
     assert env["GREETING"] == "hi"
-    names = [e["name"] for e in pod()["spec"]["containers"][0]["env"]]
+    names = [e["name"] for e in pod(IMAGE_SPEC)["spec"]["containers"][0]["env"]]
     assert len(names) == len(set(names))
 
 
-def test_runtime_reads_the_pod_env_as_the_function_config():
+def test_runtime_reads_an_image_function_pod_env_as_its_config():
     from lambdakube_runtime.config import from_environ
 
-    p = pod(spec(resources={"memorySize": 512}, timeoutSeconds=9))
+    p = pod(IMAGE_SPEC)
     environ = {e["name"]: e["value"] for e in p["spec"]["containers"][0]["env"] if "value" in e}
     cfg = from_environ(environ)
     assert (cfg.handler, cfg.code_dir, cfg.function_name, cfg.memory_mb, cfg.timeout_seconds, cfg.namespace) == \
-        ("index.handler", CODE_DIR, "hello", 512, 9.0, "ns")
-
-
-def test_inline_code_is_mounted_from_its_configmap():
-    s = spec()
-    p = pod(s)
-    cm_name = code_configmap_name("hello", s)
-    assert {"name": "code", "configMap": {"name": cm_name}} in p["spec"]["volumes"]
-    assert {"name": "code", "mountPath": CODE_DIR, "readOnly": True} in p["spec"]["containers"][0]["volumeMounts"]
-
-
-def test_image_function_has_no_code_volume_and_uses_its_image():
-    s = FunctionSpec.model_validate({"handler": "app.main", "image": "example/fn:1"})
-    p = pod(s)
+        ("app.main", None, "hello", 512, 9.0, "ns")
     assert p["spec"]["containers"][0]["image"] == "example/fn:1"
-    assert all(v["name"] != "code" for v in p["spec"]["volumes"])
-    assert "LAMBDAKUBE_CODE_DIR" not in env_of(p)
-    assert code_configmap(function_name="hello", namespace="ns", function_uid="u", spec=s) is None
 
 
-def test_code_configmap_is_immutable_owned_and_named_by_content():
-    s = spec(code={"inline": {"source": "x = 1\ndef main(e, c):\n    return x\n", "module": "app"}},
-             handler="app.main")
-    cm = code_configmap(function_name="hello", namespace="ns", function_uid="uid-1", spec=s)
-    assert cm["immutable"] is True
-    assert cm["data"] == {"app.py": "x = 1\ndef main(e, c):\n    return x\n"}
-    assert cm["metadata"]["name"] == code_configmap_name("hello", s)
-    assert cm["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
-    assert cm["metadata"]["labels"][labels.FUNCTION] == "hello"
-    other = spec(code={"inline": {"source": "y = 2\ndef main(e, c):\n    return 2\n", "module": "app"}},
-                 handler="app.main")
-    assert code_configmap_name("hello", other) != cm["metadata"]["name"]
-    # The code name is independent of non-code changes (no new ConfigMap per env edit).
-    assert code_configmap_name("hello", spec(env={"A": "1"})) == code_configmap_name("hello", spec())
+def test_inline_code_pod_starts_generic_and_mounts_no_code():
+    """No code volume (the Node authorizer races a burst's ConfigMap reads): the runtime
+    starts without the function, with the function's own variables, and takes its code
+    from POST /init; it turns Ready (/readyz) only after that Init."""
+    from lambdakube_runtime.config import from_environ
+
+    p = pod(spec(env={"GREETING": "hi", "LAMBDAKUBE_HANDLER": "evil.x"}))
+    env = env_of(p)
+    assert from_environ({k: v for k, v in env.items() if isinstance(v, str)}) is None  # generic
+    assert env["GREETING"] == "hi" and env["LAMBDAKUBE_NAMESPACE"] == "ns"
+    assert "LAMBDAKUBE_HANDLER" not in env and "LAMBDAKUBE_CODE_DIR" not in env
+    assert [v["name"] for v in p["spec"]["volumes"]] == ["tmp"]
+    assert [m["name"] for m in p["spec"]["containers"][0]["volumeMounts"]] == ["tmp"]
+    assert p["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_init_body_is_what_the_runtime_parses_and_carries_the_whole_source():
+    from lambdakube_runtime.config import from_init_body
+
+    source = "x = 1\n" + "# padding\n" * 20000 + "def main(e, c):\n    return x\n"  # > 128 KiB
+    s = spec(code={"inline": {"source": source, "module": "app"}}, handler="app.main",
+             env={"A": "1"}, timeoutSeconds=7)
+    config, env = from_init_body(init_body("hello", "ns", s))
+    assert (config.handler, config.inline_code, config.inline_module, config.function_name,
+            config.namespace, config.timeout_seconds, config.memory_mb) == \
+        ("app.main", source, "app", "hello", "ns", 7.0, 128)
+    assert env == {"A": "1"}
+    with pytest.raises(ValueError, match="nothing to send"):
+        init_body("hello", "ns", IMAGE_SPEC)
 
 
 def test_env_ids_are_unique_label_safe_and_marked_by_role():

@@ -116,9 +116,10 @@ there with their reasons.
 Operator: reconciles Functions (kopf patches them for its finalizer and progress
 annotations, and watches pods for readiness), writes Function and ConcurrencyQuota
 status, creates a namespace's ConcurrencyQuota when a Function asks for a reservation,
-owns the provisioned and generic pods and the inline-code ConfigMaps (a Function's
-cleanup deletes both by label, with deletecollection), and posts core v1 Events. kopf
-runs without peering, so there are no kopfpeerings rules.
+owns the provisioned and generic pods (a Function's cleanup deletes its pods by label,
+with deletecollection), and posts core v1 Events. No ConfigMaps: inline code reaches an
+environment in its runtime's POST /init, not as a volume. kopf runs without peering, so
+there are no kopfpeerings rules.
 */}}
 {{- define "lambdakube.operator.rules" -}}
 - apiGroups: ["lambdakube.dev"]
@@ -137,9 +138,6 @@ runs without peering, so there are no kopfpeerings rules.
   resources: ["pods"]
   verbs: ["list", "watch", "create", "delete", "deletecollection", "patch"]
 - apiGroups: [""]
-  resources: ["configmaps"]
-  verbs: ["list", "create", "delete", "deletecollection"]
-- apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
 {{- end }}
@@ -150,10 +148,8 @@ reservation decisions, comes with the object), patches Function status (live poo
 counters), creates/deletes the on-demand environment pods (and watches a new one
 until its runtime is ready), patches pods (claims
 of provisioned and generic pods, Init-error annotations), and posts Events. It reads a
-Function by name only when its uid did not come with the watch. ConfigMaps: create only -
-a cold start of a Function the operator has not reconciled yet creates its inline-code
-ConfigMap (the operator's identical, immutable object; AlreadyExists is expected); no
-reads, updates or deletes (the operator owns their lifecycle).
+Function by name only when its uid did not come with the watch. No ConfigMaps (inline
+code goes to the runtime in POST /init).
 */}}
 {{- define "lambdakube.router.rules" -}}
 - apiGroups: ["lambdakube.dev"]
@@ -168,9 +164,6 @@ reads, updates or deletes (the operator owns their lifecycle).
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch", "create", "delete", "patch"]
-- apiGroups: [""]
-  resources: ["configmaps"]
-  verbs: ["create"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

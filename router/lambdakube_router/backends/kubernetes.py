@@ -17,10 +17,9 @@ owns provisioned pods and the generic pool, the router its on-demand cold starts
   generic environments) and reports that Init's duration.
 - **fresh**: otherwise (or when no generic pod is available) the router creates an
   on-demand pod with ``lambdakube.resources.environment_pod`` (the operator's builder:
-  same labels, spec hash, security context). Inline code is in the code ConfigMap; if it
-  does not exist yet (the Function was just created, the operator has not run), the
-  router creates it with the same builder (an identical immutable object: AlreadyExists
-  is fine).
+  same labels, spec hash, security context). A pod of an inline-code function starts
+  its runtime without the function; once it listens the router sends it the same
+  ``POST /init`` as a claimed generic pod (``lambdakube.resources.code``).
 
 Draining: the operator labels pods of an older spec ``lambdakube.dev/draining=true``.
 The backend lists such pods in the namespaces it has environments in, every
@@ -37,12 +36,12 @@ it; draining pods are the router's to delete, the operator's deadline is a backs
 Why the synchronous ``kubernetes`` client in a thread: ``kubernetes_asyncio`` is not a
 dependency, and a cold start makes a handful of API calls, far from the hot path.
 
-A pod is ready for the router when its ``Ready`` condition is true; requests go to
-``status.podIP:8080``, or to the ``lambdakube.dev/address`` annotation when present
-(tests without a kubelet run a real runtime on 127.0.0.1 and point the pod at it). While
-waiting for a fresh pod, the runtime's ``/readyz`` is read directly too, so an Init
-failure is reported at once with the runtime's error; the error is also written to the
-pod as ``lambdakube.dev/init-error`` (the operator's InitFailed condition reads it).
+A claimed pod is ready for the router when its ``Ready`` condition is true; requests go
+to ``lambdakube.resources.pod_address`` (``status.podIP:8080``, or the
+``lambdakube.dev/address`` annotation of tests without a kubelet). A fresh pod is
+followed through its watch events and the runtime's own ``/readyz``, so an Init failure
+is reported at once with the runtime's error; the error is also written to the pod as
+``lambdakube.dev/init-error`` (the operator's InitFailed condition reads it).
 """
 
 from __future__ import annotations
@@ -56,22 +55,20 @@ import aiohttp
 
 from lambdakube.models import DEFAULT_RUNTIME_IMAGE, GROUP, VERSION, FunctionSpec
 from lambdakube.resources import (
-    code_configmap,
-    code_configmap_name,
     environment_pod,
     fits_generic,
+    init_body,
     labels,
     new_env_id,
     owner_reference,
+    pod_address,
     runtime_image_hash,
     spec_hash,
 )
-from lambdakube.resources.pods import PORT
 from lambdakube_router.backends.base import EnvironmentHandle, EnvironmentStartError, FunctionRef
 from lambdakube_router.backends.local import (
     SOURCE_FRESH,
     SOURCE_GENERIC,
-    init_body,
     init_error_message,
     json_object,
     needs_fresh_process,
@@ -80,7 +77,6 @@ from lambdakube_router.backends.podwatch import PodWatcher
 
 log = logging.getLogger(__name__)
 
-ANNOTATION_ADDRESS = f"{labels.PREFIX}/address"
 SOURCE_PROVISIONED = "provisioned"
 #: /init waits for the function's Init; the pool's init timeout bounds it (cancellation).
 _INIT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=2)
@@ -110,14 +106,6 @@ def _ready(pod: dict) -> bool:
         if cond.get("type") == "Ready" and cond.get("status") == "True":
             return True
     return False
-
-
-def _address(pod: dict) -> str | None:
-    annotations = _meta(pod).get("annotations") or {}
-    if annotations.get(ANNOTATION_ADDRESS):
-        return annotations[ANNOTATION_ADDRESS]
-    ip = (pod.get("status") or {}).get("podIP")
-    return f"{ip}:{PORT}" if ip else None
 
 
 def _terminated_reason(pod: dict) -> str | None:
@@ -183,8 +171,6 @@ class KubernetesBackend:
         #: Provisioned pods given back (``release``) while the router runs: deleted once
         #: the operator labels them draining (``refresh_draining``).
         self._released: set[tuple[str, str]] = set()
-        #: Code ConfigMaps known to exist.
-        self._configmaps: set[tuple[str, str]] = set()
         self._drain_task: asyncio.Task | None = None
         self._session: aiohttp.ClientSession | None = None
         #: Cold starts served by claiming a generic pod (introspection, tests).
@@ -298,7 +284,7 @@ class KubernetesBackend:
                 if key in self._claimed or meta.get("deletionTimestamp"):
                     continue
                 error = (meta.get("annotations") or {}).get(labels.INIT_ERROR)
-                address = _address(pod)
+                address = pod_address(pod)
                 if error:
                     init_error = init_error or error
                     continue
@@ -344,7 +330,7 @@ class KubernetesBackend:
             return None
         for pod in _oldest_first(pods):
             meta = _meta(pod)
-            address = _address(pod)
+            address = pod_address(pod)
             if (meta.get("deletionTimestamp") or not _ready(pod) or address is None
                     or (fn.namespace, meta["name"]) in self._claimed):
                 continue
@@ -392,59 +378,47 @@ class KubernetesBackend:
 
     async def _specialise(self, fn: FunctionRef, spec: FunctionSpec, name: str,
                           address: str) -> EnvironmentHandle | None:
-        """``POST /init`` on a claimed pod. The pod is deleted unless this succeeds;
-        None when the pod was unusable (the caller tries another, or a fresh pod)."""
+        """``POST /init`` on a claimed generic pod. The pod is deleted unless this
+        succeeds; None when the pod was unusable (the caller tries another, or a fresh
+        pod)."""
         where = PodEnv(fn.namespace, name, labels.ROLE_ON_DEMAND, SOURCE_GENERIC)
         self._pods[name] = where
         ok = False
         try:
-            try:
-                async with self._http().post(f"http://{address}/init", json=init_body(fn, spec),
-                                             timeout=_INIT_TIMEOUT) as resp:
-                    status, body = resp.status, await resp.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                log.warning("%s: generic pod %s failed during /init (%s: %s); trying another",
-                            fn, name, type(exc).__name__, exc)
+            init, unusable = await self._init(fn, spec, name, address)
+            if unusable:
+                log.warning("%s: generic pod %s %s; trying another", fn, name, unusable)
                 return None
-            if status == 200:
-                ok = True
-                return EnvironmentHandle(address=address, env_id=name,
-                                         init_duration=_init_seconds(json_object(body)), private=where)
-            info = json_object(body)
-            if status == 500 and "error" in info:
-                message = init_error_message(fn, info)
-                await self._annotate_init_error(fn.namespace, name, message)
-                raise EnvironmentStartError(message)
-            log.error("%s: generic pod %s refused /init with %d: %s; trying another",
-                      fn, name, status, body[:500].decode(errors="replace"))
-            return None
+            ok = True
+            return EnvironmentHandle(address=address, env_id=name, init_duration=init, private=where)
         finally:
             if not ok:
                 self._pods.pop(name, None)
                 await self._delete(fn.namespace, name)
 
-    # -- fresh: create an on-demand pod ---------------------------------------------------
-
-    async def _ensure_code(self, fn: FunctionRef, spec: FunctionSpec, uid: str | None) -> None:
-        """Create the code ConfigMap the pod mounts unless it is known to exist. The body
-        is exactly the operator's (same builder, same labels), so whoever comes first
-        creates it and the other gets AlreadyExists."""
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
-
-        name = code_configmap_name(fn.name, spec)
-        if name is None or (fn.namespace, name) in self._configmaps:
-            return
-        body = code_configmap(function_name=fn.name, namespace=fn.namespace,
-                              function_uid=uid or "", spec=spec)
-        if not uid:
-            body["metadata"].pop("ownerReferences", None)
+    async def _init(self, fn: FunctionRef, spec: FunctionSpec, name: str,
+                    address: str) -> tuple[float, str | None]:
+        """Send the function to the runtime at ``address`` (``POST /init``). Returns
+        Init's duration, or why the pod cannot be used (it failed or refused before
+        Init ran). An Init error of the function raises ``EnvironmentStartError`` (and is
+        written to the pod for the operator's InitFailed)."""
         try:
-            await self._call(self.core.create_namespaced_config_map, fn.namespace, body,
-                             _preload_content=False)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-        self._configmaps.add((fn.namespace, name))
+            async with self._http().post(f"http://{address}/init",
+                                         json=init_body(fn.name, fn.namespace, spec),
+                                         timeout=_INIT_TIMEOUT) as resp:
+                status, body = resp.status, await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            return 0.0, f"failed during /init ({type(exc).__name__}: {exc})"
+        if status == 200:
+            return _init_seconds(json_object(body)), None
+        info = json_object(body)
+        if status == 500 and "error" in info:
+            message = init_error_message(fn, info)
+            await self._annotate_init_error(fn.namespace, name, message)
+            raise EnvironmentStartError(message)
+        return 0.0, f"refused /init with {status}: {body[:500].decode(errors='replace')}"
+
+    # -- fresh: create an on-demand pod ---------------------------------------------------
 
     async def _start_fresh(self, fn: FunctionRef, spec: FunctionSpec, uid: str | None) -> EnvironmentHandle:
         from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
@@ -456,7 +430,6 @@ class KubernetesBackend:
         if not uid:
             body["metadata"].pop("ownerReferences", None)
         try:
-            await self._ensure_code(fn, spec, uid)
             await self._call(self.core.create_namespaced_pod, fn.namespace, body,
                              _preload_content=False)
         except ApiException as exc:
@@ -467,14 +440,20 @@ class KubernetesBackend:
         self._pods[name] = where
         try:
             address, init = await self._wait_ready(fn, name)
+            if init is None:  # listening, waiting for its code
+                init, unusable = await self._init(fn, spec, name, address)
+                if unusable:
+                    raise EnvironmentStartError(f"{fn}: environment pod {name} {unusable}")
         except BaseException:
             self._pods.pop(name, None)
             await self._delete(fn.namespace, name)
             raise
         return EnvironmentHandle(address=address, env_id=name, init_duration=init, private=where)
 
-    async def _wait_ready(self, fn: FunctionRef, name: str) -> tuple[str, float]:
-        """Follow the new pod's watch events until its runtime answers ``/readyz``.
+    async def _wait_ready(self, fn: FunctionRef, name: str) -> tuple[str, float | None]:
+        """Follow the new pod's watch events until its runtime answers ``/readyz``:
+        with its Init's duration when it initialised itself (code in the image), with
+        None when it listens and waits for ``/init``.
 
         The runtime's own ``/readyz`` decides, as soon as the pod has an address: waiting
         for the kubelet's Ready condition as well added up to a readiness-probe period
@@ -495,7 +474,7 @@ class KubernetesBackend:
                     reason = _terminated_reason(pod)
                     if reason:
                         raise EnvironmentStartError(f"{fn}: {reason}")
-                    address = _address(pod)
+                    address = pod_address(pod)
                 if address is None:
                     await view.next_change(seen, self.max_poll_interval)
                     continue
@@ -506,6 +485,8 @@ class KubernetesBackend:
                     raise EnvironmentStartError(message)
                 if status == 200:
                     return address, _init_seconds(info)
+                if info.get("state") == "generic":
+                    return address, None
                 await view.next_change(seen, self.poll_interval)
 
     # -- draining -------------------------------------------------------------------------

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -55,6 +54,9 @@ from pathlib import Path
 import aiohttp
 
 from lambdakube.models import FunctionSpec
+from lambdakube.resources import init_body as resources_init_body
+from lambdakube.resources.code import init_error_message as shared_init_error_message
+from lambdakube.resources.code import runtime_answer
 from lambdakube_router.backends.base import EnvironmentHandle, EnvironmentStartError, FunctionRef
 from lambdakube_router.generic_pool import GenericPool
 
@@ -89,21 +91,10 @@ def runtime_pythonpath() -> str:
 
 
 def init_body(fn: FunctionRef, spec: FunctionSpec) -> dict:
-    """The runtime's ``POST /init`` body: the same configuration as
-    ``environment_variables`` (the runtime mirrors it into ``LAMBDAKUBE_*``)."""
-    assert spec.code is not None
-    return {
-        "handler": spec.handler,
-        "inlineCode": spec.code.inline.source,
-        "inlineModule": spec.code.inline.module,
-        "codeDir": None,
-        "functionName": fn.name,
-        "functionVersion": "$LATEST",
-        "memoryMb": spec.resources.memory_size,
-        "timeoutSeconds": spec.timeout_seconds,
-        "env": dict(spec.env),  # never LAMBDAKUBE_* here: see needs_fresh_process
-        "namespace": fn.namespace,
-    }
+    """The runtime's ``POST /init`` body (the one builder: ``lambdakube.resources.code``);
+    the same configuration as ``environment_variables`` (the runtime mirrors it into
+    ``LAMBDAKUBE_*``)."""
+    return resources_init_body(fn.name, fn.namespace, spec)
 
 
 def needs_fresh_process(spec: FunctionSpec) -> bool:
@@ -425,12 +416,7 @@ class LocalBackend:
 
 
 def json_object(body: bytes) -> dict:
-    """A runtime's JSON answer as a dict; anything else (broken, not an object) as {}."""
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    return runtime_answer(body)
 
 
 def _init_seconds(body: bytes) -> float:
@@ -441,12 +427,4 @@ def _init_seconds(body: bytes) -> float:
 
 
 def init_error_message(fn: FunctionRef, readyz: dict) -> str:
-    """``InitError``-style text: the runtime's errorType and errorMessage (and stack)."""
-    err = readyz.get("error") or {}
-    kind = err.get("errorType", "Runtime.Unknown")
-    msg = err.get("errorMessage", "the runtime reported init_failed without details")
-    text = f"{fn}: Init failed: {kind}: {msg}"
-    stack = err.get("stackTrace")
-    if isinstance(stack, list) and stack:
-        text += "\n" + "".join(str(s) if str(s).endswith("\n") else f"{s}\n" for s in stack).rstrip()
-    return text
+    return shared_init_error_message(str(fn), readyz)
