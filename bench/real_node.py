@@ -7,7 +7,13 @@ Brings up this machine's real node (tests/e2e/node.py) and installs the chart, u
 bounded loops, all against the router's ClusterIP (or a port-forward):
 
 (a) **fresh pod**: ``--samples`` never-invoked Functions of 256 MB (no generic pod fits
-    them): each first invoke creates a pod and waits for it;
+    them): each first invoke creates a pod and waits for it. Twice: back to back, and
+    at random arrival times (a seeded uniform 0-1 s pause before each). Why both: a
+    fresh pod's IP reaches the API with the kubelet's first PLEG relist (every 1 s)
+    after its container started, and a back-to-back sample starts just after the relist
+    that ended the previous one, so every sample waits for a whole period (p50 ~1.00 s
+    whatever the pod's start costs). Real cold starts arrive at any phase: the random
+    series is the one the goals are read against;
 (b) **generic claim**: ``--samples`` never-invoked 128 MB Functions; before each sample
     the benchmark waits (bounded) for a Ready generic pod, as it would be when cold
     starts are rarer than refills, so each sample claims one and sends it the code;
@@ -26,6 +32,7 @@ import argparse
 import contextlib
 import http.client
 import os
+import random
 import statistics
 import sys
 import time
@@ -67,6 +74,7 @@ class Timer:
 
 def cold_series(c: Cluster, ns: str, timer: Timer, prefix: str, memory: int, n: int,
                 want_source: str, before_each=None) -> list[float]:
+    """``n`` first invokes of as many new Functions (bounded: n requests, 60 s each)."""
     names = [f"{prefix}-{i}" for i in range(n)]
     c.apply([function_manifest(name, HANDLER, resources={"memorySize": memory},
                                idleTimeoutSeconds=3600) for name in names], ns)
@@ -96,7 +104,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--warm", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=1, help="of the random arrival pauses")
     args = ap.parse_args()
+    rng = random.Random(args.seed)
     print(f"load average at start: {os.getloadavg()}", flush=True)
 
     with cluster() as c:
@@ -105,7 +115,9 @@ def main() -> int:
         try:
             host, port = c.router_url.removeprefix("http://").split(":")
             timer = Timer(host, int(port))
-            fresh = cold_series(c, ns, timer, "fresh", 256, args.samples, "fresh")
+            locked = cold_series(c, ns, timer, "locked", 256, args.samples, "fresh")
+            fresh = cold_series(c, ns, timer, "fresh", 256, args.samples, "fresh",
+                                before_each=lambda: time.sleep(rng.uniform(0, 1)))
             generic = cold_series(c, ns, timer, "gen", 128, args.samples, "generic",
                                   before_each=lambda: wait_for(lambda: generic_ready(c, ns), 60,
                                                                "a Ready generic pod", interval=0.05))
@@ -114,6 +126,7 @@ def main() -> int:
             c.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
     print()
+    print(row("(a) fresh pod, back to back", locked))
     print(row("(a) fresh pod cold start", fresh))
     print(row("(b) generic pod claim", generic))
     print(row("(c) warm via router Service", via_router))
@@ -128,6 +141,8 @@ def main() -> int:
           f" {pct(fresh, 50) / pct(direct, 50):.0f}x, generic {pct(generic, 50) / pct(direct, 50):.1f}x,"
           f" router {pct(via_router, 50) / pct(direct, 50):.2f}x; fresh/generic"
           f" {pct(fresh, 50) / pct(generic, 50):.1f}x")
+    print("fresh samples, back to back (ms):", " ".join(f"{x:.0f}" for x in sorted(locked)))
+    print("fresh samples, random arrival (ms):", " ".join(f"{x:.0f}" for x in sorted(fresh)))
     for k, goal in GOALS.items():
         print(f"goal {k:<18} <= {goal:7.1f} ms: {results[k]:9.2f} ms  {'met' if results[k] <= goal else 'NOT met'}")
     return 0
@@ -139,8 +154,10 @@ def warm_series(c: Cluster, ns: str, timer: Timer, n: int) -> tuple[list[float],
     path, hdr = "/2015-03-31/functions/warm/invocations", {"X-Lambdakube-Namespace": ns}
     _, status, h = timer.post(path, b"{}", hdr)
     assert status == 200
-    pod = c.get("pod", h["x-environment-id"], ns)
-    direct = Timer(pod["status"]["podIP"], 8080)
+    # The cold start may finish before the kubelet writes the pod's IP (it announced itself).
+    ip = wait_for(lambda: c.get("pod", h["x-environment-id"], ns)["status"].get("podIP"), 30,
+                  "the warm pod's IP in its status")
+    direct = Timer(ip, 8080)
     via, base = [], []
     for _ in range(n):
         ms, status, h = timer.post(path, b"{}", hdr)

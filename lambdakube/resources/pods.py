@@ -173,6 +173,17 @@ def _pod(*, name: str, namespace: str, pod_labels: dict, annotations: dict,
     }
 
 
+def announce_env(url: str, token: str) -> list[dict]:
+    """Variables that make the runtime announce itself to the router waiting for it
+    (``lambdakube_runtime.announce``): where, with which per-pod token, and its own IP."""
+    return [
+        {"name": "LAMBDAKUBE_ANNOUNCE_URL", "value": url},
+        {"name": "LAMBDAKUBE_ANNOUNCE_TOKEN", "value": token},
+        {"name": "LAMBDAKUBE_POD_IP",
+         "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}},
+    ]
+
+
 def environment_pod(
     *,
     function_name: str,
@@ -183,10 +194,18 @@ def environment_pod(
     role: str,
     runtime_image: str,
     managed_by: str = labels.OPERATOR_NAME,
+    announce: tuple[str, str] | None = None,
 ) -> dict:
-    """The pod for environment ``env_id`` of a function (``role``: provisioned/on-demand)."""
+    """The pod for environment ``env_id`` of a function (``role``: provisioned/on-demand).
+
+    ``announce`` (url, token): a router waits for this pod; its runtime tells it when it
+    listens (``announce_env``). Not part of the spec hash: it is about who waits, not
+    about what runs."""
     if role not in (labels.ROLE_PROVISIONED, labels.ROLE_ON_DEMAND):
         raise ValueError(f"unknown environment role {role!r}")
+    env = _env(function_name, namespace, spec)
+    if announce is not None:
+        env += announce_env(*announce)
     return _pod(
         name=env_id,
         namespace=namespace,
@@ -200,7 +219,7 @@ def environment_pod(
         annotations={labels.TIMEOUT_SECONDS: str(spec.timeout_seconds)},
         owner_references=[owner_reference(function_name, function_uid)],
         image=spec.image or runtime_image,
-        env=_env(function_name, namespace, spec),
+        env=env,
         resources=_resources(spec.resources.memory_size, spec.resources.cpu),
         readiness_path="/readyz",
         timeout_seconds=spec.timeout_seconds,

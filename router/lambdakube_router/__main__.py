@@ -41,6 +41,11 @@ def build_parser(prog: str = "lambdakube-router") -> argparse.ArgumentParser:
         log_level="INFO")
     p.add_argument("--kubeconfig", help="kubernetes backend: kubeconfig (default: in-cluster/~/.kube)")
     p.add_argument("--runtime-image", help="kubernetes backend: image for inline-code functions")
+    p.add_argument("--announce-url", metavar="URL",
+                   help="kubernetes backend: this router's announce endpoint as its pods reach it"
+                        " (http://<router pod IP>:<port>/internal/v1/environments/listening);"
+                        " fresh pods then say when they listen instead of waiting for the kubelet's"
+                        " status write")
     p.add_argument("--status-interval", type=float, default=2.0, metavar="SECONDS",
                    help="kubernetes backend: how often busy/idle/coldStarts are written into"
                         " Function status (only when changed) and ColdStart/Throttled Events"
@@ -65,6 +70,7 @@ def config_from_args(args: argparse.Namespace) -> RouterConfig:
         namespace=args.namespace,
         kubeconfig=args.kubeconfig,
         runtime_image=args.runtime_image,
+        announce_url=args.announce_url,
         generic_pool_size=args.generic_pool_size,
         status_interval_seconds=args.status_interval,
     )

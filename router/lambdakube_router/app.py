@@ -21,7 +21,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from lambdakube_router import introspection, invoke_api, keys, status_publisher
+from lambdakube_router import announce_api, introspection, invoke_api, keys, status_publisher
 from lambdakube_router.asyncq.dispatcher import Dispatcher
 from lambdakube_router.asyncq.policy import RetryPolicy
 from lambdakube_router.asyncq.store import AsyncStore, default_state_dir
@@ -65,6 +65,9 @@ class RouterConfig:
     #: kubernetes backend
     kubeconfig: str | None = None
     runtime_image: str | None = None
+    #: kubernetes backend: the URL of this router's ``announce_api`` as its fresh pods can
+    #: reach it (the chart: the router pod's own IP). None: pods don't announce.
+    announce_url: str | None = None
     #: kubernetes backend: write busy/idle/coldStarts into Function status and post
     #: ColdStart/Throttled Events every N seconds (None or 0: off).
     status_interval_seconds: float | None = 2.0
@@ -92,7 +95,7 @@ def _make_backend(config: RouterConfig, session: aiohttp.ClientSession) -> Backe
         from lambdakube_router.backends.kubernetes import KubernetesBackend
 
         kw = {"image": config.runtime_image} if config.runtime_image else {}
-        return KubernetesBackend(kubeconfig=config.kubeconfig, **kw)
+        return KubernetesBackend(kubeconfig=config.kubeconfig, announce_url=config.announce_url, **kw)
     raise ValueError(f"unknown backend {config.backend!r} (local or kubernetes)")
 
 
@@ -130,6 +133,9 @@ async def init_app(config: RouterConfig) -> web.Application:
         generic_pool = getattr(engine.backend, "generic_pool", None)
         if generic_pool is not None:
             app[keys.METRICS].attach_generic_pool(generic_pool.snapshot)
+        announces = getattr(engine.backend, "announces", None)
+        if announces is not None:
+            app[keys.METRICS].attach_announces(lambda: dict(announces))
         watcher = publisher = None
         api_client = status_publisher.kubernetes_api_client(engine.backend)
         if api_client is not None and config.status_interval_seconds:
@@ -163,6 +169,7 @@ async def init_app(config: RouterConfig) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     app.router.add_post("/2015-03-31/functions/{FunctionName}/invocations", invoke_api.invoke)
     introspection.add_routes(app)
+    announce_api.add_routes(app)
     return app
 
 

@@ -79,6 +79,22 @@ class _GenericPoolCollector(Collector):
         yield from (available, size, spec)
 
 
+class _AnnounceCollector(Collector):
+    """Fresh pods' announces (``KubernetesBackend.announces``)."""
+
+    def __init__(self, source: Callable[[], dict]) -> None:
+        self.source = source
+
+    def collect(self):
+        family = CounterMetricFamily(
+            "lambdakube_environment_announces",
+            "Fresh pods' 'I am listening' announces, by result (accepted, refused)",
+            labels=["result"])
+        for result, n in sorted(self.source().items()):
+            family.add_metric([result], n)
+        yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -122,6 +138,9 @@ class Metrics:
 
     def attach_generic_pool(self, source: Callable[[], dict]) -> None:
         self.registry.register(_GenericPoolCollector(source))
+
+    def attach_announces(self, source: Callable[[], dict]) -> None:
+        self.registry.register(_AnnounceCollector(source))
 
     def for_function(self, namespace: str, function: str) -> FunctionMetrics:
         key = (namespace, function)

@@ -91,6 +91,22 @@ OPENAPI: dict = {
                 },
             }
         },
+        "/internal/v1/environments/listening": {
+            "post": {
+                "operationId": "EnvironmentListening",
+                "description": "A fresh pod's runtime says it listens (kubernetes backend): "
+                               "accepted only with the pod's token, from the announced IP.",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["envId", "address", "token"],
+                    "properties": {"envId": {"type": "string"}, "address": {"type": "string"},
+                                   "token": {"type": "string"}}}}}},
+                "responses": {"204": {"description": "accepted"},
+                              "400": _err("InvalidRequestContentException"),
+                              "403": _err("AccessDeniedException"),
+                              "404": _err("ResourceNotFoundException (no announces on this backend)"),
+                              "413": _err("RequestTooLargeException")},
+            }
+        },
         "/healthz": {"get": {"operationId": "Healthz", "responses": {"200": {"description": "ok"}}}},
         "/metrics": {"get": {"operationId": "Metrics",
                              "responses": {"200": {"description": "Prometheus text format",

@@ -223,7 +223,9 @@ class Runtime:
     def readyz(self, request: Request) -> Response:
         if self.state == READY:
             return json_response(200, self._ready_body())
-        body: dict = {"ready": False, "state": self.state}
+        # envId: whoever found this address some other way than the pod's status (the
+        # router after an announce) checks that it reached the environment it expects.
+        body: dict = {"ready": False, "state": self.state, "envId": self.env_id}
         if self.state == INIT_FAILED and self.init_error is not None:
             body["error"] = self.init_error.to_dict()
         return json_response(503, body)
@@ -436,6 +438,14 @@ async def serve(host: str, port: int, config: FunctionConfig | None, env_id: str
         config.export(os.environ)
         runtime.begin_init(config)
     _write_stdout(f"LAMBDAKUBE_LISTENING port={bound}\n")
+    announcing = None
+    url, pod_ip = os.environ.get("LAMBDAKUBE_ANNOUNCE_URL"), os.environ.get("LAMBDAKUBE_POD_IP")
+    if url and pod_ip:
+        from .announce import announce  # noqa: PLC0415 - only pods a router waits for
+
+        address = f"[{pod_ip}]:{bound}" if ":" in pod_ip else f"{pod_ip}:{bound}"
+        announcing = asyncio.ensure_future(
+            announce(url, env_id, address, os.environ.get("LAMBDAKUBE_ANNOUNCE_TOKEN", "")))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -445,6 +455,8 @@ async def serve(host: str, port: int, config: FunctionConfig | None, env_id: str
         except (NotImplementedError, RuntimeError):  # not on this platform / thread
             pass
     await stop.wait()
+    if announcing is not None:
+        announcing.cancel()
     # Graceful: stop accepting, let an invocation in flight finish (it cannot outlive
     # its timeout - then the environment exits by itself anyway).
     grace = (runtime.config.timeout_seconds if runtime.config else 0.0) + 2.0

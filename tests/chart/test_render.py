@@ -76,8 +76,12 @@ def test_defaults(render):
     assert [*c["command"], *c["args"]] == [
         "lambdakube-router", "--backend", "kubernetes", "--host", "0.0.0.0", "--port", "9000",
         "--state-dir", "/var/lib/lambdakube", "--runtime-image", DEFAULT_RUNTIME_IMAGE,
+        "--announce-url", "http://$(LAMBDAKUBE_ROUTER_POD_IP):9000/internal/v1/environments/listening",
         "--log-level", "INFO",
     ]
+    # Fresh pods announce themselves straight to this router pod's IP (downward API).
+    assert {"name": "LAMBDAKUBE_ROUTER_POD_IP",
+            "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in c["env"]
     assert c["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
     for probe in ("readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}

@@ -12,8 +12,17 @@ def _known(c: Cluster, name: str, ns: str) -> None:
     wait_for(lambda: c.router_function(name, ns), 60, f"router to see {name}")
 
 
+def _accepted_announces(c: Cluster) -> float:
+    text = c.request("GET", "/metrics").body.decode()
+    for line in text.splitlines():
+        if line.startswith('lambdakube_environment_announces_total{result="accepted"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def test_cold_start_creates_a_pod_then_warm_reuses_it(release: Cluster, ns: str):
     # 256 MB does not fit a generic pod: this cold start creates a pod of its own.
+    announced = _accepted_announces(release)
     release.apply(function_manifest("coldwarm", recording_handler(),
                                     resources={"memorySize": 256}), ns)
     _known(release, "coldwarm", ns)
@@ -27,6 +36,9 @@ def test_cold_start_creates_a_pod_then_warm_reuses_it(release: Cluster, ns: str)
     pod = cold.json()["pod"]
     assert pod == cold.header("X-Environment-Id")
     assert [p["metadata"]["name"] for p in release.pods(ns, "coldwarm")] == [pod]
+    # The pod's runtime announced itself to the router over the pod network, with its
+    # token, from its own IP (the chart's --announce-url is the router pod's IP).
+    assert _accepted_announces(release) == announced + 1
 
     warm = release.invoke("coldwarm", {}, ns)
     assert warm.status == 200, warm.body

@@ -26,6 +26,7 @@ from lambdakube.models import DEFAULT_RUNTIME_IMAGE, FunctionSpec
 from lambdakube.resources import (
     environment_pod, generic_pod, labels, new_env_id, pod_address, spec_hash,
 )
+from lambdakube_router import keys
 from lambdakube_router.app import init_app
 from lambdakube_router.backends.base import FunctionRef
 from lambdakube_router.backends.kubernetes import KubernetesBackend
@@ -96,7 +97,9 @@ class FakeKubelet:
             assert asyncio.get_running_loop().time() < deadline, "no pod was created"
             await asyncio.sleep(0.1)
 
-    async def run(self, pod: dict) -> int:
+    async def run(self, pod: dict, report: bool = True) -> int:
+        """Run the pod's runtime; ``report=False``: never write its address or status
+        (a kubelet whose status write has not come yet: only an announce can tell)."""
         name = pod["metadata"]["name"]
         container = pod["spec"]["containers"][0]
         env = {}
@@ -105,6 +108,8 @@ class FakeKubelet:
                 env[e["name"]] = e["value"]
             elif e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name":
                 env[e["name"]] = name
+            elif e["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP":
+                env[e["name"]] = "127.0.0.1"  # where this fake kubelet runs pods
         env.update(PATH=os.environ.get("PATH", "/usr/bin:/bin"),
                    PYTHONPATH=str(REPO / "runtime-image"), PYTHONUNBUFFERED="1")
         log_path = self.tmp / f"{name}.log"
@@ -121,6 +126,8 @@ class FakeKubelet:
             await asyncio.sleep(0.02)
         assert head[0].startswith(b"LAMBDAKUBE_LISTENING port="), head[0]
         port = int(head[0].split(b"=")[1])
+        if not report:
+            return port
         await asyncio.to_thread(self.core.patch_namespaced_pod, name, self.namespace, {
             "metadata": {"annotations": {"lambdakube.dev/address": f"127.0.0.1:{port}"}}})
         await self._set_status(name, ready=False)
@@ -250,6 +257,46 @@ async def test_cold_start_creates_a_pod_and_reuses_it(
     assert out.stdout.strip() == ""
 
 
+async def test_a_fresh_pod_announces_itself_before_the_kubelet_reports_it(
+        control_plane, namespace, crds, kubelet, aiohttp_client, tmp_path):
+    """The kubelet writes a new pod's IP only at its next status sync; the runtime
+    announces its address (with the pod's token) and the cold start goes on from there.
+    Here the pod's status never gets an address: only the announce can tell. A wrong
+    token, an unknown pod and an announce from another IP are refused."""
+    from lambdakube_router.announce_api import PATH
+
+    router = await make_router(aiohttp_client, tmp_path, control_plane, namespace,
+                               function("hello", HELLO, namespace=namespace))
+    backend = router.app[keys.ENGINE].backend
+    backend.announce_url = router.url(PATH)
+    call = asyncio.ensure_future(router.invoke_json("hello", {"name": "announced"}))
+    [pod] = await kubelet.wait_pod("hello")
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["LAMBDAKUBE_ANNOUNCE_URL"] == router.url(PATH) and len(env["LAMBDAKUBE_ANNOUNCE_TOKEN"]) >= 32
+    name = pod["metadata"]["name"]
+
+    async def announce(body: dict) -> int:
+        async with router.client.session.post(router.url(PATH), json=body) as resp:
+            return resp.status
+
+    good = {"envId": name, "address": "127.0.0.1:1", "token": env["LAMBDAKUBE_ANNOUNCE_TOKEN"]}
+    assert await announce({**good, "token": "x" * 32}) == 403
+    assert await announce({**good, "envId": "hello-d00000000"}) == 403
+    assert await announce({**good, "address": "10.0.0.9:8080"}) == 403  # not the peer's IP
+    assert await announce({"envId": name}) == 400
+    assert backend.announces == {"accepted": 0, "refused": 3}
+
+    await kubelet.run(pod, report=False)  # the runtime announces itself, nothing else does
+    status, headers, body = await asyncio.wait_for(call, 30)
+    assert status == 200, body
+    assert body["hello"] == "announced" and body["env"] == name
+    assert headers["X-Environment-Source"] == "fresh"
+    assert backend.announces == {"accepted": 1, "refused": 3}
+    assert await announce(good) == 403  # started: no longer pending
+    metrics = await (await router.client.get("/metrics")).text()
+    assert 'lambdakube_environment_announces_total{result="accepted"} 1.0' in metrics
+
+
 async def test_init_error_reported_and_pod_deleted(
         control_plane, namespace, crds, kubelet, aiohttp_client, tmp_path):
     router = await make_router(aiohttp_client, tmp_path, control_plane, namespace,
@@ -268,7 +315,6 @@ async def test_init_error_reported_and_pod_deleted(
 async def test_kubernetes_source_follows_function_objects(
         control_plane, namespace, crds, aiohttp_client, tmp_path):
     """Functions come from the API server (watch); environments are local processes."""
-    from lambdakube_router import keys
     from lambdakube_router.sources import KubernetesSource
 
     await kubectl(control_plane, "apply", "-n", namespace, "-f", "-",
@@ -428,7 +474,6 @@ async def test_provisioned_pods_are_the_operators_and_the_router_claims_them(
     exactly 2 provisioned pods exist (the router creates none), the router's first
     request is warm on one of them, and after a spec change the router leases only
     environments of the new spec hash."""
-    from lambdakube_router import keys
 
     start_operator()
     cp = kubelet.cp
@@ -581,7 +626,6 @@ async def test_rollout_is_surge_first_and_old_provisioned_pods_never_serve_new_r
     new ones first and labels the old ones draining once the new ones are Ready; only a
     draining pod is ever deleted. The function ends with exactly 2 new-hash provisioned
     pods and no old one."""
-    from lambdakube_router import keys
 
     start_operator()
     cp = kubelet.cp

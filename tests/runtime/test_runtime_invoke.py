@@ -332,7 +332,7 @@ def test_unhealthy_environment_refuses_work_until_it_exits(start_runtime):
     reply = runtime.invoke({"seconds": 30}, headers={"X-Log-Type": "Tail"})
     assert reply.json()["errorType"] == "Sandbox.Timedout"
     assert "Task timed out after 0.30 seconds" in reply.log_tail()
-    assert runtime.get_json("/readyz") == (503, {"ready": False, "state": "unhealthy"})
+    assert runtime.get_json("/readyz") == (503, {"ready": False, "state": "unhealthy", "envId": "env-test"})
     assert runtime.get_json("/healthz")[1]["state"] == "unhealthy"
     refused = runtime.invoke({"seconds": 0})
     assert refused.status == 503 and refused.json()["errorType"] == "EnvironmentUnhealthy"

@@ -44,7 +44,7 @@ def test_listens_before_init_finishes(start_runtime):
     runtime = start_runtime("index.handler", inline_code=code, wait=None)
     status, health = runtime.get_json("/healthz")
     assert status == 200 and health["state"] == "initializing" and health["initDurationMs"] is None
-    assert runtime.get_json("/readyz") == (503, {"ready": False, "state": "initializing"})
+    assert runtime.get_json("/readyz") == (503, {"ready": False, "state": "initializing", "envId": "env-test"})
     reply = runtime.invoke({})
     assert reply.status == 503 and reply.json()["errorType"] == "EnvironmentNotReady"
     runtime.wait_ready()
@@ -222,7 +222,7 @@ def test_generic_environment_specialises_via_init(start_runtime):
     runtime = start_runtime(None, wait=None)
     status, health = runtime.get_json("/healthz")
     assert status == 200 and health["state"] == "generic" and health["initDurationMs"] is None
-    assert runtime.get_json("/readyz") == (503, {"ready": False, "state": "generic"})
+    assert runtime.get_json("/readyz") == (503, {"ready": False, "state": "generic", "envId": "env-test"})
     not_ready = runtime.invoke({})
     assert not_ready.status == 503 and not_ready.json()["errorType"] == "EnvironmentNotReady"
 

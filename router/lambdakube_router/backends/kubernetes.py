@@ -26,6 +26,15 @@ The backend lists such pods in the namespaces it has environments in, every
 ``drain_poll_interval`` seconds, and answers ``is_draining(handle)`` from that set; the
 pool stops leasing those environments and stops them once idle.
 
+Announces (fresh pods): the kubelet writes a new pod's IP into its status only at its
+next PLEG relist (every second) after the container started, so the router also gives
+each pod it creates a random token and its own address (``announce_url``); the
+runtime, once listening, posts its envId, address and that token
+(``lambdakube_runtime.announce``). ``announced()`` accepts it only for a pod this
+router is starting, with the right token, from a connection whose peer is the announced
+IP; the start then probes that address, and uses it only if ``/readyz`` answers with the
+pod's own envId. Without an accepted announce the start follows the pod's status alone.
+
 Rollouts (surge first): after a spec change the pool ``release``s its provisioned pods
 of the old spec instead of stopping them. The router never deletes a provisioned pod the
 operator still counts on: it forgets the claim and remembers the pod as *released*; the
@@ -47,8 +56,11 @@ is reported at once with the runtime's error; the error is also written to the p
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import json
 import logging
+import secrets
 from dataclasses import dataclass
 
 import aiohttp
@@ -73,7 +85,7 @@ from lambdakube_router.backends.local import (
     json_object,
     needs_fresh_process,
 )
-from lambdakube_router.backends.podwatch import PodWatcher
+from lambdakube_router.backends.podwatch import PodView, PodWatcher
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +107,37 @@ class PodEnv:
     @property
     def key(self) -> tuple[str, str]:
         return self.namespace, self.name
+
+
+@dataclass
+class _Pending:
+    """A fresh pod this router waits for: its announce token and what was announced."""
+
+    token: str
+    address: str | None = None
+    view: PodView | None = None
+
+
+def _announced_ip(address: str) -> str | None:
+    """The IP of an announced ``host:port`` (``[v6]:port`` too), None if malformed."""
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
+def _same_ip(a: str, b: str) -> bool:
+    try:
+        x, y = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    except ValueError:
+        return False
+    # An IPv4 peer may show up as an IPv4-mapped IPv6 address on a dual-stack socket.
+    x = getattr(x, "ipv4_mapped", None) or x
+    y = getattr(y, "ipv4_mapped", None) or y
+    return x == y
 
 
 def _meta(pod: dict) -> dict:
@@ -143,7 +186,7 @@ class KubernetesBackend:
     def __init__(self, *, kubeconfig: str | None = None, image: str = DEFAULT_RUNTIME_IMAGE,
                  api_client=None, poll_interval: float = 0.05, max_poll_interval: float = 0.5,
                  delete_grace_seconds: int | None = 0, claim_generic: bool = True,
-                 drain_poll_interval: float = 1.0) -> None:
+                 drain_poll_interval: float = 1.0, announce_url: str | None = None) -> None:
         from kubernetes import client  # noqa: PLC0415
 
         from lambdakube import kubeclient  # noqa: PLC0415
@@ -161,6 +204,12 @@ class KubernetesBackend:
         self.delete_grace_seconds = delete_grace_seconds
         self.claim_generic = claim_generic
         self.drain_poll_interval = drain_poll_interval
+        #: Where fresh pods' runtimes announce themselves (None: they don't).
+        self.announce_url = announce_url
+        #: Fresh pods being started, by name (= env id): see ``announced``.
+        self._pending: dict[str, _Pending] = {}
+        #: Announces accepted / refused (introspection, metrics, tests).
+        self.announces = {"accepted": 0, "refused": 0}
         self._uids: dict[tuple[str, str], str | None] = {}
         #: env id (= pod name) -> the pod of every environment this router holds.
         self._pods: dict[str, PodEnv] = {}
@@ -421,12 +470,22 @@ class KubernetesBackend:
     # -- fresh: create an on-demand pod ---------------------------------------------------
 
     async def _start_fresh(self, fn: FunctionRef, spec: FunctionSpec, uid: str | None) -> EnvironmentHandle:
+        name = new_env_id(fn.name, labels.ROLE_ON_DEMAND)
+        pending = self._pending[name] = _Pending(secrets.token_urlsafe(24))
+        try:
+            return await self._create_fresh(fn, spec, uid, name, pending)
+        finally:
+            self._pending.pop(name, None)
+
+    async def _create_fresh(self, fn: FunctionRef, spec: FunctionSpec, uid: str | None, name: str,
+                            pending: _Pending) -> EnvironmentHandle:
         from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
-        name = new_env_id(fn.name, labels.ROLE_ON_DEMAND)
+        announce = (self.announce_url, pending.token) if self.announce_url else None
         body = environment_pod(function_name=fn.name, namespace=fn.namespace, function_uid=uid or "",
                                spec=spec, env_id=name, role=labels.ROLE_ON_DEMAND,
-                               runtime_image=self.image, managed_by=labels.ROUTER_NAME)
+                               runtime_image=self.image, managed_by=labels.ROUTER_NAME,
+                               announce=announce)
         if not uid:
             body["metadata"].pop("ownerReferences", None)
         try:
@@ -439,7 +498,7 @@ class KubernetesBackend:
         where = PodEnv(fn.namespace, name, labels.ROLE_ON_DEMAND, SOURCE_FRESH)
         self._pods[name] = where
         try:
-            address, init = await self._wait_ready(fn, name)
+            address, init = await self._wait_ready(fn, name, pending)
             if init is None:  # listening, waiting for its code
                 init, unusable = await self._init(fn, spec, name, address)
                 if unusable:
@@ -450,7 +509,8 @@ class KubernetesBackend:
             raise
         return EnvironmentHandle(address=address, env_id=name, init_duration=init, private=where)
 
-    async def _wait_ready(self, fn: FunctionRef, name: str) -> tuple[str, float | None]:
+    async def _wait_ready(self, fn: FunctionRef, name: str,
+                          pending: _Pending | None = None) -> tuple[str, float | None]:
         """Follow the new pod's watch events until its runtime answers ``/readyz``:
         with its Init's duration when it initialised itself (code in the image), with
         None when it listens and waits for ``/init``.
@@ -460,6 +520,8 @@ class KubernetesBackend:
         to every cold start, for an answer the router gets itself. Between events the
         address is probed every ``poll_interval`` (a cheap local request)."""
         async with self._pod_watch.watch(fn.namespace, name) as view:
+            if pending is not None:
+                pending.view = view
             while True:
                 seen, pod = view.version, view.pod
                 if view.error:
@@ -475,10 +537,20 @@ class KubernetesBackend:
                     if reason:
                         raise EnvironmentStartError(f"{fn}: {reason}")
                     address = pod_address(pod)
+                via_announce = address is None and pending is not None and pending.address is not None
+                if via_announce:
+                    address = pending.address
                 if address is None:
                     await view.next_change(seen, self.max_poll_interval)
                     continue
                 status, info = await self._readyz(address)
+                if via_announce and info.get("envId") != name:
+                    # Not this pod's runtime (or not up): trust only the pod's status now.
+                    log.warning("%s: the address announced for %s answered as %r; ignored",
+                                fn, name, info.get("envId"))
+                    assert pending is not None
+                    pending.address = None
+                    continue
                 if info.get("state") == "init_failed":
                     message = init_error_message(fn, info)
                     await self._annotate_init_error(fn.namespace, name, message)
@@ -488,6 +560,27 @@ class KubernetesBackend:
                 if info.get("state") == "generic":
                     return address, None
                 await view.next_change(seen, self.poll_interval)
+
+    # -- announces ------------------------------------------------------------------------
+
+    def announced(self, env_id: str, address: str, token: str, peer: str | None) -> bool:
+        """A fresh pod's runtime says it listens at ``address`` (see the module's
+        docstring). True when accepted: a pod this router starts, its token, and a
+        connection from the announced IP."""
+        pending = self._pending.get(env_id)
+        ip = _announced_ip(address)
+        ok = (pending is not None and ip is not None and peer is not None
+              and hmac.compare_digest(pending.token.encode(), token.encode())
+              and _same_ip(ip, peer))
+        self.announces["accepted" if ok else "refused"] += 1
+        if not ok:
+            log.warning("refused an announce for %r at %r from %r", env_id, address, peer)
+            return False
+        assert pending is not None
+        pending.address = address
+        if pending.view is not None:
+            asyncio.get_running_loop().create_task(pending.view.poke())
+        return True
 
     # -- draining -------------------------------------------------------------------------
 

@@ -70,6 +70,11 @@ class PodView:
         self.error = error
         await self._bump()
 
+    async def poke(self) -> None:
+        """Wake the reader without a pod change (news about the pod from elsewhere: its
+        runtime's announce)."""
+        await self._bump()
+
     async def next_change(self, seen: int, timeout: float) -> None:
         """Return once ``version`` is past ``seen``, or after ``timeout``."""
         async with self._changed:
