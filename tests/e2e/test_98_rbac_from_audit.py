@@ -1,8 +1,9 @@
 """The chart's RBAC, proven from what the code actually did: every request the operator's
 and the router's ServiceAccounts made during this e2e session, read from the real node's
-kube-apiserver audit log, is allowed by the installed RBAC (asked with `kubectl auth can-i
---as`) and by the namespaced install's Roles; and the chart grants nothing beyond those
-requests and the short list below, each entry with its reason.
+kube-apiserver audit log, is allowed by the installed RBAC and by a namespaced install's
+RBAC (both asked with `kubectl auth can-i --as` on the real cluster); and the chart
+grants nothing beyond those requests and the short list below, each entry with its
+reason.
 
 No list of needed verbs is kept here: the audit log is the list. It runs after every
 other scenario (the modules are numbered) and before the uninstall.
@@ -52,11 +53,11 @@ def observed(c: Cluster) -> dict[str, set[Request]]:
     return out
 
 
-def can_i(c: Cluster, comp: str, req: Request) -> tuple[Request, bool, str]:
+def can_i(c: Cluster, comp: str, req: Request, release: str = RELEASE) -> tuple[Request, bool, str]:
     verb, group, resource, ns = req
     name, _, sub = resource.partition("/")
     args = ["auth", "can-i", verb, f"{name}.{group}" if group else name,
-            f"--as=system:serviceaccount:{RELEASE_NS}:{RELEASE}-lambdakube-{comp}"]
+            f"--as=system:serviceaccount:{RELEASE_NS}:{release}-lambdakube-{comp}"]
     args += [f"--subresource={sub}"] if sub else []
     args += ["-n", ns] if ns else ["--all-namespaces"]
     out = c.kubectl(*args, check=False)
@@ -82,13 +83,49 @@ def test_every_request_made_is_allowed_by_the_installed_rbac(release: Cluster, r
     assert not denied, f"{comp} made requests its RBAC does not allow: {denied}"
 
 
+#: A second, namespaced install's RBAC (its ServiceAccounts, Roles and bindings only),
+#: watching one namespace of its own.
+NAMESPACED_RELEASE, WATCHED = "lkns", "rbac-watched"
+
+
+@pytest.fixture(scope="module")
+def namespaced_rbac(release: Cluster):
+    rendered = helm_template(release.helm_bin, release=NAMESPACED_RELEASE, namespace=RELEASE_NS,
+                             set_=["watch.allNamespaces=false", f"watch.namespaces={{{WATCHED}}}"])
+    rbac = [o for o in rendered if o["kind"] in
+            ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")]
+    assert {o["kind"] for o in rbac} >= {"ServiceAccount", "Role", "RoleBinding"}, rendered.kinds()
+    text = json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac})
+    release.kubectl("create", "namespace", WATCHED)
+    release.kubectl("apply", "-f", "-", input=text)
+    yield
+    release.kubectl("delete", "-f", "-", "--wait=false", input=text, check=False)
+    release.kubectl("delete", "namespace", WATCHED, "--wait=false", check=False)
+
+
+def in_namespaced_mode(req: Request) -> Request:
+    """The same request as a namespaced install makes it: in its watched namespace. The
+    cluster-wide install lists and watches across namespaces, a namespaced one does so
+    per watched namespace; and the release namespace is served like any other (its
+    ``default`` ConcurrencyQuota is the chart's), so it maps to a watched one too."""
+    verb, group, resource, _ = req
+    return verb, group, resource, WATCHED
+
+
 @pytest.mark.parametrize("comp", COMPONENTS)
-def test_the_namespaced_install_allows_them_too(release: Cluster, requests, comp):
-    rendered = helm_template(release.helm_bin, release=RELEASE, namespace=RELEASE_NS,
-                             set_=["watch.allNamespaces=false", "watch.namespaces={team-a}"])
-    rules = rule_map(rendered.one("Role", f"{RELEASE}-lambdakube-{comp}"))
-    missing = sorted({(g, r, v) for v, g, r, _ in requests[comp] if v not in rules.get((g, r), set())})
-    assert not missing, f"the namespaced {comp} Role lacks: {missing}"
+def test_the_namespaced_install_allows_them_too(release: Cluster, requests, namespaced_rbac, comp):
+    asked = sorted({in_namespaced_mode(r) for r in requests[comp]}, key=str)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda r: can_i(release, comp, r, NAMESPACED_RELEASE), asked))
+    denied = [(req, why) for req, ok, why in answers if not ok]
+    assert not denied, f"a namespaced install refuses requests the {comp} makes: {denied}"
+    # And it is namespaced: nothing outside the watched namespace.
+    outside = [r for r in asked if r[3] == WATCHED]
+    with ThreadPoolExecutor(8) as pool:
+        elsewhere = list(pool.map(lambda r: can_i(release, comp, (*r[:3], "default"), NAMESPACED_RELEASE),
+                                  outside))
+    granted = [req for req, ok, _ in elsewhere if ok]
+    assert not granted, f"a namespaced install lets the {comp} act outside its namespace: {granted}"
 
 
 @pytest.mark.parametrize("comp", COMPONENTS)
