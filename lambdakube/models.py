@@ -250,6 +250,10 @@ class ConcurrencyQuotaStatus(BaseModel):
     #: Reserved concurrency actually granted, per function name.
     granted: dict[str, int] = Field(default_factory=dict)
     rejected: list[str] = Field(default_factory=list)
+    #: Why each rejected reservation was rejected, per function name: the router shows
+    #: it in 429s and introspection. A field of its own, not parsed back out of the
+    #: ReservationsFit condition's message (a reason may itself contain "; ").
+    rejected_reasons: dict[str, str] = Field(default_factory=dict)
 
 
 FunctionSpec.model_rebuild()

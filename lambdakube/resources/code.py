@@ -29,6 +29,18 @@ from lambdakube.models import FunctionSpec
 LATEST = "$LATEST"
 
 
+#: ``spec.env`` names read when a process starts, before any code runs (the interpreter,
+#: the dynamic loader, glibc's malloc, the runtime's own configuration): setting them in
+#: ``/init`` would be too late, so such functions never go to a pre-started generic
+#: environment (their own pods and processes have them from the start).
+STARTUP_ENV_PREFIXES = ("PYTHON", "LD_", "MALLOC_", "GLIBC_", "LAMBDAKUBE_")
+
+
+def needs_fresh_process(spec: FunctionSpec) -> bool:
+    """True when the function's ``spec.env`` must be present at interpreter start."""
+    return any(k.startswith(STARTUP_ENV_PREFIXES) for k in spec.env)
+
+
 def needs_init(spec: FunctionSpec) -> bool:
     """True when environments of ``spec`` get their code through ``POST /init``."""
     return spec.code is not None

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
+from lambdakube.formats import parse_rfc3339 as parse_time
+from lambdakube.formats import rfc3339
 
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+__all__ = ["Cond", "find", "is_true", "merge", "parse_time", "rfc3339"]
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
 
+from lambdakube.backoff import Backoff
 from lambdakube.models import FunctionSpec
 from lambdakube.resources import init_body, labels
 from lambdakube.resources.code import init_error_message, runtime_answer
@@ -67,7 +68,8 @@ class Initializer:
         who = f"{namespace}/{function}"
         body = init_body(function, namespace, spec)
         deadline = time.monotonic() + self.patience
-        delay = self.retry_delay
+        backoff = Backoff(self.retry_delay, self.max_retry_delay)
+        delay = backoff.next(0)
         try:
             while True:
                 try:
@@ -81,7 +83,7 @@ class Initializer:
                                     who, name, self.patience, exc)
                         return  # not done: a later pass tries again
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.max_retry_delay)
+                    delay = backoff.next(delay)
             done.add(name)
             answer = runtime_answer(raw)
             if status == 200:

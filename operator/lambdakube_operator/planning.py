@@ -45,8 +45,12 @@ from pydantic import ValidationError
 from lambdakube.models import FunctionSpec
 
 from . import conditions as C
-from lambdakube.resources import labels, needs_init, pod_address
+from lambdakube.resources import labels, needs_init
+from lambdakube.resources.podview import PodView, init_error_of
 from lambdakube.resources.spec_hash import spec_hash
+
+__all__ = ["PodView", "init_error_of", "plan", "plan_generic", "status_patch", "FunctionView", "Plan",
+           "Timing", "Delete", "Event"]
 
 READY = "Ready"
 QUOTA_EXCEEDED = "QuotaExceeded"
@@ -75,85 +79,6 @@ class Timing:
     drain_grace: float = 30.0
     #: At most this many pods are created in one pass (the rest in the next passes).
     max_creates: int = 50
-
-
-@dataclass(frozen=True)
-class PodView:
-    """What planning needs to know about one environment pod."""
-
-    name: str
-    created: datetime
-    role: str | None = labels.ROLE_PROVISIONED
-    spec_hash: str | None = None
-    ready: bool = False
-    #: When the pod last turned not-ready (its creation when it never was Ready).
-    unready_since: datetime | None = None
-    phase: str = "Pending"
-    draining: bool = False
-    draining_since: datetime | None = None
-    terminating: bool = False
-    owner_uid: str | None = None
-    init_error: str | None = None
-    timeout_seconds: int | None = None
-    #: ``host:port`` of its runtime once it has one (``lambdakube.resources.pod_address``).
-    address: str | None = None
-    #: Generic pods: hash of the runtime image they run (``lambdakube.dev/runtime-image-hash``).
-    image_hash: str | None = None
-
-    @classmethod
-    def from_pod(cls, pod: Mapping) -> PodView:
-        meta = pod.get("metadata") or {}
-        pod_labels = meta.get("labels") or {}
-        annotations = meta.get("annotations") or {}
-        status = pod.get("status") or {}
-        created = C.parse_time(meta.get("creationTimestamp"))
-        ready_cond = C.find(status.get("conditions"), "Ready")
-        ready = ready_cond is not None and ready_cond.get("status") == "True"
-        unready_since = created
-        if ready_cond is not None and not ready:
-            unready_since = C.parse_time(ready_cond.get("lastTransitionTime")) or created
-        owner_uid = None
-        for ref in meta.get("ownerReferences") or ():
-            if ref.get("kind") == "Function" and ref.get("apiVersion", "").startswith(labels.PREFIX + "/"):
-                owner_uid = ref.get("uid")
-        timeout = annotations.get(labels.TIMEOUT_SECONDS)
-        return cls(
-            name=meta.get("name", ""),
-            created=created,
-            role=pod_labels.get(labels.ROLE),
-            spec_hash=pod_labels.get(labels.SPEC_HASH),
-            ready=ready,
-            unready_since=unready_since,
-            phase=status.get("phase") or "Pending",
-            draining=pod_labels.get(labels.DRAINING) == "true",
-            draining_since=C.parse_time(annotations.get(labels.DRAINING_SINCE)),
-            terminating=bool(meta.get("deletionTimestamp")),
-            owner_uid=owner_uid,
-            init_error=init_error_of(pod),
-            timeout_seconds=int(timeout) if timeout and timeout.isdigit() else None,
-            address=pod_address(dict(pod)),
-            image_hash=pod_labels.get(labels.RUNTIME_IMAGE_HASH),
-        )
-
-
-def init_error_of(pod: Mapping) -> str | None:
-    """The runtime's Init error as the pod reports it, if any.
-
-    Two channels, first wins: the ``lambdakube.dev/init-error`` annotation (written by the
-    router's pod backend from ``/readyz``'s error body - or, without a kubelet, by a
-    test), and a container that terminated with a non-zero exit code and a message
-    (the termination message: ``terminationMessagePolicy: FallbackToLogsOnError``).
-    """
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    text = annotations.get(labels.INIT_ERROR)
-    if text:
-        return text
-    for cs in (pod.get("status") or {}).get("containerStatuses") or ():
-        for key in ("state", "lastState"):
-            term = (cs.get(key) or {}).get("terminated")
-            if term and term.get("exitCode", 0) != 0 and term.get("message"):
-                return term["message"].strip()
-    return None
 
 
 @dataclass(frozen=True)

@@ -126,13 +126,15 @@ class QuotaKeeper:
             "unreserved": alloc.unreserved,
             "granted": dict(alloc.granted),
             "rejected": list(alloc.rejected),
+            "rejectedReasons": {n: alloc.messages[n] for n in alloc.rejected},
             "conditions": C.merge(current.get("conditions"), [cond], now=self.clock(), generation=generation),
         }
         patch = {k: v for k, v in desired.items() if current.get(k) != v}
-        if "granted" in patch:
-            # Merge-patch merges maps: names no longer granted must be nulled explicitly.
-            for gone in set(current.get("granted") or {}) - set(alloc.granted):
-                patch["granted"][gone] = None
+        for field_name in ("granted", "rejectedReasons"):
+            if field_name in patch:
+                # Merge-patch merges maps: names no longer in it must be nulled explicitly.
+                for gone in set(current.get(field_name) or {}) - set(desired[field_name]):
+                    patch[field_name][gone] = None
         if patch:
             await self.cruds.patch_quota_status(namespace, patch)
 

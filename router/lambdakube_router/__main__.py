@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from lambdakube.cli import add_serving_options
 from lambdakube_router.app import RouterConfig, init_app
+from lambdakube_router.cli import add_serving_options
 from lambdakube_router.registry import ManifestError
 
 log = logging.getLogger("lambdakube_router")

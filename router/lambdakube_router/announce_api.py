@@ -28,8 +28,8 @@ def _error(status: int, error_type: str, message: str) -> web.Response:
 
 
 async def listening(request: web.Request) -> web.Response:
-    announced = getattr(request.app[keys.ENGINE].backend, "announced", None)
-    if announced is None:
+    backend = request.app[keys.ENGINE].backend
+    if backend.announces is None:
         return _error(404, "ResourceNotFoundException", "this router's backend takes no announces")
     if (request.content_length or 0) > MAX_BODY:
         return _error(413, "RequestTooLargeException", "an announce is at most 4 KiB")
@@ -42,7 +42,7 @@ async def listening(request: web.Request) -> web.Response:
         return _error(400, "InvalidRequestContentException",
                       "the body must be a JSON object with string fields envId, address and token")
     peer = request.transport.get_extra_info("peername") if request.transport else None
-    if announced(body["envId"], body["address"], body["token"], peer[0] if peer else None):
+    if backend.announced(body["envId"], body["address"], body["token"], peer[0] if peer else None):
         return web.Response(status=204)
     return _error(403, "AccessDeniedException", "announce refused")
 

@@ -130,10 +130,10 @@ async def init_app(config: RouterConfig) -> web.Application:
         app[keys.DISPATCHER] = dispatcher
         app[keys.METRICS].attach_state(engine.state_rows, engine.namespace_rows,
                                        lambda: dict(store.depth))
-        generic_pool = getattr(engine.backend, "generic_pool", None)
+        generic_pool = engine.backend.generic_pool
         if generic_pool is not None:
             app[keys.METRICS].attach_generic_pool(generic_pool.snapshot)
-        announces = getattr(engine.backend, "announces", None)
+        announces = engine.backend.announces
         if announces is not None:
             app[keys.METRICS].attach_announces(lambda: dict(announces))
         watcher = publisher = None

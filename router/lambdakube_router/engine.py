@@ -333,9 +333,7 @@ class Engine:
     # -- background --------------------------------------------------------------------
 
     def start_background(self) -> None:
-        prewarm = getattr(self.backend, "prewarm", None)  # the local backend's generic pool
-        if callable(prewarm):
-            prewarm()
+        self.backend.prewarm()
         if self._reaper is None:
             self._reaper = asyncio.get_running_loop().create_task(self._reap_loop())
 

@@ -35,6 +35,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from lambdakube.backoff import Backoff
+
 log = logging.getLogger(__name__)
 
 
@@ -162,7 +164,7 @@ class GenericPool(Generic[S]):
             except Exception as exc:  # noqa: BLE001 - any spawn failure: back off, retry
                 self.stats.spawn_failures += 1
                 self.stats.last_spawn_error = f"{type(exc).__name__}: {exc}"
-                backoff = min(self.backoff_max, max(self.backoff_initial, backoff * 2))
+                backoff = Backoff(self.backoff_initial, self.backoff_max).next(backoff)
                 log.warning("generic environment failed to start (retrying in %.2fs): %s",
                             backoff, self.stats.last_spawn_error)
                 await self._sleep(backoff)

@@ -130,21 +130,9 @@ def plan_reservations(
     return ReservationPlan(granted, dict(alloc.messages), alloc.unreserved)
 
 
-RESERVATIONS_CONDITION = "ReservationsFit"
-
-
 def published_reasons(status: ConcurrencyQuotaStatus) -> dict[str, str]:
-    """The operator's per-function rejection messages, from the ``ReservationsFit``
-    condition (``"a: <message>; b: <message>"``)."""
-    for cond in status.conditions:
-        if cond.type == RESERVATIONS_CONDITION and cond.status == "False":
-            out = {}
-            for part in cond.message.split("; "):
-                name, sep, message = part.partition(": ")
-                if sep and name:
-                    out[name] = message
-            return out
-    return {}
+    """The operator's per-function rejection messages (``status.rejectedReasons``)."""
+    return dict(status.rejected_reasons)
 
 
 def plan_from_status(

@@ -41,15 +41,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
-import itertools
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lambdakube.backoff import Backoff
 from lambdakube.models import FunctionSpec
+from lambdakube.resources import labels, spec_hash
+from lambdakube.resources import new_env_id as resources_env_id
 from lambdakube_router.backends.base import (
     Backend,
     EnvironmentHandle,
@@ -126,26 +127,9 @@ class PoolClosed(Exception):
     """The function was removed (or the router is stopping) while waiting."""
 
 
-_env_counter = itertools.count(1)
-
-
-def new_env_id(name: str) -> str:
-    # Short, unique within the router, readable in logs and pod names.
-    return f"{name[:40]}-{os.urandom(3).hex()}{next(_env_counter):x}"
-
-
-#: Spec fields that do not change what an environment runs; editing them keeps envs.
-_NON_SHAPING = {
-    "provisioned_concurrency",
-    "reserved_concurrency",
-    "max_concurrency",
-    "idle_timeout_seconds",
-    "async_",
-}
-
-
-def shaping_fields(spec: FunctionSpec) -> dict:
-    return spec.model_dump(exclude=_NON_SHAPING)
+def new_env_id(name: str, provisioned: bool = False) -> str:
+    """The one env-id generator (``lambdakube.resources.new_env_id``: also the pod name)."""
+    return resources_env_id(name, labels.ROLE_PROVISIONED if provisioned else labels.ROLE_ON_DEMAND)
 
 
 @dataclass
@@ -283,8 +267,7 @@ class Pool:
         return None
 
     def _draining(self, env: Environment) -> bool:
-        check = getattr(self.backend, "is_draining", None)
-        return check is not None and env.handle is not None and bool(check(env.handle))
+        return env.handle is not None and self.backend.is_draining(env.handle)
 
     def _make_idle(self, env: Environment) -> None:
         """An env is free: hand it to the oldest live waiter, or park it as idle."""
@@ -312,7 +295,7 @@ class Pool:
 
     def _start(self, provisioned: bool) -> Environment:
         env = Environment(
-            env_id=new_env_id(self.fn.name),
+            env_id=new_env_id(self.fn.name, provisioned),
             provisioned=provisioned,
             generation=self.generation,
             created_at=self.clock(),
@@ -387,9 +370,7 @@ class Pool:
             if not fut.done():
                 fut.set_exception(error)
         if env.provisioned and not self._closed:
-            self._provisioned_backoff = min(
-                self._provisioned_retry_max, max(0.5, self._provisioned_backoff * 2)
-            )
+            self._provisioned_backoff = Backoff(0.5, self._provisioned_retry_max).next(self._provisioned_backoff)
             self._schedule_refill(self._provisioned_backoff)
 
     def _retire(self, env: Environment) -> None:
@@ -410,12 +391,11 @@ class Pool:
         env.state = EnvState.DRAINING
         if env.conn is not None:
             env.conn.close()
-        release = getattr(self.backend, "release", None)
-        hand_back = (env.provisioned and not env.broken and release is not None
+        hand_back = (env.provisioned and not env.broken
                      and (self._closed or env.surplus or env.generation != self.generation))
         try:
             if env.handle is not None and hand_back:
-                await release(env.handle)
+                await self.backend.release(env.handle)
             elif env.handle is not None:
                 await self.backend.stop(env.handle)
         except Exception:
@@ -478,7 +458,7 @@ class Pool:
 
     def update_spec(self, spec: FunctionSpec) -> None:
         """Apply a new spec: envs running the old code drain (idle now, busy on release)."""
-        if shaping_fields(spec) != shaping_fields(self.spec):
+        if spec_hash(spec) != spec_hash(self.spec):  # the same test as a pod's spec-hash label
             self.generation += 1
             for env in list(self._idle_provisioned) + list(self._idle_on_demand):
                 self._retire(env)

@@ -38,8 +38,8 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 
+from lambdakube.formats import rfc3339
 from lambdakube.models import API_VERSION, GROUP, VERSION
 from lambdakube_router.events import ActivityRow, EventLimiter, PlannedEvent
 
@@ -52,8 +52,6 @@ REQUEST_TIMEOUT = 10
 Key = tuple[str, str]
 
 
-def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def build_event(namespace: str, name: str, uid: str | None, event: PlannedEvent,
@@ -65,7 +63,7 @@ def build_event(namespace: str, name: str, uid: str | None, event: PlannedEvent,
     involved = {"apiVersion": API_VERSION, "kind": "Function", "name": name, "namespace": namespace}
     if uid:
         involved["uid"] = uid
-    ts = _rfc3339(wall_now)
+    ts = rfc3339(wall_now)
     return {
         "apiVersion": "v1",
         "kind": "Event",

@@ -187,12 +187,14 @@ def test_reservation_over_quota_is_rejected(kube, operator):
     assert status["granted"] == {"first": 500, "second": 0}
     assert (status["reserved"], status["unreserved"]) == (500, 500)
     assert [(c["type"], c["status"]) for c in status["conditions"]] == [("ReservationsFit", "False")]
+    assert list(status["rejectedReasons"]) == ["second"] and "600 does not fit" in status["rejectedReasons"]["second"]
 
     # Fix it by shrinking the reservation: granted, condition cleared.
     kube.patch_fn("second", {"reservedConcurrency": 400})
     eventually(lambda: cond(kube, "second", "QuotaExceeded") == ("False", "ReservationGranted"))
     status = eventually(lambda: kube.quota()["status"].get("rejected") == [] and kube.quota()["status"])
     assert status["granted"] == {"first": 500, "second": 400} and status["unreserved"] == 100
+    assert status.get("rejectedReasons") in (None, {})  # the null in the merge patch removed it
     # Raising the quota would have worked too; deleting a function frees its share.
     kube.cp.kubectl("delete", "fn", "first", "-n", kube.ns)
     eventually(lambda: kube.quota()["status"].get("granted") == {"second": 400})

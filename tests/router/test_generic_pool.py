@@ -309,7 +309,7 @@ async def test_shutdown_leaves_no_runtime_processes(make_router):
 def test_router_and_dev_flags(tmp_path, capsys):
     import pytest
 
-    from lambdakube.cli import main as cli_main
+    from lambdakube_router.cli import main as cli_main
     from lambdakube_router.__main__ import build_parser, config_from_args
 
     args = build_parser().parse_args(["--functions", str(tmp_path), "--generic-pool-size", "0"])

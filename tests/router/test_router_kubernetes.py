@@ -28,7 +28,7 @@ from lambdakube.resources import (
 )
 from lambdakube_router import keys
 from lambdakube_router.app import init_app
-from lambdakube_router.backends.base import FunctionRef
+from lambdakube_router.backends.base import Backend, FunctionRef
 from lambdakube_router.backends.kubernetes import KubernetesBackend
 from lambdakube_operator.initializer import Initializer
 from tests.operator.conftest import TEST_CONFIG, operator_crds, start_operator  # noqa: F401 - fixtures
@@ -561,7 +561,7 @@ async def _gone(kubelet, name: str) -> bool:
 
 # -- the pool's side of draining and releasing (no cluster: a fake backend) --------------
 
-class FakeBackend:
+class FakeBackend(Backend):
     """Starts nothing; reports draining for the env ids in ``draining``."""
 
     def __init__(self) -> None:

@@ -92,7 +92,7 @@ async def test_init_app_refuses_invalid_manifests(tmp_path):
 def test_dev_command_refuses_to_start(tmp_path):
     d = write(tmp_path, bad=BAD_FIELD)
     proc = subprocess.run(
-        [sys.executable, "-m", "lambdakube.cli", "dev", str(d), "--port", "0",
+        [sys.executable, "-m", "lambdakube_router.cli", "dev", str(d), "--port", "0",
          "--state-dir", str(tmp_path / "state")],
         cwd=REPO, capture_output=True, text=True, timeout=60,
         env={"PYTHONPATH": f"{REPO}:{REPO / 'router'}:{REPO / 'runtime-image'}", "PATH": "/usr/bin:/bin"},

@@ -34,15 +34,17 @@ REJECTION = ("reservedConcurrency 2 does not fit: namespace quota 10, already re
              " 2 must stay unreserved")
 
 
-async def publish(cp, namespace: str, granted: dict, rejected: list, message: str = "") -> None:
+async def publish(cp, namespace: str, granted: dict, rejected: list, reason: str = "") -> None:
     """Write the quota's status as the operator does (reconcile.QuotaKeeper._publish)."""
     if rejected:
-        cond = {"type": "ReservationsFit", "status": "False", "reason": "Rejected", "message": message}
+        cond = {"type": "ReservationsFit", "status": "False", "reason": "Rejected",
+                "message": "; ".join(f"{n}: {reason}" for n in rejected)}
     else:
         cond = {"type": "ReservationsFit", "status": "True", "reason": "AllGranted", "message": ""}
     cond["lastTransitionTime"] = "2026-01-01T00:00:00Z"
     status = {"reserved": sum(granted.values()), "unreserved": 10 - sum(granted.values()),
-              "granted": granted, "rejected": rejected, "conditions": [cond]}
+              "granted": granted, "rejected": rejected, "conditions": [cond],
+              "rejectedReasons": {n: reason for n in rejected}}
     # A JSON merge patch merges maps: names no longer granted must be nulled; replace instead.
     await kubectl(cp, "patch", "concurrencyquota", "default", "-n", namespace,
                   "--subresource=status", "--type=json", "-p",
@@ -69,8 +71,7 @@ async def router(control_plane, namespace, crds, aiohttp_client, tmp_path):
     ]
     for doc in docs:
         await kubectl(control_plane, "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
-    await publish(control_plane, namespace, {"granted": 1, "rejected": 0}, ["rejected"],
-                  f"rejected: {REJECTION}")
+    await publish(control_plane, namespace, {"granted": 1, "rejected": 0}, ["rejected"], REJECTION)
     source = KubernetesSource(kubeconfig=str(control_plane.kubeconfig), namespaces=[namespace],
                               watch_timeout=5)
     config = router_config(tmp_path, source=source, namespace=namespace, generic_pool_size=0)
@@ -115,8 +116,7 @@ async def test_a_new_decision_is_applied_without_restart(router, namespace, cont
     assert await burst(router, "rejected", 3) == [(200, None), (200, None), (429, RESERVED_EXCEEDED)]
 
     # The operator takes a grant away again (e.g. an older function grew): back to capped.
-    await publish(control_plane, namespace, {"granted": 1, "rejected": 0, "pending": 1}, ["rejected"],
-                  f"rejected: {REJECTION}")
+    await publish(control_plane, namespace, {"granted": 1, "rejected": 0, "pending": 1}, ["rejected"], REJECTION)
 
     async def revoked():
         return (await concurrency(router, namespace, "rejected"))["reservationRejected"] == REJECTION

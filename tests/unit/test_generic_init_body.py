@@ -7,7 +7,8 @@ import pytest
 
 from lambdakube.models import FunctionSpec
 from lambdakube_router.backends.base import FunctionRef
-from lambdakube_router.backends.local import environment_variables, init_body, needs_fresh_process
+from lambdakube.resources.code import needs_fresh_process
+from lambdakube_router.backends.local import environment_variables, init_body
 from lambdakube_runtime.config import from_environ, from_init_body
 
 

@@ -111,13 +111,9 @@ def test_local_mode_equals_the_operator_in_creation_order(case):
 # -- Kubernetes: the operator decides, the router applies its published status ------------
 
 
-def status(granted=None, rejected=(), message=None) -> ConcurrencyQuotaStatus:
-    conditions = []
-    if message is not None:
-        conditions.append({"type": "ReservationsFit", "status": "False", "reason": "Rejected",
-                           "message": message})
+def status(granted=None, rejected=(), reasons=None) -> ConcurrencyQuotaStatus:
     return ConcurrencyQuotaStatus.model_validate(
-        {"granted": granted or {}, "rejected": list(rejected), "conditions": conditions})
+        {"granted": granted or {}, "rejected": list(rejected), "rejectedReasons": reasons or {}})
 
 
 MSG_B = "reservedConcurrency 600 does not fit: namespace quota 1000, already reserved 500, 100 must stay unreserved"
@@ -128,7 +124,7 @@ STATUS_CASES = {
         granted={"a": 500}, rejected={}, pending=[], unreserved=500),
     "rejected, with the operator's message": dict(
         requested={"a": 500, "b": 600},
-        status=status({"a": 500, "b": 0}, ["b"], f"b: {MSG_B}"),
+        status=status({"a": 500, "b": 0}, ["b"], {"b": MSG_B}),
         granted={"a": 500}, rejected={"b": MSG_B}, pending=[], unreserved=500),
     "rejected, message unavailable": dict(
         requested={"b": 600}, status=status({"b": 0}, ["b"]),
@@ -145,7 +141,7 @@ STATUS_CASES = {
         requested={"a": 700}, status=status({"a": 500}),
         granted={}, rejected={}, pending=["a"], unreserved=1000),
     "the router does not re-decide: the operator's choice wins over local order": dict(
-        requested={"a": 600, "b": 300}, status=status({"a": 0, "b": 300}, ["a"], "a: later"),
+        requested={"a": 600, "b": 300}, status=status({"a": 0, "b": 300}, ["a"], {"a": "later"}),
         granted={"b": 300}, rejected={"a": "later"}, pending=[], unreserved=700),
     "grants beyond the current quota (quota just lowered): stale, all pending": dict(
         requested={"a": 600, "b": 600}, status=status({"a": 600, "b": 600}),
@@ -158,8 +154,8 @@ STATUS_CASES = {
         granted={}, rejected={}, pending=[], unreserved=1000),
     "several rejections in one condition message": dict(
         requested={"b": 600, "c": 700},
-        status=status({"b": 0, "c": 0}, ["b", "c"], f"b: {MSG_B}; c: other reason"),
-        granted={}, rejected={"b": MSG_B, "c": "other reason"}, pending=[], unreserved=1000),
+        status=status({"b": 0, "c": 0}, ["b", "c"], {"b": MSG_B, "c": "other: reason; with separators"}),
+        granted={}, rejected={"b": MSG_B, "c": "other: reason; with separators"}, pending=[], unreserved=1000),
 }
 
 
@@ -188,7 +184,7 @@ def test_operator_grant_is_reserved_and_caps_with_reserved_reason():
 
 def test_operator_rejection_caps_at_request_from_unreserved_pool():
     # Locally, a (older) would be granted; the operator rejected it, and the router obeys.
-    limits = ns_k8s(quota(10, 2), status({"a": 0}, ["a"], "a: no room"),
+    limits = ns_k8s(quota(10, 2), status({"a": 0}, ["a"], {"a": "no room"}),
                     a=spec(reservedConcurrency=3), b=spec())
     fl = limits.functions["a"]
     assert fl.granted is None and fl.rejected_reason == "no room" and fl.cap == 3

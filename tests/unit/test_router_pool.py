@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from lambdakube.models import FunctionSpec
-from lambdakube_router.backends.base import EnvironmentHandle, EnvironmentStartError, FunctionRef
+from lambdakube_router.backends.base import Backend, EnvironmentHandle, EnvironmentStartError, FunctionRef
 from lambdakube_router.limits import RATE_EXCEEDED, Throttle
 from lambdakube_router.pool import EnvState, LeaseTimeout, Pool, Throttled
 
@@ -18,7 +18,7 @@ def spec(**kw) -> FunctionSpec:
     return FunctionSpec.model_validate({"handler": "index.handler", **INLINE, **kw})
 
 
-class FakeBackend:
+class FakeBackend(Backend):
     """Starts are gated so tests decide when an environment becomes ready."""
 
     def __init__(self, auto: bool = True) -> None:

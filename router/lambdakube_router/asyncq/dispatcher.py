@@ -19,8 +19,8 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
 
+from lambdakube.formats import function_arn, rfc3339_millis
 from lambdakube.models import AsyncConfig, Destination
 from lambdakube_router.asyncq import policy
 from lambdakube_router.asyncq.store import AsyncStore, NewEvent, QueueMessage, StoredEvent
@@ -29,8 +29,7 @@ from lambdakube_router.engine import FUNCTION_ERROR, SUCCESS, Engine, InvokeResu
 log = logging.getLogger(__name__)
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+_iso = rfc3339_millis
 
 
 def _json_or_text(body: bytes | None):
@@ -46,7 +45,7 @@ def destination_record(ev: StoredEvent, condition: str, *, invocations: int, now
                        status: int | None, function_error: str | None,
                        response: bytes | None) -> dict:
     """Lambda's invocation record for onSuccess/onFailure destinations."""
-    arn = f"lambdakube:{ev.namespace}:function:{ev.function}"
+    arn = function_arn(ev.namespace, ev.function)
     response_context: dict = {"statusCode": status if status is not None else 200,
                               "executedVersion": "$LATEST"}
     if function_error:

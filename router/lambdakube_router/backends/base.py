@@ -4,14 +4,27 @@ Why so small: the pool owns every decision (when to start, which env to lease, w
 reap); a backend only turns "start env X for function F" into a ready ``host:port`` and
 "stop it" into nothing left running. That keeps the local (subprocess) backend used by
 tests and the Kubernetes (pod) backend interchangeable.
+
+Features only one backend has (draining, handing environments back, pre-warming,
+announces) are methods of ``Backend`` with do-nothing defaults, so callers call them
+instead of probing with ``getattr``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from lambdakube.formats import function_arn
 from lambdakube.models import FunctionSpec
+
+if TYPE_CHECKING:
+    from lambdakube_router.generic_pool import GenericPool
+
+#: Where a cold start's environment came from (``X-Environment-Source``).
+SOURCE_FRESH = "fresh"
+SOURCE_GENERIC = "generic"
+SOURCE_PROVISIONED = "provisioned"
 
 
 @dataclass(frozen=True)
@@ -24,7 +37,7 @@ class FunctionRef:
 
     @property
     def arn(self) -> str:
-        return f"lambdakube:{self.namespace}:function:{self.name}"
+        return function_arn(self.namespace, self.name)
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
@@ -55,7 +68,14 @@ class EnvironmentStartError(Exception):
         self.error_type = error_type
 
 
-class Backend(Protocol):
+class Backend:
+    """Subclassed by each backend; ``start`` and ``stop`` are required."""
+
+    #: Pre-warmed generic environments (the local backend's), for metrics; None: none.
+    generic_pool: GenericPool | None = None
+    #: Announces of environments accepted/refused (``announced``); None: no announces.
+    announces: dict[str, int] | None = None
+
     async def start(
         self, fn: FunctionRef, spec: FunctionSpec, env_id: str, provisioned: bool
     ) -> EnvironmentHandle:
@@ -63,9 +83,27 @@ class Backend(Protocol):
 
         Raises EnvironmentStartError (with the runtime's Init error when there is one).
         """
+        raise NotImplementedError
 
     async def stop(self, handle: EnvironmentHandle) -> None:
         """Make sure nothing of the environment keeps running. Idempotent."""
+        raise NotImplementedError
+
+    async def release(self, handle: EnvironmentHandle) -> None:
+        """Give a provisioned environment back to whoever keeps it (shutdown, spec
+        change, lowered target). Without a keeper: stop it."""
+        await self.stop(handle)
+
+    def is_draining(self, handle: EnvironmentHandle) -> bool:
+        """True when the environment's keeper wants it finished (an older spec)."""
+        return False
+
+    def prewarm(self) -> None:
+        """Start pre-warming (needs a running loop); called once at router start."""
+
+    def announced(self, env_id: str, address: str, token: str, peer: str | None) -> bool:
+        """An environment says where it listens; True when accepted."""
+        return False
 
     async def close(self) -> None:
         """Stop every environment this backend started."""

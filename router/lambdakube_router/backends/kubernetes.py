@@ -65,6 +65,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from lambdakube.backoff import Backoff
 from lambdakube.models import DEFAULT_RUNTIME_IMAGE, GROUP, VERSION, FunctionSpec
 from lambdakube.resources import (
     environment_pod,
@@ -77,19 +78,23 @@ from lambdakube.resources import (
     runtime_image_hash,
     spec_hash,
 )
-from lambdakube_router.backends.base import EnvironmentHandle, EnvironmentStartError, FunctionRef
-from lambdakube_router.backends.local import (
+from lambdakube.resources.code import init_error_message as _init_error_text
+from lambdakube.resources.podview import is_ready, terminated_reason
+from lambdakube.resources.code import needs_fresh_process
+from lambdakube.resources.code import runtime_answer as json_object
+from lambdakube_router.backends.base import (
     SOURCE_FRESH,
     SOURCE_GENERIC,
-    init_error_message,
-    json_object,
-    needs_fresh_process,
+    SOURCE_PROVISIONED,
+    Backend,
+    EnvironmentHandle,
+    EnvironmentStartError,
+    FunctionRef,
 )
-from lambdakube_router.backends.podwatch import PodView, PodWatcher
+from lambdakube_router.backends.podwatch import PodWatcher, WatchedPod
 
 log = logging.getLogger(__name__)
 
-SOURCE_PROVISIONED = "provisioned"
 #: /init waits for the function's Init; the pool's init timeout bounds it (cancellation).
 _INIT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=2)
 
@@ -115,7 +120,7 @@ class _Pending:
 
     token: str
     address: str | None = None
-    view: PodView | None = None
+    view: WatchedPod | None = None
 
 
 def _announced_ip(address: str) -> str | None:
@@ -140,35 +145,12 @@ def _same_ip(a: str, b: str) -> bool:
     return x == y
 
 
+def init_error_message(fn: FunctionRef, answer: dict) -> str:
+    return _init_error_text(str(fn), answer)
+
+
 def _meta(pod: dict) -> dict:
     return pod.get("metadata") or {}
-
-
-def _ready(pod: dict) -> bool:
-    for cond in (pod.get("status") or {}).get("conditions") or ():
-        if cond.get("type") == "Ready" and cond.get("status") == "True":
-            return True
-    return False
-
-
-def _terminated_reason(pod: dict) -> str | None:
-    status = pod.get("status") or {}
-    name = _meta(pod).get("name")
-    if status.get("phase") in ("Failed", "Succeeded"):
-        why = status.get("message") or status.get("reason") or ""
-        return f"pod {name} is {status['phase']}: {why}".strip()
-    for cs in status.get("containerStatuses") or ():
-        state = cs.get("state") or {}
-        term = state.get("terminated")
-        if term is not None:
-            return (f"runtime container exited with code {term.get('exitCode')}"
-                    f" ({term.get('reason')}): {term.get('message') or ''}").strip()
-        waiting = state.get("waiting")
-        if waiting is not None and waiting.get("reason") in (
-                "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"):
-            return (f"cannot start the runtime container: {waiting['reason']}:"
-                    f" {waiting.get('message') or ''}")
-    return None
 
 
 def _oldest_first(pods: list[dict]) -> list[dict]:
@@ -182,7 +164,7 @@ def _init_seconds(info: dict) -> float:
         return 0.0
 
 
-class KubernetesBackend:
+class KubernetesBackend(Backend):
     def __init__(self, *, kubeconfig: str | None = None, image: str = DEFAULT_RUNTIME_IMAGE,
                  api_client=None, poll_interval: float = 0.05, max_poll_interval: float = 0.5,
                  delete_grace_seconds: int | None = 0, claim_generic: bool = True,
@@ -339,7 +321,7 @@ class KubernetesBackend:
                     continue
                 if address is None:
                     continue
-                if not _ready(pod):
+                if not is_ready(pod):
                     # Nobody else reads a provisioned pod's /readyz: report its Init error.
                     status, info = await self._readyz(address)
                     if info.get("state") == "init_failed":
@@ -364,7 +346,7 @@ class KubernetesBackend:
                 raise EnvironmentStartError(
                     init_error if init_error.startswith(f"{fn}:") else f"{fn}: Init failed: {init_error}")
             await asyncio.sleep(delay)
-            delay = min(delay * 1.5, self.max_poll_interval)
+            delay = Backoff(self.poll_interval, self.max_poll_interval, 1.5).next(delay)
 
     # -- generic: claim a pod of the operator's generic pool and specialise it ------------
 
@@ -380,7 +362,7 @@ class KubernetesBackend:
         for pod in _oldest_first(pods):
             meta = _meta(pod)
             address = pod_address(pod)
-            if (meta.get("deletionTimestamp") or not _ready(pod) or address is None
+            if (meta.get("deletionTimestamp") or not is_ready(pod) or address is None
                     or (fn.namespace, meta["name"]) in self._claimed):
                 continue
             if not await self.claim_generic_pod(fn, spec, uid, pod):
@@ -533,7 +515,7 @@ class KubernetesBackend:
                     annotations = _meta(pod).get("annotations") or {}
                     if annotations.get(labels.INIT_ERROR):
                         raise EnvironmentStartError(f"{fn}: Init failed: {annotations[labels.INIT_ERROR]}")
-                    reason = _terminated_reason(pod)
+                    reason = terminated_reason(pod)
                     if reason:
                         raise EnvironmentStartError(f"{fn}: {reason}")
                     address = pod_address(pod)

@@ -53,27 +53,31 @@ from pathlib import Path
 
 import aiohttp
 
+from lambdakube.backoff import Backoff
 from lambdakube.models import FunctionSpec
 from lambdakube.resources import init_body as resources_init_body
+from lambdakube.resources import labels, new_env_id
 from lambdakube.resources.code import init_error_message as shared_init_error_message
-from lambdakube.resources.code import runtime_answer
-from lambdakube_router.backends.base import EnvironmentHandle, EnvironmentStartError, FunctionRef
+from lambdakube.resources.code import needs_fresh_process, runtime_answer
+from lambdakube_router.backends.base import (
+    SOURCE_FRESH,
+    SOURCE_GENERIC,
+    Backend,
+    EnvironmentHandle,
+    EnvironmentStartError,
+    FunctionRef,
+)
 from lambdakube_router.generic_pool import GenericPool
 
 log = logging.getLogger(__name__)
 
 LISTENING_PREFIX = b"LAMBDAKUBE_LISTENING port="
+#: Reading a new process's first output line: a fast start is seen within milliseconds.
+_LISTEN_POLL = Backoff(0.002, 0.05, 1.5)
 _READY_TIMEOUT = aiohttp.ClientTimeout(total=2)
 #: /init waits for the function's Init; the pool's init timeout bounds it (cancellation).
 _INIT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=2)
 
-#: Where an environment came from (``LocalProcess.source``, ``X-Environment-Source``).
-SOURCE_FRESH = "fresh"
-SOURCE_GENERIC = "generic"
-#: ``spec.env`` names read when a process starts, before any code runs (the interpreter,
-#: the dynamic loader, glibc's malloc, the runtime's own configuration): setting them
-#: through ``/init`` would be too late, so such functions get fresh processes.
-_STARTUP_ENV_PREFIXES = ("PYTHON", "LD_", "MALLOC_", "GLIBC_", "LAMBDAKUBE_")
 
 
 def runtime_pythonpath() -> str:
@@ -95,11 +99,6 @@ def init_body(fn: FunctionRef, spec: FunctionSpec) -> dict:
     the same configuration as ``environment_variables`` (the runtime mirrors it into
     ``LAMBDAKUBE_*``)."""
     return resources_init_body(fn.name, fn.namespace, spec)
-
-
-def needs_fresh_process(spec: FunctionSpec) -> bool:
-    """True when the function's ``spec.env`` must be present at interpreter start."""
-    return any(k.startswith(_STARTUP_ENV_PREFIXES) for k in spec.env)
 
 
 def environment_variables(fn: FunctionRef, spec: FunctionSpec, env_id: str) -> dict[str, str]:
@@ -155,7 +154,7 @@ class LocalProcess:
         return "\n".join(lines).strip()
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     def __init__(
         self,
         *,
@@ -236,7 +235,7 @@ class LocalBackend:
     # -- generic processes (started without a function, specialised by POST /init) -----
 
     async def _spawn_generic(self) -> LocalProcess:
-        env_id = f"generic-{os.urandom(4).hex()}"
+        env_id = new_env_id("generic", labels.ROLE_GENERIC)
         # No LAMBDAKUBE_HANDLER: the runtime listens, stays "generic" and waits for /init.
         return await self._spawn(env_id, {"LAMBDAKUBE_ENV_ID": env_id})
 
@@ -354,7 +353,7 @@ class LocalBackend:
                     f" listening:\n{lp.tail()}".rstrip()
                 )
             await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
+            delay = _LISTEN_POLL.next(delay)
 
     async def _wait_ready(self, lp: LocalProcess, address: str, fn: FunctionRef) -> float:
         url = f"http://{address}/readyz"
@@ -379,7 +378,7 @@ class LocalBackend:
                 if info.get("state") == "init_failed" or status == 502:
                     raise EnvironmentStartError(init_error_message(fn, info))
             await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.1)
+            delay = Backoff(self.ready_poll_interval, 0.1, 1.5).next(delay)
 
     async def stop(self, handle: EnvironmentHandle) -> None:
         lp = self._procs.get(handle.env_id)

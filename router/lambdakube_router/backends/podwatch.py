@@ -36,7 +36,7 @@ RETRY_SECONDS = 0.2
 
 
 @dataclass
-class PodView:
+class WatchedPod:
     """The newest state of one pod, as the watch last saw it.
 
     ``version`` counts the changes: a reader remembers the version it looked at and
@@ -111,8 +111,8 @@ class PodWatcher:
             await self._session.close()
 
     @contextlib.asynccontextmanager
-    async def watch(self, namespace: str, name: str) -> AsyncIterator[PodView]:
-        view = PodView()
+    async def watch(self, namespace: str, name: str) -> AsyncIterator[WatchedPod]:
+        view = WatchedPod()
         task = asyncio.get_running_loop().create_task(self._follow(namespace, name, view),
                                                       name=f"watch-pod-{namespace}/{name}")
         try:
@@ -122,7 +122,7 @@ class PodWatcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    async def _follow(self, namespace: str, name: str, view: PodView) -> None:
+    async def _follow(self, namespace: str, name: str, view: WatchedPod) -> None:
         url = (f"{self.cfg.host}/api/v1/namespaces/{quote(namespace)}/pods?watch=1"
                f"&fieldSelector={quote('metadata.name=' + name)}&timeoutSeconds={WATCH_SECONDS}")
         while not view.gone:

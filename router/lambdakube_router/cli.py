@@ -1,4 +1,10 @@
-"""`lambdakube` command line: generate CRDs, run the router locally (`dev`)."""
+"""`lambdakube` command line: generate CRDs, run the router locally (`dev`).
+
+It lives in the router package, not in ``lambdakube`` (the models), so that the models
+stay a leaf: the router depends on them, never the other way round. The flags shared by
+``lambdakube dev`` and ``lambdakube-router`` are declared here once
+(``add_serving_options``).
+"""
 
 from __future__ import annotations
 
