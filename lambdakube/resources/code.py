@@ -41,6 +41,13 @@ def needs_fresh_process(spec: FunctionSpec) -> bool:
     return any(k.startswith(STARTUP_ENV_PREFIXES) for k in spec.env)
 
 
+def own_variables(spec: FunctionSpec) -> dict[str, str]:
+    """The function's own variables as its environment starts with them: all of
+    ``spec.env`` but the runtime's configuration (``LAMBDAKUBE_*``), which would break
+    the environment or turn one that waits for its code into one that starts without it."""
+    return {k: v for k, v in sorted(spec.env.items()) if not k.startswith("LAMBDAKUBE_")}
+
+
 def needs_init(spec: FunctionSpec) -> bool:
     """True when environments of ``spec`` get their code through ``POST /init``."""
     return spec.code is not None

@@ -29,7 +29,7 @@ import os
 from lambdakube.models import FunctionSpec
 
 from . import labels
-from .code import needs_init
+from .code import needs_init, own_variables
 from .owner import owner_reference
 from .spec_hash import spec_hash
 
@@ -88,10 +88,8 @@ def _env(function_name: str, namespace: str, spec: FunctionSpec) -> list[dict]:
             {"name": "LAMBDAKUBE_MEMORY_MB", "value": str(spec.resources.memory_size)},
             {"name": "LAMBDAKUBE_TIMEOUT_SECONDS", "value": str(spec.timeout_seconds)},
         ]
-    # The function's own variables first (sorted: stable pod specs); they cannot set the
-    # runtime's configuration (``LAMBDAKUBE_*``), which would break the environment - or
-    # turn a pod that waits for its code into one that starts without it.
-    user = [{"name": k, "value": v} for k, v in sorted(spec.env.items()) if not k.startswith("LAMBDAKUBE_")]
+    # The function's own variables first (sorted: stable pod specs).
+    user = [{"name": k, "value": v} for k, v in own_variables(spec).items()]
     return user + ours
 
 

@@ -157,3 +157,17 @@ async def test_health_metrics_openapi(make_router):
         assert needle in text, needle
     listing = await router.get_json("/lambdakube/v1/namespaces/default/functions")
     assert [f["name"] for f in listing["functions"]] == ["echo"]
+
+
+async def test_a_large_inline_function_runs_locally(make_router):
+    """A valid 150 KiB inline source (the CRD allows 256 Ki chars) starts a fresh local
+    process: the code goes in POST /init, not in an environment variable (Linux caps one
+    at 128 KiB and the exec failed with E2BIG)."""
+    source = "X = 1\n" + "# padding line of the module, long enough to add up quickly\n" * 2600 + \
+        "def handler(event, context):\n    return {'size': len(open(__file__).read()), 'x': X}\n"
+    assert len(source.encode()) > 150 * 1024
+    router = await make_router(function("big", source), generic_pool_size=0)
+    status, headers, body = await router.invoke_json("big", {})
+    assert status == 200, body
+    assert body == {"size": len(source), "x": 1}
+    assert headers["X-Environment-Source"] == "fresh"

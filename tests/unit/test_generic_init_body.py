@@ -1,5 +1,6 @@
-"""The router's ``POST /init`` body against the runtime's parser: a specialised generic
-environment must be configured exactly like a fresh one started with the variables."""
+"""The router's ``POST /init`` body against the runtime's parser, and what a fresh local
+process starts with: the same configuration whether an environment was pre-started
+(generic) or started for the function."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from lambdakube.models import FunctionSpec
 from lambdakube_router.backends.base import FunctionRef
 from lambdakube.resources.code import needs_fresh_process
-from lambdakube_router.backends.local import environment_variables, init_body
+from lambdakube_router.backends.local import init_body, process_variables
 from lambdakube_runtime.config import from_environ, from_init_body
 
 
@@ -25,12 +26,18 @@ def spec(**kw) -> FunctionSpec:
     {"env": {"GREETING": "hi", "EMPTY": ""}, "timeoutSeconds": 30,
      "resources": {"memorySize": 512}},
 ])
-def test_init_body_parses_to_the_same_config_as_the_variables(kw):
+def test_init_body_configures_the_function_and_a_fresh_process_starts_without_it(kw):
     fn = FunctionRef("team-a", "greeter")
     s = spec(**kw)
     config, env = from_init_body(init_body(fn, s))  # raises on unknown fields
-    assert config == from_environ(environment_variables(fn, s, "env-1"))
+    assert (config.handler, config.inline_module, config.inline_code, config.function_name,
+            config.namespace, config.memory_mb, config.timeout_seconds) == (
+        "app.main", "app", s.code.inline.source, "greeter", "team-a", s.resources.memory_size,
+        float(s.timeout_seconds))
     assert env == s.env
+    started = process_variables(fn, s, "env-1")
+    assert from_environ(started) is None  # generic until its /init
+    assert started == {**s.env, "LAMBDAKUBE_ENV_ID": "env-1", "LAMBDAKUBE_NAMESPACE": "team-a"}
 
 
 def test_needs_fresh_process_for_startup_variables():

@@ -2,13 +2,13 @@
 
 Why this backend exists: it is the embedded default (``lambdakube dev``, the README, the
 router's integration tests). An environment is exactly what a pod would run, minus the
-pod: the same runtime, configured by the same ``LAMBDAKUBE_*`` variables, readiness
-decided by the same ``/readyz``.
+pod: the same runtime, started the same way (the function's own variables, no function),
+given its code in the same ``POST /init`` (``lambdakube.resources.code``).
 
 Start sequence: spawn with ``--port 0``, read the ``LAMBDAKUBE_LISTENING port=N`` line
-from its output, then poll ``/readyz`` until it says ready (200), the Init failed (503
-``init_failed`` -> EnvironmentStartError carrying the runtime's error) or the process
-exits.
+from its output, then ``POST /init``: 200 is ready, 500 is the function's Init error
+(EnvironmentStartError carrying the runtime's error), a dropped connection is a process
+that died during Init (its exit code and output go into the error).
 
 Why the output goes to a file, not a pipe: the runtime writes Lambda's START/END/REPORT
 lines for every invocation; through a pipe, the router's event loop would wake up to
@@ -58,7 +58,7 @@ from lambdakube.models import FunctionSpec
 from lambdakube.resources import init_body as resources_init_body
 from lambdakube.resources import labels, new_env_id
 from lambdakube.resources.code import init_error_message as shared_init_error_message
-from lambdakube.resources.code import needs_fresh_process, runtime_answer
+from lambdakube.resources.code import needs_fresh_process, own_variables, runtime_answer
 from lambdakube_router.backends.base import (
     SOURCE_FRESH,
     SOURCE_GENERIC,
@@ -74,7 +74,6 @@ log = logging.getLogger(__name__)
 LISTENING_PREFIX = b"LAMBDAKUBE_LISTENING port="
 #: Reading a new process's first output line: a fast start is seen within milliseconds.
 _LISTEN_POLL = Backoff(0.002, 0.05, 1.5)
-_READY_TIMEOUT = aiohttp.ClientTimeout(total=2)
 #: /init waits for the function's Init; the pool's init timeout bounds it (cancellation).
 _INIT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=2)
 
@@ -95,30 +94,16 @@ def runtime_pythonpath() -> str:
 
 
 def init_body(fn: FunctionRef, spec: FunctionSpec) -> dict:
-    """The runtime's ``POST /init`` body (the one builder: ``lambdakube.resources.code``);
-    the same configuration as ``environment_variables`` (the runtime mirrors it into
-    ``LAMBDAKUBE_*``)."""
+    """The runtime's ``POST /init`` body (the one builder: ``lambdakube.resources.code``)."""
     return resources_init_body(fn.name, fn.namespace, spec)
 
 
-def environment_variables(fn: FunctionRef, spec: FunctionSpec, env_id: str) -> dict[str, str]:
-    """The runtime's configuration contract, plus the function's own ``spec.env``."""
-    env = dict(spec.env)
-    env.update(
-        {
-            "LAMBDAKUBE_HANDLER": spec.handler,
-            "LAMBDAKUBE_FUNCTION_NAME": fn.name,
-            "LAMBDAKUBE_FUNCTION_VERSION": "$LATEST",
-            "LAMBDAKUBE_MEMORY_MB": str(spec.resources.memory_size),
-            "LAMBDAKUBE_TIMEOUT_SECONDS": str(spec.timeout_seconds),
-            "LAMBDAKUBE_ENV_ID": env_id,
-            "LAMBDAKUBE_NAMESPACE": fn.namespace,
-        }
-    )
-    if spec.code is not None:
-        env["LAMBDAKUBE_INLINE_CODE"] = spec.code.inline.source
-        env["LAMBDAKUBE_INLINE_MODULE"] = spec.code.inline.module
-    return env
+def process_variables(fn: FunctionRef, spec: FunctionSpec, env_id: str) -> dict[str, str]:
+    """What a fresh process of ``fn`` starts with, as its pod would: the function's own
+    variables, its env id and namespace - not the function itself, which comes in
+    ``POST /init`` (``LAMBDAKUBE_INLINE_CODE`` could not carry a source over 128 KiB:
+    Linux caps one environment string there, and exec failed)."""
+    return {**own_variables(spec), "LAMBDAKUBE_ENV_ID": env_id, "LAMBDAKUBE_NAMESPACE": fn.namespace}
 
 
 @dataclass
@@ -159,7 +144,6 @@ class LocalBackend(Backend):
         self,
         *,
         python: str = sys.executable,
-        ready_poll_interval: float = 0.005,
         stop_grace: float = 2.0,
         extra_env: dict[str, str] | None = None,
         session: aiohttp.ClientSession | None = None,
@@ -168,7 +152,6 @@ class LocalBackend(Backend):
         generic_refill_delay: float = 0.05,
     ) -> None:
         self.python = python
-        self.ready_poll_interval = ready_poll_interval
         self.stop_grace = stop_grace
         self.extra_env = extra_env or {}
         #: For /readyz polls; the app passes its own session (closed by the app).
@@ -224,13 +207,38 @@ class LocalBackend(Backend):
     # -- fresh processes (the function in the environment from the start) --------------
 
     async def _start_fresh(self, fn: FunctionRef, spec: FunctionSpec, env_id: str) -> EnvironmentHandle:
-        lp = await self._spawn(env_id, environment_variables(fn, spec, env_id))
+        lp = await self._spawn(env_id, process_variables(fn, spec, env_id))
         try:
-            init = await self._wait_ready(lp, lp.address, fn)
+            init = await self._send_code(lp, fn, spec)
         except BaseException:
             await self._kill(lp)
             raise
         return EnvironmentHandle(address=lp.address, env_id=env_id, init_duration=init, private=lp)
+
+    async def _send_code(self, lp: LocalProcess, fn: FunctionRef, spec: FunctionSpec) -> float:
+        """``POST /init`` to a fresh process; Init's duration. Raises EnvironmentStartError
+        with the runtime's Init error, or with the exit code and output of a process
+        that died during Init (a module calling ``os._exit``, a crash)."""
+        try:
+            async with self._http().post(f"http://{lp.address}/init", json=init_body(fn, spec),
+                                         timeout=_INIT_TIMEOUT) as resp:
+                status, body = resp.status, await resp.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(lp.proc.wait(), 2)
+            if lp.proc.returncode is not None:
+                raise EnvironmentStartError(
+                    f"runtime of {lp.env_id} exited with code {lp.proc.returncode} during"
+                    f" Init:\n{lp.tail()}".rstrip()) from None
+            raise EnvironmentStartError(
+                f"runtime of {lp.env_id} failed during /init: {type(exc).__name__}: {exc}") from None
+        if status == 200:
+            return _init_seconds(body)
+        info = json_object(body)
+        if status == 500 and "error" in info:
+            raise EnvironmentStartError(init_error_message(fn, info))
+        raise EnvironmentStartError(
+            f"runtime of {lp.env_id} refused /init with {status}: {body[:500].decode(errors='replace')}")
 
     # -- generic processes (started without a function, specialised by POST /init) -----
 
@@ -354,31 +362,6 @@ class LocalBackend(Backend):
                 )
             await asyncio.sleep(delay)
             delay = _LISTEN_POLL.next(delay)
-
-    async def _wait_ready(self, lp: LocalProcess, address: str, fn: FunctionRef) -> float:
-        url = f"http://{address}/readyz"
-        delay = self.ready_poll_interval
-        http = self._http()
-        while True:
-            if lp.proc.returncode is not None:
-                raise EnvironmentStartError(
-                    f"runtime of {lp.env_id} exited with code {lp.proc.returncode} during"
-                    f" Init:\n{lp.tail()}".rstrip()
-                )
-            try:
-                async with http.get(url, timeout=_READY_TIMEOUT) as resp:
-                    body = await resp.read()
-                    status = resp.status
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                status, body = 0, b""
-            if status == 200:
-                return _init_seconds(body)
-            if status == 503 or status == 502:
-                info = json_object(body)
-                if info.get("state") == "init_failed" or status == 502:
-                    raise EnvironmentStartError(init_error_message(fn, info))
-            await asyncio.sleep(delay)
-            delay = Backoff(self.ready_poll_interval, 0.1, 1.5).next(delay)
 
     async def stop(self, handle: EnvironmentHandle) -> None:
         lp = self._procs.get(handle.env_id)
