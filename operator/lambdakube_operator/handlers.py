@@ -41,7 +41,7 @@ import kopf
 from lambdakube.kubeclient import authorization
 from lambdakube.models import GROUP, QUOTA_OBJECT_NAME, VERSION
 
-from .cruds import Cruds
+from .kube_api import Cruds
 from lambdakube.quota import Reservation
 from .reconcile import GenericKeeper, Reconciler
 from lambdakube.resources import labels
@@ -137,7 +137,7 @@ def build_registry(
 
     @kopf.on.login(registry=registry, id="login")
     def login(**kwargs) -> kopf.ConnectionInfo | None:
-        """Log kopf in with the same credentials the ``cruds`` client uses.
+        """Log kopf in with the same credentials the ``kube_api`` client uses.
 
         Also in a pod: kopf's own service-account login hard-codes
         ``https://kubernetes.default.svc``, which needs cluster DNS, so an operator in a

@@ -1,8 +1,8 @@
-"""Reconcile phases: observe → plan (pure, ``planning``) → act (``cruds``) → status.
+"""Reconcile phases: observe → plan (pure, ``planning``) → act (``kube_api``) → status.
 
 A pass never writes the Function's own object: it returns the status merge-patch and the
 caller decides how it is written (kopf handlers put it into kopf's ``patch``; the
-pod-event path, which has no kopf patch for the Function, writes it through ``cruds``).
+pod-event path, which has no kopf patch for the Function, writes it through ``kube_api``).
 
 One pass per Function at a time (a per-Function lock): the kopf handlers, the resync
 timer and pod events all lead here, and two interleaved passes would both see "2 of 3
@@ -25,8 +25,9 @@ from pydantic import ValidationError
 from lambdakube.models import ConcurrencyQuotaSpec
 
 from . import conditions as C
-from . import events, metrics
-from .cruds import Cruds
+from . import function_events as events
+from . import metrics
+from .kube_api import Cruds
 from .initializer import Initializer
 from .planning import FunctionView, Plan, PodView, plan, plan_generic, status_patch
 from lambdakube.quota import Allocation, Reservation, allocate

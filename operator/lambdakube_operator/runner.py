@@ -14,7 +14,7 @@ import kopf
 
 from lambdakube.kubeclient import api_client
 
-from .cruds import Cruds
+from .kube_api import Cruds
 from .handlers import build_registry
 from .reconcile import Reconciler
 from .settings import OperatorConfig

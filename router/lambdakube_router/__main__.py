@@ -20,7 +20,7 @@ from aiohttp import web
 
 from lambdakube_router.app import RouterConfig, init_app
 from lambdakube_router.cli import add_serving_options
-from lambdakube_router.registry import ManifestError
+from lambdakube_router.snapshot import ManifestError
 
 log = logging.getLogger("lambdakube_router")
 

@@ -26,9 +26,9 @@ from lambdakube_router.asyncq.dispatcher import Dispatcher
 from lambdakube_router.asyncq.policy import RetryPolicy
 from lambdakube_router.asyncq.store import AsyncStore, default_state_dir
 from lambdakube_router.backends.base import Backend
-from lambdakube_router.engine import Engine, EngineSettings
+from lambdakube_router.invocations import Engine, EngineSettings
 from lambdakube_router.metrics import Metrics
-from lambdakube_router.registry import Snapshot
+from lambdakube_router.snapshot import Snapshot
 from lambdakube_router.sources import DirectorySource, Source, StaticSource
 
 log = logging.getLogger(__name__)

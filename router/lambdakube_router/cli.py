@@ -45,7 +45,7 @@ def _dev(args: argparse.Namespace) -> int:
     state_dir = args.state_dir or tempfile.mkdtemp(prefix="lambdakube-dev-")
 
     def ready(host: str, port: int) -> None:
-        from lambdakube_router.registry import load_directory
+        from lambdakube_router.snapshot import load_directory
 
         names = sorted(name for _, name in load_directory(directory, args.namespace).functions)
         example = "hello" if "hello" in names else (names[0] if names else "FUNCTION")

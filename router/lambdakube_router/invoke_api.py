@@ -28,7 +28,7 @@ import uuid
 from aiohttp import web
 
 from lambdakube_router.asyncq.store import NewEvent
-from lambdakube_router.engine import error_result, not_found_result
+from lambdakube_router.invocations import error_result, not_found_result
 from lambdakube_router import keys
 
 ARN_PREFIX = "lambdakube:"

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from lambdakube_router.app import RouterConfig
     from lambdakube_router.asyncq.dispatcher import Dispatcher
     from lambdakube_router.asyncq.store import AsyncStore
-    from lambdakube_router.engine import Engine, EngineSettings
+    from lambdakube_router.invocations import Engine, EngineSettings
     from lambdakube_router.metrics import Metrics
     from lambdakube_router.sources import Source
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from lambdakube_router.registry import ManifestError, Snapshot, load_directory, snapshot_fingerprint
+from lambdakube_router.snapshot import ManifestError, Snapshot, load_directory, snapshot_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class KubernetesSource:
         from pydantic import ValidationError  # noqa: PLC0415
 
         from lambdakube.models import QUOTA_OBJECT_NAME, ConcurrencyQuotaStatus  # noqa: PLC0415
-        from lambdakube_router.registry import parse_documents  # noqa: PLC0415
+        from lambdakube_router.snapshot import parse_documents  # noqa: PLC0415
 
         docs: list[dict] = []
         with self._lock:

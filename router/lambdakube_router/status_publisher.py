@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from lambdakube.formats import rfc3339
 from lambdakube.models import API_VERSION, GROUP, VERSION
-from lambdakube_router.events import ActivityRow, EventLimiter, PlannedEvent
+from lambdakube_router.activity import ActivityRow, EventLimiter, PlannedEvent
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import yaml
 
 from lambdakube_router.app import RouterConfig, init_app
 from lambdakube_router.asyncq.policy import RetryPolicy
-from lambdakube_router.registry import parse_documents
+from lambdakube_router.snapshot import parse_documents
 
 INVOKE = "/2015-03-31/functions/{}/invocations"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lambdakube_router.app import RouterConfig, init_app
-from lambdakube_router.registry import ManifestError, load_directory
+from lambdakube_router.snapshot import ManifestError, load_directory
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from lambdakube_router.backends.base import FunctionRef
-from lambdakube_router.events import ActivityRow
+from lambdakube_router.activity import ActivityRow
 from lambdakube_router.limits import RESERVED_EXCEEDED
 from lambdakube_router.status_publisher import StatusPublisher
 from tests.router.conftest import function, kubectl

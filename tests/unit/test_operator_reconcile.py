@@ -1,4 +1,4 @@
-"""The act phase and quota publishing against an in-memory fake of ``cruds``
+"""The act phase and quota publishing against an in-memory fake of ``kube_api.Cruds``
 (the real API server is exercised in tests/operator/)."""
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ async def test_nudges_coalesce_into_one_more_pass():
 async def test_a_stale_body_does_not_repeat_transition_events(monkeypatch):
     """Two passes over the same (stale) body: the second knows what the first decided."""
     posted: list[str] = []
-    monkeypatch.setattr("lambdakube_operator.events.post", lambda body, t, reason, msg: posted.append(reason))
+    monkeypatch.setattr("lambdakube_operator.function_events.post", lambda body, t, reason, msg: posted.append(reason))
     cruds = FakeCruds()
     r = reconciler(cruds)
     body = function(provisionedConcurrency=1)

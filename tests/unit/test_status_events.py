@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lambdakube_router.backends.base import FunctionRef
-from lambdakube_router.events import (
+from lambdakube_router.activity import (
     Activity,
     ActivityRow,
     EventLimiter,

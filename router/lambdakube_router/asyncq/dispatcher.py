@@ -24,7 +24,7 @@ from lambdakube.formats import function_arn, rfc3339_millis
 from lambdakube.models import AsyncConfig, Destination
 from lambdakube_router.asyncq import policy
 from lambdakube_router.asyncq.store import AsyncStore, NewEvent, QueueMessage, StoredEvent
-from lambdakube_router.engine import FUNCTION_ERROR, SUCCESS, Engine, InvokeResult
+from lambdakube_router.invocations import FUNCTION_ERROR, SUCCESS, Engine, InvokeResult
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 from lambdakube.models import ConcurrencyQuotaSpec, FunctionSpec
 from lambdakube_router.backends.base import Backend, EnvironmentStartError, FunctionRef
-from lambdakube_router.events import Activity
+from lambdakube_router.activity import Activity
 from lambdakube_router.limits import NamespaceLimits, Throttle
 from lambdakube_router.metrics import FunctionMetrics, Metrics
 from lambdakube_router.pool import Environment, Lease, LeaseTimeout, Pool, PoolClosed, Throttled
-from lambdakube_router.registry import FunctionEntry, Snapshot
+from lambdakube_router.snapshot import FunctionEntry, Snapshot
 from lambdakube_router.runtime_client import EnvConnection, EnvironmentGone
 
 log = logging.getLogger(__name__)
