@@ -71,6 +71,7 @@ def config_from_args(args: argparse.Namespace) -> RouterConfig:
         kubeconfig=args.kubeconfig,
         runtime_image=args.runtime_image,
         announce_url=args.announce_url,
+        watch_namespaces=tuple(args.watch_namespaces),
         generic_pool_size=args.generic_pool_size,
         status_interval_seconds=args.status_interval,
     )

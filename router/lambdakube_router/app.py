@@ -68,6 +68,8 @@ class RouterConfig:
     #: kubernetes backend: the URL of this router's ``announce_api`` as its fresh pods can
     #: reach it (the chart: the router pod's own IP). None: pods don't announce.
     announce_url: str | None = None
+    #: kubernetes backend: the namespaces served (empty: all), for its pod cache.
+    watch_namespaces: tuple[str, ...] = ()
     #: kubernetes backend: write busy/idle/coldStarts into Function status and post
     #: ColdStart/Throttled Events every N seconds (None or 0: off).
     status_interval_seconds: float | None = 2.0
@@ -95,7 +97,8 @@ def _make_backend(config: RouterConfig, session: aiohttp.ClientSession) -> Backe
         from lambdakube_router.backends.kubernetes import KubernetesBackend
 
         kw = {"image": config.runtime_image} if config.runtime_image else {}
-        return KubernetesBackend(kubeconfig=config.kubeconfig, announce_url=config.announce_url, **kw)
+        return KubernetesBackend(kubeconfig=config.kubeconfig, announce_url=config.announce_url,
+                                 namespaces=config.watch_namespaces, **kw)
     raise ValueError(f"unknown backend {config.backend!r} (local or kubernetes)")
 
 

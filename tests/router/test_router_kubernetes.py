@@ -480,7 +480,7 @@ async def test_provisioned_pods_are_the_operators_and_the_router_claims_them(
     kubelet.auto()
     doc = function("prov", HELLO, namespace=namespace, provisionedConcurrency=2)
     router = await make_router(aiohttp_client, tmp_path, cp, namespace, doc,
-                               image=TEST_CONFIG.runtime_image, drain_poll_interval=0.1)
+                               image=TEST_CONFIG.runtime_image)
     pool = router.pool("prov", namespace)
     await router.eventually(lambda: pool.counts()["idle"] == 2, timeout=30, interval=0.05)
     prov = await kubelet.pods("lambdakube.dev/function=prov")
@@ -521,7 +521,7 @@ async def test_draining_environments_are_not_leased_and_stopped(
     kubelet.auto()
     doc = function("drain", HELLO, namespace=namespace, provisionedConcurrency=1)
     spec = FunctionSpec.model_validate(doc["spec"])
-    router = await make_router(aiohttp_client, tmp_path, cp, namespace, doc, drain_poll_interval=0.1)
+    router = await make_router(aiohttp_client, tmp_path, cp, namespace, doc)
     uid = await fn_uid(cp, namespace, "drain")
 
     initializer = Initializer(kubelet.core_patch_pod)
@@ -632,7 +632,7 @@ async def test_rollout_is_surge_first_and_old_provisioned_pods_never_serve_new_r
     kubelet.auto()
     doc = function("roll", HELLO, namespace=namespace, provisionedConcurrency=2)
     router = await make_router(aiohttp_client, tmp_path, cp, namespace, doc,
-                               image=TEST_CONFIG.runtime_image, drain_poll_interval=0.1)
+                               image=TEST_CONFIG.runtime_image)
     pool = router.pool("roll", namespace)
     await router.eventually(lambda: pool.counts()["idle"] == 2, timeout=30, interval=0.05)
     old = {p["metadata"]["name"] for p in await kubelet.pods("lambdakube.dev/function=roll")}

@@ -21,10 +21,13 @@ owns provisioned pods and the generic pool, the router its on-demand cold starts
   its runtime without the function; once it listens the router sends it the same
   ``POST /init`` as a claimed generic pod (``lambdakube.resources.code``).
 
-Draining: the operator labels pods of an older spec ``lambdakube.dev/draining=true``.
-The backend lists such pods in the namespaces it has environments in, every
-``drain_poll_interval`` seconds, and answers ``is_draining(handle)`` from that set; the
-pool stops leasing those environments and stops them once idle.
+What the router knows of pods comes from ``PodCache`` (one list + watch of the pods
+labelled ``lambdakube.dev/role`` per served namespace): claims read it, and a claim
+waiting for a provisioned pod wakes on the cache's next change, not on a poll.
+
+Draining: the operator labels pods of an older spec ``lambdakube.dev/draining=true``;
+``is_draining(handle)`` reads that label from the cache; the pool stops leasing those
+environments and stops them once idle.
 
 Announces (fresh pods): the kubelet writes a new pod's IP into its status only at its
 next PLEG relist (every second) after the container started, so the router also gives
@@ -42,8 +45,9 @@ operator creates the new pods, and labels the old ones draining once enough new 
 Ready. A released pod seen draining is deleted by the router at once (nobody here uses
 it; draining pods are the router's to delete, the operator's deadline is a backstop).
 
-Why the synchronous ``kubernetes`` client in a thread: ``kubernetes_asyncio`` is not a
-dependency, and a cold start makes a handful of API calls, far from the hot path.
+Why the synchronous ``kubernetes`` client in a thread for writes (create, patch, delete):
+``kubernetes_asyncio`` is not a dependency, and a cold start makes one or two of them;
+every read is the cache or a watch.
 
 A claimed pod is ready for the router when its ``Ready`` condition is true; requests go
 to ``lambdakube.resources.pod_address`` (``status.podIP:8080``, or the
@@ -58,14 +62,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-import json
 import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import aiohttp
 
-from lambdakube.backoff import Backoff
 from lambdakube.models import DEFAULT_RUNTIME_IMAGE, GROUP, VERSION, FunctionSpec
 from lambdakube.resources import (
     environment_pod,
@@ -91,6 +94,7 @@ from lambdakube_router.backends.base import (
     EnvironmentStartError,
     FunctionRef,
 )
+from lambdakube_router.backends.pod_cache import PodCache
 from lambdakube_router.backends.podwatch import PodWatcher, WatchedPod
 
 log = logging.getLogger(__name__)
@@ -153,6 +157,10 @@ def _meta(pod: dict) -> dict:
     return pod.get("metadata") or {}
 
 
+def _draining(pod: dict | None) -> bool:
+    return pod is not None and (_meta(pod).get("labels") or {}).get(labels.DRAINING) == "true"
+
+
 def _oldest_first(pods: list[dict]) -> list[dict]:
     return sorted(pods, key=lambda p: (_meta(p).get("creationTimestamp") or "", _meta(p).get("name")))
 
@@ -168,7 +176,7 @@ class KubernetesBackend(Backend):
     def __init__(self, *, kubeconfig: str | None = None, image: str = DEFAULT_RUNTIME_IMAGE,
                  api_client=None, poll_interval: float = 0.05, max_poll_interval: float = 0.5,
                  delete_grace_seconds: int | None = 0, claim_generic: bool = True,
-                 drain_poll_interval: float = 1.0, announce_url: str | None = None) -> None:
+                 announce_url: str | None = None, namespaces: Iterable[str] = ()) -> None:
         from kubernetes import client  # noqa: PLC0415
 
         from lambdakube import kubeclient  # noqa: PLC0415
@@ -183,9 +191,10 @@ class KubernetesBackend(Backend):
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self._pod_watch = PodWatcher(api_client.configuration)
+        #: The served namespaces' environment pods (empty ``namespaces``: cluster-wide).
+        self.cache = PodCache(self._pod_watch._http, api_client.configuration, namespaces)
         self.delete_grace_seconds = delete_grace_seconds
         self.claim_generic = claim_generic
-        self.drain_poll_interval = drain_poll_interval
         #: Where fresh pods' runtimes announce themselves (None: they don't).
         self.announce_url = announce_url
         #: Fresh pods being started, by name (= env id): see ``announced``.
@@ -197,23 +206,16 @@ class KubernetesBackend(Backend):
         self._pods: dict[str, PodEnv] = {}
         #: Pods this router claimed (provisioned or generic): never claimed twice.
         self._claimed: set[tuple[str, str]] = set()
-        #: Pods the operator labelled draining (refreshed by ``_drain_loop``).
-        self._draining: set[tuple[str, str]] = set()
         #: Provisioned pods given back (``release``) while the router runs: deleted once
-        #: the operator labels them draining (``refresh_draining``).
+        #: the operator labels them draining (``_released_loop``).
         self._released: set[tuple[str, str]] = set()
-        self._drain_task: asyncio.Task | None = None
+        self._released_task: asyncio.Task | None = None
         self._session: aiohttp.ClientSession | None = None
         #: Cold starts served by claiming a generic pod (introspection, tests).
         self.generic_claims = 0
 
     async def _call(self, fn, *args, **kwargs):
         return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kwargs))
-
-    async def _list_pods(self, namespace: str, selector: str) -> list[dict]:
-        resp = await self._call(self.core.list_namespaced_pod, namespace,
-                                label_selector=selector, _preload_content=False)
-        return json.loads(resp.data)["items"]
 
     async def _function_uid(self, fn: FunctionRef) -> str | None:
         if fn.uid:
@@ -245,7 +247,8 @@ class KubernetesBackend(Backend):
         """``env_id`` is only a hint: the environment's id is its pod's name."""
         from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
-        self._ensure_drain_loop()
+        self._ensure_released_loop()
+        await self.cache.synced()
         try:
             uid = await self._function_uid(fn)
         except ApiException as exc:
@@ -263,12 +266,11 @@ class KubernetesBackend(Backend):
     def is_draining(self, handle: EnvironmentHandle) -> bool:
         """True when the operator labelled this environment's pod draining (as last seen)."""
         where = self._pods.get(handle.env_id) or handle.private
-        return isinstance(where, PodEnv) and where.key in self._draining
+        return isinstance(where, PodEnv) and _draining(self.cache.get(*where.key))
 
     async def stop(self, handle: EnvironmentHandle) -> None:
         where = self._pods.pop(handle.env_id, None) or handle.private
         if isinstance(where, PodEnv):
-            self._draining.discard(where.key)
             await self._delete(where.namespace, where.name)
 
     async def release(self, handle: EnvironmentHandle) -> None:
@@ -284,10 +286,11 @@ class KubernetesBackend(Backend):
             await self._delete(where.namespace, where.name)
 
     async def close(self) -> None:
-        if self._drain_task is not None:
-            self._drain_task.cancel()
-            await asyncio.gather(self._drain_task, return_exceptions=True)
-            self._drain_task = None
+        if self._released_task is not None:
+            self._released_task.cancel()
+            await asyncio.gather(self._released_task, return_exceptions=True)
+            self._released_task = None
+        await self.cache.close()
         owned = [p for p in self._pods.values() if p.role != labels.ROLE_PROVISIONED]
         await asyncio.gather(*(self._delete(p.namespace, p.name) for p in owned),
                              return_exceptions=True)
@@ -303,11 +306,11 @@ class KubernetesBackend(Backend):
     async def _claim_provisioned(self, fn: FunctionRef, spec: FunctionSpec) -> EnvironmentHandle:
         """Wait for and claim a Ready provisioned pod of the current spec (the pool's
         init timeout bounds the wait). An Init error of such a pod fails the start."""
-        selector = (f"{labels.FUNCTION}={fn.name},{labels.ROLE}={labels.ROLE_PROVISIONED},"
-                    f"{labels.SPEC_HASH}={spec_hash(spec)},{labels.DRAINING}!=true")
-        delay = self.poll_interval
+        wanted = {labels.FUNCTION: fn.name, labels.ROLE: labels.ROLE_PROVISIONED,
+                  labels.SPEC_HASH: spec_hash(spec)}
         while True:
-            pods = await self._list_pods(fn.namespace, selector)
+            seen = self.cache.version
+            pods = [p for p in self.cache.select(fn.namespace, **wanted) if not _draining(p)]
             init_error = None
             for pod in _oldest_first(pods):
                 meta = _meta(pod)
@@ -345,20 +348,19 @@ class KubernetesBackend(Backend):
             if init_error:
                 raise EnvironmentStartError(
                     init_error if init_error.startswith(f"{fn}:") else f"{fn}: Init failed: {init_error}")
-            await asyncio.sleep(delay)
-            delay = Backoff(self.poll_interval, self.max_poll_interval, 1.5).next(delay)
+            if self.cache.error:
+                raise EnvironmentStartError(f"{fn}: {self.cache.error}")
+            # The next pod change; a Ready pod whose runtime did not answer yet is probed
+            # again after max_poll_interval even without one.
+            await self.cache.next_change(seen, self.max_poll_interval)
 
     # -- generic: claim a pod of the operator's generic pool and specialise it ------------
 
     async def _start_generic(self, fn: FunctionRef, spec: FunctionSpec, uid: str) -> EnvironmentHandle | None:
         """A cold start on a claimed generic pod; None when none could be used."""
-        selector = (f"{labels.ROLE}={labels.ROLE_GENERIC},{labels.RUNTIME_IMAGE_HASH}={self.image_hash},"
-                    f"!{labels.FUNCTION}")
-        try:
-            pods = await self._list_pods(fn.namespace, selector)
-        except Exception as exc:  # noqa: BLE001 - a fresh pod instead
-            log.warning("%s: cannot list generic pods: %s", fn, exc)
-            return None
+        pods = self.cache.select(fn.namespace, **{labels.ROLE: labels.ROLE_GENERIC,
+                                                  labels.RUNTIME_IMAGE_HASH: self.image_hash,
+                                                  labels.FUNCTION: None})
         for pod in _oldest_first(pods):
             meta = _meta(pod)
             address = pod_address(pod)
@@ -566,47 +568,26 @@ class KubernetesBackend(Backend):
 
     # -- draining -------------------------------------------------------------------------
 
-    def _ensure_drain_loop(self) -> None:
-        if self._drain_task is None or self._drain_task.done():
-            self._drain_task = asyncio.get_running_loop().create_task(
-                self._drain_loop(), name="kubernetes-backend-draining")
+    def _ensure_released_loop(self) -> None:
+        if self._released_task is None or self._released_task.done():
+            self._released_task = asyncio.get_running_loop().create_task(
+                self._released_loop(), name="kubernetes-backend-released")
 
-    async def _drain_loop(self) -> None:
+    async def _released_loop(self) -> None:
+        """Delete released provisioned pods once the operator labels them draining
+        (nobody here uses them; the operator's deadline is a backstop); forget those that
+        are gone. Runs on the cache's changes."""
         while True:
-            await self.refresh_draining()
-            await asyncio.sleep(self.drain_poll_interval)
-
-    async def refresh_draining(self) -> None:
-        """Re-read which of the namespaces' pods are labelled draining; delete the
-        released provisioned pods among them."""
-        draining: set[tuple[str, str]] = set()
-        for ns in sorted({p.namespace for p in self._pods.values()} | {k[0] for k in self._released}):
-            try:
-                pods = await self._list_pods(ns, f"{labels.DRAINING}=true")
-            except Exception as exc:  # noqa: BLE001 - keep the last view; next round retries
-                log.debug("listing draining pods of %s failed: %s", ns, exc)
-                draining |= {k for k in self._draining if k[0] == ns}
-                continue
-            draining |= {(ns, _meta(p)["name"]) for p in pods}
-        self._draining = draining
-        await self._delete_released()
+            seen = self.cache.version
+            await self._delete_released()
+            await self.cache.next_change(seen, 30.0)
 
     async def _delete_released(self) -> None:
-        """Delete released pods the operator labelled draining; forget those that are gone."""
         if not self._released:
             return
-        done = self._released & self._draining
-        for ns in sorted({k[0] for k in self._released - done}):
-            try:
-                pods = await self._list_pods(ns, f"{labels.ROLE}={labels.ROLE_PROVISIONED}")
-            except Exception as exc:  # noqa: BLE001 - next round retries
-                log.debug("listing provisioned pods of %s failed: %s", ns, exc)
-                continue
-            present = {(ns, _meta(p)["name"]) for p in pods if not _meta(p).get("deletionTimestamp")}
-            self._released -= {k for k in self._released if k[0] == ns and k not in present and k not in done}
-        if not done:
-            return
-        self._released -= done
+        gone = {k for k in self._released if self.cache.get(*k) is None}
+        done = {k for k in self._released - gone if _draining(self.cache.get(*k))}
+        self._released -= gone | done
         for ns, name in sorted(done):
             if (ns, name) not in self._claimed:  # never a pod this router uses
                 await self._delete(ns, name)
