@@ -9,8 +9,21 @@
 # module that requires k8s.io/kubernetes and replaces each staging module with its
 # published v0.<minor>.<patch> release builds the same commands.
 #
-# Usage: hack/build-controlplane.sh        -> prints the bin directory on stdout
+# Usage: hack/build-controlplane.sh          -> prints the bin directory on stdout
+#        hack/build-controlplane.sh --check  -> the same if everything is built, else
+#          names what is missing and `make controlplane`, exit 1; never builds. The
+#          tests locate binaries this way (a build inside a test's timeout would fail
+#          it on a fresh machine), so this script stays the one place that knows where
+#          they are. LAMBDAKUBE_NO_BUILD=1 means --check too (tests/conftest.py sets it).
 set -euo pipefail
+
+CHECK_ONLY=0
+[ "${LAMBDAKUBE_NO_BUILD:-0}" = 0 ] || CHECK_ONLY=1
+case "${1:-}" in
+  --check) CHECK_ONLY=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--check]" >&2; exit 2 ;;
+esac
 
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
@@ -34,6 +47,13 @@ have_all() {
 if have_all; then
   echo "$BIN_DIR"
   exit 0
+fi
+if [ "$CHECK_ONLY" = 1 ]; then
+  missing=()
+  for b in $ALL_BINS; do [ -x "$BIN_DIR/$b" ] || missing+=("$b"); done
+  log "not built: ${missing[*]} (k8s $K8S_VERSION, etcd $ETCD_VERSION, in $BIN_DIR):" \
+    "run \`make controlplane\` first (10-25 min cold on 2 cores, then cached)"
+  exit 1
 fi
 
 command -v go >/dev/null || { log "go is required (https://go.dev) to build the control plane"; exit 1; }

@@ -21,6 +21,12 @@
 # source edit rebuilds the main image without reinstalling its dependencies.
 #
 #   bash hack/build-node-images.sh     (as root; missing tools: hack/install-node-deps.sh)
+#   bash hack/build-node-images.sh --check
+#     the same stdout if every archive is cached, else names the missing ones and
+#     `make images`, exit 1; never builds, needs no root. The tests locate the images this
+#     way (a build inside a test's timeout would fail it on a fresh machine), so this
+#     script stays the one place that knows the archives' names. LAMBDAKUBE_NO_BUILD=1
+#     means --check too (tests/conftest.py sets it for everything the tests run).
 #
 # stdout: one line per image, `<image-ref> <archive-path>` (pause, runtime, main); the
 # ref is the name `ctr images ls` shows after the import.
@@ -315,6 +321,14 @@ main() {
     todo+=(docker)
     [ -f "$base_tar" ] || todo+=(base)
   fi
+  if [ "$CHECK_ONLY" = 1 ] && [ "${#todo[@]}" -gt 0 ]; then
+    local missing=() tar
+    for tar in "$pause_tar" "$runtime_tar" "$main_tar"; do
+      [ -f "$tar" ] || missing+=("$(basename "$tar")")
+    done
+    die "not built: ${missing[*]} (in $IMAGES; an archive's name holds the hash of its" \
+      "inputs, so a source edit makes a new one): run \`make images\` first (as root)"
+  fi
   if [ "${#todo[@]}" -gt 0 ]; then
     check_tools "${todo[@]}"
     [ "$(id -u)" = 0 ] || die "run as root (debootstrap and dockerd need it)"
@@ -353,4 +367,12 @@ main() {
   echo "$(qualified "$main_ref") $main_tar"
 }
 
-main "$@"
+CHECK_ONLY=0
+[ "${LAMBDAKUBE_NO_BUILD:-0}" = 0 ] || CHECK_ONLY=1
+case "${1:-}" in
+  --check) CHECK_ONLY=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--check]" >&2; exit 2 ;;
+esac
+
+main

@@ -14,7 +14,20 @@
 #
 # Usage: hack/build-tools.sh [helm|kind ...]   -> prints the bin directory on stdout
 #   HELM_VERSION, KIND_VERSION override the pinned versions; LAMBDAKUBE_CACHE the root.
+#        hack/build-tools.sh --check [tool ...]
+#     -> the same if those tools are built, else names the missing ones and the make
+#        target that builds them, exit 1; never builds. The tests locate their tools this
+#        way (a build inside a test's timeout would fail it on a fresh machine), so this
+#        script stays the one place that knows where they are. LAMBDAKUBE_NO_BUILD=1
+#        means --check too (tests/conftest.py sets it for everything the tests run).
 set -euo pipefail
+
+CHECK_ONLY=0
+[ "${LAMBDAKUBE_NO_BUILD:-0}" = 0 ] || CHECK_ONLY=1
+if [ "${1:-}" = --check ]; then
+  CHECK_ONLY=1
+  shift
+fi
 
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 KIND_VERSION="${KIND_VERSION:-v0.33.0}"
@@ -103,6 +116,28 @@ GO
   mkdir -p "$out" && mv -f "$work/coredns" "$out/coredns" && rm -rf "$work"
   log "coredns built in $((SECONDS - start)) s"
 }
+
+for tool in "${want[@]}"; do version_of "$tool" >/dev/null; done  # unknown name: exit 2
+
+# Which make target builds a tool: helm alone is all the fast suite needs of them.
+make_hint_of() {
+  case "$1" in
+    helm) echo "run \`make helm\` first (\`make tools\` builds it too)" ;;
+    *) echo "run \`make tools\` first" ;;
+  esac
+}
+
+if [ "$CHECK_ONLY" = 1 ]; then
+  missing=0
+  for tool in "${want[@]}"; do
+    dir="$(bin_dir_of "$tool")"
+    if [ ! -x "$dir/$tool" ]; then
+      log "not built: $tool $(version_of "$tool") (no $dir/$tool): $(make_hint_of "$tool")"
+      missing=1
+    fi
+  done
+  [ "$missing" = 0 ] || exit 1
+fi
 
 mkdir -p "$LINK_DIR"
 for tool in "${want[@]}"; do

@@ -1,5 +1,6 @@
 """A real Kubernetes control plane on loopback, for tests: etcd, kube-apiserver and
-kube-controller-manager built from the Go module proxy by hack/build-controlplane.sh.
+kube-controller-manager built from the Go module proxy by hack/build-controlplane.sh
+(``make controlplane``; the tests only locate them, see ``locate``).
 
 Why the controller-manager too: without it there is no garbage collection (owner
 references would never delete a Function's pods), no namespace deletion and no default
@@ -40,12 +41,29 @@ def node_token(node: str) -> str:
     return f"lambdakube-node-{node}-token"
 
 
-def build() -> Path:
-    """Build (or find cached) binaries; returns the bin directory."""
-    out = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True
-    )
+class ToolMissing(RuntimeError):
+    """A tool the tests use is not built; the message names the make target that builds it."""
+
+
+def locate(script: Path, *args: str) -> Path:
+    """The directory a ``hack/build-*.sh`` script prints for its cached build, asked with
+    ``--check``: nothing is ever built from here. Building belongs to the make targets,
+    before pytest starts; a build inside a test would run into its timeout on a fresh
+    machine. The script stays the one place that knows the cache's layout, and its own
+    message (which names the make target) is what ``ToolMissing`` says."""
+    out = subprocess.run(["bash", str(script), "--check", *args], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, timeout=60)
+    if out.returncode != 0:
+        raise ToolMissing(out.stderr.strip() or f"{script.name} --check exited {out.returncode}")
     return Path(out.stdout.strip().splitlines()[-1])
+
+
+def locate_controlplane() -> Path:
+    """The bin directory of etcd and the Kubernetes binaries (``make controlplane``)."""
+    return locate(BUILD_SCRIPT)
+
+
+build = locate_controlplane  # the former name, which tests/e2e/node.py still imports
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -291,7 +309,7 @@ current-context: test
 
 @contextlib.contextmanager
 def running(workdir: Path | None = None, **kwargs):
-    bin_dir = build()
+    bin_dir = locate_controlplane()
     tmp = None
     if workdir is None:
         tmp = tempfile.mkdtemp(prefix="lambdakube-cp-")

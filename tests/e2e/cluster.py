@@ -25,8 +25,7 @@ from pathlib import Path
 import yaml
 
 from lambdakube.resources import labels
-from tests.cluster.controlplane import build as build_controlplane
-from tests.cluster.controlplane import free_port
+from tests.cluster.controlplane import ToolMissing, free_port, locate, locate_controlplane
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "lambdakube"
@@ -160,10 +159,22 @@ def open_cluster():
     for the duration of the block)."""
 
     start = time.monotonic()
-    helm = Path(subprocess.run(["bash", str(BUILD_TOOLS), "helm"], check=True, text=True,
-                               stdout=subprocess.PIPE).stdout.split()[-1]) / "helm"
-    kubectl = build_controlplane() / "kubectl"
+    # Only located, never built: `make test` and `make test-e2e` build them first (`make
+    # node`). A missing one fails the session naming its make target; the real node's
+    # CoreDNS is checked here too, as its own lookup would only say "exit status 1".
     external = os.environ.get("LAMBDAKUBE_E2E_KUBECONFIG")
+    missing = None
+    try:
+        helm = locate(BUILD_TOOLS, "helm") / "helm"
+        kubectl = locate_controlplane() / "kubectl"
+        if not external:
+            locate(BUILD_TOOLS, "coredns")
+    except ToolMissing as exc:
+        missing = str(exc)
+    if missing:
+        import pytest  # noqa: PLC0415 - bench/real_node.py uses this module outside pytest
+
+        pytest.fail(missing, pytrace=False)
     if external:
         yield Cluster(kubeconfig=Path(external), kubectl_bin=kubectl, helm_bin=helm,
                       storage_class=os.environ.get("LAMBDAKUBE_E2E_STORAGE_CLASS", "standard"))

@@ -11,8 +11,16 @@ from tests.runtime.harness import HOST, raw_exchange, read_response
 
 
 @pytest.fixture
-def runtime(start_runtime):
-    return start_runtime("basic.count")
+def runtime(shared_runtime):
+    """The module's one ``basic.count`` runtime. No test here changes what it is, only
+    its counter, which each test reads relative to its own ``invocations`` baseline."""
+    return shared_runtime("basic.count")
+
+
+def invocations(runtime) -> int:
+    """The counter after one more invocation: the next one that runs says this + 1, so
+    a test sees exactly how many of its own requests ran."""
+    return runtime.invoke({}).json()["count"]
 
 
 def test_unknown_path_is_404(runtime):
@@ -37,6 +45,7 @@ def test_query_string_is_ignored_for_routing(runtime):
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(runtime):
+    base = invocations(runtime)
     conn = runtime.connection()
     try:
         sock = None
@@ -57,7 +66,7 @@ def test_keep_alive_serves_many_requests_on_one_connection(runtime):
             sock = sock or conn.sock
             assert conn.sock is sock, "the client had to reconnect"
         assert [status for status, _ in seen] == [200, 200, 200, 400, 404, 200]
-        assert json.loads(seen[1][1])["count"] == 1 and json.loads(seen[5][1])["count"] == 2
+        assert json.loads(seen[1][1])["count"] == base + 1 and json.loads(seen[5][1])["count"] == base + 2
     finally:
         conn.close()
 
@@ -66,39 +75,51 @@ def test_pipelined_requests_are_answered_in_order(runtime):
     one = b"POST /invoke HTTP/1.1\r\nHost: x\r\nX-Request-Id: p1\r\nContent-Length: 2\r\n\r\n{}"
     two = b"POST /invoke HTTP/1.1\r\nHost: x\r\nX-Request-Id: p2\r\nContent-Length: 2\r\n\r\n{}"
     three = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    base = invocations(runtime)
     responses, closed = raw_exchange(runtime.port, one + two + three, responses=3)
     assert [r[0] for r in responses] == ["HTTP/1.1 200 OK"] * 3
     assert [r[1].get("x-request-id") for r in responses[:2]] == ["p1", "p2"]
-    assert [json.loads(r[2])["count"] for r in responses[:2]] == [1, 2]
+    assert [json.loads(r[2])["count"] for r in responses[:2]] == [base + 1, base + 2]
     assert responses[2][1]["connection"] == "close" and closed
 
 
 def test_http10_closes_unless_keep_alive_requested(runtime):
     responses, closed = raw_exchange(runtime.port, b"GET /healthz HTTP/1.0\r\n\r\n")
     assert responses[0][0] == "HTTP/1.1 200 OK" and closed
+    # Kept alive, the connection is still open: it serves one more request afterwards
+    # (shown by the answer, not by waiting for a close that does not come).
     request = b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
-    responses, closed = raw_exchange(runtime.port, request * 2, responses=2)
-    assert responses[0][1]["connection"] == "keep-alive" and not closed
+    with socket.create_connection((HOST, runtime.port), timeout=10) as sock:
+        sock.sendall(request * 2)
+        reader = sock.makefile("rb")
+        kept = [read_response(reader) for _ in range(2)]
+        sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        last = read_response(reader)
+        closed = reader.read(1) == b""
+    assert [r[1]["connection"] for r in kept] == ["keep-alive", "keep-alive"]
+    assert last[0] == "HTTP/1.1 200 OK" and closed
 
 
 def test_expect_100_continue(runtime):
+    base = invocations(runtime)
     with socket.create_connection((HOST, runtime.port), timeout=10) as sock:
         sock.sendall(b"POST /invoke HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
         reader = sock.makefile("rb")
         assert reader.readline() == b"HTTP/1.1 100 Continue\r\n" and reader.readline() == b"\r\n"
         sock.sendall(b"{}")
         status, _, body = read_response(reader)
-        assert status == "HTTP/1.1 200 OK" and json.loads(body)["count"] == 1
+        assert status == "HTTP/1.1 200 OK" and json.loads(body)["count"] == base + 1
 
 
 def test_chunked_request_body_is_refused(runtime):
     request = b"POST /invoke HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    base = invocations(runtime)
     responses, closed = raw_exchange(runtime.port, request)
     status, headers, body = responses[0]
     assert status == "HTTP/1.1 411 Length Required"
     assert json.loads(body)["errorType"] == "LengthRequired" and "Content-Length" in json.loads(body)["errorMessage"]
     assert headers["connection"] == "close" and closed
-    assert runtime.invoke({}).json()["count"] == 1  # the handler never ran
+    assert runtime.invoke({}).json()["count"] == base + 1  # the handler never ran
 
 
 @pytest.mark.parametrize(
@@ -153,6 +174,7 @@ def _read_until_closed(sock: socket.socket) -> bytes:
 
 def test_request_arriving_in_small_segments(runtime):
     """Head and body may arrive split anywhere (here: a few bytes per send)."""
+    base = invocations(runtime)
     with socket.create_connection((HOST, runtime.port), timeout=10) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         request = INVOKE_TWO.replace(b"Host: x\r\n", b"Host: x\r\nConnection: close\r\n")
@@ -161,11 +183,12 @@ def test_request_arriving_in_small_segments(runtime):
         reader = sock.makefile("rb")
         status, headers, body = read_response(reader)
     assert status == "HTTP/1.1 200 OK" and headers["x-request-id"] == "seg"
-    assert json.loads(body)["count"] == 1
+    assert json.loads(body)["count"] == base + 1
 
 
 def test_pipelined_requests_split_across_segments(runtime):
     data = INVOKE_TWO * 3
+    base = invocations(runtime)
     with socket.create_connection((HOST, runtime.port), timeout=10) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         cut = len(INVOKE_TWO) + 20  # the second request's head is split
@@ -173,7 +196,7 @@ def test_pipelined_requests_split_across_segments(runtime):
         sock.sendall(data[cut:])
         reader = sock.makefile("rb")
         counts = [json.loads(read_response(reader)[2])["count"] for _ in range(3)]
-    assert counts == [1, 2, 3]
+    assert counts == [base + 1, base + 2, base + 3]
 
 
 def test_empty_lines_before_a_request_and_bare_lf_line_endings(runtime):
@@ -202,11 +225,12 @@ def test_large_event_arrives_in_many_reads(start_runtime):
 
 
 def test_incomplete_body_then_eof_closes_without_running(runtime):
+    base = invocations(runtime)
     with socket.create_connection((HOST, runtime.port), timeout=10) as sock:
         sock.sendall(b"POST /invoke HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{}")
         sock.shutdown(socket.SHUT_WR)
         assert _read_until_closed(sock) == b""
-    assert runtime.invoke({}).json()["count"] == 1  # the partial request never ran
+    assert runtime.invoke({}).json()["count"] == base + 1  # the partial request never ran
 
 
 def test_many_pipelined_probes_in_one_segment(runtime):
@@ -222,6 +246,7 @@ def test_many_pipelined_probes_in_one_segment(runtime):
 def test_nothing_runs_after_connection_close(runtime):
     """Requests pipelined after one that asked to close the connection are not run."""
     close = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    base = invocations(runtime)
     responses, closed = raw_exchange(runtime.port, close + INVOKE_TWO)
     assert responses[0][0] == "HTTP/1.1 200 OK" and closed
-    assert runtime.invoke({}).json()["count"] == 1  # the pipelined invoke never ran
+    assert runtime.invoke({}).json()["count"] == base + 1  # the pipelined invoke never ran

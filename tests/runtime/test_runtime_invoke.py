@@ -46,8 +46,8 @@ def test_success_headers_and_body(start_runtime):
     [(b"", {}), (b'"just a string"', "just a string"), (b"[1, 2]", [1, 2]), (b"null", None), (b"3.5", 3.5)],
     ids=["empty-is-object", "string", "list", "null", "number"],
 )
-def test_any_json_event(start_runtime, raw, expected):
-    runtime = start_runtime("basic.echo")
+def test_any_json_event(shared_runtime, raw, expected):
+    runtime = shared_runtime("basic.echo")
     reply = runtime.invoke(raw=raw)
     assert reply.status == 200 and reply.json() == expected
 
@@ -57,8 +57,8 @@ def test_none_result_is_null(start_runtime):
     assert reply.status == 200 and reply.body == b"null"
 
 
-def test_generated_request_id_reaches_the_context(start_runtime):
-    runtime = start_runtime("basic.context_info")
+def test_generated_request_id_reaches_the_context(shared_runtime):
+    runtime = shared_runtime("basic.context_info")
     reply = runtime.invoke({})
     request_id = reply.header("X-Request-Id")
     assert UUID4_RE.match(request_id)
@@ -100,8 +100,8 @@ def test_context_object(start_runtime):
     assert 0 < remaining <= 2000
 
 
-def test_client_context(start_runtime):
-    runtime = start_runtime("basic.context_info")
+def test_client_context(shared_runtime):
+    runtime = shared_runtime("basic.context_info")
     client_context = {"client": {"installation_id": "abc"}, "custom": {"k": "v"}, "env": {"locale": "en"}}
     header = base64.b64encode(json.dumps(client_context).encode()).decode()
     reply = runtime.invoke({}, headers={"X-Client-Context": header})
@@ -127,8 +127,8 @@ def test_bad_json_payload_is_400(start_runtime):
     assert reply.json()["count"] == 1 and reply.header("X-Init-Duration-Ms") is not None
 
 
-def test_handler_exception_is_a_function_error(start_runtime):
-    runtime = start_runtime("basic.boom")
+def test_handler_exception_is_a_function_error(shared_runtime):
+    runtime = shared_runtime("basic.boom")
     reply = runtime.invoke({"why": "bad input"}, headers={"X-Request-Id": "err-1"})
     assert reply.status == 200
     assert reply.header("X-Function-Error") == "Unhandled"
@@ -224,8 +224,8 @@ def test_log_tail_keeps_the_last_4k(start_runtime):
     assert text.rstrip("\n").splitlines()[-1].startswith("REPORT RequestId: flood\t")
 
 
-def test_error_is_in_log_tail(start_runtime):
-    reply = start_runtime("basic.boom").invoke({"why": "tail"}, headers={"X-Log-Type": "Tail"})
+def test_error_is_in_log_tail(shared_runtime):
+    reply = shared_runtime("basic.boom").invoke({"why": "tail"}, headers={"X-Log-Type": "Tail"})
     assert "[ERROR] ValueError: boom: tail" in reply.log_tail()
 
 

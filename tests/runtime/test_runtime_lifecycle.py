@@ -22,8 +22,8 @@ REPORT_RE = re.compile(
 )
 
 
-def test_listening_line_and_probes(start_runtime):
-    runtime = start_runtime("basic.count")
+def test_listening_line_and_probes(shared_runtime):
+    runtime = shared_runtime("basic.count")
     assert runtime.port > 0
     status, health = runtime.get_json("/healthz")
     assert status == 200
@@ -278,8 +278,8 @@ def test_generic_environment_specialises_via_init(start_runtime):
     ],
     ids=["not-json", "not-object", "no-handler", "unknown-field", "bad-memory", "bad-env"],
 )
-def test_bad_init_request_is_400_and_stays_generic(start_runtime, body):
-    runtime = start_runtime(None, wait=None)
+def test_bad_init_request_is_400_and_stays_generic(shared_runtime, body):
+    runtime = shared_runtime(None, wait=None)  # a refused /init leaves it as it was
     reply = runtime.request("POST", "/init", body)
     assert reply.status == 400
     assert reply.json()["errorType"] == "InvalidRequestContentException"
@@ -317,11 +317,12 @@ def test_second_init_while_initialising_is_409(start_runtime):
     assert runtime.invoke({}).json() == 1
 
 
-def test_init_on_specialised_environment_is_409(start_runtime):
-    runtime = start_runtime("basic.count")
+def test_init_on_specialised_environment_is_409(shared_runtime):
+    runtime = shared_runtime("basic.count")
+    base = runtime.invoke({}).json()["count"]
     reply = runtime.request("POST", "/init", json.dumps({"handler": "basic.echo"}).encode())
     assert reply.status == 409
-    assert runtime.invoke({}).json()["count"] == 1  # still the original function
+    assert runtime.invoke({}).json()["count"] == base + 1  # still the original function
 
 
 def test_sigterm_lets_the_running_invocation_finish(start_runtime):
