@@ -139,7 +139,7 @@ def _crd(
 
 
 def _column(name: str, path: str, type_: str = "integer", priority: int = 0) -> dict[str, Any]:
-    col = {"name": name, "type": type_, "jsonPath": path}
+    col: dict[str, Any] = {"name": name, "type": type_, "jsonPath": path}
     if priority:
         col["priority"] = priority
     return col

@@ -11,7 +11,7 @@ validators repeat them so that the local backend (no API server) rejects the sam
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -38,7 +38,7 @@ DEFAULT_RUNTIME_IMAGE = "lambdakube/runtime-python:0.1.0"
 
 #: Schema default for nested objects: the API server fills in a nested field's default
 #: only when its parent object exists, so `default: {}` makes every default visible.
-MATERIALISE = {"default": {}}
+MATERIALISE: dict[str, Any] = {"default": {}}
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from lambdakube.formats import parse_rfc3339
 
@@ -59,7 +59,8 @@ class PodView:
         pod_labels = meta.get("labels") or {}
         annotations = meta.get("annotations") or {}
         status = pod.get("status") or {}
-        created = parse_rfc3339(meta.get("creationTimestamp"))
+        # Every pod the API returns has one; a test's bare dict counts as created at 0.
+        created = parse_rfc3339(meta.get("creationTimestamp")) or datetime.fromtimestamp(0, timezone.utc)
         ready_cond = _condition(status.get("conditions"), "Ready")
         ready = is_ready(pod)
         unready_since = created

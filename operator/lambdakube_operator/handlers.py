@@ -111,6 +111,7 @@ def connection_info(cfg, default_namespace: str | None) -> kopf.ConnectionInfo:
     The in-cluster token is re-read (``kubeclient.authorization``), so a re-login (kopf
     asks again on a 401) picks up a rotated ServiceAccount token."""
     header = authorization(cfg)
+    scheme: str | None
     scheme, _, token = (header or "").partition(" ")
     if header and not token:
         scheme, token = None, header
@@ -180,7 +181,7 @@ def build_registry(
     nudger = Nudger(config.pod_event_delay, reconcile_by_name)
 
     @kopf.on.event(*PODS, labels={labels.FUNCTION: kopf.PRESENT}, registry=registry, id="pod-event")
-    async def pod_event(namespace, meta, fn_reservations, quota_objects, **_):
+    async def pod_event(namespace, meta, fn_reservations=None, quota_objects=None, **_):
         live["fn"], live["quota"] = fn_reservations, quota_objects
         function = (meta.get("labels") or {}).get(labels.FUNCTION)
         if function:
@@ -245,7 +246,7 @@ def build_registry(
     @kopf.on.resume(*FUNCTIONS, registry=registry, id="reconcile-resume", retries=5, backoff=2, timeout=300)
     @kopf.on.create(*FUNCTIONS, registry=registry, id="reconcile-create", retries=5, backoff=2, timeout=300)
     @kopf.on.update(*FUNCTIONS, registry=registry, id="reconcile-update", retries=5, backoff=2, timeout=300)
-    async def function_changed(body, patch, namespace, reason, fn_reservations, quota_objects, **_):
+    async def function_changed(body, patch, namespace, reason, fn_reservations=None, quota_objects=None, **_):
         await reconcile(body, patch, fn_reservations, quota_objects, namespace, trigger=str(reason))
 
     # The resync is the level-triggered safety net and the retry of everything above:
@@ -261,7 +262,9 @@ def build_registry(
         while True:
             await asyncio.sleep(config.resync_interval)
             index = live.get("fn")
-            for namespace in sorted(index or ()):
+            if index is None:  # no Function handled yet
+                continue
+            for namespace in sorted(index):
                 for r in _reservations(index, namespace):
                     resync_nudger.nudge(namespace, r.name)
 
@@ -280,7 +283,7 @@ def build_registry(
         await resync_nudger.close()
 
     @kopf.on.delete(*FUNCTIONS, registry=registry, id="cleanup", retries=60, backoff=1, timeout=300)
-    async def function_deleted(body, namespace, name, fn_reservations, quota_objects, logger, **_):
+    async def function_deleted(body, namespace, name, logger, fn_reservations=None, quota_objects=None, **_):
         left = await reconciler.cleanup(body)
         if left:
             raise kopf.TemporaryError(f"{left} environment pod(s) still not terminating", delay=1)
@@ -301,7 +304,7 @@ def build_registry(
     @kopf.on.resume(*QUOTAS, registry=registry, id="allocate-resume", field="spec", retries=5, backoff=2, timeout=120)
     @kopf.on.create(*QUOTAS, registry=registry, id="allocate-create", field="spec", retries=5, backoff=2, timeout=120)
     @kopf.on.update(*QUOTAS, registry=registry, id="allocate-update", field="spec", retries=5, backoff=2, timeout=120)
-    async def quota_changed(namespace, name, body, fn_reservations, **_):
+    async def quota_changed(namespace, name, body, fn_reservations=None, **_):
         if name != QUOTA_OBJECT_NAME:
             return
         reservations = _reservations(fn_reservations, namespace)

@@ -70,13 +70,13 @@ class Cruds:
     async def list_pods(self, namespace: str, function: str) -> list[dict]:
         body = await self._call(self.core.list_namespaced_pod, namespace,
                                 label_selector=f"{labels.FUNCTION}={function}")
-        return body["items"]
+        return (body or {}).get("items") or []
 
     async def list_generic_pods(self, namespace: str) -> list[dict]:
         body = await self._call(
             self.core.list_namespaced_pod, namespace,
             label_selector=f"{labels.ROLE}={labels.ROLE_GENERIC},!{labels.FUNCTION}")
-        return body["items"]
+        return (body or {}).get("items") or []
 
     async def create_pod(self, namespace: str, body: Mapping) -> bool:
         return await self._call(self.core.create_namespaced_pod, namespace, dict(body),

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -121,7 +122,7 @@ class QuotaKeeper:
         else:
             cond = C.Cond("ReservationsFit", "True", "AllGranted",
                           f"{alloc.reserved} reserved, {alloc.unreserved} unreserved")
-        desired = {
+        desired: dict[str, Any] = {
             "observedGeneration": generation,
             "reserved": alloc.reserved,
             "unreserved": alloc.unreserved,
@@ -130,7 +131,7 @@ class QuotaKeeper:
             "rejectedReasons": {n: alloc.messages[n] for n in alloc.rejected},
             "conditions": C.merge(current.get("conditions"), [cond], now=self.clock(), generation=generation),
         }
-        patch = {k: v for k, v in desired.items() if current.get(k) != v}
+        patch: dict[str, Any] = {k: v for k, v in desired.items() if current.get(k) != v}
         for field_name in ("granted", "rejectedReasons"):
             if field_name in patch:
                 # Merge-patch merges maps: names no longer in it must be nulled explicitly.
@@ -191,7 +192,7 @@ class Reconciler:
                 failed_creates = await self._act(body, fn, the_plan, now)
                 if fn.spec is not None:
                     self.initializer.sync(fn.namespace, fn.name, fn.spec, the_plan.initialize,
-                                          {(p.get("metadata") or {}).get("name") for p in pods})
+                                          {str((p.get("metadata") or {}).get("name")) for p in pods})
                 status = dict(the_plan.status)
                 status["starting"] = max(0, status["starting"] - failed_creates)
                 for ev in the_plan.events:
@@ -279,7 +280,7 @@ class Reconciler:
 
         Returns how many of its pods are not yet terminating (0: done)."""
         meta = body.get("metadata") or {}
-        ns, name, uid = meta.get("namespace"), meta.get("name"), meta.get("uid")
+        ns, name, uid = str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid"))
         self._deleted.add(uid)
         self._last_status.pop(uid, None)
         if len(name) > 63:  # not a valid label value: it never had pods

@@ -84,7 +84,7 @@ async def serve(config: RouterConfig, on_ready: Callable[[str, int], None] | Non
     try:
         site = web.TCPSite(runner, config.host, config.port, backlog=1024)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # real port with --port 0
+        port = runner.addresses[0][1]  # the real port with --port 0
         print(f"LAMBDAKUBE_ROUTER_LISTENING http://{config.host}:{port}", flush=True)
         if on_ready:
             on_ready(config.host, port)

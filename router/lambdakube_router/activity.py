@@ -161,17 +161,18 @@ class EventLimiter:
 
         out = []
         for reason in (COLD_START, THROTTLED):
-            p = self._pending.get((*key, reason))
-            if p is None or not p.count:
+            pending = self._pending.get((*key, reason))
+            if pending is None or not pending.count:
                 continue
-            if p.last_emitted is not None and now - p.last_emitted < self.window:
+            if pending.last_emitted is not None and now - pending.last_emitted < self.window:
                 continue
             if reason == COLD_START:
-                out.append(PlannedEvent("Normal", COLD_START, cold_start_message(p.count, p.inits, self.window),
-                                        p.count, inits=tuple(p.inits)))
+                out.append(PlannedEvent("Normal", COLD_START,
+                                        cold_start_message(pending.count, pending.inits, self.window),
+                                        pending.count, inits=tuple(pending.inits)))
             else:
-                out.append(PlannedEvent("Warning", THROTTLED, throttled_message(p.by_reason, self.window),
-                                        p.count, dict(p.by_reason)))
+                out.append(PlannedEvent("Warning", THROTTLED, throttled_message(pending.by_reason, self.window),
+                                        pending.count, dict(pending.by_reason)))
             self._pending[(*key, reason)] = _Pending(last_emitted=now)
         return out
 

@@ -152,9 +152,9 @@ class Engine:
             self._closing.append(asyncio.get_running_loop().create_task(state.pool.close()))
             log.info("function %s/%s removed", *key)
         for key, entry in snap.functions.items():
-            state = self.functions.get(key)
+            known = self.functions.get(key)
             limits = self.namespaces[key[0]]
-            if state is None:
+            if known is None:
                 limits.set_function(key[1], entry.spec, now)
                 pool = Pool(
                     entry.ref, entry.spec, self.backend,
@@ -162,14 +162,13 @@ class Engine:
                     clock=self.settings.clock,
                     init_timeout=self.settings.init_timeout_seconds,
                 )
-                state = FunctionState(entry, pool, limits, self.metrics.for_function(*key))
-                self.functions[key] = state
+                self.functions[key] = FunctionState(entry, pool, limits, self.metrics.for_function(*key))
                 pool.ensure_provisioned()
                 log.info("function %s/%s registered", *key)
-            elif entry != state.entry:
-                state.entry = entry
+            elif entry != known.entry:
+                known.entry = entry
                 limits.set_function(key[1], entry.spec, now)
-                state.pool.update_spec(entry.spec)
+                known.pool.update_spec(entry.spec)
                 log.info("function %s/%s updated", *key)
         for ns, limits in self.namespaces.items():
             for name, reason in limits.plan.rejected.items():

@@ -9,6 +9,7 @@ histograms are updated where the events happen, with label children cached per f
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -131,7 +132,7 @@ class Metrics:
             " by where it came from (generic: pre-warmed and specialised; fresh: started)",
             fl + ["source"], buckets=LATENCY_BUCKETS, registry=r,
         )
-        self._children: dict[tuple, tuple] = {}
+        self._children: dict[tuple[str, str], FunctionMetrics] = {}
 
     def attach_state(self, source, ns_source, queue_source) -> None:
         self.registry.register(_StateCollector(source, ns_source, queue_source))
@@ -162,9 +163,9 @@ class FunctionMetrics:
     def __init__(self, m: Metrics, namespace: str, function: str) -> None:
         self._m = m
         self._labels = (namespace, function)
-        self._results: dict[str, object] = {}
-        self._throttles: dict[str, object] = {}
-        self._cold_start: dict[str, object] = {}
+        self._results: dict[str, Any] = {}
+        self._throttles: dict[str, Any] = {}
+        self._cold_start: dict[str, Any] = {}
         self.cold_starts = m.cold_starts.labels(namespace, function)
         self.init_duration = m.init_duration.labels(namespace, function)
         self.run_duration = m.run_duration.labels(namespace, function)

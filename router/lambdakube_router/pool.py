@@ -309,7 +309,12 @@ class Pool:
         task.add_done_callback(self._start_tasks.discard)
         if provisioned:
             self._claims[env.env_id] = task
-            task.add_done_callback(lambda _t, env_id=env.env_id: self._claims.pop(env_id, None))
+            env_id = env.env_id
+
+            def forget(_: asyncio.Task) -> None:
+                self._claims.pop(env_id, None)
+
+            task.add_done_callback(forget)
         return env
 
     def _start_done(self, env: Environment) -> None:

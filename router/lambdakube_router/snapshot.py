@@ -106,6 +106,7 @@ def parse_documents(
         if not isinstance(raw_spec, dict):
             errors.append(f"{where}: spec: a mapping is required")
             continue
+        spec: FunctionSpec | ConcurrencyQuotaSpec
         try:
             if kind == FUNCTION_KIND:
                 spec = FunctionSpec.model_validate(raw_spec)
@@ -114,7 +115,7 @@ def parse_documents(
         except ValidationError as exc:
             errors.extend(_format_validation(where, exc))
             continue
-        if kind == FUNCTION_KIND:
+        if isinstance(spec, FunctionSpec):
             key = (namespace, name)
             if key in snap.functions:
                 errors.append(f"{where}: duplicate Function {namespace}/{name} (also in {snap.functions[key].source})")

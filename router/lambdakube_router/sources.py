@@ -50,10 +50,12 @@ class DirectorySource:
         return load_directory(self.directory, self.namespace)  # ManifestError propagates
 
     async def run(self, apply: Callable[[Snapshot], None]) -> None:
-        if not self.interval:
+        interval = self.interval
+        if not interval:
             await asyncio.Event().wait()
+            return
         while True:
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(interval)
             try:
                 fp = snapshot_fingerprint(self.directory)
                 if fp == self._fingerprint:

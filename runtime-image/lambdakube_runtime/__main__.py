@@ -12,6 +12,7 @@ work should crash visibly rather than report itself alive.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import sys
 
@@ -56,10 +57,11 @@ def main(argv: list[str] | None = None) -> None:
 
     # The pod log is read line by line; don't let a pipe's block buffering delay it.
     for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.reconfigure(line_buffering=True)
-        except (AttributeError, ValueError):
-            pass
+        if isinstance(stream, io.TextIOWrapper):
+            try:
+                stream.reconfigure(line_buffering=True)
+            except ValueError:
+                pass
     try:
         config = from_environ(os.environ)
         exit_delay = float(os.environ.get("LAMBDAKUBE_UNHEALTHY_EXIT_DELAY_SECONDS") or 0)

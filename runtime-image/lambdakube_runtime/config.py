@@ -62,7 +62,7 @@ def _positive_float(name: str, value: object) -> float:
         number = float(value) if isinstance(value, str) else value
     except ValueError:
         number = None
-    if type(number) not in (int, float) or not 0 < number < float("inf"):
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 < number < float("inf"):
         raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
     return float(number)
 

@@ -19,7 +19,7 @@ import time
 try:
     import resource
 except ImportError:  # not on Windows; the runtime targets Linux containers
-    resource = None
+    resource = None  # type: ignore[assignment]
 
 
 def start_line(request_id: str, version: str) -> str:

@@ -330,7 +330,8 @@ class Runtime:
         self._release(run.request_id)
         if run.answer.done:  # already answered: it timed out
             return
-        run.timer.cancel()
+        if run.timer is not None:
+            run.timer.cancel()
         if exc is not None or outcome is None:  # invoker.invoke does not raise; be safe
             run.answer.resolve(internal_error(exc or RuntimeError("the invocation produced no outcome")))
             return
@@ -401,30 +402,27 @@ class Runtime:
         shutdown_process(0)
 
 
-def _write_stdout(text: str) -> None:
+def _write(stream, text: str) -> None:
     try:
-        sys.__stdout__.write(text)
-        sys.__stdout__.flush()
-    except (AttributeError, OSError, ValueError):
+        stream.write(text)
+        stream.flush()
+    except (AttributeError, OSError, ValueError):  # no stream (None), closed, broken pipe
         pass
+
+
+def _write_stdout(text: str) -> None:
+    _write(sys.__stdout__, text)
 
 
 def _write_stderr(text: str) -> None:
-    try:
-        sys.__stderr__.write(text)
-        sys.__stderr__.flush()
-    except (AttributeError, OSError, ValueError):
-        pass
+    _write(sys.__stderr__, text)
 
 
 def shutdown_process(code: int) -> None:
     """Flush the log streams and leave without joining threads: a handler thread may be
     stuck forever, and interpreter shutdown would wait on (or crash against) it."""
     for stream in (sys.__stdout__, sys.__stderr__):
-        try:
-            stream.flush()
-        except (AttributeError, OSError, ValueError):
-            pass
+        _write(stream, "")
     loader.remove_inline_dirs()
     os._exit(code)
 

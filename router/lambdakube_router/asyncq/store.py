@@ -148,6 +148,7 @@ class AsyncStore:
     # -- events ------------------------------------------------------------------------
 
     def _insert(self, ev: NewEvent, next_attempt_at: float) -> None:
+        assert self._db is not None, "the store is not open"
         self._db.execute(
             "INSERT OR IGNORE INTO events (id, namespace, function, payload, client_context,"
             " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",

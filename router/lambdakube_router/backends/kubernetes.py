@@ -521,9 +521,9 @@ class KubernetesBackend(Backend):
                     if reason:
                         raise EnvironmentStartError(f"{fn}: {reason}")
                     address = pod_address(pod)
-                via_announce = address is None and pending is not None and pending.address is not None
-                if via_announce:
-                    address = pending.address
+                via_announce = False
+                if address is None and pending is not None and pending.address is not None:
+                    address, via_announce = pending.address, True
                 if address is None:
                     await view.next_change(seen, self.max_poll_interval)
                     continue

@@ -123,7 +123,7 @@ class PodCache:
         delay = 0.0
         while True:
             try:
-                version = await self._list(scope)
+                version: str | None = await self._list(scope)
                 delay = 0.0
                 while version is not None:
                     version = await self._watch(scope, version)
@@ -172,7 +172,7 @@ class PodCache:
                         return None
                     raise ValueError(f"watch error: {obj.get('message')}")
                 meta = obj.get("metadata") or {}
-                version = meta.get("resourceVersion") or version
+                version = str(meta.get("resourceVersion") or version)
                 if kind == "BOOKMARK":
                     continue
                 key = (meta.get("namespace", ""), meta.get("name", ""))
