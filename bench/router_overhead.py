@@ -361,8 +361,9 @@ async def run(args) -> None:
               f"router loop: {'asyncio' if args.no_uvloop else 'uvloop (if installed)'}, "
               f"client: {args.client}")
         print(f"sequential warm invokes ({len(direct)} each):")
-        print(f"  direct to runtime : p50 {d50:7.3f} ms   p99 {d99:7.3f} ms   mean {statistics.mean(direct)*1000:7.3f} ms")
-        print(f"  through router    : p50 {r50:7.3f} ms   p99 {r99:7.3f} ms   mean {statistics.mean(routed)*1000:7.3f} ms")
+        d_mean, r_mean = statistics.mean(direct) * 1000, statistics.mean(routed) * 1000
+        print(f"  direct to runtime : p50 {d50:7.3f} ms   p99 {d99:7.3f} ms   mean {d_mean:7.3f} ms")
+        print(f"  through router    : p50 {r50:7.3f} ms   p99 {r99:7.3f} ms   mean {r_mean:7.3f} ms")
         print(f"  router overhead   : p50 {r50 - d50:+7.3f} ms   p99 {r99 - d99:+7.3f} ms"
               f"   (ratio p50 {r50 / d50:.2f}x, p99 {r99 / d99:.2f}x)")
         print(f"  CPU per invoke    : direct runtime {direct_meter.per_invoke_us('runtime', len(direct)):.0f} us;"

@@ -125,7 +125,8 @@ OPENAPI: dict = {
                 "responses": {
                     "200": {"description": "pool (environments and states, cold starts, spill-over)"
                                            " and concurrency accounting",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FunctionState"}}}},
+                            "content": {"application/json": {
+                                "schema": {"$ref": "#/components/schemas/FunctionState"}}}},
                     "404": _err("ResourceNotFoundException"),
                 },
             }
@@ -137,7 +138,8 @@ OPENAPI: dict = {
                                {"name": "after", "in": "query", "schema": {"type": "integer", "default": 0}},
                                {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100}}],
                 "responses": {"200": {"description": "durable destination records, oldest first",
-                                      "content": {"application/json": {"schema": {"$ref": "#/components/schemas/QueueMessages"}}}}},
+                                      "content": {"application/json": {
+                                          "schema": {"$ref": "#/components/schemas/QueueMessages"}}}}},
             },
             "delete": {
                 "operationId": "DeleteQueueMessages",

@@ -14,7 +14,6 @@ import json
 import threading
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import yaml

@@ -19,6 +19,7 @@ import yaml
 from lambdakube_router.app import RouterConfig, init_app
 from lambdakube_router.asyncq.policy import RetryPolicy
 from lambdakube_router.snapshot import parse_documents
+from tests.operator.conftest import operator_crds, start_operator  # noqa: F401 - fixtures for the router's operator tests
 
 INVOKE = "/2015-03-31/functions/{}/invocations"
 

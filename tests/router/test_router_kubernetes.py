@@ -31,7 +31,7 @@ from lambdakube_router.app import init_app
 from lambdakube_router.backends.base import Backend, FunctionRef
 from lambdakube_router.backends.kubernetes import KubernetesBackend
 from lambdakube_operator.initializer import Initializer
-from tests.operator.conftest import TEST_CONFIG, operator_crds, start_operator  # noqa: F401 - fixtures
+from tests.operator.conftest import TEST_CONFIG
 from tests.router.conftest import Router, function, kubectl, router_config, snapshot
 
 pytestmark = pytest.mark.cluster

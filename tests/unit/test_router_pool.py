@@ -99,14 +99,14 @@ async def test_cold_then_warm_same_env():
 async def test_never_two_leases_on_one_env():
     pool = make_pool()
     leases = await asyncio.gather(*(pool.lease(1) for _ in range(20)))
-    assert len({id(l.env) for l in leases}) == 20
-    for l in leases:
-        pool.release(l.env)
+    assert len({id(lease.env) for lease in leases}) == 20
+    for lease in leases:
+        pool.release(lease.env)
     again = await asyncio.gather(*(pool.lease(1) for _ in range(20)))
-    assert len({id(l.env) for l in again}) == 20
+    assert len({id(lease.env) for lease in again}) == 20
     assert len(pool.envs) == 20
-    for l in again:
-        pool.release(l.env)
+    for lease in again:
+        pool.release(lease.env)
     await pool.close()
 
 
@@ -210,11 +210,11 @@ async def test_reap_idle_on_demand_only():
     pool.ensure_provisioned()
     await settle()
     leases = await asyncio.gather(pool.lease(1), pool.lease(1))
-    assert sorted(l.env.provisioned for l in leases) == [False, True]
-    assert [l.spillover for l in leases if not l.env.provisioned] == [True]
-    assert all(not l.cold_start for l in leases if l.env.provisioned)
-    for l in leases:
-        pool.release(l.env)
+    assert sorted(lease.env.provisioned for lease in leases) == [False, True]
+    assert [lease.spillover for lease in leases if not lease.env.provisioned] == [True]
+    assert all(not lease.cold_start for lease in leases if lease.env.provisioned)
+    for lease in leases:
+        pool.release(lease.env)
     clock.now = 29
     assert pool.reap(clock.now) == []
     clock.now = 31

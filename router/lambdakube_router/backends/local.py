@@ -134,8 +134,8 @@ class LocalProcess:
                 data = f.read()
         except OSError:
             return ""
-        lines = [l for l in data.decode(errors="replace").splitlines()
-                 if not l.startswith(LISTENING_PREFIX.decode())]
+        lines = [line for line in data.decode(errors="replace").splitlines()
+                 if not line.startswith(LISTENING_PREFIX.decode())]
         return "\n".join(lines).strip()
 
 
