@@ -17,13 +17,9 @@
 #          they are. LAMBDAKUBE_NO_BUILD=1 means --check too (tests/conftest.py sets it).
 set -euo pipefail
 
-CHECK_ONLY=0
-[ "${LAMBDAKUBE_NO_BUILD:-0}" = 0 ] || CHECK_ONLY=1
-case "${1:-}" in
-  --check) CHECK_ONLY=1 ;;
-  "") ;;
-  *) echo "usage: $0 [--check]" >&2; exit 2 ;;
-esac
+# shellcheck source=hack/check-mode.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check-mode.sh"
+if [ "${#CHECK_ARGS[@]}" -gt 0 ]; then echo "usage: $0 [--check]" >&2; exit 2; fi
 
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"

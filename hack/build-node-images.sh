@@ -367,12 +367,8 @@ main() {
   echo "$(qualified "$main_ref") $main_tar"
 }
 
-CHECK_ONLY=0
-[ "${LAMBDAKUBE_NO_BUILD:-0}" = 0 ] || CHECK_ONLY=1
-case "${1:-}" in
-  --check) CHECK_ONLY=1 ;;
-  "") ;;
-  *) echo "usage: $0 [--check]" >&2; exit 2 ;;
-esac
+# shellcheck source=hack/check-mode.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check-mode.sh"
+if [ "${#CHECK_ARGS[@]}" -gt 0 ]; then echo "usage: $0 [--check]" >&2; exit 2; fi
 
 main

@@ -22,12 +22,9 @@
 #        means --check too (tests/conftest.py sets it for everything the tests run).
 set -euo pipefail
 
-CHECK_ONLY=0
-[ "${LAMBDAKUBE_NO_BUILD:-0}" = 0 ] || CHECK_ONLY=1
-if [ "${1:-}" = --check ]; then
-  CHECK_ONLY=1
-  shift
-fi
+# shellcheck source=hack/check-mode.sh
+source "$(dirname "${BASH_SOURCE[0]}")/check-mode.sh"
+set -- "${CHECK_ARGS[@]+"${CHECK_ARGS[@]}"}"
 
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 KIND_VERSION="${KIND_VERSION:-v0.33.0}"

@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 import kopf
 
@@ -52,6 +53,26 @@ log = logging.getLogger(__name__)
 FUNCTIONS = (GROUP, VERSION, "functions")
 QUOTAS = (GROUP, VERSION, "concurrencyquotas")
 PODS = ("", "v1", "pods")
+
+
+class Loop:
+    """One background loop of the operator (a resync), started at most once, cancelled
+    with the nudger it feeds when the operator stops."""
+
+    def __init__(self, body: Callable[[], Coroutine[Any, Any, None]], nudger: Nudger) -> None:
+        self.body = body
+        self.nudger = nudger
+        self._task: asyncio.Task | None = None
+
+    def ensure(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self.body())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.nudger.close()
 
 
 class Nudger:
@@ -210,24 +231,21 @@ def build_registry(
         async def generic_pod_event(namespace, **_):
             nudge_generic(namespace)
 
-        background: list[asyncio.Task] = []
-
         async def generic_resync() -> None:
             while True:
                 for ns in sorted(generic_namespaces):
                     generic_nudger.nudge(ns, "")
                 await asyncio.sleep(config.resync_interval)
 
+        generic_loop = Loop(generic_resync, generic_nudger)
+
         @kopf.on.startup(registry=registry, id="generic-pool")
         async def start_generic(**_):
-            background.append(asyncio.get_running_loop().create_task(generic_resync()))
+            generic_loop.ensure()
 
         @kopf.on.cleanup(registry=registry, id="stop-generic-pool")
         async def stop_generic(**_):
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            await generic_nudger.close()
+            await generic_loop.stop()
 
     # -- Functions ---------------------------------------------------------------------
 
@@ -256,7 +274,6 @@ def build_registry(
         await reconcile_by_name(namespace, name, trigger="timer")
 
     resync_nudger = Nudger(0.0, resync_by_name)
-    resync_tasks: list[asyncio.Task] = []
 
     async def resync_loop() -> None:
         while True:
@@ -268,19 +285,15 @@ def build_registry(
                 for r in _reservations(index, namespace):
                     resync_nudger.nudge(namespace, r.name)
 
-    def ensure_resync() -> None:
-        """Started from the first Function handler, not from ``on.startup``: a task
-        inherits its creator's context, and only a handler's context carries kopf's
-        event poster (``kopf.event`` from the startup context posted nothing)."""
-        if not any(not t.done() for t in resync_tasks):
-            resync_tasks.append(asyncio.get_running_loop().create_task(resync_loop()))
+    # Started from the first Function handler, not from ``on.startup``: a task inherits
+    # its creator's context, and only a handler's context carries kopf's event poster
+    # (``kopf.event`` from the startup context posted nothing).
+    resync = Loop(resync_loop, resync_nudger)
+    ensure_resync = resync.ensure
 
     @kopf.on.cleanup(registry=registry, id="stop-resync")
     async def stop_resync(**_):
-        for task in resync_tasks:
-            task.cancel()
-        await asyncio.gather(*resync_tasks, return_exceptions=True)
-        await resync_nudger.close()
+        await resync.stop()
 
     @kopf.on.delete(*FUNCTIONS, registry=registry, id="cleanup", retries=60, backoff=1, timeout=300)
     async def function_deleted(body, namespace, name, logger, fn_reservations=None, quota_objects=None, **_):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from aiohttp import web
 
 from lambdakube.models import FunctionSpec
@@ -94,56 +95,57 @@ class CountingRuntime:
             await self.runner.cleanup()
 
 
-async def test_each_pod_is_sent_its_code_once_across_passes():
-    port = free_port()
-    server = CountingRuntime()
+@pytest.fixture
+async def counting():
+    """A port, a CountingRuntime that will listen on it (``start`` when a test says),
+    and a factory of Initializers that are closed at teardown."""
+    port, server, made = free_port(), CountingRuntime(), []
+
+    def initializer(**kw) -> Initializer:
+        made.append(Initializer(Annotations(), **kw))
+        return made[-1]
+
+    yield port, server, initializer
+    for init in made:
+        await init.close()
+    await server.close()
+
+
+async def test_each_pod_is_sent_its_code_once_across_passes(counting):
+    port, server, make = counting
     await server.start(port)
-    init = Initializer(Annotations())
-    try:
-        pods = [("hello-p1", f"127.0.0.1:{port}")]
-        init.sync("ns", "hello", SPEC, pods, {"hello-p1"})
-        init.sync("ns", "hello", SPEC, pods, {"hello-p1"})  # a pass while Init runs
-        await settle(init)
-        init.sync("ns", "hello", SPEC, pods, {"hello-p1"})  # a pass before the probe flips
-        await settle(init)
-        assert server.bodies == [json.loads(json.dumps(init_body("hello", "ns", SPEC)))]
-        # A pod that is gone is forgotten; a new pod of the same name is a new pod.
-        init.sync("ns", "hello", SPEC, [], set())
-        init.sync("ns", "hello", SPEC, pods, {"hello-p1"})
-        await settle(init)
-        assert len(server.bodies) == 2
-    finally:
-        await init.close()
-        await server.close()
+    init = make()
+    pods = [("hello-p1", f"127.0.0.1:{port}")]
+    init.sync("ns", "hello", SPEC, pods, {"hello-p1"})
+    init.sync("ns", "hello", SPEC, pods, {"hello-p1"})  # a pass while Init runs
+    await settle(init)
+    init.sync("ns", "hello", SPEC, pods, {"hello-p1"})  # a pass before the probe flips
+    await settle(init)
+    assert server.bodies == [json.loads(json.dumps(init_body("hello", "ns", SPEC)))]
+    # A pod that is gone is forgotten; a new pod of the same name is a new pod.
+    init.sync("ns", "hello", SPEC, [], set())
+    init.sync("ns", "hello", SPEC, pods, {"hello-p1"})
+    await settle(init)
+    assert len(server.bodies) == 2
 
 
-async def test_a_runtime_not_listening_yet_is_retried_until_it_is():
-    port = free_port()
-    server = CountingRuntime()
-    init = Initializer(Annotations(), patience=30, retry_delay=0.02, max_retry_delay=0.05)
-    try:
-        init.sync("ns", "hello", SPEC, [("hello-p1", f"127.0.0.1:{port}")], {"hello-p1"})
-        task = init._tasks[("ns", "hello-p1")]
-        assert not task.done()
-        await server.start(port)  # the runtime starts listening after the first refusals
-        await asyncio.wait_for(task, 10)
-        assert len(server.bodies) == 1
-    finally:
-        await init.close()
-        await server.close()
+async def test_a_runtime_not_listening_yet_is_retried_until_it_is(counting):
+    port, server, make = counting
+    init = make(patience=30, retry_delay=0.02, max_retry_delay=0.05)
+    init.sync("ns", "hello", SPEC, [("hello-p1", f"127.0.0.1:{port}")], {"hello-p1"})
+    task = init._tasks[("ns", "hello-p1")]
+    assert not task.done()
+    await server.start(port)  # the runtime starts listening after the first refusals
+    await asyncio.wait_for(task, 10)
+    assert len(server.bodies) == 1
 
 
-async def test_a_runtime_that_never_listens_is_left_for_a_later_pass():
-    port = free_port()
-    server = CountingRuntime()
-    init = Initializer(Annotations(), patience=0.1, retry_delay=0.02, max_retry_delay=0.02)
-    try:
-        init.sync("ns", "hello", SPEC, [("hello-p1", f"127.0.0.1:{port}")], {"hello-p1"})
-        await settle(init)  # gave up: not marked done
-        await server.start(port)
-        init.sync("ns", "hello", SPEC, [("hello-p1", f"127.0.0.1:{port}")], {"hello-p1"})
-        await settle(init)
-        assert len(server.bodies) == 1
-    finally:
-        await init.close()
-        await server.close()
+async def test_a_runtime_that_never_listens_is_left_for_a_later_pass(counting):
+    port, server, make = counting
+    init = make(patience=0.1, retry_delay=0.02, max_retry_delay=0.02)
+    init.sync("ns", "hello", SPEC, [("hello-p1", f"127.0.0.1:{port}")], {"hello-p1"})
+    await settle(init)  # gave up: not marked done
+    await server.start(port)
+    init.sync("ns", "hello", SPEC, [("hello-p1", f"127.0.0.1:{port}")], {"hello-p1"})
+    await settle(init)
+    assert len(server.bodies) == 1
