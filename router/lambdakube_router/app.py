@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -96,7 +97,7 @@ def _make_backend(config: RouterConfig, session: aiohttp.ClientSession) -> Backe
     if config.backend == "kubernetes":
         from lambdakube_router.backends.kubernetes import KubernetesBackend
 
-        kw = {"image": config.runtime_image} if config.runtime_image else {}
+        kw: dict[str, Any] = {"image": config.runtime_image} if config.runtime_image else {}
         return KubernetesBackend(kubeconfig=config.kubeconfig, announce_url=config.announce_url,
                                  namespaces=config.watch_namespaces, **kw)
     raise ValueError(f"unknown backend {config.backend!r} (local or kubernetes)")

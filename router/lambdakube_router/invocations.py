@@ -13,6 +13,7 @@ It also owns the mapping from a registry ``Snapshot`` to live pools and limits
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -158,7 +159,7 @@ class Engine:
                 limits.set_function(key[1], entry.spec, now)
                 pool = Pool(
                     entry.ref, entry.spec, self.backend,
-                    take_token=lambda t, _l=limits, _n=key[1]: _l.take_scaling_token(_n, t),
+                    take_token=functools.partial(_take_token, limits, key[1]),
                     clock=self.settings.clock,
                     init_timeout=self.settings.init_timeout_seconds,
                 )
@@ -406,3 +407,8 @@ def _runtime_message(body: bytes) -> str:
     except ValueError:
         pass
     return body[:500].decode(errors="replace")
+
+
+def _take_token(limits, function: str, now: float):
+    """The pool's scaling-rate token, from its namespace's limits."""
+    return limits.take_scaling_token(function, now)

@@ -88,7 +88,7 @@ class Tee(io.TextIOBase):
         self.flush()
 
     @property
-    def closed(self) -> bool:  # type: ignore[override]
+    def closed(self) -> bool:
         return self._stream.closed
 
     def writable(self) -> bool:
@@ -101,11 +101,11 @@ class Tee(io.TextIOBase):
         return self._stream.fileno()
 
     @property
-    def encoding(self):  # type: ignore[override]
+    def encoding(self):
         return getattr(self._stream, "encoding", "utf-8")
 
     @property
-    def errors(self):  # type: ignore[override]
+    def errors(self):
         return getattr(self._stream, "errors", "strict")
 
     def __getattr__(self, name: str):  # buffer, line_buffering, reconfigure, ...

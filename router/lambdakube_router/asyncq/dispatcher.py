@@ -184,10 +184,13 @@ class Dispatcher:
         status = result.status if reached else (ev.last_status or result.status)
         response = result.body if reached else ev.last_response
         fn_error = fn_error if reached else ev.last_function_error
-        if decision.finished:
-            await self._finish(ev, decision.condition, decision.attempts, status, fn_error, response)
-            return
         a = decision.attempts
+        assert a is not None, "after_attempt always says how many attempts were made"
+        if decision.finished:
+            assert decision.condition is not None
+            await self._finish(ev, decision.condition, a, status, fn_error, response)
+            return
+        assert decision.next_attempt_at is not None
         await self.store.reschedule(
             ev, next_attempt_at=decision.next_attempt_at, function_errors=a.function_errors,
             system_retries=a.system_retries, invocations=a.invocations, last_status=status,
@@ -233,6 +236,7 @@ class Dispatcher:
                 if dest.queue:
                     messages.append(QueueMessage(ev.namespace, dest.queue, ev.id, body))
                 else:
+                    assert dest.function is not None  # the CRD: exactly one of function and queue
                     events.append(NewEvent(str(uuid.uuid4()), ev.namespace, dest.function,
                                            body, None, now))
         await self.store.finish(ev, messages=messages, events=events)

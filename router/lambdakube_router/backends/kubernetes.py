@@ -200,7 +200,8 @@ class KubernetesBackend(Backend):
         #: Fresh pods being started, by name (= env id): see ``announced``.
         self._pending: dict[str, _Pending] = {}
         #: Announces accepted / refused (introspection, metrics, tests).
-        self.announces = {"accepted": 0, "refused": 0}
+        self._announce_counts = {"accepted": 0, "refused": 0}
+        self.announces = self._announce_counts
         self._uids: dict[tuple[str, str], str | None] = {}
         #: env id (= pod name) -> the pod of every environment this router holds.
         self._pods: dict[str, PodEnv] = {}
@@ -556,7 +557,7 @@ class KubernetesBackend(Backend):
         ok = (pending is not None and ip is not None and peer is not None
               and hmac.compare_digest(pending.token.encode(), token.encode())
               and _same_ip(ip, peer))
-        self.announces["accepted" if ok else "refused"] += 1
+        self._announce_counts["accepted" if ok else "refused"] += 1
         if not ok:
             log.warning("refused an announce for %r at %r from %r", env_id, address, peer)
             return False
