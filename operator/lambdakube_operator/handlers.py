@@ -1,21 +1,25 @@
 """kopf wiring: which events lead to a reconcile pass, and how its result is written.
 
-- Functions: ``on.create``/``on.update``/``on.resume`` run a pass and put the status
-  into kopf's ``patch`` (one write, by the framework). The level-triggered resync is
-  the operator's own loop, not a kopf timer: every resync interval it schedules a pass
-  for each known Function, as a pod event does. Why not ``kopf.timer``: kopf keeps a
+- One trigger path: ``on.create``/``on.update``/``on.resume`` of a Function, every
+  event of its pods, a quota change and the resync only put the Function into the
+  keyed queue (``Nudger``); the queue runs one pass per Function at a time (read it,
+  observe, plan, act, one status write). No handler writes status through kopf's
+  ``patch``, so there is one writer and no handler-vs-event race to paper over. The
+  level-triggered resync is the operator's own loop, not a kopf timer: every resync
+  interval it queues each known Function. Why not ``kopf.timer``: kopf keeps a
   deleted object's finalizer until its timers have exited, and a timer that was in the
   middle of a pass when the delete came was re-checked only after
   ``cancellation_polling`` (60 s): in a 50-Function delete on a real node, 15 Functions
   stayed 60 s and ran their cleanup twice (kopf purged the handler's progress and
   started over).
-  ``on.delete`` (which makes kopf add our finalizer ``lambdakube.dev/cleanup``) deletes
-  the function's pods and code, then lets the finalizer go.
+- ``on.delete`` (which makes kopf add our finalizer ``lambdakube.dev/cleanup``) deletes
+  the function's pods, then lets the finalizer go (under the Function's lock, so a
+  queued pass cannot recreate them).
 - Pods labelled ``lambdakube.dev/function``: every event (a pod turned Ready, died,
   was deleted by someone) schedules a prompt pass for its Function, coalesced per
   Function (a rollout produces dozens of pod events). ``on.event`` handlers are never
   retried by kopf, so they only schedule; the pass itself logs its failures and the
-  timer is the retry.
+  resync is the retry.
 - ConcurrencyQuotas: a spec change re-allocates the namespace and nudges its Functions.
 - Two kopf indices keep the namespace's reservations and quota object in memory, so a
   pass needs no extra API reads for the quota arithmetic.
@@ -76,17 +80,21 @@ class Loop:
 
 
 class Nudger:
-    """Coalesces "reconcile this Function soon" requests: at most one pending pass per
-    Function; requests arriving while it waits or runs lead to exactly one more pass."""
+    """The operator's keyed work queue: "reconcile this Function soon". At most one
+    pending pass per key, one pass at a time per key; requests arriving while it waits or
+    runs lead to exactly one more pass. The pass is told why it runs (the first reason
+    asked for since the last pass: the ``trigger`` label of the reconcile metrics)."""
 
-    def __init__(self, delay: float, run: Callable[[str, str], Awaitable[None]]) -> None:
+    def __init__(self, delay: float, run: Callable[[str, str, str], Awaitable[None]]) -> None:
         self.delay = delay
         self.run = run
         self._tasks: dict[tuple[str, str], asyncio.Task] = {}
         self._again: set[tuple[str, str]] = set()
+        self._reasons: dict[tuple[str, str], str] = {}
 
-    def nudge(self, namespace: str, name: str) -> None:
+    def nudge(self, namespace: str, name: str, reason: str = "pod-event") -> None:
         key = (namespace, name)
+        self._reasons.setdefault(key, reason)
         task = self._tasks.get(key)
         if task is not None and not task.done():
             self._again.add(key)
@@ -98,10 +106,11 @@ class Nudger:
             while True:
                 await asyncio.sleep(self.delay)
                 self._again.discard(key)
+                reason = self._reasons.pop(key, "pod-event")
                 try:
-                    await self.run(*key)
-                except Exception:  # noqa: BLE001 - the resync timer retries
-                    log.exception("reconcile of %s/%s after a pod event failed", *key)
+                    await self.run(key[0], key[1], reason)
+                except Exception:  # noqa: BLE001 - the resync retries
+                    log.exception("reconcile of %s/%s (%s) failed", key[0], key[1], reason)
                 if key not in self._again:
                     return
         finally:
@@ -182,7 +191,13 @@ def build_registry(
         return {namespace: {"metadata": dict(body.metadata), "spec": dict(body.spec),
                             "status": dict(body.status)}} if name == QUOTA_OBJECT_NAME else None
 
-    # -- pod-event path --------------------------------------------------------------------
+    # -- the one pass ----------------------------------------------------------------------
+    #
+    # Every trigger - a Function created, changed or resumed, a pod event, a quota
+    # change, the resync - only asks the queue (``nudger``) for a pass; the queue runs one
+    # pass per Function at a time: read the Function, observe its pods, plan, act, and
+    # write the status once (``reconcile_by_name``). The kopf indices are the namespace's
+    # reservations and quota object, as the last handler saw them (``live``).
 
     live: dict[str, kopf.Index] = {}
 
@@ -204,6 +219,7 @@ def build_registry(
     @kopf.on.event(*PODS, labels={labels.FUNCTION: kopf.PRESENT}, registry=registry, id="pod-event")
     async def pod_event(namespace, meta, fn_reservations=None, quota_objects=None, **_):
         live["fn"], live["quota"] = fn_reservations, quota_objects
+        ensure_resync()
         function = (meta.get("labels") or {}).get(labels.FUNCTION)
         if function:
             nudger.nudge(namespace, function)
@@ -213,7 +229,7 @@ def build_registry(
     generic_namespaces: set[str] = {
         ns for ns in config.namespaces if not any(c in ns for c in "*?[!")}
 
-    async def sync_generic(namespace: str, _: str) -> None:
+    async def sync_generic(namespace: str, _: str, __: str) -> None:
         assert generic is not None
         await generic.sync(namespace)
 
@@ -249,32 +265,18 @@ def build_registry(
 
     # -- Functions ---------------------------------------------------------------------
 
-    async def reconcile(body, patch, fn_reservations, quota_objects, namespace, trigger):
+    @kopf.on.resume(*FUNCTIONS, registry=registry, id="reconcile-resume")
+    @kopf.on.create(*FUNCTIONS, registry=registry, id="reconcile-create")
+    @kopf.on.update(*FUNCTIONS, registry=registry, id="reconcile-update")
+    async def function_changed(namespace, name, reason, fn_reservations=None, quota_objects=None, **_):
         live["fn"], live["quota"] = fn_reservations, quota_objects
         ensure_resync()
         nudge_generic(namespace)
-        status, changed = await reconciler.reconcile(
-            body, reservations=_reservations(fn_reservations, namespace),
-            quota=_quota(quota_objects, namespace), trigger=trigger)
-        for key, value in status.items():
-            patch.status[key] = value
-        for other in changed:
-            nudger.nudge(namespace, other)
-
-    @kopf.on.resume(*FUNCTIONS, registry=registry, id="reconcile-resume", retries=5, backoff=2, timeout=300)
-    @kopf.on.create(*FUNCTIONS, registry=registry, id="reconcile-create", retries=5, backoff=2, timeout=300)
-    @kopf.on.update(*FUNCTIONS, registry=registry, id="reconcile-update", retries=5, backoff=2, timeout=300)
-    async def function_changed(body, patch, namespace, reason, fn_reservations=None, quota_objects=None, **_):
-        await reconcile(body, patch, fn_reservations, quota_objects, namespace, trigger=str(reason))
+        nudger.nudge(namespace, name, str(reason))
 
     # The resync is the level-triggered safety net and the retry of everything above:
-    # a pass per known Function every interval, through the pod-event path (errors are
+    # a pass per known Function every interval, through the same queue (a failed pass is
     # logged there, and the next interval simply tries again).
-    async def resync_by_name(namespace: str, name: str) -> None:
-        await reconcile_by_name(namespace, name, trigger="timer")
-
-    resync_nudger = Nudger(0.0, resync_by_name)
-
     async def resync_loop() -> None:
         while True:
             await asyncio.sleep(config.resync_interval)
@@ -283,12 +285,13 @@ def build_registry(
                 continue
             for namespace in sorted(index):
                 for r in _reservations(index, namespace):
-                    resync_nudger.nudge(namespace, r.name)
+                    nudger.nudge(namespace, r.name, "timer")
 
-    # Started from the first Function handler, not from ``on.startup``: a task inherits
-    # its creator's context, and only a handler's context carries kopf's event poster
-    # (``kopf.event`` from the startup context posted nothing).
-    resync = Loop(resync_loop, resync_nudger)
+    # Started from the first Function or pod handler, not from ``on.startup``: a task
+    # inherits its creator's context, and only a handler's context carries kopf's event
+    # poster (``kopf.event`` from the startup context posted nothing). The pass tasks the
+    # queue starts inherit it from there.
+    resync = Loop(resync_loop, nudger)
     ensure_resync = resync.ensure
 
     @kopf.on.cleanup(registry=registry, id="stop-resync")
@@ -324,10 +327,6 @@ def build_registry(
         await reconciler.quota.sync(namespace, reservations, dict(body))
         for r in reservations:
             nudger.nudge(namespace, r.name)
-
-    @kopf.on.cleanup(registry=registry, id="stop-nudger")
-    async def stop(**_):
-        await nudger.close()
 
     return registry, nudger
 

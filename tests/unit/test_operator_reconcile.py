@@ -130,20 +130,25 @@ async def test_nudges_coalesce_into_one_more_pass():
     runs: list[tuple[str, str]] = []
     gate = asyncio.Event()
 
-    async def run(ns, name):
+    reasons: list[str] = []
+
+    async def run(ns, name, reason):
         runs.append((ns, name))
+        reasons.append(reason)
         await gate.wait()
 
     n = Nudger(0, run)
-    n.nudge("ns", "a")
+    n.nudge("ns", "a", "create")
     await asyncio.sleep(0.01)  # first pass is running (blocked on the gate)
     for _ in range(10):
-        n.nudge("ns", "a")
+        n.nudge("ns", "a", "timer")
     n.nudge("ns", "b")
     gate.set()
     for _ in range(100):
         await asyncio.sleep(0.001)
     assert runs.count(("ns", "a")) == 2 and runs.count(("ns", "b")) == 1
+    # Each pass is told the first reason asked for since the previous pass.
+    assert sorted(reasons) == ["create", "pod-event", "timer"]
     await n.close()
 
 
