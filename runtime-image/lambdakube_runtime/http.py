@@ -26,6 +26,9 @@ the subset implemented is small but strict, because a lenient parser in front of
   has been answered);
 * ``Expect: 100-continue`` (curl sends it for bodies over 1 KiB).
 
+What this subset accepts and refuses is compared with h11's reading of the same bytes in
+``tests/runtime/test_http_differential.py`` (where they differ, the test says why).
+
 Protocol errors are answered with a JSON body shaped like every other runtime error
 (``{"errorType", "errorMessage"}``) and the connection is closed.
 """
@@ -37,7 +40,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 MAX_HEADER_BYTES = 16 * 1024
@@ -388,7 +391,7 @@ class _Connection(asyncio.BufferedProtocol):
                 break
             self._busy = True
             self._idle_since = None
-            self._server.dispatch(request, lambda response, request=request: self._respond(request, response))
+            self._server.dispatch(request, lambda response, request=request: self._respond(request, response))  # type: ignore[misc]
 
     def _process_then_close(self) -> None:
         if self._lingering >= 0:
@@ -541,7 +544,10 @@ def _parse_head(text: str) -> _Head:
     """Validate and parse a complete head (request line, headers, the empty line)."""
     lines = text.split("\n")
     del lines[-2:]  # the empty line that ends the head, and what follows its LF
-    method, target, version = _parse_request_line(lines[0].rstrip("\r"))
+    line = lines[0]
+    # One CR before the LF, not every one: "\r\r\n" leaves a bare CR, which is invalid
+    # (RFC 9112 2.2), rather than silently disappearing.
+    method, target, version = _parse_request_line(line[:-1] if line[-1:] == "\r" else line)
     headers, content_lengths = _parse_headers(lines[1:])
     if "transfer-encoding" in headers:
         raise ProtocolError(
@@ -562,16 +568,20 @@ def _parse_head(text: str) -> _Head:
 
 def _parse_request_line(line: str) -> tuple[str, str, str]:
     parts = line.split(" ")
+    # The target is visible ASCII only (RFC 9112 3.2): it has no spaces (split on them),
+    # so isascii + isprintable (no control characters, TAB or DEL) says exactly that.
     if (
         len(parts) != 3
         or not _TOKEN.fullmatch(parts[0])
         or not parts[1]
-        or _CONTROL_CHARS.search(parts[1])
+        or not (parts[1].isascii() and parts[1].isprintable())
     ):
         raise ProtocolError(400, "BadRequest", "malformed request line")
     method, target, version = parts
     if version not in ("HTTP/1.1", "HTTP/1.0"):
-        if version.startswith("HTTP/"):
+        # 505 only for a well-formed version we do not speak; anything else (a stray CR,
+        # "HTTP/one") is not a version at all. re's cache compiles this on first use.
+        if re.fullmatch(r"HTTP/[0-9]\.[0-9]", version):
             raise ProtocolError(505, "HTTPVersionNotSupported", f"{version} is not supported")
         raise ProtocolError(400, "BadRequest", "malformed request line")
     return method, target, version
@@ -585,7 +595,9 @@ def _parse_headers(lines: list[str]) -> tuple[dict[str, str], list[str]]:
     for line in lines:
         if line[:1] in (" ", "\t"):
             raise ProtocolError(400, "BadRequest", "obsolete header line folding is not accepted")
-        name, sep, value = line.rstrip("\r").partition(":")
+        if line[-1:] == "\r":  # exactly one: a CR left over is refused with the value
+            line = line[:-1]
+        name, sep, value = line.partition(":")
         if not sep or not _TOKEN.fullmatch(name):
             raise ProtocolError(400, "BadRequest", f"malformed header line: {name[:40]!r}")
         name = name.lower()
@@ -602,7 +614,9 @@ def _content_length(values: list[str]) -> int:
     if not values:
         return 0
     value = values[0]
-    if len(set(values)) != 1 or not (value.isascii() and value.isdigit()):
+    # Over 20 digits is beyond any 64-bit length (h11 draws the same line), and int()
+    # raises ValueError past 4300 digits, which would escape as a crash, not a 400.
+    if len(set(values)) != 1 or not (value.isascii() and value.isdigit()) or len(value) > 20:
         raise ProtocolError(400, "BadRequest", "invalid Content-Length header")
     length = int(value)
     if length > MAX_BODY_BYTES:
