@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: dev test test-fast test-e2e controlplane helm tools node-deps images node deps crds bench bench-node e2e clean
+.PHONY: dev test test-fast test-e2e lint controlplane helm tools node-deps images node deps crds bench bench-node e2e clean
 
 # Main job: the router on the embedded local backend, serving examples/ on 127.0.0.1:9000.
 dev: $(STAMP)
@@ -12,13 +12,18 @@ dev: $(STAMP)
 
 # Whole suite: unit, runtime, router, cluster tests against a real kube-apiserver, and
 # the e2e suite on a real node (tests/e2e: kubelet + containerd on this machine, as root).
-test: $(STAMP) node
+test: $(STAMP) node lint
 	$(PY) -m pytest -q
 
 # Everything that needs no Kubernetes control plane. Tests never build a tool (a missing
 # one fails naming its make target), so the one the chart tests use is built first.
 test-fast: $(STAMP) helm
 	$(PY) -m pytest -q -m "not cluster and not e2e"
+
+# Lint and types (configured in pyproject.toml); part of `make test`.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 # Only the real-node e2e suite.
 test-e2e: $(STAMP) node
