@@ -53,13 +53,16 @@ class PodCache:
         self._changed = asyncio.Condition()
         self._synced: dict[str | None, asyncio.Event] = {}
         self._tasks: list[asyncio.Task] = []
+        #: Once closed, never started again (a start racing the router's shutdown would
+        #: otherwise leave a list/watch loop and a new HTTP session behind).
+        self._closed = False
         #: Why the cache cannot follow a scope (a refused list: RBAC); waiters see it.
         self.error: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._tasks:
+        if self._tasks or self._closed:
             return
         loop = asyncio.get_running_loop()
         for scope in self.namespaces or (None,):
@@ -67,6 +70,7 @@ class PodCache:
             self._tasks.append(loop.create_task(self._follow(scope), name=f"pod-cache-{scope or 'all'}"))
 
     async def close(self) -> None:
+        self._closed = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
