@@ -5,7 +5,12 @@ leases it exclusively, so a connection pool keyed by host is pure overhead on th
 path. Each environment owns one ``EnvConnection``; the request is written in a single
 ``writelines`` (the payload bytes are forwarded as received, never re-encoded) and the
 response is parsed straight from ``data_received``. The runtime always answers with a
-``Content-Length`` (see ``lambdakube_runtime.http``), which is all we need to parse.
+``Content-Length`` (see ``lambdakube_runtime.http``), which is all we need to parse; a
+response framed any other way (``Transfer-Encoding``, conflicting lengths, read-to-EOF)
+is refused rather than guessed at, since a wrong guess hands one invocation's bytes to
+the next. Interim 1xx responses are skipped (RFC 9110 15.2), and a connection that
+delivers bytes nobody asked for is closed. The parser is compared with h11's in
+``tests/router/test_runtime_client_differential.py``.
 
 A connection that the runtime closed while idle is noticed (``connection_lost``) and
 reopened on the next request; a connection lost *during* a request means the
@@ -16,10 +21,19 @@ run, and a request must not be served twice).
 from __future__ import annotations
 
 import asyncio
+import re
 
 MAX_RESPONSE_HEAD = 64 * 1024
 #: Payloads up to this size are copied into the request head's buffer (one syscall).
 _COPY_LIMIT = 256 * 1024
+#: A whole response head (without its final CRLFCRLF), validated in one regex call, which
+#: costs less than checking line by line: status line, then ``token: value`` lines whose
+#: values hold no control character but TAB (so CR and LF only appear as CRLF). Possessive
+#: quantifiers: nothing here needs backtracking.
+_HEAD = re.compile(
+    rb"HTTP/1\.[0-9] ([1-9][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*+)?+"
+    rb"(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]++:[\t\x20-\x7e\x80-\xff]*+)*+"
+)
 
 
 class EnvironmentGone(ConnectionError):
@@ -27,12 +41,15 @@ class EnvironmentGone(ConnectionError):
 
 
 class RuntimeResponse:
-    __slots__ = ("status", "headers", "body")
+    __slots__ = ("status", "headers", "body", "close")
 
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes, close: bool = False) -> None:
         self.status = status
-        self.headers = headers  # lower-cased names
+        self.headers = headers  # lower-cased names; repeated headers joined with ", "
         self.body = body
+        #: The connection cannot carry another request (Connection: close, HTTP/1.0, or
+        #: bytes after the body that nobody asked for).
+        self.close = close
 
 
 class _Protocol(asyncio.Protocol):
@@ -41,8 +58,8 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.waiter: asyncio.Future[RuntimeResponse] | None = None
-        self.head: tuple[int, dict[str, str], int] | None = None  # status, headers, body start
-        self.length = -1
+        #: status, headers, body length, close after, body start: a final head whose body is pending
+        self.head: tuple[int, dict[str, str], int, bool, int] | None = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -59,31 +76,36 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.waiter is None or self.waiter.done():
-            return  # unexpected bytes on an idle connection: ignore, the next request fails
+            # The runtime never sends unasked. Kept, these bytes could later be read as the
+            # next request's answer; dropped, the framing is still in doubt. Close instead:
+            # the next request reconnects.
+            if self.transport is not None:
+                self.transport.close()
+            return
         buf = self.buf
         buf += data
-        if self.head is None:
+        while self.head is None:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > MAX_RESPONSE_HEAD:
                     self._fail("response headers too large")
                 return
             try:
-                self.head = _parse_head(bytes(buf[:end]), end + 4)
+                status, headers, length, close = _parse_head(bytes(buf[:end]))
             except ValueError as exc:
                 self._fail(f"malformed response from the runtime: {exc}")
                 return
-            cl = self.head[1].get("content-length")
-            self.length = int(cl) if cl is not None and cl.isdigit() else -1
-            if self.length < 0:
-                self._fail("response without Content-Length")
-                return
-        status, headers, start = self.head
-        if len(buf) - start >= self.length:
-            body = bytes(buf[start : start + self.length])
+            if status >= 200:
+                self.head = (status, headers, length, close, end + 4)
+            else:  # an interim response (100 Continue, 103 ...): the final one follows
+                del buf[: end + 4]
+        status, headers, length, close, start = self.head
+        extra = len(buf) - start - length
+        if extra >= 0:
+            body = bytes(buf[start : start + length])
             del buf[:]
             self.head = None
-            self.waiter.set_result(RuntimeResponse(status, headers, body))
+            self.waiter.set_result(RuntimeResponse(status, headers, body, close or extra > 0))
 
     def _fail(self, message: str) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -92,19 +114,43 @@ class _Protocol(asyncio.Protocol):
             self.transport.close()
 
 
-def _parse_head(head: bytes, _start: int) -> tuple[int, dict[str, str], int]:
+def _parse_head(head: bytes) -> tuple[int, dict[str, str], int, bool]:
+    """(status, headers, body length, close after) of a response head without its CRLFCRLF.
+
+    Raises ValueError for anything the runtime would not send, above all for any framing
+    other than one valid Content-Length."""
+    match = _HEAD.fullmatch(head)
+    if match is None:
+        raise ValueError(f"malformed response head, starting {head[:60]!r}")
+    status = int(match[1])
     lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
-        raise ValueError(f"bad status line {lines[0][:60]!r}")
-    status = int(parts[1])
     headers: dict[str, str] = {}
     for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise ValueError(f"bad header line {line[:60]!r}")
-        headers[name.strip().lower()] = value.strip()
-    return status, headers, _start
+        name, _, value = line.partition(":")
+        name = name.lower()
+        value = value.strip(" \t")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    if status < 200:
+        if status == 101:
+            raise ValueError("101 Switching Protocols, but no upgrade was asked for")
+        return status, headers, 0, False
+    if "transfer-encoding" in headers:
+        raise ValueError("Transfer-Encoding in a response (the runtime always sends Content-Length)")
+    cl = headers.get("content-length")
+    if cl is None:
+        raise ValueError("response without Content-Length")
+    if "," in cl:  # repeated (or listed) values must all be the same (RFC 9110 8.6)
+        values = {v.strip(" \t") for v in cl.split(",")}
+        if len(values) != 1:
+            raise ValueError(f"conflicting Content-Length values {cl[:60]!r}")
+        cl = headers["content-length"] = values.pop()
+    if not (cl.isascii() and cl.isdigit()) or len(cl) > 20:
+        raise ValueError(f"invalid Content-Length {cl[:60]!r}")
+    connection = headers.get("connection")
+    close = head[5:8] == b"1.0" or (
+        connection is not None and "close" in {t.strip(" \t") for t in connection.lower().split(",")}
+    )
+    return status, headers, int(cl), close
 
 
 def _expire(fut: asyncio.Future, timeout: float) -> None:
@@ -179,7 +225,7 @@ class EnvConnection:
             else:
                 proto.transport.writelines((head, body))
             resp = await fut
-            if resp.headers.get("connection", "").lower() == "close":
+            if resp.close:
                 self.close()
             return resp
         except BaseException:

@@ -542,12 +542,14 @@ class _Head:
 
 def _parse_head(text: str) -> _Head:
     """Validate and parse a complete head (request line, headers, the empty line)."""
+    # Lines end in LF or CRLF, and rstrip("\r") below would also eat a bare CR before the
+    # CRLF, which RFC 9112 2.2 says is invalid (bare CRs elsewhere fail the character
+    # checks). One scan of the head costs less than checking each line.
+    if "\r\r\n" in text:
+        raise ProtocolError(400, "BadRequest", "bare CR at the end of a line")
     lines = text.split("\n")
     del lines[-2:]  # the empty line that ends the head, and what follows its LF
-    line = lines[0]
-    # One CR before the LF, not every one: "\r\r\n" leaves a bare CR, which is invalid
-    # (RFC 9112 2.2), rather than silently disappearing.
-    method, target, version = _parse_request_line(line[:-1] if line[-1:] == "\r" else line)
+    method, target, version = _parse_request_line(lines[0].rstrip("\r"))
     headers, content_lengths = _parse_headers(lines[1:])
     if "transfer-encoding" in headers:
         raise ProtocolError(
@@ -595,9 +597,7 @@ def _parse_headers(lines: list[str]) -> tuple[dict[str, str], list[str]]:
     for line in lines:
         if line[:1] in (" ", "\t"):
             raise ProtocolError(400, "BadRequest", "obsolete header line folding is not accepted")
-        if line[-1:] == "\r":  # exactly one: a CR left over is refused with the value
-            line = line[:-1]
-        name, sep, value = line.partition(":")
+        name, sep, value = line.rstrip("\r").partition(":")
         if not sep or not _TOKEN.fullmatch(name):
             raise ProtocolError(400, "BadRequest", f"malformed header line: {name[:40]!r}")
         name = name.lower()
