@@ -24,6 +24,7 @@ import h11
 import pytest
 
 from lambdakube_router.runtime_client import EnvConnection, EnvironmentGone, _Protocol
+from tests.http_compare import joined_headers as _joined
 
 PAYLOAD = b'{"i": 1}'
 HEADERS = [("X-Request-Id", "req-1"), ("X-Deadline-Ms", "1700000000000")]
@@ -39,14 +40,6 @@ class Outcome:
 
     def summary(self) -> tuple[int | None, bool]:
         return (self.response[0] if self.response else None), self.refused
-
-
-def _joined(pairs) -> tuple[tuple[str, str], ...]:
-    headers: dict[str, str] = {}
-    for name, value in pairs:
-        name = name.lower()
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return tuple(sorted(headers.items()))
 
 
 class _Transport(asyncio.Transport):

@@ -35,6 +35,7 @@ import pytest
 
 from lambdakube_runtime import http
 from tests.runtime.harness import HOST, raw_exchange
+from tests.http_compare import joined_headers as _joined
 
 
 @dataclass(frozen=True)
@@ -60,14 +61,6 @@ class Outcome:
 
     def summary(self) -> tuple[int, int | None]:
         return len(self.requests), self.refused
-
-
-def _joined(pairs) -> tuple[tuple[str, str], ...]:
-    headers: dict[str, str] = {}
-    for name, value in pairs:
-        name = name.lower()
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return tuple(sorted(headers.items()))
 
 
 class _Transport(asyncio.Transport):
