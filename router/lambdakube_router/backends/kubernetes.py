@@ -81,10 +81,10 @@ from lambdakube.resources import (
     runtime_image_hash,
     spec_hash,
 )
-from lambdakube.resources.code import init_error_message as _init_error_text
+from lambdakube.resources.code import init_error_message
 from lambdakube.resources.podview import is_ready, terminated_reason
 from lambdakube.resources.code import needs_fresh_process
-from lambdakube.resources.code import runtime_answer as json_object
+from lambdakube.resources.code import runtime_answer
 from lambdakube_router.backends.base import (
     SOURCE_FRESH,
     SOURCE_GENERIC,
@@ -147,10 +147,6 @@ def _same_ip(a: str, b: str) -> bool:
     x = getattr(x, "ipv4_mapped", None) or x
     y = getattr(y, "ipv4_mapped", None) or y
     return x == y
-
-
-def init_error_message(fn: FunctionRef, answer: dict) -> str:
-    return _init_error_text(str(fn), answer)
 
 
 def _meta(pod: dict) -> dict:
@@ -329,7 +325,7 @@ class KubernetesBackend(Backend):
                     # Nobody else reads a provisioned pod's /readyz: report its Init error.
                     status, info = await self._readyz(address)
                     if info.get("state") == "init_failed":
-                        message = init_error_message(fn, info)
+                        message = init_error_message(str(fn), info)
                         await self._annotate_init_error(fn.namespace, meta["name"], message)
                         init_error = init_error or message
                     continue
@@ -444,10 +440,10 @@ class KubernetesBackend(Backend):
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             return 0.0, f"failed during /init ({type(exc).__name__}: {exc})"
         if status == 200:
-            return _init_seconds(json_object(body)), None
-        info = json_object(body)
+            return _init_seconds(runtime_answer(body)), None
+        info = runtime_answer(body)
         if status == 500 and "error" in info:
-            message = init_error_message(fn, info)
+            message = init_error_message(str(fn), info)
             await self._annotate_init_error(fn.namespace, name, message)
             raise EnvironmentStartError(message)
         return 0.0, f"refused /init with {status}: {body[:500].decode(errors='replace')}"
@@ -537,7 +533,7 @@ class KubernetesBackend(Backend):
                     pending.address = None
                     continue
                 if info.get("state") == "init_failed":
-                    message = init_error_message(fn, info)
+                    message = init_error_message(str(fn), info)
                     await self._annotate_init_error(fn.namespace, name, message)
                     raise EnvironmentStartError(message)
                 if status == 200:
@@ -602,7 +598,7 @@ class KubernetesBackend(Backend):
                 status = resp.status
         except (aiohttp.ClientError, asyncio.TimeoutError):
             return 0, {}
-        return status, json_object(body)
+        return status, runtime_answer(body)
 
     async def _annotate_init_error(self, namespace: str, name: str, message: str) -> None:
         patch = {"metadata": {"annotations": {labels.INIT_ERROR: message[:4000]}}}

@@ -57,8 +57,7 @@ from lambdakube.backoff import Backoff
 from lambdakube.models import FunctionSpec
 from lambdakube.resources import init_body as resources_init_body
 from lambdakube.resources import labels, new_env_id
-from lambdakube.resources.code import init_error_message as shared_init_error_message
-from lambdakube.resources.code import needs_fresh_process, own_variables, runtime_answer
+from lambdakube.resources.code import init_error_message, needs_fresh_process, own_variables, runtime_answer
 from lambdakube_router.backends.base import (
     SOURCE_FRESH,
     SOURCE_GENERIC,
@@ -234,9 +233,9 @@ class LocalBackend(Backend):
                 f"runtime of {lp.env_id} failed during /init: {type(exc).__name__}: {exc}") from None
         if status == 200:
             return _init_seconds(body)
-        info = json_object(body)
+        info = runtime_answer(body)
         if status == 500 and "error" in info:
-            raise EnvironmentStartError(init_error_message(fn, info))
+            raise EnvironmentStartError(init_error_message(str(fn), info))
         raise EnvironmentStartError(
             f"runtime of {lp.env_id} refused /init with {status}: {body[:500].decode(errors='replace')}")
 
@@ -281,10 +280,10 @@ class LocalBackend(Backend):
                 pool.record("specialised")
                 return EnvironmentHandle(address=lp.address, env_id=lp.env_id,
                                          init_duration=_init_seconds(body), private=lp)
-            info = json_object(body)
+            info = runtime_answer(body)
             if status == 500 and "error" in info:
                 pool.record("init_error")
-                raise EnvironmentStartError(init_error_message(fn, info))
+                raise EnvironmentStartError(init_error_message(str(fn), info))
             # 400 (a router/runtime contract mismatch) or 409 (not generic after all): a
             # bug, logged loudly; the function still gets a fresh environment.
             log.error("%s: generic environment %s refused /init with %d: %s; starting a"
@@ -397,16 +396,10 @@ class LocalBackend(Backend):
             self._root = None
 
 
-def json_object(body: bytes) -> dict:
-    return runtime_answer(body)
-
-
 def _init_seconds(body: bytes) -> float:
     try:
-        return float(json_object(body).get("initDurationMs") or 0) / 1000
+        return float(runtime_answer(body).get("initDurationMs") or 0) / 1000
     except (TypeError, ValueError):
         return 0.0
 
 
-def init_error_message(fn: FunctionRef, readyz: dict) -> str:
-    return shared_init_error_message(str(fn), readyz)
