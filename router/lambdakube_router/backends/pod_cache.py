@@ -105,6 +105,11 @@ class PodCache:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait_for(lambda: self.version > seen), timeout)
 
+    async def poke(self) -> None:
+        """Wake every ``next_change`` waiter as if the cache changed (news from outside the
+        watch, such as a runtime's announce, that a waiter should look at now)."""
+        await self._bump()
+
     async def _bump(self) -> None:
         self.version += 1
         async with self._changed:
