@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import time
 import uuid
 
 from aiohttp import web
@@ -70,9 +69,9 @@ def _error(status: int, error_type: str, message: str, request_id: str) -> web.R
 
 
 async def invoke(request: web.Request) -> web.Response:
-    arrival = time.monotonic()
     app = request.app
     engine = app[keys.ENGINE]
+    arrival = engine.settings.clock()  # the engine's clock: queue waits are measured on it
     config = app[keys.CONFIG]
     request_id = str(uuid.uuid4())
     headers = request.headers

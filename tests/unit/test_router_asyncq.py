@@ -75,3 +75,20 @@ def test_record_shape():
         "responsePayload": {"errorType": "E", "errorMessage": "m"},
     }
     json.dumps(rec)
+
+
+async def test_store_takes_every_timestamp_from_its_caller(tmp_path):
+    """The store reads no clock: a destination message carries the dispatcher's time."""
+    from lambdakube_router.asyncq.store import AsyncStore, NewEvent, QueueMessage
+
+    store = AsyncStore(tmp_path)
+    await store.open()
+    try:
+        await store.enqueue(NewEvent("e1", "ns", "fn", b"{}", None, created_at=1000.0))
+        (ev,) = await store.lease_due(now=1000.0, limit=1)
+        await store.finish(ev, messages=[QueueMessage("ns", "q", ev.id, b"rec", created_at=1234.5)],
+                           events=[])
+        (msg,) = await store.messages("ns", "q")
+        assert (msg["messageId"], msg["body"], msg["createdAt"]) == ("e1", b"rec", 1234.5)
+    finally:
+        await store.close()

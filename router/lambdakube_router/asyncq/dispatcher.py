@@ -234,7 +234,7 @@ class Dispatcher:
                 else:
                     body = ev.payload  # Lambda's DLQ gets the original event only
                 if dest.queue:
-                    messages.append(QueueMessage(ev.namespace, dest.queue, ev.id, body))
+                    messages.append(QueueMessage(ev.namespace, dest.queue, ev.id, body, now))
                 else:
                     assert dest.function is not None  # the CRD: exactly one of function and queue
                     events.append(NewEvent(str(uuid.uuid4()), ev.namespace, dest.function,

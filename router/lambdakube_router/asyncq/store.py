@@ -18,7 +18,6 @@ import concurrent.futures
 import fcntl
 import os
 import sqlite3
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +85,9 @@ class QueueMessage:
     queue: str
     message_id: str
     body: bytes
+    #: Wall-clock seconds, the dispatcher's clock (like ``NewEvent.created_at``): the
+    #: store never reads a clock, so a test's fake clock decides every timestamp.
+    created_at: float
 
 
 class StateDirLocked(RuntimeError):
@@ -219,7 +221,7 @@ class AsyncStore:
                     self._db.execute(
                         "INSERT INTO messages (namespace, queue, message_id, body, created_at)"
                         " VALUES (?, ?, ?, ?, ?)",
-                        (m.namespace, m.queue, m.message_id, m.body, time.time()),
+                        (m.namespace, m.queue, m.message_id, m.body, m.created_at),
                     )
                 for new in events:
                     self._insert(new, new.created_at)
