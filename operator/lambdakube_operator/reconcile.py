@@ -1,13 +1,16 @@
 """Reconcile phases: observe → plan (pure, ``planning``) → act (``kube_api``) → status.
 
-A pass never writes the Function's own object: it returns the status merge-patch and the
-caller decides how it is written (kopf handlers put it into kopf's ``patch``; the
-pod-event path, which has no kopf patch for the Function, writes it through ``kube_api``).
+A pass never writes the Function's own object: it returns the status merge-patch, and
+the operator's one work queue (``handlers.Nudger``) writes it before the Function's next
+pass starts. So each pass reads (``kube_api.get_function``) the status the previous one
+wrote, and computes its transitions (events, sticky Init errors) from that, not from a
+memo of its own.
 
-One pass per Function at a time (a per-Function lock): the kopf handlers, the resync
-timer and pod events all lead here, and two interleaved passes would both see "2 of 3
-pods" and both create the third. Pods are listed straight from the API server (not from
-a cache) for the same reason: a pass must see what the previous pass created.
+The queue already runs one pass per Function at a time; the per-Function lock is for
+the one caller outside it, the delete handler's ``cleanup``: a pass that read the
+Function just before its deletion began must not recreate the pods the cleanup deletes.
+Pods are listed straight from the API server (not from a cache) for the same reason: a
+pass must see what the previous pass created.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -151,11 +153,6 @@ class Reconciler:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         #: UIDs of Functions whose deletion began: a queued pass must not recreate pods.
         self._deleted: set[str] = set()
-        #: The status each Function's last pass computed. The body a pass gets may predate
-        #: the previous pass's write (a kopf patch lands after the handler returns, a
-        #: watch event lags), so transitions (events, sticky init errors) are computed
-        #: from this; the write itself is still a diff against the object's status.
-        self._last_status: dict[str, dict] = {}
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((namespace, name), asyncio.Lock())
@@ -183,10 +180,8 @@ class Reconciler:
                 else:  # not a valid label value: it can have no pods (reported as InvalidSpec)
                     pods = []
                 now = self.clock()
-                previous = self._last_status.get(fn.uid)
                 the_plan = plan(
-                    replace(fn, status={**fn.status, **previous}) if previous else fn,
-                    [PodView.from_pod(p) for p in pods], now=now,
+                    fn, [PodView.from_pod(p) for p in pods], now=now,
                     quota_rejection=alloc.verdict(fn.name), timing=self.config.timing,
                 )
                 failed_creates = await self._act(body, fn, the_plan, now)
@@ -197,7 +192,6 @@ class Reconciler:
                 status["starting"] = max(0, status["starting"] - failed_creates)
                 for ev in the_plan.events:
                     events.post(body, ev.type, ev.reason, ev.message)
-                self._last_status[fn.uid] = status
                 metrics.observe_conditions(fn.namespace, fn.name, status["conditions"])
                 changed.discard(fn.name)
                 return status_patch(fn.status, status), changed
@@ -282,7 +276,6 @@ class Reconciler:
         meta = body.get("metadata") or {}
         ns, name, uid = str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid"))
         self._deleted.add(uid)
-        self._last_status.pop(uid, None)
         if len(name) > 63:  # not a valid label value: it never had pods
             return 0
         async with self.lock(ns, name):

@@ -152,8 +152,10 @@ async def test_nudges_coalesce_into_one_more_pass():
     await n.close()
 
 
-async def test_a_stale_body_does_not_repeat_transition_events(monkeypatch):
-    """Two passes over the same (stale) body: the second knows what the first decided."""
+async def test_a_pass_reads_its_transitions_from_the_status_the_last_pass_wrote(monkeypatch):
+    """No memo: the queue writes each pass's patch before the next pass GETs the Function,
+    so a transition event is posted once, and a pass over the unwritten status repeats it
+    (the write failed: nothing recorded the transition yet)."""
     posted: list[str] = []
     monkeypatch.setattr("lambdakube_operator.function_events.post", lambda body, t, reason, msg: posted.append(reason))
     cruds = FakeCruds()
@@ -163,7 +165,10 @@ async def test_a_stale_body_does_not_repeat_transition_events(monkeypatch):
     (pod,) = cruds.pods.values()
     pod["metadata"]["annotations"][labels.INIT_ERROR] = "Runtime.HandlerNotFound: nope"
     first, _ = await r.reconcile(body, reservations=[], quota=cruds.quota, trigger="t")
-    second, _ = await r.reconcile(body, reservations=[], quota=cruds.quota, trigger="t")
+    assert first["initError"] == "Runtime.HandlerNotFound: nope"
     assert posted.count("InitFailed") == 1
-    # Both passes still diff against the object's status, so the write is not lost.
-    assert first["initError"] == second["initError"] == "Runtime.HandlerNotFound: nope"
+    written = {**body, "status": {**(body.get("status") or {}), **first}}
+    again, _ = await r.reconcile(written, reservations=[], quota=cruds.quota, trigger="t")
+    assert posted.count("InitFailed") == 1 and "initError" not in again
+    await r.reconcile(body, reservations=[], quota=cruds.quota, trigger="t")
+    assert posted.count("InitFailed") == 2
