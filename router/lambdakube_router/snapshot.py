@@ -70,6 +70,58 @@ def _format_validation(where: str, exc: ValidationError) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """What one valid document contributes to a Snapshot: a Function, or the quota of
+    ``namespace`` (exactly one of ``function`` and ``quota`` is set)."""
+
+    namespace: str
+    name: str
+    function: FunctionEntry | None = None
+    quota: ConcurrencyQuotaSpec | None = None
+
+
+def parse_document(doc: object, source: str, default_namespace: str,
+                   index: int = 0) -> tuple[Parsed | None, list[str]]:
+    """Validate one manifest document (``index``: its place in its file, for messages);
+    what it contributes, or None and why not. Pure: duplicates across documents are the
+    caller's business (``parse_documents``; the API server cannot hold two)."""
+    if doc is None:
+        return None, []
+    where = f"{source} (document {index + 1})"
+    if not isinstance(doc, dict):
+        return None, [f"{where}: expected a mapping with apiVersion/kind/metadata/spec"]
+    kind = doc.get("kind")
+    meta = doc.get("metadata") or {}
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if kind not in (FUNCTION_KIND, QUOTA_KIND):
+        return None, [f"{where}: kind must be {FUNCTION_KIND} or {QUOTA_KIND}, got {kind!r}"]
+    where = f"{source}: {kind} {name!r}"
+    if doc.get("apiVersion") != API_VERSION:
+        return None, [f"{where}: apiVersion must be {API_VERSION}, got {doc.get('apiVersion')!r}"]
+    if not isinstance(name, str) or not valid_name(name):
+        return None, [f"{where}: metadata.name must be a DNS-1123 label (lowercase, digits, '-')"]
+    namespace = meta.get("namespace") or default_namespace
+    if not valid_name(namespace):
+        return None, [f"{where}: metadata.namespace {namespace!r} is not a valid name"]
+    raw_spec = doc.get("spec")
+    if raw_spec is None:
+        raw_spec = {} if kind == QUOTA_KIND else None
+    if not isinstance(raw_spec, dict):
+        return None, [f"{where}: spec: a mapping is required"]
+    try:
+        if kind == FUNCTION_KIND:
+            spec = FunctionSpec.model_validate(raw_spec)
+            uid = meta.get("uid") if isinstance(meta.get("uid"), str) else None
+            return Parsed(namespace, name, function=FunctionEntry(FunctionRef(namespace, name, uid), spec, source)), []
+        quota = ConcurrencyQuotaSpec.model_validate(raw_spec)
+    except ValidationError as exc:
+        return None, _format_validation(where, exc)
+    if name != QUOTA_OBJECT_NAME:
+        return None, [f"{where}: a namespace has one ConcurrencyQuota and it must be named {QUOTA_OBJECT_NAME!r}"]
+    return Parsed(namespace, name, quota=quota), []
+
+
 def parse_documents(
     docs: Iterable[object], source: str, default_namespace: str
 ) -> tuple[Snapshot, list[str]]:
@@ -77,62 +129,22 @@ def parse_documents(
     snap = Snapshot()
     errors: list[str] = []
     for index, doc in enumerate(docs):
-        if doc is None:
+        parsed, errs = parse_document(doc, source, default_namespace, index)
+        errors.extend(errs)
+        if parsed is None:
             continue
-        where = f"{source} (document {index + 1})"
-        if not isinstance(doc, dict):
-            errors.append(f"{where}: expected a mapping with apiVersion/kind/metadata/spec")
-            continue
-        kind = doc.get("kind")
-        meta = doc.get("metadata") or {}
-        name = meta.get("name") if isinstance(meta, dict) else None
-        if kind not in (FUNCTION_KIND, QUOTA_KIND):
-            errors.append(f"{where}: kind must be {FUNCTION_KIND} or {QUOTA_KIND}, got {kind!r}")
-            continue
-        where = f"{source}: {kind} {name!r}"
-        if doc.get("apiVersion") != API_VERSION:
-            errors.append(f"{where}: apiVersion must be {API_VERSION}, got {doc.get('apiVersion')!r}")
-            continue
-        if not isinstance(name, str) or not valid_name(name):
-            errors.append(f"{where}: metadata.name must be a DNS-1123 label (lowercase, digits, '-')")
-            continue
-        namespace = meta.get("namespace") or default_namespace
-        if not valid_name(namespace):
-            errors.append(f"{where}: metadata.namespace {namespace!r} is not a valid name")
-            continue
-        raw_spec = doc.get("spec")
-        if raw_spec is None:
-            raw_spec = {} if kind == QUOTA_KIND else None
-        if not isinstance(raw_spec, dict):
-            errors.append(f"{where}: spec: a mapping is required")
-            continue
-        spec: FunctionSpec | ConcurrencyQuotaSpec
-        try:
-            if kind == FUNCTION_KIND:
-                spec = FunctionSpec.model_validate(raw_spec)
-            else:
-                spec = ConcurrencyQuotaSpec.model_validate(raw_spec)
-        except ValidationError as exc:
-            errors.extend(_format_validation(where, exc))
-            continue
-        if isinstance(spec, FunctionSpec):
-            key = (namespace, name)
+        where = f"{source}: {FUNCTION_KIND if parsed.function else QUOTA_KIND} {parsed.name!r}"
+        key = (parsed.namespace, parsed.name)
+        if parsed.function is not None:
             if key in snap.functions:
-                errors.append(f"{where}: duplicate Function {namespace}/{name} (also in {snap.functions[key].source})")
+                errors.append(f"{where}: duplicate Function {key[0]}/{key[1]} (also in {snap.functions[key].source})")
                 continue
-            uid = meta.get("uid") if isinstance(meta.get("uid"), str) else None
-            snap.functions[key] = FunctionEntry(FunctionRef(namespace, name, uid), spec, source)
-        else:
-            if name != QUOTA_OBJECT_NAME:
-                errors.append(
-                    f"{where}: a namespace has one ConcurrencyQuota and it must be named"
-                    f" {QUOTA_OBJECT_NAME!r}"
-                )
+            snap.functions[key] = parsed.function
+        elif parsed.quota is not None:
+            if parsed.namespace in snap.quotas:
+                errors.append(f"{where}: duplicate ConcurrencyQuota for namespace {parsed.namespace}")
                 continue
-            if namespace in snap.quotas:
-                errors.append(f"{where}: duplicate ConcurrencyQuota for namespace {namespace}")
-                continue
-            snap.quotas[namespace] = spec
+            snap.quotas[parsed.namespace] = parsed.quota
     return snap, errors
 
 

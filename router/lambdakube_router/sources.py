@@ -1,5 +1,9 @@
 """Where the registry's snapshots come from: fixed, a manifest directory, or Kubernetes.
 
+The Kubernetes source is a driver over two informers (``informer``) and a pure table
+(``ParsedObjects``) that keeps each watched object's parsed contribution and decides
+whether a change is one the Snapshot carries.
+
 Why polling for the directory: it keeps ``lambdakube dev`` dependency-free and works on
 every filesystem; a changed manifest is applied within ``interval`` seconds. An invalid
 edit is logged and ignored (the last valid snapshot stays live) — only the *initial*
@@ -9,13 +13,30 @@ load refuses to start the router, so a typo never takes running functions down.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from lambdakube_router.snapshot import ManifestError, Snapshot, load_directory, snapshot_fingerprint
+from pydantic import ValidationError
+
+from lambdakube.backoff import Backoff
+from lambdakube.models import GROUP, QUOTA_OBJECT_NAME, VERSION, ConcurrencyQuotaStatus
+from lambdakube_router.snapshot import (
+    FUNCTION_KIND,
+    QUOTA_KIND,
+    ManifestError,
+    Parsed,
+    Snapshot,
+    load_directory,
+    parse_document,
+    snapshot_fingerprint,
+)
+
+if TYPE_CHECKING:
+    from lambdakube_router.informer import Informer
 
 log = logging.getLogger(__name__)
 
@@ -72,185 +93,217 @@ class DirectorySource:
             apply(snap)
 
 
-class KubernetesSource:
-    """Function and ConcurrencyQuota objects from the API server: list, then watch.
+# -- Kubernetes: the rules (pure) -----------------------------------------------------------
 
-    Why a thread with the synchronous client: ``kubernetes_asyncio`` is not a dependency,
-    and a watch is one long-lived blocking call. Each kind is watched in its own thread
-    with an explicit server-side ``timeoutSeconds`` and a client-side read timeout (a
-    silent watch stall is the most reported controller bug), re-listing on 410 Gone or
-    any error. Every change produces a complete new Snapshot, applied on the event loop.
-    The API server has already validated objects against the CRD schema; an object the
-    pydantic models still reject is skipped with an error log.
+#: (kind, namespace, name) of a watched object.
+ObjectKey = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One watched object as the Snapshot sees it: the parts of the object it was parsed
+    from (``inputs``), and what it contributes (nothing, if invalid)."""
+
+    inputs: tuple
+    parsed: Parsed | None = None
+    quota_status: ConcurrencyQuotaStatus | None = None
+
+    @property
+    def contribution(self) -> tuple:
+        return self.parsed, self.quota_status
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one event did: ``changed`` - the Snapshot differs (apply a new one);
+    ``errors`` - log lines for an object that does not parse."""
+
+    changed: bool
+    errors: tuple[str, ...] = ()
+
+
+def inputs_of(kind: str, obj: dict) -> tuple:
+    """What of an object the Snapshot reads. Not ``resourceVersion``: it moves with every
+    status write (the operator's, the router's own status publisher), and a Function's
+    status is none of the router's registry. A ConcurrencyQuota's status is: it is the
+    operator's reservation decision (``quota_status``)."""
+    meta = obj.get("metadata") or {}
+    base = (obj.get("apiVersion"), meta.get("uid"), meta.get("namespace"), obj.get("spec"))
+    return base + (obj.get("status"),) if kind == QUOTA_KIND else base
+
+
+def quota_status_of(obj: dict) -> tuple[ConcurrencyQuotaStatus | None, str | None]:
+    """The operator's decision in a ConcurrencyQuota's status, or why it is unreadable.
+    Only ``default`` counts (the one quota of a namespace); no status yet: None (the
+    namespace's reservations are pending, ``limits.plan_from_status``)."""
+    meta = obj.get("metadata") or {}
+    status = obj.get("status")
+    if meta.get("name") != QUOTA_OBJECT_NAME or not status:
+        return None, None
+    try:
+        return ConcurrencyQuotaStatus.model_validate(status), None
+    except ValidationError as exc:
+        return None, (f"ConcurrencyQuota {meta.get('namespace')}/{meta.get('name')}: unreadable status,"
+                      f" reservations stay pending: {exc}")
+
+
+def parse_object(kind: str, obj: dict, inputs: tuple, default_namespace: str) -> tuple[Entry, list[str]]:
+    """Parse one watched object, as a manifest of ``kind``, through the same models and
+    rules as a manifest file (``snapshot.parse_document``)."""
+    doc = {"apiVersion": obj.get("apiVersion"), "kind": kind,
+           "metadata": obj.get("metadata") or {}, "spec": obj.get("spec") or {}}
+    parsed, errors = parse_document(doc, "kubernetes", default_namespace)
+    lines = [f"skipping invalid object: {e}" for e in errors]
+    status = None
+    if kind == QUOTA_KIND:
+        status, unreadable = quota_status_of(obj)
+        if unreadable:
+            lines.append(unreadable)
+    return Entry(inputs, parsed, status), lines
+
+
+class ParsedObjects:
+    """Every watched object's ``Entry`` by (kind, namespace, name); an event re-parses
+    only its own object, and says whether the Snapshot changed.
+
+    Why: a Snapshot is applied to every pool; rebuilding and re-validating all objects
+    on every event (most of them Function status writes) was the old source's cost, and
+    an apply that changes nothing is still work for the engine. An object that stops
+    parsing is dropped from the Snapshot (it is logged once per change, not per event),
+    as it would be if it had been invalid from the start.
+    """
+
+    def __init__(self, default_namespace: str) -> None:
+        #: A manifest without ``metadata.namespace`` lands here (the first watched one).
+        self.default_namespace = default_namespace
+        self.entries: dict[ObjectKey, Entry] = {}
+
+    def update(self, kind: str, key: tuple[str, str], obj: dict | None) -> Change:
+        """Apply one object's new state (None: it is gone)."""
+        okey = (kind, *key)
+        old = self.entries.get(okey)
+        if obj is None:
+            self.entries.pop(okey, None)
+            return Change(old is not None and old.contribution != (None, None))
+        inputs = inputs_of(kind, obj)
+        if old is not None and old.inputs == inputs:
+            return Change(False)
+        entry, errors = parse_object(kind, obj, inputs, self.default_namespace)
+        self.entries[okey] = entry
+        before = old.contribution if old is not None else (None, None)
+        return Change(entry.contribution != before, tuple(errors))
+
+    def snapshot(self) -> Snapshot:
+        """The Snapshot of every valid entry; ``quota_status`` is always a map (the
+        operator decides reservations), holding the namespaces with a readable decision."""
+        snap, decisions = Snapshot(), {}
+        for (_kind, namespace, _name), entry in sorted(self.entries.items()):
+            parsed = entry.parsed
+            if parsed is not None and parsed.function is not None:
+                snap.functions.setdefault((parsed.namespace, parsed.name), parsed.function)
+            elif parsed is not None and parsed.quota is not None:
+                snap.quotas.setdefault(parsed.namespace, parsed.quota)
+            if entry.quota_status is not None:
+                decisions[namespace] = entry.quota_status
+        snap.quota_status = decisions
+        return snap
+
+
+# -- Kubernetes: the driver ----------------------------------------------------------------
+
+class SourceError(RuntimeError):
+    """The API server refused (or did not answer) the first list: the router cannot start."""
+
+
+class KubernetesSource:
+    """Function and ConcurrencyQuota objects from the API server: two informers (list,
+    then watch, on the event loop), feeding ``ParsedObjects``.
+
+    Why no threads: the synchronous client's watch is one blocking call per thread,
+    which the loop's shutdown had to abandon; an informer's stream ends when its task is
+    cancelled. ``watch_timeout`` is each watch request's server-side timeout (then it is
+    resumed), ``retry_delay`` the longest pause between relists after errors. Each event
+    updates only its own object; the Snapshot is rebuilt (not re-validated) when one
+    changed what it carries, at most once per ``coalesce`` seconds, so a burst of
+    changes (``kubectl apply -f dir/``) is one apply. The API server has already
+    validated objects against the CRD schema; one the pydantic models still reject is
+    skipped with an error log.
 
     Reservations: the Snapshot carries each namespace's ``ConcurrencyQuota/default``
     *status* (``quota_status``) - the operator's decision, which the router applies
     instead of allocating itself (see ``limits``).
     """
 
-    KINDS = (("functions", "Function"), ("concurrencyquotas", "ConcurrencyQuota"))
+    KINDS = (("functions", FUNCTION_KIND), ("concurrencyquotas", QUOTA_KIND))
 
     def __init__(self, *, kubeconfig: str | None = None, namespaces: Sequence[str] = (),
-                 api_client=None, watch_timeout: int = 60, retry_delay: float = 2.0) -> None:
-        from kubernetes import client  # noqa: PLC0415
-
-        from lambdakube import kubeclient  # noqa: PLC0415
+                 api_client=None, watch_timeout: int = 60, retry_delay: float = 2.0,
+                 sync_timeout: float = 30.0, coalesce: float = 0.05) -> None:
+        from lambdakube_router.informer import RETRY, ApiSession, Informer  # noqa: PLC0415 - kubernetes only
 
         if api_client is None:
-            api_client = kubeclient.api_client(kubeconfig)
-        self.api = client.CustomObjectsApi(api_client)
-        #: Watched namespaces; empty means the whole cluster. With several, each gets its
-        #: own list/watch: a namespaced install has Roles per namespace, no cluster-wide read.
+            from lambdakube import kubeclient  # noqa: PLC0415
+
+            own = kubeclient.api_client(kubeconfig)
+            configuration = own.configuration  # only the credentials: no synchronous calls
+            own.close()
+        else:
+            configuration = api_client.configuration
+        #: Watched namespaces; empty means the whole cluster (one list/watch per scope).
         self.namespaces = tuple(namespaces)
-        self.watch_timeout = watch_timeout
-        self.retry_delay = retry_delay
-        self._objects: dict[str, dict[tuple[str, str], dict]] = {p: {} for p, _ in self.KINDS}
-        self._stop = False
-        self._lock = threading.Lock()
+        self.sync_timeout = sync_timeout
+        self.coalesce = coalesce
+        self.objects = ParsedObjects(self.namespaces[0] if self.namespaces else "default")
+        self._http = ApiSession(configuration, watch_timeout)
+        retry = Backoff(min(RETRY.initial, retry_delay) or RETRY.initial, max(retry_delay, RETRY.initial))
+        self.informers: list[Informer] = [
+            Informer(self._http, configuration, api=f"/apis/{GROUP}/{VERSION}", plural=plural,
+                     namespaces=self.namespaces, on_event=functools.partial(self._on_event, kind),
+                     watch_seconds=watch_timeout, retry=retry)
+            for plural, kind in self.KINDS]
+        #: A change the last applied Snapshot does not have yet.
+        self._pending = asyncio.Event()
 
-    def _scopes(self) -> tuple[str | None, ...]:
-        """What one list/watch covers: a namespace, or None for the whole cluster."""
-        return self.namespaces or (None,)
+    @property
+    def pending(self) -> bool:
+        """True while a change waits to be applied."""
+        return self._pending.is_set()
 
-    def _list_call(self, plural: str, namespace: str | None):
-        """The API method and its positional arguments for one scope (list and watch)."""
-        from lambdakube.models import GROUP, VERSION  # noqa: PLC0415
-
-        if namespace:
-            return self.api.list_namespaced_custom_object, (GROUP, VERSION, namespace, plural)
-        return self.api.list_cluster_custom_object, (GROUP, VERSION, plural)
-
-    def _list(self, plural: str, namespace: str | None) -> tuple[list[dict], str]:
-        method, args = self._list_call(plural, namespace)
-        out = method(*args, _request_timeout=30)
-        return out.get("items", []), out["metadata"]["resourceVersion"]
-
-    def _replace(self, plural: str, namespace: str | None, items: list[dict]) -> None:
-        """A fresh listing of one scope replaces exactly that scope's objects."""
-        with self._lock:
-            kept = {k: o for k, o in self._objects[plural].items()
-                    if namespace is not None and k[0] != namespace}
-            kept.update((_key(o), o) for o in items)
-            self._objects[plural] = kept
-
-    def _snapshot(self) -> Snapshot:
-        from pydantic import ValidationError  # noqa: PLC0415
-
-        from lambdakube.models import QUOTA_OBJECT_NAME, ConcurrencyQuotaStatus  # noqa: PLC0415
-        from lambdakube_router.snapshot import parse_documents  # noqa: PLC0415
-
-        docs: list[dict] = []
-        with self._lock:
-            objects = {plural: list(objs.values()) for plural, objs in self._objects.items()}
-        for plural, kind in self.KINDS:
-            for obj in objects[plural]:
-                docs.append({"apiVersion": obj.get("apiVersion"), "kind": kind,
-                             "metadata": obj.get("metadata", {}), "spec": obj.get("spec") or {}})
-        default_ns = self.namespaces[0] if self.namespaces else "default"
-        snap, errors = parse_documents(docs, "kubernetes", default_ns)
-        for err in errors:
-            log.error("skipping invalid object: %s", err)
-        # The operator decides reservations; its decision is the quota's status. A
-        # namespace without one (no quota object, operator not run yet) stays out of the
-        # map: its reservations are pending (limits.plan_from_status).
-        snap.quota_status = {}
-        for obj in objects["concurrencyquotas"]:
-            meta = obj.get("metadata") or {}
-            status = obj.get("status")
-            if meta.get("name") != QUOTA_OBJECT_NAME or not status:
-                continue
-            try:
-                snap.quota_status[meta.get("namespace", "")] = ConcurrencyQuotaStatus.model_validate(status)
-            except ValidationError as exc:
-                log.error("ConcurrencyQuota %s/%s: unreadable status, reservations stay pending: %s",
-                          meta.get("namespace"), meta.get("name"), exc)
-        return snap
+    def _on_event(self, kind: str, key: tuple[str, str], old: dict | None, new: dict | None) -> None:
+        change = self.objects.update(kind, key, new)
+        for line in change.errors:
+            log.error("%s", line)
+        if change.changed:
+            self._pending.set()
 
     async def initial(self) -> Snapshot:
-        for plural, _ in self.KINDS:
-            for namespace in self._scopes():
-                items, _rv = await asyncio.to_thread(self._list, plural, namespace)
-                self._replace(plural, namespace, items)
-        return self._snapshot()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.sync_timeout
+        for informer in self.informers:
+            informer.start()
+        for informer in self.informers:
+            if not await informer.synced(max(0.0, deadline - loop.time()), or_error=True):
+                error = informer.error or f"listing {informer.plural}: no answer within {self.sync_timeout:g}s"
+                await self.close()
+                raise SourceError(error)
+        self._pending.clear()
+        return self.objects.snapshot()
 
     async def run(self, apply: Callable[[Snapshot], None]) -> None:
-        loop = asyncio.get_running_loop()
-
-        scheduled = threading.Event()  # a rebuild is queued: later events ride along
-
-        def changed() -> None:
-            scheduled.clear()
-            apply(self._snapshot())
-
-        def notify() -> None:
-            # Function status writes (the operator's, the router's own status publisher)
-            # come back as watch events too; coalescing keeps that to one rebuild per burst.
-            if not scheduled.is_set():
-                scheduled.set()
-                loop.call_soon_threadsafe(changed)
-
-        # Daemon threads, not the executor: a watch blocks for up to watch_timeout, and
-        # the loop's shutdown must not wait for it.
-        for plural, _ in self.KINDS:
-            for namespace in self._scopes():
-                threading.Thread(target=self._watch_forever, args=(plural, namespace, notify),
-                                 daemon=True, name=f"watch-{plural}-{namespace or 'all'}").start()
+        for informer in self.informers:
+            informer.start()
         try:
-            await asyncio.Event().wait()
+            while True:
+                await self._pending.wait()
+                if self.coalesce:
+                    await asyncio.sleep(self.coalesce)  # the rest of a burst rides along
+                self._pending.clear()
+                apply(self.objects.snapshot())
         finally:
-            self._stop = True  # threads end at their next event or watch timeout
+            await self.close()
 
-    def _watch_forever(self, plural: str, namespace: str | None,
-                       notify: Callable[[], None]) -> None:
-        import time  # noqa: PLC0415
-
-        from kubernetes import watch  # noqa: PLC0415
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
-
-        scope = f"{plural} in {namespace or 'all namespaces'}"
-        rv = None
-        while not self._stop:
-            try:
-                if rv is None:
-                    items, rv = self._list(plural, namespace)
-                    self._replace(plural, namespace, items)
-                    notify()
-                w = watch.Watch()
-                kwargs = dict(resource_version=rv, timeout_seconds=self.watch_timeout,
-                              _request_timeout=self.watch_timeout + 10, allow_watch_bookmarks=True)
-                method, args = self._list_call(plural, namespace)
-                stream = w.stream(method, *args, **kwargs)
-                for event in stream:
-                    if self._stop:
-                        w.stop()
-                        return
-                    obj = event["object"]
-                    etype = event["type"]
-                    if etype == "ERROR":
-                        rv = None  # 410 Gone and friends: re-list
-                        break
-                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
-                    if etype == "BOOKMARK":
-                        continue
-                    with self._lock:
-                        if etype == "DELETED":
-                            self._objects[plural].pop(_key(obj), None)
-                        else:
-                            self._objects[plural][_key(obj)] = obj
-                    notify()
-            except ApiException as exc:
-                if exc.status == 410:
-                    rv = None
-                    continue
-                log.warning("watch %s failed: %s %s; retrying", scope, exc.status, exc.reason)
-                rv = None
-                time.sleep(self.retry_delay)
-            except Exception as exc:  # network errors, read timeouts: re-list
-                log.warning("watch %s failed: %s; retrying", scope, exc)
-                rv = None
-                time.sleep(self.retry_delay)
-
-
-def _key(obj: dict) -> tuple[str, str]:
-    meta = obj.get("metadata", {})
-    return meta.get("namespace", ""), meta.get("name", "")
+    async def close(self) -> None:
+        """Stop both informers and their session (for good: an informer never restarts)."""
+        for informer in self.informers:
+            await informer.close()
+        await self._http.close()
