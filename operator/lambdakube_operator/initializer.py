@@ -39,7 +39,7 @@ Annotate = Callable[[str, str, Mapping], Awaitable[bool]]
 class Initializer:
     def __init__(self, annotate: Annotate, *, patience: float = 30.0,
                  retry_delay: float = 0.05, max_retry_delay: float = 0.5) -> None:
-        #: ``cruds.patch_pod``: where an Init error is written.
+        #: ``kube_api.Cruds.patch_pod``: where an Init error is written.
         self.annotate = annotate
         self.patience = patience
         self.retry_delay = retry_delay

@@ -15,13 +15,14 @@ callable (the engine in production, a list in tests) and:
   router writes nothing; a failed write is retried on the next tick);
 - posts core/v1 Events on the Function, at most one per reason per ``event_window``
   (60 s) with the count of what happened since: ``ColdStart`` (Normal) and
-  ``Throttled`` (Warning) - see ``events.EventLimiter``.
+  ``Throttled`` (Warning) - see ``activity.EventLimiter``.
 
 A 404 on the status write means the Function object is gone (or never existed: a
 function from a static snapshot): the function is dropped and skipped until the
-router's registry drops it too or its UID changes. API calls run on a small dedicated
-thread pool (the synchronous client, as ``sources``/the kubernetes backend), so they
-neither block the event loop nor queue in front of cold starts in the default executor.
+router's registry drops it too or its UID changes. These writes use the synchronous
+client (as the kubernetes backend's pod writes do; every read of the router is a
+watch-fed ``informer``) on a small dedicated thread pool, so they neither block the
+event loop nor queue in front of cold starts in the default executor.
 
 One writer per Function is assumed (one router replica, as the chart runs it): two
 routers would overwrite each other's counts. ``coldStarts`` counts this router's cold
