@@ -44,6 +44,9 @@ RETRY = Backoff(0.2, 5.0)
 
 #: (namespace, name); namespace "" for a cluster-scoped object.
 Key = tuple[str, str]
+
+#: List answers that retrying will not change (credentials, RBAC, an unknown resource).
+_REFUSED = frozenset({401, 403, 404})
 #: ``on_event(key, old, new)``: ``old`` None for a new object, ``new`` None for a gone one.
 OnEvent = Callable[[Key, dict | None, dict | None], None]
 
@@ -130,6 +133,10 @@ class Informer:
         #: Why the informer cannot follow a scope (a refused list: RBAC); None once a
         #: list succeeds again. Waiters see it.
         self.error: str | None = None
+        #: The list was refused for good (401/403/404: credentials, RBAC, no CRD), not
+        #: for now (429 while the apiserver's storage initialises, 5xx): only then does
+        #: ``synced(or_error=True)`` give up early.
+        self.refused = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -156,14 +163,14 @@ class Informer:
     async def synced(self, timeout: float = 30.0, *, or_error: bool = False) -> bool:
         """Start if needed; return once every scope has been listed once (True), or after
         ``timeout`` (False). ``or_error``: also return (False) as soon as a list is
-        refused, for a caller that would rather fail than wait (the router's start)."""
+        refused for good (``refused``), for a caller that would rather fail than wait (the router's start)."""
         self.start()
         if not self._synced:  # closed before it ever started
             return False
         async with self._changed:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._changed.wait_for(
-                    lambda: self.is_synced or (or_error and self.error is not None)), timeout)
+                    lambda: self.is_synced or (or_error and self.refused)), timeout)
         return self.is_synced
 
     # -- reading -----------------------------------------------------------------------
@@ -233,6 +240,7 @@ class Informer:
             if resp.status != 200:
                 where = scope or "all namespaces"
                 self.error = f"listing {self.plural} ({where}): HTTP {resp.status} {(await resp.text())[:300]}"
+                self.refused = resp.status in _REFUSED
                 log.warning("%s", self.error)
                 await self._notify()
                 raise ValueError(self.error)
@@ -247,6 +255,7 @@ class Informer:
             if _resource_version(old) != _resource_version(obj) or old is None:
                 self._emit(key, old, obj)
         self.error = None
+        self.refused = False
         self._synced[scope].set()
         await self._bump()
         return version

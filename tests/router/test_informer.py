@@ -69,6 +69,9 @@ class Faults:
         self.expire = False
         #: The next this many watch requests fail as broken connections.
         self.drop = 0
+        #: The next this many lists are answered 429, as by an apiserver whose storage
+        #: is still initialising (the answer a freshly started control plane gives).
+        self.busy = 0
         self._counted = asyncio.Condition()
 
     def __call__(self) -> Faults:
@@ -105,11 +108,25 @@ class _Request:
             f.watch_urls.append(url)
         else:
             await f.count("lists")
+            if f.busy:
+                f.busy -= 1
+                self._cm = None
+                return _Busy()  # type: ignore[return-value]
         self._cm = f.session().get(url, **self.kw)
         return await self._cm.__aenter__()
 
     async def __aexit__(self, *exc) -> None:
-        await self._cm.__aexit__(*exc)
+        if self._cm is not None:
+            await self._cm.__aexit__(*exc)
+
+
+class _Busy:
+    """The apiserver's answer while its storage (re)initialises."""
+
+    status = 429
+
+    async def text(self) -> str:
+        return '{"kind":"Status","message":"storage is (re)initializing","code":429}'
 
 
 class Recorder:
@@ -275,10 +292,23 @@ async def test_a_refused_list_is_reported(configuration, namespace):
     inf = informer(session, refused(configuration), [namespace])
     try:
         assert await inf.synced(15, or_error=True) is False  # at once, not after 15 s
-        assert "listing functions" in inf.error and "HTTP 401" in inf.error
+        assert "listing functions" in inf.error and "HTTP 401" in inf.error and inf.refused
     finally:
         await inf.close()
         await session.close()
+
+
+async def test_a_busy_apiserver_is_waited_for_not_refused(configuration, namespace):
+    """429/5xx are for now: ``synced(or_error=True)`` keeps waiting, the lists retry."""
+    faults = Faults(configuration)
+    faults.busy = 3
+    inf = informer(faults, configuration, [namespace])
+    try:
+        assert await inf.synced(15, or_error=True) is True
+        assert faults.lists == 4 and inf.error is None and not inf.refused
+    finally:
+        await inf.close()
+        await faults.session.close()
 
 
 async def test_a_closed_informer_never_starts_again(configuration, namespace):
