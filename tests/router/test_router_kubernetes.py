@@ -312,6 +312,24 @@ async def test_init_error_reported_and_pod_deleted(
     assert out.stdout.strip() == ""
 
 
+async def test_a_fresh_pod_deleted_while_starting_fails_the_start(
+        control_plane, namespace, crds, kubelet, aiohttp_client, tmp_path):
+    """The start follows its pod through the router's pod cache (no watch of its own): a
+    pod that disappears after the cache showed it fails the start at once, long before
+    the init timeout, and no pod is left behind."""
+    router = await make_router(aiohttp_client, tmp_path, control_plane, namespace,
+                               function("hello", HELLO, namespace=namespace))
+    backend = router.app[keys.ENGINE].backend
+    call = asyncio.ensure_future(router.invoke_json("hello", {}))
+    [pod] = await kubelet.wait_pod("hello")
+    name = pod["metadata"]["name"]
+    await router.eventually(lambda: backend.cache.get(namespace, name) is not None, timeout=30)
+    await asyncio.to_thread(kubelet.core.delete_namespaced_pod, name, namespace, grace_period_seconds=0)
+    status, headers, body = await asyncio.wait_for(call, 30)
+    assert status == 502 and "deleted while starting" in body["errorMessage"], body
+    assert await kubelet.pods("lambdakube.dev/function=hello") == []
+
+
 async def test_kubernetes_source_follows_function_objects(
         control_plane, namespace, crds, aiohttp_client, tmp_path):
     """Functions come from the API server (watch); environments are local processes."""
@@ -569,6 +587,12 @@ class FakeBackend(Backend):
         self.stopped: list[str] = []
         self.released: list[str] = []
         self.n = 0
+        self._stops = asyncio.Condition()
+
+    async def until_stopped(self, *env_ids: str, timeout: float = 10) -> None:
+        """Until every one of ``env_ids`` was stopped (woken by each stop, no sleep)."""
+        async with self._stops:
+            await asyncio.wait_for(self._stops.wait_for(lambda: set(env_ids) <= set(self.stopped)), timeout)
 
     async def start(self, fn, spec, env_id, provisioned):
         from lambdakube_router.backends.base import EnvironmentHandle
@@ -581,6 +605,8 @@ class FakeBackend(Backend):
 
     async def stop(self, handle) -> None:
         self.stopped.append(handle.env_id)
+        async with self._stops:
+            self._stops.notify_all()
 
     async def release(self, handle) -> None:
         self.released.append(handle.env_id)
@@ -609,8 +635,7 @@ async def test_pool_skips_draining_environments_and_releases_provisioned_on_clos
     backend.draining.add(lease.env.env_id)  # idle, then drained: never leased again
     again = await pool.lease(5)
     assert again.env.env_id not in backend.draining
-    await asyncio.sleep(0.05)
-    assert on_demand.env.env_id in backend.stopped and lease.env.env_id in backend.stopped
+    await backend.until_stopped(on_demand.env.env_id, lease.env.env_id)
     pool.release(again.env)
     await pool.close()
     # the provisioned env that replaced the drained one goes back, not stopped

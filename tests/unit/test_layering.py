@@ -7,6 +7,8 @@ fails here instead of surfacing as an import cycle or a slow cold start.
   start) and nothing of ours.
 - The kubernetes backend does not borrow from the local backend: what both need lives
   in ``backends/base.py`` or ``lambdakube.resources``.
+- The pod backend's decisions (``backends/claims.py``) do no I/O: no HTTP, no
+  Kubernetes client, no event loop; ``kubernetes.py`` executes them.
 """
 
 from __future__ import annotations
@@ -57,3 +59,11 @@ def test_the_runtime_imports_only_the_standard_library(path):
 def test_the_kubernetes_backend_does_not_borrow_from_the_local_one():
     path = REPO / "router" / "lambdakube_router" / "backends" / "kubernetes.py"
     assert "lambdakube_router.backends.local" not in imports(path)
+
+
+def test_the_pod_backends_decisions_do_no_io():
+    path = REPO / "router" / "lambdakube_router" / "backends" / "claims.py"
+    io = ("aiohttp", "asyncio", "kubernetes", "socket", "subprocess", "time", "lambdakube.kubeclient",
+          "lambdakube_router.backends.pod_cache", "lambdakube_router.backends.podwatch")
+    bad = sorted(m for m in imports(path) if any(m == x or m.startswith(x + ".") for x in io))
+    assert not bad, f"claims.py imports {bad}: decisions are pure, I/O lives in kubernetes.py"

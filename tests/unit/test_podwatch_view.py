@@ -1,38 +1,69 @@
-"""WatchedPod, the router's picture of one pod from its watch: a change that lands while
-the reader is busy (probing the pod) is never missed, and a refused watch is an error
-the start reports. No sleeps: versions decide."""
+"""What is left of ``podwatch``: the HTTP session pod watches run on (``PodCache`` gets
+its ``_http`` factory). Its TLS context follows the kubernetes-client configuration, its
+timeouts let a watch stay silent for a whole watch period, and one session is shared
+until it is closed. (Fresh starts no longer watch their own pod: ``test_claims.py``
+holds the fresh-start rules, on what the cache shows.)"""
 
 from __future__ import annotations
 
-import asyncio
+import shutil
+import ssl
+import subprocess
+from types import SimpleNamespace
 
-from lambdakube_router.backends.podwatch import WatchedPod
+import pytest
 
-POD = {"metadata": {"name": "p"}, "status": {"podIP": "10.244.0.9"}}
-
-
-async def test_a_change_while_the_reader_was_busy_is_seen_at_once():
-    view = WatchedPod()
-    seen = view.version
-    await view.apply({"type": "MODIFIED", "object": POD})  # lands before the reader waits
-    await asyncio.wait_for(view.next_change(seen, timeout=3600), 1)  # returns without waiting
-    assert view.pod == POD and view.version == seen + 1
+from lambdakube_router.backends.podwatch import WATCH_SECONDS, PodWatcher
 
 
-async def test_a_waiting_reader_wakes_on_the_next_event():
-    view = WatchedPod()
-    waiter = asyncio.ensure_future(view.next_change(view.version, timeout=3600))
-    await asyncio.sleep(0)
-    assert not waiter.done()
-    await view.apply({"type": "ADDED", "object": POD})
-    await asyncio.wait_for(waiter, 1)
+def config(host: str, *, verify_ssl: bool = True, cert_file: str | None = None,
+           key_file: str | None = None) -> SimpleNamespace:
+    """The fields of a kubernetes-client ``Configuration`` the session reads."""
+    return SimpleNamespace(host=host, ssl_ca_cert=None, verify_ssl=verify_ssl, cert_file=cert_file,
+                           key_file=key_file)
 
 
-async def test_deleted_and_refused():
-    view = WatchedPod()
-    await view.apply({"type": "ERROR", "object": {"message": "too old"}})
-    assert view.version == 0 and view.error is None  # reconnecting re-lists; nothing to report
-    await view.apply({"type": "DELETED", "object": POD})
-    assert view.gone
-    await view.fail("watching pod ns/p: HTTP 403")
-    assert view.error and view.version == 2
+TLS = [
+    # (case, configuration, expected: False for no TLS, else (verify_mode, check_hostname))
+    ("plain http: no TLS", config("http://127.0.0.1:8080"), False),
+    ("https verifies the server", config("https://10.96.0.1"), (ssl.CERT_REQUIRED, True)),
+    ("https with verify_ssl off (a test cluster)", config("https://10.96.0.1", verify_ssl=False),
+     (ssl.CERT_NONE, False)),
+]
+
+
+@pytest.mark.parametrize("case,cfg,expected", TLS, ids=[c[0] for c in TLS])
+def test_tls_follows_the_configuration(case, cfg, expected):
+    ctx = PodWatcher(cfg)._ssl()
+    if expected is False:
+        assert ctx is False
+    else:
+        assert isinstance(ctx, ssl.SSLContext)
+        assert (ctx.verify_mode, ctx.check_hostname) == expected
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_a_client_certificate_is_loaded(tmp_path):
+    cert, key = tmp_path / "c.crt", tmp_path / "c.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=router",
+                    "-days", "1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    ctx = PodWatcher(config("https://10.96.0.1", cert_file=str(cert), key_file=str(key)))._ssl()
+    assert isinstance(ctx, ssl.SSLContext)
+    with pytest.raises(FileNotFoundError):  # and a missing one is an error, not ignored
+        PodWatcher(config("https://10.96.0.1", cert_file=str(tmp_path / "none.crt")))._ssl()
+
+
+async def test_one_session_until_closed_with_watch_timeouts():
+    watcher = PodWatcher(config("http://127.0.0.1:8080"))
+    session = watcher._http()
+    try:
+        assert watcher._http() is session
+        assert session.timeout.total is None  # a watch lasts as long as the server lets it
+        assert session.timeout.sock_read is not None and session.timeout.sock_read > WATCH_SECONDS
+    finally:
+        await watcher.close()
+    again = watcher._http()
+    try:
+        assert again is not session and not again.closed
+    finally:
+        await watcher.close()

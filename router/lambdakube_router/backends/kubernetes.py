@@ -37,6 +37,7 @@ runtime, once listening, posts its envId, address and that token
 router is starting, with the right token, from a connection whose peer is the announced
 IP; the start then probes that address, and uses it only if ``/readyz`` answers with the
 pod's own envId. Without an accepted announce the start follows the pod's status alone.
+An accepted announce pokes the pod cache, so the waiting start looks at once.
 
 Rollouts (surge first): after a spec change the pool ``release``s its provisioned pods
 of the old spec instead of stopping them. The router never deletes a provisioned pod the
@@ -47,25 +48,27 @@ it; draining pods are the router's to delete, the operator's deadline is a backs
 
 Why the synchronous ``kubernetes`` client in a thread for writes (create, patch, delete):
 ``kubernetes_asyncio`` is not a dependency, and a cold start makes one or two of them;
-every read is the cache or a watch.
+every pod read is the cache.
 
 A claimed pod is ready for the router when its ``Ready`` condition is true; requests go
 to ``lambdakube.resources.pod_address`` (``status.podIP:8080``, or the
 ``lambdakube.dev/address`` annotation of tests without a kubelet). A fresh pod is
-followed through its watch events and the runtime's own ``/readyz``, so an Init failure
-is reported at once with the runtime's error; the error is also written to the pod as
-``lambdakube.dev/init-error`` (the operator's InitFailed condition reads it).
+followed through the same cache (it is labelled ``lambdakube.dev/role`` like every
+environment pod: no watch of its own) and the runtime's own ``/readyz``, so an Init
+failure is reported at once with the runtime's error; the error is also written to the
+pod as ``lambdakube.dev/init-error`` (the operator's InitFailed condition reads it).
+
+Decisions and bookkeeping live in ``claims`` (pure rules, and ``Ownership``, the one
+writer of what this router holds); this module executes them: API writes, ``/readyz``,
+``/init``, and waiting for the cache's next change.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 import logging
 import secrets
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 
 import aiohttp
 
@@ -77,14 +80,11 @@ from lambdakube.resources import (
     labels,
     new_env_id,
     owner_reference,
-    pod_address,
     runtime_image_hash,
     spec_hash,
 )
-from lambdakube.resources.code import init_error_message
-from lambdakube.resources.podview import is_ready, terminated_reason
-from lambdakube.resources.code import needs_fresh_process
-from lambdakube.resources.code import runtime_answer
+from lambdakube.resources.code import init_error_message, needs_fresh_process, runtime_answer
+from lambdakube_router.backends import claims
 from lambdakube_router.backends.base import (
     SOURCE_FRESH,
     SOURCE_GENERIC,
@@ -94,78 +94,16 @@ from lambdakube_router.backends.base import (
     EnvironmentStartError,
     FunctionRef,
 )
+from lambdakube_router.backends.claims import (
+    Answer, Claim, Distrust, Fail, Generic, Ownership, Pending, PodEnv, Probe, ProbeInit, Ready, Wait,
+)
 from lambdakube_router.backends.pod_cache import PodCache
-from lambdakube_router.backends.podwatch import PodWatcher, WatchedPod
+from lambdakube_router.backends.podwatch import PodWatcher
 
 log = logging.getLogger(__name__)
 
 #: /init waits for the function's Init; the pool's init timeout bounds it (cancellation).
 _INIT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=2)
-
-
-@dataclass
-class PodEnv:
-    """``EnvironmentHandle.private`` of a pod environment."""
-
-    namespace: str
-    name: str
-    role: str
-    #: ``fresh``, ``generic`` or ``provisioned`` (``X-Environment-Source`` of cold starts).
-    source: str
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.namespace, self.name
-
-
-@dataclass
-class _Pending:
-    """A fresh pod this router waits for: its announce token and what was announced."""
-
-    token: str
-    address: str | None = None
-    view: WatchedPod | None = None
-
-
-def _announced_ip(address: str) -> str | None:
-    """The IP of an announced ``host:port`` (``[v6]:port`` too), None if malformed."""
-    host, colon, port = address.rpartition(":")
-    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
-        return None
-    try:
-        return str(ipaddress.ip_address(host.strip("[]")))
-    except ValueError:
-        return None
-
-
-def _same_ip(a: str, b: str) -> bool:
-    try:
-        x, y = ipaddress.ip_address(a), ipaddress.ip_address(b)
-    except ValueError:
-        return False
-    # An IPv4 peer may show up as an IPv4-mapped IPv6 address on a dual-stack socket.
-    x = getattr(x, "ipv4_mapped", None) or x
-    y = getattr(y, "ipv4_mapped", None) or y
-    return x == y
-
-
-def _meta(pod: dict) -> dict:
-    return pod.get("metadata") or {}
-
-
-def _draining(pod: dict | None) -> bool:
-    return pod is not None and (_meta(pod).get("labels") or {}).get(labels.DRAINING) == "true"
-
-
-def _oldest_first(pods: list[dict]) -> list[dict]:
-    return sorted(pods, key=lambda p: (_meta(p).get("creationTimestamp") or "", _meta(p).get("name")))
-
-
-def _init_seconds(info: dict) -> float:
-    try:
-        return float(info.get("initDurationMs") or 0) / 1000
-    except (TypeError, ValueError):
-        return 0.0
 
 
 class KubernetesBackend(Backend):
@@ -184,29 +122,27 @@ class KubernetesBackend(Backend):
         self.custom = client.CustomObjectsApi(api_client)
         self.image = image
         self.image_hash = runtime_image_hash(image)
+        #: A runtime that answered "not yet" is asked again after this long (a cheap
+        #: local request), even without a change of its pod.
         self.poll_interval = poll_interval
+        #: Every wait for the cache's next change ends after this long, change or not.
         self.max_poll_interval = max_poll_interval
-        self._pod_watch = PodWatcher(api_client.configuration)
+        self._watch_http = PodWatcher(api_client.configuration)
         #: The served namespaces' environment pods (empty ``namespaces``: cluster-wide).
-        self.cache = PodCache(self._pod_watch._http, api_client.configuration, namespaces)
+        self.cache = PodCache(self._watch_http._http, api_client.configuration, namespaces)
         self.delete_grace_seconds = delete_grace_seconds
         self.claim_generic = claim_generic
         #: Where fresh pods' runtimes announce themselves (None: they don't).
         self.announce_url = announce_url
-        #: Fresh pods being started, by name (= env id): see ``announced``.
-        self._pending: dict[str, _Pending] = {}
         #: Announces accepted / refused (introspection, metrics, tests).
         self._announce_counts = {"accepted": 0, "refused": 0}
         self.announces = self._announce_counts
         self._uids: dict[tuple[str, str], str | None] = {}
-        #: env id (= pod name) -> the pod of every environment this router holds.
-        self._pods: dict[str, PodEnv] = {}
-        #: Pods this router claimed (provisioned or generic): never claimed twice.
-        self._claimed: set[tuple[str, str]] = set()
-        #: Provisioned pods given back (``release``) while the router runs: deleted once
-        #: the operator labels them draining (``_released_loop``).
-        self._released: set[tuple[str, str]] = set()
+        #: Claimed, held, released and pending pods: changed only through its transitions.
+        self.book = Ownership()
         self._released_task: asyncio.Task | None = None
+        #: Cache pokes in flight (a task nobody references may be collected mid-way).
+        self._pokes: set[asyncio.Task] = set()
         self._session: aiohttp.ClientSession | None = None
         #: Cold starts served by claiming a generic pod (introspection, tests).
         self.generic_claims = 0
@@ -262,23 +198,22 @@ class KubernetesBackend(Backend):
 
     def is_draining(self, handle: EnvironmentHandle) -> bool:
         """True when the operator labelled this environment's pod draining (as last seen)."""
-        where = self._pods.get(handle.env_id) or handle.private
-        return isinstance(where, PodEnv) and _draining(self.cache.get(*where.key))
+        where = self.book.where(handle.env_id) or handle.private
+        return isinstance(where, PodEnv) and claims.is_draining(self.cache.get(*where.key))
 
     async def stop(self, handle: EnvironmentHandle) -> None:
-        where = self._pods.pop(handle.env_id, None) or handle.private
+        where = self.book.let_go(handle.env_id) or handle.private
         if isinstance(where, PodEnv):
             await self._delete(where.namespace, where.name)
 
     async def release(self, handle: EnvironmentHandle) -> None:
         """Give a claimed provisioned pod back without deleting it (router shutdown or
         function removal: the operator owns it, and a next router claims it again)."""
-        where = self._pods.pop(handle.env_id, None) or handle.private
+        where = self.book.let_go(handle.env_id) or handle.private
         if not isinstance(where, PodEnv):
             return
         if where.role == labels.ROLE_PROVISIONED:
-            self._claimed.discard(where.key)
-            self._released.add(where.key)  # the drain loop runs: ``start`` claimed it
+            self.book.give_back(where)  # the drain loop runs: ``start`` claimed it
         else:  # only provisioned pods are kept by someone else
             await self._delete(where.namespace, where.name)
 
@@ -288,68 +223,71 @@ class KubernetesBackend(Backend):
             await asyncio.gather(self._released_task, return_exceptions=True)
             self._released_task = None
         await self.cache.close()
-        owned = [p for p in self._pods.values() if p.role != labels.ROLE_PROVISIONED]
-        await asyncio.gather(*(self._delete(p.namespace, p.name) for p in owned),
+        await asyncio.gather(*(self._delete(p.namespace, p.name) for p in self.book.owned()),
                              return_exceptions=True)
-        self._pods.clear()
-        self._released.clear()
+        self.book.clear()
+        await asyncio.gather(*self._pokes, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
-        await self._pod_watch.close()
+        await self._watch_http.close()
         await self._call(self.api.close)
 
     # -- provisioned: claim the operator's pods -------------------------------------------
 
     async def _claim_provisioned(self, fn: FunctionRef, spec: FunctionSpec) -> EnvironmentHandle:
         """Wait for and claim a Ready provisioned pod of the current spec (the pool's
-        init timeout bounds the wait). An Init error of such a pod fails the start."""
-        wanted = {labels.FUNCTION: fn.name, labels.ROLE: labels.ROLE_PROVISIONED,
-                  labels.SPEC_HASH: spec_hash(spec)}
+        init timeout bounds the wait), as ``claims.choose_provisioned`` says, one step at
+        a time. A pass ends in a wait for the cache's next change; a Ready pod whose
+        runtime did not answer yet is asked again after max_poll_interval even without one."""
+        wanted = {labels.FUNCTION: fn.name, labels.ROLE: labels.ROLE_PROVISIONED}
+        current = spec_hash(spec)
         while True:
             seen = self.cache.version
-            pods = [p for p in self.cache.select(fn.namespace, **wanted) if not _draining(p)]
-            init_error = None
-            for pod in _oldest_first(pods):
-                meta = _meta(pod)
-                key = (fn.namespace, meta["name"])
-                if key in self._claimed or meta.get("deletionTimestamp"):
-                    continue
-                error = (meta.get("annotations") or {}).get(labels.INIT_ERROR)
-                address = pod_address(pod)
-                if error:
-                    init_error = init_error or error
-                    continue
-                if address is None:
-                    continue
-                if not is_ready(pod):
-                    # Nobody else reads a provisioned pod's /readyz: report its Init error.
-                    status, info = await self._readyz(address)
-                    if info.get("state") == "init_failed":
-                        message = init_error_message(str(fn), info)
-                        await self._annotate_init_error(fn.namespace, meta["name"], message)
-                        init_error = init_error or message
-                    continue
-                self._claimed.add(key)
-                try:
-                    status, info = await self._readyz(address)
-                except BaseException:
-                    self._claimed.discard(key)
-                    raise
-                if status != 200:
-                    self._claimed.discard(key)
-                    continue
-                where = PodEnv(fn.namespace, meta["name"], labels.ROLE_PROVISIONED, SOURCE_PROVISIONED)
-                self._pods[where.name] = where
-                return EnvironmentHandle(address=address, env_id=where.name,
-                                         init_duration=_init_seconds(info), private=where)
-            if init_error:
-                raise EnvironmentStartError(
-                    init_error if init_error.startswith(f"{fn}:") else f"{fn}: Init failed: {init_error}")
-            if self.cache.error:
-                raise EnvironmentStartError(f"{fn}: {self.cache.error}")
-            # The next pod change; a Ready pod whose runtime did not answer yet is probed
-            # again after max_poll_interval even without one.
+            tried: set[str] = set()
+            probed: dict[str, str | None] = {}
+            while True:
+                choice = claims.choose_provisioned(
+                    self.cache.select(fn.namespace, **wanted), self.book.claimed, fn, current,
+                    tried=tried, probed=probed, cache_error=self.cache.error)
+                match choice:
+                    case Claim():
+                        handle = await self._take_provisioned(fn, choice)
+                        if handle is not None:
+                            return handle
+                        tried.add(choice.name)
+                    case ProbeInit():
+                        probed[choice.name] = await self._probe_init_error(fn, choice.name, choice.address)
+                    case Fail():
+                        raise EnvironmentStartError(choice.message)
+                    case Wait():
+                        break
             await self.cache.next_change(seen, self.max_poll_interval)
+
+    async def _take_provisioned(self, fn: FunctionRef, choice: Claim) -> EnvironmentHandle | None:
+        """Claim the pod, then ask its runtime: None (claim undone) unless ``/readyz`` is 200."""
+        key = (fn.namespace, choice.name)
+        if not self.book.claim(key):
+            return None
+        try:
+            status, info = await self._readyz(choice.address)
+        except BaseException:
+            self.book.unclaim(key)
+            raise
+        if status != 200:
+            self.book.unclaim(key)
+            return None
+        where = PodEnv(fn.namespace, choice.name, labels.ROLE_PROVISIONED, SOURCE_PROVISIONED)
+        self.book.hold(where)
+        return EnvironmentHandle(address=choice.address, env_id=where.name,
+                                 init_duration=claims.init_seconds(info), private=where)
+
+    async def _probe_init_error(self, fn: FunctionRef, name: str, address: str) -> str | None:
+        """The Init error a not-Ready pod's runtime reports (written to the pod), if any."""
+        _, info = await self._readyz(address)
+        message = claims.reported_init_error(fn, info)
+        if message:
+            await self._annotate_init_error(fn.namespace, name, message)
+        return message
 
     # -- generic: claim a pod of the operator's generic pool and specialise it ------------
 
@@ -358,31 +296,25 @@ class KubernetesBackend(Backend):
         pods = self.cache.select(fn.namespace, **{labels.ROLE: labels.ROLE_GENERIC,
                                                   labels.RUNTIME_IMAGE_HASH: self.image_hash,
                                                   labels.FUNCTION: None})
-        for pod in _oldest_first(pods):
-            meta = _meta(pod)
-            address = pod_address(pod)
-            if (meta.get("deletionTimestamp") or not is_ready(pod) or address is None
-                    or (fn.namespace, meta["name"]) in self._claimed):
+        for candidate in claims.generic_candidates(pods, self.book.claimed, fn.namespace, self.image_hash):
+            if not await self.claim_generic_pod(fn, spec, uid, candidate.pod):
                 continue
-            if not await self.claim_generic_pod(fn, spec, uid, pod):
-                continue
-            handle = await self._specialise(fn, spec, meta["name"], address)
+            handle = await self._specialise(fn, spec, candidate.name, candidate.address)
             if handle is not None:
                 self.generic_claims += 1
                 return handle
         return None
 
-    async def claim_generic_pod(self, fn: FunctionRef, spec: FunctionSpec, uid: str, pod: dict) -> bool:
+    async def claim_generic_pod(self, fn: FunctionRef, spec: FunctionSpec, uid: str, pod: Mapping) -> bool:
         """Relabel the generic ``pod`` (as listed: its resourceVersion is the
         precondition) as an on-demand environment of ``fn``. False when someone else
         changed it first (409) or it is gone (404)."""
         from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
-        meta = _meta(pod)
+        meta = pod.get("metadata") or {}
         key = (fn.namespace, meta["name"])
-        if key in self._claimed:
+        if not self.book.claim(key):
             return False
-        self._claimed.add(key)
         patch = {"metadata": {
             "resourceVersion": meta["resourceVersion"],
             "labels": {labels.ROLE: labels.ROLE_ON_DEMAND, labels.FUNCTION: fn.name,
@@ -394,7 +326,7 @@ class KubernetesBackend(Backend):
             await self._call(self.core.patch_namespaced_pod, meta["name"], fn.namespace, patch,
                              _preload_content=False)
         except ApiException as exc:
-            self._claimed.discard(key)  # not ours: it may be claimable again later (a 409
+            self.book.unclaim(key)  # not ours: it may be claimable again later (a 409
             # also follows any status update of the pod since it was listed)
             if exc.status in (404, 409):
                 log.debug("%s: claim of generic pod %s lost: %s", fn, meta["name"], exc.status)
@@ -402,7 +334,7 @@ class KubernetesBackend(Backend):
             log.warning("%s: claim of generic pod %s failed: %s %s", fn, meta["name"], exc.status, exc.reason)
             return False
         except BaseException:
-            self._claimed.discard(key)
+            self.book.unclaim(key)
             raise
         return True
 
@@ -412,7 +344,7 @@ class KubernetesBackend(Backend):
         succeeds; None when the pod was unusable (the caller tries another, or a fresh
         pod)."""
         where = PodEnv(fn.namespace, name, labels.ROLE_ON_DEMAND, SOURCE_GENERIC)
-        self._pods[name] = where
+        self.book.hold(where)
         ok = False
         try:
             init, unusable = await self._init(fn, spec, name, address)
@@ -423,7 +355,7 @@ class KubernetesBackend(Backend):
             return EnvironmentHandle(address=address, env_id=name, init_duration=init, private=where)
         finally:
             if not ok:
-                self._pods.pop(name, None)
+                self.book.let_go(name)
                 await self._delete(fn.namespace, name)
 
     async def _init(self, fn: FunctionRef, spec: FunctionSpec, name: str,
@@ -440,7 +372,7 @@ class KubernetesBackend(Backend):
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             return 0.0, f"failed during /init ({type(exc).__name__}: {exc})"
         if status == 200:
-            return _init_seconds(runtime_answer(body)), None
+            return claims.init_seconds(runtime_answer(body)), None
         info = runtime_answer(body)
         if status == 500 and "error" in info:
             message = init_error_message(str(fn), info)
@@ -452,14 +384,14 @@ class KubernetesBackend(Backend):
 
     async def _start_fresh(self, fn: FunctionRef, spec: FunctionSpec, uid: str | None) -> EnvironmentHandle:
         name = new_env_id(fn.name, labels.ROLE_ON_DEMAND)
-        pending = self._pending[name] = _Pending(secrets.token_urlsafe(24))
+        pending = self.book.expect(name, secrets.token_urlsafe(24))
         try:
             return await self._create_fresh(fn, spec, uid, name, pending)
         finally:
-            self._pending.pop(name, None)
+            self.book.started(name)
 
     async def _create_fresh(self, fn: FunctionRef, spec: FunctionSpec, uid: str | None, name: str,
-                            pending: _Pending) -> EnvironmentHandle:
+                            pending: Pending) -> EnvironmentHandle:
         from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
         announce = (self.announce_url, pending.token) if self.announce_url else None
@@ -477,7 +409,7 @@ class KubernetesBackend(Backend):
                 f"{fn}: cannot create the environment pod: {exc.status} {exc.reason}: {exc.body}",
                 error_type="PodCreateError") from None
         where = PodEnv(fn.namespace, name, labels.ROLE_ON_DEMAND, SOURCE_FRESH)
-        self._pods[name] = where
+        self.book.hold(where)
         try:
             address, init = await self._wait_ready(fn, name, pending)
             if init is None:  # listening, waiting for its code
@@ -485,82 +417,77 @@ class KubernetesBackend(Backend):
                 if unusable:
                     raise EnvironmentStartError(f"{fn}: environment pod {name} {unusable}")
         except BaseException:
-            self._pods.pop(name, None)
+            self.book.let_go(name)
             await self._delete(fn.namespace, name)
             raise
         return EnvironmentHandle(address=address, env_id=name, init_duration=init, private=where)
 
-    async def _wait_ready(self, fn: FunctionRef, name: str,
-                          pending: _Pending | None = None) -> tuple[str, float | None]:
-        """Follow the new pod's watch events until its runtime answers ``/readyz``:
-        with its Init's duration when it initialised itself (code in the image), with
-        None when it listens and waits for ``/init``.
-
-        The runtime's own ``/readyz`` decides, as soon as the pod has an address: waiting
-        for the kubelet's Ready condition as well added up to a readiness-probe period
-        to every cold start, for an answer the router gets itself. Between events the
-        address is probed every ``poll_interval`` (a cheap local request)."""
-        async with self._pod_watch.watch(fn.namespace, name) as view:
-            if pending is not None:
-                pending.view = view
-            while True:
-                seen, pod = view.version, view.pod
-                if view.error:
-                    raise EnvironmentStartError(f"{fn}: {view.error}")
-                if view.gone:
-                    raise EnvironmentStartError(f"{fn}: environment pod {name} was deleted while starting")
-                address = None
-                if pod is not None:
-                    annotations = _meta(pod).get("annotations") or {}
-                    if annotations.get(labels.INIT_ERROR):
-                        raise EnvironmentStartError(f"{fn}: Init failed: {annotations[labels.INIT_ERROR]}")
-                    reason = terminated_reason(pod)
-                    if reason:
-                        raise EnvironmentStartError(f"{fn}: {reason}")
-                    address = pod_address(pod)
-                via_announce = False
-                if address is None and pending is not None and pending.address is not None:
-                    address, via_announce = pending.address, True
-                if address is None:
-                    await view.next_change(seen, self.max_poll_interval)
-                    continue
-                status, info = await self._readyz(address)
-                if via_announce and info.get("envId") != name:
-                    # Not this pod's runtime (or not up): trust only the pod's status now.
+    async def _wait_ready(self, fn: FunctionRef, name: str, pending: Pending) -> tuple[str, float | None]:
+        """Follow the new pod through the cache (and its announce) until its runtime
+        answers ``/readyz``, as ``claims.fresh_step`` says, one step at a time: with
+        its Init's duration when it initialised itself (code in the image), with None
+        when it listens and waits for ``/init``. A pod never seen within the start's
+        deadline (the pool's init timeout, by cancellation) is never waited for longer."""
+        seen = False
+        answer: Answer | None = None
+        while True:
+            pod = self.cache.get(fn.namespace, name)
+            seen = seen or pod is not None
+            announced = pending.address
+            step = claims.fresh_step(fn, name, pod=pod, seen=seen, announced=announced, answer=answer,
+                                     cache_error=self.cache.error)
+            match step:
+                case Probe():
+                    status, info = await self._readyz(step.address)
+                    answer = Answer(step.address, step.via_announce, status, info)
+                case Distrust():
                     log.warning("%s: the address announced for %s answered as %r; ignored",
-                                fn, name, info.get("envId"))
-                    assert pending is not None
-                    pending.address = None
-                    continue
-                if info.get("state") == "init_failed":
-                    message = init_error_message(str(fn), info)
-                    await self._annotate_init_error(fn.namespace, name, message)
-                    raise EnvironmentStartError(message)
-                if status == 200:
-                    return address, _init_seconds(info)
-                if info.get("state") == "generic":
-                    return address, None
-                await view.next_change(seen, self.poll_interval)
+                                fn, name, step.answered_as)
+                    self.book.distrust(name, step.address)
+                    answer = None
+                case Fail():
+                    if step.annotate:
+                        await self._annotate_init_error(fn.namespace, name, step.message)
+                    raise EnvironmentStartError(step.message)
+                case Ready():
+                    return step.address, step.init_seconds
+                case Generic():
+                    return step.address, None
+                case Wait():
+                    answer = None
+                    timeout = self.poll_interval if step.reprobe else self.max_poll_interval
+                    await self._own_change(fn.namespace, name, pending, (_version(pod), announced), timeout)
+
+    async def _own_change(self, namespace: str, name: str, pending: Pending,
+                          before: tuple[str | None, str | None], timeout: float) -> None:
+        """Until the pod ``name`` (its resourceVersion) or its announced address differs
+        from ``before``, what the last step was decided on, or ``timeout``. Why not any
+        cache change: the cache changes with every environment pod, and a burst of other
+        starts must not turn into as many probes of this one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            seen = self.cache.version  # read with the state below: a later change wakes us
+            left = deadline - loop.time()
+            if (_version(self.cache.get(namespace, name)), pending.address) != before or left <= 0:
+                return
+            await self.cache.next_change(seen, left)
 
     # -- announces ------------------------------------------------------------------------
 
     def announced(self, env_id: str, address: str, token: str, peer: str | None) -> bool:
         """A fresh pod's runtime says it listens at ``address`` (see the module's
-        docstring). True when accepted: a pod this router starts, its token, and a
-        connection from the announced IP."""
-        pending = self._pending.get(env_id)
-        ip = _announced_ip(address)
-        ok = (pending is not None and ip is not None and peer is not None
-              and hmac.compare_digest(pending.token.encode(), token.encode())
-              and _same_ip(ip, peer))
+        docstring). True when accepted (``claims.accept_announce``): a pod this router
+        starts, its token, and a connection from the announced IP."""
+        ok = claims.accept_announce(self.book.token_of(env_id), address, token, peer)
         self._announce_counts["accepted" if ok else "refused"] += 1
         if not ok:
             log.warning("refused an announce for %r at %r from %r", env_id, address, peer)
             return False
-        assert pending is not None
-        pending.address = address
-        if pending.view is not None:
-            asyncio.get_running_loop().create_task(pending.view.poke())
+        self.book.announce(env_id, address)
+        task = asyncio.get_running_loop().create_task(self.cache.poke())  # the start looks now
+        self._pokes.add(task)
+        task.add_done_callback(self._pokes.discard)
         return True
 
     # -- draining -------------------------------------------------------------------------
@@ -571,23 +498,21 @@ class KubernetesBackend(Backend):
                 self._released_loop(), name="kubernetes-backend-released")
 
     async def _released_loop(self) -> None:
-        """Delete released provisioned pods once the operator labels them draining
-        (nobody here uses them; the operator's deadline is a backstop); forget those that
-        are gone. Runs on the cache's changes."""
+        """Delete released provisioned pods once the operator labels them draining;
+        forget those that are gone (``claims.released_actions``). Runs on the cache's
+        changes."""
         while True:
             seen = self.cache.version
             await self._delete_released()
             await self.cache.next_change(seen, 30.0)
 
     async def _delete_released(self) -> None:
-        if not self._released:
+        if not self.book.released:
             return
-        gone = {k for k in self._released if self.cache.get(*k) is None}
-        done = {k for k in self._released - gone if _draining(self.cache.get(*k))}
-        self._released -= gone | done
-        for ns, name in sorted(done):
-            if (ns, name) not in self._claimed:  # never a pod this router uses
-                await self._delete(ns, name)
+        forget, delete = claims.released_actions(self.book.released, self.book.claimed, self.cache.get)
+        self.book.forget_released(forget)
+        for namespace, name in delete:
+            await self._delete(namespace, name)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -620,3 +545,7 @@ class KubernetesBackend(Backend):
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("deleting pod %s/%s failed: %s %s", namespace, name, exc.status, exc.reason)
+
+
+def _version(pod: Mapping | None) -> str | None:
+    return (pod.get("metadata") or {}).get("resourceVersion") if pod is not None else None
