@@ -23,6 +23,7 @@ test-fast: $(STAMP) helm
 # Lint and types (configured in pyproject.toml); part of `make test`.
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
 # Only the real-node e2e suite.

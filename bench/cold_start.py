@@ -42,7 +42,7 @@ from pathlib import Path
 import aiohttp
 
 REPO = Path(__file__).resolve().parents[1]
-HANDLER = "def handler(event, context):\n    return {\"ok\": True, \"echo\": event.get(\"i\")}\n"
+HANDLER = 'def handler(event, context):\n    return {"ok": True, "echo": event.get("i")}\n'
 PAYLOAD = json.dumps({"i": 1}).encode()
 TARGET_P50_MS = 100.0
 TARGET_P99_MS = 250.0
@@ -72,10 +72,25 @@ def _env() -> dict:
 
 
 def start_router(functions: Path, state: Path, pool_size: int) -> tuple[subprocess.Popen, int]:
-    cmd = [sys.executable, "-m", "lambdakube_router", "--functions", str(functions),
-           "--backend", "local", "--host", "127.0.0.1", "--port", "0",
-           "--state-dir", str(state), "--log-level", "WARNING",
-           "--generic-pool-size", str(pool_size)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lambdakube_router",
+        "--functions",
+        str(functions),
+        "--backend",
+        "local",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--state-dir",
+        str(state),
+        "--log-level",
+        "WARNING",
+        "--generic-pool-size",
+        str(pool_size),
+    ]
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=sys.stderr)
     line = proc.stdout.readline().decode()
     assert line.startswith("LAMBDAKUBE_ROUTER_LISTENING "), line
@@ -146,21 +161,25 @@ def line(label: str, samples: list[Sample]) -> str:
             return f"{'-':>7} /{'-':>7}"
         return f"{pct(vals, 50):7.1f} /{pct(vals, 99):7.1f}"
 
-    return (f"  {label:<26} n={len(samples):<3} end-to-end {col('total')}   queue wait {col('queue')}"
-            f"   init {col('init')}   run {col('run')}")
+    return (
+        f"  {label:<26} n={len(samples):<3} end-to-end {col('total')}   queue wait {col('queue')}"
+        f"   init {col('init')}   run {col('run')}"
+    )
 
 
 async def run(args) -> int:
     load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
-          f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
+        f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     n, burst = args.samples, args.burst
     tmp = Path(tempfile.mkdtemp(prefix="lambdakube-coldbench-"))
     fns = tmp / "fns"
     fns.mkdir()
     names = [f"cold-{i}" for i in range(2 * n + burst)]
     (fns / "functions.yaml").write_text("\n".join(manifest(x) for x in names + ["warm"]) + "\n")
-    fresh_names, generic_names, burst_names = names[:n], names[n:2 * n], names[2 * n:]
+    fresh_names, generic_names, burst_names = names[:n], names[n : 2 * n], names[2 * n :]
     routers: list[subprocess.Popen] = []
     ok = True
     try:
@@ -169,8 +188,7 @@ async def run(args) -> int:
         gen_router, gen_port = start_router(fns, tmp / "state-generic", args.pool_size)
         routers.append(gen_router)
         timeout = aiohttp.ClientTimeout(total=60)
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                         timeout=timeout) as s:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as s:
             await wait_pool_full(s, gen_port, args.pool_size)
             # warm the client and both routers' HTTP paths (not the function paths)
             for port in (fresh_port, gen_port):
@@ -202,22 +220,28 @@ async def run(args) -> int:
             "warm": all(not x.cold and x.source == "warm" for x in warm),
             "burst": all(x.cold and x.source in ("fresh", "generic") for x in bursts),
         }
-        print(f"{n} cold starts per series (each a never-invoked function), generic pool size"
-              f" {args.pool_size}; ms as p50 / p99 (with n={n}, p99 is about the maximum)")
+        print(
+            f"{n} cold starts per series (each a never-invoked function), generic pool size"
+            f" {args.pool_size}; ms as p50 / p99 (with n={n}, p99 is about the maximum)"
+        )
         print(line("(a) cold, fresh", fresh))
         print(line("(b) cold, generic", generic))
         print(line("(c) warm", warm))
         src = {k: sum(1 for x in bursts if x.source == k) for k in ("generic", "fresh")}
         if bursts:
-            print(line("(d) burst, no refill wait", bursts)
-                  + f"   sources: {src['generic']} generic, {src['fresh']} fresh")
+            print(
+                line("(d) burst, no refill wait", bursts)
+                + f"   sources: {src['generic']} generic, {src['fresh']} fresh"
+            )
         a50, a99 = pct([x.total for x in fresh], 50), pct([x.total for x in fresh], 99)
         b50, b99 = pct([x.total for x in generic], 50), pct([x.total for x in generic], 99)
         print(f"ratio fresh/generic cold start: p50 {a50 / b50:.1f}x, p99 {a99 / b99:.1f}x")
         verdict = lambda v, t: "meets" if v <= t else "MISSES"  # noqa: E731
-        print(f"generic cold start vs targets: p50 {b50:.1f} ms {verdict(b50, TARGET_P50_MS)}"
-              f" {TARGET_P50_MS:.0f} ms; p99 {b99:.1f} ms {verdict(b99, TARGET_P99_MS)}"
-              f" {TARGET_P99_MS:.0f} ms")
+        print(
+            f"generic cold start vs targets: p50 {b50:.1f} ms {verdict(b50, TARGET_P50_MS)}"
+            f" {TARGET_P50_MS:.0f} ms; p99 {b99:.1f} ms {verdict(b99, TARGET_P99_MS)}"
+            f" {TARGET_P99_MS:.0f} ms"
+        )
         if not_full:
             print(f"note: {not_full} generic sample(s) ran before the pool had refilled")
         bad = [k for k, v in checks.items() if not v]
@@ -239,8 +263,9 @@ def main() -> int:
     p.add_argument("--pool-size", type=int, default=2, help="generic pool size of router (b)")
     p.add_argument("--warm-requests", type=int, default=300)
     p.add_argument("--burst", type=int, default=10, help="back-to-back cold starts in (d)")
-    p.add_argument("--pause", type=float, default=0.05,
-                   help="seconds between samples (lets the previous start's tail settle)")
+    p.add_argument(
+        "--pause", type=float, default=0.05, help="seconds between samples (lets the previous start's tail settle)"
+    )
     args = p.parse_args()
     if args.pool_size < 1:
         p.error("--pool-size must be >= 1 (series (b) needs spares)")

@@ -72,20 +72,22 @@ class Timer:
         return (time.perf_counter() - start) * 1000, resp.status, {k.lower(): v for k, v in resp.getheaders()}
 
 
-def cold_series(c: Cluster, ns: str, timer: Timer, prefix: str, memory: int, n: int,
-                want_source: str, before_each=None) -> list[float]:
+def cold_series(
+    c: Cluster, ns: str, timer: Timer, prefix: str, memory: int, n: int, want_source: str, before_each=None
+) -> list[float]:
     """``n`` first invokes of as many new Functions (bounded: n requests, 60 s each)."""
     names = [f"{prefix}-{i}" for i in range(n)]
-    c.apply([function_manifest(name, HANDLER, resources={"memorySize": memory},
-                               idleTimeoutSeconds=3600) for name in names], ns)
+    c.apply(
+        [function_manifest(name, HANDLER, resources={"memorySize": memory}, idleTimeoutSeconds=3600) for name in names],
+        ns,
+    )
     for name in names:
         wait_for(lambda name=name: c.router_function(name, ns), 60, f"router to see {name}")
     out = []
     for name in names:
         if before_each:
             before_each()
-        ms, status, h = timer.post(f"/2015-03-31/functions/{name}/invocations", b"{}",
-                                   {"X-Lambdakube-Namespace": ns})
+        ms, status, h = timer.post(f"/2015-03-31/functions/{name}/invocations", b"{}", {"X-Lambdakube-Namespace": ns})
         assert status == 200, (name, status)
         assert h.get("x-cold-start") == "true", (name, h)
         assert h.get("x-environment-source") == want_source, (name, h.get("x-environment-source"))
@@ -95,9 +97,11 @@ def cold_series(c: Cluster, ns: str, timer: Timer, prefix: str, memory: int, n: 
 
 def generic_ready(c: Cluster, ns: str) -> bool:
     pods = c.get("pods", namespace=ns, selector=f"{labels.ROLE}={labels.ROLE_GENERIC}")["items"]
-    return any(not p["metadata"].get("deletionTimestamp") and any(
-        x["type"] == "Ready" and x["status"] == "True" for x in p["status"].get("conditions", []))
-        for p in pods)
+    return any(
+        not p["metadata"].get("deletionTimestamp")
+        and any(x["type"] == "Ready" and x["status"] == "True" for x in p["status"].get("conditions", []))
+        for p in pods
+    )
 
 
 def main() -> int:
@@ -116,11 +120,19 @@ def main() -> int:
             host, port = c.router_url.removeprefix("http://").split(":")
             timer = Timer(host, int(port))
             locked = cold_series(c, ns, timer, "locked", 256, args.samples, "fresh")
-            fresh = cold_series(c, ns, timer, "fresh", 256, args.samples, "fresh",
-                                before_each=lambda: time.sleep(rng.uniform(0, 1)))
-            generic = cold_series(c, ns, timer, "gen", 128, args.samples, "generic",
-                                  before_each=lambda: wait_for(lambda: generic_ready(c, ns), 60,
-                                                               "a Ready generic pod", interval=0.05))
+            fresh = cold_series(
+                c, ns, timer, "fresh", 256, args.samples, "fresh", before_each=lambda: time.sleep(rng.uniform(0, 1))
+            )
+            generic = cold_series(
+                c,
+                ns,
+                timer,
+                "gen",
+                128,
+                args.samples,
+                "generic",
+                before_each=lambda: wait_for(lambda: generic_ready(c, ns), 60, "a Ready generic pod", interval=0.05),
+            )
             via_router, direct = warm_series(c, ns, timer, args.warm)
         finally:
             c.kubectl("delete", "namespace", ns, "--wait=false", check=False)
@@ -132,15 +144,22 @@ def main() -> int:
     print(row("(c) warm via router Service", via_router))
     print(row("(c) warm direct to pod", direct))
     over = [r - d for r, d in zip(via_router, direct)]
-    results = {"fresh p50": pct(fresh, 50), "fresh p99": pct(fresh, 99),
-               "generic p50": pct(generic, 50),
-               "warm overhead p50": pct(via_router, 50) - pct(direct, 50)}
-    print(f"\nwarm overhead (router - direct): p50 {results['warm overhead p50']:+.2f} ms,"
-          f" pairwise median {statistics.median(over):+.2f} ms")
-    print(f"ratios vs the direct warm baseline (p50 {pct(direct, 50):.2f} ms): fresh"
-          f" {pct(fresh, 50) / pct(direct, 50):.0f}x, generic {pct(generic, 50) / pct(direct, 50):.1f}x,"
-          f" router {pct(via_router, 50) / pct(direct, 50):.2f}x; fresh/generic"
-          f" {pct(fresh, 50) / pct(generic, 50):.1f}x")
+    results = {
+        "fresh p50": pct(fresh, 50),
+        "fresh p99": pct(fresh, 99),
+        "generic p50": pct(generic, 50),
+        "warm overhead p50": pct(via_router, 50) - pct(direct, 50),
+    }
+    print(
+        f"\nwarm overhead (router - direct): p50 {results['warm overhead p50']:+.2f} ms,"
+        f" pairwise median {statistics.median(over):+.2f} ms"
+    )
+    print(
+        f"ratios vs the direct warm baseline (p50 {pct(direct, 50):.2f} ms): fresh"
+        f" {pct(fresh, 50) / pct(direct, 50):.0f}x, generic {pct(generic, 50) / pct(direct, 50):.1f}x,"
+        f" router {pct(via_router, 50) / pct(direct, 50):.2f}x; fresh/generic"
+        f" {pct(fresh, 50) / pct(generic, 50):.1f}x"
+    )
     print("fresh samples, back to back (ms):", " ".join(f"{x:.0f}" for x in sorted(locked)))
     print("fresh samples, random arrival (ms):", " ".join(f"{x:.0f}" for x in sorted(fresh)))
     for k, goal in GOALS.items():
@@ -155,8 +174,9 @@ def warm_series(c: Cluster, ns: str, timer: Timer, n: int) -> tuple[list[float],
     _, status, h = timer.post(path, b"{}", hdr)
     assert status == 200
     # The cold start may finish before the kubelet writes the pod's IP (it announced itself).
-    ip = wait_for(lambda: c.get("pod", h["x-environment-id"], ns)["status"].get("podIP"), 30,
-                  "the warm pod's IP in its status")
+    ip = wait_for(
+        lambda: c.get("pod", h["x-environment-id"], ns)["status"].get("podIP"), 30, "the warm pod's IP in its status"
+    )
     direct = Timer(ip, 8080)
     via, base = [], []
     for _ in range(n):

@@ -42,7 +42,7 @@ from pathlib import Path
 import aiohttp
 
 REPO = Path(__file__).resolve().parents[1]
-HANDLER = "def handler(event, context):\n    return {\"ok\": True, \"echo\": event.get(\"i\")}\n"
+HANDLER = 'def handler(event, context):\n    return {"ok": True, "echo": event.get("i")}\n'
 MANIFEST = f"""
 apiVersion: lambdakube.dev/v1alpha1
 kind: Function
@@ -69,12 +69,19 @@ def _env() -> dict:
 
 def start_runtime() -> tuple[subprocess.Popen, int]:
     env = _env()
-    env.update(LAMBDAKUBE_HANDLER="index.handler", LAMBDAKUBE_INLINE_CODE=HANDLER,
-               LAMBDAKUBE_FUNCTION_NAME="bench", LAMBDAKUBE_TIMEOUT_SECONDS="10",
-               LAMBDAKUBE_ENV_ID="direct")
+    env.update(
+        LAMBDAKUBE_HANDLER="index.handler",
+        LAMBDAKUBE_INLINE_CODE=HANDLER,
+        LAMBDAKUBE_FUNCTION_NAME="bench",
+        LAMBDAKUBE_TIMEOUT_SECONDS="10",
+        LAMBDAKUBE_ENV_ID="direct",
+    )
     proc = subprocess.Popen(
         [sys.executable, "-m", "lambdakube_runtime", "--host", "127.0.0.1", "--port", "0"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     line = proc.stdout.readline().decode()
     assert line.startswith("LAMBDAKUBE_LISTENING port="), line
     # keep draining the runtime's per-invocation log lines
@@ -108,16 +115,29 @@ def start_baseline() -> tuple[subprocess.Popen, int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-c", BASELINE_SERVER, str(port)], env=_env(),
-                            stdout=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", BASELINE_SERVER, str(port)], env=_env(), stdout=subprocess.PIPE)
     proc.stdout.readline()
     return proc, port
 
 
 def start_router(functions: Path, state: Path, uvloop: bool) -> tuple[subprocess.Popen, int]:
-    cmd = [sys.executable, "-m", "lambdakube_router", "--functions", str(functions),
-           "--backend", "local", "--host", "127.0.0.1", "--port", "0",
-           "--state-dir", str(state), "--log-level", "WARNING"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lambdakube_router",
+        "--functions",
+        str(functions),
+        "--backend",
+        "local",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--state-dir",
+        str(state),
+        "--log-level",
+        "WARNING",
+    ]
     if not uvloop:
         cmd.append("--no-uvloop")
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=sys.stderr)
@@ -150,7 +170,7 @@ class _RawConnection(asyncio.Protocol):
         length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
         if len(self.buf) >= end + 4 + length:
             status = int(head.split(" ", 2)[1])
-            self.buf = self.buf[end + 4 + length:]
+            self.buf = self.buf[end + 4 + length :]
             self.waiter.set_result(status)
 
 
@@ -172,8 +192,10 @@ class RawSession:
         if conn is None or conn.transport.is_closing():
             _, conn = await asyncio.get_running_loop().create_connection(_RawConnection, *key)
         conn.waiter = asyncio.get_running_loop().create_future()
-        conn.transport.write(b"POST /%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                             b"Content-Length: %d\r\n\r\n%s" % (path.encode(), hostport.encode(), len(data), data))
+        conn.transport.write(
+            b"POST /%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (path.encode(), hostport.encode(), len(data), data)
+        )
         status = await conn.waiter
         idle.append(conn)
         return status
@@ -209,8 +231,7 @@ async def sequential(session, url: str, n: int) -> list[float]:
     return out
 
 
-async def throughput(session, url: str, clients: int, total: int,
-                     max_seconds: float) -> tuple[int, float, dict]:
+async def throughput(session, url: str, clients: int, total: int, max_seconds: float) -> tuple[int, float, dict]:
     remaining = total
     statuses: dict[int, int] = {}
     deadline = time.perf_counter() + max_seconds
@@ -340,50 +361,67 @@ async def run(args) -> None:
             us0 = user_system(router.pid)
             envs0 = env_cpu(router.pid)
             n, elapsed, statuses = await throughput(
-                s, router_url, args.clients, args.throughput_requests, args.max_seconds)
+                s, router_url, args.clients, args.throughput_requests, args.max_seconds
+            )
             envs1 = env_cpu(router.pid)
             cpu1 = cpu_snapshot(router.pid)
             us1 = user_system(router.pid)
             with CpuMeter(runtime=runtime.pid) as direct_tp_meter:
-                n1, elapsed1, _ = await throughput(s, direct_url, 1, args.throughput_requests // 4,
-                                                   args.max_seconds)
+                n1, elapsed1, _ = await throughput(s, direct_url, 1, args.throughput_requests // 4, args.max_seconds)
             base_url = f"http://127.0.0.1:{bport}/x"
             await throughput(s, base_url, args.clients, 200, 30)
             b0 = cpu_seconds(baseline.pid)
-            nb, elapsed_b, _ = await throughput(s, base_url, args.clients, args.throughput_requests,
-                                                args.max_seconds)
+            nb, elapsed_b, _ = await throughput(s, base_url, args.clients, args.throughput_requests, args.max_seconds)
             base_cpu = (cpu_seconds(baseline.pid) - b0) / nb * 1e6
         finally:
             await s.close()
         d50, d99 = pct(direct, 50), pct(direct, 99)
         r50, r99 = pct(routed, 50), pct(routed, 99)
-        print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
-              f"router loop: {'asyncio' if args.no_uvloop else 'uvloop (if installed)'}, "
-              f"client: {args.client}")
+        print(
+            f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
+            f"router loop: {'asyncio' if args.no_uvloop else 'uvloop (if installed)'}, "
+            f"client: {args.client}"
+        )
         print(f"sequential warm invokes ({len(direct)} each):")
         d_mean, r_mean = statistics.mean(direct) * 1000, statistics.mean(routed) * 1000
         print(f"  direct to runtime : p50 {d50:7.3f} ms   p99 {d99:7.3f} ms   mean {d_mean:7.3f} ms")
         print(f"  through router    : p50 {r50:7.3f} ms   p99 {r99:7.3f} ms   mean {r_mean:7.3f} ms")
-        print(f"  router overhead   : p50 {r50 - d50:+7.3f} ms   p99 {r99 - d99:+7.3f} ms"
-              f"   (ratio p50 {r50 / d50:.2f}x, p99 {r99 / d99:.2f}x)")
-        print(f"  CPU per invoke    : direct runtime {direct_meter.per_invoke_us('runtime', len(direct)):.0f} us;"
-              f" through router: router {router_meter.per_invoke_us('router', len(routed)):.0f} us"
-              f" + environment {seq_env_us:.0f} us"
-              f" (benchmark client not included)")
-        print(f"throughput through router, {args.clients} concurrent clients: "
-              f"{n / elapsed:8.0f} invokes/s ({n} in {elapsed:.2f} s, statuses {statuses})")
+        print(
+            f"  router overhead   : p50 {r50 - d50:+7.3f} ms   p99 {r99 - d99:+7.3f} ms"
+            f"   (ratio p50 {r50 / d50:.2f}x, p99 {r99 / d99:.2f}x)"
+        )
+        print(
+            f"  CPU per invoke    : direct runtime {direct_meter.per_invoke_us('runtime', len(direct)):.0f} us;"
+            f" through router: router {router_meter.per_invoke_us('router', len(routed)):.0f} us"
+            f" + environment {seq_env_us:.0f} us"
+            f" (benchmark client not included)"
+        )
+        print(
+            f"throughput through router, {args.clients} concurrent clients: "
+            f"{n / elapsed:8.0f} invokes/s ({n} in {elapsed:.2f} s, statuses {statuses})"
+        )
         r_cpu, e_cpu, c_cpu = ((b - a) / n * 1e6 for a, b in zip(cpu0, cpu1))
-        print(f"  CPU per invoke: router {r_cpu:6.0f} us, environments {e_cpu:6.0f} us, "
-              f"benchmark client {c_cpu:6.0f} us  -> the router alone could serve "
-              f"~{1e6 / r_cpu:,.0f} invokes/s per core" if r_cpu else "  CPU: n/a")
+        print(
+            f"  CPU per invoke: router {r_cpu:6.0f} us, environments {e_cpu:6.0f} us, "
+            f"benchmark client {c_cpu:6.0f} us  -> the router alone could serve "
+            f"~{1e6 / r_cpu:,.0f} invokes/s per core"
+            if r_cpu
+            else "  CPU: n/a"
+        )
         print(f"  environments' CPU per invoke: {env_split(envs0, envs1, n)}")
-        print(f"  baseline: a bare aiohttp hello-world server costs {base_cpu:.0f} us CPU per"
-              f" request on this machine right now ({nb / elapsed_b:.0f} req/s, {args.clients} clients)")
-        print(f"  router CPU split: user {(us1[0] - us0[0]) / n * 1e6:.0f} us,"
-              f" system {(us1[1] - us0[1]) / n * 1e6:.0f} us per invoke")
-        print(f"throughput direct, 1 client (a runtime serves one at a time): "
-              f"{n1 / elapsed1:8.0f} invokes/s  (router/direct ratio {(n / elapsed) / (n1 / elapsed1):.2f}x)"
-              f"; runtime CPU {direct_tp_meter.per_invoke_us('runtime', n1):.0f} us per invoke")
+        print(
+            f"  baseline: a bare aiohttp hello-world server costs {base_cpu:.0f} us CPU per"
+            f" request on this machine right now ({nb / elapsed_b:.0f} req/s, {args.clients} clients)"
+        )
+        print(
+            f"  router CPU split: user {(us1[0] - us0[0]) / n * 1e6:.0f} us,"
+            f" system {(us1[1] - us0[1]) / n * 1e6:.0f} us per invoke"
+        )
+        print(
+            f"throughput direct, 1 client (a runtime serves one at a time): "
+            f"{n1 / elapsed1:8.0f} invokes/s  (router/direct ratio {(n / elapsed) / (n1 / elapsed1):.2f}x)"
+            f"; runtime CPU {direct_tp_meter.per_invoke_us('runtime', n1):.0f} us per invoke"
+        )
     finally:
         router.terminate()
         runtime.terminate()
@@ -402,9 +440,13 @@ def main() -> None:
     p.add_argument("--throughput-requests", type=int, default=10000)
     p.add_argument("--max-seconds", type=float, default=20.0)
     p.add_argument("--no-uvloop", action="store_true", help="router and client on plain asyncio")
-    p.add_argument("--client", choices=("aiohttp", "raw"), default="aiohttp",
-                   help="load generator: aiohttp's client (default), or a minimal keep-alive client"
-                        " that leaves more CPU to the router and runtimes on a small machine")
+    p.add_argument(
+        "--client",
+        choices=("aiohttp", "raw"),
+        default="aiohttp",
+        help="load generator: aiohttp's client (default), or a minimal keep-alive client"
+        " that leaves more CPU to the router and runtimes on a small machine",
+    )
     args = p.parse_args()
     if not args.no_uvloop:
         try:

@@ -13,6 +13,7 @@ SRC is a root filesystem directory (its contents become /) or one file (it becom
 /<its name>). OUT is written under a temporary name and renamed when complete, so a
 half-written archive never looks like a finished one.
 """
+
 import argparse
 import hashlib
 import io
@@ -57,14 +58,24 @@ def write_archive(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".oci-archive.") as tmp:
         layer = os.path.join(tmp, "layer.tar")
         diff_id = write_layer(args.src, layer)
-        settings = {"Entrypoint": args.entrypoint, "Cmd": args.cmd, "Env": args.env,
-                    "User": args.user, "WorkingDir": args.workdir}
-        config = json.dumps({
-            "architecture": ARCH, "os": "linux", "created": EPOCH,
-            "config": {k: v for k, v in settings.items() if v},
-            "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
-            "history": [{"created": EPOCH, "created_by": "hack/oci_archive.py"}],
-        }, sort_keys=True).encode()
+        settings = {
+            "Entrypoint": args.entrypoint,
+            "Cmd": args.cmd,
+            "Env": args.env,
+            "User": args.user,
+            "WorkingDir": args.workdir,
+        }
+        config = json.dumps(
+            {
+                "architecture": ARCH,
+                "os": "linux",
+                "created": EPOCH,
+                "config": {k: v for k, v in settings.items() if v},
+                "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
+                "history": [{"created": EPOCH, "created_by": "hack/oci_archive.py"}],
+            },
+            sort_keys=True,
+        ).encode()
         config_name = hashlib.sha256(config).hexdigest() + ".json"
         manifest = [{"Config": config_name, "RepoTags": [args.ref], "Layers": [f"{diff_id}/layer.tar"]}]
         partial = os.path.join(tmp, "archive.tar")

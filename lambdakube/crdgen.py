@@ -24,9 +24,21 @@ CRD_DIRS = (CRD_DIR, CHART_CRD_DIR)
 
 # Keys of JSON Schema that are valid in a structural schema and mean the same thing.
 _KEEP = {
-    "type", "format", "pattern", "minimum", "maximum", "minLength", "maxLength",
-    "minItems", "maxItems", "minProperties", "maxProperties", "enum", "default",
-    "description", "x-kubernetes-validations",
+    "type",
+    "format",
+    "pattern",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "enum",
+    "default",
+    "description",
+    "x-kubernetes-validations",
 }
 
 

@@ -51,9 +51,7 @@ def cel(rule: str, message: str, field_path: str | None = None) -> dict:
 class _Spec(BaseModel):
     """Base: camelCase on the wire, unknown fields rejected (as the strict CRD does)."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
 class Destination(_Spec):
@@ -151,9 +149,7 @@ class FunctionSpec(_Spec):
     reserved_concurrency: Annotated[int, Field(ge=0, le=100000)] | None = None
     max_concurrency: Annotated[int, Field(ge=1, le=100000)] | None = None
     idle_timeout_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
-    async_: AsyncConfig = Field(
-        default_factory=AsyncConfig, alias="async", json_schema_extra=MATERIALISE
-    )
+    async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async", json_schema_extra=MATERIALISE)
 
     @model_validator(mode="after")
     def _same_rules_as_cel(self) -> FunctionSpec:

@@ -67,9 +67,7 @@ def rejection_message(reserved: int, limit: int, already: int, minimum_unreserve
     )
 
 
-def allocate(
-    concurrent_executions: int, minimum_unreserved: int, reservations: list[Reservation]
-) -> Allocation:
+def allocate(concurrent_executions: int, minimum_unreserved: int, reservations: list[Reservation]) -> Allocation:
     """Grant reservations oldest-first while Σgranted ≤ concurrentExecutions − minimumUnreserved."""
     capacity = concurrent_executions - minimum_unreserved
     granted: dict[str, int] = {}
@@ -85,9 +83,7 @@ def allocate(
         else:
             granted[r.name] = 0
             rejected.append(r.name)
-            messages[r.name] = rejection_message(
-                r.reserved, concurrent_executions, total, minimum_unreserved
-            )
+            messages[r.name] = rejection_message(r.reserved, concurrent_executions, total, minimum_unreserved)
     return Allocation(
         concurrent_executions=concurrent_executions,
         minimum_unreserved=minimum_unreserved,

@@ -21,7 +21,17 @@ from .pods import (
 from .spec_hash import code_hash, spec_hash
 
 __all__ = [
-    "GENERIC_MEMORY_MB", "code_hash", "environment_pod", "fits_generic", "generic_pod",
-    "init_body", "labels", "needs_init", "new_env_id", "owner_reference", "pod_address",
-    "runtime_image_hash", "spec_hash",
+    "GENERIC_MEMORY_MB",
+    "code_hash",
+    "environment_pod",
+    "fits_generic",
+    "generic_pod",
+    "init_body",
+    "labels",
+    "needs_init",
+    "new_env_id",
+    "owner_reference",
+    "pod_address",
+    "runtime_image_hash",
+    "spec_hash",
 ]

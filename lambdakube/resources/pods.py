@@ -64,8 +64,12 @@ def runtime_image_hash(image: str) -> str:
 def fits_generic(spec: FunctionSpec) -> bool:
     """Can a generic pod (default runtime image, ``GENERIC_MEMORY_MB``, no CPU setting,
     code sent by ``POST /init``) run this function exactly as its own pod would?"""
-    return (spec.image is None and spec.code is not None and spec.resources.cpu is None
-            and spec.resources.memory_size == GENERIC_MEMORY_MB)
+    return (
+        spec.image is None
+        and spec.code is not None
+        and spec.resources.cpu is None
+        and spec.resources.memory_size == GENERIC_MEMORY_MB
+    )
 
 
 def pod_address(pod: dict) -> str | None:
@@ -93,8 +97,7 @@ def _env(function_name: str, namespace: str, spec: FunctionSpec) -> list[dict]:
     return user + ours
 
 
-_ENV_ID = {"name": "LAMBDAKUBE_ENV_ID",
-           "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}
+_ENV_ID = {"name": "LAMBDAKUBE_ENV_ID", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}
 
 
 def _resources(memory_mb: int, cpu: str | None) -> dict:
@@ -104,9 +107,19 @@ def _resources(memory_mb: int, cpu: str | None) -> dict:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def _pod(*, name: str, namespace: str, pod_labels: dict, annotations: dict,
-         owner_references: list[dict] | None, image: str, env: list[dict], resources: dict,
-         readiness_path: str, timeout_seconds: int) -> dict:
+def _pod(
+    *,
+    name: str,
+    namespace: str,
+    pod_labels: dict,
+    annotations: dict,
+    owner_references: list[dict] | None,
+    image: str,
+    env: list[dict],
+    resources: dict,
+    readiness_path: str,
+    timeout_seconds: int,
+) -> dict:
     """The skeleton every environment pod shares (security context, probes, volumes)."""
     volumes: list[dict] = [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}}]
     mounts: list[dict] = [{"name": "tmp", "mountPath": "/tmp"}]
@@ -121,11 +134,15 @@ def _pod(*, name: str, namespace: str, pod_labels: dict, annotations: dict,
         "resources": resources,
         "readinessProbe": {
             "httpGet": {"path": readiness_path, "port": "http"},
-            "periodSeconds": 1, "timeoutSeconds": 1, "failureThreshold": 1,
+            "periodSeconds": 1,
+            "timeoutSeconds": 1,
+            "failureThreshold": 1,
         },
         "livenessProbe": {
             "httpGet": {"path": "/healthz", "port": "http"},
-            "initialDelaySeconds": 5, "periodSeconds": 10, "timeoutSeconds": 2,
+            "initialDelaySeconds": 5,
+            "periodSeconds": 10,
+            "timeoutSeconds": 2,
             "failureThreshold": 3,
         },
         "securityContext": {
@@ -177,8 +194,7 @@ def announce_env(url: str, token: str) -> list[dict]:
     return [
         {"name": "LAMBDAKUBE_ANNOUNCE_URL", "value": url},
         {"name": "LAMBDAKUBE_ANNOUNCE_TOKEN", "value": token},
-        {"name": "LAMBDAKUBE_POD_IP",
-         "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}},
+        {"name": "LAMBDAKUBE_POD_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}},
     ]
 
 
@@ -224,8 +240,7 @@ def environment_pod(
     )
 
 
-def generic_pod(*, namespace: str, env_id: str, runtime_image: str,
-                managed_by: str = labels.OPERATOR_NAME) -> dict:
+def generic_pod(*, namespace: str, env_id: str, runtime_image: str, managed_by: str = labels.OPERATOR_NAME) -> dict:
     """A generic environment: the runtime started without a function (no handler, no
     function label, no owner), waiting for a router to claim it and ``POST /init``.
 

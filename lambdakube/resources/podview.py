@@ -123,11 +123,16 @@ def terminated_reason(pod: Mapping) -> str | None:
         state = cs.get("state") or {}
         term = state.get("terminated")
         if term is not None:
-            return (f"runtime container exited with code {term.get('exitCode')}"
-                    f" ({term.get('reason')}): {term.get('message') or ''}").strip()
+            return (
+                f"runtime container exited with code {term.get('exitCode')}"
+                f" ({term.get('reason')}): {term.get('message') or ''}"
+            ).strip()
         waiting = state.get("waiting")
         if waiting is not None and waiting.get("reason") in (
-                "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"):
-            return (f"cannot start the runtime container: {waiting['reason']}:"
-                    f" {waiting.get('message') or ''}")
+            "ErrImagePull",
+            "ImagePullBackOff",
+            "InvalidImageName",
+            "CreateContainerConfigError",
+        ):
+            return f"cannot start the runtime container: {waiting['reason']}: {waiting.get('message') or ''}"
     return None

@@ -26,9 +26,7 @@ def _digest(payload: object) -> str:
 
 def spec_hash(spec: FunctionSpec) -> str:
     """Stable short hash of the environment-shaping part of ``spec`` (label-safe hex)."""
-    shaping = spec.model_dump(
-        mode="json", by_alias=True, include=set(SHAPING_FIELDS), exclude_none=True
-    )
+    shaping = spec.model_dump(mode="json", by_alias=True, include=set(SHAPING_FIELDS), exclude_none=True)
     return _digest(shaping)
 
 

@@ -1,7 +1,7 @@
 """``lambdakube-operator``: serve Functions in some namespaces or the whole cluster.
 
-    lambdakube-operator --namespace team-a --metrics-port 9102 --liveness-port 8080
-    lambdakube-operator --all-namespaces
+lambdakube-operator --namespace team-a --metrics-port 9102 --liveness-port 8080
+lambdakube-operator --all-namespaces
 """
 
 from __future__ import annotations

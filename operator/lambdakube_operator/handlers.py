@@ -158,7 +158,10 @@ def connection_info(cfg, default_namespace: str | None) -> kopf.ConnectionInfo:
 
 
 def build_registry(
-    config: OperatorConfig, cruds: Cruds, reconciler: Reconciler, generic: GenericKeeper | None = None,
+    config: OperatorConfig,
+    cruds: Cruds,
+    reconciler: Reconciler,
+    generic: GenericKeeper | None = None,
 ) -> tuple[kopf.OperatorRegistry, Nudger]:
     registry = kopf.OperatorRegistry()
     if generic is None and config.generic_pool_size > 0:
@@ -174,8 +177,7 @@ def build_registry(
         ``https://kubernetes.default.svc``, which needs cluster DNS, so an operator in a
         cluster without it reconciled nothing and said nothing. The client's in-cluster
         configuration uses ``KUBERNETES_SERVICE_HOST``/``_PORT`` as client-go does."""
-        return connection_info(cruds.client.configuration,
-                               config.namespaces[0] if config.namespaces else None)
+        return connection_info(cruds.client.configuration, config.namespaces[0] if config.namespaces else None)
 
     # -- indices -------------------------------------------------------------------------
 
@@ -188,8 +190,11 @@ def build_registry(
 
     @kopf.index(*QUOTAS, registry=registry, id="quota_objects")
     def quota_objects(namespace, name, body, **_):
-        return {namespace: {"metadata": dict(body.metadata), "spec": dict(body.spec),
-                            "status": dict(body.status)}} if name == QUOTA_OBJECT_NAME else None
+        return (
+            {namespace: {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}}
+            if name == QUOTA_OBJECT_NAME
+            else None
+        )
 
     # -- the one pass ----------------------------------------------------------------------
     #
@@ -206,8 +211,11 @@ def build_registry(
         if body is None:
             return
         patch, changed = await reconciler.reconcile(
-            body, reservations=_reservations(live["fn"], namespace),
-            quota=_quota(live["quota"], namespace), trigger=trigger)
+            body,
+            reservations=_reservations(live["fn"], namespace),
+            quota=_quota(live["quota"], namespace),
+            trigger=trigger,
+        )
         if patch:
             await cruds.patch_function_status(namespace, name, patch)
         for other in changed:
@@ -226,8 +234,7 @@ def build_registry(
 
     # -- the generic pool ------------------------------------------------------------------
 
-    generic_namespaces: set[str] = {
-        ns for ns in config.namespaces if not any(c in ns for c in "*?[!")}
+    generic_namespaces: set[str] = {ns for ns in config.namespaces if not any(c in ns for c in "*?[!")}
 
     async def sync_generic(namespace: str, _: str, __: str) -> None:
         assert generic is not None
@@ -242,8 +249,8 @@ def build_registry(
         generic_nudger.nudge(namespace, "")
 
     if generic is not None:
-        @kopf.on.event(*PODS, labels={labels.ROLE: labels.ROLE_GENERIC}, registry=registry,
-                       id="generic-pod-event")
+
+        @kopf.on.event(*PODS, labels={labels.ROLE: labels.ROLE_GENERIC}, registry=registry, id="generic-pod-event")
         async def generic_pod_event(namespace, **_):
             nudge_generic(namespace)
 
@@ -307,7 +314,8 @@ def build_registry(
         # Best effort: the finalizer must not wait on the quota (the namespace may be going).
         try:
             _, changed = await reconciler.quota.sync(
-                namespace, _reservations(fn_reservations, namespace), _quota(quota_objects, namespace))
+                namespace, _reservations(fn_reservations, namespace), _quota(quota_objects, namespace)
+            )
         except Exception as exc:  # noqa: BLE001 - the other functions' timers redo it
             logger.warning("could not re-allocate the namespace quota: %s", exc)
             changed = set()
@@ -329,4 +337,3 @@ def build_registry(
             nudger.nudge(namespace, r.name)
 
     return registry, nudger
-

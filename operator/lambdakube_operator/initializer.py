@@ -37,8 +37,9 @@ Annotate = Callable[[str, str, Mapping], Awaitable[bool]]
 
 
 class Initializer:
-    def __init__(self, annotate: Annotate, *, patience: float = 30.0,
-                 retry_delay: float = 0.05, max_retry_delay: float = 0.5) -> None:
+    def __init__(
+        self, annotate: Annotate, *, patience: float = 30.0, retry_delay: float = 0.05, max_retry_delay: float = 0.5
+    ) -> None:
         #: ``kube_api.Cruds.patch_pod``: where an Init error is written.
         self.annotate = annotate
         self.patience = patience
@@ -49,8 +50,9 @@ class Initializer:
         self._done: dict[tuple[str, str], set[str]] = {}
         self._session: aiohttp.ClientSession | None = None
 
-    def sync(self, namespace: str, function: str, spec: FunctionSpec,
-             pods: list[tuple[str, str]], present: set[str]) -> None:
+    def sync(
+        self, namespace: str, function: str, spec: FunctionSpec, pods: list[tuple[str, str]], present: set[str]
+    ) -> None:
         """Start ``/init`` for each of ``pods`` (name, address) not sent yet; forget the
         pods of this function that are no longer ``present``."""
         done = self._done.setdefault((namespace, function), set())
@@ -60,11 +62,12 @@ class Initializer:
             if name in done or (key in self._tasks and not self._tasks[key].done()):
                 continue
             self._tasks[key] = asyncio.get_running_loop().create_task(
-                self._init(namespace, function, spec, name, address, done),
-                name=f"init-{namespace}-{name}")
+                self._init(namespace, function, spec, name, address, done), name=f"init-{namespace}-{name}"
+            )
 
-    async def _init(self, namespace: str, function: str, spec: FunctionSpec, name: str,
-                    address: str, done: set[str]) -> None:
+    async def _init(
+        self, namespace: str, function: str, spec: FunctionSpec, name: str, address: str, done: set[str]
+    ) -> None:
         who = f"{namespace}/{function}"
         body = init_body(function, namespace, spec)
         deadline = time.monotonic() + self.patience
@@ -73,14 +76,12 @@ class Initializer:
         try:
             while True:
                 try:
-                    async with self._http().post(f"http://{address}/init", json=body,
-                                                 timeout=_TIMEOUT) as resp:
+                    async with self._http().post(f"http://{address}/init", json=body, timeout=_TIMEOUT) as resp:
                         status, raw = resp.status, await resp.read()
                     break
                 except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
                     if time.monotonic() + delay > deadline:
-                        log.warning("%s: pod %s did not take its code within %.0f s: %s",
-                                    who, name, self.patience, exc)
+                        log.warning("%s: pod %s did not take its code within %.0f s: %s", who, name, self.patience, exc)
                         return  # not done: a later pass tries again
                     await asyncio.sleep(delay)
                     delay = backoff.next(delay)
@@ -93,11 +94,9 @@ class Initializer:
             elif status == 500 and "error" in answer:
                 message = init_error_message(who, answer)
                 log.warning("%s: pod %s: %s", who, name, message.splitlines()[0])
-                await self.annotate(namespace, name, {
-                    "metadata": {"annotations": {labels.INIT_ERROR: message[:4000]}}})
+                await self.annotate(namespace, name, {"metadata": {"annotations": {labels.INIT_ERROR: message[:4000]}}})
             else:  # 400: the /init contract is broken between builder and runtime
-                log.error("%s: pod %s refused /init with %d: %s", who, name, status,
-                          raw[:500].decode(errors="replace"))
+                log.error("%s: pod %s refused /init with %d: %s", who, name, status, raw[:500].decode(errors="replace"))
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - a later pass tries again

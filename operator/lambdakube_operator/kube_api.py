@@ -56,8 +56,7 @@ class Cruds:
 
         def call() -> dict | None:
             try:
-                return _json(method(*args, _preload_content=False,
-                                    _request_timeout=REQUEST_TIMEOUT, **kwargs))
+                return _json(method(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kwargs))
             except ApiException as exc:
                 if exc.status == tolerate:
                     return None
@@ -68,62 +67,105 @@ class Cruds:
     # -- pods ------------------------------------------------------------------------------
 
     async def list_pods(self, namespace: str, function: str) -> list[dict]:
-        body = await self._call(self.core.list_namespaced_pod, namespace,
-                                label_selector=f"{labels.FUNCTION}={function}")
+        body = await self._call(
+            self.core.list_namespaced_pod, namespace, label_selector=f"{labels.FUNCTION}={function}"
+        )
         return (body or {}).get("items") or []
 
     async def list_generic_pods(self, namespace: str) -> list[dict]:
         body = await self._call(
-            self.core.list_namespaced_pod, namespace,
-            label_selector=f"{labels.ROLE}={labels.ROLE_GENERIC},!{labels.FUNCTION}")
+            self.core.list_namespaced_pod,
+            namespace,
+            label_selector=f"{labels.ROLE}={labels.ROLE_GENERIC},!{labels.FUNCTION}",
+        )
         return (body or {}).get("items") or []
 
     async def create_pod(self, namespace: str, body: Mapping) -> bool:
-        return await self._call(self.core.create_namespaced_pod, namespace, dict(body),
-                                tolerate=ALREADY_EXISTS) is not None
+        return (
+            await self._call(self.core.create_namespaced_pod, namespace, dict(body), tolerate=ALREADY_EXISTS)
+            is not None
+        )
 
     async def delete_pod(self, namespace: str, name: str) -> bool:
-        return await self._call(self.core.delete_namespaced_pod, name, namespace,
-                                tolerate=GONE) is not None
+        return await self._call(self.core.delete_namespaced_pod, name, namespace, tolerate=GONE) is not None
 
     async def patch_pod(self, namespace: str, name: str, patch: Mapping) -> bool:
         # A dict body goes as a strategic merge patch.
-        return await self._call(self.core.patch_namespaced_pod, name, namespace, dict(patch),
-                                tolerate=GONE) is not None
+        return await self._call(self.core.patch_namespaced_pod, name, namespace, dict(patch), tolerate=GONE) is not None
 
     async def delete_function_pods(self, namespace: str, function: str) -> None:
-        await self._call(self.core.delete_collection_namespaced_pod, namespace,
-                         label_selector=f"{labels.FUNCTION}={function}")
+        await self._call(
+            self.core.delete_collection_namespaced_pod, namespace, label_selector=f"{labels.FUNCTION}={function}"
+        )
 
     # -- Functions ---------------------------------------------------------------------
 
     async def get_function(self, namespace: str, name: str) -> dict | None:
-        return await self._call(self.custom.get_namespaced_custom_object,
-                                GROUP, VERSION, namespace, FUNCTIONS, name, tolerate=GONE)
+        return await self._call(
+            self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, FUNCTIONS, name, tolerate=GONE
+        )
 
     async def patch_function_status(self, namespace: str, name: str, status: Mapping) -> bool:
-        return await self._call(self.custom.patch_namespaced_custom_object_status,
-                                GROUP, VERSION, namespace, FUNCTIONS, name,
-                                {"status": dict(status)}, tolerate=GONE) is not None
+        return (
+            await self._call(
+                self.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                FUNCTIONS,
+                name,
+                {"status": dict(status)},
+                tolerate=GONE,
+            )
+            is not None
+        )
 
     # -- ConcurrencyQuota ------------------------------------------------------------------
 
     async def get_quota(self, namespace: str) -> dict | None:
-        return await self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION,
-                                namespace, QUOTAS, QUOTA_OBJECT_NAME, tolerate=GONE)
+        return await self._call(
+            self.custom.get_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            QUOTAS,
+            QUOTA_OBJECT_NAME,
+            tolerate=GONE,
+        )
 
     async def create_default_quota(self, namespace: str) -> dict | None:
         """Create ``default`` with the schema's defaults; None if someone else just did."""
         body = {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": "ConcurrencyQuota",
-            "metadata": {"name": QUOTA_OBJECT_NAME, "namespace": namespace,
-                         "labels": {labels.MANAGED_BY: labels.OPERATOR_NAME}},
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ConcurrencyQuota",
+            "metadata": {
+                "name": QUOTA_OBJECT_NAME,
+                "namespace": namespace,
+                "labels": {labels.MANAGED_BY: labels.OPERATOR_NAME},
+            },
             "spec": {},
         }
-        return await self._call(self.custom.create_namespaced_custom_object,
-                                GROUP, VERSION, namespace, QUOTAS, body, tolerate=ALREADY_EXISTS)
+        return await self._call(
+            self.custom.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            QUOTAS,
+            body,
+            tolerate=ALREADY_EXISTS,
+        )
 
     async def patch_quota_status(self, namespace: str, status: Mapping) -> bool:
-        return await self._call(self.custom.patch_namespaced_custom_object_status,
-                                GROUP, VERSION, namespace, QUOTAS, QUOTA_OBJECT_NAME,
-                                {"status": dict(status)}, tolerate=GONE) is not None
+        return (
+            await self._call(
+                self.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                QUOTAS,
+                QUOTA_OBJECT_NAME,
+                {"status": dict(status)},
+                tolerate=GONE,
+            )
+            is not None
+        )

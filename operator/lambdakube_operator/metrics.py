@@ -6,23 +6,22 @@ from collections import Counter as _Tally
 
 from prometheus_client import Counter, Gauge, Histogram
 
-RECONCILES = Counter(
-    "lambdakube_operator_reconcile_total", "Function reconcile passes", ["trigger"])
+RECONCILES = Counter("lambdakube_operator_reconcile_total", "Function reconcile passes", ["trigger"])
 RECONCILE_ERRORS = Counter(
-    "lambdakube_operator_reconcile_errors_total", "Function reconcile passes that failed", ["trigger"])
+    "lambdakube_operator_reconcile_errors_total", "Function reconcile passes that failed", ["trigger"]
+)
 RECONCILE_SECONDS = Histogram(
-    "lambdakube_operator_reconcile_duration_seconds", "Duration of one Function reconcile pass",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-PODS_CREATED = Counter(
-    "lambdakube_operator_pods_created_total", "Environment pods created by the operator", ["role"])
-PODS_DELETED = Counter(
-    "lambdakube_operator_pods_deleted_total", "Environment pods deleted by the operator", ["reason"])
-PODS_DRAINED = Counter(
-    "lambdakube_operator_pods_drained_total", "Environment pods marked draining (older spec)")
+    "lambdakube_operator_reconcile_duration_seconds",
+    "Duration of one Function reconcile pass",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+PODS_CREATED = Counter("lambdakube_operator_pods_created_total", "Environment pods created by the operator", ["role"])
+PODS_DELETED = Counter("lambdakube_operator_pods_deleted_total", "Environment pods deleted by the operator", ["reason"])
+PODS_DRAINED = Counter("lambdakube_operator_pods_drained_total", "Environment pods marked draining (older spec)")
 QUOTA_REJECTIONS = Gauge(
-    "lambdakube_operator_rejected_reservations", "Functions whose reservation does not fit", ["namespace"])
-FUNCTIONS = Gauge(
-    "lambdakube_operator_functions", "Functions by condition and status", ["condition", "status"])
+    "lambdakube_operator_rejected_reservations", "Functions whose reservation does not fit", ["namespace"]
+)
+FUNCTIONS = Gauge("lambdakube_operator_functions", "Functions by condition and status", ["condition", "status"])
 
 _conditions: dict[tuple[str, str], dict[str, str]] = {}
 _published: set[tuple[str, str]] = set()

@@ -49,8 +49,18 @@ from lambdakube.resources import labels, needs_init
 from lambdakube.resources.podview import PodView, init_error_of
 from lambdakube.resources.spec_hash import spec_hash
 
-__all__ = ["PodView", "init_error_of", "plan", "plan_generic", "status_patch", "FunctionView", "Plan",
-           "Timing", "Delete", "Event"]
+__all__ = [
+    "PodView",
+    "init_error_of",
+    "plan",
+    "plan_generic",
+    "status_patch",
+    "FunctionView",
+    "Plan",
+    "Timing",
+    "Delete",
+    "Event",
+]
 
 READY = "Ready"
 QUOTA_EXCEEDED = "QuotaExceeded"
@@ -67,7 +77,13 @@ DRAIN_DEADLINE = "drain-deadline"
 
 #: Operator-owned status fields. busy/idle/coldStarts are the router's: never written.
 OWNED_STATUS_FIELDS = (
-    "observedGeneration", "conditions", "ready", "starting", "provisioned", "specHash", "initError",
+    "observedGeneration",
+    "conditions",
+    "ready",
+    "starting",
+    "provisioned",
+    "specHash",
+    "initError",
 )
 
 
@@ -101,9 +117,7 @@ class FunctionView:
         try:
             spec = FunctionSpec.model_validate(dict(body.get("spec") or {}))
         except ValidationError as exc:
-            error = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()
-            )
+            error = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors())
         if spec is not None and len(name) > 63:
             spec, error = None, f"function name {name!r} is longer than 63 characters (it labels pods)"
         return cls(
@@ -153,8 +167,7 @@ class Plan:
 
     @property
     def idle(self) -> bool:
-        return not (self.create or self.deletes or self.drain or self.stamp or self.adopt
-                    or self.initialize)
+        return not (self.create or self.deletes or self.drain or self.stamp or self.adopt or self.initialize)
 
 
 def _plural(n: int, word: str) -> str:
@@ -248,23 +261,36 @@ def plan(
     ready = sum(1 for p in serving if p.ready)
     starting = sum(1 for p in serving if not p.ready) + out.create
     provisioned_ready = sum(
-        1 for p in serving
-        if p.ready and p.role == labels.ROLE_PROVISIONED and p.spec_hash == current_hash
+        1 for p in serving if p.ready and p.role == labels.ROLE_PROVISIONED and p.spec_hash == current_hash
     )
-    outdated = [p for p in after
-                if current_hash is not None and p.spec_hash is not None and p.spec_hash != current_hash]
+    outdated = [
+        p for p in after if current_hash is not None and p.spec_hash is not None and p.spec_hash != current_hash
+    ]
 
     # 5. Code for provisioned pods that listen and wait for it.
     if spec is not None and needs_init(spec):
         out.initialize = sorted(
-            (p.name, p.address) for p in serving
-            if p.role == labels.ROLE_PROVISIONED and p.spec_hash == current_hash
-            and p.address and not p.ready and not p.init_error and p.phase == "Running")
+            (p.name, p.address)
+            for p in serving
+            if p.role == labels.ROLE_PROVISIONED
+            and p.spec_hash == current_hash
+            and p.address
+            and not p.ready
+            and not p.init_error
+            and p.phase == "Running"
+        )
 
     out.status, out.events = _status(
-        fn, now=now, current_hash=current_hash, pods=ours, serving=serving,
-        ready=ready, starting=starting, provisioned_ready=provisioned_ready,
-        outdated=len(outdated), quota_rejection=quota_rejection,
+        fn,
+        now=now,
+        current_hash=current_hash,
+        pods=ours,
+        serving=serving,
+        ready=ready,
+        starting=starting,
+        provisioned_ready=provisioned_ready,
+        outdated=len(outdated),
+        quota_rejection=quota_rejection,
     )
     return out
 
@@ -276,8 +302,16 @@ def _maybe_current(p: PodView, current_hash: str | None) -> bool:
 
 
 def _status(
-    fn: FunctionView, *, now: datetime, current_hash: str | None, pods: list[PodView],
-    serving: list[PodView], ready: int, starting: int, provisioned_ready: int, outdated: int,
+    fn: FunctionView,
+    *,
+    now: datetime,
+    current_hash: str | None,
+    pods: list[PodView],
+    serving: list[PodView],
+    ready: int,
+    starting: int,
+    provisioned_ready: int,
+    outdated: int,
     quota_rejection: str | None,
 ) -> tuple[dict, list[Event]]:
     spec = fn.spec
@@ -303,17 +337,23 @@ def _status(
     if quota_rejection:
         quota = C.Cond(QUOTA_EXCEEDED, "True", "ReservationRejected", quota_rejection)
     elif spec is not None and spec.reserved_concurrency is not None:
-        quota = C.Cond(QUOTA_EXCEEDED, "False", "ReservationGranted",
-                       f"reservedConcurrency {spec.reserved_concurrency} granted")
+        quota = C.Cond(
+            QUOTA_EXCEEDED, "False", "ReservationGranted", f"reservedConcurrency {spec.reserved_concurrency} granted"
+        )
     else:
         quota = C.Cond(QUOTA_EXCEEDED, "False", "NoReservation", "")
 
     if outdated:
-        progressing = C.Cond(PROGRESSING, "True", "RollingOut",
-                             f"{_plural(outdated, 'environment')} of an older spec draining or being replaced")
+        progressing = C.Cond(
+            PROGRESSING,
+            "True",
+            "RollingOut",
+            f"{_plural(outdated, 'environment')} of an older spec draining or being replaced",
+        )
     else:
-        progressing = C.Cond(PROGRESSING, "False", "UpToDate", f"all environments run spec {current_hash}"
-                             if current_hash else "")
+        progressing = C.Cond(
+            PROGRESSING, "False", "UpToDate", f"all environments run spec {current_hash}" if current_hash else ""
+        )
 
     want = spec.provisioned_concurrency if spec is not None else 0
     if spec is None:
@@ -323,8 +363,9 @@ def _status(
     elif init_error:
         ready_cond = C.Cond(READY, "False", "InitFailed", init_error)
     elif provisioned_ready < want:
-        ready_cond = C.Cond(READY, "False", "Provisioning",
-                            f"{provisioned_ready}/{want} provisioned environments ready")
+        ready_cond = C.Cond(
+            READY, "False", "Provisioning", f"{provisioned_ready}/{want} provisioned environments ready"
+        )
     elif want:
         ready_cond = C.Cond(READY, "True", "Ready", f"{provisioned_ready}/{want} provisioned environments ready")
     else:
@@ -388,7 +429,12 @@ class GenericPlan:
 
 
 def plan_generic(
-    pods: list[PodView], *, want: int, image_hash: str, now: datetime, timing: Timing = Timing(),
+    pods: list[PodView],
+    *,
+    want: int,
+    image_hash: str,
+    now: datetime,
+    timing: Timing = Timing(),
 ) -> GenericPlan:
     """Keep ``want`` generic pods of the runtime image ``image_hash`` in a namespace.
 

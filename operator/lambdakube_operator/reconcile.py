@@ -68,7 +68,10 @@ class QuotaKeeper:
         return self._last.get(namespace)
 
     async def sync(
-        self, namespace: str, reservations: Iterable[Reservation], quota: Mapping | None,
+        self,
+        namespace: str,
+        reservations: Iterable[Reservation],
+        quota: Mapping | None,
     ) -> tuple[Allocation, set[str]]:
         """Allocate the namespace's reservations and publish the result.
 
@@ -96,8 +99,7 @@ class QuotaKeeper:
                     else:
                         log.info("created ConcurrencyQuota %s/default with default limits", namespace)
                 except Exception as exc:  # noqa: BLE001 - e.g. a terminating namespace, RBAC
-                    log.warning("cannot create ConcurrencyQuota %s/default (%s); using defaults",
-                                namespace, exc)
+                    log.warning("cannot create ConcurrencyQuota %s/default (%s); using defaults", namespace, exc)
             try:
                 spec = ConcurrencyQuotaSpec.model_validate(dict((quota or {}).get("spec") or {}))
             except ValidationError:
@@ -119,11 +121,13 @@ class QuotaKeeper:
         current = dict(quota.get("status") or {})
         generation = (quota.get("metadata") or {}).get("generation")
         if alloc.rejected:
-            cond = C.Cond("ReservationsFit", "False", "Rejected",
-                          "; ".join(f"{n}: {alloc.messages[n]}" for n in alloc.rejected))
+            cond = C.Cond(
+                "ReservationsFit", "False", "Rejected", "; ".join(f"{n}: {alloc.messages[n]}" for n in alloc.rejected)
+            )
         else:
-            cond = C.Cond("ReservationsFit", "True", "AllGranted",
-                          f"{alloc.reserved} reserved, {alloc.unreserved} unreserved")
+            cond = C.Cond(
+                "ReservationsFit", "True", "AllGranted", f"{alloc.reserved} reserved, {alloc.unreserved} unreserved"
+            )
         desired: dict[str, Any] = {
             "observedGeneration": generation,
             "reserved": alloc.reserved,
@@ -160,7 +164,11 @@ class Reconciler:
     # -- the pass ------------------------------------------------------------------------
 
     async def reconcile(
-        self, body: Mapping, *, reservations: Iterable[Reservation], quota: Mapping | None,
+        self,
+        body: Mapping,
+        *,
+        reservations: Iterable[Reservation],
+        quota: Mapping | None,
         trigger: str,
     ) -> tuple[dict, set[str]]:
         """One pass for the Function ``body``. Returns the status merge-patch (``{}``:
@@ -181,13 +189,21 @@ class Reconciler:
                     pods = []
                 now = self.clock()
                 the_plan = plan(
-                    fn, [PodView.from_pod(p) for p in pods], now=now,
-                    quota_rejection=alloc.verdict(fn.name), timing=self.config.timing,
+                    fn,
+                    [PodView.from_pod(p) for p in pods],
+                    now=now,
+                    quota_rejection=alloc.verdict(fn.name),
+                    timing=self.config.timing,
                 )
                 failed_creates = await self._act(body, fn, the_plan, now)
                 if fn.spec is not None:
-                    self.initializer.sync(fn.namespace, fn.name, fn.spec, the_plan.initialize,
-                                          {str((p.get("metadata") or {}).get("name")) for p in pods})
+                    self.initializer.sync(
+                        fn.namespace,
+                        fn.name,
+                        fn.spec,
+                        the_plan.initialize,
+                        {str((p.get("metadata") or {}).get("name")) for p in pods},
+                    )
                 status = dict(the_plan.status)
                 status["starting"] = max(0, status["starting"] - failed_creates)
                 for ev in the_plan.events:
@@ -209,8 +225,7 @@ class Reconciler:
         errors: list[str] = []
 
         owner_patch = {"metadata": {"ownerReferences": [owner_reference(fn.name, fn.uid)]}}
-        drain_patch = {"metadata": {"labels": {labels.DRAINING: "true"},
-                                    "annotations": {labels.DRAINING_SINCE: since}}}
+        drain_patch = {"metadata": {"labels": {labels.DRAINING: "true"}, "annotations": {labels.DRAINING_SINCE: since}}}
         stamp_patch = {"metadata": {"annotations": {labels.DRAINING_SINCE: since}}}
 
         async def attempt(coro, what: str):
@@ -227,10 +242,11 @@ class Reconciler:
             *(attempt(self.cruds.patch_pod(ns, n, stamp_patch), f"stamp {n}") for n in p.stamp),
         )
         adopted = sum(1 for r in results[: len(p.adopt)] if r)
-        drained = sum(1 for r in results[len(p.adopt): len(p.adopt) + len(p.drain)] if r)
+        drained = sum(1 for r in results[len(p.adopt) : len(p.adopt) + len(p.drain)] if r)
 
         deleted = await asyncio.gather(
-            *(attempt(self.cruds.delete_pod(ns, d.name), f"delete {d.name}") for d in p.deletes))
+            *(attempt(self.cruds.delete_pod(ns, d.name), f"delete {d.name}") for d in p.deletes)
+        )
         done = [d for d, ok in zip(p.deletes, deleted) if ok]
 
         created = 0
@@ -238,26 +254,43 @@ class Reconciler:
             bodies = []
             for _ in range(p.create):
                 env_id = new_env_id(fn.name, labels.ROLE_PROVISIONED)
-                bodies.append(environment_pod(
-                    function_name=fn.name, namespace=ns, function_uid=fn.uid, spec=fn.spec,
-                    env_id=env_id, role=labels.ROLE_PROVISIONED, runtime_image=self.config.runtime_image,
-                ))
+                bodies.append(
+                    environment_pod(
+                        function_name=fn.name,
+                        namespace=ns,
+                        function_uid=fn.uid,
+                        spec=fn.spec,
+                        env_id=env_id,
+                        role=labels.ROLE_PROVISIONED,
+                        runtime_image=self.config.runtime_image,
+                    )
+                )
             ok = await asyncio.gather(
-                *(attempt(self.cruds.create_pod(ns, b), f"create {b['metadata']['name']}") for b in bodies))
+                *(attempt(self.cruds.create_pod(ns, b), f"create {b['metadata']['name']}") for b in bodies)
+            )
             created = sum(1 for r in ok if r)
 
         # Report what actually happened.
         if adopted:
-            events.post(body, "Normal", "EnvironmentsAdopted",
-                        f"adopted {adopted} environment pod(s) without an owner reference")
+            events.post(
+                body,
+                "Normal",
+                "EnvironmentsAdopted",
+                f"adopted {adopted} environment pod(s) without an owner reference",
+            )
         if drained:
             metrics.PODS_DRAINED.inc(drained)
-            events.post(body, "Normal", "EnvironmentsDraining",
-                        f"marked {drained} environment(s) of an older spec draining")
+            events.post(
+                body, "Normal", "EnvironmentsDraining", f"marked {drained} environment(s) of an older spec draining"
+            )
         if created:
             metrics.PODS_CREATED.labels(labels.ROLE_PROVISIONED).inc(created)
-            events.post(body, "Normal", "ProvisionedEnvironmentsCreated",
-                        f"created {created} provisioned environment(s) of spec {p.spec_hash}")
+            events.post(
+                body,
+                "Normal",
+                "ProvisionedEnvironmentsCreated",
+                f"created {created} provisioned environment(s) of spec {p.spec_hash}",
+            )
         if done:
             for d in done:
                 metrics.PODS_DELETED.labels(d.reason).inc()
@@ -280,8 +313,11 @@ class Reconciler:
             return 0
         async with self.lock(ns, name):
             await self.cruds.delete_function_pods(ns, name)
-            left = [p for p in await self.cruds.list_pods(ns, name)
-                    if not (p.get("metadata") or {}).get("deletionTimestamp")]
+            left = [
+                p
+                for p in await self.cruds.list_pods(ns, name)
+                if not (p.get("metadata") or {}).get("deletionTimestamp")
+            ]
         metrics.forget(ns, name)
         return len(left)
 
@@ -311,8 +347,11 @@ class GenericKeeper:
         async with lock:
             pods = await self.cruds.list_generic_pods(namespace)
             the_plan = plan_generic(
-                [PodView.from_pod(p) for p in pods], want=self.config.generic_pool_size,
-                image_hash=self.image_hash, now=self.clock(), timing=self.config.timing,
+                [PodView.from_pod(p) for p in pods],
+                want=self.config.generic_pool_size,
+                image_hash=self.image_hash,
+                now=self.clock(),
+                timing=self.config.timing,
             )
             if the_plan.idle:
                 return
@@ -324,16 +363,20 @@ class GenericKeeper:
                     log.warning("%s: generic pool: %s failed: %s", namespace, what, exc)
                     return False
 
-            deleted = await asyncio.gather(*(
-                attempt(self.cruds.delete_pod(namespace, d.name), f"delete {d.name}")
-                for d in the_plan.deletes))
-            bodies = [generic_pod(namespace=namespace,
-                                  env_id=new_env_id(GENERIC_NAME_PREFIX, labels.ROLE_GENERIC),
-                                  runtime_image=self.config.runtime_image)
-                      for _ in range(the_plan.create)]
-            created = await asyncio.gather(*(
-                attempt(self.cruds.create_pod(namespace, b), f"create {b['metadata']['name']}")
-                for b in bodies))
+            deleted = await asyncio.gather(
+                *(attempt(self.cruds.delete_pod(namespace, d.name), f"delete {d.name}") for d in the_plan.deletes)
+            )
+            bodies = [
+                generic_pod(
+                    namespace=namespace,
+                    env_id=new_env_id(GENERIC_NAME_PREFIX, labels.ROLE_GENERIC),
+                    runtime_image=self.config.runtime_image,
+                )
+                for _ in range(the_plan.create)
+            ]
+            created = await asyncio.gather(
+                *(attempt(self.cruds.create_pod(namespace, b), f"create {b['metadata']['name']}") for b in bodies)
+            )
             for d, ok in zip(the_plan.deletes, deleted):
                 if ok:
                     metrics.PODS_DELETED.labels(d.reason).inc()

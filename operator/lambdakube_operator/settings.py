@@ -77,29 +77,42 @@ def parse_args(argv: list[str] | None = None) -> OperatorConfig:
     env = os.environ
     p = argparse.ArgumentParser(
         prog="lambdakube-operator",
-        description="Keeps lambdakube Functions' provisioned environments, rollouts, "
-        "quota reservations and status.",
+        description="Keeps lambdakube Functions' provisioned environments, rollouts, quota reservations and status.",
     )
     scope = p.add_mutually_exclusive_group()
-    scope.add_argument("--namespace", "-n", action="append", default=[],
-                       help="serve this namespace (repeatable; globs allowed)")
+    scope.add_argument(
+        "--namespace", "-n", action="append", default=[], help="serve this namespace (repeatable; globs allowed)"
+    )
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="serve the whole cluster")
     p.add_argument("--kubeconfig", default=env.get("KUBECONFIG") or None)
-    p.add_argument("--runtime-image", default=env.get("LAMBDAKUBE_RUNTIME_IMAGE", DEFAULT_RUNTIME_IMAGE),
-                   help="image for Functions without spec.image (default %(default)s)")
+    p.add_argument(
+        "--runtime-image",
+        default=env.get("LAMBDAKUBE_RUNTIME_IMAGE", DEFAULT_RUNTIME_IMAGE),
+        help="image for Functions without spec.image (default %(default)s)",
+    )
     p.add_argument("--resync-interval", type=float, default=10.0)
-    p.add_argument("--start-deadline", type=float, default=120.0,
-                   help="delete environments not Ready for this many seconds")
-    p.add_argument("--drain-grace", type=float, default=30.0,
-                   help="draining environments are deleted after timeoutSeconds + this")
+    p.add_argument(
+        "--start-deadline", type=float, default=120.0, help="delete environments not Ready for this many seconds"
+    )
+    p.add_argument(
+        "--drain-grace", type=float, default=30.0, help="draining environments are deleted after timeoutSeconds + this"
+    )
     p.add_argument("--metrics-port", type=int, default=9102, help="0 disables")
     p.add_argument("--liveness-port", type=int, default=8080, help="0 disables")
-    p.add_argument("--no-default-quota", action="store_true",
-                   help="do not create a namespace's 'default' ConcurrencyQuota (otherwise created"
-                        " with the defaults when a Function there asks for reservedConcurrency)")
-    p.add_argument("--generic-pool-size", type=_non_negative, default=0, metavar="N",
-                   help="keep N generic runtime pods per namespace for router cold starts"
-                   " to claim (default %(default)s: disabled)")
+    p.add_argument(
+        "--no-default-quota",
+        action="store_true",
+        help="do not create a namespace's 'default' ConcurrencyQuota (otherwise created"
+        " with the defaults when a Function there asks for reservedConcurrency)",
+    )
+    p.add_argument(
+        "--generic-pool-size",
+        type=_non_negative,
+        default=0,
+        metavar="N",
+        help="keep N generic runtime pods per namespace for router cold starts"
+        " to claim (default %(default)s: disabled)",
+    )
     p.add_argument("--log-level", default="INFO")
     a = p.parse_args(argv)
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")

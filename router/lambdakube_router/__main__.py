@@ -27,29 +27,48 @@ log = logging.getLogger("lambdakube_router")
 
 def build_parser(prog: str = "lambdakube-router") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Lambda-style invocation router")
-    p.add_argument("--functions", metavar="DIR",
-                   help="directory of Function/ConcurrencyQuota manifests (local registry);"
-                        " without it, Function objects are watched through the Kubernetes API")
-    p.add_argument("--watch-namespace", dest="watch_namespaces", action="append", default=[],
-                   metavar="NAMESPACE",
-                   help="Kubernetes registry: watch this namespace; repeat for several"
-                        " (default: all namespaces)")
-    p.add_argument("--backend", choices=("local", "kubernetes"), default="local",
-                   help="where environments run (default: local processes)")
+    p.add_argument(
+        "--functions",
+        metavar="DIR",
+        help="directory of Function/ConcurrencyQuota manifests (local registry);"
+        " without it, Function objects are watched through the Kubernetes API",
+    )
+    p.add_argument(
+        "--watch-namespace",
+        dest="watch_namespaces",
+        action="append",
+        default=[],
+        metavar="NAMESPACE",
+        help="Kubernetes registry: watch this namespace; repeat for several (default: all namespaces)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("local", "kubernetes"),
+        default="local",
+        help="where environments run (default: local processes)",
+    )
     add_serving_options(
-        p, state_dir_help="durable async queue location (default ~/.local/state/lambdakube)",
-        log_level="INFO")
+        p, state_dir_help="durable async queue location (default ~/.local/state/lambdakube)", log_level="INFO"
+    )
     p.add_argument("--kubeconfig", help="kubernetes backend: kubeconfig (default: in-cluster/~/.kube)")
     p.add_argument("--runtime-image", help="kubernetes backend: image for inline-code functions")
-    p.add_argument("--announce-url", metavar="URL",
-                   help="kubernetes backend: this router's announce endpoint as its pods reach it"
-                        " (http://<router pod IP>:<port>/internal/v1/environments/listening);"
-                        " fresh pods then say when they listen instead of waiting for the kubelet's"
-                        " status write")
-    p.add_argument("--status-interval", type=float, default=2.0, metavar="SECONDS",
-                   help="kubernetes backend: how often busy/idle/coldStarts are written into"
-                        " Function status (only when changed) and ColdStart/Throttled Events"
-                        " posted; 0 disables (default 2)")
+    p.add_argument(
+        "--announce-url",
+        metavar="URL",
+        help="kubernetes backend: this router's announce endpoint as its pods reach it"
+        " (http://<router pod IP>:<port>/internal/v1/environments/listening);"
+        " fresh pods then say when they listen instead of waiting for the kubelet's"
+        " status write",
+    )
+    p.add_argument(
+        "--status-interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="kubernetes backend: how often busy/idle/coldStarts are written into"
+        " Function status (only when changed) and ColdStart/Throttled Events"
+        " posted; 0 disables (default 2)",
+    )
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
     return p
 
@@ -98,8 +117,7 @@ async def serve(config: RouterConfig, on_ready: Callable[[str, int], None] | Non
         await runner.cleanup()
 
 
-def run(config: RouterConfig, *, use_uvloop: bool = True,
-        on_ready: Callable[[str, int], None] | None = None) -> int:
+def run(config: RouterConfig, *, use_uvloop: bool = True, on_ready: Callable[[str, int], None] | None = None) -> int:
     if use_uvloop:
         try:
             import uvloop  # noqa: PLC0415
@@ -117,8 +135,7 @@ def run(config: RouterConfig, *, use_uvloop: bool = True,
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run(config_from_args(args), use_uvloop=not args.no_uvloop)
 
 

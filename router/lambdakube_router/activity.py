@@ -149,7 +149,7 @@ class EventLimiter:
             del p.inits[:-RECENT_INITS]
         throttled: dict[str, int] = {}
         for reason, n in row.throttles.items():
-            prev = (before.throttles.get(reason, 0) if before else 0)
+            prev = before.throttles.get(reason, 0) if before else 0
             delta = n - prev if n >= prev else n
             if delta:
                 throttled[reason] = delta
@@ -167,12 +167,25 @@ class EventLimiter:
             if pending.last_emitted is not None and now - pending.last_emitted < self.window:
                 continue
             if reason == COLD_START:
-                out.append(PlannedEvent("Normal", COLD_START,
-                                        cold_start_message(pending.count, pending.inits, self.window),
-                                        pending.count, inits=tuple(pending.inits)))
+                out.append(
+                    PlannedEvent(
+                        "Normal",
+                        COLD_START,
+                        cold_start_message(pending.count, pending.inits, self.window),
+                        pending.count,
+                        inits=tuple(pending.inits),
+                    )
+                )
             else:
-                out.append(PlannedEvent("Warning", THROTTLED, throttled_message(pending.by_reason, self.window),
-                                        pending.count, dict(pending.by_reason)))
+                out.append(
+                    PlannedEvent(
+                        "Warning",
+                        THROTTLED,
+                        throttled_message(pending.by_reason, self.window),
+                        pending.count,
+                        dict(pending.by_reason),
+                    )
+                )
             self._pending[(*key, reason)] = _Pending(last_emitted=now)
         return out
 

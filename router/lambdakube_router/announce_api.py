@@ -23,8 +23,9 @@ MAX_BODY = 4096
 
 
 def _error(status: int, error_type: str, message: str) -> web.Response:
-    return web.json_response({"Type": "User", "message": message}, status=status,
-                             headers={"x-amzn-ErrorType": error_type})
+    return web.json_response(
+        {"Type": "User", "message": message}, status=status, headers={"x-amzn-ErrorType": error_type}
+    )
 
 
 async def listening(request: web.Request) -> web.Response:
@@ -39,8 +40,11 @@ async def listening(request: web.Request) -> web.Response:
         body = None
     fields = ("envId", "address", "token")
     if not isinstance(body, dict) or not all(isinstance(body.get(k), str) and body[k] for k in fields):
-        return _error(400, "InvalidRequestContentException",
-                      "the body must be a JSON object with string fields envId, address and token")
+        return _error(
+            400,
+            "InvalidRequestContentException",
+            "the body must be a JSON object with string fields envId, address and token",
+        )
     peer = request.transport.get_extra_info("peername") if request.transport else None
     if backend.announced(body["envId"], body["address"], body["token"], peer[0] if peer else None):
         return web.Response(status=204)

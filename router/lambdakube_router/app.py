@@ -98,8 +98,9 @@ def _make_backend(config: RouterConfig, session: aiohttp.ClientSession) -> Backe
         from lambdakube_router.backends.kubernetes import KubernetesBackend
 
         kw: dict[str, Any] = {"image": config.runtime_image} if config.runtime_image else {}
-        return KubernetesBackend(kubeconfig=config.kubeconfig, announce_url=config.announce_url,
-                                 namespaces=config.watch_namespaces, **kw)
+        return KubernetesBackend(
+            kubeconfig=config.kubeconfig, announce_url=config.announce_url, namespaces=config.watch_namespaces, **kw
+        )
     raise ValueError(f"unknown backend {config.backend!r} (local or kubernetes)")
 
 
@@ -125,15 +126,18 @@ async def init_app(config: RouterConfig) -> web.Application:
         state_dir = Path(config.state_dir) if config.state_dir else default_state_dir()
         store = AsyncStore(state_dir, synchronous=config.sqlite_synchronous)
         engine = Engine(_make_backend(config, session), app[keys.METRICS], settings)
-        dispatcher = Dispatcher(store, engine, retry=config.async_retry,
-                                concurrency=config.async_concurrency,
-                                poll_interval=config.async_poll_interval,
-                                wall_clock=config.wall_clock)
+        dispatcher = Dispatcher(
+            store,
+            engine,
+            retry=config.async_retry,
+            concurrency=config.async_concurrency,
+            poll_interval=config.async_poll_interval,
+            wall_clock=config.wall_clock,
+        )
         app[keys.ENGINE] = engine
         app[keys.STORE] = store
         app[keys.DISPATCHER] = dispatcher
-        app[keys.METRICS].attach_state(engine.state_rows, engine.namespace_rows,
-                                       lambda: dict(store.depth))
+        app[keys.METRICS].attach_state(engine.state_rows, engine.namespace_rows, lambda: dict(store.depth))
         generic_pool = engine.backend.generic_pool
         if generic_pool is not None:
             app[keys.METRICS].attach_generic_pool(generic_pool.snapshot)
@@ -144,10 +148,13 @@ async def init_app(config: RouterConfig) -> web.Application:
         api_client = status_publisher.kubernetes_api_client(engine.backend)
         if api_client is not None and config.status_interval_seconds:
             publisher = status_publisher.StatusPublisher(
-                api_client, status_publisher.engine_rows(engine),
+                api_client,
+                status_publisher.engine_rows(engine),
                 interval=config.status_interval_seconds,
                 event_window=config.status_event_window_seconds,
-                clock=config.clock, wall_clock=config.wall_clock)
+                clock=config.clock,
+                wall_clock=config.wall_clock,
+            )
         try:
             await store.open()
             engine.apply(initial)

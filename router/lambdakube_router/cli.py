@@ -40,8 +40,7 @@ def _dev(args: argparse.Namespace) -> int:
     if not directory.is_dir():
         print(f"error: {directory}: not a directory of Function manifests", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     state_dir = args.state_dir or tempfile.mkdtemp(prefix="lambdakube-dev-")
 
     def ready(host: str, port: int) -> None:
@@ -52,12 +51,20 @@ def _dev(args: argparse.Namespace) -> int:
         print(f"lambdakube dev: {len(names)} function(s) from {directory}: {', '.join(names)}")
         print(f"async queue state: {state_dir}")
         print("try:")
-        print(f"  curl -s -XPOST {host}:{port}/2015-03-31/functions/{example}/invocations"
-              " -d '{\"name\":\"x\"}'", flush=True)
+        print(
+            f'  curl -s -XPOST {host}:{port}/2015-03-31/functions/{example}/invocations -d \'{{"name":"x"}}\'',
+            flush=True,
+        )
 
-    config = RouterConfig(functions_dir=directory, backend="local", host=args.host, port=args.port,
-                          state_dir=state_dir, namespace=args.namespace,
-                          generic_pool_size=args.generic_pool_size)
+    config = RouterConfig(
+        functions_dir=directory,
+        backend="local",
+        host=args.host,
+        port=args.port,
+        state_dir=state_dir,
+        namespace=args.namespace,
+        generic_pool_size=args.generic_pool_size,
+    )
     return run(config, on_ready=ready)
 
 
@@ -68,20 +75,25 @@ def _non_negative(value: str) -> int:
     return n
 
 
-def add_serving_options(p: argparse.ArgumentParser, *, state_dir_help: str,
-                        log_level: str) -> None:
+def add_serving_options(p: argparse.ArgumentParser, *, state_dir_help: str, log_level: str) -> None:
     """Flags shared by ``lambdakube-router`` and ``lambdakube dev``, declared once so the
     two commands cannot drift apart."""
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9000)
     p.add_argument("--state-dir", metavar="DIR", help=state_dir_help)
-    p.add_argument("--namespace", default="default",
-                   help="namespace of manifests without one, and of plain function names")
-    p.add_argument("--generic-pool-size", type=_non_negative, default=2, metavar="N",
-                   help="local backend: keep N pre-warmed generic environments that cold starts"
-                        " specialise (POST /init) instead of starting a process; N is also the"
-                        " cap on them for the whole router (they count toward no function's"
-                        " concurrency); 0 disables (default 2)")
+    p.add_argument(
+        "--namespace", default="default", help="namespace of manifests without one, and of plain function names"
+    )
+    p.add_argument(
+        "--generic-pool-size",
+        type=_non_negative,
+        default=2,
+        metavar="N",
+        help="local backend: keep N pre-warmed generic environments that cold starts"
+        " specialise (POST /init) instead of starting a process; N is also the"
+        " cap on them for the whole router (they count toward no function's"
+        " concurrency); 0 disables (default 2)",
+    )
     p.add_argument("--log-level", default=log_level)
 
 
@@ -94,10 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     crds.set_defaults(run=_crds)
 
     dev = sub.add_parser("dev", help="run the router locally (functions as local processes)")
-    dev.add_argument("directory", nargs="?", default="examples/",
-                     help="directory of Function manifests (default: examples/)")
-    add_serving_options(dev, state_dir_help="async queue state (default: a new temporary directory)",
-                        log_level="WARNING")
+    dev.add_argument(
+        "directory", nargs="?", default="examples/", help="directory of Function manifests (default: examples/)"
+    )
+    add_serving_options(
+        dev, state_dir_help="async queue state (default: a new temporary directory)", log_level="WARNING"
+    )
     dev.set_defaults(run=_dev)
 
     args = parser.parse_args(argv)

@@ -165,8 +165,9 @@ class GenericPool(Generic[S]):
                 self.stats.spawn_failures += 1
                 self.stats.last_spawn_error = f"{type(exc).__name__}: {exc}"
                 backoff = Backoff(self.backoff_initial, self.backoff_max).next(backoff)
-                log.warning("generic environment failed to start (retrying in %.2fs): %s",
-                            backoff, self.stats.last_spawn_error)
+                log.warning(
+                    "generic environment failed to start (retrying in %.2fs): %s", backoff, self.stats.last_spawn_error
+                )
                 await self._sleep(backoff)
                 continue
             backoff = 0.0
@@ -198,8 +199,7 @@ class GenericPool(Generic[S]):
                 await self._task
             self._task = None
         spares, self._spares = list(self._spares), collections.deque()
-        await asyncio.gather(*(self._stop_quietly(s) for s in spares), *self._stopping,
-                             return_exceptions=True)
+        await asyncio.gather(*(self._stop_quietly(s) for s in spares), *self._stopping, return_exceptions=True)
 
     def snapshot(self) -> dict:
         s = self.stats
@@ -210,7 +210,6 @@ class GenericPool(Generic[S]):
             "spawnFailures": s.spawn_failures,
             "taken": s.taken,
             "discarded": s.discarded,
-            "specialisations": {"specialised": s.specialised, "init_error": s.init_errors,
-                                "failed": s.failed},
+            "specialisations": {"specialised": s.specialised, "init_error": s.init_errors, "failed": s.failed},
             "lastSpawnError": s.last_spawn_error,
         }

@@ -93,7 +93,8 @@ class ApiSession:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._ssl()),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=self.watch_seconds + 10),
-                read_bufsize=2**20)
+                read_bufsize=2**20,
+            )
         return self._session
 
     async def close(self) -> None:
@@ -106,10 +107,19 @@ class Informer:
     ``/apis/lambdakube.dev/v1alpha1`` ``functions``) in ``namespaces`` (empty: the
     whole cluster), optionally only those matching ``label_selector``."""
 
-    def __init__(self, http: Callable[[], aiohttp.ClientSession], configuration, *, api: str, plural: str,
-                 namespaces: Iterable[str] = (), label_selector: str | None = None,
-                 on_event: OnEvent | None = None, watch_seconds: int = WATCH_SECONDS,
-                 retry: Backoff = RETRY) -> None:
+    def __init__(
+        self,
+        http: Callable[[], aiohttp.ClientSession],
+        configuration,
+        *,
+        api: str,
+        plural: str,
+        namespaces: Iterable[str] = (),
+        label_selector: str | None = None,
+        on_event: OnEvent | None = None,
+        watch_seconds: int = WATCH_SECONDS,
+        retry: Backoff = RETRY,
+    ) -> None:
         #: The session factory; shared, never closed here (its owner closes it).
         self._http = http
         self.cfg = configuration
@@ -169,8 +179,9 @@ class Informer:
             return False
         async with self._changed:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._changed.wait_for(
-                    lambda: self.is_synced or (or_error and self.refused)), timeout)
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self.is_synced or (or_error and self.refused)), timeout
+                )
         return self.is_synced
 
     # -- reading -----------------------------------------------------------------------
@@ -265,7 +276,8 @@ class Informer:
         relist (the server said the version is gone)."""
         url = self._url(scope)
         url += ("&" if "?" in url else "?") + (
-            f"watch=1&allowWatchBookmarks=true&resourceVersion={quote(version)}&timeoutSeconds={self.watch_seconds}")
+            f"watch=1&allowWatchBookmarks=true&resourceVersion={quote(version)}&timeoutSeconds={self.watch_seconds}"
+        )
         async with self._http().get(url, headers=self._headers()) as resp:
             if resp.status == 410:
                 return None

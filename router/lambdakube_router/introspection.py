@@ -18,15 +18,15 @@ from lambdakube_router.openapi import OPENAPI
 
 
 def _json(obj, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=json.dumps(obj, separators=(",", ":"), default=str),
-                        content_type="application/json")
+    return web.Response(
+        status=status, text=json.dumps(obj, separators=(",", ":"), default=str), content_type="application/json"
+    )
 
 
 def _not_found(message: str) -> web.Response:
     return web.Response(
         status=404,
-        text=json.dumps({"errorType": "ResourceNotFoundException", "errorMessage": message,
-                         "message": message}),
+        text=json.dumps({"errorType": "ResourceNotFoundException", "errorMessage": message, "message": message}),
         content_type="application/json",
         headers={"x-amzn-ErrorType": "ResourceNotFoundException"},
     )
@@ -65,9 +65,12 @@ def _int_query(request: web.Request, key: str, default: int) -> int:
     try:
         return int(request.query.get(key, default))
     except ValueError:
-        raise web.HTTPBadRequest(text=json.dumps({"errorType": "InvalidParameterValueException",
-                                                  "errorMessage": f"{key} must be an integer"}),
-                                 content_type="application/json") from None
+        raise web.HTTPBadRequest(
+            text=json.dumps(
+                {"errorType": "InvalidParameterValueException", "errorMessage": f"{key} must be an integer"}
+            ),
+            content_type="application/json",
+        ) from None
 
 
 async def queue_messages(request: web.Request) -> web.Response:

@@ -68,14 +68,19 @@ class InvokeResult:
 
 def error_body(error_type: str, message: str) -> bytes:
     return json.dumps(
-        {"Type": "User" if error_type != "ServiceException" else "Service",
-         "errorType": error_type, "errorMessage": message, "message": message},
+        {
+            "Type": "User" if error_type != "ServiceException" else "Service",
+            "errorType": error_type,
+            "errorMessage": message,
+            "message": message,
+        },
         separators=(",", ":"),
     ).encode()
 
 
-def error_result(status: int, error_type: str, message: str, result: str = ERROR,
-                 headers: dict[str, str] | None = None) -> InvokeResult:
+def error_result(
+    status: int, error_type: str, message: str, result: str = ERROR, headers: dict[str, str] | None = None
+) -> InvokeResult:
     h = {"x-amzn-ErrorType": error_type}
     if headers:
         h.update(headers)
@@ -85,16 +90,18 @@ def error_result(status: int, error_type: str, message: str, result: str = ERROR
 def throttle_result(throttle: Throttle) -> InvokeResult:
     n = str(throttle.retry_after_seconds)
     body = (
-        '{"Type":"User","message":"Rate Exceeded.","Reason":"' + throttle.reason
-        + '","retryAfterSeconds":"' + n + '","errorType":"TooManyRequestsException"}'
+        '{"Type":"User","message":"Rate Exceeded.","Reason":"'
+        + throttle.reason
+        + '","retryAfterSeconds":"'
+        + n
+        + '","errorType":"TooManyRequestsException"}'
     ).encode()
     headers = {"x-amzn-ErrorType": "TooManyRequestsException", "Retry-After": n}
     return InvokeResult(429, body, headers, THROTTLED, "TooManyRequestsException", throttle)
 
 
 def not_found_result(namespace: str, name: str) -> InvokeResult:
-    return error_result(404, "ResourceNotFoundException",
-                        f"Function not found: {namespace}/{name}", result=NOT_FOUND)
+    return error_result(404, "ResourceNotFoundException", f"Function not found: {namespace}/{name}", result=NOT_FOUND)
 
 
 @dataclass
@@ -158,7 +165,9 @@ class Engine:
             if known is None:
                 limits.set_function(key[1], entry.spec, now)
                 pool = Pool(
-                    entry.ref, entry.spec, self.backend,
+                    entry.ref,
+                    entry.spec,
+                    self.backend,
                     take_token=functools.partial(_take_token, limits, key[1]),
                     clock=self.settings.clock,
                     init_timeout=self.settings.init_timeout_seconds,
@@ -216,8 +225,15 @@ class Engine:
         result.headers.setdefault("X-Amz-Executed-Version", "$LATEST")
         return result
 
-    async def _run(self, state: FunctionState, payload: bytes, arrival: float, request_id: str,
-                   client_context: str | None, log_tail: bool) -> InvokeResult:
+    async def _run(
+        self,
+        state: FunctionState,
+        payload: bytes,
+        arrival: float,
+        request_id: str,
+        client_context: str | None,
+        log_tail: bool,
+    ) -> InvokeResult:
         spec = state.spec
         fm = state.metrics
         grace = self.settings.invoke_grace_seconds
@@ -250,8 +266,9 @@ class Engine:
         env = lease.env
         healthy = False
         try:
-            result, healthy = await self._send(env, spec, payload, request_id, client_context,
-                                               log_tail, grace, state.ref)
+            result, healthy = await self._send(
+                env, spec, payload, request_id, client_context, log_tail, grace, state.ref
+            )
         finally:
             state.pool.release(env, healthy=healthy)
         h = result.headers
@@ -273,9 +290,17 @@ class Engine:
                 pass
         return result
 
-    async def _send(self, env: Environment, spec: FunctionSpec, payload: bytes, request_id: str,
-                    client_context: str | None, log_tail: bool, grace: float,
-                    ref: FunctionRef) -> tuple[InvokeResult, bool]:
+    async def _send(
+        self,
+        env: Environment,
+        spec: FunctionSpec,
+        payload: bytes,
+        request_id: str,
+        client_context: str | None,
+        log_tail: bool,
+        grace: float,
+        ref: FunctionRef,
+    ) -> tuple[InvokeResult, bool]:
         conn: EnvConnection | None = env.conn
         if conn is None:
             conn = env.conn = EnvConnection.for_address(env.address)
@@ -290,14 +315,16 @@ class Engine:
         except EnvironmentGone as exc:
             log.warning("%s: environment %s failed mid-request: %s", ref, env.env_id, exc)
             return error_result(
-                502, "EnvironmentFailureException",
+                502,
+                "EnvironmentFailureException",
                 f"the execution environment {env.env_id} of {ref} failed during the invocation"
                 f" ({exc}); it will be replaced",
             ), False
         except TimeoutError:
             log.warning("%s: environment %s did not answer within timeout+grace", ref, env.env_id)
             return error_result(
-                504, "InvokeTimeoutException",
+                504,
+                "InvokeTimeoutException",
                 f"{ref}: the environment {env.env_id} did not answer within the function timeout"
                 f" ({spec.timeout_seconds}s) plus {grace:g}s; it was retired",
             ), False
@@ -314,19 +341,20 @@ class Engine:
                 if value is not None:
                     h[api_name] = value
             ctype = rh.get("content-type", _JSON)
-            return InvokeResult(200, resp.body, h, FUNCTION_ERROR if fn_error else SUCCESS,
-                                content_type=ctype), healthy
+            return InvokeResult(200, resp.body, h, FUNCTION_ERROR if fn_error else SUCCESS, content_type=ctype), healthy
         message = _runtime_message(resp.body)
         if status == 409:
             log.error("BUG: %s: environment %s answered EnvironmentBusy", ref, env.env_id)
-            return error_result(502, "EnvironmentFailureException",
-                                f"environment {env.env_id} was busy: {message}"), False
+            return error_result(
+                502, "EnvironmentFailureException", f"environment {env.env_id} was busy: {message}"
+            ), False
         if status == 400:
             return error_result(400, "InvalidRequestContentException", message), healthy
         if status == 413:
             return error_result(413, "RequestTooLargeException", message), healthy
         return error_result(
-            502, "EnvironmentFailureException",
+            502,
+            "EnvironmentFailureException",
             f"the execution environment {env.env_id} of {ref} answered {status}: {message}",
         ), False
 

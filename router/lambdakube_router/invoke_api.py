@@ -41,18 +41,15 @@ class BadFunctionName(ValueError):
     pass
 
 
-def parse_function_name(raw: str, header_namespace: str | None, default_namespace: str
-                        ) -> tuple[str, str, str | None]:
+def parse_function_name(raw: str, header_namespace: str | None, default_namespace: str) -> tuple[str, str, str | None]:
     """Returns (namespace, name, qualifier from the ARN or None)."""
     if raw.startswith(ARN_PREFIX):
         parts = raw.split(":")
         if len(parts) not in (4, 5) or parts[2] != "function" or not parts[1] or not parts[3]:
-            raise BadFunctionName(
-                f"invalid function ARN {raw!r}: expected lambdakube:<namespace>:function:<name>")
+            raise BadFunctionName(f"invalid function ARN {raw!r}: expected lambdakube:<namespace>:function:<name>")
         return parts[1], parts[3], parts[4] if len(parts) == 5 else None
     if ":" in raw or "/" in raw or not raw:
-        raise BadFunctionName(
-            f"invalid function name {raw!r}: use <name> or lambdakube:<namespace>:function:<name>")
+        raise BadFunctionName(f"invalid function name {raw!r}: use <name> or lambdakube:<namespace>:function:<name>")
     return header_namespace or default_namespace, raw, None
 
 
@@ -77,25 +74,34 @@ async def invoke(request: web.Request) -> web.Response:
     headers = request.headers
     try:
         namespace, name, arn_qualifier = parse_function_name(
-            request.match_info["FunctionName"], headers.get("X-Lambdakube-Namespace"),
-            config.namespace)
+            request.match_info["FunctionName"], headers.get("X-Lambdakube-Namespace"), config.namespace
+        )
     except BadFunctionName as exc:
         return _error(400, "InvalidParameterValueException", str(exc), request_id)
     qualifier = request.query.get("Qualifier") or arn_qualifier
     if qualifier not in (None, "", "$LATEST"):
-        return _error(404, "ResourceNotFoundException",
-                      f"Function not found: {namespace}/{name}:{qualifier} (only $LATEST exists)",
-                      request_id)
+        return _error(
+            404,
+            "ResourceNotFoundException",
+            f"Function not found: {namespace}/{name}:{qualifier} (only $LATEST exists)",
+            request_id,
+        )
     itype = headers.get("X-Amz-Invocation-Type", "RequestResponse")
     if itype not in INVOCATION_TYPES:
-        return _error(400, "InvalidParameterValueException",
-                      f"X-Amz-Invocation-Type must be one of {', '.join(INVOCATION_TYPES)},"
-                      f" got {itype!r}", request_id)
+        return _error(
+            400,
+            "InvalidParameterValueException",
+            f"X-Amz-Invocation-Type must be one of {', '.join(INVOCATION_TYPES)}, got {itype!r}",
+            request_id,
+        )
     ctype = request.content_type
     if ctype.startswith("multipart/"):
-        return _error(415, "UnsupportedMediaTypeException",
-                      f"unsupported content type {ctype!r}: send the JSON event as the request"
-                      " body (application/json)", request_id)
+        return _error(
+            415,
+            "UnsupportedMediaTypeException",
+            f"unsupported content type {ctype!r}: send the JSON event as the request body (application/json)",
+            request_id,
+        )
     if engine.get(namespace, name) is None:
         r = not_found_result(namespace, name)
         r.headers["X-Amz-Request-Id"] = request_id
@@ -118,8 +124,9 @@ async def invoke(request: web.Request) -> web.Response:
         try:
             json.loads(payload)
         except (ValueError, RecursionError) as exc:
-            return _error(400, "InvalidRequestContentException",
-                          f"Could not parse request body into json: {exc}", request_id)
+            return _error(
+                400, "InvalidRequestContentException", f"Could not parse request body into json: {exc}", request_id
+            )
 
     client_context = headers.get("X-Amz-Client-Context")
     if client_context is not None:
@@ -128,14 +135,18 @@ async def invoke(request: web.Request) -> web.Response:
             return _error(400, "InvalidParameterValueException", problem, request_id)
 
     if itype == "Event":
-        ev = NewEvent(request_id, namespace, name, payload, client_context,
-                      app[keys.SETTINGS].wall_clock())
+        ev = NewEvent(request_id, namespace, name, payload, client_context, app[keys.SETTINGS].wall_clock())
         await app[keys.DISPATCHER].enqueue(ev)
         return web.Response(status=202, headers={"X-Amz-Request-Id": request_id})
 
     result = await engine.invoke(
-        namespace, name, payload, arrival=arrival, request_id=request_id,
-        client_context=client_context, log_tail=headers.get("X-Amz-Log-Type") == "Tail",
+        namespace,
+        name,
+        payload,
+        arrival=arrival,
+        request_id=request_id,
+        client_context=client_context,
+        log_tail=headers.get("X-Amz-Log-Type") == "Tail",
     )
     return result_response(result)
 
@@ -143,15 +154,17 @@ async def invoke(request: web.Request) -> web.Response:
 def _too_large(size: int | None, limit: int, itype: str, request_id: str) -> web.Response:
     kind = "asynchronous" if itype == "Event" else "synchronous"
     got = f"{size} bytes" if size is not None else "the request body"
-    return _error(413, "RequestTooLargeException",
-                  f"Request must be smaller than {limit} bytes for {kind} invocations; got {got}",
-                  request_id)
+    return _error(
+        413,
+        "RequestTooLargeException",
+        f"Request must be smaller than {limit} bytes for {kind} invocations; got {got}",
+        request_id,
+    )
 
 
 def _check_client_context(value: str) -> str | None:
     if len(value) > MAX_CLIENT_CONTEXT:
-        return (f"X-Amz-Client-Context must be at most {MAX_CLIENT_CONTEXT} bytes of base64,"
-                f" got {len(value)}")
+        return f"X-Amz-Client-Context must be at most {MAX_CLIENT_CONTEXT} bytes of base64, got {len(value)}"
     try:
         decoded = json.loads(base64.b64decode(value, validate=True))
     except (binascii.Error, ValueError):

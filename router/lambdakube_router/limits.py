@@ -115,9 +115,7 @@ class ReservationPlan:
     pending: dict[str, str] = field(default_factory=dict)  # function -> explanation
 
 
-def plan_reservations(
-    quota: ConcurrencyQuotaSpec, requested: dict[str, int | None]
-) -> ReservationPlan:
+def plan_reservations(quota: ConcurrencyQuotaSpec, requested: dict[str, int | None]) -> ReservationPlan:
     """Local mode: allocate in the order of ``requested`` (the order functions were first
     seen), with the operator's arithmetic and wording (``lambdakube.quota.allocate``)."""
     width = len(str(len(requested)))
@@ -157,7 +155,8 @@ def plan_from_status(
     reasons = published_reasons(status) if status is not None else {}
     stale = status is not None and (
         sum(v for n, v in status.granted.items() if requested.get(n) == v and n not in status.rejected)
-        > quota.concurrent_executions - quota.minimum_unreserved)
+        > quota.concurrent_executions - quota.minimum_unreserved
+    )
     for name, value in requested.items():
         if value is None:
             continue
@@ -174,8 +173,7 @@ def plan_from_status(
             )
         elif name in status.rejected:
             rejected[name] = reasons.get(name) or (
-                f"reservedConcurrency {value} rejected by the operator"
-                " (see ConcurrencyQuota default status)"
+                f"reservedConcurrency {value} rejected by the operator (see ConcurrencyQuota default status)"
             )
         elif status.granted.get(name) == value:
             granted[name] = value
@@ -186,8 +184,7 @@ def plan_from_status(
             )
         else:
             pending[name] = f"reservedConcurrency {value} not granted yet by the operator"
-    return ReservationPlan(granted, rejected, quota.concurrent_executions - sum(granted.values()),
-                           pending)
+    return ReservationPlan(granted, rejected, quota.concurrent_executions - sum(granted.values()), pending)
 
 
 @dataclass

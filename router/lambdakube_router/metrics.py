@@ -16,24 +16,47 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+    900,
 )
 
 
 class _StateCollector(Collector):
-    def __init__(self, source: Callable[[], Iterable[tuple]], ns_source: Callable[[], Iterable[tuple]],
-                 queue_source: Callable[[], dict[str, int]]) -> None:
+    def __init__(
+        self,
+        source: Callable[[], Iterable[tuple]],
+        ns_source: Callable[[], Iterable[tuple]],
+        queue_source: Callable[[], dict[str, int]],
+    ) -> None:
         self.source = source
         self.ns_source = ns_source
         self.queue_source = queue_source
 
     def collect(self):
         envs = GaugeMetricFamily(
-            "lambdakube_environments", "Execution environments by state",
+            "lambdakube_environments",
+            "Execution environments by state",
             labels=["namespace", "function", "state"],
         )
         conc = GaugeMetricFamily(
-            "lambdakube_concurrent_executions", "In-flight executions of a function",
+            "lambdakube_concurrent_executions",
+            "In-flight executions of a function",
             labels=["namespace", "function"],
         )
         for namespace, function, counts, in_flight in self.source():
@@ -41,13 +64,15 @@ class _StateCollector(Collector):
                 envs.add_metric([namespace, function, state], n)
             conc.add_metric([namespace, function], in_flight)
         ns_conc = GaugeMetricFamily(
-            "lambdakube_namespace_concurrent_executions", "In-flight executions in a namespace",
+            "lambdakube_namespace_concurrent_executions",
+            "In-flight executions in a namespace",
             labels=["namespace"],
         )
         for namespace, in_flight in self.ns_source():
             ns_conc.add_metric([namespace], in_flight)
         depth = GaugeMetricFamily(
-            "lambdakube_async_queue_depth", "Async events stored and not yet finished",
+            "lambdakube_async_queue_depth",
+            "Async events stored and not yet finished",
             labels=["namespace"],
         )
         for namespace, n in self.queue_source().items():
@@ -64,17 +89,17 @@ class _GenericPoolCollector(Collector):
     def collect(self):
         snap = self.source()
         available = GaugeMetricFamily(
-            "lambdakube_generic_pool_available",
-            "Pre-warmed generic environments ready to be specialised")
+            "lambdakube_generic_pool_available", "Pre-warmed generic environments ready to be specialised"
+        )
         available.add_metric([], snap["available"])
-        size = GaugeMetricFamily(
-            "lambdakube_generic_pool_size", "Target (and cap) of pre-warmed generic environments")
+        size = GaugeMetricFamily("lambdakube_generic_pool_size", "Target (and cap) of pre-warmed generic environments")
         size.add_metric([], snap["size"])
         spec = CounterMetricFamily(
             "lambdakube_generic_specialisations",
             "Generic environments taken for a cold start, by outcome"
             " (specialised, init_error, failed: fell back to a fresh environment)",
-            labels=["result"])
+            labels=["result"],
+        )
         for result, n in snap["specialisations"].items():
             spec.add_metric([result], n)
         yield from (available, size, spec)
@@ -90,7 +115,8 @@ class _AnnounceCollector(Collector):
         family = CounterMetricFamily(
             "lambdakube_environment_announces",
             "Fresh pods' 'I am listening' announces, by result (accepted, refused)",
-            labels=["result"])
+            labels=["result"],
+        )
         for result, n in sorted(self.source().items()):
             family.add_metric([result], n)
         yield family
@@ -102,35 +128,52 @@ class Metrics:
         r = self.registry
         fl = ["namespace", "function"]
         self.invocations = Counter(
-            "lambdakube_invocations", "Invocations by result (success, function_error, throttled, error)",
-            fl + ["result"], registry=r,
+            "lambdakube_invocations",
+            "Invocations by result (success, function_error, throttled, error)",
+            fl + ["result"],
+            registry=r,
         )
         self.cold_starts = Counter("lambdakube_cold_starts", "Invocations served by a cold start", fl, registry=r)
         self.init_duration = Histogram(
-            "lambdakube_init_duration_seconds", "Init duration of cold-started environments", fl,
-            buckets=LATENCY_BUCKETS, registry=r,
+            "lambdakube_init_duration_seconds",
+            "Init duration of cold-started environments",
+            fl,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.run_duration = Histogram(
-            "lambdakube_run_duration_seconds", "Handler run duration reported by the runtime", fl,
-            buckets=LATENCY_BUCKETS, registry=r,
+            "lambdakube_run_duration_seconds",
+            "Handler run duration reported by the runtime",
+            fl,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.queue_wait = Histogram(
-            "lambdakube_queue_wait_seconds", "Time from arrival until an environment was leased", fl,
-            buckets=LATENCY_BUCKETS, registry=r,
+            "lambdakube_queue_wait_seconds",
+            "Time from arrival until an environment was leased",
+            fl,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.throttles = Counter(
-            "lambdakube_throttles", "Throttled invocations by reason", fl + ["reason"], registry=r,
+            "lambdakube_throttles",
+            "Throttled invocations by reason",
+            fl + ["reason"],
+            registry=r,
         )
         self.spillover = Counter(
             "lambdakube_provisioned_spillover_invocations",
             "Invocations served by an on-demand env while the function has provisioned concurrency",
-            fl, registry=r,
+            fl,
+            registry=r,
         )
         self.cold_start = Histogram(
             "lambdakube_cold_start_seconds",
             "Cold starts end to end, from asking for an environment to having it ready,"
             " by where it came from (generic: pre-warmed and specialised; fresh: started)",
-            fl + ["source"], buckets=LATENCY_BUCKETS, registry=r,
+            fl + ["source"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self._children: dict[tuple[str, str], FunctionMetrics] = {}
 
@@ -157,8 +200,18 @@ class Metrics:
 class FunctionMetrics:
     """Label children resolved once per function: the hot path does no label lookups."""
 
-    __slots__ = ("_m", "_labels", "_results", "_throttles", "_cold_start", "cold_starts",
-                 "init_duration", "run_duration", "queue_wait", "spillover")
+    __slots__ = (
+        "_m",
+        "_labels",
+        "_results",
+        "_throttles",
+        "_cold_start",
+        "cold_starts",
+        "init_duration",
+        "run_duration",
+        "queue_wait",
+        "spillover",
+    )
 
     def __init__(self, m: Metrics, namespace: str, function: str) -> None:
         self._m = m

@@ -38,21 +38,36 @@ OPENAPI: dict = {
                 "operationId": "Invoke",
                 "summary": "Invoke a function (synchronously, asynchronously, or dry run)",
                 "parameters": [
-                    {"name": "FunctionName", "in": "path", "required": True,
-                     "schema": {"type": "string"},
-                     "description": "`name` or `lambdakube:<namespace>:function:<name>[:$LATEST]`"},
-                    {"name": "Qualifier", "in": "query", "required": False,
-                     "schema": {"type": "string", "enum": ["$LATEST"]}},
-                    {"name": "X-Amz-Invocation-Type", "in": "header",
-                     "schema": {"type": "string", "enum": ["RequestResponse", "Event", "DryRun"],
-                                "default": "RequestResponse"}},
-                    {"name": "X-Amz-Log-Type", "in": "header",
-                     "schema": {"type": "string", "enum": ["None", "Tail"]}},
-                    {"name": "X-Amz-Client-Context", "in": "header",
-                     "schema": {"type": "string", "maxLength": 3583},
-                     "description": "base64-encoded JSON object"},
-                    {"name": "X-Lambdakube-Namespace", "in": "header",
-                     "schema": {"type": "string"}},
+                    {
+                        "name": "FunctionName",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "`name` or `lambdakube:<namespace>:function:<name>[:$LATEST]`",
+                    },
+                    {
+                        "name": "Qualifier",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["$LATEST"]},
+                    },
+                    {
+                        "name": "X-Amz-Invocation-Type",
+                        "in": "header",
+                        "schema": {
+                            "type": "string",
+                            "enum": ["RequestResponse", "Event", "DryRun"],
+                            "default": "RequestResponse",
+                        },
+                    },
+                    {"name": "X-Amz-Log-Type", "in": "header", "schema": {"type": "string", "enum": ["None", "Tail"]}},
+                    {
+                        "name": "X-Amz-Client-Context",
+                        "in": "header",
+                        "schema": {"type": "string", "maxLength": 3583},
+                        "description": "base64-encoded JSON object",
+                    },
+                    {"name": "X-Lambdakube-Namespace", "in": "header", "schema": {"type": "string"}},
                 ],
                 "requestBody": {
                     "description": "The event: JSON, at most 6 MB (sync) or 256 KB (Event).",
@@ -82,8 +97,10 @@ OPENAPI: dict = {
                     "415": _err("UnsupportedMediaTypeException"),
                     "429": {
                         "description": "TooManyRequestsException (throttled)",
-                        "headers": {"Retry-After": {"schema": {"type": "integer"}},
-                                    "x-amzn-ErrorType": {"schema": {"type": "string"}}},
+                        "headers": {
+                            "Retry-After": {"schema": {"type": "integer"}},
+                            "x-amzn-ErrorType": {"schema": {"type": "string"}},
+                        },
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Throttle"}}},
                     },
                     "502": _err("EnvironmentFailureException, InitError, InitTimeoutException"),
@@ -95,38 +112,57 @@ OPENAPI: dict = {
             "post": {
                 "operationId": "EnvironmentListening",
                 "description": "A fresh pod's runtime says it listens (kubernetes backend): "
-                               "accepted only with the pod's token, from the announced IP.",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["envId", "address", "token"],
-                    "properties": {"envId": {"type": "string"}, "address": {"type": "string"},
-                                   "token": {"type": "string"}}}}}},
-                "responses": {"204": {"description": "accepted"},
-                              "400": _err("InvalidRequestContentException"),
-                              "403": _err("AccessDeniedException"),
-                              "404": _err("ResourceNotFoundException (no announces on this backend)"),
-                              "413": _err("RequestTooLargeException")},
+                "accepted only with the pod's token, from the announced IP.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["envId", "address", "token"],
+                                "properties": {
+                                    "envId": {"type": "string"},
+                                    "address": {"type": "string"},
+                                    "token": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "204": {"description": "accepted"},
+                    "400": _err("InvalidRequestContentException"),
+                    "403": _err("AccessDeniedException"),
+                    "404": _err("ResourceNotFoundException (no announces on this backend)"),
+                    "413": _err("RequestTooLargeException"),
+                },
             }
         },
         "/healthz": {"get": {"operationId": "Healthz", "responses": {"200": {"description": "ok"}}}},
-        "/metrics": {"get": {"operationId": "Metrics",
-                             "responses": {"200": {"description": "Prometheus text format",
-                                                   "content": {"text/plain": {}}}}}},
-        "/openapi.json": {"get": {"operationId": "OpenAPI",
-                                  "responses": {"200": {"description": "this document"}}}},
+        "/metrics": {
+            "get": {
+                "operationId": "Metrics",
+                "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+            }
+        },
+        "/openapi.json": {"get": {"operationId": "OpenAPI", "responses": {"200": {"description": "this document"}}}},
         "/lambdakube/v1/namespaces/{namespace}/functions": {
-            "get": {"operationId": "ListFunctions", "parameters": [_NS],
-                    "responses": {"200": {"description": "functions with pool state"}}}
+            "get": {
+                "operationId": "ListFunctions",
+                "parameters": [_NS],
+                "responses": {"200": {"description": "functions with pool state"}},
+            }
         },
         "/lambdakube/v1/namespaces/{namespace}/functions/{name}": {
             "get": {
                 "operationId": "GetFunction",
-                "parameters": [_NS, {"name": "name", "in": "path", "required": True,
-                                     "schema": {"type": "string"}}],
+                "parameters": [_NS, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
                 "responses": {
-                    "200": {"description": "pool (environments and states, cold starts, spill-over)"
-                                           " and concurrency accounting",
-                            "content": {"application/json": {
-                                "schema": {"$ref": "#/components/schemas/FunctionState"}}}},
+                    "200": {
+                        "description": "pool (environments and states, cold starts, spill-over)"
+                        " and concurrency accounting",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FunctionState"}}},
+                    },
                     "404": _err("ResourceNotFoundException"),
                 },
             }
@@ -134,23 +170,35 @@ OPENAPI: dict = {
         "/lambdakube/v1/namespaces/{namespace}/queues/{queue}/messages": {
             "get": {
                 "operationId": "ListQueueMessages",
-                "parameters": [_NS, {"name": "queue", "in": "path", "required": True, "schema": {"type": "string"}},
-                               {"name": "after", "in": "query", "schema": {"type": "integer", "default": 0}},
-                               {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100}}],
-                "responses": {"200": {"description": "durable destination records, oldest first",
-                                      "content": {"application/json": {
-                                          "schema": {"$ref": "#/components/schemas/QueueMessages"}}}}},
+                "parameters": [
+                    _NS,
+                    {"name": "queue", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "after", "in": "query", "schema": {"type": "integer", "default": 0}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "durable destination records, oldest first",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/QueueMessages"}}},
+                    }
+                },
             },
             "delete": {
                 "operationId": "DeleteQueueMessages",
-                "parameters": [_NS, {"name": "queue", "in": "path", "required": True, "schema": {"type": "string"}},
-                               {"name": "upTo", "in": "query", "required": True, "schema": {"type": "integer"}}],
+                "parameters": [
+                    _NS,
+                    {"name": "queue", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "upTo", "in": "query", "required": True, "schema": {"type": "integer"}},
+                ],
                 "responses": {"200": {"description": "messages with seq <= upTo deleted"}},
             },
         },
         "/lambdakube/v1/namespaces/{namespace}/async-events": {
-            "get": {"operationId": "ListAsyncEvents", "parameters": [_NS],
-                    "responses": {"200": {"description": "stored async events not yet finished"}}}
+            "get": {
+                "operationId": "ListAsyncEvents",
+                "parameters": [_NS],
+                "responses": {"200": {"description": "stored async events not yet finished"}},
+            }
         },
     },
     "components": {
@@ -171,10 +219,14 @@ OPENAPI: dict = {
                 "properties": {
                     "Type": {"type": "string", "enum": ["User"]},
                     "message": {"type": "string", "enum": ["Rate Exceeded."]},
-                    "Reason": {"type": "string", "enum": [
-                        "ReservedFunctionConcurrentInvocationLimitExceeded",
-                        "ConcurrentInvocationLimitExceeded",
-                        "FunctionInvocationRateLimitExceeded"]},
+                    "Reason": {
+                        "type": "string",
+                        "enum": [
+                            "ReservedFunctionConcurrentInvocationLimitExceeded",
+                            "ConcurrentInvocationLimitExceeded",
+                            "FunctionInvocationRateLimitExceeded",
+                        ],
+                    },
                     "retryAfterSeconds": {"type": "string"},
                     "errorType": {"type": "string", "enum": ["TooManyRequestsException"]},
                 },
@@ -182,19 +234,30 @@ OPENAPI: dict = {
             "FunctionState": {
                 "type": "object",
                 "properties": {
-                    "namespace": {"type": "string"}, "name": {"type": "string"},
-                    "arn": {"type": "string"}, "pool": {"type": "object"},
+                    "namespace": {"type": "string"},
+                    "name": {"type": "string"},
+                    "arn": {"type": "string"},
+                    "pool": {"type": "object"},
                     "concurrency": {"type": "object"},
                 },
             },
             "QueueMessages": {
                 "type": "object",
                 "properties": {
-                    "namespace": {"type": "string"}, "queue": {"type": "string"},
-                    "messages": {"type": "array", "items": {
-                        "type": "object",
-                        "properties": {"seq": {"type": "integer"}, "messageId": {"type": "string"},
-                                       "createdAt": {"type": "number"}, "body": {}}}},
+                    "namespace": {"type": "string"},
+                    "queue": {"type": "string"},
+                    "messages": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "seq": {"type": "integer"},
+                                "messageId": {"type": "string"},
+                                "createdAt": {"type": "number"},
+                                "body": {},
+                            },
+                        },
+                    },
                 },
             },
         }

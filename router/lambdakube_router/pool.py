@@ -251,8 +251,13 @@ class Pool:
         if not healthy:
             self.stats.retired_unhealthy += 1
             env.broken = True
-        if (not healthy or self._closed or env.generation != self.generation
-                or self._excess_provisioned(env) or self._draining(env)):
+        if (
+            not healthy
+            or self._closed
+            or env.generation != self.generation
+            or self._excess_provisioned(env)
+            or self._draining(env)
+        ):
             self._retire(env)
         else:
             self._make_idle(env)
@@ -396,8 +401,9 @@ class Pool:
         env.state = EnvState.DRAINING
         if env.conn is not None:
             env.conn.close()
-        hand_back = (env.provisioned and not env.broken
-                     and (self._closed or env.surplus or env.generation != self.generation))
+        hand_back = (
+            env.provisioned and not env.broken and (self._closed or env.surplus or env.generation != self.generation)
+        )
         try:
             if env.handle is not None and hand_back:
                 await self.backend.release(env.handle)
@@ -417,7 +423,8 @@ class Pool:
         return sum(
             1
             for e in self.envs.values()
-            if e.provisioned and e.generation == self.generation
+            if e.provisioned
+            and e.generation == self.generation
             and e.state in (EnvState.STARTING, EnvState.IDLE, EnvState.BUSY)
         )
 
@@ -432,7 +439,7 @@ class Pool:
         for _ in range(max(0, missing)):
             self._start(provisioned=True)
         if missing < 0:  # target lowered: hand idle extras back now, busy ones on release
-            for env in list(self._idle_provisioned)[: -missing]:
+            for env in list(self._idle_provisioned)[:-missing]:
                 env.surplus = True
                 self._retire(env)
         return max(0, missing)

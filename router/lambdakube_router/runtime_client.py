@@ -194,13 +194,15 @@ class EnvConnection:
 
     def _prefix(self, path: str) -> bytes:
         prefix = self._prefixes[path] = (
-            b"POST " + path.encode() + b" HTTP/1.1\r\n" + self._host_header
-            + b"Content-Type: application/json\r\nContent-Length: ")
+            b"POST "
+            + path.encode()
+            + b" HTTP/1.1\r\n"
+            + self._host_header
+            + b"Content-Type: application/json\r\nContent-Length: "
+        )
         return prefix
 
-    async def request(
-        self, path: str, body: bytes, headers: list[tuple[str, str]], timeout: float
-    ) -> RuntimeResponse:
+    async def request(self, path: str, body: bytes, headers: list[tuple[str, str]], timeout: float) -> RuntimeResponse:
         """POST ``body`` to ``path``; raises EnvironmentGone or TimeoutError (then closed)."""
         assert not self._busy, "two requests on one environment connection"
         self._busy = True
@@ -216,8 +218,10 @@ class EnvConnection:
             timer = loop.call_later(timeout, _expire, fut, timeout)
             # the static part of the head is built once per path; the rest in one format
             head = b"%s%d\r\n%s\r\n" % (
-                self._prefixes.get(path) or self._prefix(path), len(body),
-                "".join([f"{name}: {value}\r\n" for name, value in headers]).encode("latin-1"))
+                self._prefixes.get(path) or self._prefix(path),
+                len(body),
+                "".join([f"{name}: {value}\r\n" for name, value in headers]).encode("latin-1"),
+            )
             proto.waiter = fut
             if len(body) <= _COPY_LIMIT:
                 # one send() for head + body: on loopback each send costs a wakeup

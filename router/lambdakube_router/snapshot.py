@@ -81,8 +81,7 @@ class Parsed:
     quota: ConcurrencyQuotaSpec | None = None
 
 
-def parse_document(doc: object, source: str, default_namespace: str,
-                   index: int = 0) -> tuple[Parsed | None, list[str]]:
+def parse_document(doc: object, source: str, default_namespace: str, index: int = 0) -> tuple[Parsed | None, list[str]]:
     """Validate one manifest document (``index``: its place in its file, for messages);
     what it contributes, or None and why not. Pure: duplicates across documents are the
     caller's business (``parse_documents``; the API server cannot hold two)."""
@@ -122,9 +121,7 @@ def parse_document(doc: object, source: str, default_namespace: str,
     return Parsed(namespace, name, quota=quota), []
 
 
-def parse_documents(
-    docs: Iterable[object], source: str, default_namespace: str
-) -> tuple[Snapshot, list[str]]:
+def parse_documents(docs: Iterable[object], source: str, default_namespace: str) -> tuple[Snapshot, list[str]]:
     """Validate manifest documents; returns what was valid and the list of errors."""
     snap = Snapshot()
     errors: list[str] = []
@@ -166,9 +163,7 @@ def load_directory(directory: str | Path, default_namespace: str = "default") ->
         errors.extend(errs)
         for key, entry in snap.functions.items():
             if key in merged.functions:
-                errors.append(
-                    f"{path}: duplicate Function {key[0]}/{key[1]} (also in {merged.functions[key].source})"
-                )
+                errors.append(f"{path}: duplicate Function {key[0]}/{key[1]} (also in {merged.functions[key].source})")
             else:
                 merged.functions[key] = entry
         for ns, quota in snap.quotas.items():

@@ -143,15 +143,21 @@ def quota_status_of(obj: dict) -> tuple[ConcurrencyQuotaStatus | None, str | Non
     try:
         return ConcurrencyQuotaStatus.model_validate(status), None
     except ValidationError as exc:
-        return None, (f"ConcurrencyQuota {meta.get('namespace')}/{meta.get('name')}: unreadable status,"
-                      f" reservations stay pending: {exc}")
+        return None, (
+            f"ConcurrencyQuota {meta.get('namespace')}/{meta.get('name')}: unreadable status,"
+            f" reservations stay pending: {exc}"
+        )
 
 
 def parse_object(kind: str, obj: dict, inputs: tuple, default_namespace: str) -> tuple[Entry, list[str]]:
     """Parse one watched object, as a manifest of ``kind``, through the same models and
     rules as a manifest file (``snapshot.parse_document``)."""
-    doc = {"apiVersion": obj.get("apiVersion"), "kind": kind,
-           "metadata": obj.get("metadata") or {}, "spec": obj.get("spec") or {}}
+    doc = {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": kind,
+        "metadata": obj.get("metadata") or {},
+        "spec": obj.get("spec") or {},
+    }
     parsed, errors = parse_document(doc, "kubernetes", default_namespace)
     lines = [f"skipping invalid object: {e}" for e in errors]
     status = None
@@ -211,6 +217,7 @@ class ParsedObjects:
 
 # -- Kubernetes: the driver ----------------------------------------------------------------
 
+
 class SourceError(RuntimeError):
     """The API server refused (or did not answer) the first list: the router cannot start."""
 
@@ -236,9 +243,17 @@ class KubernetesSource:
 
     KINDS = (("functions", FUNCTION_KIND), ("concurrencyquotas", QUOTA_KIND))
 
-    def __init__(self, *, kubeconfig: str | None = None, namespaces: Sequence[str] = (),
-                 api_client=None, watch_timeout: int = 60, retry_delay: float = 2.0,
-                 sync_timeout: float = 30.0, coalesce: float = 0.05) -> None:
+    def __init__(
+        self,
+        *,
+        kubeconfig: str | None = None,
+        namespaces: Sequence[str] = (),
+        api_client=None,
+        watch_timeout: int = 60,
+        retry_delay: float = 2.0,
+        sync_timeout: float = 30.0,
+        coalesce: float = 0.05,
+    ) -> None:
         from lambdakube_router.informer import RETRY, ApiSession, Informer  # noqa: PLC0415 - kubernetes only
 
         if api_client is None:
@@ -257,10 +272,18 @@ class KubernetesSource:
         self._http = ApiSession(configuration, watch_timeout)
         retry = Backoff(min(RETRY.initial, retry_delay) or RETRY.initial, max(retry_delay, RETRY.initial))
         self.informers: list[Informer] = [
-            Informer(self._http, configuration, api=f"/apis/{GROUP}/{VERSION}", plural=plural,
-                     namespaces=self.namespaces, on_event=functools.partial(self._on_event, kind),
-                     watch_seconds=watch_timeout, retry=retry)
-            for plural, kind in self.KINDS]
+            Informer(
+                self._http,
+                configuration,
+                api=f"/apis/{GROUP}/{VERSION}",
+                plural=plural,
+                namespaces=self.namespaces,
+                on_event=functools.partial(self._on_event, kind),
+                watch_seconds=watch_timeout,
+                retry=retry,
+            )
+            for plural, kind in self.KINDS
+        ]
         #: A change the last applied Snapshot does not have yet.
         self._pending = asyncio.Event()
 

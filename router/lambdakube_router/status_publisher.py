@@ -53,10 +53,9 @@ REQUEST_TIMEOUT = 10
 Key = tuple[str, str]
 
 
-
-
-def build_event(namespace: str, name: str, uid: str | None, event: PlannedEvent,
-                instance: str, wall_now: float) -> dict:
+def build_event(
+    namespace: str, name: str, uid: str | None, event: PlannedEvent, instance: str, wall_now: float
+) -> dict:
     """A core/v1 Event about the Function (pure)."""
     message = event.message
     if len(message) > MAX_MESSAGE:
@@ -172,8 +171,9 @@ class StatusPublisher:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
 
-    async def _publish(self, key: Key, row: ActivityRow, status: dict[str, int] | None,
-                       events: list[PlannedEvent]) -> None:
+    async def _publish(
+        self, key: Key, row: ActivityRow, status: dict[str, int] | None, events: list[PlannedEvent]
+    ) -> None:
         from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
         namespace, name = key
@@ -181,8 +181,14 @@ class StatusPublisher:
             try:
                 obj = await self._call(
                     self.custom.patch_namespaced_custom_object_status,
-                    GROUP, VERSION, namespace, "functions", name, {"status": status},
-                    _request_timeout=REQUEST_TIMEOUT)
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    "functions",
+                    name,
+                    {"status": status},
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
             except ApiException as exc:
                 if exc.status == 404:
                     self._dropped(key, row)
@@ -207,12 +213,18 @@ class StatusPublisher:
         try:
             uid = row.ref.uid or self._uids.get(key)
             if uid is None:
-                obj = await self._call(self.custom.get_namespaced_custom_object, GROUP, VERSION,
-                                       namespace, "functions", name, _request_timeout=REQUEST_TIMEOUT)
+                obj = await self._call(
+                    self.custom.get_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    "functions",
+                    name,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
                 uid = self._uids[key] = obj["metadata"]["uid"]
             body = build_event(namespace, name, uid, event, self.instance, self.wall_clock())
-            await self._call(self.core.create_namespaced_event, namespace, body,
-                             _request_timeout=REQUEST_TIMEOUT)
+            await self._call(self.core.create_namespaced_event, namespace, body, _request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
             if exc.status == 404:  # the Function (or its namespace) went away meanwhile
                 self._dropped(key, row)
@@ -254,9 +266,16 @@ def engine_rows(engine) -> Callable[[], list[ActivityRow]]:
         for state in list(engine.functions.values()):
             counts = state.pool.counts()
             activity = state.activity
-            out.append(ActivityRow(
-                state.ref, counts.get("busy", 0), counts.get("idle", 0), state.pool.stats.cold_starts,
-                dict(activity.throttles), tuple(activity.inits)))
+            out.append(
+                ActivityRow(
+                    state.ref,
+                    counts.get("busy", 0),
+                    counts.get("idle", 0),
+                    state.pool.stats.cold_starts,
+                    dict(activity.throttles),
+                    tuple(activity.inits),
+                )
+            )
         return out
 
     return rows

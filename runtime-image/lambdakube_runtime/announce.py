@@ -41,13 +41,16 @@ def _split(url: str) -> tuple[str, int, str]:
 def request_bytes(url: str, env_id: str, address: str, token: str) -> tuple[str, int, bytes]:
     host, port, path = _split(url)
     body = json.dumps({"envId": env_id, "address": address, "token": token}).encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
     return host, port, head.encode() + body
 
 
-async def announce(url: str, env_id: str, address: str, token: str,
-                   attempts: int = ATTEMPTS, pause: float = FIRST_PAUSE) -> int | None:
+async def announce(
+    url: str, env_id: str, address: str, token: str, attempts: int = ATTEMPTS, pause: float = FIRST_PAUSE
+) -> int | None:
     """POST the announce; the router's status code, or None if it could not be reached."""
     try:
         host, port, data = request_bytes(url, env_id, address, token)
@@ -66,5 +69,5 @@ async def announce(url: str, env_id: str, address: str, token: str,
             return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
         except (OSError, asyncio.TimeoutError):
             if attempt + 1 < attempts:
-                await asyncio.sleep(pause * 2 ** attempt)
+                await asyncio.sleep(pause * 2**attempt)
     return None

@@ -562,9 +562,7 @@ def _parse_head(text: str) -> _Head:
     connection = headers.get("connection")
     tokens = {t.strip().lower() for t in connection.split(",")} if connection else ()
     keep_alive = "close" not in tokens if version == "HTTP/1.1" else "keep-alive" in tokens
-    expect_continue = (
-        length > 0 and version == "HTTP/1.1" and headers.get("expect", "").lower() == "100-continue"
-    )
+    expect_continue = length > 0 and version == "HTTP/1.1" and headers.get("expect", "").lower() == "100-continue"
     return _Head(method, target, version, headers, length, keep_alive, expect_continue)
 
 

@@ -443,7 +443,8 @@ async def serve(host: str, port: int, config: FunctionConfig | None, env_id: str
 
         address = f"[{pod_ip}]:{bound}" if ":" in pod_ip else f"{pod_ip}:{bound}"
         announcing = asyncio.ensure_future(
-            announce(url, env_id, address, os.environ.get("LAMBDAKUBE_ANNOUNCE_TOKEN", "")))
+            announce(url, env_id, address, os.environ.get("LAMBDAKUBE_ANNOUNCE_TOKEN", ""))
+        )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -47,9 +47,15 @@ class Rendered(list):
         return yaml.safe_dump_all(list(self), sort_keys=False)
 
 
-def helm_template(helm: Path, *, release: str = "lk", namespace: str = "lambdakube-system",
-                  values: dict | None = None, set_: list[str] = (), extra: list[str] = ()
-                  ) -> Rendered:
+def helm_template(
+    helm: Path,
+    *,
+    release: str = "lk",
+    namespace: str = "lambdakube-system",
+    values: dict | None = None,
+    set_: list[str] = (),
+    extra: list[str] = (),
+) -> Rendered:
     """`helm template` with optional values (as a YAML file on stdin) and --set flags."""
     cmd = [str(helm), "template", release, str(CHART), "--namespace", namespace]
     if values:
@@ -57,8 +63,9 @@ def helm_template(helm: Path, *, release: str = "lk", namespace: str = "lambdaku
     for s in set_:
         cmd += ["--set", s]
     cmd += list(extra)
-    out = subprocess.run(cmd, input=yaml.safe_dump(values) if values else None,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        cmd, input=yaml.safe_dump(values) if values else None, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     return Rendered(d for d in yaml.safe_load_all(out.stdout) if d)
 
@@ -67,4 +74,5 @@ def helm_template(helm: Path, *, release: str = "lk", namespace: str = "lambdaku
 def render(helm):
     def _render(**kwargs) -> Rendered:
         return helm_template(helm, **kwargs)
+
     return _render

@@ -29,11 +29,21 @@ SERVICEMONITOR_CRD = {
     "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
     "spec": {
         "group": "monitoring.coreos.com",
-        "names": {"kind": "ServiceMonitor", "listKind": "ServiceMonitorList",
-                  "plural": "servicemonitors", "singular": "servicemonitor"},
+        "names": {
+            "kind": "ServiceMonitor",
+            "listKind": "ServiceMonitorList",
+            "plural": "servicemonitors",
+            "singular": "servicemonitor",
+        },
         "scope": "Namespaced",
-        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
-            "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}],
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            }
+        ],
     },
 }
 
@@ -46,40 +56,59 @@ BASELINE = {
 
 # Things neither ServiceAccount may ever do: (verb, resource, subresource).
 FORBIDDEN_BOTH = [
-    ("get", "secrets", None), ("list", "secrets", None), ("watch", "secrets", None),
-    ("create", "pods", "exec"), ("create", "pods", "attach"), ("create", "pods", "portforward"),
-    ("create", "pods", "eviction"), ("update", "pods", None),
-    ("create", "deployments.apps", None), ("patch", "deployments.apps", None),
-    ("create", "daemonsets.apps", None), ("create", "jobs.batch", None),
-    ("create", "functions.lambdakube.dev", None), ("delete", "functions.lambdakube.dev", None),
+    ("get", "secrets", None),
+    ("list", "secrets", None),
+    ("watch", "secrets", None),
+    ("create", "pods", "exec"),
+    ("create", "pods", "attach"),
+    ("create", "pods", "portforward"),
+    ("create", "pods", "eviction"),
+    ("update", "pods", None),
+    ("create", "deployments.apps", None),
+    ("patch", "deployments.apps", None),
+    ("create", "daemonsets.apps", None),
+    ("create", "jobs.batch", None),
+    ("create", "functions.lambdakube.dev", None),
+    ("delete", "functions.lambdakube.dev", None),
     ("delete", "concurrencyquotas.lambdakube.dev", None),
-    ("create", "serviceaccounts", None), ("create", "serviceaccounts", "token"),
+    ("create", "serviceaccounts", None),
+    ("create", "serviceaccounts", "token"),
     ("create", "roles.rbac.authorization.k8s.io", None),
     ("create", "rolebindings.rbac.authorization.k8s.io", None),
-    ("get", "services", None), ("create", "services", None),
-    ("delete", "events", None), ("list", "events", None),
+    ("get", "services", None),
+    ("create", "services", None),
+    ("delete", "events", None),
+    ("list", "events", None),
     ("create", "kopfpeerings.kopf.dev", None),
     ("update", "functions.lambdakube.dev", "finalizers"),
     # Inline code goes to the runtime in POST /init: neither component touches ConfigMaps.
-    ("get", "configmaps", None), ("list", "configmaps", None), ("create", "configmaps", None),
-    ("update", "configmaps", None), ("delete", "configmaps", None),
+    ("get", "configmaps", None),
+    ("list", "configmaps", None),
+    ("create", "configmaps", None),
+    ("update", "configmaps", None),
+    ("delete", "configmaps", None),
     ("deletecollection", "configmaps", None),
 ]
 FORBIDDEN_CLUSTER = [  # cluster-scoped objects
     ("create", "clusterroles.rbac.authorization.k8s.io", None),
     ("get", "clusterroles.rbac.authorization.k8s.io", None),
     ("create", "clusterrolebindings.rbac.authorization.k8s.io", None),
-    ("list", "nodes", None), ("list", "namespaces", None), ("create", "namespaces", None),
+    ("list", "nodes", None),
+    ("list", "namespaces", None),
+    ("create", "namespaces", None),
     ("create", "customresourcedefinitions.apiextensions.k8s.io", None),
     ("list", "clusterkopfpeerings.kopf.dev", None),
 ]
 FORBIDDEN_ROUTER_ONLY = [
-    ("patch", "functions.lambdakube.dev", None), ("update", "functions.lambdakube.dev", None),
-    ("update", "functions.lambdakube.dev", "status"), ("get", "functions.lambdakube.dev", "status"),
+    ("patch", "functions.lambdakube.dev", None),
+    ("update", "functions.lambdakube.dev", None),
+    ("update", "functions.lambdakube.dev", "status"),
+    ("get", "functions.lambdakube.dev", "status"),
     ("create", "concurrencyquotas.lambdakube.dev", None),
     ("patch", "concurrencyquotas.lambdakube.dev", "status"),
     ("deletecollection", "pods", None),
-    ("patch", "events", None), ("create", "events.events.k8s.io", None),
+    ("patch", "events", None),
+    ("create", "events.events.k8s.io", None),
 ]
 FORBIDDEN_OPERATOR_ONLY = [
     ("delete", "functions.lambdakube.dev", "status"),
@@ -88,10 +117,15 @@ FORBIDDEN_OPERATOR_ONLY = [
 
 # Asked through `kubectl auth can-i --as=...` too (the rest go in bulk, same API).
 SPOT_CHECKS = [
-    ("get", "secrets", None), ("create", "pods", "exec"), ("create", "deployments.apps", None),
-    ("delete", "functions.lambdakube.dev", None), ("create", "pods", None),
-    ("watch", "functions.lambdakube.dev", None), ("patch", "functions.lambdakube.dev", "status"),
-    ("create", "configmaps", None), ("list", "configmaps", None),
+    ("get", "secrets", None),
+    ("create", "pods", "exec"),
+    ("create", "deployments.apps", None),
+    ("delete", "functions.lambdakube.dev", None),
+    ("create", "pods", None),
+    ("watch", "functions.lambdakube.dev", None),
+    ("patch", "functions.lambdakube.dev", "status"),
+    ("create", "configmaps", None),
+    ("list", "configmaps", None),
     ("create", "clusterroles.rbac.authorization.k8s.io", None),
 ]
 
@@ -128,8 +162,7 @@ class Rbac:
     def sa(self, name: str) -> str:
         return f"system:serviceaccount:{self.namespace}:{name}"
 
-    def can_i(self, user: str, verb: str, resource: str, sub: str | None,
-              namespace: str | None) -> bool:
+    def can_i(self, user: str, verb: str, resource: str, sub: str | None, namespace: str | None) -> bool:
         args = ["auth", "can-i", verb, resource, f"--as={user}"]
         args += ["-A"] if namespace is None else ["-n", namespace]
         if sub:
@@ -151,12 +184,23 @@ class Rbac:
                 attrs["subresource"] = sub
             if namespace is not None:
                 attrs["namespace"] = namespace
-            reviews.append({"apiVersion": "authorization.k8s.io/v1",
-                            "kind": "SelfSubjectAccessReview",
-                            "spec": {"resourceAttributes": attrs}})
-        out = self.cp.kubectl("create", f"--as={user}", "--validate=false", "-o", "json",
-                              "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                           "items": reviews}))
+            reviews.append(
+                {
+                    "apiVersion": "authorization.k8s.io/v1",
+                    "kind": "SelfSubjectAccessReview",
+                    "spec": {"resourceAttributes": attrs},
+                }
+            )
+        out = self.cp.kubectl(
+            "create",
+            f"--as={user}",
+            "--validate=false",
+            "-o",
+            "json",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": reviews}),
+        )
         items = []
         for doc in json_stream(out.stdout):
             items += doc["items"] if doc.get("kind") == "List" else [doc]
@@ -180,10 +224,14 @@ class Rbac:
 
     def rules(self, user: str, namespace: str) -> dict:
         """The user's complete resource rules in a namespace (what `can-i --list` shows)."""
-        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
-                  "spec": {"namespace": namespace}}
-        out = self.cp.kubectl("create", f"--as={user}", "--validate=false", "-o", "json", "-f", "-",
-                              input=json.dumps(review))
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectRulesReview",
+            "spec": {"namespace": namespace},
+        }
+        out = self.cp.kubectl(
+            "create", f"--as={user}", "--validate=false", "-o", "json", "-f", "-", input=json.dumps(review)
+        )
         got: dict = {}
         for rule in json.loads(out.stdout)["status"]["resourceRules"]:
             assert not rule.get("resourceNames"), rule
@@ -198,8 +246,9 @@ class Rbac:
 def crds(control_plane):
     control_plane.install_crds()
     control_plane.kubectl("apply", "-f", "-", input=json.dumps(SERVICEMONITOR_CRD))
-    control_plane.kubectl("wait", "--for=condition=Established",
-                          "crd/servicemonitors.monitoring.coreos.com", "--timeout=30s")
+    control_plane.kubectl(
+        "wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "--timeout=30s"
+    )
     return control_plane
 
 
@@ -236,8 +285,9 @@ def apply_chart(crds, helm):
     for rendered in applied:
         cluster_scoped = [o for o in rendered if o["kind"].startswith("Cluster")]
         if cluster_scoped:
-            crds.kubectl("delete", "--ignore-not-found", "-f", "-",
-                         input=yaml.safe_dump_all(cluster_scoped), check=False)
+            crds.kubectl(
+                "delete", "--ignore-not-found", "-f", "-", input=yaml.safe_dump_all(cluster_scoped), check=False
+            )
 
 
 def assert_installed(cp, rendered):
@@ -245,8 +295,11 @@ def assert_installed(cp, rendered):
     for obj in rendered:
         md = obj["metadata"]
         ns = ["-n", md["namespace"]] if "namespace" in md else []
-        kind = obj["kind"].lower() + "." + obj["apiVersion"].split("/")[0] \
-            if "/" in obj["apiVersion"] else obj["kind"].lower()
+        kind = (
+            obj["kind"].lower() + "." + obj["apiVersion"].split("/")[0]
+            if "/" in obj["apiVersion"]
+            else obj["kind"].lower()
+        )
         cp.kubectl("get", kind, md["name"], *ns, "-o", "name")
 
 
@@ -256,7 +309,9 @@ def test_cluster_wide_install_and_rbac(crds, apply_chart, namespace, extra_names
     assert_installed(crds, rendered)
     deploy = json.loads(crds.kubectl("get", "deploy", "-n", namespace, "-o", "json").stdout)
     assert sorted(d["metadata"]["name"] for d in deploy["items"]) == [
-        f"{release}-lambdakube-operator", f"{release}-lambdakube-router"]
+        f"{release}-lambdakube-operator",
+        f"{release}-lambdakube-router",
+    ]
 
     rbac = Rbac(crds, namespace)
     operator, router = rbac.sa(f"{release}-lambdakube-operator"), rbac.sa(f"{release}-lambdakube-router")
@@ -277,8 +332,7 @@ def test_cluster_wide_install_and_rbac(crds, apply_chart, namespace, extra_names
     rbac.spot_check(operator, SPOT_CHECKS, None)
 
 
-def test_namespaced_install_persistence_servicemonitor(crds, apply_chart, namespace,
-                                                       extra_namespaces):
+def test_namespaced_install_persistence_servicemonitor(crds, apply_chart, namespace, extra_namespaces):
     team_a, team_b, outside = extra_namespaces(3)
     release = namespace
     values = {
@@ -290,11 +344,11 @@ def test_namespaced_install_persistence_servicemonitor(crds, apply_chart, namesp
     rendered = apply_chart(release, namespace, values)
     assert not rendered.of("ClusterRole")
     assert_installed(crds, rendered)
-    pvc = json.loads(crds.kubectl("get", "pvc", f"{release}-lambdakube-router-state",
-                                  "-n", namespace, "-o", "json").stdout)
+    pvc = json.loads(
+        crds.kubectl("get", "pvc", f"{release}-lambdakube-router-state", "-n", namespace, "-o", "json").stdout
+    )
     assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
-    quota = json.loads(crds.kubectl("get", "concurrencyquota", "default", "-n", team_a,
-                                    "-o", "json").stdout)
+    quota = json.loads(crds.kubectl("get", "concurrencyquota", "default", "-n", team_a, "-o", "json").stdout)
     assert quota["spec"]["concurrentExecutions"] == 20
     assert quota["spec"]["scalingRate"] == {"burst": 1000, "periodSeconds": 10}
 
@@ -312,8 +366,7 @@ def test_namespaced_install_persistence_servicemonitor(crds, apply_chart, namesp
         assert rbac.rules(operator, ns) == {}
         assert rbac.rules(router, ns) == {}
     for user in (operator, router):
-        rbac.assert_refused(user, [("list", "functions.lambdakube.dev", None),
-                                   ("watch", "pods", None)], None)
+        rbac.assert_refused(user, [("list", "functions.lambdakube.dev", None), ("watch", "pods", None)], None)
         rbac.assert_refused(user, FORBIDDEN_CLUSTER, None)
     rbac.spot_check(router, SPOT_CHECKS, team_b)
     rbac.spot_check(operator, SPOT_CHECKS, outside)
@@ -324,20 +377,16 @@ def test_helm_install_and_notes(crds, helm, namespace):
     with the port-forward and invoke commands, and uninstalls cleanly."""
     release = namespace
     base = [str(helm), "--kubeconfig", str(crds.kubeconfig), "-n", namespace]
-    out = subprocess.run([*base, "install", release, str(CHART)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run([*base, "install", release, str(CHART)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     try:
         notes = out.stdout.split("NOTES:", 1)[1]
         assert f"port-forward svc/{release}-lambdakube-router 9000:9000" in notes
         assert "curl" in notes and "-X POST" in notes
         assert "/2015-03-31/functions/hello/invocations" in notes
-        status = subprocess.run([*base, "status", release, "-o", "json"],
-                                capture_output=True, text=True, timeout=60)
+        status = subprocess.run([*base, "status", release, "-o", "json"], capture_output=True, text=True, timeout=60)
         assert json.loads(status.stdout)["info"]["status"] == "deployed"
     finally:
-        out = subprocess.run([*base, "uninstall", release, "--wait=false"],
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run([*base, "uninstall", release, "--wait=false"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert crds.kubectl("get", "clusterrole", f"{release}-lambdakube-operator",
-                        check=False).returncode != 0
+    assert crds.kubectl("get", "clusterrole", f"{release}-lambdakube-operator", check=False).returncode != 0

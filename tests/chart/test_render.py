@@ -20,6 +20,7 @@ NON_DEFAULT = {
     "image": {"repository": "registry.example/lk", "tag": "dev", "pullPolicy": "Always"},
 }
 
+
 def rule_map(role: dict) -> dict:
     got: dict = {}
     for rule in role["rules"]:
@@ -40,19 +41,30 @@ def test_lint_clean(helm, tmp_path):
     values = tmp_path / "non-default.yaml"
     values.write_text(yaml.safe_dump(NON_DEFAULT))
     for extra in ([], ["--values", str(values)]):
-        out = subprocess.run([str(helm), "lint", "--strict", str(CHART), *extra],
-                             capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [str(helm), "lint", "--strict", str(CHART), *extra], capture_output=True, text=True, timeout=60
+        )
         assert out.returncode == 0, out.stdout + out.stderr
         assert "[WARNING]" not in out.stdout and "[ERROR]" not in out.stdout, out.stdout
 
 
 def test_defaults(render):
     r = render()
-    assert r.kinds() == sorted([
-        "ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole",
-        "ClusterRoleBinding", "ClusterRoleBinding", "Deployment", "Deployment",
-        "Service", "Service", "ConcurrencyQuota",
-    ])
+    assert r.kinds() == sorted(
+        [
+            "ServiceAccount",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Deployment",
+            "Service",
+            "Service",
+            "ConcurrencyQuota",
+        ]
+    )
     for obj in r:
         if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
             assert obj["metadata"]["namespace"] == "lambdakube-system", obj["metadata"]
@@ -64,9 +76,18 @@ def test_defaults(render):
     assert c["image"] == "lambdakube/lambdakube:0.1.0"
     assert c["imagePullPolicy"] == "IfNotPresent"
     assert [*c["command"], *c["args"]] == [
-        "lambdakube-operator", "--all-namespaces", "--metrics-port", "9102",
-        "--liveness-port", "8080", "--runtime-image", DEFAULT_RUNTIME_IMAGE,
-        "--generic-pool-size", "2", "--log-level", "INFO",
+        "lambdakube-operator",
+        "--all-namespaces",
+        "--metrics-port",
+        "9102",
+        "--liveness-port",
+        "8080",
+        "--runtime-image",
+        DEFAULT_RUNTIME_IMAGE,
+        "--generic-pool-size",
+        "2",
+        "--log-level",
+        "INFO",
     ]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": 9102, "liveness": 8080}
@@ -74,14 +95,24 @@ def test_defaults(render):
     router = r.one("Deployment", "lk-lambdakube-router")
     c = container(router)
     assert [*c["command"], *c["args"]] == [
-        "lambdakube-router", "--backend", "kubernetes", "--host", "0.0.0.0", "--port", "9000",
-        "--state-dir", "/var/lib/lambdakube", "--runtime-image", DEFAULT_RUNTIME_IMAGE,
-        "--announce-url", "http://$(LAMBDAKUBE_ROUTER_POD_IP):9000/internal/v1/environments/listening",
-        "--log-level", "INFO",
+        "lambdakube-router",
+        "--backend",
+        "kubernetes",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "9000",
+        "--state-dir",
+        "/var/lib/lambdakube",
+        "--runtime-image",
+        DEFAULT_RUNTIME_IMAGE,
+        "--announce-url",
+        "http://$(LAMBDAKUBE_ROUTER_POD_IP):9000/internal/v1/environments/listening",
+        "--log-level",
+        "INFO",
     ]
     # Fresh pods announce themselves straight to this router pod's IP (downward API).
-    assert {"name": "LAMBDAKUBE_ROUTER_POD_IP",
-            "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in c["env"]
+    assert {"name": "LAMBDAKUBE_ROUTER_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in c["env"]
     assert c["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
     for probe in ("readinessProbe", "livenessProbe"):
         assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -93,8 +124,9 @@ def test_defaults(render):
     svc = r.one("Service", "lk-lambdakube-router")
     assert svc["spec"]["ports"] == [{"name": "http", "port": 9000, "targetPort": "http", "protocol": "TCP"}]
     assert svc["spec"]["selector"] == router["spec"]["selector"]["matchLabels"]
-    assert r.one("Service", "lk-lambdakube-operator-metrics")["spec"]["selector"] == \
-        op["spec"]["selector"]["matchLabels"]
+    assert (
+        r.one("Service", "lk-lambdakube-operator-metrics")["spec"]["selector"] == op["spec"]["selector"]["matchLabels"]
+    )
 
     quota = r.one("ConcurrencyQuota", "default")
     assert quota["spec"]["concurrentExecutions"] == 1000
@@ -134,10 +166,14 @@ def test_rbac_cluster_wide_binds_the_same_rules_as_namespaced(render):
         assert component_rules(r, comp) == component_rules(namespaced, comp)
     for comp in ("operator", "router"):
         binding = r.one("ClusterRoleBinding", f"lk-lambdakube-{comp}")
-        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
-                                      "kind": "ClusterRole", "name": f"lk-lambdakube-{comp}"}
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"lk-lambdakube-{comp}",
-                                        "namespace": "lambdakube-system"}]
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": f"lk-lambdakube-{comp}",
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": f"lk-lambdakube-{comp}", "namespace": "lambdakube-system"}
+        ]
 
 
 def test_non_default_values(render):
@@ -145,8 +181,10 @@ def test_non_default_values(render):
     assert not r.of("ClusterRole") and not r.of("ClusterRoleBinding")
     roles = r.of("Role")
     assert sorted((o["metadata"]["namespace"], o["metadata"]["name"]) for o in roles) == [
-        ("team-a", "lk-lambdakube-operator"), ("team-a", "lk-lambdakube-router"),
-        ("team-b", "lk-lambdakube-operator"), ("team-b", "lk-lambdakube-router"),
+        ("team-a", "lk-lambdakube-operator"),
+        ("team-a", "lk-lambdakube-router"),
+        ("team-b", "lk-lambdakube-operator"),
+        ("team-b", "lk-lambdakube-router"),
     ]
     cluster_wide = render()
     for role in roles:
@@ -162,8 +200,14 @@ def test_non_default_values(render):
     assert op["image"] == "registry.example/lk:dev" and op["imagePullPolicy"] == "Always"
     router = r.one("Deployment", "lk-lambdakube-router")
     args = container(router)["args"]
-    assert args[args.index("--watch-namespace"):] == [
-        "--watch-namespace", "team-a", "--watch-namespace", "team-b", "--namespace", "team-a"]
+    assert args[args.index("--watch-namespace") :] == [
+        "--watch-namespace",
+        "team-a",
+        "--watch-namespace",
+        "team-b",
+        "--namespace",
+        "team-a",
+    ]
 
     pvc = r.one("PersistentVolumeClaim", "lk-lambdakube-router-state")
     assert pvc["spec"]["resources"]["requests"]["storage"] == "5Gi"
@@ -181,9 +225,14 @@ def test_non_default_values(render):
 
 
 def test_optional_pieces_switch_off(render):
-    r = render(set_=["quota.create=false", "router.persistence.enabled=true",
-                     "router.persistence.existingClaim=mine",
-                     "watch.allNamespaces=false"])
+    r = render(
+        set_=[
+            "quota.create=false",
+            "router.persistence.enabled=true",
+            "router.persistence.existingClaim=mine",
+            "watch.allNamespaces=false",
+        ]
+    )
     assert not r.of("ConcurrencyQuota") and not r.of("PersistentVolumeClaim")
     assert not r.of("ServiceMonitor")
     router = r.one("Deployment", "lk-lambdakube-router")
@@ -194,22 +243,28 @@ def test_optional_pieces_switch_off(render):
 
 
 def test_serviceaccounts_can_be_external(render):
-    r = render(set_=["operator.serviceAccount.create=false", "operator.serviceAccount.name=op-sa",
-                     "router.serviceAccount.create=false", "router.serviceAccount.name=rt-sa"])
+    r = render(
+        set_=[
+            "operator.serviceAccount.create=false",
+            "operator.serviceAccount.name=op-sa",
+            "router.serviceAccount.create=false",
+            "router.serviceAccount.name=rt-sa",
+        ]
+    )
     assert not r.of("ServiceAccount")
     assert r.one("ClusterRoleBinding", "lk-lambdakube-operator")["subjects"][0]["name"] == "op-sa"
-    assert r.one("Deployment", "lk-lambdakube-router")["spec"]["template"]["spec"][
-        "serviceAccountName"] == "rt-sa"
+    assert r.one("Deployment", "lk-lambdakube-router")["spec"]["template"]["spec"]["serviceAccountName"] == "rt-sa"
 
 
-
-@pytest.mark.parametrize("bad, message", [
-    (["quota.concurrentExecutions=0"], "minimum: got 0, want 1"),
-    (["quota.minimumUnreserved=200", "quota.concurrentExecutions=100"],
-     "minimumUnreserved must not exceed"),
-    (["watch.namespaces={Not_A_Namespace}"], "does not match pattern"),
-    (["image.pullPolicy=Sometimes"], "pullPolicy"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (["quota.concurrentExecutions=0"], "minimum: got 0, want 1"),
+        (["quota.minimumUnreserved=200", "quota.concurrentExecutions=100"], "minimumUnreserved must not exceed"),
+        (["watch.namespaces={Not_A_Namespace}"], "does not match pattern"),
+        (["image.pullPolicy=Sometimes"], "pullPolicy"),
+    ],
+)
 def test_bad_values_are_refused(helm, bad, message):
     cmd = [str(helm), "template", "lk", str(CHART)]
     for s in bad:
@@ -221,8 +276,9 @@ def test_bad_values_are_refused(helm, bad, message):
 def test_generic_pool_size(render):
     """`operator.genericPoolSize` becomes `--generic-pool-size` (0 disables the pool)."""
     for value in ("0", "5"):
-        args = container(render(set_=[f"operator.genericPoolSize={value}"]).one(
-            "Deployment", "lk-lambdakube-operator"))["args"]
+        args = container(
+            render(set_=[f"operator.genericPoolSize={value}"]).one("Deployment", "lk-lambdakube-operator")
+        )["args"]
         assert args[args.index("--generic-pool-size") + 1] == value
 
 

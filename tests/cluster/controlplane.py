@@ -51,8 +51,9 @@ def locate(script: Path, *args: str) -> Path:
     before pytest starts; a build inside a test would run into its timeout on a fresh
     machine. The script stays the one place that knows the cache's layout, and its own
     message (which names the make target) is what ``ToolMissing`` says."""
-    out = subprocess.run(["bash", str(script), "--check", *args], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, timeout=60)
+    out = subprocess.run(
+        ["bash", str(script), "--check", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60
+    )
     if out.returncode != 0:
         raise ToolMissing(out.stderr.strip() or f"{script.name} --check exited {out.returncode}")
     return Path(out.stdout.strip().splitlines()[-1])
@@ -108,14 +109,13 @@ class ControlPlane:
     def server(self) -> str:
         return f"https://{self.address}:{self.api_port}"
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                token: str | None = None) -> subprocess.CompletedProcess:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, token: str | None = None
+    ) -> subprocess.CompletedProcess:
         cmd = [str(self.bin_dir / "kubectl"), "--kubeconfig", str(self.kubeconfig)]
         if token:
             cmd += ["--token", token]
-        return subprocess.run(
-            cmd + list(args), input=input, text=True, capture_output=True, check=check, timeout=60
-        )
+        return subprocess.run(cmd + list(args), input=input, text=True, capture_output=True, check=check, timeout=60)
 
     def install_crds(self) -> None:
         """Our CRDs (crds/), installed once per control plane and Established.
@@ -139,73 +139,101 @@ class ControlPlane:
         pki = self.workdir / "pki"
         pki.mkdir(exist_ok=True)
         sa_key = pki / "sa.key"
-        subprocess.run(
-            ["openssl", "genrsa", "-out", str(sa_key), "2048"], check=True, capture_output=True
-        )
+        subprocess.run(["openssl", "genrsa", "-out", str(sa_key), "2048"], check=True, capture_output=True)
         tokens = self.workdir / "tokens.csv"
-        tokens.write_text(f'{ADMIN_TOKEN},admin,admin-uid,"system:masters"\n' + "".join(
-            f'{node_token(n)},system:node:{n},node-{n},"system:nodes"\n' for n in self.nodes))
-        authz = ["--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction"] \
-            if self.nodes else ["--authorization-mode=RBAC"]
+        tokens.write_text(
+            f'{ADMIN_TOKEN},admin,admin-uid,"system:masters"\n'
+            + "".join(f'{node_token(n)},system:node:{n},node-{n},"system:nodes"\n' for n in self.nodes)
+        )
+        authz = (
+            ["--authorization-mode=Node,RBAC", "--enable-admission-plugins=NodeRestriction"]
+            if self.nodes
+            else ["--authorization-mode=RBAC"]
+        )
 
         audit_args = []
         if self.audit:
             policy = self.workdir / "audit-policy.yaml"
             # Metadata (who, verb, resource, namespace, response code) of every request,
             # once, when the response is complete.
-            policy.write_text("apiVersion: audit.k8s.io/v1\nkind: Policy\n"
-                              "omitStages: [RequestReceived, ResponseStarted]\n"
-                              "rules:\n- level: Metadata\n")
-            audit_args = [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}",
-                          "--audit-log-format=json", "--audit-log-mode=blocking",
-                          "--audit-log-maxsize=0"]
+            policy.write_text(
+                "apiVersion: audit.k8s.io/v1\nkind: Policy\n"
+                "omitStages: [RequestReceived, ResponseStarted]\n"
+                "rules:\n- level: Metadata\n"
+            )
+            audit_args = [
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
+                "--audit-log-maxsize=0",
+            ]
         etcd_port, etcd_peer = free_port(), free_port()
         self.api_port = self.api_port or free_port(self.address)
-        self._spawn("etcd", [
-            str(self.bin_dir / "etcd"),
-            "--data-dir", str(self.workdir / "etcd"),
-            "--listen-client-urls", f"http://127.0.0.1:{etcd_port}",
-            "--advertise-client-urls", f"http://127.0.0.1:{etcd_port}",
-            "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
-            "--initial-cluster", f"default=http://127.0.0.1:{etcd_peer}",
-            "--unsafe-no-fsync", "--log-level", "warn",
-        ])
-        self._spawn("kube-apiserver", [
-            str(self.bin_dir / "kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            f"--bind-address={self.address}", f"--advertise-address={self.address}",
-            f"--secure-port={self.api_port}",
-            f"--cert-dir={pki}",
-            *authz,
-            f"--service-cluster-ip-range={self.service_cidr}",
-            f"--service-account-issuer=https://{self.address}:{self.api_port}",
-            f"--service-account-key-file={sa_key}",
-            f"--service-account-signing-key-file={sa_key}",
-            f"--token-auth-file={tokens}",
-            "--allow-privileged=true",
-            "--enable-priority-and-fairness=false",
-            "--v=0",
-            *audit_args,
-            *self.apiserver_args,
-        ])
+        self._spawn(
+            "etcd",
+            [
+                str(self.bin_dir / "etcd"),
+                "--data-dir",
+                str(self.workdir / "etcd"),
+                "--listen-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{etcd_port}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{etcd_peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{etcd_peer}",
+                "--initial-cluster",
+                f"default=http://127.0.0.1:{etcd_peer}",
+                "--unsafe-no-fsync",
+                "--log-level",
+                "warn",
+            ],
+        )
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.bin_dir / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
+                f"--secure-port={self.api_port}",
+                f"--cert-dir={pki}",
+                *authz,
+                f"--service-cluster-ip-range={self.service_cidr}",
+                f"--service-account-issuer=https://{self.address}:{self.api_port}",
+                f"--service-account-key-file={sa_key}",
+                f"--service-account-signing-key-file={sa_key}",
+                f"--token-auth-file={tokens}",
+                "--allow-privileged=true",
+                "--enable-priority-and-fairness=false",
+                "--v=0",
+                *audit_args,
+                *self.apiserver_args,
+            ],
+        )
         self.kubeconfig = self.workdir / "kubeconfig"
         self.kubeconfig.write_text(self._kubeconfig_text())
         self._wait_ready()
         if self.with_controller_manager:
-            self._spawn("kube-controller-manager", [
-                str(self.bin_dir / "kube-controller-manager"),
-                f"--kubeconfig={self.kubeconfig}",
-                f"--authentication-kubeconfig={self.kubeconfig}",
-                f"--authorization-kubeconfig={self.kubeconfig}",
-                f"--service-account-private-key-file={sa_key}",
-                f"--root-ca-file={self._ca_file()}",
-                "--leader-elect=false",
-                "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
-                f"--controllers={self.controllers}",
-                "--use-service-account-credentials=false",
-                "--concurrent-gc-syncs=5",
-            ])
+            self._spawn(
+                "kube-controller-manager",
+                [
+                    str(self.bin_dir / "kube-controller-manager"),
+                    f"--kubeconfig={self.kubeconfig}",
+                    f"--authentication-kubeconfig={self.kubeconfig}",
+                    f"--authorization-kubeconfig={self.kubeconfig}",
+                    f"--service-account-private-key-file={sa_key}",
+                    f"--root-ca-file={self._ca_file()}",
+                    "--leader-elect=false",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={free_port()}",
+                    f"--controllers={self.controllers}",
+                    "--use-service-account-credentials=false",
+                    "--concurrent-gc-syncs=5",
+                ],
+            )
             self._wait_for_default_serviceaccount()
         return self
 
@@ -284,9 +312,7 @@ current-context: test
         last = None
         while time.monotonic() < deadline:
             self.check_alive()
-            req = urllib.request.Request(
-                f"{self.server}/readyz", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
-            )
+            req = urllib.request.Request(f"{self.server}/readyz", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
             try:
                 with urllib.request.urlopen(req, context=ctx, timeout=2) as resp:
                     if resp.status == 200:
@@ -300,8 +326,7 @@ current-context: test
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
-            if self.kubectl("get", "serviceaccount", "default", "-n", "default",
-                            check=False).returncode == 0:
+            if self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0:
                 return
             time.sleep(0.3)
         raise TimeoutError("kube-controller-manager did not create the default ServiceAccount")

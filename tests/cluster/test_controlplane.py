@@ -40,17 +40,24 @@ def test_server_reports_the_built_version(control_plane):
 
 def test_crd_apply_and_schema_validation(control_plane, namespace):
     control_plane.kubectl("apply", "-f", "-", input=WIDGET_CRD)
-    control_plane.kubectl(
-        "wait", "--for=condition=Established", "crd/widgets.example.test", "--timeout=30s"
-    )
+    control_plane.kubectl("wait", "--for=condition=Established", "crd/widgets.example.test", "--timeout=30s")
     ok = control_plane.kubectl(
-        "apply", "-n", namespace, "-f", "-",
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
         input="apiVersion: example.test/v1\nkind: Widget\nmetadata: {name: good}\nspec: {size: 3}\n",
     )
     assert "widget.example.test/good created" in ok.stdout
 
     bad = control_plane.kubectl(
-        "apply", "-n", namespace, "-f", "-", check=False,
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        check=False,
         input="apiVersion: example.test/v1\nkind: Widget\nmetadata: {name: bad}\nspec: {size: 0}\n",
     )
     assert bad.returncode != 0
@@ -61,16 +68,17 @@ def test_crd_apply_and_schema_validation(control_plane, namespace):
 
 def test_controller_manager_collects_garbage(control_plane, namespace):
     """Owner references work: deleting the owner deletes the dependent (GC is running)."""
-    owner = json.loads(control_plane.kubectl(
-        "create", "configmap", "owner", "-n", namespace, "-o", "json").stdout)
+    owner = json.loads(control_plane.kubectl("create", "configmap", "owner", "-n", namespace, "-o", "json").stdout)
     dependent = {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "dependent", "ownerReferences": [{
-            "apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
-            "uid": owner["metadata"]["uid"]}]},
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "dependent",
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}
+            ],
+        },
     }
     control_plane.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(dependent))
     control_plane.kubectl("delete", "configmap", "owner", "-n", namespace)
-    control_plane.kubectl(
-        "wait", "--for=delete", "configmap/dependent", "-n", namespace, "--timeout=60s"
-    )
+    control_plane.kubectl("wait", "--for=delete", "configmap/dependent", "-n", namespace, "--timeout=60s")

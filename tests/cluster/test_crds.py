@@ -9,7 +9,6 @@ import yaml
 pytestmark = pytest.mark.cluster
 
 
-
 @pytest.fixture(scope="module")
 def crds(control_plane):
     control_plane.install_crds()
@@ -22,8 +21,7 @@ def function(name="hello", **spec):
         "code": {"inline": {"source": "def handler(event, context):\n    return event\n"}},
         **spec,
     }
-    return {"apiVersion": "lambdakube.dev/v1alpha1", "kind": "Function",
-            "metadata": {"name": name}, "spec": body}
+    return {"apiVersion": "lambdakube.dev/v1alpha1", "kind": "Function", "metadata": {"name": name}, "spec": body}
 
 
 def apply(cp, namespace, obj, check=True):
@@ -47,16 +45,19 @@ def test_valid_function_gets_lambda_defaults(crds, namespace):
         ({"provisionedConcurrency": -1}, "spec.provisionedConcurrency: Invalid value: -1"),
         ({"timeoutSeconds": 0}, "spec.timeoutSeconds: Invalid value: 0"),
         ({"timeoutSeconds": 901}, "should be less than or equal to 900"),
-        ({"reservedConcurrency": 1, "provisionedConcurrency": 2},
-         "provisionedConcurrency must not exceed reservedConcurrency"),
-        ({"maxConcurrency": 1, "provisionedConcurrency": 2},
-         "provisionedConcurrency must not exceed maxConcurrency"),
+        (
+            {"reservedConcurrency": 1, "provisionedConcurrency": 2},
+            "provisionedConcurrency must not exceed reservedConcurrency",
+        ),
+        ({"maxConcurrency": 1, "provisionedConcurrency": 2}, "provisionedConcurrency must not exceed maxConcurrency"),
         ({"handler": "main.handler"}, "handler must be <code.inline.module>.<function>"),
         ({"handler": "nohandler"}, "spec.handler: Invalid value"),
         ({"env": {"BAD-NAME": "x"}}, "env names must be valid environment variable names"),
         ({"async": {"maxRetryAttempts": 5}}, "should be less than or equal to 2"),
-        ({"async": {"onFailure": {"function": "a", "queue": "b"}}},
-         "a destination names exactly one of function or queue"),
+        (
+            {"async": {"onFailure": {"function": "a", "queue": "b"}}},
+            "a destination names exactly one of function or queue",
+        ),
         ({"surprise": True}, 'unknown field "spec.surprise"'),
     ],
 )
@@ -75,24 +76,45 @@ def test_function_without_code_or_image_is_rejected(crds, namespace):
 
 def test_printer_columns_and_status_subresource(crds, namespace):
     apply(crds, namespace, function())
-    status = {"status": {"ready": 2, "busy": 1, "idle": 1, "provisioned": 2, "coldStarts": 7,
-                         "conditions": [{"type": "Ready", "status": "True", "reason": "Ready",
-                                         "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}
-    crds.kubectl("patch", "fn", "hello", "-n", namespace, "--subresource=status",
-                 "--type=merge", "-p", json.dumps(status))
+    status = {
+        "status": {
+            "ready": 2,
+            "busy": 1,
+            "idle": 1,
+            "provisioned": 2,
+            "coldStarts": 7,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Ready",
+                    "message": "",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ],
+        }
+    }
+    crds.kubectl(
+        "patch", "fn", "hello", "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps(status)
+    )
     table = crds.kubectl("get", "functions", "-n", namespace).stdout.splitlines()
     assert table[0].split() == ["NAME", "READY", "PROVISIONED", "BUSY", "IDLE", "COLDSTARTS", "AGE"]
     assert table[1].split()[:6] == ["hello", "True", "2", "1", "1", "7"]
     # A spec write through the main resource must not be able to touch status.
-    crds.kubectl("patch", "fn", "hello", "-n", namespace, "--type=merge",
-                 "-p", json.dumps({"status": {"coldStarts": 0}}))
+    crds.kubectl(
+        "patch", "fn", "hello", "-n", namespace, "--type=merge", "-p", json.dumps({"status": {"coldStarts": 0}})
+    )
     got = json.loads(crds.kubectl("get", "fn", "hello", "-n", namespace, "-o", "json").stdout)
     assert got["status"]["coldStarts"] == 7
 
 
 def test_quota_is_a_singleton_named_default(crds, namespace):
-    quota = {"apiVersion": "lambdakube.dev/v1alpha1", "kind": "ConcurrencyQuota",
-             "metadata": {"name": "other"}, "spec": {"concurrentExecutions": 50}}
+    quota = {
+        "apiVersion": "lambdakube.dev/v1alpha1",
+        "kind": "ConcurrencyQuota",
+        "metadata": {"name": "other"},
+        "spec": {"concurrentExecutions": 50},
+    }
     out = apply(crds, namespace, quota, check=False)
     assert "a namespace has one ConcurrencyQuota and it is named 'default'" in out.stderr
     quota["metadata"]["name"] = "default"

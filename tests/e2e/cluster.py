@@ -62,23 +62,34 @@ class Cluster:
 
     # -- CLIs ------------------------------------------------------------------------
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 120) -> subprocess.CompletedProcess:
-        out = subprocess.run([str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig), *args],
-                             input=input, text=True, capture_output=True, timeout=timeout)
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
+        out = subprocess.run(
+            [str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+        )
         if check and out.returncode:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({out.returncode}): {out.stderr}")
         return out
 
     def helm(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-        out = subprocess.run([str(self.helm_bin), "--kubeconfig", str(self.kubeconfig), *args],
-                             text=True, capture_output=True, timeout=timeout)
+        out = subprocess.run(
+            [str(self.helm_bin), "--kubeconfig", str(self.kubeconfig), *args],
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+        )
         if check and out.returncode:
             raise AssertionError(f"helm {' '.join(args)} failed: {out.stderr}\n{out.stdout}")
         return out
 
-    def get(self, kind: str, name: str | None = None, namespace: str | None = None,
-            selector: str | None = None) -> dict:
+    def get(
+        self, kind: str, name: str | None = None, namespace: str | None = None, selector: str | None = None
+    ) -> dict:
         args = ["get", kind] + ([name] if name else []) + ["-o", "json"]
         args += ["-n", namespace] if namespace else ["-A"] if name is None else []
         if selector:
@@ -89,15 +100,20 @@ class Cluster:
         docs = docs if isinstance(docs, list) else [docs]
         self.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(docs))
 
-    def pods(self, namespace: str, function: str | None = None, role: str | None = None,
-             live_only: bool = True) -> list[dict]:
+    def pods(
+        self, namespace: str, function: str | None = None, role: str | None = None, live_only: bool = True
+    ) -> list[dict]:
         sel = [f"{labels.FUNCTION}={function}"] if function else [labels.FUNCTION]
         if role:
             sel.append(f"{labels.ROLE}={role}")
         items = self.get("pods", namespace=namespace, selector=",".join(sel))["items"]
         if live_only:
-            items = [p for p in items if not p["metadata"].get("deletionTimestamp")
-                     and p["status"].get("phase") not in ("Succeeded", "Failed")]
+            items = [
+                p
+                for p in items
+                if not p["metadata"].get("deletionTimestamp")
+                and p["status"].get("phase") not in ("Succeeded", "Failed")
+            ]
         return items
 
     def logs(self, target: str, namespace: str = RELEASE_NS, tail: int = 200) -> str:
@@ -107,16 +123,25 @@ class Cluster:
 
     def connect_router(self) -> None:
         """The router's Service address: its ClusterIP when routable from here."""
-        ip = self.kubectl("get", "svc", ROUTER_SVC, "-n", RELEASE_NS, "-o",
-                          "jsonpath={.spec.clusterIP}").stdout.strip()
+        ip = self.kubectl("get", "svc", ROUTER_SVC, "-n", RELEASE_NS, "-o", "jsonpath={.spec.clusterIP}").stdout.strip()
         with contextlib.suppress(OSError), socket.create_connection((ip, 9000), timeout=2):
             self.router_url = f"http://{ip}:9000"
             return
         port = free_port()
         self._port_forward = subprocess.Popen(
-            [str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig), "port-forward",
-             "-n", RELEASE_NS, f"svc/{ROUTER_SVC}", f"{port}:9000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                str(self.kubectl_bin),
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "port-forward",
+                "-n",
+                RELEASE_NS,
+                f"svc/{ROUTER_SVC}",
+                f"{port}:9000",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.router_url = f"http://127.0.0.1:{port}"
         wait_for(lambda: self.request("GET", "/healthz").status == 200, 30, "port-forward")
 
@@ -125,10 +150,15 @@ class Cluster:
             self._port_forward.terminate()
             self._port_forward.wait(timeout=10)
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout: float = 120) -> Reply:
-        req = urllib.request.Request(self.router_url + path, data=body, method=method,
-                                     headers=headers or {})
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 120,
+    ) -> Reply:
+        req = urllib.request.Request(self.router_url + path, data=body, method=method, headers=headers or {})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return Reply(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())
@@ -137,12 +167,23 @@ class Cluster:
         except (ConnectionError, urllib.error.URLError) as e:
             return Reply(0, {}, str(e).encode())
 
-    def invoke(self, function: str, payload=None, namespace: str = "default",
-               headers: dict[str, str] | None = None, timeout: float = 120) -> Reply:
+    def invoke(
+        self,
+        function: str,
+        payload=None,
+        namespace: str = "default",
+        headers: dict[str, str] | None = None,
+        timeout: float = 120,
+    ) -> Reply:
         h = {"X-Lambdakube-Namespace": namespace, "Content-Type": "application/json"}
         h.update(headers or {})
-        return self.request("POST", INVOKE.format(name=function),
-                            json.dumps(payload if payload is not None else {}).encode(), h, timeout)
+        return self.request(
+            "POST",
+            INVOKE.format(name=function),
+            json.dumps(payload if payload is not None else {}).encode(),
+            h,
+            timeout,
+        )
 
     def router_function(self, function: str, namespace: str) -> dict | None:
         r = self.request("GET", f"/lambdakube/v1/namespaces/{namespace}/functions/{function}")
@@ -176,15 +217,20 @@ def open_cluster():
 
         pytest.fail(missing, pytrace=False)
     if external:
-        yield Cluster(kubeconfig=Path(external), kubectl_bin=kubectl, helm_bin=helm,
-                      storage_class=os.environ.get("LAMBDAKUBE_E2E_STORAGE_CLASS", "standard"))
+        yield Cluster(
+            kubeconfig=Path(external),
+            kubectl_bin=kubectl,
+            helm_bin=helm,
+            storage_class=os.environ.get("LAMBDAKUBE_E2E_STORAGE_CLASS", "standard"),
+        )
         return
     from tests.e2e.node import STORAGE_CLASS, running  # noqa: PLC0415
 
     with running() as node:
         phase("cluster up", start)
-        yield Cluster(kubeconfig=node.kubeconfig, kubectl_bin=kubectl, helm_bin=helm,
-                      storage_class=STORAGE_CLASS, node=node)
+        yield Cluster(
+            kubeconfig=node.kubeconfig, kubectl_bin=kubectl, helm_bin=helm, storage_class=STORAGE_CLASS, node=node
+        )
 
 
 def install_release(c: Cluster) -> None:
@@ -192,11 +238,23 @@ def install_release(c: Cluster) -> None:
     (so queued events survive a router pod's deletion) and DEBUG logs; then the router
     is connected."""
     start = time.monotonic()
-    c.helm("install", RELEASE, str(CHART), "--namespace", RELEASE_NS, "--create-namespace",
-           "--set", "router.persistence.enabled=true",
-           "--set", f"router.persistence.storageClass={c.storage_class}",
-           "--set", "router.logLevel=DEBUG",
-           "--wait", "--timeout", "5m")
+    c.helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        RELEASE_NS,
+        "--create-namespace",
+        "--set",
+        "router.persistence.enabled=true",
+        "--set",
+        f"router.persistence.storageClass={c.storage_class}",
+        "--set",
+        "router.logLevel=DEBUG",
+        "--wait",
+        "--timeout",
+        "5m",
+    )
     phase("helm install --wait", start)
     c.connect_router()
 
@@ -219,9 +277,12 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
 
 def function_manifest(name: str, source: str, **spec) -> dict:
     """A Function with inline code in ``index.py`` (handler ``index.handler``)."""
-    return {"apiVersion": "lambdakube.dev/v1alpha1", "kind": "Function",
-            "metadata": {"name": name},
-            "spec": {"handler": "index.handler", "code": {"inline": {"source": source}}, **spec}}
+    return {
+        "apiVersion": "lambdakube.dev/v1alpha1",
+        "kind": "Function",
+        "metadata": {"name": name},
+        "spec": {"handler": "index.handler", "code": {"inline": {"source": source}}, **spec},
+    }
 
 
 def recording_handler(version: str = "v1") -> str:
@@ -231,7 +292,7 @@ def recording_handler(version: str = "v1") -> str:
     return RECORDING_HANDLER.replace("@VERSION@", version)
 
 
-RECORDING_HANDLER = '''\
+RECORDING_HANDLER = """\
 import os, time
 COUNT = 0
 VERSION = "@VERSION@"
@@ -243,4 +304,4 @@ def handler(event, context):
     time.sleep(float((event or {}).get("sleep", 0)))
     return {"pod": os.environ["LAMBDAKUBE_ENV_ID"], "count": COUNT, "version": VERSION,
             "start": start, "end": time.time()}
-'''
+"""

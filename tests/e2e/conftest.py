@@ -54,8 +54,10 @@ def pytest_runtest_makereport(item, call):
     cluster = item.funcargs.get("release") or item.funcargs.get("e2e_cluster")
     if not isinstance(cluster, Cluster):
         return
-    parts = [cluster.kubectl("get", "pods,functions", "-A", "-o", "wide", check=False).stdout,
-             cluster.kubectl("get", "events", "-A", "--sort-by=.lastTimestamp", check=False).stdout[-3000:]]
+    parts = [
+        cluster.kubectl("get", "pods,functions", "-A", "-o", "wide", check=False).stdout,
+        cluster.kubectl("get", "events", "-A", "--sort-by=.lastTimestamp", check=False).stdout[-3000:],
+    ]
     for comp in ("router", "operator"):
         parts.append(f"--- {comp} log ---\n" + cluster.logs(f"deploy/{RELEASE}-lambdakube-{comp}", tail=60))
     item.add_report_section("call", "cluster", "\n".join(parts))

@@ -9,8 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from tests.e2e.cluster import Cluster, Reply
 
 
-def invoke_concurrently(c: Cluster, function: str, payloads: list, namespace: str,
-                        timeout: float = 120) -> list[Reply]:
+def invoke_concurrently(c: Cluster, function: str, payloads: list, namespace: str, timeout: float = 120) -> list[Reply]:
     """All ``payloads`` at once, one thread each (the router sees them concurrently)."""
     with ThreadPoolExecutor(max_workers=len(payloads)) as pool:
         return list(pool.map(lambda p: c.invoke(function, p, namespace, timeout=timeout), payloads))

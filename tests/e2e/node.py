@@ -60,10 +60,16 @@ MAKE_HINT = "run `make node` (hack/install-node-deps.sh, the node binaries and t
 
 #: Sysctls that the kubelet, kube-proxy or the CNI bridge plugin may change.
 SYSCTLS = (
-    "net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables",
-    "net/bridge/bridge-nf-call-ip6tables", "net/ipv4/conf/all/route_localnet",
-    "vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
-    "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
+    "net/ipv4/ip_forward",
+    "net/bridge/bridge-nf-call-iptables",
+    "net/bridge/bridge-nf-call-ip6tables",
+    "net/ipv4/conf/all/route_localnet",
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
 )
 
 #: Directories the kubelet creates whatever its --root-dir (the device-plugin socket and
@@ -106,8 +112,13 @@ class HostSnapshot:
             if path.exists():
                 sysctls[key] = path.read_text().strip()
         ruleset = run("nft", "list", "ruleset").stdout if shutil.which("nft") else None
-        return cls(sysctls=sysctls, ruleset=ruleset, netns=_netns(), cgroups=_cgroups(),
-                   absent_dirs=[d for d in HARDCODED_DIRS if not os.path.lexists(d)])
+        return cls(
+            sysctls=sysctls,
+            ruleset=ruleset,
+            netns=_netns(),
+            cgroups=_cgroups(),
+            absent_dirs=[d for d in HARDCODED_DIRS if not os.path.lexists(d)],
+        )
 
     def restore(self) -> list[str]:
         """Put the host back; returns what could not be restored (for the log)."""
@@ -203,8 +214,9 @@ class RealNode:
         return self.cp.kubectl(*args, **kw)
 
     def ctr(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-        return run("ctr", "--address", str(self.containerd_sock), "--namespace", "k8s.io",
-                   *args, check=check, timeout=timeout)
+        return run(
+            "ctr", "--address", str(self.containerd_sock), "--namespace", "k8s.io", *args, check=check, timeout=timeout
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -218,11 +230,14 @@ class RealNode:
             self._import_images()
         with self._phase("control plane"):
             self.cp = ControlPlane(
-                bin_dir=self._bin_dir, workdir=self.workdir / "cp", address=NODE_IP,
+                bin_dir=self._bin_dir,
+                workdir=self.workdir / "cp",
+                address=NODE_IP,
                 service_cidr=SERVICE_CIDR,
                 apiserver_args=["--kubelet-preferred-address-types=InternalIP"],
                 controllers="*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
-                audit=True, nodes=(NODE_NAME,),
+                audit=True,
+                nodes=(NODE_NAME,),
             ).start()
         with self._phase("coredns + scheduler + kubelet + kube-proxy"):
             self._start_coredns()
@@ -247,8 +262,10 @@ class RealNode:
                 self.cp.stop()
             self._remove_containers(problems)
             self._stop_containerd(problems)
-            for point in _mounts_under([str(self.workdir)] + [
-                    f"/run/netns/{n}" for n in _netns() - (self._snapshot.netns if self._snapshot else set())]):
+            for point in _mounts_under(
+                [str(self.workdir)]
+                + [f"/run/netns/{n}" for n in _netns() - (self._snapshot.netns if self._snapshot else set())]
+            ):
                 if run("umount", point, check=False).returncode:
                     run("umount", "-l", point, check=False)
             if self._snapshot:
@@ -276,10 +293,12 @@ class RealNode:
     def _preflight(self) -> None:
         if os.geteuid() != 0:
             raise NodeError("a real node needs root (containerd, kubelet, a bridge)")
-        missing = [t for t in ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "iptables",
-                               "nft", "ip") if shutil.which(t) is None]
-        missing += [str(CNI_BIN / p) for p in ("bridge", "host-local", "loopback")
-                    if not (CNI_BIN / p).exists()]
+        missing = [
+            t
+            for t in ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "iptables", "nft", "ip")
+            if shutil.which(t) is None
+        ]
+        missing += [str(CNI_BIN / p) for p in ("bridge", "host-local", "loopback") if not (CNI_BIN / p).exists()]
         if missing:
             raise NodeError(f"missing {', '.join(missing)}: {MAKE_HINT}")
         self._bin_dir = build()
@@ -292,8 +311,9 @@ class RealNode:
             out = run("bash", str(BUILD_IMAGES), check=False, timeout=1800)
             if out.returncode:
                 raise NodeError(f"image build failed ({MAKE_HINT}):\n{out.stderr[-3000:]}")
-            self.images = [(ref, Path(path)) for ref, path in
-                           (line.split() for line in out.stdout.splitlines() if line.strip())]
+            self.images = [
+                (ref, Path(path)) for ref, path in (line.split() for line in out.stdout.splitlines() if line.strip())
+            ]
         for net in (POD_CIDR, SERVICE_CIDR):
             clash = run("ip", "-4", "route", "show", "match", net.split("/")[0]).stdout
             if any(not r.startswith("default") for r in clash.splitlines()):
@@ -318,17 +338,30 @@ class RealNode:
                 path.write_text("1")
         cni = self.workdir / "cni"
         cni.mkdir(parents=True, exist_ok=True)
-        (cni / "10-lambdakube.conflist").write_text(json.dumps({
-            "cniVersion": "1.0.0", "name": "lambdakube",
-            "plugins": [{
-                "type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False,
-                "hairpinMode": True,
-                "ipam": {"type": "host-local", "dataDir": str(self.workdir / "cni-ipam"),
-                         "ranges": [[{"subnet": POD_CIDR, "gateway": NODE_IP,
-                                      "rangeStart": "10.244.0.10"}]],
-                         "routes": [{"dst": "0.0.0.0/0"}]},
-            }],
-        }, indent=1))
+        (cni / "10-lambdakube.conflist").write_text(
+            json.dumps(
+                {
+                    "cniVersion": "1.0.0",
+                    "name": "lambdakube",
+                    "plugins": [
+                        {
+                            "type": "bridge",
+                            "bridge": BRIDGE,
+                            "isGateway": True,
+                            "ipMasq": False,
+                            "hairpinMode": True,
+                            "ipam": {
+                                "type": "host-local",
+                                "dataDir": str(self.workdir / "cni-ipam"),
+                                "ranges": [[{"subnet": POD_CIDR, "gateway": NODE_IP, "rangeStart": "10.244.0.10"}]],
+                                "routes": [{"dst": "0.0.0.0/0"}],
+                            },
+                        }
+                    ],
+                },
+                indent=1,
+            )
+        )
         (self.workdir / "resolv.conf").write_text("# no upstream: cluster names only\n")
 
     def _start_containerd(self) -> None:
@@ -363,12 +396,15 @@ state = "{d}/state"
         Root = "{d}/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{CNI_BIN}"
-    conf_dir = "{self.workdir / 'cni'}"
+    conf_dir = "{self.workdir / "cni"}"
 """)
         log = open(self.workdir / "containerd.log", "wb")
         self._containerd = subprocess.Popen(
             ["containerd", "--config", str(d / "config.toml")],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         (self.workdir / "containerd.pid").write_text(str(self._containerd.pid))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -411,63 +447,105 @@ state = "{d}/state"
 
     def _start_scheduler(self) -> None:
         kc = str(self.kubeconfig)
-        self.cp.spawn("kube-scheduler", [
-            str(self._bin_dir / "kube-scheduler"), f"--kubeconfig={kc}",
-            f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-            "--leader-elect=false", "--bind-address=127.0.0.1", f"--secure-port={free_port()}",
-        ])
+        self.cp.spawn(
+            "kube-scheduler",
+            [
+                str(self._bin_dir / "kube-scheduler"),
+                f"--kubeconfig={kc}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+            ],
+        )
 
     def _start_kubelet(self) -> None:
         root = self.workdir / "kubelet"
         root.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "kubelet-config.yaml"
-        config.write_text(json.dumps({
-            "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
-            "address": NODE_IP, "port": free_port(NODE_IP), "readOnlyPort": 0,
-            "healthzBindAddress": "127.0.0.1", "healthzPort": free_port(),
-            "cgroupDriver": "cgroupfs", "failCgroupV1": False, "failSwapOn": False,
-            "containerRuntimeEndpoint": f"unix://{self.containerd_sock}",
-            "clusterDNS": [NODE_IP], "clusterDomain": CLUSTER_DOMAIN,
-            "resolvConf": str(self.workdir / "resolv.conf"),
-            "podLogsDir": str(self.workdir / "pod-logs"),
-            "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
-            "authorization": {"mode": "AlwaysAllow"},
-            # Imported images must never be garbage-collected: nothing can pull them back.
-            "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
-            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
-                             "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
-            "oomScoreAdj": 0,  # see kube-proxy's --oom-score-adj
-            "maxPods": 250, "serializeImagePulls": False,
-            "podCIDR": POD_CIDR, "registerNode": True,
-            "localStorageCapacityIsolation": True,
-            "syncFrequency": "10s", "fileCheckFrequency": "5s",
-        }))
-        self.cp.spawn("kubelet", [
-            str(self._bin_dir / "kubelet"), f"--kubeconfig={self.cp.node_kubeconfig(NODE_NAME)}",
-            f"--config={config}", f"--root-dir={root}", f"--cert-dir={root / 'pki'}",
-            f"--hostname-override={NODE_NAME}", f"--node-ip={NODE_IP}", "--v=1",
-        ])
+        config.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "kubelet.config.k8s.io/v1beta1",
+                    "kind": "KubeletConfiguration",
+                    "address": NODE_IP,
+                    "port": free_port(NODE_IP),
+                    "readOnlyPort": 0,
+                    "healthzBindAddress": "127.0.0.1",
+                    "healthzPort": free_port(),
+                    "cgroupDriver": "cgroupfs",
+                    "failCgroupV1": False,
+                    "failSwapOn": False,
+                    "containerRuntimeEndpoint": f"unix://{self.containerd_sock}",
+                    "clusterDNS": [NODE_IP],
+                    "clusterDomain": CLUSTER_DOMAIN,
+                    "resolvConf": str(self.workdir / "resolv.conf"),
+                    "podLogsDir": str(self.workdir / "pod-logs"),
+                    "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
+                    "authorization": {"mode": "AlwaysAllow"},
+                    # Imported images must never be garbage-collected: nothing can pull them back.
+                    "imageGCHighThresholdPercent": 100,
+                    "imageGCLowThresholdPercent": 99,
+                    "evictionHard": {
+                        "memory.available": "100Mi",
+                        "nodefs.available": "1%",
+                        "imagefs.available": "1%",
+                        "nodefs.inodesFree": "1%",
+                    },
+                    "oomScoreAdj": 0,  # see kube-proxy's --oom-score-adj
+                    "maxPods": 250,
+                    "serializeImagePulls": False,
+                    "podCIDR": POD_CIDR,
+                    "registerNode": True,
+                    "localStorageCapacityIsolation": True,
+                    "syncFrequency": "10s",
+                    "fileCheckFrequency": "5s",
+                }
+            )
+        )
+        self.cp.spawn(
+            "kubelet",
+            [
+                str(self._bin_dir / "kubelet"),
+                f"--kubeconfig={self.cp.node_kubeconfig(NODE_NAME)}",
+                f"--config={config}",
+                f"--root-dir={root}",
+                f"--cert-dir={root / 'pki'}",
+                f"--hostname-override={NODE_NAME}",
+                f"--node-ip={NODE_IP}",
+                "--v=1",
+            ],
+        )
 
     def _start_kube_proxy(self) -> None:
-        self.cp.spawn("kube-proxy", [
-            str(self._bin_dir / "kube-proxy"), f"--kubeconfig={self.kubeconfig}",
-            f"--hostname-override={NODE_NAME}", "--proxy-mode=iptables",
-            f"--cluster-cidr={POD_CIDR}", f"--nodeport-addresses={NODE_IP}/32",
-            "--conntrack-max-per-core=0", "--conntrack-tcp-timeout-established=0",
-            "--conntrack-tcp-timeout-close-wait=0",
-            f"--metrics-bind-address=127.0.0.1:{free_port()}",
-            f"--healthz-bind-address=127.0.0.1:{free_port()}",
-            # Root here lacks CAP_SYS_RESOURCE: a negative oom_score_adj is denied.
-            "--oom-score-adj=0",
-            "--v=1",
-        ])
+        self.cp.spawn(
+            "kube-proxy",
+            [
+                str(self._bin_dir / "kube-proxy"),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--hostname-override={NODE_NAME}",
+                "--proxy-mode=iptables",
+                f"--cluster-cidr={POD_CIDR}",
+                f"--nodeport-addresses={NODE_IP}/32",
+                "--conntrack-max-per-core=0",
+                "--conntrack-tcp-timeout-established=0",
+                "--conntrack-tcp-timeout-close-wait=0",
+                f"--metrics-bind-address=127.0.0.1:{free_port()}",
+                f"--healthz-bind-address=127.0.0.1:{free_port()}",
+                # Root here lacks CAP_SYS_RESOURCE: a negative oom_score_adj is denied.
+                "--oom-score-adj=0",
+                "--v=1",
+            ],
+        )
 
     def _wait_node_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.cp.check_alive()
-            out = self.kubectl("get", "node", NODE_NAME, "-o",
-                               "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False)
+            out = self.kubectl(
+                "get", "node", NODE_NAME, "-o", "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False
+            )
             if out.stdout.strip() == "True":
                 return
             time.sleep(0.3)
@@ -475,8 +553,9 @@ state = "{d}/state"
 
     def _wait_service_routing(self, timeout: float = 60) -> None:
         """The ``kubernetes`` Service answers on its ClusterIP: kube-proxy's rules are in."""
-        ip = self.kubectl("get", "svc", "kubernetes", "-n", "default", "-o",
-                          "jsonpath={.spec.clusterIP}").stdout.strip()
+        ip = self.kubectl(
+            "get", "svc", "kubernetes", "-n", "default", "-o", "jsonpath={.spec.clusterIP}"
+        ).stdout.strip()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.cp.check_alive()
@@ -490,15 +569,39 @@ state = "{d}/state"
         path = self.workdir / "volumes" / "router-state"
         path.mkdir(parents=True, exist_ok=True)
         os.chown(path, 10001, 10001)
-        self.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
-            {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-             "metadata": {"name": STORAGE_CLASS}, "provisioner": "kubernetes.io/no-provisioner",
-             "volumeBindingMode": "Immediate", "reclaimPolicy": "Retain"},
-            {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "lk-router-state"},
-             "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
-                      "storageClassName": STORAGE_CLASS, "persistentVolumeReclaimPolicy": "Retain",
-                      "hostPath": {"path": str(path), "type": "Directory"}}},
-        ]}))
+        self.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "List",
+                    "items": [
+                        {
+                            "apiVersion": "storage.k8s.io/v1",
+                            "kind": "StorageClass",
+                            "metadata": {"name": STORAGE_CLASS},
+                            "provisioner": "kubernetes.io/no-provisioner",
+                            "volumeBindingMode": "Immediate",
+                            "reclaimPolicy": "Retain",
+                        },
+                        {
+                            "apiVersion": "v1",
+                            "kind": "PersistentVolume",
+                            "metadata": {"name": "lk-router-state"},
+                            "spec": {
+                                "capacity": {"storage": "1Gi"},
+                                "accessModes": ["ReadWriteOnce"],
+                                "storageClassName": STORAGE_CLASS,
+                                "persistentVolumeReclaimPolicy": "Retain",
+                                "hostPath": {"path": str(path), "type": "Directory"},
+                            },
+                        },
+                    ],
+                }
+            ),
+        )
 
     # -- teardown details ------------------------------------------------------------
 
@@ -506,8 +609,7 @@ state = "{d}/state"
         """Delete every pod through the API while the kubelet runs, so that CNI DEL and
         volume teardown happen; the controller-manager goes first so nothing returns."""
         self.cp.stop_component("kube-controller-manager")
-        self.kubectl("delete", "pods", "--all", "--all-namespaces", "--grace-period=1",
-                     "--wait=false", check=False)
+        self.kubectl("delete", "pods", "--all", "--all-namespaces", "--grace-period=1", "--wait=false", check=False)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             left = self.kubectl("get", "pods", "-A", "-o", "name", check=False).stdout.split()

@@ -38,10 +38,14 @@ def test_examples_become_ready_from_real_pods(release: Cluster, ns: str):
     assert dict(zip(header, row))["READY"] == "True"
     assert dict(zip(header, row))["PROVISIONED"] == "2"
 
-    reply = wait_for(lambda: (r := release.invoke("hello", {"name": "e2e"}, ns)).status == 200 and r,
-                     60, "hello answers through the router's Service")
+    reply = wait_for(
+        lambda: (r := release.invoke("hello", {"name": "e2e"}, ns)).status == 200 and r,
+        60,
+        "hello answers through the router's Service",
+    )
     assert reply.json()["message"] == "hello, e2e!"
     # The code reached the pods in their runtime's POST /init: no code volume, no ConfigMap.
-    assert not json.loads(release.kubectl("get", "configmaps", "-n", ns, "-l", labels.FUNCTION,
-                                          "-o", "json").stdout)["items"]
+    assert not json.loads(release.kubectl("get", "configmaps", "-n", ns, "-l", labels.FUNCTION, "-o", "json").stdout)[
+        "items"
+    ]
     assert all([v["name"] for v in p["spec"]["volumes"]] == ["tmp"] for p in pods)

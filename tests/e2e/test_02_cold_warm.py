@@ -23,8 +23,7 @@ def _accepted_announces(c: Cluster) -> float:
 def test_cold_start_creates_a_pod_then_warm_reuses_it(release: Cluster, ns: str):
     # 256 MB does not fit a generic pod: this cold start creates a pod of its own.
     announced = _accepted_announces(release)
-    release.apply(function_manifest("coldwarm", recording_handler(),
-                                    resources={"memorySize": 256}), ns)
+    release.apply(function_manifest("coldwarm", recording_handler(), resources={"memorySize": 256}), ns)
     _known(release, "coldwarm", ns)
     assert release.pods(ns, "coldwarm") == []
 
@@ -51,8 +50,11 @@ def test_cold_start_creates_a_pod_then_warm_reuses_it(release: Cluster, ns: str)
 def test_cold_start_claims_a_generic_pod(release: Cluster, ns: str):
     def generic_ready():
         pods = release.get("pods", namespace=ns, selector=f"{labels.ROLE}={labels.ROLE_GENERIC}")["items"]
-        return [p["metadata"]["name"] for p in pods if any(
-            c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+        return [
+            p["metadata"]["name"]
+            for p in pods
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+        ]
 
     ready = wait_for(generic_ready, 120, "the operator's generic pods in the namespace to be Ready")
     release.apply(function_manifest("generic", recording_handler()), ns)

@@ -12,17 +12,25 @@ N = 10
 
 
 def _ready(pods: list[dict]) -> list[str]:
-    return [p["metadata"]["name"] for p in pods if any(
-        c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))]
+    return [
+        p["metadata"]["name"]
+        for p in pods
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
+    ]
 
 
 def test_provisioned_environments_and_one_spill_over(release: Cluster, ns: str):
-    release.apply(function_manifest("prov", recording_handler(), provisionedConcurrency=N,
-                                    timeoutSeconds=30), ns)
-    pods = wait_for(lambda: len(r := _ready(release.pods(ns, "prov", labels.ROLE_PROVISIONED))) == N and r,
-                    240, f"{N} provisioned pods Ready")
-    wait_for(lambda: [e["state"] for e in router_envs(release, "prov", ns)] == ["idle"] * N,
-             60, "router to hold the provisioned environments idle")
+    release.apply(function_manifest("prov", recording_handler(), provisionedConcurrency=N, timeoutSeconds=30), ns)
+    pods = wait_for(
+        lambda: len(r := _ready(release.pods(ns, "prov", labels.ROLE_PROVISIONED))) == N and r,
+        240,
+        f"{N} provisioned pods Ready",
+    )
+    wait_for(
+        lambda: [e["state"] for e in router_envs(release, "prov", ns)] == ["idle"] * N,
+        60,
+        "router to hold the provisioned environments idle",
+    )
 
     first = invoke_concurrently(release, "prov", [{"sleep": 2}] * N, ns)
     assert [r.status for r in first] == [200] * N, [r.body for r in first]
@@ -40,10 +48,14 @@ def test_provisioned_environments_and_one_spill_over(release: Cluster, ns: str):
 
 
 def test_lowering_provisioned_concurrency_removes_the_surplus(release: Cluster, ns: str):
-    release.apply(function_manifest("prov", recording_handler(), provisionedConcurrency=3,
-                                    timeoutSeconds=30), ns)
-    wait_for(lambda: len(release.pods(ns, "prov", labels.ROLE_PROVISIONED)) == 3
-             and release.get("function", "prov", ns)["status"].get("provisioned") == 3,
-             120, "the surplus provisioned pods deleted (3 left)")
+    release.apply(function_manifest("prov", recording_handler(), provisionedConcurrency=3, timeoutSeconds=30), ns)
+    wait_for(
+        lambda: (
+            len(release.pods(ns, "prov", labels.ROLE_PROVISIONED)) == 3
+            and release.get("function", "prov", ns)["status"].get("provisioned") == 3
+        ),
+        120,
+        "the surplus provisioned pods deleted (3 left)",
+    )
     replies = invoke_concurrently(release, "prov", [{}] * 3, ns)
     assert [r.status for r in replies] == [200] * 3

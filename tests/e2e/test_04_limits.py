@@ -15,19 +15,33 @@ from tests.e2e.helpers import (
     throttle_reasons,
 )
 
-QUOTA = {"apiVersion": "lambdakube.dev/v1alpha1", "kind": "ConcurrencyQuota",
-         "metadata": {"name": "default"},
-         "spec": {"concurrentExecutions": 4, "minimumUnreserved": 1}}
+QUOTA = {
+    "apiVersion": "lambdakube.dev/v1alpha1",
+    "kind": "ConcurrencyQuota",
+    "metadata": {"name": "default"},
+    "spec": {"concurrentExecutions": 4, "minimumUnreserved": 1},
+}
 
 
 def test_reserved_and_namespace_limits_throttle_with_their_reason(release: Cluster, ns: str):
-    release.apply([QUOTA,
-                   function_manifest("res", recording_handler(), reservedConcurrency=2, timeoutSeconds=30),
-                   function_manifest("open", recording_handler(), timeoutSeconds=30)], ns)
-    wait_for(lambda: release.get("concurrencyquota", "default", ns).get("status", {}).get("granted") == {"res": 2},
-             60, "the operator to grant res its 2")
-    wait_for(lambda: ((release.router_function("res", ns) or {}).get("concurrency") or {}).get("reservedGranted") == 2,
-             60, "the router to apply the grant")
+    release.apply(
+        [
+            QUOTA,
+            function_manifest("res", recording_handler(), reservedConcurrency=2, timeoutSeconds=30),
+            function_manifest("open", recording_handler(), timeoutSeconds=30),
+        ],
+        ns,
+    )
+    wait_for(
+        lambda: release.get("concurrencyquota", "default", ns).get("status", {}).get("granted") == {"res": 2},
+        60,
+        "the operator to grant res its 2",
+    )
+    wait_for(
+        lambda: ((release.router_function("res", ns) or {}).get("concurrency") or {}).get("reservedGranted") == 2,
+        60,
+        "the router to apply the grant",
+    )
 
     # 4 in the namespace, 2 reserved for res: the unreserved pool is 2.
     res = invoke_concurrently(release, "res", [{"sleep": 4}] * 5, ns)
@@ -50,12 +64,23 @@ def test_a_reservation_in_a_namespace_without_quota_gets_the_default_one(release
     release.kubectl("create", "namespace", ns)
     try:
         release.apply(function_manifest("solo", recording_handler(), reservedConcurrency=3), ns)
-        quota = wait_for(lambda: (q := release.kubectl("get", "concurrencyquota", "default", "-n", ns,
-                                                       "-o", "json", check=False)).returncode == 0
-                         and json.loads(q.stdout), 60, "the operator to create ConcurrencyQuota default")
+        quota = wait_for(
+            lambda: (
+                (
+                    q := release.kubectl("get", "concurrencyquota", "default", "-n", ns, "-o", "json", check=False)
+                ).returncode
+                == 0
+                and json.loads(q.stdout)
+            ),
+            60,
+            "the operator to create ConcurrencyQuota default",
+        )
         assert quota["spec"]["concurrentExecutions"] == 1000
-        wait_for(lambda: release.get("concurrencyquota", "default", ns).get("status", {}).get("granted")
-                 == {"solo": 3}, 60, "the grant published")
+        wait_for(
+            lambda: release.get("concurrencyquota", "default", ns).get("status", {}).get("granted") == {"solo": 3},
+            60,
+            "the grant published",
+        )
         assert release.invoke("solo", {}, ns).status == 200
     finally:
         release.kubectl("delete", "namespace", ns, "--wait=false", check=False)

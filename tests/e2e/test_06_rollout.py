@@ -15,8 +15,11 @@ from tests.e2e.cluster import Cluster, function_manifest, recording_handler, wai
 @pytest.mark.timeout(600)
 def test_changed_code_rolls_out_without_old_answers(release: Cluster, ns: str):
     release.apply(function_manifest("roll", recording_handler("v1"), provisionedConcurrency=2), ns)
-    old = wait_for(lambda: len(p := release.pods(ns, "roll", labels.ROLE_PROVISIONED)) == 2 and all(
-        _ready(x) for x in p) and p, 120, "2 provisioned v1 pods Ready")
+    old = wait_for(
+        lambda: len(p := release.pods(ns, "roll", labels.ROLE_PROVISIONED)) == 2 and all(_ready(x) for x in p) and p,
+        120,
+        "2 provisioned v1 pods Ready",
+    )
     old_names = {p["metadata"]["name"] for p in old}
     old_hash = old[0]["metadata"]["labels"][labels.SPEC_HASH]
     assert release.invoke("roll", {}, ns).json()["version"] == "v1"
@@ -44,8 +47,11 @@ def test_changed_code_rolls_out_without_old_answers(release: Cluster, ns: str):
 
         wait_for(new_ready, 120, "2 provisioned v2 pods Ready")
         ready_at = time.monotonic()
-        wait_for(lambda: not old_names & {p["metadata"]["name"] for p in release.pods(ns, "roll", live_only=False)},
-                 120, "the old pods to drain and be deleted")
+        wait_for(
+            lambda: not old_names & {p["metadata"]["name"] for p in release.pods(ns, "roll", live_only=False)},
+            120,
+            "the old pods to drain and be deleted",
+        )
     finally:
         stop.set()
         for t in threads:

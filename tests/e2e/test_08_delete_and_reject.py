@@ -17,9 +17,14 @@ def test_deleting_a_function_removes_its_pods(release: Cluster, ns: str):
 
     start = time.monotonic()
     release.kubectl("delete", "function", "gone", "-n", ns, "--wait=false")
-    wait_for(lambda: not release.get("pods", namespace=ns, selector=sel)["items"]
-             and not release.kubectl("get", "function", "gone", "-n", ns, check=False).stdout,
-             60, "the Function and its pods to be gone")
+    wait_for(
+        lambda: (
+            not release.get("pods", namespace=ns, selector=sel)["items"]
+            and not release.kubectl("get", "function", "gone", "-n", ns, check=False).stdout
+        ),
+        60,
+        "the Function and its pods to be gone",
+    )
     print(f"\n[e2e] Function delete took {time.monotonic() - start:.1f} s")
     assert release.invoke("gone", {}, ns).status == 404
 

@@ -26,11 +26,19 @@ COMPONENTS = ("operator", "router")
 #: Granted although this session may not exercise them, with the reason. Anything else
 #: granted but never requested fails the test: unused rights are removed, not kept.
 GRANTED_BEYOND_OBSERVED = {
-    ("operator", "", "pods", "delete"):
-        "hygiene: pods that exited, never became Ready, or outlived their drain deadline;"
-        " a session where every pod behaves needs none",
-    ("router", "lambdakube.dev", "functions", "get"):
-        "a Function's uid comes with the watch; the router reads the object only as a fallback",
+    (
+        "operator",
+        "",
+        "pods",
+        "delete",
+    ): "hygiene: pods that exited, never became Ready, or outlived their drain deadline;"
+    " a session where every pod behaves needs none",
+    (
+        "router",
+        "lambdakube.dev",
+        "functions",
+        "get",
+    ): "a Function's uid comes with the watch; the router reads the object only as a fallback",
 }
 
 Request = tuple[str, str, str, str | None]  # verb, group, resource (with /subresource), namespace
@@ -56,8 +64,13 @@ def observed(c: Cluster) -> dict[str, set[Request]]:
 def can_i(c: Cluster, comp: str, req: Request, release: str = RELEASE) -> tuple[Request, bool, str]:
     verb, group, resource, ns = req
     name, _, sub = resource.partition("/")
-    args = ["auth", "can-i", verb, f"{name}.{group}" if group else name,
-            f"--as=system:serviceaccount:{RELEASE_NS}:{release}-lambdakube-{comp}"]
+    args = [
+        "auth",
+        "can-i",
+        verb,
+        f"{name}.{group}" if group else name,
+        f"--as=system:serviceaccount:{RELEASE_NS}:{release}-lambdakube-{comp}",
+    ]
     args += [f"--subresource={sub}"] if sub else []
     args += ["-n", ns] if ns else ["--all-namespaces"]
     out = c.kubectl(*args, check=False)
@@ -67,8 +80,10 @@ def can_i(c: Cluster, comp: str, req: Request, release: str = RELEASE) -> tuple[
 @pytest.fixture(scope="module")
 def requests(release: Cluster) -> dict[str, set[Request]]:
     if release.node is None:
-        pytest.fail("the RBAC check reads the real node's audit log: run it on tests/e2e/node.py "
-                    "(make test-e2e), not on LAMBDAKUBE_E2E_KUBECONFIG")
+        pytest.fail(
+            "the RBAC check reads the real node's audit log: run it on tests/e2e/node.py "
+            "(make test-e2e), not on LAMBDAKUBE_E2E_KUBECONFIG"
+        )
     got = observed(release)
     for comp in COMPONENTS:
         assert got[comp], f"no audit events of the {comp}'s ServiceAccount: is the log read right?"
@@ -90,10 +105,17 @@ NAMESPACED_RELEASE, WATCHED = "lkns", "rbac-watched"
 
 @pytest.fixture(scope="module")
 def namespaced_rbac(release: Cluster):
-    rendered = helm_template(release.helm_bin, release=NAMESPACED_RELEASE, namespace=RELEASE_NS,
-                             set_=["watch.allNamespaces=false", f"watch.namespaces={{{WATCHED}}}"])
-    rbac = [o for o in rendered if o["kind"] in
-            ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")]
+    rendered = helm_template(
+        release.helm_bin,
+        release=NAMESPACED_RELEASE,
+        namespace=RELEASE_NS,
+        set_=["watch.allNamespaces=false", f"watch.namespaces={{{WATCHED}}}"],
+    )
+    rbac = [
+        o
+        for o in rendered
+        if o["kind"] in ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+    ]
     assert {o["kind"] for o in rbac} >= {"ServiceAccount", "Role", "RoleBinding"}, rendered.kinds()
     text = json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac})
     release.kubectl("create", "namespace", WATCHED)
@@ -122,8 +144,7 @@ def test_the_namespaced_install_allows_them_too(release: Cluster, requests, name
     # And it is namespaced: nothing outside the watched namespace.
     outside = [r for r in asked if r[3] == WATCHED]
     with ThreadPoolExecutor(8) as pool:
-        elsewhere = list(pool.map(lambda r: can_i(release, comp, (*r[:3], "default"), NAMESPACED_RELEASE),
-                                  outside))
+        elsewhere = list(pool.map(lambda r: can_i(release, comp, (*r[:3], "default"), NAMESPACED_RELEASE), outside))
     granted = [req for req, ok, _ in elsewhere if ok]
     assert not granted, f"a namespaced install lets the {comp} act outside its namespace: {granted}"
 
@@ -133,6 +154,10 @@ def test_nothing_is_granted_beyond_what_is_used(release: Cluster, requests, comp
     rendered = helm_template(release.helm_bin, release=RELEASE, namespace=RELEASE_NS)
     granted = rule_map(rendered.one("ClusterRole", f"{RELEASE}-lambdakube-{comp}"))
     used = {(g, r, v) for v, g, r, _ in requests[comp]}
-    extra = sorted((g, r, v) for (g, r), verbs in granted.items() for v in verbs
-                   if (g, r, v) not in used and (comp, g, r, v) not in GRANTED_BEYOND_OBSERVED)
+    extra = sorted(
+        (g, r, v)
+        for (g, r), verbs in granted.items()
+        for v in verbs
+        if (g, r, v) not in used and (comp, g, r, v) not in GRANTED_BEYOND_OBSERVED
+    )
     assert not extra, f"the {comp} is granted rights it never used in the e2e session: {extra}"

@@ -7,8 +7,18 @@ import json
 
 from tests.e2e.cluster import RELEASE, RELEASE_NS, Cluster, wait_for
 
-KINDS = ("deployments", "replicasets", "pods", "services", "serviceaccounts", "configmaps",
-         "persistentvolumeclaims", "roles", "rolebindings", "concurrencyquotas")
+KINDS = (
+    "deployments",
+    "replicasets",
+    "pods",
+    "services",
+    "serviceaccounts",
+    "configmaps",
+    "persistentvolumeclaims",
+    "roles",
+    "rolebindings",
+    "concurrencyquotas",
+)
 CLUSTER_KINDS = ("clusterroles", "clusterrolebindings")
 
 
@@ -19,9 +29,13 @@ def _ours(c: Cluster, kind: str, all_namespaces: bool = True) -> list[str]:
     for o in items:
         meta = o["metadata"]
         lbl = meta.get("labels") or {}
-        if (lbl.get("app.kubernetes.io/instance") == RELEASE or "lambdakube.dev/function" in lbl
-                or "lambdakube.dev/role" in lbl or lbl.get("app.kubernetes.io/managed-by", "").startswith("lambdakube")
-                or kind == "concurrencyquotas"):
+        if (
+            lbl.get("app.kubernetes.io/instance") == RELEASE
+            or "lambdakube.dev/function" in lbl
+            or "lambdakube.dev/role" in lbl
+            or lbl.get("app.kubernetes.io/managed-by", "").startswith("lambdakube")
+            or kind == "concurrencyquotas"
+        ):
             found.append(f"{meta.get('namespace', '')}/{meta['name']}")
     return found
 
@@ -40,5 +54,4 @@ def test_helm_uninstall_leaves_only_the_crds(release: Cluster):
     except AssertionError:
         raise AssertionError(f"left behind by helm uninstall: {leftovers()}") from None
     crds = json.loads(release.kubectl("get", "crd", "-o", "json").stdout)["items"]
-    assert {c["metadata"]["name"] for c in crds} >= {"functions.lambdakube.dev",
-                                                     "concurrencyquotas.lambdakube.dev"}
+    assert {c["metadata"]["name"] for c in crds} >= {"functions.lambdakube.dev", "concurrencyquotas.lambdakube.dev"}

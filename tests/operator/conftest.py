@@ -123,12 +123,18 @@ class Kube:
         """No kubelet in the test control plane: mark a pod Running/Ready by hand."""
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         status = "True" if ready else "False"
-        body = {"status": {"phase": "Running", "conditions": [
-            {"type": "Ready", "status": status, "lastTransitionTime": now},
-            {"type": "ContainersReady", "status": status, "lastTransitionTime": now},
-        ]}}
-        self.cp.kubectl("patch", "pod", name, "-n", self.ns, "--subresource=status",
-                        "--type=merge", "-p", json.dumps(body))
+        body = {
+            "status": {
+                "phase": "Running",
+                "conditions": [
+                    {"type": "Ready", "status": status, "lastTransitionTime": now},
+                    {"type": "ContainersReady", "status": status, "lastTransitionTime": now},
+                ],
+            }
+        }
+        self.cp.kubectl(
+            "patch", "pod", name, "-n", self.ns, "--subresource=status", "--type=merge", "-p", json.dumps(body)
+        )
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -136,8 +142,11 @@ class Kube:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return json.loads(self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.ns, "functions", name, _preload_content=False).data)
+            return json.loads(
+                self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, self.ns, "functions", name, _preload_content=False
+                ).data
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -147,8 +156,11 @@ class Kube:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return json.loads(self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.ns, "concurrencyquotas", "default", _preload_content=False).data)
+            return json.loads(
+                self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, self.ns, "concurrencyquotas", "default", _preload_content=False
+                ).data
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -158,19 +170,26 @@ class Kube:
         selector = f"{labels.FUNCTION}={function}"
         if role:
             selector += f",{labels.ROLE}={role}"
-        items = json.loads(self.core.list_namespaced_pod(
-            self.ns, label_selector=selector, _preload_content=False).data)["items"]
+        items = json.loads(
+            self.core.list_namespaced_pod(self.ns, label_selector=selector, _preload_content=False).data
+        )["items"]
         if not include_terminating:
             items = [p for p in items if not p["metadata"].get("deletionTimestamp")]
         return sorted(items, key=lambda p: p["metadata"]["name"])
 
     def provisioned(self, function: str) -> list[dict]:
-        return [p for p in self.pods(function, role=labels.ROLE_PROVISIONED)
-                if p["metadata"]["labels"].get(labels.DRAINING) != "true"]
+        return [
+            p
+            for p in self.pods(function, role=labels.ROLE_PROVISIONED)
+            if p["metadata"]["labels"].get(labels.DRAINING) != "true"
+        ]
 
     def events(self, name: str) -> list[dict]:
-        items = json.loads(self.core.list_namespaced_event(
-            self.ns, field_selector=f"involvedObject.name={name}", _preload_content=False).data)["items"]
+        items = json.loads(
+            self.core.list_namespaced_event(
+                self.ns, field_selector=f"involvedObject.name={name}", _preload_content=False
+            ).data
+        )["items"]
         return items
 
     def event_reasons(self, name: str) -> set[str]:
@@ -190,8 +209,7 @@ def function(name: str = "hello", **spec) -> dict:
         "code": {"inline": {"source": "def handler(event, context):\n    return event\n"}},
         **spec,
     }
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Function",
-            "metadata": {"name": name}, "spec": body}
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Function", "metadata": {"name": name}, "spec": body}
 
 
 @pytest.fixture(scope="session")
@@ -225,8 +243,7 @@ def start_operator(operator_crds, namespace):
     started: list[OperatorThread] = []
 
     def start(**overrides) -> OperatorThread:
-        config = replace(TEST_CONFIG, namespaces=(namespace,),
-                         kubeconfig=str(operator_crds.kubeconfig), **overrides)
+        config = replace(TEST_CONFIG, namespaces=(namespace,), kubeconfig=str(operator_crds.kubeconfig), **overrides)
         op = OperatorThread(config).start()
         started.append(op)
         return op
@@ -237,8 +254,9 @@ def start_operator(operator_crds, namespace):
     # The operator is gone: drop our finalizer so the namespace can be deleted.
     names = operator_crds.kubectl("get", "functions", "-n", namespace, "-o", "name", check=False).stdout.split()
     for obj in names:
-        operator_crds.kubectl("patch", obj, "-n", namespace, "--type=merge",
-                              "-p", '{"metadata":{"finalizers":null}}', check=False)
+        operator_crds.kubectl(
+            "patch", obj, "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False
+        )
 
 
 @pytest.fixture

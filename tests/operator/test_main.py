@@ -32,17 +32,37 @@ def test_the_operator_process_serves_liveness_metrics_and_functions(kube, tmp_pa
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "operator")])}
     log = open(tmp_path / "operator.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lambdakube_operator", "--namespace", kube.ns,
-         "--kubeconfig", str(kube.cp.kubeconfig), "--metrics-port", str(metrics),
-         "--liveness-port", str(liveness), "--resync-interval", "1"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "lambdakube_operator",
+            "--namespace",
+            kube.ns,
+            "--kubeconfig",
+            str(kube.cp.kubeconfig),
+            "--metrics-port",
+            str(metrics),
+            "--liveness-port",
+            str(liveness),
+            "--resync-interval",
+            "1",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         eventually(lambda: get(f"http://127.0.0.1:{liveness}/healthz")[0] == 200, timeout=30)
         kube.apply(function("hello", provisionedConcurrency=1))
         eventually(lambda: len(kube.provisioned("hello")) == 1)
-        body = eventually(lambda: "lambdakube_operator_pods_created_total{role=\"provisioned\"} 1.0"
-                          in get(f"http://127.0.0.1:{metrics}/metrics")[1]
-                          and get(f"http://127.0.0.1:{metrics}/metrics")[1])
+        body = eventually(
+            lambda: (
+                'lambdakube_operator_pods_created_total{role="provisioned"} 1.0'
+                in get(f"http://127.0.0.1:{metrics}/metrics")[1]
+                and get(f"http://127.0.0.1:{metrics}/metrics")[1]
+            )
+        )
         assert "lambdakube_operator_reconcile_duration_seconds_bucket" in body
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -52,6 +72,7 @@ def test_the_operator_process_serves_liveness_metrics_and_functions(kube, tmp_pa
             proc.kill()
             proc.wait()
         # The process is gone: release our finalizer so the namespace can go.
-        kube.cp.kubectl("patch", "fn", "hello", "-n", kube.ns, "--type=merge",
-                        "-p", '{"metadata":{"finalizers":null}}', check=False)
+        kube.cp.kubectl(
+            "patch", "fn", "hello", "-n", kube.ns, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False
+        )
     assert proc.returncode == 0, (tmp_path / "operator.log").read_text()[-3000:]

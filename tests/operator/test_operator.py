@@ -44,9 +44,15 @@ def on_demand_pod(kube, fn_name: str, *, owned: bool = True) -> dict:
     """An on-demand pod as the router would create it (same builder)."""
     fn = kube.fn(fn_name)
     body = environment_pod(
-        function_name=fn_name, namespace=kube.ns, function_uid=fn["metadata"]["uid"],
-        spec=FunctionSpec.model_validate(fn["spec"]), env_id=new_env_id(fn_name, labels.ROLE_ON_DEMAND),
-        role=labels.ROLE_ON_DEMAND, runtime_image="x", managed_by="lambdakube-router")
+        function_name=fn_name,
+        namespace=kube.ns,
+        function_uid=fn["metadata"]["uid"],
+        spec=FunctionSpec.model_validate(fn["spec"]),
+        env_id=new_env_id(fn_name, labels.ROLE_ON_DEMAND),
+        role=labels.ROLE_ON_DEMAND,
+        runtime_image="x",
+        managed_by="lambdakube-router",
+    )
     if not owned:
         del body["metadata"]["ownerReferences"]
     kube.core.create_namespaced_pod(kube.ns, body)
@@ -64,9 +70,15 @@ def test_function_gets_exactly_its_provisioned_pods(kube, operator):
         assert meta["labels"][labels.ROLE] == labels.ROLE_PROVISIONED
         assert meta["labels"][labels.SPEC_HASH] == want_hash
         assert meta["labels"][labels.ENVIRONMENT] == meta["name"]
-        assert meta["ownerReferences"] == [{
-            "apiVersion": "lambdakube.dev/v1alpha1", "kind": "Function", "name": "hello",
-            "uid": fn["metadata"]["uid"], "controller": True}]
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "lambdakube.dev/v1alpha1",
+                "kind": "Function",
+                "name": "hello",
+                "uid": fn["metadata"]["uid"],
+                "controller": True,
+            }
+        ]
         container = spec["containers"][0]
         assert container["image"] == TEST_CONFIG.runtime_image
         env = {e["name"]: e.get("value") for e in container["env"]}
@@ -78,8 +90,9 @@ def test_function_gets_exactly_its_provisioned_pods(kube, operator):
         assert spec["restartPolicy"] == "Never" and spec["automountServiceAccountToken"] is False
     assert kube.core.list_namespaced_config_map(kube.ns, label_selector=labels.FUNCTION).items == []
     # Status: nothing is Ready (no kubelet) - all three are starting.
-    status = eventually(lambda: (kube.fn("hello").get("status") or {}).get("starting") == 3
-                        and kube.fn("hello")["status"])
+    status = eventually(
+        lambda: (kube.fn("hello").get("status") or {}).get("starting") == 3 and kube.fn("hello")["status"]
+    )
     assert status["provisioned"] == 0 and status["specHash"] == want_hash
     assert status["observedGeneration"] == fn["metadata"]["generation"]
     assert cond(kube, "hello", "Ready") == ("False", "Provisioning")
@@ -127,8 +140,13 @@ def test_a_deleted_provisioned_pod_is_replaced(kube, operator):
     kube.apply(function("hello", provisionedConcurrency=2))
     pods = eventually(lambda: len(kube.provisioned("hello")) == 2 and names(kube.provisioned("hello")))
     kube.core.delete_namespaced_pod(pods[0], kube.ns)
-    now = eventually(lambda: len(kube.provisioned("hello")) == 2 and names(kube.provisioned("hello")) != pods
-                     and names(kube.provisioned("hello")))
+    now = eventually(
+        lambda: (
+            len(kube.provisioned("hello")) == 2
+            and names(kube.provisioned("hello")) != pods
+            and names(kube.provisioned("hello"))
+        )
+    )
     assert pods[1] in now and pods[0] not in now
 
 
@@ -169,21 +187,27 @@ def test_spec_change_rolls_out_new_environments_first(kube, operator):
 
 
 def test_reservation_over_quota_is_rejected(kube, operator):
-    kube.apply({"apiVersion": "lambdakube.dev/v1alpha1", "kind": "ConcurrencyQuota",
-                "metadata": {"name": "default"},
-                "spec": {"concurrentExecutions": 1000, "minimumUnreserved": 100}})
+    kube.apply(
+        {
+            "apiVersion": "lambdakube.dev/v1alpha1",
+            "kind": "ConcurrencyQuota",
+            "metadata": {"name": "default"},
+            "spec": {"concurrentExecutions": 1000, "minimumUnreserved": 100},
+        }
+    )
     kube.apply(function("first", reservedConcurrency=500))
     eventually(lambda: cond(kube, "first", "QuotaExceeded") == ("False", "ReservationGranted"))
     kube.apply(function("second", reservedConcurrency=600))
     eventually(lambda: cond(kube, "second", "QuotaExceeded") == ("True", "ReservationRejected"))
     assert kube.condition("second", "QuotaExceeded")["message"] == (
-        "reservedConcurrency 600 does not fit: namespace quota 1000, already reserved 500, "
-        "100 must stay unreserved")
+        "reservedConcurrency 600 does not fit: namespace quota 1000, already reserved 500, 100 must stay unreserved"
+    )
     assert cond(kube, "second", "Ready") == ("False", "QuotaExceeded")
     warning = eventually(lambda: [e for e in kube.events("second") if e["reason"] == "QuotaExceeded"])
     assert warning[0]["type"] == "Warning" and "600 does not fit" in warning[0]["message"]
-    status = eventually(lambda: (kube.quota().get("status") or {}).get("rejected") == ["second"]
-                        and kube.quota()["status"])
+    status = eventually(
+        lambda: (kube.quota().get("status") or {}).get("rejected") == ["second"] and kube.quota()["status"]
+    )
     assert status["granted"] == {"first": 500, "second": 0}
     assert (status["reserved"], status["unreserved"]) == (500, 500)
     assert [(c["type"], c["status"]) for c in status["conditions"]] == [("ReservationsFit", "False")]
@@ -207,8 +231,16 @@ def test_quota_change_reevaluates_functions(kube, operator):
     quota = kube.quota()
     assert quota["spec"]["concurrentExecutions"] == 1000 and quota["spec"]["minimumUnreserved"] == 100
     assert quota["metadata"]["labels"][labels.MANAGED_BY] == labels.OPERATOR_NAME
-    kube.cp.kubectl("patch", "cq", "default", "-n", kube.ns, "--type=merge",
-                    "-p", json.dumps({"spec": {"concurrentExecutions": 2000}}))
+    kube.cp.kubectl(
+        "patch",
+        "cq",
+        "default",
+        "-n",
+        kube.ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"concurrentExecutions": 2000}}),
+    )
     eventually(lambda: cond(kube, "fn", "QuotaExceeded") == ("False", "ReservationGranted"))
     eventually(lambda: kube.quota()["status"]["granted"] == {"fn": 950})
     assert "ReservationGranted" in eventually(lambda: kube.event_reasons("fn"))
@@ -217,11 +249,29 @@ def test_quota_change_reevaluates_functions(kube, operator):
 def test_invalid_update_is_refused_and_the_pods_stay(kube, operator):
     kube.apply(function("hello", provisionedConcurrency=2, reservedConcurrency=2))
     before = eventually(lambda: len(kube.provisioned("hello")) == 2 and names(kube.provisioned("hello")))
-    out = kube.cp.kubectl("patch", "fn", "hello", "-n", kube.ns, "--type=merge",
-                          "-p", json.dumps({"spec": {"provisionedConcurrency": 3}}), check=False)
+    out = kube.cp.kubectl(
+        "patch",
+        "fn",
+        "hello",
+        "-n",
+        kube.ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"provisionedConcurrency": 3}}),
+        check=False,
+    )
     assert out.returncode != 0 and "provisionedConcurrency must not exceed reservedConcurrency" in out.stderr
-    out = kube.cp.kubectl("patch", "fn", "hello", "-n", kube.ns, "--type=merge",
-                          "-p", json.dumps({"spec": {"timeoutSeconds": 0}}), check=False)
+    out = kube.cp.kubectl(
+        "patch",
+        "fn",
+        "hello",
+        "-n",
+        kube.ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"timeoutSeconds": 0}}),
+        check=False,
+    )
     assert out.returncode != 0 and "spec.timeoutSeconds" in out.stderr
     wait_for_resyncs()
     assert names(kube.provisioned("hello")) == before
@@ -305,8 +355,17 @@ def test_orphan_hygiene_deletes_exited_pods(kube, operator):
     kube.apply(function("hello"))
     eventually(lambda: kube.condition("hello", "Ready"))
     crashed = on_demand_pod(kube, "hello")["metadata"]["name"]
-    kube.cp.kubectl("patch", "pod", crashed, "-n", kube.ns, "--subresource=status", "--type=merge",
-                    "-p", json.dumps({"status": {"phase": "Failed"}}))
+    kube.cp.kubectl(
+        "patch",
+        "pod",
+        crashed,
+        "-n",
+        kube.ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"phase": "Failed"}}),
+    )
     eventually(lambda: crashed not in names(kube.pods("hello", include_terminating=True)))
     events = eventually(lambda: [e for e in kube.events("hello") if e["reason"] == "EnvironmentsDeleted"])
     assert any(EXITED in e["message"] for e in events)
@@ -315,8 +374,17 @@ def test_orphan_hygiene_deletes_exited_pods(kube, operator):
 def test_router_activity_fields_are_left_alone(kube, operator):
     kube.apply(function("hello"))
     eventually(lambda: cond(kube, "hello", "Ready") == ("True", "Ready"))
-    kube.cp.kubectl("patch", "fn", "hello", "-n", kube.ns, "--subresource=status", "--type=merge",
-                    "-p", json.dumps({"status": {"busy": 3, "idle": 2, "coldStarts": 11}}))
+    kube.cp.kubectl(
+        "patch",
+        "fn",
+        "hello",
+        "-n",
+        kube.ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"busy": 3, "idle": 2, "coldStarts": 11}}),
+    )
     wait_for_resyncs()
     kube.patch_fn("hello", {"provisionedConcurrency": 1})  # a spec change writes status too
     eventually(lambda: kube.fn("hello")["status"].get("starting") == 1)
@@ -333,8 +401,11 @@ def test_steady_state_writes_nothing(kube, operator):
     wait_for_resyncs(1)
 
     def versions():
-        return (kube.fn("hello")["metadata"]["resourceVersion"], kube.quota()["metadata"]["resourceVersion"],
-                [p["metadata"]["resourceVersion"] for p in kube.pods("hello")])
+        return (
+            kube.fn("hello")["metadata"]["resourceVersion"],
+            kube.quota()["metadata"]["resourceVersion"],
+            [p["metadata"]["resourceVersion"] for p in kube.pods("hello")],
+        )
 
     before = versions()
     wait_for_resyncs(3)

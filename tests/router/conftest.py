@@ -33,8 +33,7 @@ def function(name: str, source: str, namespace: str | None = None, **spec) -> di
         "apiVersion": "lambdakube.dev/v1alpha1",
         "kind": "Function",
         "metadata": meta,
-        "spec": {"handler": "index.handler",
-                 "code": {"inline": {"source": textwrap.dedent(source)}}, **spec},
+        "spec": {"handler": "index.handler", "code": {"inline": {"source": textwrap.dedent(source)}}, **spec},
     }
 
 
@@ -42,8 +41,7 @@ def quota(namespace: str | None = None, **spec) -> dict:
     meta = {"name": "default"}
     if namespace:
         meta["namespace"] = namespace
-    return {"apiVersion": "lambdakube.dev/v1alpha1", "kind": "ConcurrencyQuota",
-            "metadata": meta, "spec": spec}
+    return {"apiVersion": "lambdakube.dev/v1alpha1", "kind": "ConcurrencyQuota", "metadata": meta, "spec": spec}
 
 
 def snapshot(*docs: dict):
@@ -62,16 +60,22 @@ class Router:
     def url(self, path: str) -> str:
         return str(self.client.make_url(path))
 
-    async def invoke(self, name: str, payload=None, *, data: bytes | None = None,
-                     headers: dict | None = None, session: aiohttp.ClientSession | None = None,
-                     params: dict | None = None):
+    async def invoke(
+        self,
+        name: str,
+        payload=None,
+        *,
+        data: bytes | None = None,
+        headers: dict | None = None,
+        session: aiohttp.ClientSession | None = None,
+        params: dict | None = None,
+    ):
         """Returns (status, headers, body bytes)."""
         import json
 
         body = data if data is not None else json.dumps({} if payload is None else payload).encode()
         target = session or self.client.session
-        async with target.post(self.url(INVOKE.format(name)), data=body,
-                               headers=headers or {}, params=params) as resp:
+        async with target.post(self.url(INVOKE.format(name)), data=body, headers=headers or {}, params=params) as resp:
             return resp.status, resp.headers, await resp.read()
 
     async def invoke_json(self, name: str, payload=None, **kw):
@@ -112,8 +116,7 @@ def router_config(tmp_path, *docs, **overrides) -> RouterConfig:
         invoke_grace_seconds=1.0,
         init_timeout_seconds=20.0,
         reap_interval_seconds=0.05,
-        async_retry=RetryPolicy(function_error_delays=(0.05, 0.1), backoff_base=0.02,
-                                backoff_max=0.2),
+        async_retry=RetryPolicy(function_error_delays=(0.05, 0.1), backoff_base=0.02, backoff_max=0.2),
         async_poll_interval=0.1,
         sqlite_synchronous="NORMAL",
     )

@@ -85,8 +85,7 @@ async def metrics_text(router) -> str:
 
 
 async def test_cold_start_specialises_a_generic_env_then_warm_and_pool_refills(make_router):
-    router = await make_router(function("fn", COUNTER, env={"GREETING": "hello"}),
-                               generic_pool_size=1)
+    router = await make_router(function("fn", COUNTER, env={"GREETING": "hello"}), generic_pool_size=1)
     [spare] = await filled(router)
 
     status, h1, b1 = await router.invoke_json("fn", {})
@@ -113,8 +112,7 @@ async def test_cold_start_specialises_a_generic_env_then_warm_and_pool_refills(m
     text = await metrics_text(router)
     assert 'lambdakube_generic_specialisations_total{result="specialised"} 1.0' in text
     assert "lambdakube_generic_pool_available 1.0" in text
-    assert ('lambdakube_cold_start_seconds_count{function="fn",namespace="default",'
-            'source="generic"} 1.0') in text
+    assert ('lambdakube_cold_start_seconds_count{function="fn",namespace="default",source="generic"} 1.0') in text
 
 
 async def test_pool_size_zero_falls_back_to_fresh(make_router):
@@ -125,8 +123,7 @@ async def test_pool_size_zero_falls_back_to_fresh(make_router):
     assert h["X-Environment-Source"] == "fresh" and "X-Init-Duration-Ms" in h
     assert h["X-Environment-Id"] == body["env"]
     text = await metrics_text(router)
-    assert ('lambdakube_cold_start_seconds_count{function="fn",namespace="default",'
-            'source="fresh"} 1.0') in text
+    assert ('lambdakube_cold_start_seconds_count{function="fn",namespace="default",source="fresh"} 1.0') in text
     assert "lambdakube_generic_pool_available" not in text
 
 
@@ -145,8 +142,7 @@ async def test_drained_pool_falls_back_to_fresh(make_router, tmp_path):
 
     gp._spawn = held_spawn  # refills block until the test says so
     barrier = tmp_path / "go"
-    calls = [asyncio.ensure_future(router.invoke_json("fn", {"hold": str(barrier)}))
-             for _ in range(2)]
+    calls = [asyncio.ensure_future(router.invoke_json("fn", {"hold": str(barrier)})) for _ in range(2)]
     await router.eventually(lambda: router.pool("fn").counts()["busy"] == 2)
     barrier.touch()
     results = await asyncio.gather(*calls)
@@ -178,8 +174,7 @@ async def test_dead_spare_falls_back_to_fresh(make_router):
 
 
 async def test_specialised_env_never_goes_to_another_function(make_router):
-    router = await make_router(function("a", COUNTER), function("b", COUNTER),
-                               generic_pool_size=1)
+    router = await make_router(function("a", COUNTER), function("b", COUNTER), generic_pool_size=1)
     [spare1] = await filled(router)
     _, ha, ba = await router.invoke_json("a", {})
     assert ha["X-Environment-Source"] == "generic" and ba["pid"] == spare1.proc.pid
@@ -201,8 +196,7 @@ async def test_specialised_env_never_goes_to_another_function(make_router):
 
 
 async def test_environment_retired_is_stopped_not_returned(make_router):
-    router = await make_router(function("fn", COUNTER, idleTimeoutSeconds=0),
-                               generic_pool_size=1)
+    router = await make_router(function("fn", COUNTER, idleTimeoutSeconds=0), generic_pool_size=1)
     gp = generic_pool(router)
     await filled(router)
     _, h, body = await router.invoke_json("fn", {})
@@ -214,15 +208,15 @@ async def test_environment_retired_is_stopped_not_returned(make_router):
 
 
 async def test_module_state_is_isolated_between_functions(make_router):
-    router = await make_router(function("a", LEAKY_A, env={"ONLY_A": "1"}),
-                               function("b", SNOOPY_B), generic_pool_size=2)
+    router = await make_router(
+        function("a", LEAKY_A, env={"ONLY_A": "1"}), function("b", SNOOPY_B), generic_pool_size=2
+    )
     await filled(router)
     _, ha, ba = await router.invoke_json("a", {})
     _, hb, bb = await router.invoke_json("b", {})
     assert ha["X-Environment-Source"] == hb["X-Environment-Source"] == "generic"
     assert ba == {"secret": "from-a", "pid": ba["pid"]}
-    assert bb == {"secret": None, "builtins": False, "environ": [], "modules": False,
-                  "pid": bb["pid"]}
+    assert bb == {"secret": None, "builtins": False, "environ": [], "modules": False, "pid": bb["pid"]}
     assert bb["pid"] != ba["pid"]
 
 
@@ -233,7 +227,8 @@ async def test_init_error_through_init_is_the_same_502(make_router):
     assert status == 502
     assert h["x-amzn-ErrorType"] == "InitError"
     assert body["errorMessage"].startswith(
-        "default/broken: Init failed: Runtime.ImportModuleError: Unable to import module 'index'")
+        "default/broken: Init failed: Runtime.ImportModuleError: Unable to import module 'index'"
+    )
     assert "nonexistent_module_xyz" in body["errorMessage"]
     state = await router.get_json("/lambdakube/v1/namespaces/default/functions/broken")
     assert "nonexistent_module_xyz" in state["pool"]["lastStartError"]
@@ -248,19 +243,18 @@ async def test_init_error_matches_a_fresh_start(make_router, tmp_path):
     """The same broken function with and without the pool: the same answer."""
     answers = []
     for size in (0, 1):
-        router = await make_router(function("broken", BROKEN_INIT), generic_pool_size=size,
-                                   state_dir=tmp_path / f"state-{size}")
+        router = await make_router(
+            function("broken", BROKEN_INIT), generic_pool_size=size, state_dir=tmp_path / f"state-{size}"
+        )
         if size:
             await filled(router)
         status, h, body = await router.invoke_json("broken", {})
-        answers.append((status, h["x-amzn-ErrorType"], body["errorType"],
-                        body["errorMessage"].splitlines()[0]))
+        answers.append((status, h["x-amzn-ErrorType"], body["errorType"], body["errorMessage"].splitlines()[0]))
     assert answers[0] == answers[1]
 
 
 async def test_module_that_kills_its_process_fails_like_today(make_router):
-    router = await make_router(function("exits", "import os\nos._exit(3)\n"),
-                               generic_pool_size=1)
+    router = await make_router(function("exits", "import os\nos._exit(3)\n"), generic_pool_size=1)
     [spare] = await filled(router)
     status, h, body = await router.invoke_json("exits", {})
     assert status == 502 and h["x-amzn-ErrorType"] == "InitError"
@@ -270,8 +264,7 @@ async def test_module_that_kills_its_process_fails_like_today(make_router):
 
 
 async def test_provisioned_environments_do_not_use_spares(make_router):
-    router = await make_router(function("prov", COUNTER, provisionedConcurrency=1),
-                               generic_pool_size=1)
+    router = await make_router(function("prov", COUNTER, provisionedConcurrency=1), generic_pool_size=1)
     gp = generic_pool(router)
     [spare] = await filled(router)
     await router.eventually(lambda: router.pool("prov").counts()["idle"] == 1)
@@ -283,8 +276,7 @@ async def test_provisioned_environments_do_not_use_spares(make_router):
 
 
 async def test_interpreter_startup_env_gets_a_fresh_process(make_router):
-    router = await make_router(function("fn", COUNTER, env={"PYTHONHASHSEED": "0"}),
-                               generic_pool_size=1)
+    router = await make_router(function("fn", COUNTER, env={"PYTHONHASHSEED": "0"}), generic_pool_size=1)
     await filled(router)
     _, h, _ = await router.invoke_json("fn", {})
     assert h["X-Environment-Source"] == "fresh" and h["X-Cold-Start"] == "true"

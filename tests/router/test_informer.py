@@ -48,8 +48,15 @@ async def configuration(control_plane, crds):
 
 
 async def apply(cp, namespace: str, name: str, **spec) -> None:
-    await kubectl(cp, "apply", "-n", namespace, "-f", "-",
-                  input=yaml.safe_dump(function(name, HELLO, namespace=namespace, **spec)))
+    await kubectl(
+        cp,
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=yaml.safe_dump(function(name, HELLO, namespace=namespace, **spec)),
+    )
 
 
 class Faults:
@@ -147,8 +154,7 @@ def timeout(obj: dict | None) -> int | None:
 
 
 def informer(http, configuration, namespaces, **kw) -> Informer:
-    return Informer(http, configuration, api=API, plural="functions", namespaces=namespaces,
-                    retry=FAST, **kw)
+    return Informer(http, configuration, api=API, plural="functions", namespaces=namespaces, retry=FAST, **kw)
 
 
 async def wait(inf: Informer, predicate, timeout: float = 15) -> None:
@@ -252,8 +258,7 @@ async def test_a_410_relists_and_forgets_what_it_missed(control_plane, configura
         assert names(inf, namespace) == {"stays", "goes"}  # it cannot know yet
         faults.expire = True
         faults.open.set()
-        await wait(inf, lambda: names(inf, namespace) == {"stays", "new"}
-                   and timeout(inf.get(namespace, "stays")) == 7)
+        await wait(inf, lambda: names(inf, namespace) == {"stays", "new"} and timeout(inf.get(namespace, "stays")) == 7)
         assert faults.lists == 2
         assert seen.of("goes") == [(None, 3), (3, None)]
         assert seen.of("new") == [(None, 3)]
@@ -328,6 +333,7 @@ async def test_a_closed_informer_never_starts_again(configuration, namespace):
 
 # -- the Kubernetes source on two informers -------------------------------------------------
 
+
 async def test_the_source_applies_spec_changes_not_status_writes(control_plane, configuration, namespace):
     from kubernetes import client  # noqa: PLC0415
 
@@ -345,8 +351,18 @@ async def test_the_source_applies_spec_changes_not_status_writes(control_plane, 
 
         # A status write (the router's status publisher, the operator) moves the object's
         # resourceVersion; once the informer has seen it, nothing is waiting to be applied.
-        await kubectl(control_plane, "patch", "function", "hello", "-n", namespace, "--subresource=status",
-                      "--type=merge", "-p", json.dumps({"status": {"busy": 2}}))
+        await kubectl(
+            control_plane,
+            "patch",
+            "function",
+            "hello",
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"busy": 2}}),
+        )
         await wait(functions, lambda: (functions.get(namespace, "hello").get("status") or {}).get("busy") == 2)
         assert not source.pending and applied == []
 

@@ -18,8 +18,12 @@ pytestmark = pytest.mark.cluster
 
 def pod(name: str, role: str | None = labels.ROLE_GENERIC) -> dict:
     meta: dict = {"name": name, "labels": {labels.ROLE: role} if role else {}}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
-            "spec": {"containers": [{"name": "c", "image": "registry.invalid/none:1"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {"containers": [{"name": "c", "image": "registry.invalid/none:1"}]},
+    }
 
 
 @pytest.fixture
@@ -51,10 +55,13 @@ async def test_the_cache_follows_creates_label_changes_and_deletes(api, namespac
         assert cache.get(namespace, "not-ours") is None  # no role label: not an environment
         assert cache.get(other, "elsewhere") is None  # not a served namespace
 
-        await asyncio.to_thread(core.patch_namespaced_pod, "after", namespace,
-                                {"metadata": {"labels": {labels.DRAINING: "true"}}})
-        await wait(cache, lambda: [p["metadata"]["name"] for p in cache.select(namespace, **{labels.DRAINING: "true"})]
-                   == ["after"])
+        await asyncio.to_thread(
+            core.patch_namespaced_pod, "after", namespace, {"metadata": {"labels": {labels.DRAINING: "true"}}}
+        )
+        await wait(
+            cache,
+            lambda: [p["metadata"]["name"] for p in cache.select(namespace, **{labels.DRAINING: "true"})] == ["after"],
+        )
         assert [p["metadata"]["name"] for p in cache.select(namespace, **{labels.DRAINING: None})] == ["before"]
 
         await asyncio.to_thread(core.delete_namespaced_pod, "before", namespace, grace_period_seconds=0)

@@ -54,10 +54,14 @@ async def wait_queue(router: Router, name: str, n: int = 1) -> list[dict]:
 
 async def test_retry_twice_then_success_goes_to_on_success(make_router, tmp_path):
     attempts = tmp_path / "attempts"
-    router = await make_router(function(
-        "flaky", FLAKY, env={"ATTEMPTS": str(attempts), "FAIL_TIMES": "2"},
-        **{"async": {"maxRetryAttempts": 2, "onSuccess": {"queue": "ok"},
-                     "onFailure": {"queue": "failed"}}}))
+    router = await make_router(
+        function(
+            "flaky",
+            FLAKY,
+            env={"ATTEMPTS": str(attempts), "FAIL_TIMES": "2"},
+            **{"async": {"maxRetryAttempts": 2, "onSuccess": {"queue": "ok"}, "onFailure": {"queue": "failed"}}},
+        )
+    )
     status, headers, body = await router.invoke("flaky", {"order": 1}, headers=EVENT)
     assert status == 202 and body == b""
     request_id = headers["X-Amz-Request-Id"]
@@ -65,8 +69,11 @@ async def test_retry_twice_then_success_goes_to_on_success(make_router, tmp_path
     record = msg["body"]
     assert record["version"] == "1.0"
     assert record["requestContext"] == {
-        "requestId": request_id, "functionArn": "lambdakube:default:function:flaky",
-        "condition": "Success", "approximateInvokeCount": 3}
+        "requestId": request_id,
+        "functionArn": "lambdakube:default:function:flaky",
+        "condition": "Success",
+        "approximateInvokeCount": 3,
+    }
     assert record["requestPayload"] == {"order": 1}
     assert record["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST"}
     assert record["responsePayload"] == {"attempt": 3, "event": {"order": 1}}
@@ -79,10 +86,14 @@ async def test_retry_twice_then_success_goes_to_on_success(make_router, tmp_path
 
 async def test_retries_exhausted_on_failure_record_and_dead_letter(make_router, tmp_path):
     attempts = tmp_path / "attempts"
-    router = await make_router(function(
-        "doomed", FLAKY, env={"ATTEMPTS": str(attempts), "FAIL_TIMES": "100"},
-        **{"async": {"maxRetryAttempts": 1, "onFailure": {"queue": "failed"},
-                     "deadLetter": {"queue": "dlq"}}}))
+    router = await make_router(
+        function(
+            "doomed",
+            FLAKY,
+            env={"ATTEMPTS": str(attempts), "FAIL_TIMES": "100"},
+            **{"async": {"maxRetryAttempts": 1, "onFailure": {"queue": "failed"}, "deadLetter": {"queue": "dlq"}}},
+        )
+    )
     status, headers, _ = await router.invoke("doomed", {"k": "v"}, headers=EVENT)
     assert status == 202
     [failed] = await wait_queue(router, "failed")
@@ -92,8 +103,7 @@ async def test_retries_exhausted_on_failure_record_and_dead_letter(make_router, 
     assert record["requestContext"]["approximateInvokeCount"] == 2  # 1 try + 1 retry
     assert record["requestContext"]["requestId"] == headers["X-Amz-Request-Id"]
     assert record["requestPayload"] == {"k": "v"}
-    assert record["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST",
-                                         "functionError": "Unhandled"}
+    assert record["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"}
     assert record["responsePayload"]["errorType"] == "RuntimeError"
     assert record["responsePayload"]["errorMessage"] == "attempt 2 fails"
     assert dead["body"] == {"k": "v"}  # the DLQ gets the original event only
@@ -103,9 +113,14 @@ async def test_retries_exhausted_on_failure_record_and_dead_letter(make_router, 
 async def test_destination_function(make_router, tmp_path):
     attempts = tmp_path / "attempts"
     router = await make_router(
-        function("src", FLAKY, env={"ATTEMPTS": str(attempts), "FAIL_TIMES": "0"},
-                 **{"async": {"onSuccess": {"function": "sink"}}}),
-        function("sink", SLEEPY, **{"async": {"onSuccess": {"queue": "sunk"}}}))
+        function(
+            "src",
+            FLAKY,
+            env={"ATTEMPTS": str(attempts), "FAIL_TIMES": "0"},
+            **{"async": {"onSuccess": {"function": "sink"}}},
+        ),
+        function("sink", SLEEPY, **{"async": {"onSuccess": {"queue": "sunk"}}}),
+    )
     status, _, _ = await router.invoke("src", {"n": 1}, headers=EVENT)
     assert status == 202
     [msg] = await wait_queue(router, "sunk")
@@ -116,10 +131,14 @@ async def test_destination_function(make_router, tmp_path):
 
 
 async def test_throttled_event_retried_without_using_retries(make_router, tmp_path):
-    router = await make_router(function(
-        "one", SLEEPY, reservedConcurrency=1,
-        **{"async": {"maxRetryAttempts": 0, "onSuccess": {"queue": "ok"},
-                     "onFailure": {"queue": "failed"}}}))
+    router = await make_router(
+        function(
+            "one",
+            SLEEPY,
+            reservedConcurrency=1,
+            **{"async": {"maxRetryAttempts": 0, "onSuccess": {"queue": "ok"}, "onFailure": {"queue": "failed"}}},
+        )
+    )
     engine = router.app[keys.ENGINE]
     barrier = tmp_path / "go"
     busy = asyncio.ensure_future(router.invoke_json("one", {"hold": str(barrier)}))
@@ -146,8 +165,7 @@ async def test_throttled_event_retried_without_using_retries(make_router, tmp_pa
 
 async def test_events_survive_router_restart(aiohttp_client, tmp_path):
     """Stop the app while an event is pending, start a new one on the same state dir."""
-    held = function("later", SLEEPY, reservedConcurrency=0,
-                    **{"async": {"onSuccess": {"queue": "ok"}}})
+    held = function("later", SLEEPY, reservedConcurrency=0, **{"async": {"onSuccess": {"queue": "ok"}}})
     config = router_config(tmp_path, held)
     app = await init_app(config)
     client = await aiohttp_client(app)

@@ -24,21 +24,24 @@ def handler(event, context):
 
 
 def throttle_body(reason: str, retry_after: str = "1") -> dict:
-    return {"Type": "User", "message": "Rate Exceeded.", "Reason": reason,
-            "retryAfterSeconds": retry_after, "errorType": "TooManyRequestsException"}
+    return {
+        "Type": "User",
+        "message": "Rate Exceeded.",
+        "Reason": reason,
+        "retryAfterSeconds": retry_after,
+        "errorType": "TooManyRequestsException",
+    }
 
 
 async def test_reserved_10_under_200_concurrent_clients(make_router, wide_session, tmp_path):
     served_log = tmp_path / "served.log"
-    router = await make_router(
-        function("conc", SLEEPER, reservedConcurrency=10, env={"SERVED_LOG": str(served_log)}))
+    router = await make_router(function("conc", SLEEPER, reservedConcurrency=10, env={"SERVED_LOG": str(served_log)}))
     answers: dict[str, tuple[int, dict]] = {}
 
     async def client(c: int) -> None:
         for i in range(3):  # bounded: 600 requests in all
             rid = f"c{c}-r{i}"
-            status, headers, body = await router.invoke("conc", {"id": rid, "sleep": 0.05},
-                                                        session=wide_session)
+            status, headers, body = await router.invoke("conc", {"id": rid, "sleep": 0.05}, session=wide_session)
             assert rid not in answers
             answers[rid] = (status, json.loads(body), dict(headers))
 
@@ -68,8 +71,9 @@ async def test_reserved_10_under_200_concurrent_clients(make_router, wide_sessio
         for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
             assert e1 <= s2, f"environment {env} ran two requests at once"
     # at most 10 executions at any instant
-    edges = sorted([(b["start"], 1) for b in ok.values()] + [(b["end"], -1) for b in ok.values()],
-                   key=lambda e: (e[0], e[1]))
+    edges = sorted(
+        [(b["start"], 1) for b in ok.values()] + [(b["end"], -1) for b in ok.values()], key=lambda e: (e[0], e[1])
+    )
     running = peak = 0
     for _, delta in edges:
         running += delta
@@ -90,17 +94,18 @@ async def test_reserved_zero_throttles_everything(make_router):
     assert router.pool("off").envs == {}
     async with router.client.session.get(router.url("/metrics")) as resp:
         text = await resp.text()
-    assert ('lambdakube_throttles_total{function="off",namespace="default",'
-            'reason="ReservedFunctionConcurrentInvocationLimitExceeded"} 3.0') in text
+    assert (
+        'lambdakube_throttles_total{function="off",namespace="default",'
+        'reason="ReservedFunctionConcurrentInvocationLimitExceeded"} 3.0'
+    ) in text
 
 
 async def test_namespace_quota_exhausted(make_router):
     router = await make_router(
-        quota(concurrentExecutions=2, minimumUnreserved=0),
-        function("a", SLEEPER), function("b", SLEEPER))
+        quota(concurrentExecutions=2, minimumUnreserved=0), function("a", SLEEPER), function("b", SLEEPER)
+    )
     slow = [asyncio.ensure_future(router.invoke_json(n, {"sleep": 1.0})) for n in ("a", "b")]
-    await router.eventually(
-        lambda: router.app[keys.ENGINE].namespaces["default"].in_flight == 2)
+    await router.eventually(lambda: router.app[keys.ENGINE].namespaces["default"].in_flight == 2)
     status, headers, body = await router.invoke_json("a", {})
     assert status == 429 and body == throttle_body("ConcurrentInvocationLimitExceeded")
     results = await asyncio.gather(*slow)
@@ -113,7 +118,8 @@ async def test_reservation_guarantee_and_rejection_reported(make_router):
     router = await make_router(
         quota(concurrentExecutions=5, minimumUnreserved=1),
         function("big", SLEEPER, reservedConcurrency=3),
-        function("late", SLEEPER, reservedConcurrency=2))
+        function("late", SLEEPER, reservedConcurrency=2),
+    )
     state = await router.get_json("/lambdakube/v1/namespaces/default/functions/late")
     assert state["concurrency"]["reservedGranted"] is None
     assert "does not fit" in state["concurrency"]["reservationRejected"]
@@ -123,8 +129,7 @@ async def test_reservation_guarantee_and_rejection_reported(make_router):
 
 
 async def test_scaling_rate_token_bucket(make_router):
-    router = await make_router(quota(scalingRate={"burst": 1, "periodSeconds": 3600}),
-                               function("fn", SLEEPER))
+    router = await make_router(quota(scalingRate={"burst": 1, "periodSeconds": 3600}), function("fn", SLEEPER))
     first = asyncio.ensure_future(router.invoke_json("fn", {"sleep": 0.5}))
     await router.eventually(lambda: router.pool("fn").counts()["busy"] == 1)
     status, headers, body = await router.invoke_json("fn", {})  # needs a second env: no token

@@ -24,7 +24,12 @@ import yaml
 
 from lambdakube.models import DEFAULT_RUNTIME_IMAGE, FunctionSpec
 from lambdakube.resources import (
-    environment_pod, generic_pod, labels, new_env_id, pod_address, spec_hash,
+    environment_pod,
+    generic_pod,
+    labels,
+    new_env_id,
+    pod_address,
+    spec_hash,
 )
 from lambdakube_router import keys
 from lambdakube_router.app import init_app
@@ -82,9 +87,9 @@ class FakeKubelet:
 
     async def pods(self, selector: str | None = None) -> list[dict]:
         def call():
-            resp = self.core.list_namespaced_pod(self.namespace, label_selector=selector or "",
-                                                 _preload_content=False)
+            resp = self.core.list_namespaced_pod(self.namespace, label_selector=selector or "", _preload_content=False)
             return json.loads(resp.data)["items"]
+
         items = await asyncio.to_thread(call)
         return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
@@ -110,13 +115,17 @@ class FakeKubelet:
                 env[e["name"]] = name
             elif e["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP":
                 env[e["name"]] = "127.0.0.1"  # where this fake kubelet runs pods
-        env.update(PATH=os.environ.get("PATH", "/usr/bin:/bin"),
-                   PYTHONPATH=str(REPO / "runtime-image"), PYTHONUNBUFFERED="1")
+        env.update(
+            PATH=os.environ.get("PATH", "/usr/bin:/bin"), PYTHONPATH=str(REPO / "runtime-image"), PYTHONUNBUFFERED="1"
+        )
         log_path = self.tmp / f"{name}.log"
         with open(log_path, "wb") as out:  # a file, not a pipe: a full pipe would block it
             proc = subprocess.Popen(
                 [sys.executable, "-m", "lambdakube_runtime", "--host", "127.0.0.1", "--port", "0"],
-                env=env, stdout=out, stderr=subprocess.STDOUT)
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         self.procs[name] = proc
         while True:
             head = log_path.read_bytes().split(b"\n", 1)
@@ -128,8 +137,12 @@ class FakeKubelet:
         port = int(head[0].split(b"=")[1])
         if not report:
             return port
-        await asyncio.to_thread(self.core.patch_namespaced_pod, name, self.namespace, {
-            "metadata": {"annotations": {"lambdakube.dev/address": f"127.0.0.1:{port}"}}})
+        await asyncio.to_thread(
+            self.core.patch_namespaced_pod,
+            name,
+            self.namespace,
+            {"metadata": {"annotations": {"lambdakube.dev/address": f"127.0.0.1:{port}"}}},
+        )
         await self._set_status(name, ready=False)
         probe = container["readinessProbe"]["httpGet"]["path"]
         self.probes[name] = asyncio.get_running_loop().create_task(self._probe(name, port, probe))
@@ -137,8 +150,13 @@ class FakeKubelet:
 
     async def _set_status(self, name: str, ready: bool) -> None:
         flag = "True" if ready else "False"
-        status = {"status": {"phase": "Running", "podIP": "10.0.0.10", "conditions": [
-            {"type": "Ready", "status": flag}, {"type": "ContainersReady", "status": flag}]}}
+        status = {
+            "status": {
+                "phase": "Running",
+                "podIP": "10.0.0.10",
+                "conditions": [{"type": "Ready", "status": flag}, {"type": "ContainersReady", "status": flag}],
+            }
+        }
         try:  # once the address is known the router may already have deleted the pod
             await asyncio.to_thread(self.core.patch_namespaced_pod_status, name, self.namespace, status)
         except Exception:  # noqa: BLE001
@@ -220,21 +238,29 @@ def contains(actual, expected, path="") -> None:
 
 
 async def test_cold_start_creates_a_pod_and_reuses_it(
-        control_plane, namespace, crds, kubelet, aiohttp_client, tmp_path):
+    control_plane, namespace, crds, kubelet, aiohttp_client, tmp_path
+):
     """The on-demand pod is the shared builder's ``environment_pod`` (spec-hash label,
     no code volume, hardened security context), and its runtime got the code from the
     router's ``POST /init`` (no ConfigMap exists, no operator runs here)."""
     doc = function("hello", HELLO, namespace=namespace)
     router = await make_router(aiohttp_client, tmp_path, control_plane, namespace, doc)
-    uid = (await kubectl(control_plane, "get", "function", "hello", "-n", namespace,
-                         "-o", "jsonpath={.metadata.uid}")).stdout
+    uid = (
+        await kubectl(control_plane, "get", "function", "hello", "-n", namespace, "-o", "jsonpath={.metadata.uid}")
+    ).stdout
     call = asyncio.ensure_future(router.invoke_json("hello", {"name": "k8s"}))
     [pod] = await kubelet.wait_pod("hello")
     spec = FunctionSpec.model_validate(doc["spec"])
     expected = environment_pod(
-        function_name="hello", namespace=namespace, function_uid=uid, spec=spec,
-        env_id=pod["metadata"]["name"], role=labels.ROLE_ON_DEMAND,
-        runtime_image=DEFAULT_RUNTIME_IMAGE, managed_by=labels.ROUTER_NAME)
+        function_name="hello",
+        namespace=namespace,
+        function_uid=uid,
+        spec=spec,
+        env_id=pod["metadata"]["name"],
+        role=labels.ROLE_ON_DEMAND,
+        runtime_image=DEFAULT_RUNTIME_IMAGE,
+        managed_by=labels.ROUTER_NAME,
+    )
     expected.pop("apiVersion"), expected.pop("kind")  # not in the items of a list
     contains(pod, expected)
     assert pod["metadata"]["labels"][labels.SPEC_HASH] == spec_hash(spec)
@@ -246,8 +272,9 @@ async def test_cold_start_creates_a_pod_and_reuses_it(
     assert status == 200, body
     assert body["hello"] == "k8s" and body["env"] == pod["metadata"]["name"]
     assert headers["X-Cold-Start"] == "true" and headers["X-Environment-Source"] == "fresh"
-    cms = json.loads((await kubectl(control_plane, "get", "configmaps", "-n", namespace, "-o", "json",
-                                    "-l", labels.FUNCTION)).stdout)["items"]
+    cms = json.loads(
+        (await kubectl(control_plane, "get", "configmaps", "-n", namespace, "-o", "json", "-l", labels.FUNCTION)).stdout
+    )["items"]
     assert cms == []
     status, headers, body = await router.invoke_json("hello", {"name": "again"})
     assert status == 200 and headers["X-Cold-Start"] == "false" and body["count"] == 2
@@ -258,15 +285,17 @@ async def test_cold_start_creates_a_pod_and_reuses_it(
 
 
 async def test_a_fresh_pod_announces_itself_before_the_kubelet_reports_it(
-        control_plane, namespace, crds, kubelet, aiohttp_client, tmp_path):
+    control_plane, namespace, crds, kubelet, aiohttp_client, tmp_path
+):
     """The kubelet writes a new pod's IP only at its next status sync; the runtime
     announces its address (with the pod's token) and the cold start goes on from there.
     Here the pod's status never gets an address: only the announce can tell. A wrong
     token, an unknown pod and an announce from another IP are refused."""
     from lambdakube_router.announce_api import PATH
 
-    router = await make_router(aiohttp_client, tmp_path, control_plane, namespace,
-                               function("hello", HELLO, namespace=namespace))
+    router = await make_router(
+        aiohttp_client, tmp_path, control_plane, namespace, function("hello", HELLO, namespace=namespace)
+    )
     backend = router.app[keys.ENGINE].backend
     backend.announce_url = router.url(PATH)
     call = asyncio.ensure_future(router.invoke_json("hello", {"name": "announced"}))
@@ -297,10 +326,10 @@ async def test_a_fresh_pod_announces_itself_before_the_kubelet_reports_it(
     assert 'lambdakube_environment_announces_total{result="accepted"} 1.0' in metrics
 
 
-async def test_init_error_reported_and_pod_deleted(
-        control_plane, namespace, crds, kubelet, aiohttp_client, tmp_path):
-    router = await make_router(aiohttp_client, tmp_path, control_plane, namespace,
-                               function("broken", BROKEN, namespace=namespace))
+async def test_init_error_reported_and_pod_deleted(control_plane, namespace, crds, kubelet, aiohttp_client, tmp_path):
+    router = await make_router(
+        aiohttp_client, tmp_path, control_plane, namespace, function("broken", BROKEN, namespace=namespace)
+    )
     call = asyncio.ensure_future(router.invoke_json("broken", {}))
     [pod] = await kubelet.wait_pod("broken")
     await kubelet.run(pod)
@@ -313,12 +342,14 @@ async def test_init_error_reported_and_pod_deleted(
 
 
 async def test_a_fresh_pod_deleted_while_starting_fails_the_start(
-        control_plane, namespace, crds, kubelet, aiohttp_client, tmp_path):
+    control_plane, namespace, crds, kubelet, aiohttp_client, tmp_path
+):
     """The start follows its pod through the router's pod cache (no watch of its own): a
     pod that disappears after the cache showed it fails the start at once, long before
     the init timeout, and no pod is left behind."""
-    router = await make_router(aiohttp_client, tmp_path, control_plane, namespace,
-                               function("hello", HELLO, namespace=namespace))
+    router = await make_router(
+        aiohttp_client, tmp_path, control_plane, namespace, function("hello", HELLO, namespace=namespace)
+    )
     backend = router.app[keys.ENGINE].backend
     call = asyncio.ensure_future(router.invoke_json("hello", {}))
     [pod] = await kubelet.wait_pod("hello")
@@ -330,15 +361,20 @@ async def test_a_fresh_pod_deleted_while_starting_fails_the_start(
     assert await kubelet.pods("lambdakube.dev/function=hello") == []
 
 
-async def test_kubernetes_source_follows_function_objects(
-        control_plane, namespace, crds, aiohttp_client, tmp_path):
+async def test_kubernetes_source_follows_function_objects(control_plane, namespace, crds, aiohttp_client, tmp_path):
     """Functions come from the API server (watch); environments are local processes."""
     from lambdakube_router.sources import KubernetesSource
 
-    await kubectl(control_plane, "apply", "-n", namespace, "-f", "-",
-                  input=yaml.safe_dump(function("hello", HELLO, namespace=namespace)))
-    source = KubernetesSource(kubeconfig=str(control_plane.kubeconfig), namespaces=[namespace],
-                              watch_timeout=5)
+    await kubectl(
+        control_plane,
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=yaml.safe_dump(function("hello", HELLO, namespace=namespace)),
+    )
+    source = KubernetesSource(kubeconfig=str(control_plane.kubeconfig), namespaces=[namespace], watch_timeout=5)
     config = router_config(tmp_path, source=source, namespace=namespace)
     config.snapshot = None
     app = await init_app(config)
@@ -348,8 +384,15 @@ async def test_kubernetes_source_follows_function_objects(
     engine = app[keys.ENGINE]
     assert engine.get(namespace, "hello").ref.uid  # the object's UID, for owner references
 
-    await kubectl(control_plane, "apply", "-n", namespace, "-f", "-",
-                  input=yaml.safe_dump(function("second", HELLO, namespace=namespace)))
+    await kubectl(
+        control_plane,
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=yaml.safe_dump(function("second", HELLO, namespace=namespace)),
+    )
     await router.eventually(lambda: engine.get(namespace, "second") is not None, timeout=20)
     await kubectl(control_plane, "delete", "function", "hello", "-n", namespace)
     await router.eventually(lambda: engine.get(namespace, "hello") is None, timeout=20)
@@ -368,24 +411,38 @@ async def test_kubernetes_source_watches_each_listed_namespace(control_plane, cr
         await kubectl(control_plane, "create", "namespace", ns)
     try:
         for ns in (*watched, other):
-            await kubectl(control_plane, "apply", "-n", ns, "-f", "-",
-                          input=yaml.safe_dump(function("hello", HELLO, namespace=ns)))
-        source = KubernetesSource(kubeconfig=str(control_plane.kubeconfig),
-                                  namespaces=watched, watch_timeout=5)
+            await kubectl(
+                control_plane,
+                "apply",
+                "-n",
+                ns,
+                "-f",
+                "-",
+                input=yaml.safe_dump(function("hello", HELLO, namespace=ns)),
+            )
+        source = KubernetesSource(kubeconfig=str(control_plane.kubeconfig), namespaces=watched, watch_timeout=5)
         snap = await source.initial()
         assert sorted(snap.functions) == sorted((ns, "hello") for ns in watched)
 
         snapshots = []
         task = asyncio.create_task(source.run(snapshots.append))
         try:
-            await kubectl(control_plane, "apply", "-n", watched[1], "-f", "-",
-                          input=yaml.safe_dump(function("second", HELLO, namespace=watched[1])))
+            await kubectl(
+                control_plane,
+                "apply",
+                "-n",
+                watched[1],
+                "-f",
+                "-",
+                input=yaml.safe_dump(function("second", HELLO, namespace=watched[1])),
+            )
             await kubectl(control_plane, "delete", "function", "hello", "-n", watched[0])
             want = {(watched[1], "hello"), (watched[1], "second")}
             deadline = asyncio.get_running_loop().time() + 20
             while not (snapshots and set(snapshots[-1].functions) == want):
                 assert asyncio.get_running_loop().time() < deadline, (
-                    f"last snapshot: {snapshots and sorted(snapshots[-1].functions)}")
+                    f"last snapshot: {snapshots and sorted(snapshots[-1].functions)}"
+                )
                 await asyncio.sleep(0.05)
         finally:
             task.cancel()
@@ -397,8 +454,9 @@ async def test_kubernetes_source_watches_each_listed_namespace(control_plane, cr
 async def test_examples_are_accepted_by_the_crd_schema(control_plane, namespace, crds):
     """examples/*.yaml are valid for both modes: the local registry (see
     test_router_manifests) and the API server's CRD schema + CEL rules."""
-    out = await kubectl(control_plane, "apply", "-n", namespace, "--dry-run=server",
-                        "-f", str(REPO / "examples"), check=False)
+    out = await kubectl(
+        control_plane, "apply", "-n", namespace, "--dry-run=server", "-f", str(REPO / "examples"), check=False
+    )
     assert out.returncode == 0, out.stderr
     for name in ("hello", "provisioned", "reserved", "async-dlq"):
         assert f"function.lambdakube.dev/{name}" in out.stdout
@@ -406,13 +464,12 @@ async def test_examples_are_accepted_by_the_crd_schema(control_plane, namespace,
 
 # -- claims: provisioned pods (the operator's), generic pods, draining ---------------------
 
+
 async def fn_uid(cp, namespace: str, name: str) -> str:
-    return (await kubectl(cp, "get", "function", name, "-n", namespace,
-                          "-o", "jsonpath={.metadata.uid}")).stdout
+    return (await kubectl(cp, "get", "function", name, "-n", namespace, "-o", "jsonpath={.metadata.uid}")).stdout
 
 
-async def test_cold_start_claims_a_generic_pod(
-        start_operator, namespace, crds, kubelet, aiohttp_client, tmp_path):
+async def test_cold_start_claims_a_generic_pod(start_operator, namespace, crds, kubelet, aiohttp_client, tmp_path):
     """With the operator (in-process, ``--generic-pool-size 2``) keeping generic pods,
     which the test runs as generic runtimes, a cold start claims one: relabelled for the
     function with an owner reference, specialised by ``POST /init`` (source ``generic``);
@@ -425,13 +482,22 @@ async def test_cold_start_claims_a_generic_pod(
 
     async def ready_generic(n: int):
         pods = await kubelet.pods(generic_sel)
-        ready = [p for p in pods if p["metadata"]["name"] in kubelet.procs
-                 and (p["metadata"].get("annotations") or {}).get("lambdakube.dev/address")]
+        ready = [
+            p
+            for p in pods
+            if p["metadata"]["name"] in kubelet.procs
+            and (p["metadata"].get("annotations") or {}).get("lambdakube.dev/address")
+        ]
         return ready if len(pods) == n and len(ready) == n else None
 
-    router = await make_router(aiohttp_client, tmp_path, cp, namespace,
-                               function("hello", HELLO, namespace=namespace),
-                               image=TEST_CONFIG.runtime_image)
+    router = await make_router(
+        aiohttp_client,
+        tmp_path,
+        cp,
+        namespace,
+        function("hello", HELLO, namespace=namespace),
+        image=TEST_CONFIG.runtime_image,
+    )
     before = await router.eventually(lambda: ready_generic(2), timeout=30, interval=0.1)
     uid = await fn_uid(cp, namespace, "hello")
 
@@ -444,8 +510,7 @@ async def test_cold_start_claims_a_generic_pod(
     meta = pod["metadata"]
     assert meta["labels"][labels.ROLE] == labels.ROLE_ON_DEMAND
     assert meta["labels"][labels.FUNCTION] == "hello"
-    assert meta["labels"][labels.SPEC_HASH] == spec_hash(
-        FunctionSpec.model_validate(function("hello", HELLO)["spec"]))
+    assert meta["labels"][labels.SPEC_HASH] == spec_hash(FunctionSpec.model_validate(function("hello", HELLO)["spec"]))
     assert [(o["kind"], o["name"], o["uid"]) for o in meta["ownerReferences"]] == [("Function", "hello", uid)]
     status, headers, body = await router.invoke_json("hello", {"name": "again"})
     assert (status, headers["X-Cold-Start"], body["env"], body["count"]) == (200, "false", claimed, 2)
@@ -464,8 +529,9 @@ async def test_concurrent_claims_of_one_generic_pod(control_plane, namespace, cr
     doc = function("hello", HELLO, namespace=namespace)
     await kubectl(cp, "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
     uid = await fn_uid(cp, namespace, "hello")
-    body = generic_pod(namespace=namespace, env_id=new_env_id("lk-generic", labels.ROLE_GENERIC),
-                       runtime_image=DEFAULT_RUNTIME_IMAGE)
+    body = generic_pod(
+        namespace=namespace, env_id=new_env_id("lk-generic", labels.ROLE_GENERIC), runtime_image=DEFAULT_RUNTIME_IMAGE
+    )
     await asyncio.to_thread(kubelet.core.create_namespaced_pod, namespace, body)
     [listed] = await kubelet.pods("lambdakube.dev/role=generic")
     ref, spec = FunctionRef(namespace, "hello", uid), FunctionSpec.model_validate(doc["spec"])
@@ -487,7 +553,8 @@ async def test_concurrent_claims_of_one_generic_pod(control_plane, namespace, cr
 
 
 async def test_provisioned_pods_are_the_operators_and_the_router_claims_them(
-        start_operator, namespace, crds, kubelet, aiohttp_client, tmp_path):
+    start_operator, namespace, crds, kubelet, aiohttp_client, tmp_path
+):
     """provisionedConcurrency 2 with the operator and a router on the kubernetes backend:
     exactly 2 provisioned pods exist (the router creates none), the router's first
     request is warm on one of them, and after a spec change the router leases only
@@ -497,8 +564,7 @@ async def test_provisioned_pods_are_the_operators_and_the_router_claims_them(
     cp = kubelet.cp
     kubelet.auto()
     doc = function("prov", HELLO, namespace=namespace, provisionedConcurrency=2)
-    router = await make_router(aiohttp_client, tmp_path, cp, namespace, doc,
-                               image=TEST_CONFIG.runtime_image)
+    router = await make_router(aiohttp_client, tmp_path, cp, namespace, doc, image=TEST_CONFIG.runtime_image)
     pool = router.pool("prov", namespace)
     await router.eventually(lambda: pool.counts()["idle"] == 2, timeout=30, interval=0.05)
     prov = await kubelet.pods("lambdakube.dev/function=prov")
@@ -529,7 +595,8 @@ async def test_provisioned_pods_are_the_operators_and_the_router_claims_them(
 
 
 async def test_draining_environments_are_not_leased_and_stopped(
-        control_plane, namespace, crds, kubelet, aiohttp_client, tmp_path):
+    control_plane, namespace, crds, kubelet, aiohttp_client, tmp_path
+):
     """An environment whose pod the operator labels ``draining`` (a rollout) is not
     leased any more and is stopped once idle (its provisioned pod deleted); the router
     then claims the next provisioned pod. The operator's pods are built here by hand
@@ -546,9 +613,19 @@ async def test_draining_environments_are_not_leased_and_stopped(
 
     async def provision() -> str:
         name = new_env_id("drain", labels.ROLE_PROVISIONED)
-        await asyncio.to_thread(kubelet.core.create_namespaced_pod, namespace, environment_pod(
-            function_name="drain", namespace=namespace, function_uid=uid, spec=spec, env_id=name,
-            role=labels.ROLE_PROVISIONED, runtime_image=DEFAULT_RUNTIME_IMAGE))
+        await asyncio.to_thread(
+            kubelet.core.create_namespaced_pod,
+            namespace,
+            environment_pod(
+                function_name="drain",
+                namespace=namespace,
+                function_uid=uid,
+                spec=spec,
+                env_id=name,
+                role=labels.ROLE_PROVISIONED,
+                runtime_image=DEFAULT_RUNTIME_IMAGE,
+            ),
+        )
 
         async def address():
             pods = await kubelet.pods(f"{labels.ENVIRONMENT}={name}")
@@ -578,6 +655,7 @@ async def _gone(kubelet, name: str) -> bool:
 
 
 # -- the pool's side of draining and releasing (no cluster: a fake backend) --------------
+
 
 class FakeBackend(Backend):
     """Starts nothing; reports draining for the env ids in ``draining``."""
@@ -643,7 +721,8 @@ async def test_pool_skips_draining_environments_and_releases_provisioned_on_clos
 
 
 async def test_rollout_is_surge_first_and_old_provisioned_pods_never_serve_new_requests(
-        start_operator, namespace, crds, kubelet, aiohttp_client, tmp_path):
+    start_operator, namespace, crds, kubelet, aiohttp_client, tmp_path
+):
     """A spec change with provisionedConcurrency 2, the operator in-process: the router
     stops leasing the old-hash provisioned environments at once (every request after it
     saw the new spec runs the new code: on-demand until new provisioned pods are claimed)
@@ -656,8 +735,7 @@ async def test_rollout_is_surge_first_and_old_provisioned_pods_never_serve_new_r
     cp = kubelet.cp
     kubelet.auto()
     doc = function("roll", HELLO, namespace=namespace, provisionedConcurrency=2)
-    router = await make_router(aiohttp_client, tmp_path, cp, namespace, doc,
-                               image=TEST_CONFIG.runtime_image)
+    router = await make_router(aiohttp_client, tmp_path, cp, namespace, doc, image=TEST_CONFIG.runtime_image)
     pool = router.pool("roll", namespace)
     await router.eventually(lambda: pool.counts()["idle"] == 2, timeout=30, interval=0.05)
     old = {p["metadata"]["name"] for p in await kubelet.pods("lambdakube.dev/function=roll")}
@@ -674,6 +752,7 @@ async def test_rollout_is_surge_first_and_old_provisioned_pods_never_serve_new_r
                 return kubelet.core.read_namespaced_pod(name, ns).metadata.labels or {}
             except Exception:  # noqa: BLE001 - gone already
                 return None
+
         deletes.append((name, await asyncio.to_thread(read)))
         await real_delete(ns, name)
 
@@ -711,7 +790,8 @@ async def test_rollout_is_surge_first_and_old_provisioned_pods_never_serve_new_r
             assert pod_labels.get(labels.DRAINING) == "true", (name, pod_labels)
     # ... and it now serves from the new provisioned pods.
     fresh = (await provisioned_by_hash())[new_hash]
-    await router.eventually(lambda: {e.env_id for e in pool.envs.values() if e.provisioned} == fresh,
-                            timeout=30, interval=0.05)
+    await router.eventually(
+        lambda: {e.env_id for e in pool.envs.values() if e.provisioned} == fresh, timeout=30, interval=0.05
+    )
     status, headers, body = await router.invoke_json("roll", {"name": "p"})
     assert status == 200 and body["env"] in fresh and headers["X-Environment-Source"] == "provisioned"

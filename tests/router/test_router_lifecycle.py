@@ -64,8 +64,9 @@ async def test_reaper_with_injected_clock(make_router):
     from lambdakube_router import keys
 
     now = [1000.0]
-    router = await make_router(function("fn", COUNTER, idleTimeoutSeconds=300),
-                               clock=lambda: now[0], reap_interval_seconds=3600)
+    router = await make_router(
+        function("fn", COUNTER, idleTimeoutSeconds=300), clock=lambda: now[0], reap_interval_seconds=3600
+    )
     engine = router.app[keys.ENGINE]
     await router.invoke_json("fn", {})
     now[0] += 299
@@ -76,16 +77,14 @@ async def test_reaper_with_injected_clock(make_router):
 
 
 async def test_provisioned_warm_never_reaped_and_spillover_counted(make_router, tmp_path):
-    router = await make_router(
-        function("prov", COUNTER, provisionedConcurrency=2, idleTimeoutSeconds=0))
+    router = await make_router(function("prov", COUNTER, provisionedConcurrency=2, idleTimeoutSeconds=0))
     pool = router.pool("prov")
     await router.eventually(lambda: pool.counts()["idle"] == 2)
     status, h, _ = await router.invoke_json("prov", {})
     assert status == 200 and h["X-Cold-Start"] == "false"
     # three at once: two provisioned envs, one on-demand spill-over (a cold start)
     barrier = tmp_path / "go"
-    calls = [asyncio.ensure_future(router.invoke_json("prov", {"hold": str(barrier)}))
-             for _ in range(3)]
+    calls = [asyncio.ensure_future(router.invoke_json("prov", {"hold": str(barrier)})) for _ in range(3)]
     await router.eventually(lambda: pool.counts()["busy"] == 3)
     barrier.touch()
     results = await asyncio.gather(*calls)
@@ -95,8 +94,7 @@ async def test_provisioned_warm_never_reaped_and_spillover_counted(make_router, 
     assert state["pool"]["spilloverInvocations"] == 1
     async with router.client.session.get(router.url("/metrics")) as resp:
         text = await resp.text()
-    assert ('lambdakube_provisioned_spillover_invocations_total{function="prov",'
-            'namespace="default"} 1.0') in text
+    assert ('lambdakube_provisioned_spillover_invocations_total{function="prov",namespace="default"} 1.0') in text
     # idleTimeoutSeconds=0: the on-demand env is reaped at once, the provisioned ones never
     await router.eventually(lambda: len(pool.envs) == 2)
     await asyncio.sleep(0.3)  # several reaper passes

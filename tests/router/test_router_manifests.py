@@ -57,15 +57,22 @@ def test_examples_are_valid():
     "text,needle",
     [
         (BAD_FIELD, "bad.yaml: Function 'bad': spec.timeoutSeconds: Input should be less than or equal to 900"),
-        (GOOD.replace("handler: index.handler", "handler: index.handler\n  replicas: 3"),
-         "spec.replicas: Extra inputs are not permitted"),
+        (
+            GOOD.replace("handler: index.handler", "handler: index.handler\n  replicas: 3"),
+            "spec.replicas: Extra inputs are not permitted",
+        ),
         (GOOD.replace("name: ok", "name: Not_Valid"), "metadata.name must be a DNS-1123 label"),
         (GOOD.replace("v1alpha1", "v9"), "apiVersion must be lambdakube.dev/v1alpha1"),
         (GOOD.replace("kind: Function", "kind: Deployment"), "kind must be Function or ConcurrencyQuota"),
-        (GOOD.replace("handler: index.handler", "handler: main.handler"),
-         "handler must be <code.inline.module>.<function>"),
-        (GOOD + "---\napiVersion: lambdakube.dev/v1alpha1\nkind: ConcurrencyQuota\n"
-                "metadata: {name: other}\nspec: {}\n", "must be named 'default'"),
+        (
+            GOOD.replace("handler: index.handler", "handler: main.handler"),
+            "handler must be <code.inline.module>.<function>",
+        ),
+        (
+            GOOD + "---\napiVersion: lambdakube.dev/v1alpha1\nkind: ConcurrencyQuota\n"
+            "metadata: {name: other}\nspec: {}\n",
+            "must be named 'default'",
+        ),
         ("key: [unclosed", "invalid YAML"),
     ],
 )
@@ -92,9 +99,21 @@ async def test_init_app_refuses_invalid_manifests(tmp_path):
 def test_dev_command_refuses_to_start(tmp_path):
     d = write(tmp_path, bad=BAD_FIELD)
     proc = subprocess.run(
-        [sys.executable, "-m", "lambdakube_router.cli", "dev", str(d), "--port", "0",
-         "--state-dir", str(tmp_path / "state")],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "lambdakube_router.cli",
+            "dev",
+            str(d),
+            "--port",
+            "0",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PYTHONPATH": f"{REPO}:{REPO / 'router'}:{REPO / 'runtime-image'}", "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 2

@@ -30,32 +30,51 @@ def handler(event, context):
     return {"ok": True}
 """
 
-REJECTION = ("reservedConcurrency 2 does not fit: namespace quota 10, already reserved 1,"
-             " 2 must stay unreserved")
+REJECTION = "reservedConcurrency 2 does not fit: namespace quota 10, already reserved 1, 2 must stay unreserved"
 
 
 async def publish(cp, namespace: str, granted: dict, rejected: list, reason: str = "") -> None:
     """Write the quota's status as the operator does (reconcile.QuotaKeeper._publish)."""
     if rejected:
-        cond = {"type": "ReservationsFit", "status": "False", "reason": "Rejected",
-                "message": "; ".join(f"{n}: {reason}" for n in rejected)}
+        cond = {
+            "type": "ReservationsFit",
+            "status": "False",
+            "reason": "Rejected",
+            "message": "; ".join(f"{n}: {reason}" for n in rejected),
+        }
     else:
         cond = {"type": "ReservationsFit", "status": "True", "reason": "AllGranted", "message": ""}
     cond["lastTransitionTime"] = "2026-01-01T00:00:00Z"
-    status = {"reserved": sum(granted.values()), "unreserved": 10 - sum(granted.values()),
-              "granted": granted, "rejected": rejected, "conditions": [cond],
-              "rejectedReasons": {n: reason for n in rejected}}
+    status = {
+        "reserved": sum(granted.values()),
+        "unreserved": 10 - sum(granted.values()),
+        "granted": granted,
+        "rejected": rejected,
+        "conditions": [cond],
+        "rejectedReasons": {n: reason for n in rejected},
+    }
     # A JSON merge patch merges maps: names no longer granted must be nulled; replace instead.
-    await kubectl(cp, "patch", "concurrencyquota", "default", "-n", namespace,
-                  "--subresource=status", "--type=json", "-p",
-                  json.dumps([{"op": "add", "path": "/status", "value": status}]))
+    await kubectl(
+        cp,
+        "patch",
+        "concurrencyquota",
+        "default",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=json",
+        "-p",
+        json.dumps([{"op": "add", "path": "/status", "value": status}]),
+    )
 
 
 async def burst(router: Router, name: str, n: int, sleep: float = 1.0) -> list[tuple[int, str | None]]:
     """n concurrent invocations; (status, throttle reason) each, sorted."""
+
     async def one():
         status, _, body = await router.invoke_json(name, {"sleep": sleep})
         return status, (body or {}).get("Reason") if status == 429 else None
+
     return sorted(await asyncio.gather(*(one() for _ in range(n))), key=lambda r: (r[0], r[1] or ""))
 
 
@@ -72,8 +91,7 @@ async def router(control_plane, namespace, crds, aiohttp_client, tmp_path):
     for doc in docs:
         await kubectl(control_plane, "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
     await publish(control_plane, namespace, {"granted": 1, "rejected": 0}, ["rejected"], REJECTION)
-    source = KubernetesSource(kubeconfig=str(control_plane.kubeconfig), namespaces=[namespace],
-                              watch_timeout=5)
+    source = KubernetesSource(kubeconfig=str(control_plane.kubeconfig), namespaces=[namespace], watch_timeout=5)
     config = router_config(tmp_path, source=source, namespace=namespace, generic_pool_size=0)
     config.snapshot = None
     app = await init_app(config)
@@ -111,6 +129,7 @@ async def test_a_new_decision_is_applied_without_restart(router, namespace, cont
         c = await concurrency(router, namespace, "rejected")
         p = await concurrency(router, namespace, "pending")
         return c["reservedGranted"] == 2 and p["reservedGranted"] == 1
+
     await router.eventually(applied, timeout=20, interval=0.1)
     assert (await concurrency(router, namespace, "granted"))["unreservedPool"] == 6
     assert await burst(router, "rejected", 3) == [(200, None), (200, None), (429, RESERVED_EXCEEDED)]
@@ -120,5 +139,6 @@ async def test_a_new_decision_is_applied_without_restart(router, namespace, cont
 
     async def revoked():
         return (await concurrency(router, namespace, "rejected"))["reservationRejected"] == REJECTION
+
     await router.eventually(revoked, timeout=20, interval=0.1)
     assert await burst(router, "rejected", 3, sleep=0.5) == [(200, None), (200, None), (429, CONCURRENT_EXCEEDED)]

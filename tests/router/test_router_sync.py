@@ -49,8 +49,8 @@ async def test_curl_style_form_content_type_and_empty_body(make_router):
     router = await make_router(function("echo", ECHO))
     # curl -d sends application/x-www-form-urlencoded: accepted, like Lambda.
     status, _, body = await router.invoke_json(
-        "echo", data=b'{"name":"x"}',
-        headers={"Content-Type": "application/x-www-form-urlencoded"})
+        "echo", data=b'{"name":"x"}', headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert status == 200 and body["event"] == {"name": "x"}
     status, _, body = await router.invoke_json("echo", data=b"")
     assert status == 200 and body["event"] == {}
@@ -87,11 +87,13 @@ async def test_errors(make_router):
     status, _, body = await router.invoke_json("echo", data=b'"' + b"x" * (6 * 1024 * 1024) + b'"')
     assert status == 413 and body["errorType"] == "RequestTooLargeException"
     status, _, body = await router.invoke_json(
-        "echo", data=b'"' + b"x" * (256 * 1024) + b'"', headers={"X-Amz-Invocation-Type": "Event"})
+        "echo", data=b'"' + b"x" * (256 * 1024) + b'"', headers={"X-Amz-Invocation-Type": "Event"}
+    )
     assert status == 413 and body["errorType"] == "RequestTooLargeException"
 
     status, _, body = await router.invoke_json(
-        "echo", data=b"--x\r\n", headers={"Content-Type": "multipart/form-data; boundary=x"})
+        "echo", data=b"--x\r\n", headers={"Content-Type": "multipart/form-data; boundary=x"}
+    )
     assert status == 415 and body["errorType"] == "UnsupportedMediaTypeException"
 
     status, _, body = await router.invoke_json("echo", {}, headers={"X-Amz-Invocation-Type": "Later"})
@@ -117,7 +119,8 @@ async def test_tail_log_and_client_context(make_router):
     router = await make_router(function("echo", ECHO), function("fails", FAILS))
     ctx = base64.b64encode(json.dumps({"custom": {"user": "u1"}}).encode()).decode()
     status, h, body = await router.invoke_json(
-        "echo", {"q": 1}, headers={"X-Amz-Log-Type": "Tail", "X-Amz-Client-Context": ctx})
+        "echo", {"q": 1}, headers={"X-Amz-Log-Type": "Tail", "X-Amz-Client-Context": ctx}
+    )
     assert status == 200 and body["clientContext"] == {"user": "u1"}
     log = base64.b64decode(h["X-Amz-Log-Result"]).decode()
     assert "START RequestId" in log and "REPORT RequestId" in log
@@ -163,8 +166,11 @@ async def test_a_large_inline_function_runs_locally(make_router):
     """A valid 150 KiB inline source (the CRD allows 256 Ki chars) starts a fresh local
     process: the code goes in POST /init, not in an environment variable (Linux caps one
     at 128 KiB and the exec failed with E2BIG)."""
-    source = "X = 1\n" + "# padding line of the module, long enough to add up quickly\n" * 2600 + \
-        "def handler(event, context):\n    return {'size': len(open(__file__).read()), 'x': X}\n"
+    source = (
+        "X = 1\n"
+        + "# padding line of the module, long enough to add up quickly\n" * 2600
+        + "def handler(event, context):\n    return {'size': len(open(__file__).read()), 'x': X}\n"
+    )
     assert len(source.encode()) > 150 * 1024
     router = await make_router(function("big", source), generic_pool_size=0)
     status, headers, body = await router.invoke_json("big", {})

@@ -108,8 +108,11 @@ def exchange_ours(chunks: list[bytes], eof: bool = False, body: bytes = PAYLOAD)
 def exchange_h11(chunks: list[bytes], eof: bool = False) -> Outcome:
     """h11's client after sending the same request, fed the same answer."""
     conn = h11.Connection(h11.CLIENT)
-    conn.send(h11.Request(method="POST", target="/invoke",
-                          headers=[("Host", "10.0.0.7:8080"), ("Content-Length", str(len(PAYLOAD)))]))
+    conn.send(
+        h11.Request(
+            method="POST", target="/invoke", headers=[("Host", "10.0.0.7:8080"), ("Content-Length", str(len(PAYLOAD)))]
+        )
+    )
     conn.send(h11.Data(data=PAYLOAD))
     conn.send(h11.EndOfMessage())
     head: h11.Response | None = None
@@ -236,30 +239,78 @@ ROWS = [
     # regression: any number of digits went to int() (past 4300 digits it raises).
     Row("content-length-too-many-digits", _with(b"Content-Length: " + b"9" * 30), status=None, refused=True),
     # -- divergences by design ---------------------------------------------------------------
-    Row("chunked", _with(b"Transfer-Encoding: chunked", b"2\r\n{}\r\n0\r\n\r\n"), status=None, refused=True,
-        h11=(200, False), why="the runtime always sends Content-Length; one framing rule, nothing to guess"),
+    Row(
+        "chunked",
+        _with(b"Transfer-Encoding: chunked", b"2\r\n{}\r\n0\r\n\r\n"),
+        status=None,
+        refused=True,
+        h11=(200, False),
+        why="the runtime always sends Content-Length; one framing rule, nothing to guess",
+    ),
     # regression: with both headers ours framed the body by Content-Length while h11 (and
     # RFC 9112 6.3) let Transfer-Encoding win: two readings of the same bytes.
-    Row("content-length-and-chunked",
+    Row(
+        "content-length-and-chunked",
         _with(b"Content-Length: 2\r\nTransfer-Encoding: chunked", b"2\r\n{}\r\n0\r\n\r\n"),
-        status=None, refused=True, h11=(200, False),
-        why="a response with Transfer-Encoding is refused, with or without Content-Length"),
-    Row("read-until-close", _resp(b"HTTP/1.1 200 OK", b"{}"), status=None, refused=True, eof=True, h11=(200, False),
-        why="a body ended by EOF cannot be told from a truncated one; the runtime never sends it"),
-    Row("no-body-204", [b"HTTP/1.1 204 No Content\r\n\r\n"], status=None, refused=True, h11=(204, False),
-        why="the runtime sends Content-Length even for empty bodies; its absence means a stranger"),
-    Row("bare-lf-line-endings", [b"HTTP/1.1 200 OK\nContent-Length: 2\n\n{}"], status=None, refused=True, eof=True,
-        h11=(200, False), why="the runtime writes CRLF; ours looks for CRLFCRLF only, so this never "
-                              "completes and the EOF makes it a failure"),
-    Row("obs-fold", _with(b"Content-Length: 2\r\nX-A: 1\r\n  folded"), status=None, refused=True, h11=(200, False),
-        why="obs-fold is refused (RFC 9112 5.2 allows it); h11 unfolds it"),
+        status=None,
+        refused=True,
+        h11=(200, False),
+        why="a response with Transfer-Encoding is refused, with or without Content-Length",
+    ),
+    Row(
+        "read-until-close",
+        _resp(b"HTTP/1.1 200 OK", b"{}"),
+        status=None,
+        refused=True,
+        eof=True,
+        h11=(200, False),
+        why="a body ended by EOF cannot be told from a truncated one; the runtime never sends it",
+    ),
+    Row(
+        "no-body-204",
+        [b"HTTP/1.1 204 No Content\r\n\r\n"],
+        status=None,
+        refused=True,
+        h11=(204, False),
+        why="the runtime sends Content-Length even for empty bodies; its absence means a stranger",
+    ),
+    Row(
+        "bare-lf-line-endings",
+        [b"HTTP/1.1 200 OK\nContent-Length: 2\n\n{}"],
+        status=None,
+        refused=True,
+        eof=True,
+        h11=(200, False),
+        why="the runtime writes CRLF; ours looks for CRLFCRLF only, so this never "
+        "completes and the EOF makes it a failure",
+    ),
+    Row(
+        "obs-fold",
+        _with(b"Content-Length: 2\r\nX-A: 1\r\n  folded"),
+        status=None,
+        refused=True,
+        h11=(200, False),
+        why="obs-fold is refused (RFC 9112 5.2 allows it); h11 unfolds it",
+    ),
     # regression: a folded line that looks like a header became one: ours framed the body
     # by the folded " Content-Length: 5" that h11 reads as part of X-A's value.
-    Row("obs-fold-hiding-content-length", _with(b"X-A: 1\r\n Content-Length: 5\r\nContent-Length: 2"),
-        status=None, refused=True, h11=(200, False), why="obs-fold is refused, as above"),
-    Row("del-in-value", _with(b"Content-Length: 2\r\nX-A: a\x7f"), status=None, refused=True, h11=(200, False),
+    Row(
+        "obs-fold-hiding-content-length",
+        _with(b"X-A: 1\r\n Content-Length: 5\r\nContent-Length: 2"),
+        status=None,
+        refused=True,
+        h11=(200, False),
+        why="obs-fold is refused, as above",
+    ),
+    Row(
+        "del-in-value",
+        _with(b"Content-Length: 2\r\nX-A: a\x7f"),
+        status=None,
+        refused=True,
+        h11=(200, False),
         why="h11's field-vchar lets DEL through; RFC 9110 5.5 does not, and the router passes "
-            "some runtime headers on to API clients"),
+        "some runtime headers on to API clients",
+    ),
 ]
 
 
@@ -291,9 +342,11 @@ def test_answer_one_byte_per_read(row):
 
 def test_answer_split_at_every_byte_boundary():
     """A realistic answer (1xx first, the runtime's headers) cut into two reads anywhere."""
-    data = (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 12\r\nX-Request-Id: req-1\r\n"
-            b"X-Env-Id: env-1\r\n\r\n{\"ok\":\r\n\r\n1}")
+    data = (
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 12\r\nX-Request-Id: req-1\r\n"
+        b'X-Env-Id: env-1\r\n\r\n{"ok":\r\n\r\n1}'
+    )
     whole, _ = exchange_ours([data])
     assert whole.summary() == (200, False) and whole.response[2] == b'{"ok":\r\n\r\n1}' and whole.reusable
     for cut in range(1, len(data)):

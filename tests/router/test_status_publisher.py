@@ -21,16 +21,26 @@ from lambdakube_router.status_publisher import StatusPublisher
 from tests.router.conftest import function, kubectl
 
 
-
 HELLO = """
 def handler(event, context):
     return {"ok": True}
 """
 
 OPERATOR_STATUS = {
-    "observedGeneration": 1, "ready": 2, "starting": 1, "provisioned": 2, "specHash": "abc123",
-    "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
-                    "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+    "observedGeneration": 1,
+    "ready": 2,
+    "starting": 1,
+    "provisioned": 2,
+    "specHash": "abc123",
+    "conditions": [
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "Ready",
+            "message": "",
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+        }
+    ],
 }
 
 
@@ -52,10 +62,21 @@ class Clock:
 
 
 async def create_function(cp, namespace: str, name: str = "hello") -> dict:
-    await kubectl(cp, "apply", "-n", namespace, "-f", "-",
-                  input=yaml.safe_dump(function(name, HELLO, namespace=namespace)))
-    await kubectl(cp, "patch", "function", name, "-n", namespace, "--subresource=status",
-                  "--type=merge", "-p", json.dumps({"status": OPERATOR_STATUS}))
+    await kubectl(
+        cp, "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(function(name, HELLO, namespace=namespace))
+    )
+    await kubectl(
+        cp,
+        "patch",
+        "function",
+        name,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": OPERATOR_STATUS}),
+    )
     return await get_fn(cp, namespace, name)
 
 
@@ -65,14 +86,14 @@ async def get_fn(cp, namespace: str, name: str = "hello") -> dict:
 
 
 async def events(cp, namespace: str, name: str = "hello") -> list[dict]:
-    out = await kubectl(cp, "get", "events", "-n", namespace, "-o", "json",
-                        "--field-selector", f"involvedObject.name={name}")
+    out = await kubectl(
+        cp, "get", "events", "-n", namespace, "-o", "json", "--field-selector", f"involvedObject.name={name}"
+    )
     return json.loads(out.stdout)["items"]
 
 
 def publisher_for(api_client, rows: list, clock=None, **kw) -> StatusPublisher:
-    return StatusPublisher(api_client, lambda: list(rows), clock=clock or Clock(),
-                           instance="router-test", **kw)
+    return StatusPublisher(api_client, lambda: list(rows), clock=clock or Clock(), instance="router-test", **kw)
 
 
 @pytest.mark.cluster
@@ -89,8 +110,18 @@ async def test_status_fields_land_and_operator_fields_stay(control_plane, namesp
             assert status[key] == value, key  # operator-owned fields untouched
 
         # The operator writing its fields afterwards does not disturb ours either.
-        await kubectl(control_plane, "patch", "function", "hello", "-n", namespace,
-                      "--subresource=status", "--type=merge", "-p", json.dumps({"status": {"ready": 4}}))
+        await kubectl(
+            control_plane,
+            "patch",
+            "function",
+            "hello",
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps({"status": {"ready": 4}}),
+        )
         status = (await get_fn(control_plane, namespace))["status"]
         assert (status["ready"], status["busy"], status["idle"], status["coldStarts"]) == (4, 2, 3, 5)
     finally:
@@ -122,8 +153,7 @@ async def test_no_write_when_nothing_changed(control_plane, namespace, crds, api
 
 
 @pytest.mark.cluster
-async def test_events_have_reason_type_owner_and_are_rate_limited(
-        control_plane, namespace, crds, api_client):
+async def test_events_have_reason_type_owner_and_are_rate_limited(control_plane, namespace, crds, api_client):
     fn = await create_function(control_plane, namespace)
     uid = fn["metadata"]["uid"]
     ref = FunctionRef(namespace, "hello", None)  # no UID known: the publisher finds it
@@ -159,11 +189,14 @@ async def test_events_have_reason_type_owner_and_are_rate_limited(
         await publisher.tick()
         evs = await events(control_plane, namespace)
         assert len(evs) == 4
-        assert sorted(e["message"] for e in evs) == sorted([
-            "3 cold starts in the last 60s, init p50 12 ms",
-            f"17 invocations throttled in the last 60s: {RESERVED_EXCEEDED}",
-            "4 cold starts in the last 60s",
-            f"4 invocations throttled in the last 60s: {RESERVED_EXCEEDED}"])
+        assert sorted(e["message"] for e in evs) == sorted(
+            [
+                "3 cold starts in the last 60s, init p50 12 ms",
+                f"17 invocations throttled in the last 60s: {RESERVED_EXCEEDED}",
+                "4 cold starts in the last 60s",
+                f"4 invocations throttled in the last 60s: {RESERVED_EXCEEDED}",
+            ]
+        )
         assert publisher.events_posted == 4
     finally:
         await publisher.close()
@@ -248,7 +281,8 @@ async def test_publisher_loop_with_a_tiny_interval(control_plane, namespace, crd
 
 @pytest.mark.cluster
 async def test_router_with_kubernetes_backend_publishes_its_activity(
-        control_plane, namespace, crds, aiohttp_client, tmp_path):
+    control_plane, namespace, crds, aiohttp_client, tmp_path
+):
     """End to end through the app wiring: the router with the kubernetes backend starts the
     publisher, and the engine's throttles reach the Function as status and an Event.
     (reservedConcurrency 0 throttles every call, so no pod has to run.)"""
@@ -259,8 +293,7 @@ async def test_router_with_kubernetes_backend_publishes_its_activity(
     doc = function("hello", HELLO, namespace=namespace, reservedConcurrency=0)
     await kubectl(control_plane, "apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(doc))
     backend = KubernetesBackend(kubeconfig=str(control_plane.kubeconfig))
-    config = router_config(tmp_path, doc, backend=backend, namespace=namespace,
-                           status_interval_seconds=0.1)
+    config = router_config(tmp_path, doc, backend=backend, namespace=namespace, status_interval_seconds=0.1)
     router = Router(await aiohttp_client(await init_app(config)), None, config)
     try:
         for _ in range(3):

@@ -72,8 +72,10 @@ def shared_runtime():
         if runtime is None:
             runtime = running[key] = launch(handler, **kwargs)
         elif runtime.proc.poll() is not None:
-            pytest.fail(f"the module's shared runtime {key} exited ({runtime.proc.returncode}) "
-                        f"in an earlier test; stderr={runtime.stderr}")
+            pytest.fail(
+                f"the module's shared runtime {key} exited ({runtime.proc.returncode}) "
+                f"in an earlier test; stderr={runtime.stderr}"
+            )
         return runtime
 
     yield get

@@ -253,17 +253,29 @@ ROWS = [
     Row("mixed-line-endings", b"GET /healthz HTTP/1.1\r\nHost: x\nX-A: 1\r\n\n"),
     Row("http10-no-host", b"GET /healthz HTTP/1.0\r\n\r\n"),
     # -- Expect: 100-continue ----------------------------------------------------------
-    Row("expect-head-only", b"POST /invoke HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n",
-        count=0),
-    Row("expect-head-and-body",
-        b"POST /invoke HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n{}"),
-    Row("expect-any-case", b"POST /invoke HTTP/1.1\r\n" + H + b"Expect: 100-Continue\r\nContent-Length: 2\r\n\r\n",
-        count=0),
-    Row("expect-partial-body", b"POST /invoke HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n{",
-        count=0),
+    Row(
+        "expect-head-only",
+        b"POST /invoke HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+        count=0,
+    ),
+    Row(
+        "expect-head-and-body",
+        b"POST /invoke HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n{}",
+    ),
+    Row(
+        "expect-any-case",
+        b"POST /invoke HTTP/1.1\r\n" + H + b"Expect: 100-Continue\r\nContent-Length: 2\r\n\r\n",
+        count=0,
+    ),
+    Row(
+        "expect-partial-body",
+        b"POST /invoke HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n{",
+        count=0,
+    ),
     Row("expect-empty-body", b"POST /invoke HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\nContent-Length: 0\r\n\r\n"),
-    Row("expect-http10-ignored", b"POST /invoke HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
-        count=0),
+    Row(
+        "expect-http10-ignored", b"POST /invoke HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", count=0
+    ),
     # -- keep-alive, pipelining, incomplete input --------------------------------------
     Row("connection-close", CLOSE),
     Row("connection-close-in-token-list", _header(b"Connection: keep-alive, Close")),
@@ -329,62 +341,175 @@ ROWS = [
     Row("te-chunked-twice", _te(b"chunked\r\nTransfer-Encoding: chunked", CHUNKED_BODY), count=0, status=411),
     Row("te-coding-list", _te(b"gzip, chunked", CHUNKED_BODY), count=0, status=411),
     Row("te-chunked-bad-size", _te(b"chunked", b"zz\r\n{}\r\n0\r\n\r\n"), count=0, status=411),
-    Row("te-name-space-before-colon", b"POST /invoke HTTP/1.1\r\n" + H + b"Transfer-Encoding : chunked\r\n\r\n",
-        count=0, status=400),
+    Row(
+        "te-name-space-before-colon",
+        b"POST /invoke HTTP/1.1\r\n" + H + b"Transfer-Encoding : chunked\r\n\r\n",
+        count=0,
+        status=400,
+    ),
     # -- divergences by design -----------------------------------------------------------
-    Row("te-chunked", _te(b"chunked", CHUNKED_BODY), count=0, status=411, h11=(1, None),
+    Row(
+        "te-chunked",
+        _te(b"chunked", CHUNKED_BODY),
+        count=0,
+        status=411,
+        h11=(1, None),
         why="chunked request bodies are refused (411, RFC 9110 15.5.12): the router always sends "
-            "Content-Length, and one framing rule is one less to get wrong"),
-    Row("te-chunked-extensions", _te(b"chunked", b"2;name=value\r\n{}\r\n0;last\r\n\r\n"), count=0, status=411,
-        h11=(1, None), why="chunked bodies are refused, with or without chunk extensions"),
-    Row("te-chunked-trailers", _te(b"chunked", b"2\r\n{}\r\n0\r\nX-Trailer: 1\r\n\r\n"), count=0, status=411,
-        h11=(1, None), why="chunked bodies are refused, with or without trailers"),
-    Row("te-chunked-http10", _te(b"chunked", CHUNKED_BODY, version=b"HTTP/1.0"), count=0, status=411,
-        h11=(1, None), why="Transfer-Encoding is refused whatever the version"),
-    Row("cl-plus-te-smuggling", _te(b"chunked", b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
-                                     extra=b"Content-Length: 38\r\n"),
-        count=0, status=411, h11=(2, None),
+        "Content-Length, and one framing rule is one less to get wrong",
+    ),
+    Row(
+        "te-chunked-extensions",
+        _te(b"chunked", b"2;name=value\r\n{}\r\n0;last\r\n\r\n"),
+        count=0,
+        status=411,
+        h11=(1, None),
+        why="chunked bodies are refused, with or without chunk extensions",
+    ),
+    Row(
+        "te-chunked-trailers",
+        _te(b"chunked", b"2\r\n{}\r\n0\r\nX-Trailer: 1\r\n\r\n"),
+        count=0,
+        status=411,
+        h11=(1, None),
+        why="chunked bodies are refused, with or without trailers",
+    ),
+    Row(
+        "te-chunked-http10",
+        _te(b"chunked", CHUNKED_BODY, version=b"HTTP/1.0"),
+        count=0,
+        status=411,
+        h11=(1, None),
+        why="Transfer-Encoding is refused whatever the version",
+    ),
+    Row(
+        "cl-plus-te-smuggling",
+        _te(b"chunked", b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", extra=b"Content-Length: 38\r\n"),
+        count=0,
+        status=411,
+        h11=(2, None),
         why="Content-Length with Transfer-Encoding is the classic smuggling vector: h11 lets "
-            "chunked win (RFC 9112 6.3) and so sees a second request; ours refuses the message "
-            "(which 6.3 allows) and parses nothing after it"),
-    Row("content-length-repeated-equal", _cl(b"2\r\nContent-Length: 2"), h11=(1, None),
+        "chunked win (RFC 9112 6.3) and so sees a second request; ours refuses the message "
+        "(which 6.3 allows) and parses nothing after it",
+    ),
+    Row(
+        "content-length-repeated-equal",
+        _cl(b"2\r\nContent-Length: 2"),
+        h11=(1, None),
         why="the same framing (a 2-byte body), but ours keeps the header as received, joined like "
-            "any repeated header ('2, 2'), where h11 collapses equal Content-Length values"),
-    Row("content-length-list-equal", _cl(b"2, 2"), count=0, status=400, h11=(1, None),
+        "any repeated header ('2, 2'), where h11 collapses equal Content-Length values",
+    ),
+    Row(
+        "content-length-list-equal",
+        _cl(b"2, 2"),
+        count=0,
+        status=400,
+        h11=(1, None),
         why="RFC 9112 6.3 lets a recipient either reject '2, 2' or collapse it; ours rejects "
-            "(only separate equal header lines are collapsed)"),
-    Row("content-length-over-body-cap", _cl(b"99999999999"), count=0, status=413, h11=(0, None),
-        why="bodies are capped at Lambda's 6 MB invoke payload; h11 has no cap and waits for the body"),
-    Row("header-too-large", _header(b"X-Big: " + b"a" * 20000), count=0, status=431, h11=(1, None),
+        "(only separate equal header lines are collapsed)",
+    ),
+    Row(
+        "content-length-over-body-cap",
+        _cl(b"99999999999"),
+        count=0,
+        status=413,
+        h11=(0, None),
+        why="bodies are capped at Lambda's 6 MB invoke payload; h11 has no cap and waits for the body",
+    ),
+    Row(
+        "header-too-large",
+        _header(b"X-Big: " + b"a" * 20000),
+        count=0,
+        status=431,
+        h11=(1, None),
         why="h11 caps only a head that is still incomplete (see test_oversize_head_in_pieces); ours "
-            "caps every head, however it arrived"),
-    Row("target-too-long", _line(b"GET /" + b"a" * 20000 + b" HTTP/1.1"), count=0, status=431, h11=(1, None),
-        why="as header-too-large: the request line counts towards the same cap"),
-    Row("too-many-headers", b"GET /healthz HTTP/1.1\r\n" + H + b"".join(b"X-%d: v\r\n" % i for i in range(150))
-        + b"\r\n", count=0, status=431, h11=(1, None),
-        why="ours caps the number of header lines (MAX_HEADERS) as well as their bytes"),
-    Row("obs-fold", _header(b"X-A: 1\r\n  folded"), count=0, status=400, h11=(1, None),
-        why="RFC 9112 5.2 lets a server reject obs-fold with 400 instead of unfolding it"),
-    Row("http2-version", _line(b"GET /healthz HTTP/2.0"), count=0, status=505, h11=(1, None),
-        why="h11 parses any N.N version and leaves the decision to the application; ours answers 505"),
-    Row("http12-version", _line(b"GET /healthz HTTP/1.2"), count=0, status=505, h11=(1, None),
-        why="RFC 9112 2.3 says SHOULD treat 1.2 as 1.1; no client sends it, and refusing is safer"),
-    Row("missing-host", b"GET /healthz HTTP/1.1\r\n\r\n", h11=(0, 400),
+        "caps every head, however it arrived",
+    ),
+    Row(
+        "target-too-long",
+        _line(b"GET /" + b"a" * 20000 + b" HTTP/1.1"),
+        count=0,
+        status=431,
+        h11=(1, None),
+        why="as header-too-large: the request line counts towards the same cap",
+    ),
+    Row(
+        "too-many-headers",
+        b"GET /healthz HTTP/1.1\r\n" + H + b"".join(b"X-%d: v\r\n" % i for i in range(150)) + b"\r\n",
+        count=0,
+        status=431,
+        h11=(1, None),
+        why="ours caps the number of header lines (MAX_HEADERS) as well as their bytes",
+    ),
+    Row(
+        "obs-fold",
+        _header(b"X-A: 1\r\n  folded"),
+        count=0,
+        status=400,
+        h11=(1, None),
+        why="RFC 9112 5.2 lets a server reject obs-fold with 400 instead of unfolding it",
+    ),
+    Row(
+        "http2-version",
+        _line(b"GET /healthz HTTP/2.0"),
+        count=0,
+        status=505,
+        h11=(1, None),
+        why="h11 parses any N.N version and leaves the decision to the application; ours answers 505",
+    ),
+    Row(
+        "http12-version",
+        _line(b"GET /healthz HTTP/1.2"),
+        count=0,
+        status=505,
+        h11=(1, None),
+        why="RFC 9112 2.3 says SHOULD treat 1.2 as 1.1; no client sends it, and refusing is safer",
+    ),
+    Row(
+        "missing-host",
+        b"GET /healthz HTTP/1.1\r\n\r\n",
+        h11=(0, 400),
         why="Host is not used by the runtime (no virtual hosts; reached by pod IP), and kubelet "
-            "probes or hand-written tools must not get a 400 for leaving it out"),
+        "probes or hand-written tools must not get a 400 for leaving it out",
+    ),
     Row("duplicate-host", _header(b"Host: y"), h11=(0, 400), why="Host is never read by the runtime"),
-    Row("leading-empty-lines", b"\r\n\n" + GET, h11=(0, 400),
-        why="RFC 9112 2.2: a server SHOULD ignore at least one empty line before a request; h11 refuses"),
-    Row("del-in-value", _header(b"X-A: a\x7f"), count=0, status=400, h11=(1, None),
+    Row(
+        "leading-empty-lines",
+        b"\r\n\n" + GET,
+        h11=(0, 400),
+        why="RFC 9112 2.2: a server SHOULD ignore at least one empty line before a request; h11 refuses",
+    ),
+    Row(
+        "del-in-value",
+        _header(b"X-A: a\x7f"),
+        count=0,
+        status=400,
+        h11=(1, None),
         why="h11's field-vchar is [^\\x00\\s], so it lets DEL and most control characters through; "
-            "RFC 9110 5.5 forbids them and ours echoes X-Request-Id into its answer"),
-    Row("control-char-in-value", _header(b"X-Request-Id: a\x01b"), count=0, status=400, h11=(1, None),
-        why="as del-in-value"),
-    Row("tls-client-hello", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)), count=0,
-        h11=(0, 400), why="h11 refuses a request line that is obviously invalid before it is complete; ours "
-                          "judges only complete heads, so such a client waits for the read timeout (408)"),
-    Row("http10-keep-alive", b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + GET, count=2,
-        h11=(1, None), why="ours keeps HTTP/1.0 connections alive on request; h11 always closes them"),
+        "RFC 9110 5.5 forbids them and ours echoes X-Request-Id into its answer",
+    ),
+    Row(
+        "control-char-in-value",
+        _header(b"X-Request-Id: a\x01b"),
+        count=0,
+        status=400,
+        h11=(1, None),
+        why="as del-in-value",
+    ),
+    Row(
+        "tls-client-hello",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32)),
+        count=0,
+        h11=(0, 400),
+        why="h11 refuses a request line that is obviously invalid before it is complete; ours "
+        "judges only complete heads, so such a client waits for the read timeout (408)",
+    ),
+    Row(
+        "http10-keep-alive",
+        b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + GET,
+        count=2,
+        h11=(1, None),
+        why="ours keeps HTTP/1.0 connections alive on request; h11 always closes them",
+    ),
 ]
 
 
@@ -411,14 +536,16 @@ def test_one_byte_per_read(row):
     chunks = [row.data[i : i + 1] for i in range(len(row.data))]
     ours = parse_ours(chunks)
     _check(row, ours, parse_h11(chunks))
-    assert dataclasses.replace(ours, continued=False) == dataclasses.replace(
-        parse_ours([row.data]), continued=False
-    ), "splitting the stream changed what ours parsed"
+    assert dataclasses.replace(ours, continued=False) == dataclasses.replace(parse_ours([row.data]), continued=False), (
+        "splitting the stream changed what ours parsed"
+    )
 
 
 SPLIT_STREAMS = {
     "pipelined": GET + _cl(b"9", b"a\r\n\r\nb\r\nc") + b"GET /x?y HTTP/1.1\r\n" + H + b"X-A: 1\r\n\r\n" + CLOSE,
-    "expect-then-pipelined": b"POST /invoke HTTP/1.1\r\n" + H + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n{}"
+    "expect-then-pipelined": b"POST /invoke HTTP/1.1\r\n"
+    + H
+    + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n{}"
     + GET,
     "bare-lf-pipelined": b"\n" + b"GET /a HTTP/1.1\nHost: x\n\n" + b"POST /b HTTP/1.1\nHost: x\nContent-Length: 1\n\nz",
     "refused-mid-pipeline": GET + _cl(b"2\r\nContent-Length: 3") + GET,
@@ -473,7 +600,6 @@ def test_expect_continue_sent_only_while_the_body_is_missing():
         assert ours.verdict() == theirs.verdict()
 
 
-
 # -- end to end: a real runtime process ------------------------------------------------------
 
 
@@ -507,8 +633,12 @@ def test_real_runtime_answers_read_by_h11(start_runtime):
     exchanges = [
         (h11.Request(method="GET", target="/healthz", headers=host), b""),
         (h11.Request(method="POST", target="/invoke", headers=host + [("Content-Length", "2")]), b"{}"),
-        (h11.Request(method="POST", target="/invoke",
-                     headers=host + [("Content-Length", "2"), ("Expect", "100-continue")]), b"{}"),
+        (
+            h11.Request(
+                method="POST", target="/invoke", headers=host + [("Content-Length", "2"), ("Expect", "100-continue")]
+            ),
+            b"{}",
+        ),
         (h11.Request(method="GET", target="/nope", headers=host), b""),
         (h11.Request(method="GET", target="/readyz", headers=host + [("Connection", "close")]), b""),
     ]

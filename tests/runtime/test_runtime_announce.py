@@ -41,21 +41,35 @@ def recorder():
 
 def test_a_runtime_announces_where_it_listens(start_runtime, recorder):
     url = f"http://127.0.0.1:{recorder.server_address[1]}/internal/v1/environments/listening"
-    runtime = start_runtime(code_dir=None, wait=None, env={
-        "LAMBDAKUBE_ANNOUNCE_URL": url, "LAMBDAKUBE_ANNOUNCE_TOKEN": "t0ken", "LAMBDAKUBE_POD_IP": "127.0.0.1"})
+    runtime = start_runtime(
+        code_dir=None,
+        wait=None,
+        env={"LAMBDAKUBE_ANNOUNCE_URL": url, "LAMBDAKUBE_ANNOUNCE_TOKEN": "t0ken", "LAMBDAKUBE_POD_IP": "127.0.0.1"},
+    )
     assert Recorder.got.wait(10), "no announce arrived"
-    assert Recorder.bodies == [{"path": "/internal/v1/environments/listening", "envId": "env-test",
-                                "address": f"127.0.0.1:{runtime.port}", "token": "t0ken"}]
+    assert Recorder.bodies == [
+        {
+            "path": "/internal/v1/environments/listening",
+            "envId": "env-test",
+            "address": f"127.0.0.1:{runtime.port}",
+            "token": "t0ken",
+        }
+    ]
     # What the router then checks: the address answers as this environment.
     assert runtime.get_json("/readyz") == (503, {"ready": False, "state": "generic", "envId": "env-test"})
 
 
-@pytest.mark.parametrize("url, parsed", [
-    ("http://10.244.0.5:9000/internal/v1/environments/listening",
-     ("10.244.0.5", 9000, "/internal/v1/environments/listening")),
-    ("http://[fd00::5]:9000/x", ("fd00::5", 9000, "/x")),
-    ("http://router:9000", ("router", 9000, "/")),
-])
+@pytest.mark.parametrize(
+    "url, parsed",
+    [
+        (
+            "http://10.244.0.5:9000/internal/v1/environments/listening",
+            ("10.244.0.5", 9000, "/internal/v1/environments/listening"),
+        ),
+        ("http://[fd00::5]:9000/x", ("fd00::5", 9000, "/x")),
+        ("http://router:9000", ("router", 9000, "/")),
+    ],
+)
 def test_announce_url_parsing(url, parsed):
     assert _split(url) == parsed
 

@@ -19,11 +19,15 @@ def test_function_arn_is_what_the_invoke_api_accepts():
     assert parse_function_name(function_arn("team-a", "hello"), None, "default") == ("team-a", "hello", None)
 
 
-@pytest.mark.parametrize("moment, text", [
-    (NOON, "2026-01-01T12:00:00Z"),
-    (NOON.astimezone(timezone(timedelta(hours=2))), "2026-01-01T12:00:00Z"),
-    (NOON.timestamp(), "2026-01-01T12:00:00Z"),
-], ids=["utc", "offset", "unix-time"])
+@pytest.mark.parametrize(
+    "moment, text",
+    [
+        (NOON, "2026-01-01T12:00:00Z"),
+        (NOON.astimezone(timezone(timedelta(hours=2))), "2026-01-01T12:00:00Z"),
+        (NOON.timestamp(), "2026-01-01T12:00:00Z"),
+    ],
+    ids=["utc", "offset", "unix-time"],
+)
 def test_rfc3339(moment, text):
     assert rfc3339(moment) == text
     assert parse_rfc3339(text) == NOON.replace(microsecond=0)

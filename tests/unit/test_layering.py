@@ -50,9 +50,13 @@ RUNTIME = REPO / "runtime-image" / "lambdakube_runtime"
 
 @pytest.mark.parametrize("path", files(RUNTIME), ids=lambda p: str(p.relative_to(REPO)))
 def test_the_runtime_imports_only_the_standard_library(path):
-    bad = sorted(m for m in imports(path)
-                 if m.split(".")[0] not in sys.stdlib_module_names and m.split(".")[0] != "lambdakube_runtime"
-                 and m != "__future__")
+    bad = sorted(
+        m
+        for m in imports(path)
+        if m.split(".")[0] not in sys.stdlib_module_names
+        and m.split(".")[0] != "lambdakube_runtime"
+        and m != "__future__"
+    )
     assert not bad, f"{path.relative_to(REPO)} imports {bad}: the runtime is stdlib only"
 
 
@@ -63,7 +67,16 @@ def test_the_kubernetes_backend_does_not_borrow_from_the_local_one():
 
 def test_the_pod_backends_decisions_do_no_io():
     path = REPO / "router" / "lambdakube_router" / "backends" / "claims.py"
-    io = ("aiohttp", "asyncio", "kubernetes", "socket", "subprocess", "time", "lambdakube.kubeclient",
-          "lambdakube_router.backends.pod_cache", "lambdakube_router.backends.podwatch")
+    io = (
+        "aiohttp",
+        "asyncio",
+        "kubernetes",
+        "socket",
+        "subprocess",
+        "time",
+        "lambdakube.kubeclient",
+        "lambdakube_router.backends.pod_cache",
+        "lambdakube_router.backends.podwatch",
+    )
     bad = sorted(m for m in imports(path) if any(m == x or m.startswith(x + ".") for x in io))
     assert not bad, f"claims.py imports {bad}: decisions are pure, I/O lives in kubernetes.py"

@@ -78,5 +78,8 @@ def test_structural_schema_has_no_refs_or_unions():
     assert spec_schema["required"] == ["handler"]
     assert spec_schema["properties"]["env"]["additionalProperties"]["type"] == "string"
     assert spec_schema["properties"]["timeoutSeconds"] == {
-        "default": 3, "maximum": 900, "minimum": 1, "type": "integer"
+        "default": 3,
+        "maximum": 900,
+        "minimum": 1,
+        "type": "integer",
     }

@@ -9,7 +9,13 @@ import pytest
 
 from lambdakube.resources import generic_pod, labels, runtime_image_hash
 from lambdakube_operator.planning import (
-    EXITED, NOT_READY, OUTDATED, SURPLUS, PodView, Timing, plan_generic,
+    EXITED,
+    NOT_READY,
+    OUTDATED,
+    SURPLUS,
+    PodView,
+    Timing,
+    plan_generic,
 )
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -18,12 +24,27 @@ HASH = runtime_image_hash(IMAGE)
 TIMING = Timing(start_deadline=60, max_creates=3)
 
 
-def gp(name: str, *, age: float = 10, ready: bool = True, image_hash: str = HASH,
-       phase: str = "Running", terminating: bool = False) -> PodView:
+def gp(
+    name: str,
+    *,
+    age: float = 10,
+    ready: bool = True,
+    image_hash: str = HASH,
+    phase: str = "Running",
+    terminating: bool = False,
+) -> PodView:
     created = NOW - timedelta(seconds=age)
-    return PodView(name=name, created=created, role=labels.ROLE_GENERIC, ready=ready,
-                   unready_since=None if ready else created, phase=phase,
-                   terminating=terminating, owner_uid=None, image_hash=image_hash)
+    return PodView(
+        name=name,
+        created=created,
+        role=labels.ROLE_GENERIC,
+        ready=ready,
+        unready_since=None if ready else created,
+        phase=phase,
+        terminating=terminating,
+        owner_uid=None,
+        image_hash=image_hash,
+    )
 
 
 CASES = [
@@ -34,14 +55,16 @@ CASES = [
     ("starting pods count (no double creates)", [gp("a", ready=False)], 2, 1, {}),
     ("creates are capped per pass", [], 10, 3, {}),
     ("exited pods are replaced", [gp("a", phase="Failed"), gp("b")], 2, 1, {"a": EXITED}),
-    ("another runtime image is replaced", [gp("a", image_hash="0000000000"), gp("b")], 2, 1,
-     {"a": OUTDATED}),
-    ("pods never Ready are replaced after the deadline", [gp("a", ready=False, age=61)], 1, 1,
-     {"a": NOT_READY}),
+    ("another runtime image is replaced", [gp("a", image_hash="0000000000"), gp("b")], 2, 1, {"a": OUTDATED}),
+    ("pods never Ready are replaced after the deadline", [gp("a", ready=False, age=61)], 1, 1, {"a": NOT_READY}),
     ("terminating pods are ignored", [gp("a", terminating=True)], 1, 1, {}),
-    ("surplus goes not-ready first, then youngest",
-     [gp("old", age=30), gp("young", age=5), gp("unready", ready=False, age=40)], 1, 0,
-     {"unready": SURPLUS, "young": SURPLUS}),
+    (
+        "surplus goes not-ready first, then youngest",
+        [gp("old", age=30), gp("young", age=5), gp("unready", ready=False, age=40)],
+        1,
+        0,
+        {"unready": SURPLUS, "young": SURPLUS},
+    ),
     ("pool size lowered to zero", [gp("a"), gp("b")], 0, 0, {"a": SURPLUS, "b": SURPLUS}),
 ]
 

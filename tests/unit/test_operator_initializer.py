@@ -20,10 +20,14 @@ from lambdakube.resources import init_body, labels
 from lambdakube_operator.initializer import Initializer
 from tests.cluster.controlplane import free_port
 
-SPEC = FunctionSpec.model_validate({"handler": "index.handler", "provisionedConcurrency": 1,
-                                    "code": {"inline": {"source": "def handler(e, c):\n    return {'ok': e}\n"}}})
-BROKEN = FunctionSpec.model_validate({"handler": "index.handler",
-                                      "code": {"inline": {"source": "import left_pad\n"}}})
+SPEC = FunctionSpec.model_validate(
+    {
+        "handler": "index.handler",
+        "provisionedConcurrency": 1,
+        "code": {"inline": {"source": "def handler(e, c):\n    return {'ok': e}\n"}},
+    }
+)
+BROKEN = FunctionSpec.model_validate({"handler": "index.handler", "code": {"inline": {"source": "import left_pad\n"}}})
 
 
 class Annotations:

@@ -18,7 +18,8 @@ def _in_cluster(tmp_path, token: str) -> tuple[kubernetes.client.Configuration, 
     (tmp_path / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n")
     cfg = kubernetes.client.Configuration()
     loader = InClusterConfigLoader(
-        token_filename=str(tmp_path / "token"), cert_filename=str(tmp_path / "ca.crt"),
+        token_filename=str(tmp_path / "token"),
+        cert_filename=str(tmp_path / "ca.crt"),
         environ={"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"},
     )
     loader.load_and_set(cfg)

@@ -13,8 +13,17 @@ import pytest
 from lambdakube.models import FunctionSpec
 from lambdakube_operator import conditions as C
 from lambdakube_operator.planning import (
-    DRAIN_DEADLINE, EXITED, NOT_READY, OUTDATED, SURPLUS, FunctionView, PodView, Timing, init_error_of,
-    plan, status_patch,
+    DRAIN_DEADLINE,
+    EXITED,
+    NOT_READY,
+    OUTDATED,
+    SURPLUS,
+    FunctionView,
+    PodView,
+    Timing,
+    init_error_of,
+    plan,
+    status_patch,
 )
 from lambdakube.resources import labels, spec_hash
 
@@ -38,16 +47,32 @@ H, OLD_H = spec_hash(NEW), spec_hash(OLD)
 
 
 def fn(s: FunctionSpec | None = NEW, status: dict | None = None, **kw) -> FunctionView:
-    return FunctionView(name="hello", namespace="ns", uid=UID, generation=3, spec=s,
-                        spec_error=None if s else "spec: bad", status=status or {}, **kw)
+    return FunctionView(
+        name="hello",
+        namespace="ns",
+        uid=UID,
+        generation=3,
+        spec=s,
+        spec_error=None if s else "spec: bad",
+        status=status or {},
+        **kw,
+    )
 
 
-def pod(name: str, *, age: float = 10, ready: bool = True, role: str = labels.ROLE_PROVISIONED,
-        h: str | None = H, **kw) -> PodView:
+def pod(
+    name: str, *, age: float = 10, ready: bool = True, role: str = labels.ROLE_PROVISIONED, h: str | None = H, **kw
+) -> PodView:
     kw.setdefault("phase", "Running" if ready else "Pending")
     kw.setdefault("owner_uid", UID)
-    return PodView(name=name, created=ago(age), role=role, spec_hash=h, ready=ready,
-                   unready_since=None if ready else ago(age), **kw)
+    return PodView(
+        name=name,
+        created=ago(age),
+        role=role,
+        spec_hash=h,
+        ready=ready,
+        unready_since=None if ready else ago(age),
+        **kw,
+    )
 
 
 def cond(p, type_: str) -> dict:
@@ -63,218 +88,396 @@ def deletes(p) -> dict[str, str]:
 # Each case: (function, pods, keyword overrides for plan(), expectations).
 # Expectations: create, deletes {name: reason}, drain, stamp, adopt, initialize [(name,
 # address)], status fields, conditions {type: (status, reason)}, events [reason, ...].
-IMAGE = FunctionSpec.model_validate({"handler": "app.handler", "image": "registry.local/fn:1",
-                                     "provisionedConcurrency": 1})
+IMAGE = FunctionSpec.model_validate(
+    {"handler": "app.handler", "image": "registry.local/fn:1", "provisionedConcurrency": 1}
+)
 CASES = {
     # 5. Code through POST /init.
     "a listening provisioned pod without its code is sent it": (
-        fn(), [pod("a", ready=False, phase="Running", address="10.244.0.7:8080"),
-               pod("b", ready=False, phase="Pending")], {},
+        fn(),
+        [pod("a", ready=False, phase="Running", address="10.244.0.7:8080"), pod("b", ready=False, phase="Pending")],
+        {},
         dict(create=0, initialize=[("a", "10.244.0.7:8080")]),
     ),
     "a Ready pod has its code": (
-        fn(), [pod("a", address="10.244.0.7:8080"), pod("b", address="10.244.0.8:8080")], {},
+        fn(),
+        [pod("a", address="10.244.0.7:8080"), pod("b", address="10.244.0.8:8080")],
+        {},
         dict(initialize=[]),
     ),
     "a pod that reported an Init error is not sent its code again": (
-        fn(), [pod("a", ready=False, phase="Running", address="10.244.0.7:8080", init_error="boom"),
-               pod("b")], {},
+        fn(),
+        [pod("a", ready=False, phase="Running", address="10.244.0.7:8080", init_error="boom"), pod("b")],
+        {},
         dict(initialize=[]),
     ),
     "pods of an older spec, draining or on-demand pods are not the operator's to initialise": (
-        fn(), [pod("a"), pod("b"),
-               pod("old", ready=False, phase="Running", h=OLD_H, address="10.244.0.9:8080"),
-               pod("drn", ready=False, phase="Running", draining=True, address="10.244.0.10:8080"),
-               pod("od", ready=False, phase="Running", role=labels.ROLE_ON_DEMAND, address="10.244.0.11:8080")],
+        fn(),
+        [
+            pod("a"),
+            pod("b"),
+            pod("old", ready=False, phase="Running", h=OLD_H, address="10.244.0.9:8080"),
+            pod("drn", ready=False, phase="Running", draining=True, address="10.244.0.10:8080"),
+            pod("od", ready=False, phase="Running", role=labels.ROLE_ON_DEMAND, address="10.244.0.11:8080"),
+        ],
         {},
         dict(initialize=[]),
     ),
     "code in the image: the runtime initialises itself": (
-        fn(IMAGE), [pod("a", ready=False, phase="Running", h=spec_hash(IMAGE), address="10.244.0.7:8080")], {},
+        fn(IMAGE),
+        [pod("a", ready=False, phase="Running", h=spec_hash(IMAGE), address="10.244.0.7:8080")],
+        {},
         dict(create=0, initialize=[]),
     ),
     "a pod about to be deleted is not initialised": (
-        fn(), [pod("a"), pod("b"),
-               pod("c", ready=False, phase="Running", age=500, address="10.244.0.7:8080")], {},
+        fn(),
+        [pod("a"), pod("b"), pod("c", ready=False, phase="Running", age=500, address="10.244.0.7:8080")],
+        {},
         dict(deletes={"c": "not-ready"}, initialize=[]),
     ),
     "new function creates the provisioned pods": (
-        fn(), [], {},
-        dict(create=2, deletes={}, status=dict(ready=0, starting=2, provisioned=0, specHash=H),
-             conditions={"Ready": ("False", "Provisioning"), "Progressing": ("False", "UpToDate")}),
+        fn(),
+        [],
+        {},
+        dict(
+            create=2,
+            deletes={},
+            status=dict(ready=0, starting=2, provisioned=0, specHash=H),
+            conditions={"Ready": ("False", "Provisioning"), "Progressing": ("False", "UpToDate")},
+        ),
     ),
     "no provisioned concurrency: nothing to do and Ready": (
-        fn(spec()), [], {},
-        dict(create=0, deletes={}, status=dict(ready=0, starting=0, provisioned=0),
-             conditions={"Ready": ("True", "Ready"), "QuotaExceeded": ("False", "NoReservation")}),
+        fn(spec()),
+        [],
+        {},
+        dict(
+            create=0,
+            deletes={},
+            status=dict(ready=0, starting=0, provisioned=0),
+            conditions={"Ready": ("True", "Ready"), "QuotaExceeded": ("False", "NoReservation")},
+        ),
     ),
     "all provisioned ready": (
-        fn(), [pod("a"), pod("b")], {},
-        dict(create=0, deletes={}, status=dict(ready=2, starting=0, provisioned=2),
-             conditions={"Ready": ("True", "Ready"), "InitFailed": ("False", "Initialized")}),
+        fn(),
+        [pod("a"), pod("b")],
+        {},
+        dict(
+            create=0,
+            deletes={},
+            status=dict(ready=2, starting=0, provisioned=2),
+            conditions={"Ready": ("True", "Ready"), "InitFailed": ("False", "Initialized")},
+        ),
     ),
     "one of two ready: still provisioning": (
-        fn(), [pod("a"), pod("b", ready=False)], {},
-        dict(create=0, status=dict(ready=1, starting=1, provisioned=1),
-             conditions={"Ready": ("False", "Provisioning")}),
+        fn(),
+        [pod("a"), pod("b", ready=False)],
+        {},
+        dict(
+            create=0, status=dict(ready=1, starting=1, provisioned=1), conditions={"Ready": ("False", "Provisioning")}
+        ),
     ),
     "scale up creates only the missing ones": (
-        fn(spec(provisionedConcurrency=3)), [pod("a")], {},
+        fn(spec(provisionedConcurrency=3)),
+        [pod("a")],
+        {},
         dict(create=2, status=dict(ready=1, starting=2, provisioned=1)),
     ),
     "creations per pass are capped": (
-        fn(spec(provisionedConcurrency=500)), [], {"timing": replace(TIMING, max_creates=50)},
+        fn(spec(provisionedConcurrency=500)),
+        [],
+        {"timing": replace(TIMING, max_creates=50)},
         dict(create=50, status=dict(starting=50)),
     ),
     "scale down takes not-ready first (deleted), then the youngest (drained: the router may hold it)": (
         fn(spec(provisionedConcurrency=1, reservedConcurrency=5)),
-        [pod("old", age=100), pod("young", age=5), pod("cold", age=50, ready=False)], {},
+        [pod("old", age=100), pod("young", age=5), pod("cold", age=50, ready=False)],
+        {},
         dict(create=0, deletes={"cold": SURPLUS}, drain=["young"], status=dict(ready=1, provisioned=1)),
     ),
     "scale to zero drains every Ready provisioned pod": (
-        fn(spec()), [pod("a"), pod("b")], {},
-        dict(create=0, deletes={}, drain=["a", "b"], status=dict(ready=0, provisioned=0),
-             conditions={"Ready": ("True", "Ready")}),
+        fn(spec()),
+        [pod("a"), pod("b")],
+        {},
+        dict(
+            create=0,
+            deletes={},
+            drain=["a", "b"],
+            status=dict(ready=0, provisioned=0),
+            conditions={"Ready": ("True", "Ready")},
+        ),
     ),
     "on-demand pods of the current spec are the router's": (
-        fn(spec()), [pod("d1", role=labels.ROLE_ON_DEMAND), pod("d2", role=labels.ROLE_ON_DEMAND, ready=False)], {},
+        fn(spec()),
+        [pod("d1", role=labels.ROLE_ON_DEMAND), pod("d2", role=labels.ROLE_ON_DEMAND, ready=False)],
+        {},
         dict(create=0, deletes={}, drain=[], status=dict(ready=1, starting=1, provisioned=0)),
     ),
     "an exited pod is deleted and replaced": (
-        fn(), [pod("a"), replace(pod("dead", ready=False), phase="Failed")], {},
+        fn(),
+        [pod("a"), replace(pod("dead", ready=False), phase="Failed")],
+        {},
         dict(create=1, deletes={"dead": EXITED}, status=dict(ready=1, starting=1)),
     ),
     "a pod not ready within the start deadline is deleted": (
-        fn(spec()), [pod("stuck", role=labels.ROLE_ON_DEMAND, ready=False, age=121),
-                     pod("booting", role=labels.ROLE_ON_DEMAND, ready=False, age=119)], {},
+        fn(spec()),
+        [
+            pod("stuck", role=labels.ROLE_ON_DEMAND, ready=False, age=121),
+            pod("booting", role=labels.ROLE_ON_DEMAND, ready=False, age=119),
+        ],
+        {},
         dict(deletes={"stuck": NOT_READY}, status=dict(starting=1)),
     ),
     "unready time counts from the Ready condition's transition": (
-        fn(spec()), [replace(pod("flapped", role=labels.ROLE_ON_DEMAND, ready=False, age=1000),
-                             unready_since=ago(10))], {},
+        fn(spec()),
+        [replace(pod("flapped", role=labels.ROLE_ON_DEMAND, ready=False, age=1000), unready_since=ago(10))],
+        {},
         dict(deletes={}),
     ),
     "rollout: new pods first, old ones keep serving": (
-        fn(), [pod("o1", h=OLD_H, age=500), pod("o2", h=OLD_H, age=400)], {},
-        dict(create=2, deletes={}, drain=[], status=dict(ready=2, starting=2, provisioned=0),
-             conditions={"Progressing": ("True", "RollingOut"), "Ready": ("False", "Provisioning")},
-             events=["RolloutStarted"]),
+        fn(),
+        [pod("o1", h=OLD_H, age=500), pod("o2", h=OLD_H, age=400)],
+        {},
+        dict(
+            create=2,
+            deletes={},
+            drain=[],
+            status=dict(ready=2, starting=2, provisioned=0),
+            conditions={"Progressing": ("True", "RollingOut"), "Ready": ("False", "Provisioning")},
+            events=["RolloutStarted"],
+        ),
     ),
     "rollout: one new pod ready drains one old pod": (
-        fn(status={"conditions": [{"type": "Progressing", "status": "True", "reason": "RollingOut",
-                                   "lastTransitionTime": "2026-01-01T11:00:00Z"}]}),
-        [pod("o1", h=OLD_H, age=500), pod("o2", h=OLD_H, age=400), pod("n1"), pod("n2", ready=False)], {},
-        dict(create=0, deletes={}, drain=["o2"], status=dict(ready=2, starting=1, provisioned=1),
-             conditions={"Progressing": ("True", "RollingOut")}, events=[]),
+        fn(
+            status={
+                "conditions": [
+                    {
+                        "type": "Progressing",
+                        "status": "True",
+                        "reason": "RollingOut",
+                        "lastTransitionTime": "2026-01-01T11:00:00Z",
+                    }
+                ]
+            }
+        ),
+        [pod("o1", h=OLD_H, age=500), pod("o2", h=OLD_H, age=400), pod("n1"), pod("n2", ready=False)],
+        {},
+        dict(
+            create=0,
+            deletes={},
+            drain=["o2"],
+            status=dict(ready=2, starting=1, provisioned=1),
+            conditions={"Progressing": ("True", "RollingOut")},
+            events=[],
+        ),
     ),
     "rollout: all new ready drains every old pod": (
-        fn(), [pod("o1", h=OLD_H), pod("o2", h=OLD_H), pod("n1"), pod("n2")], {},
-        dict(create=0, drain=["o1", "o2"], status=dict(ready=2, provisioned=2),
-             conditions={"Ready": ("True", "Ready"), "Progressing": ("True", "RollingOut")}),
+        fn(),
+        [pod("o1", h=OLD_H), pod("o2", h=OLD_H), pod("n1"), pod("n2")],
+        {},
+        dict(
+            create=0,
+            drain=["o1", "o2"],
+            status=dict(ready=2, provisioned=2),
+            conditions={"Ready": ("True", "Ready"), "Progressing": ("True", "RollingOut")},
+        ),
     ),
     "rollout: old not-ready provisioned pods are deleted outright": (
-        fn(), [pod("o1", h=OLD_H, ready=False), pod("n1"), pod("n2")], {},
+        fn(),
+        [pod("o1", h=OLD_H, ready=False), pod("n1"), pod("n2")],
+        {},
         dict(deletes={"o1": OUTDATED}, drain=[], conditions={"Progressing": ("False", "UpToDate")}),
     ),
     "rollout: old on-demand pods drain at once": (
-        fn(spec()), [pod("d1", role=labels.ROLE_ON_DEMAND, h=OLD_H),
-                     pod("d2", role=labels.ROLE_ON_DEMAND, h=OLD_H, ready=False)], {},
+        fn(spec()),
+        [pod("d1", role=labels.ROLE_ON_DEMAND, h=OLD_H), pod("d2", role=labels.ROLE_ON_DEMAND, h=OLD_H, ready=False)],
+        {},
         dict(deletes={}, drain=["d1", "d2"], status=dict(ready=0, starting=0)),
     ),
     "rollout finished when the last old pod is gone": (
-        fn(status={"conditions": [{"type": "Progressing", "status": "True", "reason": "RollingOut",
-                                   "lastTransitionTime": "2026-01-01T11:00:00Z"}]}),
-        [pod("n1"), pod("n2")], {},
+        fn(
+            status={
+                "conditions": [
+                    {
+                        "type": "Progressing",
+                        "status": "True",
+                        "reason": "RollingOut",
+                        "lastTransitionTime": "2026-01-01T11:00:00Z",
+                    }
+                ]
+            }
+        ),
+        [pod("n1"), pod("n2")],
+        {},
         dict(conditions={"Progressing": ("False", "UpToDate")}, events=["RolloutFinished"]),
     ),
     "draining pod without a timestamp gets one": (
-        fn(), [pod("n1"), pod("n2"), pod("o1", h=OLD_H, draining=True)], {},
+        fn(),
+        [pod("n1"), pod("n2"), pod("o1", h=OLD_H, draining=True)],
+        {},
         dict(stamp=["o1"], deletes={}, drain=[], status=dict(ready=2)),
     ),
     "draining pod within timeout + grace is left to the router": (
-        fn(), [pod("n1"), pod("n2"),
-               pod("o1", h=OLD_H, draining=True, draining_since=ago(32), timeout_seconds=3)], {},
+        fn(),
+        [pod("n1"), pod("n2"), pod("o1", h=OLD_H, draining=True, draining_since=ago(32), timeout_seconds=3)],
+        {},
         dict(deletes={}, stamp=[]),
     ),
     "draining pod past timeout + grace is deleted": (
-        fn(), [pod("n1"), pod("n2"),
-               pod("o1", h=OLD_H, draining=True, draining_since=ago(34), timeout_seconds=3)], {},
+        fn(),
+        [pod("n1"), pod("n2"), pod("o1", h=OLD_H, draining=True, draining_since=ago(34), timeout_seconds=3)],
+        {},
         dict(deletes={"o1": DRAIN_DEADLINE}),
     ),
     "draining deadline falls back to the function timeout": (
         fn(spec(provisionedConcurrency=2, timeoutSeconds=600)),
-        [pod("o1", h=OLD_H, draining=True, draining_since=ago(300))], {},
+        [pod("o1", h=OLD_H, draining=True, draining_since=ago(300))],
+        {},
         dict(deletes={}),
     ),
     "an on-demand pod without owner is adopted": (
-        fn(spec()), [pod("d1", role=labels.ROLE_ON_DEMAND, owner_uid=None)], {},
+        fn(spec()),
+        [pod("d1", role=labels.ROLE_ON_DEMAND, owner_uid=None)],
+        {},
         dict(adopt=["d1"], deletes={}, status=dict(ready=1)),
     ),
     "pods of another Function UID are left to the GC": (
-        fn(), [pod("x1", owner_uid="older-uid"), pod("x2", owner_uid="older-uid", phase="Failed")], {},
+        fn(),
+        [pod("x1", owner_uid="older-uid"), pod("x2", owner_uid="older-uid", phase="Failed")],
+        {},
         dict(create=2, deletes={}, adopt=[], status=dict(ready=0, starting=2)),
     ),
     "terminating pods do not count": (
-        fn(), [pod("a"), pod("gone", terminating=True)], {},
+        fn(),
+        [pod("a"), pod("gone", terminating=True)],
+        {},
         dict(create=1, deletes={}, status=dict(ready=1, starting=1)),
     ),
     "invalid spec: no pod work, Ready False": (
-        fn(None), [pod("a", h="whatever")], {},
-        dict(create=0, deletes={}, drain=[], status=dict(ready=1, specHash=None),
-             conditions={"Ready": ("False", "InvalidSpec")}),
+        fn(None),
+        [pod("a", h="whatever")],
+        {},
+        dict(
+            create=0,
+            deletes={},
+            drain=[],
+            status=dict(ready=1, specHash=None),
+            conditions={"Ready": ("False", "InvalidSpec")},
+        ),
     ),
     "reservation rejected: QuotaExceeded and not Ready": (
-        fn(spec(reservedConcurrency=600)), [], {"quota_rejection": "reservedConcurrency 600 does not fit"},
-        dict(conditions={"QuotaExceeded": ("True", "ReservationRejected"), "Ready": ("False", "QuotaExceeded")},
-             events=["QuotaExceeded"]),
+        fn(spec(reservedConcurrency=600)),
+        [],
+        {"quota_rejection": "reservedConcurrency 600 does not fit"},
+        dict(
+            conditions={"QuotaExceeded": ("True", "ReservationRejected"), "Ready": ("False", "QuotaExceeded")},
+            events=["QuotaExceeded"],
+        ),
     ),
     "reservation granted": (
-        fn(spec(reservedConcurrency=5)), [], {},
+        fn(spec(reservedConcurrency=5)),
+        [],
+        {},
         dict(conditions={"QuotaExceeded": ("False", "ReservationGranted"), "Ready": ("True", "Ready")}),
     ),
     "rejection lifted": (
-        fn(spec(reservedConcurrency=5), status={"conditions": [
-            {"type": "QuotaExceeded", "status": "True", "reason": "ReservationRejected", "message": "x",
-             "lastTransitionTime": "2026-01-01T11:00:00Z"}]}), [], {},
+        fn(
+            spec(reservedConcurrency=5),
+            status={
+                "conditions": [
+                    {
+                        "type": "QuotaExceeded",
+                        "status": "True",
+                        "reason": "ReservationRejected",
+                        "message": "x",
+                        "lastTransitionTime": "2026-01-01T11:00:00Z",
+                    }
+                ]
+            },
+        ),
+        [],
+        {},
         dict(conditions={"QuotaExceeded": ("False", "ReservationGranted")}, events=["ReservationGranted"]),
     ),
     "init error reported by a pod": (
-        fn(), [pod("a", ready=False, init_error="Runtime.ImportModuleError: no module 'index'")], {},
-        dict(status=dict(initError="Runtime.ImportModuleError: no module 'index'"),
-             conditions={"InitFailed": ("True", "InitError"), "Ready": ("False", "InitFailed")},
-             events=["InitFailed"]),
+        fn(),
+        [pod("a", ready=False, init_error="Runtime.ImportModuleError: no module 'index'")],
+        {},
+        dict(
+            status=dict(initError="Runtime.ImportModuleError: no module 'index'"),
+            conditions={"InitFailed": ("True", "InitError"), "Ready": ("False", "InitFailed")},
+            events=["InitFailed"],
+        ),
     ),
     "init error of an older spec is not this spec's": (
-        fn(), [pod("n1"), pod("n2"), pod("o1", h=OLD_H, ready=False, init_error="boom")], {},
+        fn(),
+        [pod("n1"), pod("n2"), pod("o1", h=OLD_H, ready=False, init_error="boom")],
+        {},
         dict(status=dict(initError=None), conditions={"InitFailed": ("False", "Initialized")}),
     ),
     "init error is sticky while the failed pod is replaced": (
-        fn(status={"specHash": H, "initError": "boom", "conditions": [
-            {"type": "InitFailed", "status": "True", "reason": "InitError", "message": "boom",
-             "lastTransitionTime": "2026-01-01T11:00:00Z"}]}),
-        [pod("replacement", ready=False, age=1)], {},
+        fn(
+            status={
+                "specHash": H,
+                "initError": "boom",
+                "conditions": [
+                    {
+                        "type": "InitFailed",
+                        "status": "True",
+                        "reason": "InitError",
+                        "message": "boom",
+                        "lastTransitionTime": "2026-01-01T11:00:00Z",
+                    }
+                ],
+            }
+        ),
+        [pod("replacement", ready=False, age=1)],
+        {},
         dict(status=dict(initError="boom"), conditions={"InitFailed": ("True", "InitError")}, events=[]),
     ),
     "init error clears once an environment initialises": (
-        fn(status={"specHash": H, "initError": "boom", "conditions": [
-            {"type": "InitFailed", "status": "True", "reason": "InitError", "message": "boom",
-             "lastTransitionTime": "2026-01-01T11:00:00Z"}]}),
-        [pod("a"), pod("b")], {},
-        dict(status=dict(initError=None), conditions={"InitFailed": ("False", "Initialized"),
-                                                      "Ready": ("True", "Ready")}),
+        fn(
+            status={
+                "specHash": H,
+                "initError": "boom",
+                "conditions": [
+                    {
+                        "type": "InitFailed",
+                        "status": "True",
+                        "reason": "InitError",
+                        "message": "boom",
+                        "lastTransitionTime": "2026-01-01T11:00:00Z",
+                    }
+                ],
+            }
+        ),
+        [pod("a"), pod("b")],
+        {},
+        dict(
+            status=dict(initError=None), conditions={"InitFailed": ("False", "Initialized"), "Ready": ("True", "Ready")}
+        ),
     ),
     "pods without a spec-hash label are left alone": (
-        fn(spec()), [pod("r1", role=labels.ROLE_ON_DEMAND, h=None),
-                     pod("r2", role=labels.ROLE_PROVISIONED, h=None)], {},
-        dict(create=0, deletes={}, drain=[], status=dict(ready=2, provisioned=0),
-             conditions={"Progressing": ("False", "UpToDate")}),
+        fn(spec()),
+        [pod("r1", role=labels.ROLE_ON_DEMAND, h=None), pod("r2", role=labels.ROLE_PROVISIONED, h=None)],
+        {},
+        dict(
+            create=0,
+            deletes={},
+            drain=[],
+            status=dict(ready=2, provisioned=0),
+            conditions={"Progressing": ("False", "UpToDate")},
+        ),
     ),
     "init error of a pod without a spec-hash label counts": (
-        fn(spec()), [pod("r1", role=labels.ROLE_ON_DEMAND, h=None, ready=False, init_error="boom")], {},
+        fn(spec()),
+        [pod("r1", role=labels.ROLE_ON_DEMAND, h=None, ready=False, init_error="boom")],
+        {},
         dict(status=dict(initError="boom"), conditions={"InitFailed": ("True", "InitError")}),
     ),
     "init error clears with a new spec": (
-        fn(status={"specHash": OLD_H, "initError": "boom"}), [], {},
+        fn(status={"specHash": OLD_H, "initError": "boom"}),
+        [],
+        {},
         dict(create=2, status=dict(initError=None), conditions={"InitFailed": ("False", "NoInitError")}),
     ),
 }
@@ -327,8 +530,9 @@ def test_foreign_conditions_are_kept():
 
 def test_same_warning_is_not_repeated_every_pass():
     first = plan(fn(spec(reservedConcurrency=9)), [], now=NOW, timing=TIMING, quota_rejection="no room")
-    again = plan(fn(spec(reservedConcurrency=9), status=first.status), [], now=NOW, timing=TIMING,
-                 quota_rejection="no room")
+    again = plan(
+        fn(spec(reservedConcurrency=9), status=first.status), [], now=NOW, timing=TIMING, quota_rejection="no room"
+    )
     assert [e.reason for e in first.events] == ["QuotaExceeded"]
     assert again.events == []
 
@@ -340,17 +544,20 @@ def test_status_patch_writes_only_changes_and_clears_with_null():
     assert status_patch(current, p.status) == {"ready": 2, "initError": None}
 
 
-@pytest.mark.parametrize("pod_body, expected", [
-    ({"metadata": {"annotations": {labels.INIT_ERROR: "Runtime.HandlerNotFound: x"}}},
-     "Runtime.HandlerNotFound: x"),
-    ({"status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 1, "message": "boom\n"}}}]}},
-     "boom"),
-    ({"status": {"containerStatuses": [{"lastState": {"terminated": {"exitCode": 2, "message": "bad"}}}]}},
-     "bad"),
-    ({"status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0, "message": "done"}}}]}},
-     None),
-    ({"status": {"containerStatuses": [{"state": {"running": {}}}]}}, None),
-], ids=["annotation", "terminated", "last-state", "clean-exit", "running"])
+@pytest.mark.parametrize(
+    "pod_body, expected",
+    [
+        (
+            {"metadata": {"annotations": {labels.INIT_ERROR: "Runtime.HandlerNotFound: x"}}},
+            "Runtime.HandlerNotFound: x",
+        ),
+        ({"status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 1, "message": "boom\n"}}}]}}, "boom"),
+        ({"status": {"containerStatuses": [{"lastState": {"terminated": {"exitCode": 2, "message": "bad"}}}]}}, "bad"),
+        ({"status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0, "message": "done"}}}]}}, None),
+        ({"status": {"containerStatuses": [{"state": {"running": {}}}]}}, None),
+    ],
+    ids=["annotation", "terminated", "last-state", "clean-exit", "running"],
+)
 def test_init_error_channels(pod_body, expected):
     assert init_error_of(pod_body) == expected
 
@@ -358,17 +565,29 @@ def test_init_error_channels(pod_body, expected):
 def test_pod_view_from_a_real_pod_body():
     body = {
         "metadata": {
-            "name": "hello-p1", "creationTimestamp": "2026-01-01T11:00:00Z",
+            "name": "hello-p1",
+            "creationTimestamp": "2026-01-01T11:00:00Z",
             "labels": {labels.ROLE: "provisioned", labels.SPEC_HASH: H, labels.DRAINING: "true"},
             "annotations": {labels.DRAINING_SINCE: "2026-01-01T11:59:00Z", labels.TIMEOUT_SECONDS: "7"},
             "ownerReferences": [{"apiVersion": "lambdakube.dev/v1alpha1", "kind": "Function", "uid": UID}],
         },
-        "status": {"phase": "Running", "podIP": "10.244.0.5", "conditions": [
-            {"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T11:30:00Z"}]},
+        "status": {
+            "phase": "Running",
+            "podIP": "10.244.0.5",
+            "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "2026-01-01T11:30:00Z"}],
+        },
     }
     v = PodView.from_pod(body)
-    assert (v.name, v.role, v.spec_hash, v.ready, v.draining, v.owner_uid, v.timeout_seconds, v.address) == \
-        ("hello-p1", "provisioned", H, False, True, UID, 7, "10.244.0.5:8080")
+    assert (v.name, v.role, v.spec_hash, v.ready, v.draining, v.owner_uid, v.timeout_seconds, v.address) == (
+        "hello-p1",
+        "provisioned",
+        H,
+        False,
+        True,
+        UID,
+        7,
+        "10.244.0.5:8080",
+    )
     body["metadata"]["annotations"][labels.ADDRESS] = "127.0.0.1:4321"  # tests without a kubelet
     assert PodView.from_pod(body).address == "127.0.0.1:4321"
     assert v.unready_since == datetime(2026, 1, 1, 11, 30, tzinfo=timezone.utc)

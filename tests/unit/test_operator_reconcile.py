@@ -53,9 +53,15 @@ class FakeCruds:
 
 def function(**spec) -> dict:
     return {
-        "apiVersion": "lambdakube.dev/v1alpha1", "kind": "Function",
-        "metadata": {"name": "hello", "namespace": "ns", "uid": "u1", "generation": 1,
-                     "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "apiVersion": "lambdakube.dev/v1alpha1",
+        "kind": "Function",
+        "metadata": {
+            "name": "hello",
+            "namespace": "ns",
+            "uid": "u1",
+            "generation": 1,
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
         "spec": {"handler": "index.handler", "code": {"inline": {"source": "x = 1"}}, **spec},
     }
 
@@ -71,8 +77,9 @@ async def test_a_pass_creates_pods_then_is_idempotent():
     assert len(cruds.pods) == 2
     assert patch["starting"] == 2
     assert cruds.quota is None  # no reservation asked for: no quota object to race the user's
-    again, _ = await r.reconcile({**function(provisionedConcurrency=2), "status": patch},
-                                 reservations=[], quota=cruds.quota, trigger="t")
+    again, _ = await r.reconcile(
+        {**function(provisionedConcurrency=2), "status": patch}, reservations=[], quota=cruds.quota, trigger="t"
+    )
     assert len(cruds.pods) == 2 and again == {}
 
 
@@ -89,8 +96,9 @@ async def test_a_reservation_gets_the_namespace_its_default_quota_once():
 
 async def test_failed_creations_are_reported_not_counted():
     cruds = FakeCruds(fail_creates=1)
-    patch, _ = await reconciler(cruds).reconcile(function(provisionedConcurrency=3), reservations=[],
-                                                 quota=None, trigger="t")
+    patch, _ = await reconciler(cruds).reconcile(
+        function(provisionedConcurrency=3), reservations=[], quota=None, trigger="t"
+    )
     assert len(cruds.pods) == 2
     assert patch["starting"] == 2
 
@@ -104,9 +112,11 @@ async def test_a_deleting_function_is_not_reconciled():
 
 
 async def test_quota_status_drops_functions_that_are_gone():
-    quota = {"metadata": {"name": "default", "generation": 2},
-             "spec": {"concurrentExecutions": 100, "minimumUnreserved": 10},
-             "status": {"granted": {"gone": 5, "hello": 20}, "reserved": 25}}
+    quota = {
+        "metadata": {"name": "default", "generation": 2},
+        "spec": {"concurrentExecutions": 100, "minimumUnreserved": 10},
+        "status": {"granted": {"gone": 5, "hello": 20}, "reserved": 25},
+    }
     cruds = FakeCruds(quota=quota)
     r = reconciler(cruds)
     alloc, _ = await r.quota.sync("ns", [Reservation("hello", "t1", 20)], quota)
@@ -118,8 +128,11 @@ async def test_quota_status_drops_functions_that_are_gone():
 
 
 async def test_quota_reports_whose_verdict_changed():
-    quota = {"metadata": {"name": "default"}, "spec": {"concurrentExecutions": 100, "minimumUnreserved": 10},
-             "status": {}}
+    quota = {
+        "metadata": {"name": "default"},
+        "spec": {"concurrentExecutions": 100, "minimumUnreserved": 10},
+        "status": {},
+    }
     r = reconciler(FakeCruds(quota=quota))
     await r.quota.sync("ns", [Reservation("a", "t1", 50), Reservation("b", "t2", 40)], quota)
     _, changed = await r.quota.sync("ns", [Reservation("a", "t1", 60), Reservation("b", "t2", 40)], quota)

@@ -24,8 +24,24 @@ def test_kopf_settings_use_our_prefix_finalizer_and_watch_timeouts():
 
 
 def test_command_line():
-    c = parse_args(["--namespace", "a", "-n", "b", "--metrics-port", "9999", "--liveness-port", "0",
-                    "--start-deadline", "60", "--drain-grace", "5", "--kubeconfig", "/k"])
+    c = parse_args(
+        [
+            "--namespace",
+            "a",
+            "-n",
+            "b",
+            "--metrics-port",
+            "9999",
+            "--liveness-port",
+            "0",
+            "--start-deadline",
+            "60",
+            "--drain-grace",
+            "5",
+            "--kubeconfig",
+            "/k",
+        ]
+    )
     assert c.namespaces == ("a", "b") and not c.all_namespaces
     assert c.metrics_port == 9999 and c.liveness_port is None
     assert (c.timing.start_deadline, c.timing.drain_grace) == (60, 5)

@@ -16,19 +16,22 @@ import pytest
 from lambdakube_router.backends.podwatch import WATCH_SECONDS, PodWatcher
 
 
-def config(host: str, *, verify_ssl: bool = True, cert_file: str | None = None,
-           key_file: str | None = None) -> SimpleNamespace:
+def config(
+    host: str, *, verify_ssl: bool = True, cert_file: str | None = None, key_file: str | None = None
+) -> SimpleNamespace:
     """The fields of a kubernetes-client ``Configuration`` the session reads."""
-    return SimpleNamespace(host=host, ssl_ca_cert=None, verify_ssl=verify_ssl, cert_file=cert_file,
-                           key_file=key_file)
+    return SimpleNamespace(host=host, ssl_ca_cert=None, verify_ssl=verify_ssl, cert_file=cert_file, key_file=key_file)
 
 
 TLS = [
     # (case, configuration, expected: False for no TLS, else (verify_mode, check_hostname))
     ("plain http: no TLS", config("http://127.0.0.1:8080"), False),
     ("https verifies the server", config("https://10.96.0.1"), (ssl.CERT_REQUIRED, True)),
-    ("https with verify_ssl off (a test cluster)", config("https://10.96.0.1", verify_ssl=False),
-     (ssl.CERT_NONE, False)),
+    (
+        "https with verify_ssl off (a test cluster)",
+        config("https://10.96.0.1", verify_ssl=False),
+        (ssl.CERT_NONE, False),
+    ),
 ]
 
 
@@ -45,8 +48,26 @@ def test_tls_follows_the_configuration(case, cfg, expected):
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_a_client_certificate_is_loaded(tmp_path):
     cert, key = tmp_path / "c.crt", tmp_path / "c.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=router",
-                    "-days", "1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=router",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     ctx = PodWatcher(config("https://10.96.0.1", cert_file=str(cert), key_file=str(key)))._ssl()
     assert isinstance(ctx, ssl.SSLContext)
     with pytest.raises(FileNotFoundError):  # and a missing one is an error, not ignored

@@ -15,9 +15,15 @@ def spec(**overrides) -> FunctionSpec:
 
 
 def pod(s: FunctionSpec | None = None, **kw) -> dict:
-    args = dict(function_name="hello", namespace="ns", function_uid="uid-1", spec=s or spec(),
-                env_id="hello-p00000000", role=labels.ROLE_PROVISIONED,
-                runtime_image=DEFAULT_RUNTIME_IMAGE)
+    args = dict(
+        function_name="hello",
+        namespace="ns",
+        function_uid="uid-1",
+        spec=s or spec(),
+        env_id="hello-p00000000",
+        role=labels.ROLE_PROVISIONED,
+        runtime_image=DEFAULT_RUNTIME_IMAGE,
+    )
     args.update(kw)
     return environment_pod(**args)
 
@@ -27,6 +33,7 @@ def env_of(p: dict) -> dict:
 
 
 # -- spec hash ---------------------------------------------------------------------------
+
 
 def test_hash_is_stable_and_label_safe():
     h = spec_hash(spec())
@@ -39,30 +46,39 @@ def test_hash_ignores_server_defaults_and_key_order():
     assert spec_hash(explicit) == spec_hash(implicit)
 
 
-@pytest.mark.parametrize("change", [
-    {"handler": "index.other"},
-    {"image": "example/fn:2"},
-    {"code": {"inline": {"source": "def handler(e, c):\n    return 1\n"}}},
-    {"env": {"A": "1"}},
-    {"resources": {"memorySize": 256}},
-    {"resources": {"cpu": "500m"}},
-    {"timeoutSeconds": 30},
-], ids=lambda c: next(iter(c)))
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"handler": "index.other"},
+        {"image": "example/fn:2"},
+        {"code": {"inline": {"source": "def handler(e, c):\n    return 1\n"}}},
+        {"env": {"A": "1"}},
+        {"resources": {"memorySize": 256}},
+        {"resources": {"cpu": "500m"}},
+        {"timeoutSeconds": 30},
+    ],
+    ids=lambda c: next(iter(c)),
+)
 def test_hash_changes_with_every_shaping_field(change):
     assert spec_hash(spec(**change)) != spec_hash(spec())
 
 
-@pytest.mark.parametrize("change", [
-    {"provisionedConcurrency": 3, "reservedConcurrency": 5},
-    {"maxConcurrency": 7},
-    {"idleTimeoutSeconds": 10},
-    {"async": {"maxRetryAttempts": 0}},
-], ids=lambda c: next(iter(c)))
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"provisionedConcurrency": 3, "reservedConcurrency": 5},
+        {"maxConcurrency": 7},
+        {"idleTimeoutSeconds": 10},
+        {"async": {"maxRetryAttempts": 0}},
+    ],
+    ids=lambda c: next(iter(c)),
+)
 def test_hash_ignores_scaling_fields(change):
     assert spec_hash(spec(**change)) == spec_hash(spec())
 
 
 # -- pod ---------------------------------------------------------------------------------
+
 
 def test_pod_identity_labels_and_owner():
     p = pod()
@@ -75,9 +91,15 @@ def test_pod_identity_labels_and_owner():
         labels.SPEC_HASH: spec_hash(spec()),
         labels.MANAGED_BY: labels.OPERATOR_NAME,
     }
-    assert meta["ownerReferences"] == [{
-        "apiVersion": "lambdakube.dev/v1alpha1", "kind": "Function", "name": "hello",
-        "uid": "uid-1", "controller": True}]
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "lambdakube.dev/v1alpha1",
+            "kind": "Function",
+            "name": "hello",
+            "uid": "uid-1",
+            "controller": True,
+        }
+    ]
     assert meta["annotations"][labels.TIMEOUT_SECONDS] == "3"
 
 
@@ -109,14 +131,22 @@ def test_pod_security_context_is_locked_down():
 
 def test_pod_resources_memory_is_request_and_limit_cpu_optional():
     assert pod()["spec"]["containers"][0]["resources"] == {
-        "requests": {"memory": "128Mi"}, "limits": {"memory": "128Mi"}}
+        "requests": {"memory": "128Mi"},
+        "limits": {"memory": "128Mi"},
+    }
     r = pod(spec(resources={"memorySize": 1024, "cpu": "500m"}))["spec"]["containers"][0]["resources"]
     assert r == {"requests": {"memory": "1024Mi", "cpu": "500m"}, "limits": {"memory": "1024Mi", "cpu": "500m"}}
 
 
-IMAGE_SPEC = FunctionSpec.model_validate({"handler": "app.main", "image": "example/fn:1",
-                                          "timeoutSeconds": 9, "resources": {"memorySize": 512},
-                                          "env": {"GREETING": "hi", "LAMBDAKUBE_HANDLER": "evil.x"}})
+IMAGE_SPEC = FunctionSpec.model_validate(
+    {
+        "handler": "app.main",
+        "image": "example/fn:1",
+        "timeoutSeconds": 9,
+        "resources": {"memorySize": 512},
+        "env": {"GREETING": "hi", "LAMBDAKUBE_HANDLER": "evil.x"},
+    }
+)
 
 
 def test_image_function_pod_env_configures_the_runtime():
@@ -138,8 +168,14 @@ def test_runtime_reads_an_image_function_pod_env_as_its_config():
     p = pod(IMAGE_SPEC)
     environ = {e["name"]: e["value"] for e in p["spec"]["containers"][0]["env"] if "value" in e}
     cfg = from_environ(environ)
-    assert (cfg.handler, cfg.code_dir, cfg.function_name, cfg.memory_mb, cfg.timeout_seconds, cfg.namespace) == \
-        ("app.main", None, "hello", 512, 9.0, "ns")
+    assert (cfg.handler, cfg.code_dir, cfg.function_name, cfg.memory_mb, cfg.timeout_seconds, cfg.namespace) == (
+        "app.main",
+        None,
+        "hello",
+        512,
+        9.0,
+        "ns",
+    )
     assert p["spec"]["containers"][0]["image"] == "example/fn:1"
 
 
@@ -163,12 +199,17 @@ def test_init_body_is_what_the_runtime_parses_and_carries_the_whole_source():
     from lambdakube_runtime.config import from_init_body
 
     source = "x = 1\n" + "# padding\n" * 20000 + "def main(e, c):\n    return x\n"  # > 128 KiB
-    s = spec(code={"inline": {"source": source, "module": "app"}}, handler="app.main",
-             env={"A": "1"}, timeoutSeconds=7)
+    s = spec(code={"inline": {"source": source, "module": "app"}}, handler="app.main", env={"A": "1"}, timeoutSeconds=7)
     config, env = from_init_body(init_body("hello", "ns", s))
-    assert (config.handler, config.inline_code, config.inline_module, config.function_name,
-            config.namespace, config.timeout_seconds, config.memory_mb) == \
-        ("app.main", source, "app", "hello", "ns", 7.0, 128)
+    assert (
+        config.handler,
+        config.inline_code,
+        config.inline_module,
+        config.function_name,
+        config.namespace,
+        config.timeout_seconds,
+        config.memory_mb,
+    ) == ("app.main", source, "app", "hello", "ns", 7.0, 128)
     assert env == {"A": "1"}
     with pytest.raises(ValueError, match="nothing to send"):
         init_body("hello", "ns", IMAGE_SPEC)
@@ -189,14 +230,17 @@ def test_unknown_role_is_refused():
 
 # -- generic pods ------------------------------------------------------------------------
 
+
 def test_generic_pod_runs_no_function_and_belongs_to_nobody():
     from lambdakube.resources import GENERIC_MEMORY_MB, generic_pod, runtime_image_hash
 
     p = generic_pod(namespace="ns", env_id="lk-generic-g00000000", runtime_image="me/rt:1")
     meta = p["metadata"]
     assert meta["labels"] == {
-        labels.ENVIRONMENT: "lk-generic-g00000000", labels.ROLE: labels.ROLE_GENERIC,
-        labels.RUNTIME_IMAGE_HASH: runtime_image_hash("me/rt:1"), labels.MANAGED_BY: labels.OPERATOR_NAME,
+        labels.ENVIRONMENT: "lk-generic-g00000000",
+        labels.ROLE: labels.ROLE_GENERIC,
+        labels.RUNTIME_IMAGE_HASH: runtime_image_hash("me/rt:1"),
+        labels.MANAGED_BY: labels.OPERATOR_NAME,
     }
     assert labels.FUNCTION not in meta["labels"] and "ownerReferences" not in meta
     env = env_of(p)
@@ -213,12 +257,15 @@ def test_generic_pod_runs_no_function_and_belongs_to_nobody():
     assert [v["name"] for v in p["spec"]["volumes"]] == ["tmp"]
 
 
-@pytest.mark.parametrize("overrides, fits", [
-    ({}, True),
-    ({"resources": {"memorySize": 256}}, False),
-    ({"resources": {"cpu": "500m"}}, False),
-    ({"image": "me/fn:1", "code": None}, False),
-])
+@pytest.mark.parametrize(
+    "overrides, fits",
+    [
+        ({}, True),
+        ({"resources": {"memorySize": 256}}, False),
+        ({"resources": {"cpu": "500m"}}, False),
+        ({"image": "me/fn:1", "code": None}, False),
+    ],
+)
 def test_fits_generic(overrides, fits):
     from lambdakube.resources import fits_generic
 

@@ -60,18 +60,41 @@ def test_success():
 
 
 def test_record_shape():
-    ev = StoredEvent("rid", "ns", "fn", b'{"a":1}', None, 0.0, 0.0, 3, 0, 3, 200, "Unhandled",
-                     b'{"errorType":"E","errorMessage":"m"}')
-    rec = destination_record(ev, "RetriesExhausted", invocations=3, now=1700000000.5, status=200,
-                             function_error="Unhandled", response=ev.last_response)
+    ev = StoredEvent(
+        "rid",
+        "ns",
+        "fn",
+        b'{"a":1}',
+        None,
+        0.0,
+        0.0,
+        3,
+        0,
+        3,
+        200,
+        "Unhandled",
+        b'{"errorType":"E","errorMessage":"m"}',
+    )
+    rec = destination_record(
+        ev,
+        "RetriesExhausted",
+        invocations=3,
+        now=1700000000.5,
+        status=200,
+        function_error="Unhandled",
+        response=ev.last_response,
+    )
     assert rec == {
         "version": "1.0",
         "timestamp": "2023-11-14T22:13:20.500Z",
-        "requestContext": {"requestId": "rid", "functionArn": "lambdakube:ns:function:fn",
-                           "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestContext": {
+            "requestId": "rid",
+            "functionArn": "lambdakube:ns:function:fn",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": 3,
+        },
         "requestPayload": {"a": 1},
-        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST",
-                            "functionError": "Unhandled"},
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
         "responsePayload": {"errorType": "E", "errorMessage": "m"},
     }
     json.dumps(rec)
@@ -86,8 +109,7 @@ async def test_store_takes_every_timestamp_from_its_caller(tmp_path):
     try:
         await store.enqueue(NewEvent("e1", "ns", "fn", b"{}", None, created_at=1000.0))
         (ev,) = await store.lease_due(now=1000.0, limit=1)
-        await store.finish(ev, messages=[QueueMessage("ns", "q", ev.id, b"rec", created_at=1234.5)],
-                           events=[])
+        await store.finish(ev, messages=[QueueMessage("ns", "q", ev.id, b"rec", created_at=1234.5)], events=[])
         (msg,) = await store.messages("ns", "q")
         assert (msg["messageId"], msg["body"], msg["createdAt"]) == ("e1", b"rec", 1234.5)
     finally:

@@ -57,8 +57,10 @@ def test_plan_reservations(name, q, requested, granted, rejected, unreserved):
 
 def test_local_mode_uses_the_operators_wording():
     plan = plan_reservations(quota(), {"a": 500, "b": 600})
-    assert plan.rejected == {"b": "reservedConcurrency 600 does not fit: namespace quota 1000, "
-                                  "already reserved 500, 100 must stay unreserved"}
+    assert plan.rejected == {
+        "b": "reservedConcurrency 600 does not fit: namespace quota 1000, "
+        "already reserved 500, 100 must stay unreserved"
+    }
 
 
 # -- one arithmetic: lambdakube.quota is what both the operator and the router run --------
@@ -69,21 +71,37 @@ ALLOCATION_CASES = {
     "no functions": (1000, 100, [], {}, []),
     "no reservations reserve nothing": (1000, 100, [("a", T1, None)], {}, []),
     "fits exactly up to the unreserved minimum": (
-        1000, 100, [("a", T1, 500), ("b", T2, 400)], {"a": 500, "b": 400}, []),
-    "one over the line is rejected": (
-        1000, 100, [("a", T1, 500), ("b", T2, 401)], {"a": 500, "b": 0}, ["b"]),
+        1000,
+        100,
+        [("a", T1, 500), ("b", T2, 400)],
+        {"a": 500, "b": 400},
+        [],
+    ),
+    "one over the line is rejected": (1000, 100, [("a", T1, 500), ("b", T2, 401)], {"a": 500, "b": 0}, ["b"]),
     "oldest first regardless of list order": (
-        1000, 100, [("late", T2, 600), ("early", T1, 600)], {"early": 600, "late": 0}, ["late"]),
-    "same timestamp: name breaks the tie": (
-        1000, 100, [("b", T1, 600), ("a", T1, 600)], {"a": 600, "b": 0}, ["b"]),
+        1000,
+        100,
+        [("late", T2, 600), ("early", T1, 600)],
+        {"early": 600, "late": 0},
+        ["late"],
+    ),
+    "same timestamp: name breaks the tie": (1000, 100, [("b", T1, 600), ("a", T1, 600)], {"a": 600, "b": 0}, ["b"]),
     "first fit: a later smaller one still fits": (
-        1000, 100, [("a", T1, 500), ("big", T2, 600), ("small", T3, 300)],
-        {"a": 500, "big": 0, "small": 300}, ["big"]),
+        1000,
+        100,
+        [("a", T1, 500), ("big", T2, 600), ("small", T3, 300)],
+        {"a": 500, "big": 0, "small": 300},
+        ["big"],
+    ),
     "reserved zero always fits": (100, 100, [("off", T1, 0)], {"off": 0}, []),
     "bigger than the namespace": (1000, 100, [("huge", T1, 5000)], {"huge": 0}, ["huge"]),
     "mixed with unreserved functions": (
-        50, 10, [("a", T1, 20), ("n", T2, None), ("b", T3, 20), ("c", T4, 1)],
-        {"a": 20, "b": 20, "c": 0}, ["c"]),
+        50,
+        10,
+        [("a", T1, 20), ("n", T2, None), ("b", T3, 20), ("c", T4, 1)],
+        {"a": 20, "b": 20, "c": 0},
+        ["c"],
+    ),
 }
 
 
@@ -113,49 +131,76 @@ def test_local_mode_equals_the_operator_in_creation_order(case):
 
 def status(granted=None, rejected=(), reasons=None) -> ConcurrencyQuotaStatus:
     return ConcurrencyQuotaStatus.model_validate(
-        {"granted": granted or {}, "rejected": list(rejected), "rejectedReasons": reasons or {}})
+        {"granted": granted or {}, "rejected": list(rejected), "rejectedReasons": reasons or {}}
+    )
 
 
 MSG_B = "reservedConcurrency 600 does not fit: namespace quota 1000, already reserved 500, 100 must stay unreserved"
 
 STATUS_CASES = {
     "granted as requested": dict(
-        requested={"a": 500}, status=status({"a": 500}),
-        granted={"a": 500}, rejected={}, pending=[], unreserved=500),
+        requested={"a": 500}, status=status({"a": 500}), granted={"a": 500}, rejected={}, pending=[], unreserved=500
+    ),
     "rejected, with the operator's message": dict(
         requested={"a": 500, "b": 600},
         status=status({"a": 500, "b": 0}, ["b"], {"b": MSG_B}),
-        granted={"a": 500}, rejected={"b": MSG_B}, pending=[], unreserved=500),
+        granted={"a": 500},
+        rejected={"b": MSG_B},
+        pending=[],
+        unreserved=500,
+    ),
     "rejected, message unavailable": dict(
-        requested={"b": 600}, status=status({"b": 0}, ["b"]),
-        granted={}, rejected={"b": "reservedConcurrency 600 rejected by the operator"
-                                   " (see ConcurrencyQuota default status)"},
-        pending=[], unreserved=1000),
+        requested={"b": 600},
+        status=status({"b": 0}, ["b"]),
+        granted={},
+        rejected={"b": "reservedConcurrency 600 rejected by the operator (see ConcurrencyQuota default status)"},
+        pending=[],
+        unreserved=1000,
+    ),
     "not mentioned yet (just created): pending": dict(
-        requested={"a": 500, "new": 100}, status=status({"a": 500}),
-        granted={"a": 500}, rejected={}, pending=["new"], unreserved=500),
+        requested={"a": 500, "new": 100},
+        status=status({"a": 500}),
+        granted={"a": 500},
+        rejected={},
+        pending=["new"],
+        unreserved=500,
+    ),
     "no status at all: everything pending": dict(
-        requested={"a": 500, "n": None}, status=None,
-        granted={}, rejected={}, pending=["a"], unreserved=1000),
+        requested={"a": 500, "n": None}, status=None, granted={}, rejected={}, pending=["a"], unreserved=1000
+    ),
     "granted for an older value: pending until re-decided": dict(
-        requested={"a": 700}, status=status({"a": 500}),
-        granted={}, rejected={}, pending=["a"], unreserved=1000),
+        requested={"a": 700}, status=status({"a": 500}), granted={}, rejected={}, pending=["a"], unreserved=1000
+    ),
     "the router does not re-decide: the operator's choice wins over local order": dict(
-        requested={"a": 600, "b": 300}, status=status({"a": 0, "b": 300}, ["a"], {"a": "later"}),
-        granted={"b": 300}, rejected={"a": "later"}, pending=[], unreserved=700),
+        requested={"a": 600, "b": 300},
+        status=status({"a": 0, "b": 300}, ["a"], {"a": "later"}),
+        granted={"b": 300},
+        rejected={"a": "later"},
+        pending=[],
+        unreserved=700,
+    ),
     "grants beyond the current quota (quota just lowered): stale, all pending": dict(
-        requested={"a": 600, "b": 600}, status=status({"a": 600, "b": 600}),
-        granted={}, rejected={}, pending=["a", "b"], unreserved=1000),
+        requested={"a": 600, "b": 600},
+        status=status({"a": 600, "b": 600}),
+        granted={},
+        rejected={},
+        pending=["a", "b"],
+        unreserved=1000,
+    ),
     "reserved zero granted disables": dict(
-        requested={"off": 0}, status=status({"off": 0}),
-        granted={"off": 0}, rejected={}, pending=[], unreserved=1000),
+        requested={"off": 0}, status=status({"off": 0}), granted={"off": 0}, rejected={}, pending=[], unreserved=1000
+    ),
     "no reservation in the spec: the status does not matter": dict(
-        requested={"a": None}, status=status({"a": 500}),
-        granted={}, rejected={}, pending=[], unreserved=1000),
+        requested={"a": None}, status=status({"a": 500}), granted={}, rejected={}, pending=[], unreserved=1000
+    ),
     "several rejections in one condition message": dict(
         requested={"b": 600, "c": 700},
         status=status({"b": 0, "c": 0}, ["b", "c"], {"b": MSG_B, "c": "other: reason; with separators"}),
-        granted={}, rejected={"b": MSG_B, "c": "other: reason; with separators"}, pending=[], unreserved=1000),
+        granted={},
+        rejected={"b": MSG_B, "c": "other: reason; with separators"},
+        pending=[],
+        unreserved=1000,
+    ),
 }
 
 
@@ -184,8 +229,7 @@ def test_operator_grant_is_reserved_and_caps_with_reserved_reason():
 
 def test_operator_rejection_caps_at_request_from_unreserved_pool():
     # Locally, a (older) would be granted; the operator rejected it, and the router obeys.
-    limits = ns_k8s(quota(10, 2), status({"a": 0}, ["a"], {"a": "no room"}),
-                    a=spec(reservedConcurrency=3), b=spec())
+    limits = ns_k8s(quota(10, 2), status({"a": 0}, ["a"], {"a": "no room"}), a=spec(reservedConcurrency=3), b=spec())
     fl = limits.functions["a"]
     assert fl.granted is None and fl.rejected_reason == "no room" and fl.cap == 3
     assert admit(limits, "a", 3) == [None] * 3

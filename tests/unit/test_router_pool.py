@@ -337,6 +337,7 @@ async def test_close_fails_waiters_and_stops_envs():
 
 # -- provisioned slots follow the operator's pods; requests never wait behind them ------
 
+
 async def test_a_request_spills_over_instead_of_waiting_for_a_starting_provisioned_slot():
     backend = FakeBackend(auto=False)
     pool = make_pool(spec(provisionedConcurrency=1), backend)
@@ -353,8 +354,14 @@ async def test_a_request_spills_over_instead_of_waiting_for_a_starting_provision
 
 async def test_a_provisioned_claim_outlives_the_init_timeout():
     backend = FakeBackend(auto=False)
-    pool = Pool(FunctionRef("default", "fn"), spec(provisionedConcurrency=1), backend,
-                take_token=lambda now: None, clock=Clock(), init_timeout=0.05)
+    pool = Pool(
+        FunctionRef("default", "fn"),
+        spec(provisionedConcurrency=1),
+        backend,
+        take_token=lambda now: None,
+        clock=Clock(),
+        init_timeout=0.05,
+    )
     pool.ensure_provisioned()
     with pytest.raises(EnvironmentStartError, match="not ready within"):
         await pool.lease(5)  # an on-demand start: bounded by the init timeout

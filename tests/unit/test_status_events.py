@@ -28,42 +28,72 @@ def steps(limiter, *timeline):
 
 
 CASES = {
-    "nothing happened: no events": dict(
-        timeline=[(0, row()), (2, row(busy=3, idle=1))],
-        expect=[[], []]),
+    "nothing happened: no events": dict(timeline=[(0, row()), (2, row(busy=3, idle=1))], expect=[[], []]),
     "first cold start is reported at once, with the init median": dict(
         timeline=[(0, row(1, inits=[0.012]))],
-        expect=[[("Normal", "ColdStart", "1 cold start in the last 60s, init p50 12 ms")]]),
+        expect=[[("Normal", "ColdStart", "1 cold start in the last 60s, init p50 12 ms")]],
+    ),
     "more within the window are batched into the next event": dict(
-        timeline=[(0, row(1, inits=[0.010])), (2, row(2, inits=[0.010, 0.020])),
-                  (30, row(4, inits=[0.010, 0.020, 0.030, 0.040])), (59, row(4, inits=[.01, .02, .03, .04])),
-                  (60, row(4, inits=[.01, .02, .03, .04])), (62, row(4, inits=[.01, .02, .03, .04]))],
-        expect=[[("Normal", "ColdStart", "1 cold start in the last 60s, init p50 10 ms")], [], [], [],
-                [("Normal", "ColdStart", "3 cold starts in the last 60s, init p50 30 ms")], []]),
+        timeline=[
+            (0, row(1, inits=[0.010])),
+            (2, row(2, inits=[0.010, 0.020])),
+            (30, row(4, inits=[0.010, 0.020, 0.030, 0.040])),
+            (59, row(4, inits=[0.01, 0.02, 0.03, 0.04])),
+            (60, row(4, inits=[0.01, 0.02, 0.03, 0.04])),
+            (62, row(4, inits=[0.01, 0.02, 0.03, 0.04])),
+        ],
+        expect=[
+            [("Normal", "ColdStart", "1 cold start in the last 60s, init p50 10 ms")],
+            [],
+            [],
+            [],
+            [("Normal", "ColdStart", "3 cold starts in the last 60s, init p50 30 ms")],
+            [],
+        ],
+    ),
     "unknown init durations are left out of the median": dict(
-        timeline=[(0, row(2, inits=[None, None]))],
-        expect=[[("Normal", "ColdStart", "2 cold starts in the last 60s")]]),
+        timeline=[(0, row(2, inits=[None, None]))], expect=[[("Normal", "ColdStart", "2 cold starts in the last 60s")]]
+    ),
     "throttles, one reason": dict(
         timeline=[(0, row(throttles={RESERVED_EXCEEDED: 17}))],
-        expect=[[("Warning", "Throttled",
-                  f"17 invocations throttled in the last 60s: {RESERVED_EXCEEDED}")]]),
+        expect=[[("Warning", "Throttled", f"17 invocations throttled in the last 60s: {RESERVED_EXCEEDED}")]],
+    ),
     "throttles, rate-limited per reason independently of cold starts": dict(
-        timeline=[(0, row(1, {RESERVED_EXCEEDED: 1})), (10, row(2, {RESERVED_EXCEEDED: 3})),
-                  (60, row(2, {RESERVED_EXCEEDED: 3, CONCURRENT_EXCEEDED: 2}))],
-        expect=[[("Normal", "ColdStart", "1 cold start in the last 60s"),
-                 ("Warning", "Throttled", f"1 invocation throttled in the last 60s: {RESERVED_EXCEEDED}")],
-                [],
-                [("Normal", "ColdStart", "1 cold start in the last 60s"),
-                 ("Warning", "Throttled", "4 invocations throttled in the last 60s: "
-                  f"{CONCURRENT_EXCEEDED} (2), {RESERVED_EXCEEDED} (2)")]]),
+        timeline=[
+            (0, row(1, {RESERVED_EXCEEDED: 1})),
+            (10, row(2, {RESERVED_EXCEEDED: 3})),
+            (60, row(2, {RESERVED_EXCEEDED: 3, CONCURRENT_EXCEEDED: 2})),
+        ],
+        expect=[
+            [
+                ("Normal", "ColdStart", "1 cold start in the last 60s"),
+                ("Warning", "Throttled", f"1 invocation throttled in the last 60s: {RESERVED_EXCEEDED}"),
+            ],
+            [],
+            [
+                ("Normal", "ColdStart", "1 cold start in the last 60s"),
+                (
+                    "Warning",
+                    "Throttled",
+                    f"4 invocations throttled in the last 60s: {CONCURRENT_EXCEEDED} (2), {RESERVED_EXCEEDED} (2)",
+                ),
+            ],
+        ],
+    ),
     "a quiet minute, then the next one is reported at once": dict(
         timeline=[(0, row(1)), (200, row(2))],
-        expect=[[("Normal", "ColdStart", "1 cold start in the last 60s")],
-                [("Normal", "ColdStart", "1 cold start in the last 60s")]]),
+        expect=[
+            [("Normal", "ColdStart", "1 cold start in the last 60s")],
+            [("Normal", "ColdStart", "1 cold start in the last 60s")],
+        ],
+    ),
     "counters that went down (pool recreated) count as new": dict(
         timeline=[(0, row(5)), (100, row(2))],
-        expect=[[("Normal", "ColdStart", "5 cold starts in the last 60s")],
-                [("Normal", "ColdStart", "2 cold starts in the last 60s")]]),
+        expect=[
+            [("Normal", "ColdStart", "5 cold starts in the last 60s")],
+            [("Normal", "ColdStart", "2 cold starts in the last 60s")],
+        ],
+    ),
 }
 
 
@@ -113,8 +143,13 @@ def test_messages():
 def test_event_body():
     [ev] = EventLimiter(60).observe(row(throttles={RESERVED_EXCEEDED: 2}), 0)
     body = build_event("team-a", "hello", "uid-1", ev, "router-0", 1_767_225_600.0)
-    assert body["involvedObject"] == {"apiVersion": "lambdakube.dev/v1alpha1", "kind": "Function",
-                                      "name": "hello", "namespace": "team-a", "uid": "uid-1"}
+    assert body["involvedObject"] == {
+        "apiVersion": "lambdakube.dev/v1alpha1",
+        "kind": "Function",
+        "name": "hello",
+        "namespace": "team-a",
+        "uid": "uid-1",
+    }
     assert (body["type"], body["reason"]) == ("Warning", "Throttled")
     assert body["source"] == {"component": "lambdakube-router"}
     assert body["reportingComponent"] == "lambdakube-router" and body["reportingInstance"] == "router-0"

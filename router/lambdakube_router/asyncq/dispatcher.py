@@ -41,13 +41,19 @@ def _json_or_text(body: bytes | None):
         return body.decode(errors="replace")
 
 
-def destination_record(ev: StoredEvent, condition: str, *, invocations: int, now: float,
-                       status: int | None, function_error: str | None,
-                       response: bytes | None) -> dict:
+def destination_record(
+    ev: StoredEvent,
+    condition: str,
+    *,
+    invocations: int,
+    now: float,
+    status: int | None,
+    function_error: str | None,
+    response: bytes | None,
+) -> dict:
     """Lambda's invocation record for onSuccess/onFailure destinations."""
     arn = function_arn(ev.namespace, ev.function)
-    response_context: dict = {"statusCode": status if status is not None else 200,
-                              "executedVersion": "$LATEST"}
+    response_context: dict = {"statusCode": status if status is not None else 200, "executedVersion": "$LATEST"}
     if function_error:
         response_context["functionError"] = function_error
     record = {
@@ -124,8 +130,11 @@ class Dispatcher:
                     timeout = self.poll_interval  # woken when a slot frees up
                 else:
                     nxt = await self.store.next_due_at()
-                    timeout = self.poll_interval if nxt is None else min(
-                        self.poll_interval, max(0.001, nxt - self.wall_clock()))
+                    timeout = (
+                        self.poll_interval
+                        if nxt is None
+                        else min(self.poll_interval, max(0.001, nxt - self.wall_clock()))
+                    )
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -155,11 +164,16 @@ class Dispatcher:
             log.exception("async event %s: delivery failed", ev.id)
             try:
                 await self.store.reschedule(
-                    ev, next_attempt_at=self.wall_clock() + self.retry.backoff_base,
-                    function_errors=ev.function_errors, system_retries=ev.system_retries + 1,
-                    invocations=ev.invocations, last_status=ev.last_status,
-                    last_function_error=ev.last_function_error, last_response=ev.last_response,
-                    last_error=f"router: {type(exc).__name__}: {exc}")
+                    ev,
+                    next_attempt_at=self.wall_clock() + self.retry.backoff_base,
+                    function_errors=ev.function_errors,
+                    system_retries=ev.system_retries + 1,
+                    invocations=ev.invocations,
+                    last_status=ev.last_status,
+                    last_function_error=ev.last_function_error,
+                    last_response=ev.last_response,
+                    last_error=f"router: {type(exc).__name__}: {exc}",
+                )
             except Exception:
                 log.exception("async event %s: could not reschedule (redelivered on restart)", ev.id)
 
@@ -168,17 +182,19 @@ class Dispatcher:
         max_age = self.retry.max_event_age or cfg.maximum_event_age_seconds
         attempts = policy.Attempts(ev.created_at, ev.function_errors, ev.system_retries, ev.invocations)
         if policy.expired(attempts, self.wall_clock(), max_age):
-            await self._finish(ev, policy.EVENT_AGE_EXCEEDED, attempts, ev.last_status,
-                               ev.last_function_error, ev.last_response)
+            await self._finish(
+                ev, policy.EVENT_AGE_EXCEEDED, attempts, ev.last_status, ev.last_function_error, ev.last_response
+            )
             return
-        result = await self.engine.invoke(ev.namespace, ev.function, ev.payload,
-                                          request_id=ev.id, client_context=ev.client_context)
+        result = await self.engine.invoke(
+            ev.namespace, ev.function, ev.payload, request_id=ev.id, client_context=ev.client_context
+        )
         outcome = _classify(result)
         now = self.wall_clock()
         cfg = self._async_config(ev) or cfg
-        decision = policy.after_attempt(attempts, outcome, now,
-                                        max_retry_attempts=cfg.max_retry_attempts,
-                                        max_age=max_age, policy=self.retry)
+        decision = policy.after_attempt(
+            attempts, outcome, now, max_retry_attempts=cfg.max_retry_attempts, max_age=max_age, policy=self.retry
+        )
         fn_error = result.headers.get("X-Amz-Function-Error")
         reached = outcome != "retryable"
         status = result.status if reached else (ev.last_status or result.status)
@@ -192,22 +208,39 @@ class Dispatcher:
             return
         assert decision.next_attempt_at is not None
         await self.store.reschedule(
-            ev, next_attempt_at=decision.next_attempt_at, function_errors=a.function_errors,
-            system_retries=a.system_retries, invocations=a.invocations, last_status=status,
-            last_function_error=fn_error, last_response=response,
+            ev,
+            next_attempt_at=decision.next_attempt_at,
+            function_errors=a.function_errors,
+            system_retries=a.system_retries,
+            invocations=a.invocations,
+            last_status=status,
+            last_function_error=fn_error,
+            last_response=response,
             last_error=None if reached else f"{result.status} {result.error_type}",
         )
 
-    async def _finish(self, ev: StoredEvent, condition: str, attempts: policy.Attempts,
-                      status: int | None, fn_error: str | None, response: bytes | None) -> None:
+    async def _finish(
+        self,
+        ev: StoredEvent,
+        condition: str,
+        attempts: policy.Attempts,
+        status: int | None,
+        fn_error: str | None,
+        response: bytes | None,
+    ) -> None:
         cfg = self._async_config(ev)
         messages: list[QueueMessage] = []
         events: list[NewEvent] = []
         now = self.wall_clock()
         if cfg is None:
-            log.warning("async event %s for %s/%s finished (%s) but the function no longer"
-                        " exists: no destination to deliver to", ev.id, ev.namespace,
-                        ev.function, condition)
+            log.warning(
+                "async event %s for %s/%s finished (%s) but the function no longer"
+                " exists: no destination to deliver to",
+                ev.id,
+                ev.namespace,
+                ev.function,
+                condition,
+            )
         else:
             record = None
             targets: list[tuple[Destination, bool]] = []  # (destination, send the record?)
@@ -220,16 +253,28 @@ class Dispatcher:
                 if cfg.dead_letter:
                     targets.append((cfg.dead_letter, False))
                 if not targets:
-                    log.warning("async event %s for %s/%s failed (%s) with no onFailure or"
-                                " deadLetter destination configured", ev.id, ev.namespace,
-                                ev.function, condition)
+                    log.warning(
+                        "async event %s for %s/%s failed (%s) with no onFailure or deadLetter destination configured",
+                        ev.id,
+                        ev.namespace,
+                        ev.function,
+                        condition,
+                    )
             for dest, with_record in targets:
                 if with_record:
                     if record is None:
-                        record = json.dumps(destination_record(
-                            ev, condition, invocations=attempts.invocations, now=now,
-                            status=status, function_error=fn_error, response=response,
-                        ), separators=(",", ":")).encode()
+                        record = json.dumps(
+                            destination_record(
+                                ev,
+                                condition,
+                                invocations=attempts.invocations,
+                                now=now,
+                                status=status,
+                                function_error=fn_error,
+                                response=response,
+                            ),
+                            separators=(",", ":"),
+                        ).encode()
                     body = record
                 else:
                     body = ev.payload  # Lambda's DLQ gets the original event only
@@ -237,8 +282,7 @@ class Dispatcher:
                     messages.append(QueueMessage(ev.namespace, dest.queue, ev.id, body, now))
                 else:
                     assert dest.function is not None  # the CRD: exactly one of function and queue
-                    events.append(NewEvent(str(uuid.uuid4()), ev.namespace, dest.function,
-                                           body, None, now))
+                    events.append(NewEvent(str(uuid.uuid4()), ev.namespace, dest.function, body, None, now))
         await self.store.finish(ev, messages=messages, events=events)
         self.delivered += 1
         if events:

@@ -70,7 +70,7 @@ def after_attempt(
         delays = policy.function_error_delays or (0.0,)
         delay = delays[min(a.function_errors - 1, len(delays) - 1)]
     else:
-        delay = min(policy.backoff_max, policy.backoff_base * (2 ** a.system_retries))
+        delay = min(policy.backoff_max, policy.backoff_base * (2**a.system_retries))
         a = _replace(a, system_retries=a.system_retries + 1)
     at = now + delay
     if at - a.created_at > max_age:

@@ -94,9 +94,11 @@ class StateDirLocked(RuntimeError):
     pass
 
 
-_COLUMNS = ("id, namespace, function, payload, client_context, created_at, next_attempt_at,"
-            " function_errors, system_retries, invocations, last_status, last_function_error,"
-            " last_response")
+_COLUMNS = (
+    "id, namespace, function, payload, client_context, created_at, next_attempt_at,"
+    " function_errors, system_retries, invocations, last_status, last_function_error,"
+    " last_response"
+)
 
 
 class AsyncStore:
@@ -154,8 +156,7 @@ class AsyncStore:
         self._db.execute(
             "INSERT OR IGNORE INTO events (id, namespace, function, payload, client_context,"
             " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (ev.id, ev.namespace, ev.function, ev.payload, ev.client_context, ev.created_at,
-             next_attempt_at),
+            (ev.id, ev.namespace, ev.function, ev.payload, ev.client_context, ev.created_at, next_attempt_at),
         )
 
     async def enqueue(self, ev: NewEvent) -> None:
@@ -178,24 +179,31 @@ class AsyncStore:
                     " ORDER BY next_attempt_at LIMIT ?",
                     (now, limit),
                 ).fetchall()
-                self._db.executemany("UPDATE events SET leased = 1 WHERE id = ?",
-                                     [(r[0],) for r in rows])
+                self._db.executemany("UPDATE events SET leased = 1 WHERE id = ?", [(r[0],) for r in rows])
             return [StoredEvent(*r) for r in rows]
 
         return await self._run(_do) if limit > 0 else []
 
     async def next_due_at(self) -> float | None:
         def _do():
-            row = self._db.execute(
-                "SELECT MIN(next_attempt_at) FROM events WHERE leased = 0").fetchone()
+            row = self._db.execute("SELECT MIN(next_attempt_at) FROM events WHERE leased = 0").fetchone()
             return row[0]
 
         return await self._run(_do)
 
-    async def reschedule(self, ev: StoredEvent, *, next_attempt_at: float, function_errors: int,
-                         system_retries: int, invocations: int, last_status: int | None,
-                         last_function_error: str | None, last_response: bytes | None,
-                         last_error: str | None) -> None:
+    async def reschedule(
+        self,
+        ev: StoredEvent,
+        *,
+        next_attempt_at: float,
+        function_errors: int,
+        system_retries: int,
+        invocations: int,
+        last_status: int | None,
+        last_function_error: str | None,
+        last_response: bytes | None,
+        last_error: str | None,
+    ) -> None:
         def _do():
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -203,14 +211,22 @@ class AsyncStore:
                     "UPDATE events SET leased = 0, next_attempt_at = ?, function_errors = ?,"
                     " system_retries = ?, invocations = ?, last_status = ?,"
                     " last_function_error = ?, last_response = ?, last_error = ? WHERE id = ?",
-                    (next_attempt_at, function_errors, system_retries, invocations, last_status,
-                     last_function_error, last_response, last_error, ev.id),
+                    (
+                        next_attempt_at,
+                        function_errors,
+                        system_retries,
+                        invocations,
+                        last_status,
+                        last_function_error,
+                        last_response,
+                        last_error,
+                        ev.id,
+                    ),
                 )
 
         await self._run(_do)
 
-    async def finish(self, ev: StoredEvent, *, messages: list[QueueMessage],
-                     events: list[NewEvent]) -> None:
+    async def finish(self, ev: StoredEvent, *, messages: list[QueueMessage], events: list[NewEvent]) -> None:
         """Delete the event and write its destination records, in one transaction."""
 
         def _do():
@@ -219,8 +235,7 @@ class AsyncStore:
                 self._db.execute("DELETE FROM events WHERE id = ?", (ev.id,))
                 for m in messages:
                     self._db.execute(
-                        "INSERT INTO messages (namespace, queue, message_id, body, created_at)"
-                        " VALUES (?, ?, ?, ?, ?)",
+                        "INSERT INTO messages (namespace, queue, message_id, body, created_at) VALUES (?, ?, ?, ?, ?)",
                         (m.namespace, m.queue, m.message_id, m.body, m.created_at),
                     )
                 for new in events:
@@ -233,8 +248,7 @@ class AsyncStore:
 
     # -- destination queues ------------------------------------------------------------
 
-    async def messages(self, namespace: str, queue: str, *, after: int = 0,
-                       limit: int = 100) -> list[dict]:
+    async def messages(self, namespace: str, queue: str, *, after: int = 0, limit: int = 100) -> list[dict]:
         def _do():
             return self._db.execute(
                 "SELECT seq, message_id, body, created_at FROM messages"
@@ -243,8 +257,7 @@ class AsyncStore:
             ).fetchall()
 
         rows = await self._run(_do)
-        return [{"seq": r[0], "messageId": r[1], "body": bytes(r[2]), "createdAt": r[3]}
-                for r in rows]
+        return [{"seq": r[0], "messageId": r[1], "body": bytes(r[2]), "createdAt": r[3]} for r in rows]
 
     async def delete_messages(self, namespace: str, queue: str, up_to: int) -> int:
         def _do():
@@ -259,16 +272,27 @@ class AsyncStore:
 
     async def pending(self, namespace: str | None = None) -> list[dict]:
         def _do():
-            q = ("SELECT id, namespace, function, created_at, next_attempt_at, function_errors,"
-                 " system_retries, invocations, last_error FROM events")
+            q = (
+                "SELECT id, namespace, function, created_at, next_attempt_at, function_errors,"
+                " system_retries, invocations, last_error FROM events"
+            )
             args: tuple = ()
             if namespace is not None:
                 q += " WHERE namespace = ?"
                 args = (namespace,)
             return self._db.execute(q + " ORDER BY next_attempt_at", args).fetchall()
 
-        keys = ("id", "namespace", "function", "createdAt", "nextAttemptAt", "functionErrors",
-                "systemRetries", "invocations", "lastError")
+        keys = (
+            "id",
+            "namespace",
+            "function",
+            "createdAt",
+            "nextAttemptAt",
+            "functionErrors",
+            "systemRetries",
+            "invocations",
+            "lastError",
+        )
         return [dict(zip(keys, r)) for r in await self._run(_do)]
 
 

@@ -76,9 +76,7 @@ class Backend:
     #: Announces of environments accepted/refused (``announced``); None: no announces.
     announces: dict[str, int] | None = None
 
-    async def start(
-        self, fn: FunctionRef, spec: FunctionSpec, env_id: str, provisioned: bool
-    ) -> EnvironmentHandle:
+    async def start(self, fn: FunctionRef, spec: FunctionSpec, env_id: str, provisioned: bool) -> EnvironmentHandle:
         """Return once the environment is ready (its /readyz said so).
 
         Raises EnvironmentStartError (with the runtime's Init error when there is one).

@@ -46,6 +46,7 @@ class PodEnv:
 
 # -- reading a cached pod ------------------------------------------------------------------
 
+
 def _meta(pod: Mapping) -> Mapping:
     return pod.get("metadata") or {}
 
@@ -90,6 +91,7 @@ def reported_init_error(fn: FunctionRef, info: Mapping) -> str | None:
 
 # -- actions -------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Claim:
     """Claim this provisioned pod (then check its ``/readyz`` answers 200)."""
@@ -129,9 +131,17 @@ ProvisionedChoice = Claim | ProbeInit | Fail | Wait
 
 # -- provisioned pods ----------------------------------------------------------------------
 
-def choose_provisioned(pods: Iterable[Mapping], claimed: Collection[Key], fn: FunctionRef, spec_hash: str, *,
-                       tried: Collection[str] = (), probed: Mapping[str, str | None] | None = None,
-                       cache_error: str | None = None) -> ProvisionedChoice:
+
+def choose_provisioned(
+    pods: Iterable[Mapping],
+    claimed: Collection[Key],
+    fn: FunctionRef,
+    spec_hash: str,
+    *,
+    tried: Collection[str] = (),
+    probed: Mapping[str, str | None] | None = None,
+    cache_error: str | None = None,
+) -> ProvisionedChoice:
     """The next step of waiting for a provisioned pod of ``fn``'s current spec.
 
     Candidates: pods of ``fn``'s namespace labelled for ``fn``, role provisioned, of
@@ -146,12 +156,14 @@ def choose_provisioned(pods: Iterable[Mapping], claimed: Collection[Key], fn: Fu
     """
     probed = probed or {}
     candidates = [
-        p for p in oldest_first(pods)
+        p
+        for p in oldest_first(pods)
         if _meta(p).get("namespace", fn.namespace) == fn.namespace
         and _labels(p).get(labels.FUNCTION) == fn.name
         and _labels(p).get(labels.ROLE) == labels.ROLE_PROVISIONED
         and _labels(p).get(labels.SPEC_HASH) == spec_hash
-        and not is_draining(p) and not _deleting(p)
+        and not is_draining(p)
+        and not _deleting(p)
         and (fn.namespace, _meta(p).get("name")) not in claimed
     ]
     errors: list[str] = []
@@ -180,6 +192,7 @@ def choose_provisioned(pods: Iterable[Mapping], claimed: Collection[Key], fn: Fu
 
 # -- generic pods --------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Candidate:
     """A generic pod worth claiming: its name, where its runtime listens, and the pod as
@@ -190,8 +203,9 @@ class Candidate:
     pod: Mapping = field(repr=False, compare=False)
 
 
-def generic_candidates(pods: Iterable[Mapping], claimed: Collection[Key], namespace: str,
-                       image_hash: str) -> list[Candidate]:
+def generic_candidates(
+    pods: Iterable[Mapping], claimed: Collection[Key], namespace: str, image_hash: str
+) -> list[Candidate]:
     """The generic pods of ``namespace`` to try, in order (oldest first): role generic,
     no function yet, the runtime image this router would use, Ready with an address,
     not being deleted, not claimed by this router."""
@@ -199,11 +213,16 @@ def generic_candidates(pods: Iterable[Mapping], claimed: Collection[Key], namesp
     for pod in oldest_first(pods):
         meta, have = _meta(pod), _labels(pod)
         address = pod_address(dict(pod))
-        if (meta.get("namespace", namespace) != namespace
-                or have.get(labels.ROLE) != labels.ROLE_GENERIC or labels.FUNCTION in have
-                or have.get(labels.RUNTIME_IMAGE_HASH) != image_hash
-                or _deleting(pod) or not is_ready(pod) or address is None
-                or (namespace, meta.get("name")) in claimed):
+        if (
+            meta.get("namespace", namespace) != namespace
+            or have.get(labels.ROLE) != labels.ROLE_GENERIC
+            or labels.FUNCTION in have
+            or have.get(labels.RUNTIME_IMAGE_HASH) != image_hash
+            or _deleting(pod)
+            or not is_ready(pod)
+            or address is None
+            or (namespace, meta.get("name")) in claimed
+        ):
             continue
         out.append(Candidate(meta["name"], address, pod))
     return out
@@ -211,8 +230,10 @@ def generic_candidates(pods: Iterable[Mapping], claimed: Collection[Key], namesp
 
 # -- released provisioned pods -------------------------------------------------------------
 
-def released_actions(released: Iterable[Key], claimed: Collection[Key],
-                     cache_get: Callable[[str, str], Mapping | None]) -> tuple[set[Key], list[Key]]:
+
+def released_actions(
+    released: Iterable[Key], claimed: Collection[Key], cache_get: Callable[[str, str], Mapping | None]
+) -> tuple[set[Key], list[Key]]:
     """What to do with the provisioned pods this router gave back: ``(forget, delete)``.
 
     A released pod that is gone is forgotten; one the operator labelled draining is
@@ -232,6 +253,7 @@ def released_actions(released: Iterable[Key], claimed: Collection[Key],
 
 
 # -- fresh pods ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -279,8 +301,16 @@ class Generic:
 FreshStep = Fail | Probe | Distrust | Wait | Ready | Generic
 
 
-def fresh_step(fn: FunctionRef, name: str, *, pod: Mapping | None, seen: bool, announced: str | None,
-               answer: Answer | None, cache_error: str | None = None) -> FreshStep:
+def fresh_step(
+    fn: FunctionRef,
+    name: str,
+    *,
+    pod: Mapping | None,
+    seen: bool,
+    announced: str | None,
+    answer: Answer | None,
+    cache_error: str | None = None,
+) -> FreshStep:
     """The next step of starting the fresh pod ``name``.
 
     ``pod`` is the pod as cached (None: not there), ``seen`` whether the cache ever
@@ -327,6 +357,7 @@ def fresh_step(fn: FunctionRef, name: str, *, pod: Mapping | None, seen: bool, a
 
 # -- announces -----------------------------------------------------------------------------
 
+
 def announced_ip(address: str) -> str | None:
     """The IP of an announced ``host:port`` (``[v6]:port`` too), None if malformed."""
     host, colon, port = address.rpartition(":")
@@ -354,11 +385,17 @@ def accept_announce(expected_token: str | None, address: str, token: str, peer: 
     that token (compared in constant time), a well-formed address, from a connection
     whose peer is the announced IP."""
     ip = announced_ip(address)
-    return (expected_token is not None and ip is not None and peer is not None
-            and hmac.compare_digest(expected_token.encode(), token.encode()) and same_ip(ip, peer))
+    return (
+        expected_token is not None
+        and ip is not None
+        and peer is not None
+        and hmac.compare_digest(expected_token.encode(), token.encode())
+        and same_ip(ip, peer)
+    )
 
 
 # -- what this router holds ----------------------------------------------------------------
+
 
 @dataclass
 class Pending:

@@ -95,7 +95,18 @@ from lambdakube_router.backends.base import (
     FunctionRef,
 )
 from lambdakube_router.backends.claims import (
-    Answer, Claim, Distrust, Fail, Generic, Ownership, Pending, PodEnv, Probe, ProbeInit, Ready, Wait,
+    Answer,
+    Claim,
+    Distrust,
+    Fail,
+    Generic,
+    Ownership,
+    Pending,
+    PodEnv,
+    Probe,
+    ProbeInit,
+    Ready,
+    Wait,
 )
 from lambdakube_router.backends.pod_cache import PodCache
 from lambdakube_router.backends.podwatch import PodWatcher
@@ -107,10 +118,19 @@ _INIT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=2)
 
 
 class KubernetesBackend(Backend):
-    def __init__(self, *, kubeconfig: str | None = None, image: str = DEFAULT_RUNTIME_IMAGE,
-                 api_client=None, poll_interval: float = 0.05, max_poll_interval: float = 0.5,
-                 delete_grace_seconds: int | None = 0, claim_generic: bool = True,
-                 announce_url: str | None = None, namespaces: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        kubeconfig: str | None = None,
+        image: str = DEFAULT_RUNTIME_IMAGE,
+        api_client=None,
+        poll_interval: float = 0.05,
+        max_poll_interval: float = 0.5,
+        delete_grace_seconds: int | None = 0,
+        claim_generic: bool = True,
+        announce_url: str | None = None,
+        namespaces: Iterable[str] = (),
+    ) -> None:
         from kubernetes import client  # noqa: PLC0415
 
         from lambdakube import kubeclient  # noqa: PLC0415
@@ -158,8 +178,9 @@ class KubernetesBackend(Backend):
             from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
             try:
-                obj = await self._call(self.custom.get_namespaced_custom_object,
-                                       GROUP, VERSION, fn.namespace, "functions", fn.name)
+                obj = await self._call(
+                    self.custom.get_namespaced_custom_object, GROUP, VERSION, fn.namespace, "functions", fn.name
+                )
                 self._uids[key] = obj["metadata"]["uid"]
             except ApiException as exc:
                 if exc.status != 404:
@@ -175,8 +196,7 @@ class KubernetesBackend(Backend):
 
     # -- the Backend interface ------------------------------------------------------------
 
-    async def start(self, fn: FunctionRef, spec: FunctionSpec, env_id: str,
-                    provisioned: bool) -> EnvironmentHandle:
+    async def start(self, fn: FunctionRef, spec: FunctionSpec, env_id: str, provisioned: bool) -> EnvironmentHandle:
         """``env_id`` is only a hint: the environment's id is its pod's name."""
         from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
@@ -186,8 +206,8 @@ class KubernetesBackend(Backend):
             uid = await self._function_uid(fn)
         except ApiException as exc:
             raise EnvironmentStartError(
-                f"{fn}: cannot read the Function: {exc.status} {exc.reason}",
-                error_type="PodCreateError") from None
+                f"{fn}: cannot read the Function: {exc.status} {exc.reason}", error_type="PodCreateError"
+            ) from None
         if provisioned:
             return await self._claim_provisioned(fn, spec)
         if self.claim_generic and uid and fits_generic(spec) and not needs_fresh_process(spec):
@@ -223,8 +243,7 @@ class KubernetesBackend(Backend):
             await asyncio.gather(self._released_task, return_exceptions=True)
             self._released_task = None
         await self.cache.close()
-        await asyncio.gather(*(self._delete(p.namespace, p.name) for p in self.book.owned()),
-                             return_exceptions=True)
+        await asyncio.gather(*(self._delete(p.namespace, p.name) for p in self.book.owned()), return_exceptions=True)
         self.book.clear()
         await asyncio.gather(*self._pokes, return_exceptions=True)
         if self._session is not None:
@@ -247,8 +266,14 @@ class KubernetesBackend(Backend):
             probed: dict[str, str | None] = {}
             while True:
                 choice = claims.choose_provisioned(
-                    self.cache.select(fn.namespace, **wanted), self.book.claimed, fn, current,
-                    tried=tried, probed=probed, cache_error=self.cache.error)
+                    self.cache.select(fn.namespace, **wanted),
+                    self.book.claimed,
+                    fn,
+                    current,
+                    tried=tried,
+                    probed=probed,
+                    cache_error=self.cache.error,
+                )
                 match choice:
                     case Claim():
                         handle = await self._take_provisioned(fn, choice)
@@ -278,8 +303,9 @@ class KubernetesBackend(Backend):
             return None
         where = PodEnv(fn.namespace, choice.name, labels.ROLE_PROVISIONED, SOURCE_PROVISIONED)
         self.book.hold(where)
-        return EnvironmentHandle(address=choice.address, env_id=where.name,
-                                 init_duration=claims.init_seconds(info), private=where)
+        return EnvironmentHandle(
+            address=choice.address, env_id=where.name, init_duration=claims.init_seconds(info), private=where
+        )
 
     async def _probe_init_error(self, fn: FunctionRef, name: str, address: str) -> str | None:
         """The Init error a not-Ready pod's runtime reports (written to the pod), if any."""
@@ -293,9 +319,10 @@ class KubernetesBackend(Backend):
 
     async def _start_generic(self, fn: FunctionRef, spec: FunctionSpec, uid: str) -> EnvironmentHandle | None:
         """A cold start on a claimed generic pod; None when none could be used."""
-        pods = self.cache.select(fn.namespace, **{labels.ROLE: labels.ROLE_GENERIC,
-                                                  labels.RUNTIME_IMAGE_HASH: self.image_hash,
-                                                  labels.FUNCTION: None})
+        pods = self.cache.select(
+            fn.namespace,
+            **{labels.ROLE: labels.ROLE_GENERIC, labels.RUNTIME_IMAGE_HASH: self.image_hash, labels.FUNCTION: None},
+        )
         for candidate in claims.generic_candidates(pods, self.book.claimed, fn.namespace, self.image_hash):
             if not await self.claim_generic_pod(fn, spec, uid, candidate.pod):
                 continue
@@ -315,16 +342,21 @@ class KubernetesBackend(Backend):
         key = (fn.namespace, meta["name"])
         if not self.book.claim(key):
             return False
-        patch = {"metadata": {
-            "resourceVersion": meta["resourceVersion"],
-            "labels": {labels.ROLE: labels.ROLE_ON_DEMAND, labels.FUNCTION: fn.name,
-                       labels.SPEC_HASH: spec_hash(spec), labels.MANAGED_BY: labels.ROUTER_NAME},
-            "annotations": {labels.TIMEOUT_SECONDS: str(spec.timeout_seconds)},
-            "ownerReferences": [owner_reference(fn.name, uid)],
-        }}
+        patch = {
+            "metadata": {
+                "resourceVersion": meta["resourceVersion"],
+                "labels": {
+                    labels.ROLE: labels.ROLE_ON_DEMAND,
+                    labels.FUNCTION: fn.name,
+                    labels.SPEC_HASH: spec_hash(spec),
+                    labels.MANAGED_BY: labels.ROUTER_NAME,
+                },
+                "annotations": {labels.TIMEOUT_SECONDS: str(spec.timeout_seconds)},
+                "ownerReferences": [owner_reference(fn.name, uid)],
+            }
+        }
         try:
-            await self._call(self.core.patch_namespaced_pod, meta["name"], fn.namespace, patch,
-                             _preload_content=False)
+            await self._call(self.core.patch_namespaced_pod, meta["name"], fn.namespace, patch, _preload_content=False)
         except ApiException as exc:
             self.book.unclaim(key)  # not ours: it may be claimable again later (a 409
             # also follows any status update of the pod since it was listed)
@@ -338,8 +370,9 @@ class KubernetesBackend(Backend):
             raise
         return True
 
-    async def _specialise(self, fn: FunctionRef, spec: FunctionSpec, name: str,
-                          address: str) -> EnvironmentHandle | None:
+    async def _specialise(
+        self, fn: FunctionRef, spec: FunctionSpec, name: str, address: str
+    ) -> EnvironmentHandle | None:
         """``POST /init`` on a claimed generic pod. The pod is deleted unless this
         succeeds; None when the pod was unusable (the caller tries another, or a fresh
         pod)."""
@@ -358,16 +391,15 @@ class KubernetesBackend(Backend):
                 self.book.let_go(name)
                 await self._delete(fn.namespace, name)
 
-    async def _init(self, fn: FunctionRef, spec: FunctionSpec, name: str,
-                    address: str) -> tuple[float, str | None]:
+    async def _init(self, fn: FunctionRef, spec: FunctionSpec, name: str, address: str) -> tuple[float, str | None]:
         """Send the function to the runtime at ``address`` (``POST /init``). Returns
         Init's duration, or why the pod cannot be used (it failed or refused before
         Init ran). An Init error of the function raises ``EnvironmentStartError`` (and is
         written to the pod for the operator's InitFailed)."""
         try:
-            async with self._http().post(f"http://{address}/init",
-                                         json=init_body(fn.name, fn.namespace, spec),
-                                         timeout=_INIT_TIMEOUT) as resp:
+            async with self._http().post(
+                f"http://{address}/init", json=init_body(fn.name, fn.namespace, spec), timeout=_INIT_TIMEOUT
+            ) as resp:
                 status, body = resp.status, await resp.read()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             return 0.0, f"failed during /init ({type(exc).__name__}: {exc})"
@@ -390,24 +422,32 @@ class KubernetesBackend(Backend):
         finally:
             self.book.started(name)
 
-    async def _create_fresh(self, fn: FunctionRef, spec: FunctionSpec, uid: str | None, name: str,
-                            pending: Pending) -> EnvironmentHandle:
+    async def _create_fresh(
+        self, fn: FunctionRef, spec: FunctionSpec, uid: str | None, name: str, pending: Pending
+    ) -> EnvironmentHandle:
         from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
 
         announce = (self.announce_url, pending.token) if self.announce_url else None
-        body = environment_pod(function_name=fn.name, namespace=fn.namespace, function_uid=uid or "",
-                               spec=spec, env_id=name, role=labels.ROLE_ON_DEMAND,
-                               runtime_image=self.image, managed_by=labels.ROUTER_NAME,
-                               announce=announce)
+        body = environment_pod(
+            function_name=fn.name,
+            namespace=fn.namespace,
+            function_uid=uid or "",
+            spec=spec,
+            env_id=name,
+            role=labels.ROLE_ON_DEMAND,
+            runtime_image=self.image,
+            managed_by=labels.ROUTER_NAME,
+            announce=announce,
+        )
         if not uid:
             body["metadata"].pop("ownerReferences", None)
         try:
-            await self._call(self.core.create_namespaced_pod, fn.namespace, body,
-                             _preload_content=False)
+            await self._call(self.core.create_namespaced_pod, fn.namespace, body, _preload_content=False)
         except ApiException as exc:
             raise EnvironmentStartError(
                 f"{fn}: cannot create the environment pod: {exc.status} {exc.reason}: {exc.body}",
-                error_type="PodCreateError") from None
+                error_type="PodCreateError",
+            ) from None
         where = PodEnv(fn.namespace, name, labels.ROLE_ON_DEMAND, SOURCE_FRESH)
         self.book.hold(where)
         try:
@@ -434,15 +474,15 @@ class KubernetesBackend(Backend):
             pod = self.cache.get(fn.namespace, name)
             seen = seen or pod is not None
             announced = pending.address
-            step = claims.fresh_step(fn, name, pod=pod, seen=seen, announced=announced, answer=answer,
-                                     cache_error=self.cache.error)
+            step = claims.fresh_step(
+                fn, name, pod=pod, seen=seen, announced=announced, answer=answer, cache_error=self.cache.error
+            )
             match step:
                 case Probe():
                     status, info = await self._readyz(step.address)
                     answer = Answer(step.address, step.via_announce, status, info)
                 case Distrust():
-                    log.warning("%s: the address announced for %s answered as %r; ignored",
-                                fn, name, step.answered_as)
+                    log.warning("%s: the address announced for %s answered as %r; ignored", fn, name, step.answered_as)
                     self.book.distrust(name, step.address)
                     answer = None
                 case Fail():
@@ -458,8 +498,9 @@ class KubernetesBackend(Backend):
                     timeout = self.poll_interval if step.reprobe else self.max_poll_interval
                     await self._own_change(fn.namespace, name, pending, (_version(pod), announced), timeout)
 
-    async def _own_change(self, namespace: str, name: str, pending: Pending,
-                          before: tuple[str | None, str | None], timeout: float) -> None:
+    async def _own_change(
+        self, namespace: str, name: str, pending: Pending, before: tuple[str | None, str | None], timeout: float
+    ) -> None:
         """Until the pod ``name`` (its resourceVersion) or its announced address differs
         from ``before``, what the last step was decided on, or ``timeout``. Why not any
         cache change: the cache changes with every environment pod, and a burst of other
@@ -495,7 +536,8 @@ class KubernetesBackend(Backend):
     def _ensure_released_loop(self) -> None:
         if self._released_task is None or self._released_task.done():
             self._released_task = asyncio.get_running_loop().create_task(
-                self._released_loop(), name="kubernetes-backend-released")
+                self._released_loop(), name="kubernetes-backend-released"
+            )
 
     async def _released_loop(self) -> None:
         """Delete released provisioned pods once the operator labels them draining;
@@ -528,8 +570,7 @@ class KubernetesBackend(Backend):
     async def _annotate_init_error(self, namespace: str, name: str, message: str) -> None:
         patch = {"metadata": {"annotations": {labels.INIT_ERROR: message[:4000]}}}
         try:
-            await self._call(self.core.patch_namespaced_pod, name, namespace, patch,
-                             _preload_content=False)
+            await self._call(self.core.patch_namespaced_pod, name, namespace, patch, _preload_content=False)
         except Exception as exc:  # best effort: the error is reported to the caller anyway
             log.debug("cannot annotate pod %s/%s: %s", namespace, name, exc)
 
@@ -540,8 +581,7 @@ class KubernetesBackend(Backend):
         if self.delete_grace_seconds is not None:
             kwargs["grace_period_seconds"] = self.delete_grace_seconds
         try:
-            await self._call(self.core.delete_namespaced_pod, name, namespace,
-                             _preload_content=False, **kwargs)
+            await self._call(self.core.delete_namespaced_pod, name, namespace, _preload_content=False, **kwargs)
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("deleting pod %s/%s failed: %s %s", namespace, name, exc.status, exc.reason)

@@ -77,7 +77,6 @@ _LISTEN_POLL = Backoff(0.002, 0.05, 1.5)
 _INIT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=2)
 
 
-
 def runtime_pythonpath() -> str:
     """PYTHONPATH that lets the child import lambdakube_runtime (from a checkout or install)."""
     paths: list[str] = []
@@ -133,8 +132,11 @@ class LocalProcess:
                 data = f.read()
         except OSError:
             return ""
-        lines = [line for line in data.decode(errors="replace").splitlines()
-                 if not line.startswith(LISTENING_PREFIX.decode())]
+        lines = [
+            line
+            for line in data.decode(errors="replace").splitlines()
+            if not line.startswith(LISTENING_PREFIX.decode())
+        ]
         return "\n".join(lines).strip()
 
 
@@ -165,9 +167,11 @@ class LocalBackend(Backend):
         self._pythonpath = runtime_pythonpath()
         #: Spare generic runtimes (None when disabled); filled by ``prewarm``/first start.
         self.generic_pool: GenericPool[LocalProcess] | None = (
-            GenericPool(generic_pool_size, spawn=self._spawn_generic, stop=self._kill,
-                        refill_delay=generic_refill_delay)
-            if generic_pool_size > 0 else None
+            GenericPool(
+                generic_pool_size, spawn=self._spawn_generic, stop=self._kill, refill_delay=generic_refill_delay
+            )
+            if generic_pool_size > 0
+            else None
         )
 
     def _http(self) -> aiohttp.ClientSession:
@@ -184,9 +188,7 @@ class LocalBackend(Backend):
         if self.generic_pool is not None:
             self.generic_pool.start()
 
-    async def start(
-        self, fn: FunctionRef, spec: FunctionSpec, env_id: str, provisioned: bool
-    ) -> EnvironmentHandle:
+    async def start(self, fn: FunctionRef, spec: FunctionSpec, env_id: str, provisioned: bool) -> EnvironmentHandle:
         if spec.code is None:
             raise EnvironmentStartError(
                 f"{fn}: the local backend runs inline code only (spec.image {spec.image!r} needs"
@@ -219,25 +221,28 @@ class LocalBackend(Backend):
         with the runtime's Init error, or with the exit code and output of a process
         that died during Init (a module calling ``os._exit``, a crash)."""
         try:
-            async with self._http().post(f"http://{lp.address}/init", json=init_body(fn, spec),
-                                         timeout=_INIT_TIMEOUT) as resp:
+            async with self._http().post(
+                f"http://{lp.address}/init", json=init_body(fn, spec), timeout=_INIT_TIMEOUT
+            ) as resp:
                 status, body = resp.status, await resp.read()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(lp.proc.wait(), 2)
             if lp.proc.returncode is not None:
                 raise EnvironmentStartError(
-                    f"runtime of {lp.env_id} exited with code {lp.proc.returncode} during"
-                    f" Init:\n{lp.tail()}".rstrip()) from None
+                    f"runtime of {lp.env_id} exited with code {lp.proc.returncode} during Init:\n{lp.tail()}".rstrip()
+                ) from None
             raise EnvironmentStartError(
-                f"runtime of {lp.env_id} failed during /init: {type(exc).__name__}: {exc}") from None
+                f"runtime of {lp.env_id} failed during /init: {type(exc).__name__}: {exc}"
+            ) from None
         if status == 200:
             return _init_seconds(body)
         info = runtime_answer(body)
         if status == 500 and "error" in info:
             raise EnvironmentStartError(init_error_message(str(fn), info))
         raise EnvironmentStartError(
-            f"runtime of {lp.env_id} refused /init with {status}: {body[:500].decode(errors='replace')}")
+            f"runtime of {lp.env_id} refused /init with {status}: {body[:500].decode(errors='replace')}"
+        )
 
     # -- generic processes (started without a function, specialised by POST /init) -----
 
@@ -246,9 +251,7 @@ class LocalBackend(Backend):
         # No LAMBDAKUBE_HANDLER: the runtime listens, stays "generic" and waits for /init.
         return await self._spawn(env_id, {"LAMBDAKUBE_ENV_ID": env_id})
 
-    async def _specialise(
-        self, lp: LocalProcess, fn: FunctionRef, spec: FunctionSpec
-    ) -> EnvironmentHandle | None:
+    async def _specialise(self, lp: LocalProcess, fn: FunctionRef, spec: FunctionSpec) -> EnvironmentHandle | None:
         """``POST /init`` on a spare. Returns the ready handle; None when the spare was
         unusable (it died, or refused the body: the caller starts a fresh process);
         raises EnvironmentStartError when the function's Init failed (the runtime's
@@ -261,8 +264,7 @@ class LocalBackend(Backend):
         url = f"http://{lp.address}/init"
         try:
             try:
-                async with self._http().post(url, json=init_body(fn, spec),
-                                             timeout=_INIT_TIMEOUT) as resp:
+                async with self._http().post(url, json=init_body(fn, spec), timeout=_INIT_TIMEOUT) as resp:
                     status, body = resp.status, await resp.read()
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 # The spare died: before /init reached it (killed, crashed) or, rarely,
@@ -271,23 +273,34 @@ class LocalBackend(Backend):
                 # never a failed cold start, and a module that kills its process fails
                 # there with exactly today's error (the import runs again, as Lambda
                 # retries a failed Init on the next invocation).
-                log.warning("%s: generic environment %s failed during /init (%s: %s);"
-                            " starting a fresh one", fn, lp.env_id, type(exc).__name__, exc)
+                log.warning(
+                    "%s: generic environment %s failed during /init (%s: %s); starting a fresh one",
+                    fn,
+                    lp.env_id,
+                    type(exc).__name__,
+                    exc,
+                )
                 pool.record("failed")
                 await self._kill(lp)
                 return None
             if status == 200:
                 pool.record("specialised")
-                return EnvironmentHandle(address=lp.address, env_id=lp.env_id,
-                                         init_duration=_init_seconds(body), private=lp)
+                return EnvironmentHandle(
+                    address=lp.address, env_id=lp.env_id, init_duration=_init_seconds(body), private=lp
+                )
             info = runtime_answer(body)
             if status == 500 and "error" in info:
                 pool.record("init_error")
                 raise EnvironmentStartError(init_error_message(str(fn), info))
             # 400 (a router/runtime contract mismatch) or 409 (not generic after all): a
             # bug, logged loudly; the function still gets a fresh environment.
-            log.error("%s: generic environment %s refused /init with %d: %s; starting a"
-                      " fresh one", fn, lp.env_id, status, body[:500].decode(errors="replace"))
+            log.error(
+                "%s: generic environment %s refused /init with %d: %s; starting a fresh one",
+                fn,
+                lp.env_id,
+                status,
+                body[:500].decode(errors="replace"),
+            )
             pool.record("failed")
             await self._kill(lp)
             return None
@@ -316,7 +329,13 @@ class LocalBackend(Backend):
         try:
             with open(log_path, "wb") as out:
                 proc = await asyncio.create_subprocess_exec(
-                    self.python, "-m", "lambdakube_runtime", "--host", "127.0.0.1", "--port", "0",
+                    self.python,
+                    "-m",
+                    "lambdakube_runtime",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "0",
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=out,
                     stderr=asyncio.subprocess.STDOUT,
@@ -353,7 +372,7 @@ class LocalBackend(Backend):
             head = lp.read_head()
             for line in head.splitlines(keepends=True):
                 if line.startswith(LISTENING_PREFIX) and line.endswith(b"\n"):
-                    return int(line[len(LISTENING_PREFIX):].split()[0])
+                    return int(line[len(LISTENING_PREFIX) :].split()[0])
             if lp.proc.returncode is not None:
                 raise EnvironmentStartError(
                     f"runtime of {lp.env_id} exited with code {lp.proc.returncode} before"
@@ -387,8 +406,7 @@ class LocalBackend(Backend):
     async def close(self) -> None:
         if self.generic_pool is not None:
             await self.generic_pool.close()
-        await asyncio.gather(*(self._kill(lp) for lp in list(self._procs.values())),
-                             return_exceptions=True)
+        await asyncio.gather(*(self._kill(lp) for lp in list(self._procs.values())), return_exceptions=True)
         if self._session is not None and self._own_session:
             await self._session.close()
         if self._root is not None:
@@ -401,5 +419,3 @@ def _init_seconds(body: bytes) -> float:
         return float(runtime_answer(body).get("initDurationMs") or 0) / 1000
     except (TypeError, ValueError):
         return 0.0
-
-

@@ -28,12 +28,20 @@ __all__ = ["WATCH_SECONDS", "Key", "PodCache"]
 
 
 class PodCache(Informer):
-    def __init__(self, http: Callable[[], aiohttp.ClientSession], configuration,
-                 namespaces: Iterable[str] = ()) -> None:
+    def __init__(
+        self, http: Callable[[], aiohttp.ClientSession], configuration, namespaces: Iterable[str] = ()
+    ) -> None:
         """``http``: the shared session factory (``PodWatcher._http``: TLS and timeouts set
         up once); ``namespaces``: the served ones, empty for the whole cluster."""
-        super().__init__(http, configuration, api="/api/v1", plural="pods", namespaces=namespaces,
-                         label_selector=labels.ROLE, watch_seconds=WATCH_SECONDS)
+        super().__init__(
+            http,
+            configuration,
+            api="/api/v1",
+            plural="pods",
+            namespaces=namespaces,
+            label_selector=labels.ROLE,
+            watch_seconds=WATCH_SECONDS,
+        )
 
     @property
     def pods(self) -> dict[Key, dict]:

@@ -52,7 +52,8 @@ class PodWatcher:
                 connector=aiohttp.TCPConnector(ssl=self._ssl()),
                 # No total: a watch lasts WATCH_SECONDS; a silent stream still ends.
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=WATCH_SECONDS + 10),
-                read_bufsize=2**20)  # one event is one line: a pod can exceed 64 KiB
+                read_bufsize=2**20,
+            )  # one event is one line: a pod can exceed 64 KiB
         return self._session
 
     async def close(self) -> None:
