@@ -69,7 +69,6 @@ class ApiSession:
     watch lasts ``watch_seconds``, but a read waits at most that long plus a margin, so
     a silently stalled stream still ends (the most reported controller bug); one event
     is one line, and an object can exceed aiohttp's default 64 KiB line buffer.
-    (The same setup as ``backends.podwatch.PodWatcher``, which the pod backend owns.)
     """
 
     def __init__(self, configuration, watch_seconds: int = WATCH_SECONDS) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from lambdakube.resources import labels
 from lambdakube_router.backends.pod_cache import PodCache
-from lambdakube_router.backends.podwatch import PodWatcher
+from lambdakube_router.informer import ApiSession
 
 pytestmark = pytest.mark.cluster
 
@@ -39,8 +39,8 @@ async def test_the_cache_follows_creates_label_changes_and_deletes(api, namespac
     api_client, core = api
     other = f"{namespace}-other"
     control_plane.kubectl("create", "namespace", other)
-    watcher = PodWatcher(api_client.configuration)
-    cache = PodCache(watcher._http, api_client.configuration, [namespace])
+    watcher = ApiSession(api_client.configuration)
+    cache = PodCache(watcher, api_client.configuration, [namespace])
     try:
         await asyncio.to_thread(core.create_namespaced_pod, namespace, pod("before"))
         await cache.synced()
@@ -78,8 +78,8 @@ async def test_a_refused_list_is_reported(api, namespace):
     cfg = api_client.configuration
     cfg.refresh_api_key_hook = None
     cfg.api_key, cfg.api_key_prefix = {"BearerToken": "not-a-valid-token"}, {"BearerToken": "Bearer"}
-    watcher = PodWatcher(api_client.configuration)
-    cache = PodCache(watcher._http, api_client.configuration, [namespace])
+    watcher = ApiSession(api_client.configuration)
+    cache = PodCache(watcher, api_client.configuration, [namespace])
     try:
         cache.start()
         await wait(cache, lambda: cache.error is not None, poll=True)

@@ -76,7 +76,7 @@ def test_the_pod_backends_decisions_do_no_io():
         "time",
         "lambdakube.kubeclient",
         "lambdakube_router.backends.pod_cache",
-        "lambdakube_router.backends.podwatch",
+        "lambdakube_router.informer",
     )
     bad = sorted(m for m in imports(path) if any(m == x or m.startswith(x + ".") for x in io))
     assert not bad, f"claims.py imports {bad}: decisions are pure, I/O lives in kubernetes.py"

@@ -109,7 +109,7 @@ from lambdakube_router.backends.claims import (
     Wait,
 )
 from lambdakube_router.backends.pod_cache import PodCache
-from lambdakube_router.backends.podwatch import PodWatcher
+from lambdakube_router.informer import ApiSession
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +147,9 @@ class KubernetesBackend(Backend):
         self.poll_interval = poll_interval
         #: Every wait for the cache's next change ends after this long, change or not.
         self.max_poll_interval = max_poll_interval
-        self._watch_http = PodWatcher(api_client.configuration)
+        self._watch_http = ApiSession(api_client.configuration)
         #: The served namespaces' environment pods (empty ``namespaces``: cluster-wide).
-        self.cache = PodCache(self._watch_http._http, api_client.configuration, namespaces)
+        self.cache = PodCache(self._watch_http, api_client.configuration, namespaces)
         self.delete_grace_seconds = delete_grace_seconds
         self.claim_generic = claim_generic
         #: Where fresh pods' runtimes announce themselves (None: they don't).

@@ -31,7 +31,7 @@ class PodCache(Informer):
     def __init__(
         self, http: Callable[[], aiohttp.ClientSession], configuration, namespaces: Iterable[str] = ()
     ) -> None:
-        """``http``: the shared session factory (``PodWatcher._http``: TLS and timeouts set
+        """``http``: the shared session factory (an ``informer.ApiSession``: TLS and timeouts set
         up once); ``namespaces``: the served ones, empty for the whole cluster."""
         super().__init__(
             http,

@@ -1,5 +1,5 @@
-"""What is left of ``podwatch``: the HTTP session pod watches run on (``PodCache`` gets
-its ``_http`` factory). Its TLS context follows the kubernetes-client configuration, its
+"""``informer.ApiSession``: the HTTP session every informer's list + watch runs on
+(``PodCache`` and ``KubernetesSource`` included). Its TLS context follows the kubernetes-client configuration, its
 timeouts let a watch stay silent for a whole watch period, and one session is shared
 until it is closed. (Fresh starts no longer watch their own pod: ``test_claims.py``
 holds the fresh-start rules, on what the cache shows.)"""
@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lambdakube_router.backends.podwatch import WATCH_SECONDS, PodWatcher
+from lambdakube_router.informer import WATCH_SECONDS, ApiSession
 
 
 def config(
@@ -37,7 +37,7 @@ TLS = [
 
 @pytest.mark.parametrize("case,cfg,expected", TLS, ids=[c[0] for c in TLS])
 def test_tls_follows_the_configuration(case, cfg, expected):
-    ctx = PodWatcher(cfg)._ssl()
+    ctx = ApiSession(cfg)._ssl()
     if expected is False:
         assert ctx is False
     else:
@@ -68,22 +68,22 @@ def test_a_client_certificate_is_loaded(tmp_path):
         check=True,
         capture_output=True,
     )
-    ctx = PodWatcher(config("https://10.96.0.1", cert_file=str(cert), key_file=str(key)))._ssl()
+    ctx = ApiSession(config("https://10.96.0.1", cert_file=str(cert), key_file=str(key)))._ssl()
     assert isinstance(ctx, ssl.SSLContext)
     with pytest.raises(FileNotFoundError):  # and a missing one is an error, not ignored
-        PodWatcher(config("https://10.96.0.1", cert_file=str(tmp_path / "none.crt")))._ssl()
+        ApiSession(config("https://10.96.0.1", cert_file=str(tmp_path / "none.crt")))._ssl()
 
 
 async def test_one_session_until_closed_with_watch_timeouts():
-    watcher = PodWatcher(config("http://127.0.0.1:8080"))
-    session = watcher._http()
+    watcher = ApiSession(config("http://127.0.0.1:8080"))
+    session = watcher()
     try:
-        assert watcher._http() is session
+        assert watcher() is session
         assert session.timeout.total is None  # a watch lasts as long as the server lets it
         assert session.timeout.sock_read is not None and session.timeout.sock_read > WATCH_SECONDS
     finally:
         await watcher.close()
-    again = watcher._http()
+    again = watcher()
     try:
         assert again is not session and not again.closed
     finally:
