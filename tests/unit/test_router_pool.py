@@ -166,6 +166,26 @@ async def test_cancelled_waiter_returns_handed_env():
     await pool.close()
 
 
+async def test_a_waiter_cancelled_just_before_its_hand_off_is_skipped():
+    """The waiter's future is cancelled first, then the start completes in the same loop
+    pass (before the waiter's task runs): the env is refused, not lost, and parks idle."""
+    backend = FakeBackend(auto=False)
+    pool = make_pool(backend=backend)
+    task = asyncio.ensure_future(pool.lease(5))
+    await settle()
+    backend.open_gate()  # the start task resumes first in the next pass...
+    task.cancel()  # ...after the waiter's future was cancelled here
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await settle()
+    assert pool.counts()["idle"] == 1 and pool.waiting == 0
+    lease = await pool.lease(1)
+    assert not lease.cold_start or lease.env.invocations == 0  # the same env, never leased before
+    assert len(backend.started) == 1
+    pool.release(lease.env)
+    await pool.close()
+
+
 async def test_lease_deadline():
     backend = FakeBackend(auto=False)
     pool = make_pool(backend=backend)
@@ -236,8 +256,8 @@ async def test_provisioned_refilled_after_death():
     lease = await pool.lease(1)
     assert lease.env.provisioned and not lease.cold_start and not lease.spillover
     pool.release(lease.env, healthy=False)
-    await asyncio.sleep(0.01)
-    assert pool._live_provisioned() == 2
+    await settle()  # the stop, the refill timer (due at once) and the replacement's start
+    assert pool.describe()["provisioned"]["live"] == 2
     assert len(backend.started) == 3
     await pool.close()
 
@@ -291,7 +311,7 @@ async def test_spec_change_releases_old_provisioned_envs_and_never_leases_them()
     pool.update_spec(spec(provisionedConcurrency=2, env={"X": "1"}))
     await settle()
     assert broken.env.env_id in backend.released and broken.env.env_id not in backend.stopped
-    assert pool._live_provisioned() == 2 and len(backend.gates) == 2  # busy one not counted
+    assert pool.describe()["provisioned"]["live"] == 2 and len(backend.gates) == 2  # busy one not counted
     # Until a new provisioned env is up, requests get new on-demand envs, never old ones.
     lease = await asyncio.wait_for(_lease_opening_gate(pool, backend), 5)
     assert lease.env.generation == 1 and lease.env.env_id not in old
@@ -399,4 +419,21 @@ async def test_lowering_the_target_hands_surplus_back_to_the_owner_instead_of_st
     await settle()
     assert len(backend.released) == 2 and backend.stopped == []
     assert pool.describe()["provisioned"]["live"] == 1
+    await pool.close()
+
+
+async def test_a_busy_provisioned_env_beyond_a_lowered_target_is_handed_back_on_release():
+    backend = ReleasingBackend()
+    pool = make_pool(spec(provisionedConcurrency=2), backend)
+    pool.ensure_provisioned()
+    await settle()
+    first, second = await pool.lease(1), await pool.lease(1)
+    pool.update_spec(spec(provisionedConcurrency=1))
+    await settle()
+    assert backend.released == []  # both busy: nothing to hand back yet
+    pool.release(first.env)
+    pool.release(second.env)
+    await settle()
+    assert backend.released == [first.env.env_id] and backend.stopped == []
+    assert pool.counts()["idle"] == 1 and second.env.state is EnvState.IDLE
     await pool.close()

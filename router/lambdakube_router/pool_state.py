@@ -1,0 +1,693 @@
+"""One function's pool of execution environments, as decisions only: events in, commands out.
+
+Why a module of its own: the pool used to decide (which environment a request gets, when
+to start, stop, hand back or refill one, which waiter fails) in the middle of futures,
+tasks and timers. Here ``PoolState.handle(event, now)`` updates the pool's bookkeeping and
+returns what to do as data; ``pool.Pool`` does it (a backend start, a future resolved, a
+timer) and reports what happened as the next event. No asyncio, no I/O, no clock reads:
+every rule below is a named row in ``tests/unit/test_pool_state.py``.
+
+States: ``starting -> idle <-> busy -> draining -> dead``. What the state cannot know by
+itself it asks of callables given to it: the function's scaling token (``take_token(now)``,
+the namespace's token bucket, see ``limits``), whether the backend wants an environment
+finished (``is_draining(handle)``, optional: the kubernetes backend reports the operator's
+``draining`` label of a rollout), and new environment ids.
+
+The protocol with the driver:
+- a ``StartEnv`` ends in exactly one of ``Started``, ``StartFailed``, ``StartCancelled``;
+- a ``Stop`` or ``HandBack`` ends in ``Stopped``;
+- a ``Hand`` is either taken (the request calls ``leased``, later ``Released``) or refused
+  (``HandRefused``: the waiter stopped waiting in that very instant);
+- a waiter that stops waiting before it is handed anything says ``WaiterGone``;
+- a ``RefillAt`` is answered by ``RefillDue`` at that time (one pending at a time).
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lambdakube.backoff import Backoff
+from lambdakube.models import FunctionSpec
+from lambdakube.resources import spec_hash
+from lambdakube_router.backends.base import EnvironmentHandle, EnvironmentStartError
+from lambdakube_router.limits import Throttle
+
+#: The driver's token for one waiting request (a future); only its identity matters here.
+Waiter = Any
+
+#: Why an environment was retired (``Stop.reason``, ``HandBack.reason``).
+UNHEALTHY = "unhealthy"  # released unhealthy: the runtime said so, or it failed mid-request
+OUTDATED = "outdated"  # runs an older spec
+SURPLUS = "surplus"  # a provisioned environment beyond a lowered target
+DRAINED = "drained"  # the backend's keeper marked it draining (a rollout)
+REAPED = "reaped"  # on-demand, idle for idleTimeoutSeconds
+CLOSED = "closed"  # the pool closed
+#: The pool's own reasons, not the environment's fault: a provisioned environment retired
+#: for one of these goes back to its keeper instead of being stopped (``_retire``).
+_HANDED_BACK = (OUTDATED, SURPLUS, CLOSED)
+
+#: Refills of provisioned environments after a failed start: 0.5 s, doubling, to 30 s.
+DEFAULT_REFILL_BACKOFF = Backoff(0.5, 30.0)
+
+
+class EnvState(str, enum.Enum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    DRAINING = "draining"
+    DEAD = "dead"
+
+
+@dataclass(eq=False)
+class Environment:
+    env_id: str
+    provisioned: bool
+    generation: int
+    state: EnvState = EnvState.STARTING
+    handle: EnvironmentHandle | None = None
+    created_at: float = 0.0
+    idle_since: float = 0.0
+    invocations: int = 0
+    leased: bool = False
+    #: Released unhealthy: stopped, never handed back to the backend's owner.
+    broken: bool = False
+    #: A provisioned env beyond a lowered target: handed back to the backend's owner
+    #: (the operator picks which pods go), not stopped by the router.
+    surplus: bool = False
+    #: The router's connection to this env (runtime_client.EnvConnection), closed on stop.
+    conn: Any = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        assert self.handle is not None
+        return self.handle.address
+
+    def describe(self) -> dict:
+        return {
+            "id": self.env_id,
+            "state": self.state.value,
+            "role": "provisioned" if self.provisioned else "on-demand",
+            "address": self.handle.address if self.handle else None,
+            "invocations": self.invocations,
+            "initDurationMs": round(self.handle.init_duration * 1000, 3) if self.handle else None,
+        }
+
+
+@dataclass(frozen=True)
+class Lease:
+    env: Environment
+    cold_start: bool
+    init_duration: float | None  # seconds, cold starts only
+    spillover: bool
+
+
+@dataclass
+class PoolStats:
+    cold_starts: int = 0
+    warm_starts: int = 0
+    spillovers: int = 0
+    start_failures: int = 0
+    reaped: int = 0
+    retired_unhealthy: int = 0
+    last_start_error: str | None = None
+
+
+# -- events: what happened ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeaseRequested:
+    """A request wants an environment for itself."""
+
+    waiter: Waiter
+
+
+@dataclass(frozen=True)
+class WaiterGone:
+    """A waiter stopped waiting (deadline, client gone) before it was handed anything."""
+
+    waiter: Waiter
+
+
+@dataclass(frozen=True)
+class HandRefused:
+    """The waiter a ``Hand`` named had stopped waiting: the environment is free again."""
+
+    env_id: str
+
+
+@dataclass(frozen=True)
+class Started:
+    """The backend started the environment; ``handle.env_id`` may differ (the backend's id)."""
+
+    env_id: str
+    handle: EnvironmentHandle
+
+
+@dataclass(frozen=True)
+class StartFailed:
+    env_id: str
+    error: EnvironmentStartError
+
+
+@dataclass(frozen=True)
+class StartCancelled:
+    """A start ended by ``CancelStart``: nothing was started."""
+
+    env_id: str
+
+
+@dataclass(frozen=True)
+class Released:
+    """A request is done with its environment."""
+
+    env_id: str
+    healthy: bool = True
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """A ``Stop`` or ``HandBack`` is done (or failed: the environment is gone for the pool)."""
+
+    env_id: str
+
+
+@dataclass(frozen=True)
+class Provision:
+    """Keep the provisioned target (the function was registered, or asked to check)."""
+
+
+@dataclass(frozen=True)
+class RefillDue:
+    """The time of the last ``RefillAt`` came."""
+
+
+@dataclass(frozen=True)
+class Reap:
+    """Look for idle environments to retire (the engine's reaper, every second)."""
+
+
+@dataclass(frozen=True)
+class SpecChanged:
+    spec: FunctionSpec
+
+
+@dataclass(frozen=True)
+class Close:
+    """The function was removed, or the router is stopping."""
+
+
+Event = (
+    LeaseRequested
+    | WaiterGone
+    | HandRefused
+    | Started
+    | StartFailed
+    | StartCancelled
+    | Released
+    | Stopped
+    | Provision
+    | RefillDue
+    | Reap
+    | SpecChanged
+    | Close
+)
+
+
+# -- commands: what to do ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartEnv:
+    """Start this environment with the backend, of the pool's current spec."""
+
+    env_id: str
+    provisioned: bool
+
+
+@dataclass(frozen=True)
+class CancelStart:
+    """Cancel this start (it waits for a pod that will not come, or the pool closed)."""
+
+    env_id: str
+
+
+@dataclass(frozen=True)
+class Hand:
+    """Give the (now busy) environment to the waiter; ``HandRefused`` if it is gone."""
+
+    env_id: str
+    waiter: Waiter
+
+
+@dataclass(frozen=True)
+class FailThrottled:
+    """Fail the waiter with ``pool.Throttled``: no scaling token for the cold start it needs."""
+
+    waiter: Waiter
+    throttle: Throttle
+
+
+@dataclass(frozen=True)
+class FailStart:
+    """Fail the waiter with the error of the start it counted on."""
+
+    waiter: Waiter
+    error: EnvironmentStartError
+
+
+@dataclass(frozen=True)
+class FailClosed:
+    """Fail the waiter with ``pool.PoolClosed``."""
+
+    waiter: Waiter
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Stop the (draining) environment with the backend."""
+
+    env_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class HandBack:
+    """Give the (draining) provisioned environment back to its keeper (the backend's ``release``)."""
+
+    env_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RefillAt:
+    """Send ``RefillDue`` at this time."""
+
+    at: float
+
+
+Command = StartEnv | CancelStart | Hand | FailThrottled | FailStart | FailClosed | Stop | HandBack | RefillAt
+
+
+class PoolState:
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        *,
+        take_token: Callable[[float], Throttle | None],
+        new_id: Callable[[bool], str],
+        is_draining: Callable[[EnvironmentHandle], bool] = lambda handle: False,
+        refill_backoff: Backoff = DEFAULT_REFILL_BACKOFF,
+    ) -> None:
+        self.spec = spec
+        self.spec_hash = spec_hash(spec)
+        self.generation = 0
+        self.envs: dict[str, Environment] = {}
+        self.stats = PoolStats()
+        self.closed = False
+        self.starting = 0
+        self._take_token = take_token
+        self._new_id = new_id
+        self._is_draining = is_draining
+        self._refill_backoff = refill_backoff
+        self._idle_provisioned: list[Environment] = []  # stacks: most recently used last
+        self._idle_on_demand: list[Environment] = []
+        self._waiters: collections.deque[Waiter] = collections.deque()
+        #: On-demand starts only: what a waiting request may count on. A provisioned
+        #: slot waits for the operator's pod, as long as that takes, so a request never
+        #: waits behind one (Lambda: beyond the ready provisioned envs, spill over).
+        self._starting_on_demand = 0
+        self._refill_delay = 0.0  # the last backoff; 0 after a provisioned start worked
+        self._refill_at: float | None = None
+
+    def handle(self, event: Event, now: float) -> list[Command]:
+        """Apply ``event``, which happened at ``now``; returns what to do, in order."""
+        return _RULES[type(event)](self, event, now)
+
+    # -- leasing -----------------------------------------------------------------------
+
+    def _lease(self, event: LeaseRequested, now: float) -> list[Command]:
+        """A warm environment first: provisioned before on-demand (on-demand ones serve only
+        the spill-over beyond the provisioned concurrency, as in Lambda), the most recently
+        used of each (a stack: the others stay idle and are reaped, so an idle function
+        scales down). Draining ones found on the way are retired, never leased.
+
+        Without one, the request counts on an on-demand environment already starting and not
+        yet claimed by an earlier waiter, or takes a scaling token and starts one; without a
+        token it is throttled at once (429, never a wait). Whichever environment is free
+        first goes to the oldest waiter (``_free``), so a waiter may end up on a warm one
+        released meanwhile (not a cold start then; the fresh one serves someone else).
+        """
+        waiter = event.waiter
+        if self.closed:
+            return [FailClosed(waiter)]
+        out: list[Command] = []
+        env = self._pop_idle(now, out)
+        if env is not None:
+            assert env.state is EnvState.IDLE and not env.leased, f"environment {env.env_id} leased twice"
+            env.state, env.leased = EnvState.BUSY, True
+            out.append(Hand(env.env_id, waiter))
+            return out
+        if self._starting_on_demand <= len(self._waiters):
+            throttle = self._take_token(now)
+            if throttle is not None:
+                out.append(FailThrottled(waiter, throttle))
+                return out
+            out += self._start(provisioned=False, now=now)
+        self._waiters.append(waiter)
+        return out
+
+    def _pop_idle(self, now: float, out: list[Command]) -> Environment | None:
+        for stack in (self._idle_provisioned, self._idle_on_demand):
+            while stack:
+                env = stack.pop()
+                if not self._draining(env):
+                    return env
+                out += self._retire(env, DRAINED, now)
+        return None
+
+    def _free(self, env: Environment, now: float) -> list[Command]:
+        """An environment is free (started, released, or refused by a waiter that left): the
+        oldest waiter gets it in the same step, else it is idle.
+
+        Why direct hand-off instead of an event that waiters re-check: there is no window
+        in which two waiters can both see the same idle environment, and no wakeup can be
+        lost, because nobody "wakes up to look". The only race left is a waiter that stops
+        waiting at the moment it is handed one (``HandRefused``: it is free again).
+        """
+        if self.closed:
+            return self._retire(env, CLOSED, now)
+        if env.generation != self.generation:
+            return self._retire(env, OUTDATED, now)
+        if self._waiters:
+            env.state, env.leased = EnvState.BUSY, True
+            return [Hand(env.env_id, self._waiters.popleft())]
+        env.state = EnvState.IDLE
+        env.idle_since = now
+        (self._idle_provisioned if env.provisioned else self._idle_on_demand).append(env)
+        return []
+
+    def _waiter_gone(self, event: WaiterGone, now: float) -> list[Command]:
+        try:
+            self._waiters.remove(event.waiter)
+        except ValueError:  # handed, failed or throttled already
+            pass
+        return []
+
+    def _refused(self, event: HandRefused, now: float) -> list[Command]:
+        env = self.envs.get(event.env_id)
+        if env is None or env.state is not EnvState.BUSY:  # retired meanwhile (closing)
+            return []
+        env.leased = False
+        return self._free(env, now)
+
+    def leased(self, env: Environment) -> Lease | None:
+        """A handed environment reached its request: count and describe the lease; None
+        when the environment was retired meanwhile (the pool closed).
+
+        A cold start is an on-demand environment's first invocation (a provisioned one was
+        initialised ahead of time: no cold start, as in Lambda); a spill-over is an
+        on-demand environment of a function with provisioned concurrency.
+        """
+        if env.state is not EnvState.BUSY or not env.leased:
+            return None
+        cold = env.invocations == 0 and not env.provisioned
+        if cold:
+            self.stats.cold_starts += 1
+        else:
+            self.stats.warm_starts += 1
+        spill = self.spec.provisioned_concurrency > 0 and not env.provisioned
+        if spill:
+            self.stats.spillovers += 1
+        init = env.handle.init_duration if (cold and env.handle) else None
+        return Lease(env, cold, init, spill)
+
+    def _released(self, event: Released, now: float) -> list[Command]:
+        """Idle again (or straight to the oldest waiter), unless it is unhealthy, the pool is
+        closed, it runs an older spec, it is a provisioned environment beyond a lowered
+        target, or the backend marked it draining: then it is retired (``_retire`` decides
+        between stopping it and handing it back)."""
+        env = self.envs.get(event.env_id)
+        if env is None:  # retired and stopped under its request (the pool closed)
+            return []
+        assert env.leased, f"release of {env.env_id} which is not leased"
+        env.leased = False
+        if env.state is not EnvState.BUSY:  # retired under its request (the pool closed)
+            return []
+        env.invocations += 1
+        if not event.healthy:
+            self.stats.retired_unhealthy += 1
+            env.broken = True
+            return self._retire(env, UNHEALTHY, now)
+        if self.closed:
+            return self._retire(env, CLOSED, now)
+        if env.generation != self.generation:
+            return self._retire(env, OUTDATED, now)
+        if env.provisioned and self._live_provisioned() > self.spec.provisioned_concurrency:
+            env.surplus = True
+            return self._retire(env, SURPLUS, now)
+        if self._draining(env):
+            return self._retire(env, DRAINED, now)
+        return self._free(env, now)
+
+    def _draining(self, env: Environment) -> bool:
+        return env.handle is not None and self._is_draining(env.handle)
+
+    # -- starting and stopping ---------------------------------------------------------
+
+    def _start(self, *, provisioned: bool, now: float) -> list[Command]:
+        env = Environment(
+            env_id=self._new_id(provisioned), provisioned=provisioned, generation=self.generation, created_at=now
+        )
+        self.envs[env.env_id] = env
+        self.starting += 1
+        if not provisioned:
+            self._starting_on_demand += 1
+        return [StartEnv(env.env_id, provisioned)]
+
+    def _start_ended(self, env_id: str) -> Environment | None:
+        env = self.envs.get(env_id)
+        if env is None or env.state is not EnvState.STARTING:
+            return None
+        self.starting -= 1
+        if not env.provisioned:
+            self._starting_on_demand -= 1
+        return env
+
+    def _forget(self, env_id: str) -> None:
+        self.envs.pop(env_id).state = EnvState.DEAD
+
+    def _start_cancelled(self, event: StartCancelled, now: float) -> list[Command]:
+        if self._start_ended(event.env_id) is not None:
+            self._forget(event.env_id)
+        return []
+
+    def _stopped(self, event: Stopped, now: float) -> list[Command]:
+        if event.env_id in self.envs:
+            self._forget(event.env_id)
+        return []
+
+    def _started(self, event: Started, now: float) -> list[Command]:
+        env = self._start_ended(event.env_id)
+        if env is None:
+            return []
+        handle = env.handle = event.handle
+        if handle.env_id != env.env_id:
+            # The backend chose the id (a pre-warmed generic environment keeps the one it
+            # was spawned with, which the runtime reports): use it everywhere from now on.
+            del self.envs[env.env_id]
+            env.env_id = handle.env_id
+            self.envs[env.env_id] = env
+        if env.provisioned:
+            self._refill_delay = 0.0
+        return self._free(env, now)
+
+    def _start_failed(self, event: StartFailed, now: float) -> list[Command]:
+        """Waiters beyond what the remaining on-demand starts can serve get this start's
+        error, the oldest first (a request that counted on this start fails with its Init
+        error instead of waiting for its deadline; an on-demand failure is replaced lazily,
+        by the next request). A failed provisioned start is retried after a backoff that
+        doubles from 0.5 s to the maximum, and is reset by a provisioned start that works:
+        an Init that always fails does not restart in a tight loop."""
+        env, error = self._start_ended(event.env_id), event.error
+        if env is None:
+            return []
+        self._forget(env.env_id)
+        self.stats.start_failures += 1
+        self.stats.last_start_error = error.message
+        out: list[Command] = []
+        while len(self._waiters) > self._starting_on_demand:
+            out.append(FailStart(self._waiters.popleft(), error))
+        if env.provisioned and not self.closed:
+            self._refill_delay = self._refill_backoff.next(self._refill_delay)
+            out += self._refill(now + self._refill_delay)
+        return out
+
+    def _retire(self, env: Environment, reason: str, now: float) -> list[Command]:
+        """Out of service for good: draining until the backend is done with it.
+
+        Stopped, except a healthy provisioned environment retired for one of the pool's own
+        reasons (an older spec, a lowered target, closing): that one goes back to its keeper
+        (the backend's ``release``). On kubernetes provisioned pods are the operator's: it
+        rolls them surge-first (new pods first, then it labels the old ones draining) and
+        picks which ones go when the target is lowered, so the router deleting them itself
+        would shrink the function before the new pods are Ready. A retired provisioned
+        environment is replaced at once (a refill now) unless the pool is closed.
+        """
+        if env.state in (EnvState.DRAINING, EnvState.DEAD):
+            return []
+        if env.state is EnvState.IDLE:
+            stack = self._idle_provisioned if env.provisioned else self._idle_on_demand
+            if env in stack:
+                stack.remove(env)
+        env.state = EnvState.DRAINING
+        hand_back = env.provisioned and reason in _HANDED_BACK
+        out: list[Command] = [HandBack(env.env_id, reason) if hand_back else Stop(env.env_id, reason)]
+        if env.provisioned and not self.closed:
+            out += self._refill(now)
+        return out
+
+    # -- provisioned concurrency -------------------------------------------------------
+
+    def _live_provisioned(self) -> int:
+        """Provisioned envs of the current spec (an old one still busy is not counted:
+        it is retired when released, and its replacement should start now)."""
+        return sum(
+            1
+            for e in self.envs.values()
+            if e.provisioned
+            and e.generation == self.generation
+            and e.state in (EnvState.STARTING, EnvState.IDLE, EnvState.BUSY)
+        )
+
+    def _provision(self, event: Provision, now: float) -> list[Command]:
+        return self._keep_provisioned(now)
+
+    def _keep_provisioned(self, now: float) -> list[Command]:
+        """Keep ``provisionedConcurrency`` environments of the current spec: the missing
+        ones start now (and are never reaped); above a lowered target the idle extras go
+        now, the least recently used first, busy ones when released."""
+        if self.closed:
+            return []
+        missing = self.spec.provisioned_concurrency - self._live_provisioned()
+        out: list[Command] = []
+        for _ in range(max(0, missing)):
+            out += self._start(provisioned=True, now=now)
+        for env in self._idle_provisioned[: max(0, -missing)]:
+            env.surplus = True
+            out += self._retire(env, SURPLUS, now)
+        return out
+
+    def _refill_due(self, event: RefillDue, now: float) -> list[Command]:
+        self._refill_at = None
+        return self._keep_provisioned(now)
+
+    def _refill(self, at: float) -> list[Command]:
+        """A refill at ``at``, unless one is pending already (that one stays)."""
+        if self._refill_at is not None:
+            return []
+        self._refill_at = at
+        return [RefillAt(at)]
+
+    # -- reaping and reconfiguration ---------------------------------------------------
+
+    def _reap(self, event: Reap, now: float) -> list[Command]:
+        """Scale to zero: on-demand environments idle for at least ``idleTimeoutSeconds``
+        are stopped; provisioned ones never (they are kept initialised at all times). Idle
+        ones the backend marked draining are retired too (a rollout: not counted as reaped)."""
+        limit = self.spec.idle_timeout_seconds
+        out: list[Command] = []
+        for env in [e for e in self._idle_on_demand if now - e.idle_since >= limit]:
+            self.stats.reaped += 1
+            out += self._retire(env, REAPED, now)
+        for env in [e for e in self._idle_provisioned + self._idle_on_demand if self._draining(e)]:
+            out += self._retire(env, DRAINED, now)
+        return out
+
+    def _spec_changed(self, event: SpecChanged, now: float) -> list[Command]:
+        """A spec of the same hash (the same test as a pod's spec-hash label) changes nothing
+        environments run: they keep serving. A new hash bumps the generation: environments of
+        the old spec are never leased again (new invocations run the new code: on-demand cold
+        starts until provisioned environments of the new spec are up); idle ones retire now,
+        busy ones when released; provisioned starts waiting for pods of the old spec are
+        cancelled (those will not come); ``provisionedConcurrency`` counts only environments
+        of the current spec, so the replacements start at once."""
+        spec, new_hash = event.spec, spec_hash(event.spec)
+        out: list[Command] = []
+        if new_hash != self.spec_hash:
+            self.generation += 1
+            for env in self._idle_provisioned + self._idle_on_demand:
+                out += self._retire(env, OUTDATED, now)
+            out += [CancelStart(e.env_id) for e in self.envs.values() if e.provisioned and e.state is EnvState.STARTING]
+        self.spec, self.spec_hash = spec, new_hash
+        return out + self._keep_provisioned(now)
+
+    def _close(self, event: Close, now: float) -> list[Command]:
+        """Waiters get PoolClosed; idle and busy environments retire (provisioned ones are
+        handed back: the kubernetes backend's provisioned pods are the operator's to keep);
+        starts are cancelled; nothing is started or refilled any more."""
+        self.closed = True
+        self._refill_at = None
+        out: list[Command] = [FailClosed(w) for w in self._waiters]
+        self._waiters.clear()
+        for env in list(self.envs.values()):
+            if env.state in (EnvState.IDLE, EnvState.BUSY):
+                out += self._retire(env, CLOSED, now)
+        out += [CancelStart(e.env_id) for e in self.envs.values() if e.state is EnvState.STARTING]
+        return out
+
+    # -- introspection -----------------------------------------------------------------
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def counts(self) -> dict[str, int]:
+        out = {s.value: 0 for s in EnvState if s is not EnvState.DEAD}
+        for env in self.envs.values():
+            if env.state is not EnvState.DEAD:
+                out[env.state.value] += 1
+        return out
+
+    def describe(self) -> dict:
+        return {
+            "environments": [e.describe() for e in self.envs.values()],
+            "counts": self.counts(),
+            "provisioned": {
+                "target": self.spec.provisioned_concurrency,
+                "live": self._live_provisioned(),
+            },
+            "waiting": self.waiting,
+            "starting": self.starting,
+            "coldStarts": self.stats.cold_starts,
+            "warmStarts": self.stats.warm_starts,
+            "spilloverInvocations": self.stats.spillovers,
+            "startFailures": self.stats.start_failures,
+            "reaped": self.stats.reaped,
+            "retiredUnhealthy": self.stats.retired_unhealthy,
+            "lastStartError": self.stats.last_start_error,
+            "generation": self.generation,
+        }
+
+
+#: Which rule applies to which event (a dict rather than ``match``: ``handle`` is on every
+#: request's path, and a class pattern per event type costs a check each).
+_RULES: dict[type, Callable[[PoolState, Any, float], list[Command]]] = {
+    LeaseRequested: PoolState._lease,
+    WaiterGone: PoolState._waiter_gone,
+    HandRefused: PoolState._refused,
+    Started: PoolState._started,
+    StartFailed: PoolState._start_failed,
+    StartCancelled: PoolState._start_cancelled,
+    Released: PoolState._released,
+    Stopped: PoolState._stopped,
+    Provision: PoolState._provision,
+    RefillDue: PoolState._refill_due,
+    Reap: PoolState._reap,
+    SpecChanged: PoolState._spec_changed,
+    Close: PoolState._close,
+}
