@@ -30,6 +30,22 @@ def is_ready(pod: Mapping) -> bool:
     return cond is not None and cond.get("status") == "True"
 
 
+def is_draining(pod: Mapping | None) -> bool:
+    """The operator labelled the pod draining (an older spec: never leased again)."""
+    return pod is not None and ((pod.get("metadata") or {}).get("labels") or {}).get(labels.DRAINING) == "true"
+
+
+def is_terminating(pod: Mapping) -> bool:
+    """The pod is being deleted (it has a ``deletionTimestamp``)."""
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def annotated_init_error(pod: Mapping) -> str | None:
+    """The ``lambdakube.dev/init-error`` annotation: an Init error someone read from the
+    pod's runtime and wrote down (see ``init_error_of`` for every channel)."""
+    return ((pod.get("metadata") or {}).get("annotations") or {}).get(labels.INIT_ERROR) or None
+
+
 @dataclass(frozen=True)
 class PodView:
     """What planning needs to know about one environment pod."""
@@ -79,9 +95,9 @@ class PodView:
             ready=ready,
             unready_since=unready_since,
             phase=status.get("phase") or "Pending",
-            draining=pod_labels.get(labels.DRAINING) == "true",
+            draining=is_draining(pod),
             draining_since=parse_rfc3339(annotations.get(labels.DRAINING_SINCE)),
-            terminating=bool(meta.get("deletionTimestamp")),
+            terminating=is_terminating(pod),
             owner_uid=owner_uid,
             init_error=init_error_of(pod),
             timeout_seconds=int(timeout) if timeout and timeout.isdigit() else None,
@@ -99,8 +115,7 @@ def init_error_of(pod: Mapping) -> str | None:
     terminated with a non-zero exit code and a message (the termination message:
     ``terminationMessagePolicy: FallbackToLogsOnError``).
     """
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    text = annotations.get(labels.INIT_ERROR)
+    text = annotated_init_error(pod)
     if text:
         return text
     for cs in (pod.get("status") or {}).get("containerStatuses") or ():

@@ -43,6 +43,7 @@ from lambdakube.resources import (
     runtime_image_hash,
 )
 from lambdakube.resources.pods import GENERIC_NAME_PREFIX
+from lambdakube.resources.podview import is_terminating
 from .settings import OperatorConfig
 
 log = logging.getLogger(__name__)
@@ -313,11 +314,7 @@ class Reconciler:
             return 0
         async with self.lock(ns, name):
             await self.cruds.delete_function_pods(ns, name)
-            left = [
-                p
-                for p in await self.cruds.list_pods(ns, name)
-                if not (p.get("metadata") or {}).get("deletionTimestamp")
-            ]
+            left = [p for p in await self.cruds.list_pods(ns, name) if not is_terminating(p)]
         metrics.forget(ns, name)
         return len(left)
 

@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 
 from lambdakube.resources import labels, pod_address
 from lambdakube.resources.code import init_error_message
-from lambdakube.resources.podview import is_ready, terminated_reason
+from lambdakube.resources.podview import (
+    annotated_init_error,
+    is_draining,
+    is_ready,
+    is_terminating,
+    terminated_reason,
+)
 from lambdakube_router.backends.base import FunctionRef
 
 #: A pod by (namespace, name).
@@ -53,15 +59,6 @@ def _meta(pod: Mapping) -> Mapping:
 
 def _labels(pod: Mapping) -> Mapping:
     return _meta(pod).get("labels") or {}
-
-
-def is_draining(pod: Mapping | None) -> bool:
-    """The operator labelled the pod draining (an older spec: not to be leased again)."""
-    return pod is not None and _labels(pod).get(labels.DRAINING) == "true"
-
-
-def _deleting(pod: Mapping) -> bool:
-    return bool(_meta(pod).get("deletionTimestamp"))
 
 
 def oldest_first(pods: Iterable[Mapping]) -> list[Mapping]:
@@ -163,14 +160,14 @@ def choose_provisioned(
         and _labels(p).get(labels.ROLE) == labels.ROLE_PROVISIONED
         and _labels(p).get(labels.SPEC_HASH) == spec_hash
         and not is_draining(p)
-        and not _deleting(p)
+        and not is_terminating(p)
         and (fn.namespace, _meta(p).get("name")) not in claimed
     ]
     errors: list[str] = []
     probe: ProbeInit | None = None
     for pod in candidates:
         name = _meta(pod).get("name") or ""
-        annotated = (_meta(pod).get("annotations") or {}).get(labels.INIT_ERROR)
+        annotated = annotated_init_error(pod)
         address = pod_address(dict(pod))
         if annotated or probed.get(name):
             errors.append(annotated or probed[name] or "")
@@ -218,7 +215,7 @@ def generic_candidates(
             or have.get(labels.ROLE) != labels.ROLE_GENERIC
             or labels.FUNCTION in have
             or have.get(labels.RUNTIME_IMAGE_HASH) != image_hash
-            or _deleting(pod)
+            or is_terminating(pod)
             or not is_ready(pod)
             or address is None
             or (namespace, meta.get("name")) in claimed
@@ -325,11 +322,11 @@ def fresh_step(
     code, anything else is asked again soon. An announced address whose runtime answers
     with another envId (or not at all) is distrusted.
     """
-    if (pod is None and seen) or (pod is not None and _deleting(pod)):
+    if (pod is None and seen) or (pod is not None and is_terminating(pod)):
         return Fail(f"{fn}: environment pod {name} was deleted while starting")
     address, via_announce = None, False
     if pod is not None:
-        annotated = (_meta(pod).get("annotations") or {}).get(labels.INIT_ERROR)
+        annotated = annotated_init_error(pod)
         if annotated:
             return Fail(init_failed(fn, annotated))
         reason = terminated_reason(pod)

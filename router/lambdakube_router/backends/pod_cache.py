@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 import aiohttp
 
 from lambdakube.resources import labels
+from lambdakube.resources.podview import is_terminating
 from lambdakube_router.informer import Informer, Key
 
 #: Server-side timeout of one watch request (then it is resumed from the last version).
@@ -53,7 +54,7 @@ class PodCache(Informer):
         the label must be absent)."""
         out = []
         for (ns, _), pod in self.pods.items():
-            if ns != namespace or (pod.get("metadata") or {}).get("deletionTimestamp"):
+            if ns != namespace or is_terminating(pod):
                 continue
             have = (pod.get("metadata") or {}).get("labels") or {}
             if all(have.get(k) == v if v is not None else k not in have for k, v in wanted.items()):
