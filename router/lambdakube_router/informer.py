@@ -176,11 +176,7 @@ class Informer:
         self.start()
         if not self._synced:  # closed before it ever started
             return False
-        async with self._changed:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self.is_synced or (or_error and self.refused)), timeout
-                )
+        await self.wait_for(lambda: self.is_synced or (or_error and self.refused), timeout)
         return self.is_synced
 
     # -- reading -----------------------------------------------------------------------
@@ -188,11 +184,17 @@ class Informer:
     def get(self, namespace: str, name: str) -> dict | None:
         return self.objects.get((namespace, name))
 
-    async def next_change(self, seen: int, timeout: float) -> None:
-        """Return once ``version`` is past ``seen``, or after ``timeout``."""
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Return once ``predicate()`` holds (checked now and after every change or
+        ``poke``), or after ``timeout``; what it says then."""
         async with self._changed:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._changed.wait_for(lambda: self.version > seen), timeout)
+                await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+            return predicate()
+
+    async def next_change(self, seen: int, timeout: float) -> None:
+        """Return once ``version`` is past ``seen``, or after ``timeout``."""
+        await self.wait_for(lambda: self.version > seen, timeout)
 
     async def poke(self) -> None:
         """Wake every ``next_change`` waiter as if the cache changed (news from outside the

@@ -34,6 +34,7 @@ from lambdakube_router.backends.base import (
 )
 from lambdakube_router.limits import Throttle
 from lambdakube_router.pool_state import (
+    DEFAULT_REFILL_BACKOFF,
     REAPED,
     CancelStart,
     Close,
@@ -110,7 +111,7 @@ class Pool:
         take_token: Callable[[float], Throttle | None],
         clock: Callable[[], float] = time.monotonic,
         init_timeout: float = 30.0,
-        provisioned_retry_max: float = 30.0,
+        provisioned_retry_max: float = DEFAULT_REFILL_BACKOFF.maximum,
     ) -> None:
         self.fn = fn
         self.backend = backend
@@ -122,7 +123,7 @@ class Pool:
             take_token=take_token,
             new_id=functools.partial(new_env_id, fn.name),
             is_draining=backend.is_draining,
-            refill_backoff=Backoff(0.5, provisioned_retry_max),
+            refill_backoff=Backoff(DEFAULT_REFILL_BACKOFF.initial, provisioned_retry_max),
         )
         #: Running starts by env id (``CancelStart``).
         self._starts: dict[str, asyncio.Task] = {}

@@ -505,14 +505,9 @@ class KubernetesBackend(Backend):
         from ``before``, what the last step was decided on, or ``timeout``. Why not any
         cache change: the cache changes with every environment pod, and a burst of other
         starts must not turn into as many probes of this one."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            seen = self.cache.version  # read with the state below: a later change wakes us
-            left = deadline - loop.time()
-            if (_version(self.cache.get(namespace, name)), pending.address) != before or left <= 0:
-                return
-            await self.cache.next_change(seen, left)
+        await self.cache.wait_for(
+            lambda: (_version(self.cache.get(namespace, name)), pending.address) != before, timeout
+        )
 
     # -- announces ------------------------------------------------------------------------
 
