@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 
 import aiohttp
+from local_router import start_router, stop
 
-REPO = Path(__file__).resolve().parents[1]
 HANDLER = 'def handler(event, context):\n    return {"ok": True, "echo": event.get("i")}\n'
 PAYLOAD = json.dumps({"i": 1}).encode()
 TARGET_P50_MS = 100.0
@@ -61,50 +61,6 @@ spec:
     inline:
       source: |
 {textwrap.indent(HANDLER, " " * 8)}"""
-
-
-def _env() -> dict:
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in (".", "router", "runtime-image")),
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def start_router(functions: Path, state: Path, pool_size: int) -> tuple[subprocess.Popen, int]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "lambdakube_router",
-        "--functions",
-        str(functions),
-        "--backend",
-        "local",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--state-dir",
-        str(state),
-        "--log-level",
-        "WARNING",
-        "--generic-pool-size",
-        str(pool_size),
-    ]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=sys.stderr)
-    line = proc.stdout.readline().decode()
-    assert line.startswith("LAMBDAKUBE_ROUTER_LISTENING "), line
-    return proc, int(line.rsplit(":", 1)[1])
-
-
-def stop_router(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class Sample:
@@ -183,9 +139,9 @@ async def run(args) -> int:
     routers: list[subprocess.Popen] = []
     ok = True
     try:
-        fresh_router, fresh_port = start_router(fns, tmp / "state-fresh", 0)
+        fresh_router, fresh_port = start_router(fns, tmp / "state-fresh", "--generic-pool-size", "0")
         routers.append(fresh_router)
-        gen_router, gen_port = start_router(fns, tmp / "state-generic", args.pool_size)
+        gen_router, gen_port = start_router(fns, tmp / "state-generic", "--generic-pool-size", str(args.pool_size))
         routers.append(gen_router)
         timeout = aiohttp.ClientTimeout(total=60)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as s:
@@ -252,7 +208,7 @@ async def run(args) -> int:
         print(f"load average at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     finally:
         for proc in routers:
-            stop_router(proc)
+            stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0 if ok else 1
 

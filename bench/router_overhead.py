@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 
 import aiohttp
+from local_router import process_env, start_router, stop
 
-REPO = Path(__file__).resolve().parents[1]
 HANDLER = 'def handler(event, context):\n    return {"ok": True, "echo": event.get("i")}\n'
 MANIFEST = f"""
 apiVersion: lambdakube.dev/v1alpha1
@@ -59,16 +59,8 @@ spec:
 PAYLOAD = json.dumps({"i": 1, "data": "x" * 64}).encode()
 
 
-def _env() -> dict:
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in (".", "router", "runtime-image")),
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
 def start_runtime() -> tuple[subprocess.Popen, int]:
-    env = _env()
+    env = process_env()
     env.update(
         LAMBDAKUBE_HANDLER="index.handler",
         LAMBDAKUBE_INLINE_CODE=HANDLER,
@@ -115,35 +107,11 @@ def start_baseline() -> tuple[subprocess.Popen, int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-c", BASELINE_SERVER, str(port)], env=_env(), stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BASELINE_SERVER, str(port)], env=process_env(), stdout=subprocess.PIPE
+    )
     proc.stdout.readline()
     return proc, port
-
-
-def start_router(functions: Path, state: Path, uvloop: bool) -> tuple[subprocess.Popen, int]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "lambdakube_router",
-        "--functions",
-        str(functions),
-        "--backend",
-        "local",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--state-dir",
-        str(state),
-        "--log-level",
-        "WARNING",
-    ]
-    if not uvloop:
-        cmd.append("--no-uvloop")
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=sys.stderr)
-    line = proc.stdout.readline().decode()
-    assert line.startswith("LAMBDAKUBE_ROUTER_LISTENING "), line
-    return proc, int(line.rsplit(":", 1)[1])
 
 
 class _RawConnection(asyncio.Protocol):
@@ -332,7 +300,7 @@ async def run(args) -> None:
     (tmp / "fns" / "bench.yaml").write_text(MANIFEST)
     runtime, rport = start_runtime()
     baseline, bport = start_baseline()
-    router, port = start_router(tmp / "fns", tmp / "state", not args.no_uvloop)
+    router, port = start_router(tmp / "fns", tmp / "state", *(["--no-uvloop"] if args.no_uvloop else []))
     direct_url = f"http://127.0.0.1:{rport}/invoke"
     router_url = f"http://127.0.0.1:{port}/2015-03-31/functions/bench/invocations"
     try:
@@ -423,13 +391,9 @@ async def run(args) -> None:
             f"; runtime CPU {direct_tp_meter.per_invoke_us('runtime', n1):.0f} us per invoke"
         )
     finally:
-        router.terminate()
-        runtime.terminate()
-        baseline.terminate()
-        baseline.wait(timeout=15)
+        for proc in (router, runtime, baseline):
+            stop(proc, timeout=15)
         shutil.rmtree(tmp, ignore_errors=True)
-        router.wait(timeout=15)
-        runtime.wait(timeout=15)
 
 
 def main() -> None:
