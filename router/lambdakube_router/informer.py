@@ -186,10 +186,16 @@ class Informer:
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Return once ``predicate()`` holds (checked now and after every change or
-        ``poke``), or after ``timeout``; what it says then."""
+        ``poke``), or after ``timeout``; what it says then.
+
+        Why ``asyncio.timeout`` and not ``asyncio.wait_for``: on Python 3.11, a task
+        cancelled in the instant its ``wait_for`` inner wait completes gets the result
+        instead of ``CancelledError`` (the cancel is lost), and a cancelled claim or start
+        waiting here on a busy cache then ran on after its pool closed."""
         async with self._changed:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait_for(predicate)
             return predicate()
 
     async def next_change(self, seen: int, timeout: float) -> None:

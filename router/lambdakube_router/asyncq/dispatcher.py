@@ -14,6 +14,7 @@ races with the query is never lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -140,10 +141,11 @@ class Dispatcher:
             except Exception:
                 log.exception("async dispatcher loop failed; retrying")
                 timeout = self.poll_interval
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: on 3.11 wait_for may lose a cancel that comes
+            # as the wake does (see ``Informer.wait_for``), and close() would wait forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     def _done(self, task: asyncio.Task) -> None:
         self._inflight.discard(task)
