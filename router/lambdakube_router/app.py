@@ -145,10 +145,10 @@ async def init_app(config: RouterConfig) -> web.Application:
         if announces is not None:
             app[keys.METRICS].attach_announces(lambda: dict(announces))
         watcher = publisher = None
-        api_client = status_publisher.kubernetes_api_client(engine.backend)
-        if api_client is not None and config.status_interval_seconds:
+        kube = status_publisher.kubernetes_api(engine.backend)
+        if kube is not None and config.status_interval_seconds:
             publisher = status_publisher.StatusPublisher(
-                api_client,
+                kube,
                 status_publisher.engine_rows(engine),
                 interval=config.status_interval_seconds,
                 event_window=config.status_event_window_seconds,

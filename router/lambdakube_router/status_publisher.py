@@ -19,10 +19,9 @@ callable (the engine in production, a list in tests) and:
 
 A 404 on the status write means the Function object is gone (or never existed: a
 function from a static snapshot): the function is dropped and skipped until the
-router's registry drops it too or its UID changes. These writes use the synchronous
-client (as the kubernetes backend's pod writes do; every read of the router is a
-watch-fed ``informer``) on a small dedicated thread pool, so they neither block the
-event loop nor queue in front of cold starts in the default executor.
+router's registry drops it too or its UID changes. These writes go through the
+kubernetes backend's ``kube_api.KubeApi`` (on the event loop, each with its timeout),
+as its pod writes do; every read of the router is a watch-fed ``informer``.
 
 One writer per Function is assumed (one router replica, as the chart runs it): two
 routers would overwrite each other's counts. ``coldStarts`` counts this router's cold
@@ -38,17 +37,19 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+
+import aiohttp
 
 from lambdakube.formats import rfc3339
-from lambdakube.models import API_VERSION, GROUP, VERSION
+from lambdakube.models import API_VERSION
+from lambdakube_router import kube_api
 from lambdakube_router.activity import ActivityRow, EventLimiter, PlannedEvent
+from lambdakube_router.kube_api import ApiError, KubeApi
 
 log = logging.getLogger(__name__)
 
 COMPONENT = "lambdakube-router"
 MAX_MESSAGE = 1024  # the API server rejects longer event messages
-REQUEST_TIMEOUT = 10
 
 Key = tuple[str, str]
 
@@ -84,7 +85,7 @@ def build_event(
 class StatusPublisher:
     def __init__(
         self,
-        api_client,
+        kube: KubeApi,
         rows: Callable[[], Iterable[ActivityRow]],
         *,
         interval: float = 2.0,
@@ -92,19 +93,14 @@ class StatusPublisher:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         instance: str | None = None,
-        workers: int = 2,
     ) -> None:
-        from kubernetes import client  # noqa: PLC0415
-
-        self.custom = client.CustomObjectsApi(api_client)
-        self.core = client.CoreV1Api(api_client)
+        self.kube = kube
         self.rows = rows
         self.interval = interval
         self.clock = clock
         self.wall_clock = wall_clock
         self.instance = instance or os.environ.get("HOSTNAME") or socket.gethostname()
         self.limiter = EventLimiter(event_window)
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="status-publisher")
         self._written: dict[Key, dict[str, int]] = {}
         self._uids: dict[Key, str] = {}
         self._gone: dict[Key, str | None] = {}  # 404'd, with the UID the registry had then
@@ -135,7 +131,6 @@ class StatusPublisher:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- one pass ----------------------------------------------------------------------
 
@@ -167,35 +162,20 @@ class StatusPublisher:
         self.limiter.forget(key)
         self._failing = {f for f in self._failing if f[0] != key}
 
-    async def _call(self, fn, *args, **kwargs):
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
-
     async def _publish(
         self, key: Key, row: ActivityRow, status: dict[str, int] | None, events: list[PlannedEvent]
     ) -> None:
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
-
         namespace, name = key
         if status is not None:
             try:
-                obj = await self._call(
-                    self.custom.patch_namespaced_custom_object_status,
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    "functions",
-                    name,
-                    {"status": status},
-                    _request_timeout=REQUEST_TIMEOUT,
-                )
-            except ApiException as exc:
+                obj = await self.kube.patch(kube_api.functions(namespace, name, "status"), {"status": status})
+            except ApiError as exc:
                 if exc.status == 404:
                     self._dropped(key, row)
                     return
                 self._failed(key, "status", f"{exc.status} {exc.reason}")
-            except Exception as exc:  # noqa: BLE001 - network errors: retried next tick
-                self._failed(key, "status", str(exc))
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:  # retried next tick
+                self._failed(key, "status", f"{type(exc).__name__}: {exc}")
             else:
                 self._written[key] = status
                 self.status_writes += 1
@@ -207,33 +187,23 @@ class StatusPublisher:
             await self._post(key, row, event)
 
     async def _post(self, key: Key, row: ActivityRow, event: PlannedEvent) -> None:
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
-
         namespace, name = key
         try:
             uid = row.ref.uid or self._uids.get(key)
             if uid is None:
-                obj = await self._call(
-                    self.custom.get_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    "functions",
-                    name,
-                    _request_timeout=REQUEST_TIMEOUT,
-                )
+                obj = await self.kube.get(kube_api.functions(namespace, name))
                 uid = self._uids[key] = obj["metadata"]["uid"]
             body = build_event(namespace, name, uid, event, self.instance, self.wall_clock())
-            await self._call(self.core.create_namespaced_event, namespace, body, _request_timeout=REQUEST_TIMEOUT)
-        except ApiException as exc:
+            await self.kube.create(kube_api.events(namespace), body)
+        except ApiError as exc:
             if exc.status == 404:  # the Function (or its namespace) went away meanwhile
                 self._dropped(key, row)
                 return
             self.limiter.failed(key, event)
             self._failed(key, f"event {event.reason}", f"{exc.status} {exc.reason}")
-        except Exception as exc:  # noqa: BLE001
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:  # retried next window
             self.limiter.failed(key, event)
-            self._failed(key, f"event {event.reason}", str(exc))
+            self._failed(key, f"event {event.reason}", f"{type(exc).__name__}: {exc}")
         else:
             self.events_posted += 1
             self._ok(key, f"event {event.reason}")
@@ -281,12 +251,12 @@ def engine_rows(engine) -> Callable[[], list[ActivityRow]]:
     return rows
 
 
-def kubernetes_api_client(backend):
-    """The backend's API client when environments are pods, else None.
+def kubernetes_api(backend) -> KubeApi | None:
+    """The backend's API writer when environments are pods, else None.
 
     Checked without importing the kubernetes backend: if its module was never imported,
     ``backend`` cannot be one of its instances (local mode needs no kubernetes client)."""
     module = sys.modules.get("lambdakube_router.backends.kubernetes")
     if module is not None and isinstance(backend, module.KubernetesBackend):
-        return backend.api
+        return backend.kube
     return None

@@ -17,6 +17,8 @@ import yaml
 from lambdakube_router.backends.base import FunctionRef
 from lambdakube_router.activity import ActivityRow
 from lambdakube_router.limits import RESERVED_EXCEEDED
+from lambdakube_router.informer import ApiSession
+from lambdakube_router.kube_api import KubeApi
 from lambdakube_router.status_publisher import StatusPublisher
 from tests.router.conftest import function, kubectl
 
@@ -44,13 +46,20 @@ OPERATOR_STATUS = {
 }
 
 
+def kube_for(configuration) -> tuple[KubeApi, ApiSession]:
+    http = ApiSession(configuration)
+    return KubeApi(http, configuration), http
+
+
 @pytest.fixture
-def api_client(control_plane):
+async def kube(control_plane):
     from kubernetes import config
 
     client = config.new_client_from_config(config_file=str(control_plane.kubeconfig))
-    yield client
+    api, http = kube_for(client.configuration)
     client.close()
+    yield api
+    await http.close()
 
 
 class Clock:
@@ -92,16 +101,16 @@ async def events(cp, namespace: str, name: str = "hello") -> list[dict]:
     return json.loads(out.stdout)["items"]
 
 
-def publisher_for(api_client, rows: list, clock=None, **kw) -> StatusPublisher:
-    return StatusPublisher(api_client, lambda: list(rows), clock=clock or Clock(), instance="router-test", **kw)
+def publisher_for(kube, rows: list, clock=None, **kw) -> StatusPublisher:
+    return StatusPublisher(kube, lambda: list(rows), clock=clock or Clock(), instance="router-test", **kw)
 
 
 @pytest.mark.cluster
-async def test_status_fields_land_and_operator_fields_stay(control_plane, namespace, crds, api_client):
+async def test_status_fields_land_and_operator_fields_stay(control_plane, namespace, crds, kube):
     fn = await create_function(control_plane, namespace)
     ref = FunctionRef(namespace, "hello", fn["metadata"]["uid"])
     rows = [ActivityRow(ref, busy=2, idle=3, cold_starts=5)]
-    publisher = publisher_for(api_client, rows)
+    publisher = publisher_for(kube, rows)
     try:
         await publisher.tick()
         status = (await get_fn(control_plane, namespace))["status"]
@@ -129,11 +138,11 @@ async def test_status_fields_land_and_operator_fields_stay(control_plane, namesp
 
 
 @pytest.mark.cluster
-async def test_no_write_when_nothing_changed(control_plane, namespace, crds, api_client):
+async def test_no_write_when_nothing_changed(control_plane, namespace, crds, kube):
     fn = await create_function(control_plane, namespace)
     ref = FunctionRef(namespace, "hello", fn["metadata"]["uid"])
     rows = [ActivityRow(ref, busy=1, idle=0, cold_starts=0)]
-    publisher = publisher_for(api_client, rows)
+    publisher = publisher_for(kube, rows)
     try:
         await publisher.tick()
         rv = (await get_fn(control_plane, namespace))["metadata"]["resourceVersion"]
@@ -153,13 +162,13 @@ async def test_no_write_when_nothing_changed(control_plane, namespace, crds, api
 
 
 @pytest.mark.cluster
-async def test_events_have_reason_type_owner_and_are_rate_limited(control_plane, namespace, crds, api_client):
+async def test_events_have_reason_type_owner_and_are_rate_limited(control_plane, namespace, crds, kube):
     fn = await create_function(control_plane, namespace)
     uid = fn["metadata"]["uid"]
     ref = FunctionRef(namespace, "hello", None)  # no UID known: the publisher finds it
     clock = Clock()
     rows = [ActivityRow(ref, 1, 0, 3, {RESERVED_EXCEEDED: 17}, (0.010, 0.012, 0.020))]
-    publisher = publisher_for(api_client, rows, clock)
+    publisher = publisher_for(kube, rows, clock)
     try:
         await publisher.tick()
         evs = await events(control_plane, namespace)
@@ -203,11 +212,11 @@ async def test_events_have_reason_type_owner_and_are_rate_limited(control_plane,
 
 
 @pytest.mark.cluster
-async def test_deleted_function_is_dropped(control_plane, namespace, crds, api_client, caplog):
+async def test_deleted_function_is_dropped(control_plane, namespace, crds, kube, caplog):
     fn = await create_function(control_plane, namespace)
     ref = FunctionRef(namespace, "hello", fn["metadata"]["uid"])
     rows = [ActivityRow(ref, 1, 0, 0)]
-    publisher = publisher_for(api_client, rows)
+    publisher = publisher_for(kube, rows)
     try:
         await publisher.tick()
         await kubectl(control_plane, "delete", "function", "hello", "-n", namespace)
@@ -228,7 +237,7 @@ async def test_deleted_function_is_dropped(control_plane, namespace, crds, api_c
 
 
 @pytest.mark.cluster
-async def test_api_failures_are_retried_next_tick(control_plane, namespace, crds, api_client, caplog):
+async def test_api_failures_are_retried_next_tick(control_plane, namespace, crds, kube, caplog):
     from kubernetes import client as k8s
 
     fn = await create_function(control_plane, namespace)
@@ -236,10 +245,10 @@ async def test_api_failures_are_retried_next_tick(control_plane, namespace, crds
     rows = [ActivityRow(ref, 1, 1, 1, {RESERVED_EXCEEDED: 1})]
     # Same API server, a token it does not know: every call is refused (401).
     cfg = k8s.Configuration()
-    cfg.host = api_client.configuration.host
-    cfg.ssl_ca_cert = api_client.configuration.ssl_ca_cert
+    cfg.host = kube.cfg.host
+    cfg.ssl_ca_cert = kube.cfg.ssl_ca_cert
     cfg.api_key = {"authorization": "Bearer not-a-valid-token"}
-    bad = k8s.ApiClient(cfg)
+    bad, bad_http = kube_for(cfg)
     publisher = publisher_for(bad, rows)
     try:
         with caplog.at_level("WARNING", logger="lambdakube_router.status_publisher"):
@@ -249,22 +258,22 @@ async def test_api_failures_are_retried_next_tick(control_plane, namespace, crds
         warnings = [r for r in caplog.records if r.levelname == "WARNING"]
         assert len(warnings) == 3  # status, ColdStart, Throttled: once each, not once per tick
         # Same publisher state, working credentials: the pending write and Event go out.
-        publisher.custom.api_client = publisher.core.api_client = api_client
+        publisher.kube = kube
         await publisher.tick()
         status = (await get_fn(control_plane, namespace))["status"]
         assert (status["busy"], status["idle"], status["coldStarts"]) == (1, 1, 1)
         assert sorted(e["reason"] for e in await events(control_plane, namespace)) == ["ColdStart", "Throttled"]
     finally:
         await publisher.close()
-        bad.close()
+        await bad_http.close()
 
 
 @pytest.mark.cluster
-async def test_publisher_loop_with_a_tiny_interval(control_plane, namespace, crds, api_client):
+async def test_publisher_loop_with_a_tiny_interval(control_plane, namespace, crds, kube):
     fn = await create_function(control_plane, namespace)
     ref = FunctionRef(namespace, "hello", fn["metadata"]["uid"])
     rows = [ActivityRow(ref, 0, 0, 0)]
-    publisher = StatusPublisher(api_client, lambda: list(rows), interval=0.05, instance="router-test")
+    publisher = StatusPublisher(kube, lambda: list(rows), interval=0.05, instance="router-test")
     publisher.start()
     try:
         rows[0] = ActivityRow(ref, 0, 2, 2)

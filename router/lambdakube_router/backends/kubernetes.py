@@ -46,9 +46,10 @@ operator creates the new pods, and labels the old ones draining once enough new 
 Ready. A released pod seen draining is deleted by the router at once (nobody here uses
 it; draining pods are the router's to delete, the operator's deadline is a backstop).
 
-Why the synchronous ``kubernetes`` client in a thread for writes (create, patch, delete):
-``kubernetes_asyncio`` is not a dependency, and a cold start makes one or two of them;
-every pod read is the cache.
+Writes (create, patch, delete) go through ``kube_api.KubeApi`` on the event loop, not
+the synchronous client in threads: a burst of cold starts no longer queues behind the
+default executor's few workers, and a cancelled start cancels its request. Every pod
+read is the cache.
 
 A claimed pod is ready for the router when its ``Ready`` condition is true; requests go
 to ``lambdakube.resources.pod_address`` (``status.podIP:8080``, or the
@@ -72,7 +73,7 @@ from collections.abc import Iterable, Mapping
 
 import aiohttp
 
-from lambdakube.models import DEFAULT_RUNTIME_IMAGE, GROUP, VERSION, FunctionSpec
+from lambdakube.models import DEFAULT_RUNTIME_IMAGE, FunctionSpec
 from lambdakube.resources import (
     environment_pod,
     fits_generic,
@@ -84,6 +85,7 @@ from lambdakube.resources import (
     spec_hash,
 )
 from lambdakube.resources.code import init_error_message, needs_fresh_process, runtime_answer
+from lambdakube_router import kube_api
 from lambdakube_router.backends import claims
 from lambdakube_router.backends.base import (
     SOURCE_FRESH,
@@ -110,6 +112,7 @@ from lambdakube_router.backends.claims import (
 )
 from lambdakube_router.backends.pod_cache import PodCache
 from lambdakube_router.informer import ApiSession
+from lambdakube_router.kube_api import ApiError, KubeApi
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +126,7 @@ class KubernetesBackend(Backend):
         *,
         kubeconfig: str | None = None,
         image: str = DEFAULT_RUNTIME_IMAGE,
-        api_client=None,
+        configuration=None,
         poll_interval: float = 0.05,
         max_poll_interval: float = 0.5,
         delete_grace_seconds: int | None = 0,
@@ -131,15 +134,14 @@ class KubernetesBackend(Backend):
         announce_url: str | None = None,
         namespaces: Iterable[str] = (),
     ) -> None:
-        from kubernetes import client  # noqa: PLC0415
+        if configuration is None:
+            from lambdakube import kubeclient  # noqa: PLC0415
 
-        from lambdakube import kubeclient  # noqa: PLC0415
-
-        if api_client is None:
-            api_client = kubeclient.api_client(kubeconfig)
-        self.api = api_client
-        self.core = client.CoreV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
+            own = kubeclient.api_client(kubeconfig)
+            configuration = own.configuration  # only the credentials: no synchronous calls
+            own.close()
+        #: The API server's address and credentials (informers and writes alike).
+        self.configuration = configuration
         self.image = image
         self.image_hash = runtime_image_hash(image)
         #: A runtime that answered "not yet" is asked again after this long (a cheap
@@ -147,9 +149,13 @@ class KubernetesBackend(Backend):
         self.poll_interval = poll_interval
         #: Every wait for the cache's next change ends after this long, change or not.
         self.max_poll_interval = max_poll_interval
-        self._watch_http = ApiSession(api_client.configuration)
+        self._watch_http = ApiSession(configuration)
         #: The served namespaces' environment pods (empty ``namespaces``: cluster-wide).
-        self.cache = PodCache(self._watch_http, api_client.configuration, namespaces)
+        self.cache = PodCache(self._watch_http, configuration, namespaces)
+        #: Pod writes and the few reads outside the cache, on their own connections (a
+        #: burst of creates never waits behind the watches' long-lived ones).
+        self._write_http = ApiSession(configuration)
+        self.kube = KubeApi(self._write_http, configuration)
         self.delete_grace_seconds = delete_grace_seconds
         self.claim_generic = claim_generic
         #: Where fresh pods' runtimes announce themselves (None: they don't).
@@ -167,22 +173,15 @@ class KubernetesBackend(Backend):
         #: Cold starts served by claiming a generic pod (introspection, tests).
         self.generic_claims = 0
 
-    async def _call(self, fn, *args, **kwargs):
-        return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kwargs))
-
     async def _function_uid(self, fn: FunctionRef) -> str | None:
         if fn.uid:
             return fn.uid
         key = (fn.namespace, fn.name)
         if key not in self._uids:
-            from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
-
             try:
-                obj = await self._call(
-                    self.custom.get_namespaced_custom_object, GROUP, VERSION, fn.namespace, "functions", fn.name
-                )
+                obj = await self.kube.get(kube_api.functions(fn.namespace, fn.name))
                 self._uids[key] = obj["metadata"]["uid"]
-            except ApiException as exc:
+            except ApiError as exc:
                 if exc.status != 404:
                     raise
                 log.warning("%s: no Function object: pods get no owner reference", fn)
@@ -198,15 +197,17 @@ class KubernetesBackend(Backend):
 
     async def start(self, fn: FunctionRef, spec: FunctionSpec, env_id: str, provisioned: bool) -> EnvironmentHandle:
         """``env_id`` is only a hint: the environment's id is its pod's name."""
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
-
         self._ensure_released_loop()
         await self.cache.synced()
         try:
             uid = await self._function_uid(fn)
-        except ApiException as exc:
+        except ApiError as exc:
             raise EnvironmentStartError(
                 f"{fn}: cannot read the Function: {exc.status} {exc.reason}", error_type="PodCreateError"
+            ) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise EnvironmentStartError(
+                f"{fn}: cannot read the Function: {type(exc).__name__}: {exc}", error_type="PodCreateError"
             ) from None
         if provisioned:
             return await self._claim_provisioned(fn, spec)
@@ -249,7 +250,7 @@ class KubernetesBackend(Backend):
         if self._session is not None:
             await self._session.close()
         await self._watch_http.close()
-        await self._call(self.api.close)
+        await self._write_http.close()
 
     # -- provisioned: claim the operator's pods -------------------------------------------
 
@@ -336,8 +337,6 @@ class KubernetesBackend(Backend):
         """Relabel the generic ``pod`` (as listed: its resourceVersion is the
         precondition) as an on-demand environment of ``fn``. False when someone else
         changed it first (409) or it is gone (404)."""
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
-
         meta = pod.get("metadata") or {}
         key = (fn.namespace, meta["name"])
         if not self.book.claim(key):
@@ -356,14 +355,18 @@ class KubernetesBackend(Backend):
             }
         }
         try:
-            await self._call(self.core.patch_namespaced_pod, meta["name"], fn.namespace, patch, _preload_content=False)
-        except ApiException as exc:
+            await self.kube.patch(kube_api.pods(fn.namespace, meta["name"]), patch, content_type=kube_api.STRATEGIC)
+        except ApiError as exc:
             self.book.unclaim(key)  # not ours: it may be claimable again later (a 409
             # also follows any status update of the pod since it was listed)
             if exc.status in (404, 409):
                 log.debug("%s: claim of generic pod %s lost: %s", fn, meta["name"], exc.status)
                 return False
             log.warning("%s: claim of generic pod %s failed: %s %s", fn, meta["name"], exc.status, exc.reason)
+            return False
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.book.unclaim(key)
+            log.warning("%s: claim of generic pod %s failed: %s", fn, meta["name"], exc)
             return False
         except BaseException:
             self.book.unclaim(key)
@@ -425,8 +428,6 @@ class KubernetesBackend(Backend):
     async def _create_fresh(
         self, fn: FunctionRef, spec: FunctionSpec, uid: str | None, name: str, pending: Pending
     ) -> EnvironmentHandle:
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
-
         announce = (self.announce_url, pending.token) if self.announce_url else None
         body = environment_pod(
             function_name=fn.name,
@@ -442,11 +443,15 @@ class KubernetesBackend(Backend):
         if not uid:
             body["metadata"].pop("ownerReferences", None)
         try:
-            await self._call(self.core.create_namespaced_pod, fn.namespace, body, _preload_content=False)
-        except ApiException as exc:
+            await self.kube.create(kube_api.pods(fn.namespace), body)
+        except ApiError as exc:
             raise EnvironmentStartError(
                 f"{fn}: cannot create the environment pod: {exc.status} {exc.reason}: {exc.body}",
                 error_type="PodCreateError",
+            ) from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise EnvironmentStartError(
+                f"{fn}: cannot create the environment pod: {type(exc).__name__}: {exc}", error_type="PodCreateError"
             ) from None
         where = PodEnv(fn.namespace, name, labels.ROLE_ON_DEMAND, SOURCE_FRESH)
         self.book.hold(where)
@@ -565,21 +570,20 @@ class KubernetesBackend(Backend):
     async def _annotate_init_error(self, namespace: str, name: str, message: str) -> None:
         patch = {"metadata": {"annotations": {labels.INIT_ERROR: message[:4000]}}}
         try:
-            await self._call(self.core.patch_namespaced_pod, name, namespace, patch, _preload_content=False)
+            await self.kube.patch(kube_api.pods(namespace, name), patch, content_type=kube_api.STRATEGIC)
         except Exception as exc:  # best effort: the error is reported to the caller anyway
             log.debug("cannot annotate pod %s/%s: %s", namespace, name, exc)
 
     async def _delete(self, namespace: str, name: str) -> None:
-        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
-
-        kwargs = {}
-        if self.delete_grace_seconds is not None:
-            kwargs["grace_period_seconds"] = self.delete_grace_seconds
+        """Delete the pod (best effort: gone already is fine; a failure is logged, and
+        an orphan left by it is the operator's to collect)."""
         try:
-            await self._call(self.core.delete_namespaced_pod, name, namespace, _preload_content=False, **kwargs)
-        except ApiException as exc:
+            await self.kube.delete(kube_api.pods(namespace, name), grace_period_seconds=self.delete_grace_seconds)
+        except ApiError as exc:
             if exc.status != 404:
                 log.warning("deleting pod %s/%s failed: %s %s", namespace, name, exc.status, exc.reason)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("deleting pod %s/%s failed: %s", namespace, name, exc)
 
 
 def _version(pod: Mapping | None) -> str | None:
