@@ -317,9 +317,10 @@ class PoolState:
         self._idle_provisioned: list[Environment] = []  # stacks: most recently used last
         self._idle_on_demand: list[Environment] = []
         self._waiters: collections.deque[Waiter] = collections.deque()
-        #: On-demand starts only: what a waiting request may count on. A provisioned
-        #: slot waits for the operator's pod, as long as that takes, so a request never
-        #: waits behind one (Lambda: beyond the ready provisioned envs, spill over).
+        #: On-demand starts of the current spec only: what a waiting request may count
+        #: on. A provisioned slot waits for the operator's pod, as long as that takes, so
+        #: a request never waits behind one (Lambda: beyond the ready provisioned envs,
+        #: spill over); a start of an older spec is never leased (``_spec_changed``).
         self._starting_on_demand = 0
         self._refill_delay = 0.0  # the last backoff; 0 after a provisioned start worked
         self._refill_at: float | None = None
@@ -474,7 +475,7 @@ class PoolState:
         if env is None or env.state is not EnvState.STARTING:
             return None
         self.starting -= 1
-        if not env.provisioned:
+        if not env.provisioned and env.generation == self.generation:
             self._starting_on_demand -= 1
         return env
 
@@ -613,18 +614,37 @@ class PoolState:
         environments run: they keep serving. A new hash bumps the generation: environments of
         the old spec are never leased again (new invocations run the new code: on-demand cold
         starts until provisioned environments of the new spec are up); idle ones retire now,
-        busy ones when released; provisioned starts waiting for pods of the old spec are
-        cancelled (those will not come); ``provisionedConcurrency`` counts only environments
-        of the current spec, so the replacements start at once."""
+        busy ones when released; starts of the old spec are cancelled (provisioned ones wait
+        for pods that will not come, on-demand ones would never be leased), and the requests
+        that were counting on them get starts of the new spec at once instead of waiting for
+        their deadline (``_serve_waiters``); ``provisionedConcurrency`` counts only
+        environments of the current spec, so the replacements start at once."""
         spec, new_hash = event.spec, spec_hash(event.spec)
         out: list[Command] = []
-        if new_hash != self.spec_hash:
+        renewed = new_hash != self.spec_hash
+        if renewed:
             self.generation += 1
             for env in self._idle_provisioned + self._idle_on_demand:
                 out += self._retire(env, OUTDATED, now)
-            out += [CancelStart(e.env_id) for e in self.envs.values() if e.provisioned and e.state is EnvState.STARTING]
+            out += [CancelStart(e.env_id) for e in self.envs.values() if e.state is EnvState.STARTING]
+            self._starting_on_demand = 0
         self.spec, self.spec_hash = spec, new_hash
+        if renewed:
+            out += self._serve_waiters(now)
         return out + self._keep_provisioned(now)
+
+    def _serve_waiters(self, now: float) -> list[Command]:
+        """Every waiter beyond the on-demand starts it can count on gets one of its own, as
+        a new request would (``_lease``): a scaling token each, and the newest ones are
+        throttled once the tokens run out (the oldest are served first, as ``_free`` does)."""
+        out: list[Command] = []
+        while len(self._waiters) > self._starting_on_demand:
+            throttle = self._take_token(now)
+            if throttle is not None:
+                out.append(FailThrottled(self._waiters.pop(), throttle))
+                continue
+            out += self._start(provisioned=False, now=now)
+        return out
 
     def _close(self, event: Close, now: float) -> list[Command]:
         """Waiters get PoolClosed; idle and busy environments retire (provisioned ones are

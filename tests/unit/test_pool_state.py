@@ -72,6 +72,7 @@ PROV2 = spec(provisionedConcurrency=2)
 PROV3 = spec(provisionedConcurrency=3)
 NEW_CODE = {"env": {"VERSION": "2"}}  # a shaping field: a new spec hash
 NEW_PROV1 = spec(provisionedConcurrency=1, **NEW_CODE)
+NEW_SPEC = spec(idleTimeoutSeconds=30, **NEW_CODE)
 
 
 def at(offset: float, event):
@@ -570,6 +571,67 @@ CASES = [
         given=[LeaseRequested(W1), WaiterGone(W1), SpecChanged(spec(**NEW_CODE))],
         when=started("d1"),
         do=[Stop("d1", OUTDATED)],
+    ),
+    case(
+        "spec: a request counting on an old on-demand start gets a start of the new spec",
+        given=[LeaseRequested(W1)],
+        when=SpecChanged(NEW_SPEC),
+        do=[CancelStart("d1"), StartEnv("d2", False)],
+        waiting=1,
+        starting=2,
+        tokens_taken=1,
+        env_generations={"d2": 1},
+    ),
+    case(
+        "spec: ... and is handed it when it comes up",
+        given=[LeaseRequested(W1), SpecChanged(NEW_SPEC)],
+        when=started("d2"),
+        do=[Hand("d2", W1)],
+        waiting=0,
+    ),
+    case(
+        "spec: the old start that came up anyway is stopped; its waiter waits for the new one",
+        given=[LeaseRequested(W1), SpecChanged(NEW_SPEC)],
+        when=started("d1"),
+        do=[Stop("d1", OUTDATED)],
+        waiting=1,
+        states={"d2": STARTING},
+    ),
+    case(
+        "spec: the old start failing fails no waiter counting on a new one",
+        given=[LeaseRequested(W1), SpecChanged(NEW_SPEC)],
+        when=StartFailed("d1", ERROR),
+        do=[],
+        waiting=1,
+    ),
+    case(
+        "spec: the old start's cancel leaves the new start counted",
+        given=[LeaseRequested(W1), SpecChanged(NEW_SPEC), StartCancelled("d1")],
+        when=LeaseRequested(W2),
+        do=[StartEnv("d3", False)],
+        waiting=2,
+    ),
+    case(
+        "spec: a request after the change never counts on a start of the old spec",
+        given=[LeaseRequested(W1), WaiterGone(W1), SpecChanged(NEW_SPEC)],
+        when=LeaseRequested(W2),
+        do=[StartEnv("d2", False)],
+        env_generations={"d2": 1},
+    ),
+    case(
+        "spec: waiters beyond the tokens left are throttled, the newest first",
+        tokens=4,
+        given=[LeaseRequested(W1), LeaseRequested(W2), LeaseRequested(W3)],
+        when=SpecChanged(NEW_SPEC),
+        do=[
+            CancelStart("d1"),
+            CancelStart("d2"),
+            CancelStart("d3"),
+            StartEnv("d4", False),
+            FailThrottled(W3, RATE),
+            FailThrottled(W2, RATE),
+        ],
+        waiting=1,
     ),
     case(
         "spec: new leases start envs of the new spec",

@@ -402,6 +402,23 @@ async def test_a_spec_change_cancels_claims_waiting_for_old_spec_pods():
     assert len(backend.gates) == 2 and pool.describe()["starting"] == 1
 
 
+async def test_a_request_waiting_on_an_old_spec_start_is_served_by_a_new_one():
+    """Its old start is cancelled (it would never be leased) and a start of the new spec
+    replaces it: the request does not wait for its deadline."""
+    backend = FakeBackend(auto=False)
+    pool = make_pool(backend=backend)
+    waiting = asyncio.ensure_future(pool.lease(30))
+    await settle()
+    pool.update_spec(spec(env={"V": "2"}))
+    await settle()
+    assert backend.gates[0].cancelled() and len(backend.gates) == 2
+    backend.open_gate()
+    lease = await asyncio.wait_for(waiting, 1)
+    assert lease.cold_start and lease.env.generation == 1
+    pool.release(lease.env)
+    await pool.close()
+
+
 async def test_lowering_the_target_hands_surplus_back_to_the_owner_instead_of_stopping_it():
     class OwnedBackend(FakeBackend):
         def __init__(self):
