@@ -33,8 +33,7 @@ from lambdakube_router.backends.base import (
     FunctionRef,
 )
 from lambdakube_router.limits import Throttle
-from lambdakube_router.pool_state import (
-    DEFAULT_REFILL_BACKOFF,
+from lambdakube_router.pool_protocol import (
     REAPED,
     CancelStart,
     Close,
@@ -50,7 +49,6 @@ from lambdakube_router.pool_state import (
     HandRefused,
     Lease,
     LeaseRequested,
-    PoolState,
     PoolStats,
     Provision,
     Reap,
@@ -66,6 +64,7 @@ from lambdakube_router.pool_state import (
     Stopped,
     WaiterGone,
 )
+from lambdakube_router.pool_state import DEFAULT_REFILL_BACKOFF, PoolState
 
 __all__ = [
     "EnvState",

@@ -3,294 +3,73 @@
 Why a module of its own: the pool used to decide (which environment a request gets, when
 to start, stop, hand back or refill one, which waiter fails) in the middle of futures,
 tasks and timers. Here ``PoolState.handle(event, now)`` updates the pool's bookkeeping and
-returns what to do as data; ``pool.Pool`` does it (a backend start, a future resolved, a
-timer) and reports what happened as the next event. No asyncio, no I/O, no clock reads:
-every rule below is a named row in ``tests/unit/test_pool_state.py``.
+returns what to do as data (the events and commands are ``pool_protocol``'s); ``pool.Pool``
+does it (a backend start, a future resolved, a timer) and reports what happened as the
+next event. No asyncio, no I/O, no clock reads: every rule below is a named row in
+``tests/unit/test_pool_state.py``.
 
 States: ``starting -> idle <-> busy -> draining -> dead``. What the state cannot know by
 itself it asks of callables given to it: the function's scaling token (``take_token(now)``,
 the namespace's token bucket, see ``limits``), whether the backend wants an environment
 finished (``is_draining(handle)``, optional: the kubernetes backend reports the operator's
 ``draining`` label of a rollout), and new environment ids.
-
-The protocol with the driver:
-- a ``StartEnv`` ends in exactly one of ``Started``, ``StartFailed``, ``StartCancelled``;
-- a ``Stop`` or ``HandBack`` ends in ``Stopped``;
-- a ``Hand`` is either taken (the request calls ``leased``, later ``Released``) or refused
-  (``HandRefused``: the waiter stopped waiting in that very instant);
-- a waiter that stops waiting before it is handed anything says ``WaiterGone``;
-- a ``RefillAt`` is answered by ``RefillDue`` at that time (one pending at a time).
 """
 
 from __future__ import annotations
 
 import collections
-import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from lambdakube.backoff import Backoff
 from lambdakube.models import FunctionSpec
 from lambdakube.resources import spec_hash
-from lambdakube_router.backends.base import EnvironmentHandle, EnvironmentStartError
+from lambdakube_router.backends.base import EnvironmentHandle
 from lambdakube_router.limits import Throttle
+from lambdakube_router.pool_protocol import (
+    CLOSED,
+    DRAINED,
+    OUTDATED,
+    REAPED,
+    SURPLUS,
+    UNHEALTHY,
+    CancelStart,
+    Close,
+    Command,
+    EnvState,
+    Environment,
+    Event,
+    FailClosed,
+    FailStart,
+    FailThrottled,
+    Hand,
+    HandBack,
+    HandRefused,
+    Lease,
+    LeaseRequested,
+    PoolStats,
+    Provision,
+    Reap,
+    RefillAt,
+    RefillDue,
+    Released,
+    SpecChanged,
+    StartCancelled,
+    StartEnv,
+    StartFailed,
+    Started,
+    Stop,
+    Stopped,
+    Waiter,
+    WaiterGone,
+)
 
-#: The driver's token for one waiting request (a future); only its identity matters here.
-Waiter = Any
-
-#: Why an environment was retired (``Stop.reason``, ``HandBack.reason``).
-UNHEALTHY = "unhealthy"  # released unhealthy: the runtime said so, or it failed mid-request
-OUTDATED = "outdated"  # runs an older spec
-SURPLUS = "surplus"  # a provisioned environment beyond a lowered target
-DRAINED = "drained"  # the backend's keeper marked it draining (a rollout)
-REAPED = "reaped"  # on-demand, idle for idleTimeoutSeconds
-CLOSED = "closed"  # the pool closed
 #: The pool's own reasons, not the environment's fault: a provisioned environment retired
 #: for one of these goes back to its keeper instead of being stopped (``_retire``).
 _HANDED_BACK = (OUTDATED, SURPLUS, CLOSED)
 
 #: Refills of provisioned environments after a failed start: 0.5 s, doubling, to 30 s.
 DEFAULT_REFILL_BACKOFF = Backoff(0.5, 30.0)
-
-
-class EnvState(str, enum.Enum):
-    STARTING = "starting"
-    IDLE = "idle"
-    BUSY = "busy"
-    DRAINING = "draining"
-    DEAD = "dead"
-
-
-@dataclass(eq=False)
-class Environment:
-    env_id: str
-    provisioned: bool
-    generation: int
-    state: EnvState = EnvState.STARTING
-    handle: EnvironmentHandle | None = None
-    created_at: float = 0.0
-    idle_since: float = 0.0
-    invocations: int = 0
-    leased: bool = False
-    #: Released unhealthy: stopped, never handed back to the backend's owner.
-    broken: bool = False
-    #: A provisioned env beyond a lowered target: handed back to the backend's owner
-    #: (the operator picks which pods go), not stopped by the router.
-    surplus: bool = False
-    #: The router's connection to this env (runtime_client.EnvConnection), closed on stop.
-    conn: Any = field(default=None, repr=False)
-
-    @property
-    def address(self) -> str:
-        assert self.handle is not None
-        return self.handle.address
-
-    def describe(self) -> dict:
-        return {
-            "id": self.env_id,
-            "state": self.state.value,
-            "role": "provisioned" if self.provisioned else "on-demand",
-            "address": self.handle.address if self.handle else None,
-            "invocations": self.invocations,
-            "initDurationMs": round(self.handle.init_duration * 1000, 3) if self.handle else None,
-        }
-
-
-@dataclass(frozen=True)
-class Lease:
-    env: Environment
-    cold_start: bool
-    init_duration: float | None  # seconds, cold starts only
-    spillover: bool
-
-
-@dataclass
-class PoolStats:
-    cold_starts: int = 0
-    warm_starts: int = 0
-    spillovers: int = 0
-    start_failures: int = 0
-    reaped: int = 0
-    retired_unhealthy: int = 0
-    last_start_error: str | None = None
-
-
-# -- events: what happened ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LeaseRequested:
-    """A request wants an environment for itself."""
-
-    waiter: Waiter
-
-
-@dataclass(frozen=True)
-class WaiterGone:
-    """A waiter stopped waiting (deadline, client gone) before it was handed anything."""
-
-    waiter: Waiter
-
-
-@dataclass(frozen=True)
-class HandRefused:
-    """The waiter a ``Hand`` named had stopped waiting: the environment is free again."""
-
-    env_id: str
-
-
-@dataclass(frozen=True)
-class Started:
-    """The backend started the environment; ``handle.env_id`` may differ (the backend's id)."""
-
-    env_id: str
-    handle: EnvironmentHandle
-
-
-@dataclass(frozen=True)
-class StartFailed:
-    env_id: str
-    error: EnvironmentStartError
-
-
-@dataclass(frozen=True)
-class StartCancelled:
-    """A start ended by ``CancelStart``: nothing was started."""
-
-    env_id: str
-
-
-@dataclass(frozen=True)
-class Released:
-    """A request is done with its environment."""
-
-    env_id: str
-    healthy: bool = True
-
-
-@dataclass(frozen=True)
-class Stopped:
-    """A ``Stop`` or ``HandBack`` is done (or failed: the environment is gone for the pool)."""
-
-    env_id: str
-
-
-@dataclass(frozen=True)
-class Provision:
-    """Keep the provisioned target (the function was registered, or asked to check)."""
-
-
-@dataclass(frozen=True)
-class RefillDue:
-    """The time of the last ``RefillAt`` came."""
-
-
-@dataclass(frozen=True)
-class Reap:
-    """Look for idle environments to retire (the engine's reaper, every second)."""
-
-
-@dataclass(frozen=True)
-class SpecChanged:
-    spec: FunctionSpec
-
-
-@dataclass(frozen=True)
-class Close:
-    """The function was removed, or the router is stopping."""
-
-
-Event = (
-    LeaseRequested
-    | WaiterGone
-    | HandRefused
-    | Started
-    | StartFailed
-    | StartCancelled
-    | Released
-    | Stopped
-    | Provision
-    | RefillDue
-    | Reap
-    | SpecChanged
-    | Close
-)
-
-
-# -- commands: what to do ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StartEnv:
-    """Start this environment with the backend, of the pool's current spec."""
-
-    env_id: str
-    provisioned: bool
-
-
-@dataclass(frozen=True)
-class CancelStart:
-    """Cancel this start (it waits for a pod that will not come, or the pool closed)."""
-
-    env_id: str
-
-
-@dataclass(frozen=True)
-class Hand:
-    """Give the (now busy) environment to the waiter; ``HandRefused`` if it is gone."""
-
-    env_id: str
-    waiter: Waiter
-
-
-@dataclass(frozen=True)
-class FailThrottled:
-    """Fail the waiter with ``pool.Throttled``: no scaling token for the cold start it needs."""
-
-    waiter: Waiter
-    throttle: Throttle
-
-
-@dataclass(frozen=True)
-class FailStart:
-    """Fail the waiter with the error of the start it counted on."""
-
-    waiter: Waiter
-    error: EnvironmentStartError
-
-
-@dataclass(frozen=True)
-class FailClosed:
-    """Fail the waiter with ``pool.PoolClosed``."""
-
-    waiter: Waiter
-
-
-@dataclass(frozen=True)
-class Stop:
-    """Stop the (draining) environment with the backend."""
-
-    env_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class HandBack:
-    """Give the (draining) provisioned environment back to its keeper (the backend's ``release``)."""
-
-    env_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class RefillAt:
-    """Send ``RefillDue`` at this time."""
-
-    at: float
-
-
-Command = StartEnv | CancelStart | Hand | FailThrottled | FailStart | FailClosed | Stop | HandBack | RefillAt
 
 
 class PoolState:

@@ -17,10 +17,10 @@ import pytest
 
 from lambdakube.backoff import Backoff
 from lambdakube.models import FunctionSpec
-from lambdakube_router import pool_state
+from lambdakube_router import pool_protocol, pool_state
 from lambdakube_router.backends.base import EnvironmentHandle, EnvironmentStartError
 from lambdakube_router.limits import RATE_EXCEEDED, Throttle
-from lambdakube_router.pool_state import (
+from lambdakube_router.pool_protocol import (
     CLOSED,
     DRAINED,
     OUTDATED,
@@ -37,7 +37,6 @@ from lambdakube_router.pool_state import (
     HandBack,
     HandRefused,
     LeaseRequested,
-    PoolState,
     Provision,
     Reap,
     RefillAt,
@@ -52,6 +51,7 @@ from lambdakube_router.pool_state import (
     Stopped,
     WaiterGone,
 )
+from lambdakube_router.pool_state import PoolState
 
 NOW = 1000.0
 INLINE = {"code": {"inline": {"source": "def handler(e, c):\n    return e\n"}}}
@@ -834,9 +834,11 @@ def test_a_double_release_is_a_bug_not_a_state():
 
 def test_the_decisions_do_no_io():
     """No event loop, no clock, no sockets or processes: ``pool.py`` does all of that."""
-    tree = ast.parse(Path(pool_state.__file__).read_text())
-    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    imported: set[str] = set()
+    for module in (pool_state, pool_protocol):
+        tree = ast.parse(Path(module.__file__).read_text())
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     io = (
         "asyncio",
         "time",
