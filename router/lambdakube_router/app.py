@@ -87,13 +87,17 @@ def _make_source(config: RouterConfig) -> Source:
     return StaticSource(Snapshot())
 
 
-def _make_backend(config: RouterConfig, session: aiohttp.ClientSession) -> Backend:
+def _make_backend(config: RouterConfig, session: aiohttp.ClientSession, state_dir: Path) -> Backend:
+    """``state_dir``: the router's own (its lock is held): the local backend keeps its
+    environments' files in it, and removes what a killed router left there."""
     if not isinstance(config.backend, str):
         return config.backend
     if config.backend == "local":
         from lambdakube_router.backends.local import LocalBackend
 
-        return LocalBackend(session=session, generic_pool_size=config.generic_pool_size)
+        return LocalBackend(
+            session=session, generic_pool_size=config.generic_pool_size, work_dir=state_dir / "environments"
+        )
     if config.backend == "kubernetes":
         from lambdakube_router.backends.kubernetes import KubernetesBackend
 
@@ -125,7 +129,7 @@ async def init_app(config: RouterConfig) -> web.Application:
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         state_dir = Path(config.state_dir) if config.state_dir else default_state_dir()
         store = AsyncStore(state_dir, synchronous=config.sqlite_synchronous)
-        engine = Engine(_make_backend(config, session), app[keys.METRICS], settings)
+        engine = Engine(_make_backend(config, session, state_dir), app[keys.METRICS], settings)
         dispatcher = Dispatcher(
             store,
             engine,

@@ -12,6 +12,10 @@ The router relies on three properties, all enforced here on the event-loop threa
   with no ``await`` in between, so two requests cannot both pass it. It is released when
   the worker reports the handler finished, not when the answer is sent, so a client that
   hangs up early cannot free the environment while its handler still runs.
+* **The environment it was meant for.** ``/invoke`` naming another environment
+  (``X-Env-Id``) is answered 421 before anything runs: an address outlives its
+  environment (a dead runtime's port, a deleted pod's IP, taken by the next one), and
+  the router then sends the request where it belongs.
 * **Init once.** Init runs on the worker thread before the first invocation; its
   duration is reported once, on the first invocation (the cold start).
 * **Timeouts recycle the environment.** A Python thread cannot be killed, so after a
@@ -34,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-from . import invoker, loader, report
+from . import invoker, loader, parent, report
 from .capture import InvocationLog
 from .config import ConfigError, FunctionConfig, from_init_body
 from .context import LambdaContext
@@ -235,6 +239,14 @@ class Runtime:
     def invoke(self, request: Request) -> Response | Pending:
         request_id = request.header("x-request-id") or new_request_id()
         headers = [("X-Request-Id", request_id), ("X-Env-Id", self.env_id)]
+        meant_for = request.header("x-env-id")
+        if meant_for and meant_for != self.env_id:
+            return error_response(
+                421,
+                "WrongEnvironment",
+                f"this is environment {self.env_id}, not {meant_for} (its address was reused)",
+                headers=headers,
+            )
 
         if self.state in (GENERIC, INITIALIZING):
             return error_response(
@@ -418,6 +430,12 @@ def _write_stderr(text: str) -> None:
     _write(sys.__stderr__, text)
 
 
+def _parent_gone() -> None:
+    """The router that started this environment is gone (``parent``): leave now."""
+    _write_stderr("lambdakube-runtime: the router that started this environment is gone; exiting\n")
+    shutdown_process(0)
+
+
 def shutdown_process(code: int) -> None:
     """Flush the log streams and leave without joining threads: a handler thread may be
     stuck forever, and interpreter shutdown would wait on (or crash against) it."""
@@ -448,6 +466,7 @@ async def serve(host: str, port: int, config: FunctionConfig | None, env_id: str
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    parent.watch(os.environ, _parent_gone)
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(sig, stop.set)

@@ -17,13 +17,26 @@ A log file per environment (``<log dir>/<env id>.log``) costs the router nothing
 hot path, is readable while debugging ``lambdakube dev``, and its tail goes into start
 errors. It is removed when the environment stops.
 
-Temporary files: each environment gets its own ``TMPDIR`` (``<env id>.tmp`` in a private
-directory the backend creates, ``lambdakube-envs-*``, which also holds the log files
-unless ``log_dir`` is given). The runtime cleans up its own temporary files on a normal
-exit, but not when it has to be killed (SIGKILL after ``stop_grace``, a crash): the
-backend removes the environment's directory whenever it stops one, and the whole
-private directory on ``close``. A ``TMPDIR`` in ``extra_env`` or the function's
-``spec.env`` wins (then it is not cleaned up here).
+Temporary files: each environment gets its own ``TMPDIR`` (``<env id>.tmp`` in the
+backend's work directory, which also holds the log files unless ``log_dir`` is given).
+The runtime cleans up its own temporary files on a normal exit, but not when it has to be
+killed (SIGKILL after ``stop_grace``, a crash): the backend removes the environment's
+directory whenever it stops one, and the whole work directory on ``close``. The router
+gives the backend ``<state dir>/environments`` (``work_dir``): the state directory's lock
+makes it this router's alone, so whatever is in it when the backend starts was left by a
+router that did not get to ``close`` (a kill -9) and is removed first. Without
+``work_dir`` it is a new private ``lambdakube-envs-*``. A ``TMPDIR`` in ``extra_env`` or
+the function's ``spec.env`` wins (then it is not cleaned up here).
+
+Dying together: every runtime gets the read end of one pipe whose write end only the
+router holds (``lambdakube_runtime.parent``): when the router process is gone, however
+it ended, each runtime sees the pipe's end and exits, instead of living on reparented to
+init.
+
+An environment that dies by itself (its process exits while idle: a crash, an
+``os._exit`` in a background thread, a kill from outside) is noticed when its process
+ends, not at the next request: the backend reports it (``Backend.lost_listener``) and
+the pool retires it (``EnvLost``), so no request is handed a dead environment.
 
 Pre-warmed generic environments (``generic_pool_size`` > 0, see ``generic_pool``): the
 backend keeps that many runtimes started *without* a function. ``start`` for an
@@ -67,6 +80,7 @@ from lambdakube_router.backends.base import (
     FunctionRef,
 )
 from lambdakube_router.generic_pool import GenericPool
+from lambdakube_runtime import parent as runtime_parent
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +163,7 @@ class LocalBackend(Backend):
         extra_env: dict[str, str] | None = None,
         session: aiohttp.ClientSession | None = None,
         log_dir: str | Path | None = None,
+        work_dir: str | Path | None = None,
         generic_pool_size: int = 0,
         generic_refill_delay: float = 0.05,
     ) -> None:
@@ -161,9 +176,15 @@ class LocalBackend(Backend):
         self._procs: dict[str, LocalProcess] = {}
         #: Environment output files; the private directory (removed on close) by default.
         self._logs = Path(log_dir) if log_dir else None
-        #: Private directory (``lambdakube-envs-*``, created on first use, removed on
-        #: close): environments' TMPDIRs, and the log files unless ``log_dir`` is given.
+        #: The work directory (created on first use, emptied of a killed router's
+        #: leftovers first, removed on close): environments' TMPDIRs, and the log files
+        #: unless ``log_dir`` is given. None: a private ``lambdakube-envs-*``.
+        self._work_dir = Path(work_dir) if work_dir else None
         self._root: Path | None = None
+        #: The parent-liveness pipe (read end, write end), created with the first spawn.
+        self._liveness: tuple[int, int] | None = None
+        #: Exit watchers of started processes (``_watch_exit``).
+        self._watchers: set[asyncio.Task] = set()
         self._pythonpath = runtime_pythonpath()
         #: Spare generic runtimes (None when disabled); filled by ``prewarm``/first start.
         self.generic_pool: GenericPool[LocalProcess] | None = (
@@ -315,6 +336,7 @@ class LocalBackend(Backend):
         Both paths (fresh and generic) use it; the process is killed if this fails."""
         tmp_dir = self._root_dir() / f"{env_id}.tmp"
         tmp_dir.mkdir(mode=0o700)
+        liveness = self._liveness_fd()
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/tmp"),
@@ -324,6 +346,7 @@ class LocalBackend(Backend):
             "PYTHONDONTWRITEBYTECODE": "1",
             **self.extra_env,
             **variables,
+            runtime_parent.VARIABLE: str(liveness),
         }
         log_path = self._log_dir() / f"{env_id}.log"
         try:
@@ -340,6 +363,7 @@ class LocalBackend(Backend):
                     stdout=out,
                     stderr=asyncio.subprocess.STDOUT,
                     env=env,
+                    pass_fds=(liveness,),
                     start_new_session=True,  # a Ctrl-C in `lambdakube dev` reaches the router only
                 )
         except BaseException:
@@ -353,11 +377,42 @@ class LocalBackend(Backend):
             await self._kill(lp)
             raise
         lp.address = f"127.0.0.1:{port}"
+        watcher = asyncio.get_running_loop().create_task(self._watch_exit(lp))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
         return lp
+
+    async def _watch_exit(self, lp: LocalProcess) -> None:
+        """Report a listening environment whose process ended by itself (not by
+        ``_kill``, which forgets it first)."""
+        code = await lp.proc.wait()
+        if self._procs.get(lp.env_id) is lp:
+            log.warning("environment %s exited by itself (code %s):\n%s", lp.env_id, code, lp.tail(1024))
+            if self.lost_listener is not None:
+                self.lost_listener(lp.env_id)
+
+    def is_lost(self, handle: EnvironmentHandle) -> bool:
+        lp = handle.private
+        return isinstance(lp, LocalProcess) and not lp.alive()
+
+    def _liveness_fd(self) -> int:
+        """The read end of the parent-liveness pipe every runtime gets. Both ends are
+        close-on-exec here (``os.pipe``); ``pass_fds`` gives a child the read end
+        only, so the write end is this process's alone and closes when it dies."""
+        if self._liveness is None:
+            self._liveness = os.pipe()
+        return self._liveness[0]
 
     def _root_dir(self) -> Path:
         if self._root is None or not self._root.is_dir():
-            self._root = Path(tempfile.mkdtemp(prefix="lambdakube-envs-"))
+            if self._work_dir is None:
+                self._root = Path(tempfile.mkdtemp(prefix="lambdakube-envs-"))
+            else:
+                self._root = self._work_dir
+                if self._root.exists():  # a killed router's leftovers: nothing runs there
+                    log.info("removing leftover environment files in %s", self._root)
+                    shutil.rmtree(self._root, ignore_errors=True)
+                self._root.mkdir(parents=True, mode=0o700)
         return self._root
 
     def _log_dir(self) -> Path:
@@ -409,9 +464,16 @@ class LocalBackend(Backend):
         await asyncio.gather(*(self._kill(lp) for lp in list(self._procs.values())), return_exceptions=True)
         if self._session is not None and self._own_session:
             await self._session.close()
+        for watcher in list(self._watchers):
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = None
+        if self._liveness is not None:
+            for fd in self._liveness:
+                os.close(fd)
+            self._liveness = None
 
 
 def _init_seconds(body: bytes) -> float:
