@@ -28,7 +28,7 @@ from lambdakube_router.limits import NamespaceLimits, Throttle
 from lambdakube_router.metrics import FunctionMetrics, Metrics
 from lambdakube_router.pool import Environment, Lease, LeaseTimeout, Pool, PoolClosed, Throttled
 from lambdakube_router.snapshot import FunctionEntry, Snapshot
-from lambdakube_router.runtime_client import EnvConnection, EnvironmentGone
+from lambdakube_router.runtime_client import EnvConnection, EnvironmentGone, NotDelivered
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,11 @@ ERROR = "error"
 NOT_FOUND = "not_found"
 
 _JSON = "application/json"
+
+#: Environments one request is sent to at most when they cannot be connected to (each
+#: one retired): a request is delivered at most once, so trying the next is safe, and a
+#: bound keeps a function whose every start dies at once from spinning.
+MAX_DELIVERY_ATTEMPTS = 3
 
 #: Runtime response headers copied into the API answer (runtime name -> API name).
 _PASSED_THROUGH = (
@@ -141,6 +146,17 @@ class Engine:
     _reaper: asyncio.Task | None = None
     _rejected_logged: dict[tuple[str, str], str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.backend.lost_listener = self._env_lost
+
+    def _env_lost(self, env_id: str) -> None:
+        """The backend saw an environment die by itself: its pool retires it (a linear
+        search: deaths are rare, and the backend does not know which function it ran)."""
+        for state in self.functions.values():
+            if state.pool.lost(env_id):
+                log.warning("%s: environment %s died by itself; retired", state.ref, env_id)
+                return
+
     # -- registry -> pools -------------------------------------------------------------
 
     def apply(self, snap: Snapshot) -> None:
@@ -234,13 +250,49 @@ class Engine:
         client_context: str | None,
         log_tail: bool,
     ) -> InvokeResult:
+        """Lease, send, release; sent again to another environment (at most
+        ``MAX_DELIVERY_ATTEMPTS`` in all, within the first lease's deadline) when an
+        environment cannot be connected to: it died while idle and nothing was sent."""
+        spec = state.spec
+        fm = state.metrics
+        settings = self.settings
+        budget = settings.init_timeout_seconds + spec.timeout_seconds + settings.invoke_grace_seconds
+        deadline = settings.clock() + budget
+        failure: NotDelivered | None = None
+        for attempt in range(1, MAX_DELIVERY_ATTEMPTS + 1):
+            try:
+                return await self._attempt(state, payload, arrival, request_id, client_context, log_tail, deadline)
+            except NotDelivered as exc:
+                log.info("%s: request %s not delivered (%s); attempt %d", state.ref, request_id, exc, attempt)
+                failure = exc
+                if attempt < MAX_DELIVERY_ATTEMPTS:
+                    fm.redeliveries.inc()
+        return error_result(
+            502,
+            "EnvironmentFailureException",
+            f"{state.ref}: no execution environment could be connected to in {MAX_DELIVERY_ATTEMPTS} attempts"
+            f" (the request was not delivered): {failure}",
+        )
+
+    async def _attempt(
+        self,
+        state: FunctionState,
+        payload: bytes,
+        arrival: float,
+        request_id: str,
+        client_context: str | None,
+        log_tail: bool,
+        deadline: float,
+    ) -> InvokeResult:
+        """One environment for the request; raises NotDelivered (the environment is
+        retired) when it cannot be connected to."""
         spec = state.spec
         fm = state.metrics
         grace = self.settings.invoke_grace_seconds
         clock = self.settings.clock
         lease_requested = clock()
         try:
-            lease = await state.pool.lease(self.settings.init_timeout_seconds + spec.timeout_seconds + grace)
+            lease = await state.pool.lease(max(0.0, deadline - lease_requested))
         except Throttled as exc:
             fm.throttle(exc.throttle.reason)
             state.activity.throttled(exc.throttle.reason)
@@ -305,13 +357,15 @@ class Engine:
         if conn is None:
             conn = env.conn = EnvConnection.for_address(env.address)
         deadline_ms = int((self.settings.wall_clock() + spec.timeout_seconds) * 1000)
-        headers = [("X-Request-Id", request_id), ("X-Deadline-Ms", str(deadline_ms))]
+        headers = [("X-Request-Id", request_id), ("X-Env-Id", env.env_id), ("X-Deadline-Ms", str(deadline_ms))]
         if client_context is not None:
             headers.append(("X-Client-Context", client_context))
         if log_tail:
             headers.append(("X-Log-Type", "Tail"))
         try:
             resp = await conn.request("/invoke", payload, headers, spec.timeout_seconds + grace)
+        except NotDelivered:
+            raise  # the caller releases the environment unhealthy and tries another
         except EnvironmentGone as exc:
             log.warning("%s: environment %s failed mid-request: %s", ref, env.env_id, exc)
             return error_result(
@@ -343,6 +397,8 @@ class Engine:
             ctype = rh.get("content-type", _JSON)
             return InvokeResult(200, resp.body, h, FUNCTION_ERROR if fn_error else SUCCESS, content_type=ctype), healthy
         message = _runtime_message(resp.body)
+        if status == 421:  # another environment now has this address: nothing ran
+            raise NotDelivered(f"{env.address} is no longer environment {env.env_id}: {message}")
         if status == 409:
             log.error("BUG: %s: environment %s answered EnvironmentBusy", ref, env.env_id)
             return error_result(

@@ -175,6 +175,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.redeliveries = Counter(
+            "lambdakube_invoke_redeliveries",
+            "Requests sent to another environment because the first one could not be"
+            " connected to (nothing of the request was delivered: it ran at most once)",
+            fl,
+            registry=r,
+        )
         self._children: dict[tuple[str, str], FunctionMetrics] = {}
 
     def attach_state(self, source, ns_source, queue_source) -> None:
@@ -211,6 +218,7 @@ class FunctionMetrics:
         "run_duration",
         "queue_wait",
         "spillover",
+        "redeliveries",
     )
 
     def __init__(self, m: Metrics, namespace: str, function: str) -> None:
@@ -224,6 +232,7 @@ class FunctionMetrics:
         self.run_duration = m.run_duration.labels(namespace, function)
         self.queue_wait = m.queue_wait.labels(namespace, function)
         self.spillover = m.spillover.labels(namespace, function)
+        self.redeliveries = m.redeliveries.labels(namespace, function)
 
     def result(self, result: str) -> None:
         c = self._results.get(result)

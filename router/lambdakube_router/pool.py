@@ -39,6 +39,7 @@ from lambdakube_router.pool_protocol import (
     Close,
     Command,
     Environment,
+    EnvLost,
     EnvState,
     Event,
     FailClosed,
@@ -122,6 +123,7 @@ class Pool:
             take_token=take_token,
             new_id=functools.partial(new_env_id, fn.name),
             is_draining=backend.is_draining,
+            is_lost=backend.is_lost,
             refill_backoff=Backoff(DEFAULT_REFILL_BACKOFF.initial, provisioned_retry_max),
         )
         #: Running starts by env id (``CancelStart``).
@@ -229,6 +231,13 @@ class Pool:
     def release(self, env: Environment, healthy: bool = True) -> None:
         """Give the environment back: idle again, or retired if unhealthy or outdated."""
         self._on(Released(env.env_id, healthy))
+
+    def lost(self, env_id: str) -> bool:
+        """The backend saw this environment die by itself; False when it is not ours."""
+        if env_id not in self._state.envs:
+            return False
+        self._on(EnvLost(env_id))
+        return True
 
     # -- starting and stopping ---------------------------------------------------------
 

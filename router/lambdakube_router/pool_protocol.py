@@ -32,6 +32,7 @@ OUTDATED = "outdated"  # runs an older spec
 SURPLUS = "surplus"  # a provisioned environment beyond a lowered target
 DRAINED = "drained"  # the backend's keeper marked it draining (a rollout)
 REAPED = "reaped"  # on-demand, idle for idleTimeoutSeconds
+LOST = "lost"  # the backend saw it die by itself (its process exited, its pod failed)
 CLOSED = "closed"  # the pool closed
 
 
@@ -56,6 +57,8 @@ class Environment:
     leased: bool = False
     #: Released unhealthy: stopped, never handed back to the backend's owner.
     broken: bool = False
+    #: The backend saw it die while it was busy: retired when its request releases it.
+    lost: bool = False
     #: A provisioned env beyond a lowered target: handed back to the backend's owner
     #: (the operator picks which pods go), not stopped by the router.
     surplus: bool = False
@@ -94,6 +97,8 @@ class PoolStats:
     start_failures: int = 0
     reaped: int = 0
     retired_unhealthy: int = 0
+    #: Retired because the backend saw them die by themselves (``EnvLost``).
+    lost: int = 0
     last_start_error: str | None = None
 
 
@@ -151,6 +156,13 @@ class Released:
 
 
 @dataclass(frozen=True)
+class EnvLost:
+    """The backend saw the environment die by itself (``Backend.lost_listener``)."""
+
+    env_id: str
+
+
+@dataclass(frozen=True)
 class Stopped:
     """A ``Stop`` or ``HandBack`` is done (or failed: the environment is gone for the pool)."""
 
@@ -190,6 +202,7 @@ Event = (
     | StartFailed
     | StartCancelled
     | Released
+    | EnvLost
     | Stopped
     | Provision
     | RefillDue

@@ -12,7 +12,8 @@ States: ``starting -> idle <-> busy -> draining -> dead``. What the state cannot
 itself it asks of callables given to it: the function's scaling token (``take_token(now)``,
 the namespace's token bucket, see ``limits``), whether the backend wants an environment
 finished (``is_draining(handle)``, optional: the kubernetes backend reports the operator's
-``draining`` label of a rollout), and new environment ids.
+``draining`` label of a rollout), whether it is known dead (``is_lost(handle)``: a process
+that exited, a failed or terminating pod), and new environment ids.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from lambdakube_router.limits import Throttle
 from lambdakube_router.pool_protocol import (
     CLOSED,
     DRAINED,
+    LOST,
     OUTDATED,
     REAPED,
     SURPLUS,
@@ -38,6 +40,7 @@ from lambdakube_router.pool_protocol import (
     Command,
     EnvState,
     Environment,
+    EnvLost,
     Event,
     FailClosed,
     FailStart,
@@ -80,6 +83,7 @@ class PoolState:
         take_token: Callable[[float], Throttle | None],
         new_id: Callable[[bool], str],
         is_draining: Callable[[EnvironmentHandle], bool] = lambda handle: False,
+        is_lost: Callable[[EnvironmentHandle], bool] = lambda handle: False,
         refill_backoff: Backoff = DEFAULT_REFILL_BACKOFF,
     ) -> None:
         self.spec = spec
@@ -92,6 +96,7 @@ class PoolState:
         self._take_token = take_token
         self._new_id = new_id
         self._is_draining = is_draining
+        self._is_lost = is_lost
         self._refill_backoff = refill_backoff
         self._idle_provisioned: list[Environment] = []  # stacks: most recently used last
         self._idle_on_demand: list[Environment] = []
@@ -145,9 +150,12 @@ class PoolState:
         for stack in (self._idle_provisioned, self._idle_on_demand):
             while stack:
                 env = stack.pop()
-                if not self._draining(env):
+                if self._dead(env):
+                    out += self._retire_lost(env, now)
+                elif self._draining(env):
+                    out += self._retire(env, DRAINED, now)
+                else:
                     return env
-                out += self._retire(env, DRAINED, now)
         return None
 
     def _free(self, env: Environment, now: float) -> list[Command]:
@@ -163,6 +171,8 @@ class PoolState:
             return self._retire(env, CLOSED, now)
         if env.generation != self.generation:
             return self._retire(env, OUTDATED, now)
+        if self._dead(env):  # and the waiter it would have served gets a start of its own
+            return self._retire_lost(env, now) + self._serve_waiters(now)
         if self._waiters:
             env.state, env.leased = EnvState.BUSY, True
             return [Hand(env.env_id, self._waiters.popleft())]
@@ -219,6 +229,8 @@ class PoolState:
         if env.state is not EnvState.BUSY:  # retired under its request (the pool closed)
             return []
         env.invocations += 1
+        if env.lost:
+            return self._retire_lost(env, now)
         if not event.healthy:
             self.stats.retired_unhealthy += 1
             env.broken = True
@@ -236,6 +248,31 @@ class PoolState:
 
     def _draining(self, env: Environment) -> bool:
         return env.handle is not None and self._is_draining(env.handle)
+
+    def _dead(self, env: Environment) -> bool:
+        return env.lost or (env.handle is not None and self._is_lost(env.handle))
+
+    def _lost(self, event: EnvLost, now: float) -> list[Command]:
+        """An environment died by itself (a crash while idle, a pod deleted or failed from
+        outside): an idle one is retired now, so no request is handed a dead environment;
+        a busy one when its request releases it (that request fails or already has); a
+        starting one is the start's to report. It is stopped, never handed back (the
+        keeper's pod is gone or failed: ``stop`` deletes what is left), and a provisioned
+        one is replaced at once. ``_pop_idle`` and ``_free`` also ask ``is_lost``, so a
+        death the backend saw but did not report yet is caught at the next hand-out."""
+        env = self.envs.get(event.env_id)
+        if env is None:
+            return []
+        if env.state is EnvState.IDLE:
+            return self._retire_lost(env, now)
+        if env.state is EnvState.BUSY:
+            env.lost = True
+        return []
+
+    def _retire_lost(self, env: Environment, now: float) -> list[Command]:
+        self.stats.lost += 1
+        env.lost = True
+        return self._retire(env, LOST, now)
 
     # -- starting and stopping ---------------------------------------------------------
 
@@ -468,6 +505,7 @@ class PoolState:
             "startFailures": self.stats.start_failures,
             "reaped": self.stats.reaped,
             "retiredUnhealthy": self.stats.retired_unhealthy,
+            "lost": self.stats.lost,
             "lastStartError": self.stats.last_start_error,
             "generation": self.generation,
         }
@@ -483,6 +521,7 @@ _RULES: dict[type, Callable[[PoolState, Any, float], list[Command]]] = {
     StartFailed: PoolState._start_failed,
     StartCancelled: PoolState._start_cancelled,
     Released: PoolState._released,
+    EnvLost: PoolState._lost,
     Stopped: PoolState._stopped,
     Provision: PoolState._provision,
     RefillDue: PoolState._refill_due,

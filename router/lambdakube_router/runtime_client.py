@@ -15,15 +15,28 @@ delivers bytes nobody asked for is closed. The parser is compared with h11's in
 A connection that the runtime closed while idle is noticed (``connection_lost``) and
 reopened on the next request; a connection lost *during* a request means the
 environment died mid-request: ``EnvironmentGone``, never a retry (the handler may have
-run, and a request must not be served twice).
+run, and a request must not be served twice). A connection that cannot be made at all
+(the environment died while idle: refused) is ``NotDelivered``: nothing was sent, so the
+engine sends the request to another environment. Why a reused connection is peeked at
+first (one non-blocking ``recv(MSG_PEEK)``, about a microsecond): a runtime killed
+an instant ago has closed its end in the kernel before the event loop ran
+``connection_lost``; written to anyway, the request would be lost "mid-request" and
+answered 502, although the runtime could never have read it. Seen closed, the connection
+is reopened instead, and a dead runtime refuses that: ``NotDelivered``. Connecting has its own short deadline
+(``CONNECT_TIMEOUT``): a SYN into a deleted pod's address must not eat the function's
+whole timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import socket
 
 MAX_RESPONSE_HEAD = 64 * 1024
+#: Seconds to establish a connection (bounded further by the request's own timeout).
+CONNECT_TIMEOUT = 5.0
 #: Payloads up to this size are copied into the request head's buffer (one syscall).
 _COPY_LIMIT = 256 * 1024
 #: A whole response head (without its final CRLFCRLF), validated in one regex call, which
@@ -38,6 +51,12 @@ _HEAD = re.compile(
 
 class EnvironmentGone(ConnectionError):
     """The connection to the environment failed or closed before a complete response."""
+
+
+class NotDelivered(EnvironmentGone):
+    """No connection to the environment could be made (refused, unreachable, timed
+    out): not one byte of the request left the router, so sending it to another
+    environment cannot run it twice."""
 
 
 class RuntimeResponse:
@@ -60,11 +79,33 @@ class _Protocol(asyncio.Protocol):
         self.waiter: asyncio.Future[RuntimeResponse] | None = None
         #: status, headers, body length, close after, body start: a final head whose body is pending
         self.head: tuple[int, dict[str, str], int, bool, int] | None = None
+        #: A duplicate of the transport's socket, only to peek at it (``peer_closed``):
+        #: the loop's own socket object is not ours to call (and uvloop has none).
+        self.peek: socket.socket | None = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.peek = socket.socket(sock.family, sock.type, fileno=os.dup(sock.fileno()))
+
+    def peer_closed(self) -> bool:
+        """The runtime closed (or reset) its end, or sent something unasked: either way
+        this connection cannot carry a request."""
+        if self.peek is None:
+            return False
+        try:
+            self.peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # b"" (EOF) or bytes
+        except BlockingIOError:
+            return False  # nothing to read: open and quiet, as it should be
+        except OSError:
+            return True  # reset
+        return True
 
     def connection_lost(self, exc) -> None:
+        if self.peek is not None:
+            self.peek.close()
+            self.peek = None
         self.conn._lost(self)
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(
@@ -182,12 +223,18 @@ class EnvConnection:
         if self._proto is proto:
             self._proto = None
 
-    async def _connect(self) -> _Protocol:
+    async def _connect(self, timeout: float) -> _Protocol:
         loop = asyncio.get_running_loop()
         try:
-            _, proto = await loop.create_connection(lambda: _Protocol(self), self.host, self.port)
+            async with asyncio.timeout(min(timeout, CONNECT_TIMEOUT)):
+                _, proto = await loop.create_connection(lambda: _Protocol(self), self.host, self.port)
+        except TimeoutError as exc:
+            raise NotDelivered(
+                f"cannot connect to the environment at {self.host}:{self.port}: no answer within"
+                f" {min(timeout, CONNECT_TIMEOUT):g}s"
+            ) from exc
         except OSError as exc:
-            raise EnvironmentGone(f"cannot connect to the environment at {self.host}:{self.port}: {exc}") from exc
+            raise NotDelivered(f"cannot connect to the environment at {self.host}:{self.port}: {exc}") from exc
         self._proto = proto
         self._loop = loop
         return proto
@@ -209,9 +256,11 @@ class EnvConnection:
         timer = None
         try:
             proto = self._proto
+            if proto is not None and proto.peer_closed():
+                self.close()
+                proto = None
             if proto is None or proto.transport is None or proto.transport.is_closing():
-                async with asyncio.timeout(timeout):
-                    proto = await self._connect()
+                proto = await self._connect(timeout)
             loop = self._loop
             # one timer per request: cheaper than asyncio.timeout on the hot path
             fut = loop.create_future()

@@ -71,6 +71,7 @@ REASONS = {
     409: "Conflict",
     411: "Length Required",
     413: "Content Too Large",
+    421: "Misdirected Request",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     502: "Bad Gateway",

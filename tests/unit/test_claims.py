@@ -29,6 +29,7 @@ from lambdakube_router.backends.claims import (
     choose_provisioned,
     fresh_step,
     generic_candidates,
+    lost_environments,
     released_actions,
 )
 
@@ -332,6 +333,46 @@ def test_released_actions(case, released, claimed, cache, expected):
     assert released_actions(released, claimed, lambda ns, name: cache.get(name)) == expected
 
 
+# -- environments whose pod ended ----------------------------------------------------------
+
+SERVING = PodEnv("ns", "a", labels.ROLE_ON_DEMAND, SOURCE_FRESH)
+LOST = [
+    # (case, serving {env id: seen}, held {env id: PodEnv}, cache {name: pod}, (seen, lost))
+    ("a running pod seen for the first time", {"a": False}, {"a": SERVING}, {"a": pod("a")}, (["a"], [])),
+    ("a running pod seen before: nothing", {"a": True}, {"a": SERVING}, {"a": pod("a")}, ([], [])),
+    (
+        "a pod not in the cache yet (Ready by its announce): not lost",
+        {"a": False},
+        {"a": SERVING},
+        {},
+        ([], []),
+    ),
+    ("a pod seen, then gone (deleted from outside): lost", {"a": True}, {"a": SERVING}, {}, ([], ["a"])),
+    ("a pod being deleted: lost", {"a": True}, {"a": SERVING}, {"a": pod("a", deleting=True)}, ([], ["a"])),
+    (
+        "a pod whose runtime container exited: lost",
+        {"a": True},
+        {"a": SERVING},
+        {"a": pod("a", ready=False, terminated={"exitCode": 137, "reason": "Error"})},
+        ([], ["a"]),
+    ),
+    ("a failed pod (evicted): lost", {"a": False}, {"a": SERVING}, {"a": pod("a", phase="Failed")}, ([], ["a"])),
+    (
+        "a pod that is only not Ready (a slow probe): not lost",
+        {"a": True},
+        {"a": SERVING},
+        {"a": pod("a", ready=False)},
+        ([], []),
+    ),
+    ("an environment no longer held: lost", {"a": True}, {}, {"a": pod("a")}, ([], ["a"])),
+]
+
+
+@pytest.mark.parametrize("case,serving,held,cache,expected", LOST, ids=[c[0] for c in LOST])
+def test_lost_environments(case, serving, held, cache, expected):
+    assert lost_environments(serving, held.get, lambda ns, name: cache.get(name)) == expected
+
+
 # -- fresh starts ------------------------------------------------------------------------
 
 NAME = "hello-d1234"
@@ -539,10 +580,11 @@ def state(book: Ownership) -> dict:
         "released": set(book.released),
         "pending": {n: p.address for n, p in book.pending.items()},
         "owned": [p.name for p in book.owned()],
+        "serving": dict(book.serving),
     }
 
 
-EMPTY = {"claimed": set(), "held": set(), "released": set(), "pending": {}, "owned": []}
+EMPTY = {"claimed": set(), "held": set(), "released": set(), "pending": {}, "owned": [], "serving": {}}
 
 OWNERSHIP = [
     # (case, steps: (method, args, result or ...), final state)
@@ -571,6 +613,31 @@ OWNERSHIP = [
         "letting go of an environment",
         [("hold", (MINE,), None), ("let_go", ("f1",), MINE), ("let_go", ("f1",), None)],
         EMPTY,
+    ),
+    (
+        "a served environment is watched, unseen until the cache shows it",
+        [("hold", (MINE,), None), ("serve", ("f1",), None)],
+        {**EMPTY, "held": {"f1"}, "owned": ["f1"], "serving": {"f1": False}},
+    ),
+    (
+        "seen in the cache: its absence is news from now on",
+        [("hold", (MINE,), None), ("serve", ("f1",), None), ("saw", (["f1", "other"],), None)],
+        {**EMPTY, "held": {"f1"}, "owned": ["f1"], "serving": {"f1": True}},
+    ),
+    (
+        "a lost environment is reported once: no longer watched, still held until stopped",
+        [("hold", (MINE,), None), ("serve", ("f1",), None), ("lost", ("f1",), None)],
+        {**EMPTY, "held": {"f1"}, "owned": ["f1"]},
+    ),
+    (
+        "letting go of a served environment stops watching it",
+        [("hold", (MINE,), None), ("serve", ("f1",), None), ("let_go", ("f1",), MINE)],
+        EMPTY,
+    ),
+    (
+        "giving a served provisioned pod back stops watching it",
+        [("claim", (PROV.key,), True), ("hold", (PROV,), None), ("serve", ("p1",), None), ("give_back", (PROV,), None)],
+        {**EMPTY, "released": {PROV.key}},
     ),
     (
         "a fresh start takes announces until it ends",

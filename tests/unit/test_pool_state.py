@@ -23,12 +23,14 @@ from lambdakube_router.limits import RATE_EXCEEDED, Throttle
 from lambdakube_router.pool_protocol import (
     CLOSED,
     DRAINED,
+    LOST,
     OUTDATED,
     REAPED,
     SURPLUS,
     UNHEALTHY,
     CancelStart,
     Close,
+    EnvLost,
     EnvState,
     FailClosed,
     FailStart,
@@ -118,14 +120,16 @@ def case(
     s: FunctionSpec = ON_DEMAND,
     tokens: int | None = None,
     draining=(),
+    dead=(),
     refill_max: float = 30.0,
     **expect,
 ):
     """``tokens``: scaling tokens left (None: unlimited); ``draining``: env ids the backend
-    marks draining before ``when``. ``expect``: ``states`` {id: EnvState, GONE: not in the
+    marks draining before ``when``; ``dead``: env ids the backend knows dead (``is_lost``)
+    before ``when``, without having reported them. ``expect``: ``states`` {id: EnvState, GONE: not in the
     pool}, ``waiting``, ``starting``, ``generation``, ``live`` (provisioned of the current
     spec), ``tokens_taken`` (by ``when``), ``stats`` (PoolStats fields)."""
-    return pytest.param(s, list(given), when, do, tokens, set(draining), refill_max, expect, id=name)
+    return pytest.param(s, list(given), when, do, tokens, (set(draining), set(dead)), refill_max, expect, id=name)
 
 
 CASES = [
@@ -702,14 +706,97 @@ CASES = [
         do=[HandBack("p1", CLOSED)],
     ),
     case("close: twice: nothing more", given=[*served("d1"), Close()], when=Close(), do=[]),
+    # -- environments that die by themselves -------------------------------------------------
+    case(
+        "lost: an idle env is retired and stopped at once",
+        given=served("d1"),
+        when=EnvLost("d1"),
+        do=[Stop("d1", LOST)],
+        states={"d1": DRAINING},
+        stats={"lost": 1},
+    ),
+    case(
+        "lost: an idle provisioned env: stopped, never handed back, and replaced",
+        s=PROV1,
+        given=provisioned(1),
+        when=EnvLost("p1"),
+        do=[Stop("p1", LOST), RefillAt(NOW)],
+        live=0,
+    ),
+    case(
+        "lost: a busy env is not stopped under its request",
+        given=busy(1),
+        when=EnvLost("d1"),
+        do=[],
+        states={"d1": BUSY},
+        stats={"lost": 0},
+    ),
+    case(
+        "lost: a busy env is retired when its request releases it, even healthy",
+        given=[*busy(1), EnvLost("d1")],
+        when=Released("d1"),
+        do=[Stop("d1", LOST)],
+        stats={"lost": 1, "retired_unhealthy": 0},
+    ),
+    case(
+        "lost: a starting env is the start's to report",
+        given=[LeaseRequested(W1)],
+        when=EnvLost("d1"),
+        do=[],
+        states={"d1": STARTING},
+    ),
+    case("lost: an env the pool does not have: nothing", given=served("d1"), when=EnvLost("x9"), do=[]),
+    case(
+        "lost: a second report of a retired env: nothing",
+        given=[*served("d1"), EnvLost("d1")],
+        when=EnvLost("d1"),
+        do=[],
+        stats={"lost": 1},
+    ),
+    case(
+        "lease: a dead idle env not reported yet is retired, and the next idle one is leased",
+        given=served("d1", "d2"),
+        dead=["d2"],
+        when=LeaseRequested(W1),
+        do=[Stop("d2", LOST), Hand("d1", W1)],
+        stats={"lost": 1},
+    ),
+    case(
+        "lease: the only idle env is dead: retired, and a cold start for the request",
+        given=served("d1"),
+        dead=["d1"],
+        when=LeaseRequested(W1),
+        do=[Stop("d1", LOST), StartEnv("d2", False)],
+        waiting=1,
+    ),
+    case(
+        "start: an env dead before it was handed out: retired, and its waiter gets a new start",
+        given=[LeaseRequested(W1)],
+        dead=["d1"],
+        when=started("d1"),
+        do=[Stop("d1", LOST), StartEnv("d2", False)],
+        waiting=1,
+        starting=1,
+    ),
+    case(
+        "release: a dead env released healthy is retired, not idle",
+        given=busy(1),
+        dead=["d1"],
+        when=Released("d1"),
+        do=[Stop("d1", LOST)],
+        states={"d1": DRAINING},
+    ),
 ]
 
 
-def make_state(s: FunctionSpec, tokens: int | None, draining: set[str], refill_max: float):
-    """A PoolState with a counter for ids, a token budget and a draining set (filled later)."""
+def make_state(s: FunctionSpec, tokens: int | None, marks: tuple[set[str], set[str]], refill_max: float):
+    """A PoolState with a counter for ids, a token budget, and the backend's draining and
+    dead sets (``marks``, filled later)."""
     counters = {True: itertools.count(1), False: itertools.count(1)}
     budget = {"left": tokens, "taken": 0}
     marked: set[str] = set()
+    died: set[str] = set()
+    draining, dead = marks
 
     def take_token(now: float) -> Throttle | None:
         budget["taken"] += 1
@@ -725,11 +812,13 @@ def make_state(s: FunctionSpec, tokens: int | None, draining: set[str], refill_m
         take_token=take_token,
         new_id=lambda provisioned: f"{'p' if provisioned else 'd'}{next(counters[provisioned])}",
         is_draining=lambda handle: handle.env_id in marked,
+        is_lost=lambda handle: handle.env_id in died,
         refill_backoff=Backoff(0.5, refill_max),
     )
 
     def mark_draining() -> None:
         marked.update(draining)
+        died.update(dead)
 
     return state, budget, mark_draining
 
@@ -739,9 +828,9 @@ def apply(state: PoolState, item) -> list:
     return state.handle(event, NOW + offset)
 
 
-@pytest.mark.parametrize("s, given, when, do, tokens, draining, refill_max, expect", CASES)
-def test_pool_rule(s, given, when, do, tokens, draining, refill_max, expect):
-    state, budget, mark_draining = make_state(s, tokens, draining, refill_max)
+@pytest.mark.parametrize("s, given, when, do, tokens, marks, refill_max, expect", CASES)
+def test_pool_rule(s, given, when, do, tokens, marks, refill_max, expect):
+    state, budget, mark_draining = make_state(s, tokens, marks, refill_max)
     for item in given:
         apply(state, item)
     mark_draining()
@@ -807,7 +896,7 @@ LEASES = [
 
 @pytest.mark.parametrize("name, s, given, env_id, want", LEASES, ids=[c[0] for c in LEASES])
 def test_lease(name, s, given, env_id, want):
-    state, _, _ = make_state(s, None, set(), 30.0)
+    state, _, _ = make_state(s, None, (set(), set()), 30.0)
     for item in given:
         apply(state, item)
     lease = state.leased(state.envs[env_id])
@@ -825,7 +914,7 @@ def test_lease(name, s, given, env_id, want):
 
 
 def test_a_double_release_is_a_bug_not_a_state():
-    state, _, _ = make_state(ON_DEMAND, None, set(), 30.0)
+    state, _, _ = make_state(ON_DEMAND, None, (set(), set()), 30.0)
     for item in served("d1"):
         apply(state, item)
     with pytest.raises(AssertionError, match="not leased"):

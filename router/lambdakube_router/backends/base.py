@@ -12,6 +12,7 @@ instead of probing with ``getattr``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,11 +54,6 @@ class EnvironmentHandle:
     #: Backend-private state (the subprocess, the pod name...).
     private: Any = field(default=None, repr=False, compare=False)
 
-    def alive(self) -> bool | None:
-        """Best-effort liveness (None when the backend cannot tell cheaply)."""
-        check = getattr(self.private, "alive", None)
-        return check() if callable(check) else None
-
 
 class EnvironmentStartError(Exception):
     """The environment could not be started; the message includes the runtime's Init error."""
@@ -75,6 +71,10 @@ class Backend:
     generic_pool: GenericPool | None = None
     #: Announces of environments accepted/refused (``announced``); None: no announces.
     announces: dict[str, int] | None = None
+    #: Called with an environment's id when the backend sees it die by itself (its
+    #: process exited, its pod failed or is being deleted), so that its pool retires it
+    #: before a request is handed a dead environment. Set by the engine.
+    lost_listener: Callable[[str], None] | None = None
 
     async def start(self, fn: FunctionRef, spec: FunctionSpec, env_id: str, provisioned: bool) -> EnvironmentHandle:
         """Return once the environment is ready (its /readyz said so).
@@ -94,6 +94,11 @@ class Backend:
 
     def is_draining(self, handle: EnvironmentHandle) -> bool:
         """True when the environment's keeper wants it finished (an older spec)."""
+        return False
+
+    def is_lost(self, handle: EnvironmentHandle) -> bool:
+        """True when the environment is known dead (as last seen; cheap, no I/O): the
+        pool never hands it out, whether or not ``lost_listener`` was called yet."""
         return False
 
     def prewarm(self) -> None:

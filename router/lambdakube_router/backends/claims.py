@@ -249,6 +249,38 @@ def released_actions(
     return forget, delete
 
 
+# -- environments whose pod ended ----------------------------------------------------------
+
+
+def pod_ended(pod: Mapping) -> bool:
+    """The pod's runtime is gone for good: the pod is being deleted, it failed or
+    succeeded, or its container terminated (``restartPolicy: Never``: nothing restarts it)."""
+    return is_terminating(pod) or terminated_reason(pod) is not None
+
+
+def lost_environments(
+    serving: Mapping[str, bool], where: Callable[[str], PodEnv | None], cache_get: Callable[[str, str], Mapping | None]
+) -> tuple[list[str], list[str]]:
+    """``(seen, lost)`` of the environments handed to pools (``Ownership.serving``): those
+    whose pod is now in the cache, and those whose pod ended or is gone (deleted from
+    outside, evicted, its runtime crashed), to report once. A pod never seen in the
+    cache yet is not lost for being absent: a fresh pod can be Ready through its
+    announce before the watch delivers it."""
+    seen: list[str] = []
+    lost: list[str] = []
+    for env_id, was_seen in sorted(serving.items()):
+        pod_env = where(env_id)
+        pod = cache_get(*pod_env.key) if pod_env is not None else None
+        if pod is None:
+            if was_seen or pod_env is None:
+                lost.append(env_id)
+        elif pod_ended(pod):
+            lost.append(env_id)
+        elif not was_seen:
+            seen.append(env_id)
+    return seen, lost
+
+
 # -- fresh pods ----------------------------------------------------------------------------
 
 
@@ -409,7 +441,9 @@ class Ownership:
     - ``held``: env id (= pod name) -> the pod of every environment started or claimed;
     - ``released``: provisioned pods given back, deleted once draining
       (``released_actions``);
-    - ``pending``: fresh pods being started, with their announce token.
+    - ``pending``: fresh pods being started, with their announce token;
+    - ``serving``: env id -> seen in the cache yet, of every environment handed to a
+      pool and not let go: watched for its pod's end (``lost_environments``).
 
     Transitions are synchronous (no await between a check and its change), so two
     coroutines can never both claim one pod.
@@ -420,6 +454,7 @@ class Ownership:
         self.held: dict[str, PodEnv] = {}
         self.released: set[Key] = set()
         self.pending: dict[str, Pending] = {}
+        self.serving: dict[str, bool] = {}
 
     # claims
     def claim(self, key: Key) -> bool:
@@ -445,12 +480,28 @@ class Ownership:
 
     def let_go(self, env_id: str) -> PodEnv | None:
         """The environment ``env_id`` ends here (stopped, released, failed to start)."""
+        self.serving.pop(env_id, None)
         return self.held.pop(env_id, None)
+
+    def serve(self, env_id: str) -> None:
+        """The held environment ``env_id`` was handed to its pool: watch its pod."""
+        self.serving[env_id] = False
+
+    def saw(self, env_ids: Iterable[str]) -> None:
+        """These serving environments' pods are in the cache (so their absence is news)."""
+        for env_id in env_ids:
+            if env_id in self.serving:
+                self.serving[env_id] = True
+
+    def lost(self, env_id: str) -> None:
+        """Its pod ended: reported to the pool once, no longer watched (the pool stops it)."""
+        self.serving.pop(env_id, None)
 
     def give_back(self, where: PodEnv) -> None:
         """A provisioned pod returned to the operator: no longer claimed, remembered as
         released until it is gone or draining."""
         self.held.pop(where.name, None)
+        self.serving.pop(where.name, None)
         self.claimed.discard(where.key)
         self.released.add(where.key)
 
@@ -488,4 +539,5 @@ class Ownership:
 
     def clear(self) -> None:
         self.held.clear()
+        self.serving.clear()
         self.released.clear()

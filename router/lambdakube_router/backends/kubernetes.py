@@ -29,6 +29,11 @@ Draining: the operator labels pods of an older spec ``lambdakube.dev/draining=tr
 ``is_draining(handle)`` reads that label from the cache; the pool stops leasing those
 environments and stops them once idle.
 
+Lost environments: a pod that ends under the router (deleted or evicted from outside,
+its runtime crashed: ``restartPolicy: Never``) is seen in the cache, reported to its
+pool (``lost_listener``) and retired, idle or as soon as its request is done; ``is_lost``
+answers the same from the cache at every hand-out (``claims.lost_environments``).
+
 Announces (fresh pods): the kubelet writes a new pod's IP into its status only at its
 next PLEG relist (every second) after the container started, so the router also gives
 each pod it creates a random token and its own address (``announce_url``); the
@@ -209,6 +214,13 @@ class KubernetesBackend(Backend):
             raise EnvironmentStartError(
                 f"{fn}: cannot read the Function: {type(exc).__name__}: {exc}", error_type="PodCreateError"
             ) from None
+        handle = await self._start(fn, spec, uid, provisioned)
+        self.book.serve(handle.env_id)
+        return handle
+
+    async def _start(
+        self, fn: FunctionRef, spec: FunctionSpec, uid: str | None, provisioned: bool
+    ) -> EnvironmentHandle:
         if provisioned:
             return await self._claim_provisioned(fn, spec)
         if self.claim_generic and uid and fits_generic(spec) and not needs_fresh_process(spec):
@@ -221,6 +233,12 @@ class KubernetesBackend(Backend):
         """True when the operator labelled this environment's pod draining (as last seen)."""
         where = self.book.where(handle.env_id) or handle.private
         return isinstance(where, PodEnv) and claims.is_draining(self.cache.get(*where.key))
+
+    def is_lost(self, handle: EnvironmentHandle) -> bool:
+        """True when this environment's pod is being deleted or its runtime ended (as last seen)."""
+        where = self.book.where(handle.env_id) or handle.private
+        pod = self.cache.get(*where.key) if isinstance(where, PodEnv) else None
+        return pod is not None and claims.pod_ended(pod)
 
     async def stop(self, handle: EnvironmentHandle) -> None:
         where = self.book.let_go(handle.env_id) or handle.private
@@ -540,13 +558,26 @@ class KubernetesBackend(Backend):
             )
 
     async def _released_loop(self) -> None:
-        """Delete released provisioned pods once the operator labels them draining;
-        forget those that are gone (``claims.released_actions``). Runs on the cache's
-        changes."""
+        """On the cache's changes: report environments whose pod ended
+        (``claims.lost_environments``); delete released provisioned pods once the
+        operator labels them draining, forget those that are gone
+        (``claims.released_actions``)."""
         while True:
             seen = self.cache.version
+            self._report_lost()
             await self._delete_released()
             await self.cache.next_change(seen, 30.0)
+
+    def _report_lost(self) -> None:
+        if not self.book.serving:
+            return
+        now_seen, lost = claims.lost_environments(self.book.serving, self.book.where, self.cache.get)
+        self.book.saw(now_seen)
+        for env_id in lost:
+            self.book.lost(env_id)
+            log.warning("environment pod %s ended under the router; retiring it", env_id)
+            if self.lost_listener is not None:
+                self.lost_listener(env_id)
 
     async def _delete_released(self) -> None:
         if not self.book.released:
