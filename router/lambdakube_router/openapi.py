@@ -55,6 +55,7 @@ OPENAPI: dict = {
                         "required": True,
                         "schema": {"type": "string"},
                         "description": "`name` or `lambdakube:<namespace>:function:<name>[:$LATEST]`",
+                        "example": "hello",
                     },
                     {
                         "name": "Qualifier",
@@ -82,7 +83,7 @@ OPENAPI: dict = {
                 ],
                 "requestBody": {
                     "description": "The event: JSON, at most 6 MB (sync) or 256 KB (Event).",
-                    "content": {"application/json": {"schema": {}}},
+                    "content": {"application/json": {"schema": {}, "example": {"name": "world"}}},
                 },
                 "responses": {
                     "200": {

@@ -49,6 +49,9 @@ class Param:
     minimum: int = 0
     maximum: int = MAX_INT64
     description: str = ""
+    #: For the document (a reader's first request, and the cases a schema-driven tester
+    #: starts from): the names of the README's examples.
+    example: str | None = None
 
     def openapi(self) -> dict:
         """This parameter's OpenAPI 3.0 object: exactly what ``parse`` accepts."""
@@ -62,6 +65,8 @@ class Param:
         obj = {"name": self.name, "in": self.location, "required": self.required, "schema": schema}
         if self.description:
             obj["description"] = self.description
+        if self.example is not None:
+            obj["example"] = self.example
         return obj
 
     def check(self, raw: str) -> int | str:
@@ -110,9 +115,9 @@ def _shown(raw: str) -> str:
 
 # -- the read API's parameters ---------------------------------------------------------
 
-NAMESPACE = Param("namespace", "path", "name", required=True)
-FUNCTION = Param("name", "path", "name", required=True)
-QUEUE = Param("queue", "path", "name", required=True)
+NAMESPACE = Param("namespace", "path", "name", required=True, example="default")
+FUNCTION = Param("name", "path", "name", required=True, example="hello")
+QUEUE = Param("queue", "path", "name", required=True, example="done")
 AFTER = Param("after", "query", "integer", default=0, description="only messages with seq > after")
 LIMIT = Param("limit", "query", "integer", default=100, minimum=1, maximum=1000, description="at most this many")
 UP_TO = Param("upTo", "query", "integer", required=True, description="delete the messages with seq <= upTo")
