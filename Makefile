@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: dev test test-fast test-e2e lint controlplane helm tools node-deps images node deps crds bench bench-node e2e clean
+.PHONY: dev test test-fast test-e2e lint schemathesis controlplane helm tools node-deps images node deps crds bench bench-node e2e clean
 
 # Main job: the router on the embedded local backend, serving examples/ on 127.0.0.1:9000.
 dev: $(STAMP)
@@ -25,6 +25,11 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+
+# Schemathesis over the router's whole OpenAPI document, against a real router on
+# 127.0.0.1 (the same test runs in test-fast and test; this prints its numbers).
+schemathesis: $(STAMP)
+	$(PY) -m pytest -q -s tests/router/test_openapi_schemathesis.py
 
 # Only the real-node e2e suite.
 test-e2e: $(STAMP) node

@@ -13,7 +13,7 @@ import json
 
 from aiohttp import web
 
-from lambdakube_router import keys
+from lambdakube_router import keys, params
 from lambdakube_router.openapi import OPENAPI
 
 
@@ -23,13 +23,30 @@ def _json(obj, status: int = 200) -> web.Response:
     )
 
 
+def _body(error_type: str, message: str) -> str:
+    """Lambda's error shape (the type is in ``x-amzn-ErrorType`` too)."""
+    return json.dumps({"errorType": error_type, "errorMessage": message, "message": message})
+
+
 def _not_found(message: str) -> web.Response:
     return web.Response(
         status=404,
-        text=json.dumps({"errorType": "ResourceNotFoundException", "errorMessage": message, "message": message}),
+        text=_body("ResourceNotFoundException", message),
         content_type="application/json",
         headers={"x-amzn-ErrorType": "ResourceNotFoundException"},
     )
+
+
+def _params(request: web.Request, declared: tuple[params.Param, ...]) -> dict:
+    """The route's declared parameters, checked (``params.parse``); a refusal is a 400."""
+    try:
+        return params.parse(declared, request.match_info, request.query.items())
+    except params.InvalidParameter as exc:
+        raise web.HTTPBadRequest(
+            text=_body("InvalidParameterValueException", str(exc)),
+            content_type="application/json",
+            headers={"x-amzn-ErrorType": "InvalidParameterValueException"},
+        ) from None
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -47,37 +64,25 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def list_functions(request: web.Request) -> web.Response:
-    ns = request.match_info["namespace"]
+    ns = _params(request, params.LIST_FUNCTIONS)["namespace"]
     engine = request.app[keys.ENGINE]
     items = [engine.describe(n, name) for (n, name) in sorted(engine.functions) if n == ns]
     return _json({"namespace": ns, "functions": items})
 
 
 async def get_function(request: web.Request) -> web.Response:
-    ns, name = request.match_info["namespace"], request.match_info["name"]
+    p = _params(request, params.GET_FUNCTION)
+    ns, name = p["namespace"], p["name"]
     info = request.app[keys.ENGINE].describe(ns, name)
     if info is None:
         return _not_found(f"Function not found: {ns}/{name}")
     return _json(info)
 
 
-def _int_query(request: web.Request, key: str, default: int) -> int:
-    try:
-        return int(request.query.get(key, default))
-    except ValueError:
-        raise web.HTTPBadRequest(
-            text=json.dumps(
-                {"errorType": "InvalidParameterValueException", "errorMessage": f"{key} must be an integer"}
-            ),
-            content_type="application/json",
-        ) from None
-
-
 async def queue_messages(request: web.Request) -> web.Response:
-    ns, queue = request.match_info["namespace"], request.match_info["queue"]
-    after = _int_query(request, "after", 0)
-    limit = min(max(_int_query(request, "limit", 100), 1), 1000)
-    rows = await request.app[keys.STORE].messages(ns, queue, after=after, limit=limit)
+    p = _params(request, params.LIST_QUEUE_MESSAGES)
+    ns, queue = p["namespace"], p["queue"]
+    rows = await request.app[keys.STORE].messages(ns, queue, after=p["after"], limit=p["limit"])
     messages = []
     for row in rows:
         raw = row.pop("body")
@@ -90,14 +95,13 @@ async def queue_messages(request: web.Request) -> web.Response:
 
 
 async def delete_queue_messages(request: web.Request) -> web.Response:
-    ns, queue = request.match_info["namespace"], request.match_info["queue"]
-    up_to = _int_query(request, "upTo", 0)
-    n = await request.app[keys.STORE].delete_messages(ns, queue, up_to)
+    p = _params(request, params.DELETE_QUEUE_MESSAGES)
+    n = await request.app[keys.STORE].delete_messages(p["namespace"], p["queue"], p["upTo"])
     return _json({"deleted": n})
 
 
 async def async_events(request: web.Request) -> web.Response:
-    ns = request.match_info["namespace"]
+    ns = _params(request, params.LIST_ASYNC_EVENTS)["namespace"]
     return _json({"namespace": ns, "events": await request.app[keys.STORE].pending(ns)})
 
 

@@ -173,6 +173,7 @@ class Engine:
         for key in [k for k in self.functions if k not in snap.functions]:
             state = self.functions.pop(key)
             state.limits.remove_function(key[1])
+            self.metrics.forget(*key)
             self._closing.append(asyncio.get_running_loop().create_task(state.pool.close()))
             log.info("function %s/%s removed", *key)
         for key, entry in snap.functions.items():

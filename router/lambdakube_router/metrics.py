@@ -4,6 +4,11 @@ Why gauges come from a collector: environment counts and in-flight executions al
 live in the pools and limits; reading them at scrape time is exact and costs nothing on
 the hot path, where updating gauges per request would cost a lock each. Counters and
 histograms are updated where the events happen, with label children cached per function.
+
+Why ``forget``: a label child lives in its metric until removed, so without it every
+function the router ever served would be exported (and kept in memory) for the router's
+whole life. The engine calls ``forget`` where it removes a deleted function's pool; the
+gauges need nothing, they are read from the live pools at scrape time.
 """
 
 from __future__ import annotations
@@ -200,6 +205,30 @@ class Metrics:
             fm = self._children[key] = FunctionMetrics(self, namespace, function)
         return fm
 
+    def forget(self, namespace: str, function: str) -> None:
+        """Remove every series of a deleted function (counters and histograms).
+
+        Its ``FunctionMetrics`` knows every label set it created (it is the only code
+        that creates per-function children), so exactly those are removed. It is
+        detached too: an invocation still finishing on the closing pool updates the
+        children it already holds (no longer exported) and creates no new series. A
+        function registered again under the same name starts from fresh series.
+        """
+        fm = self._children.pop((namespace, function), None)
+        if fm is None:
+            return
+        fm._forgotten = True
+        labels = (namespace, function)
+        for metric in (self.cold_starts, self.init_duration, self.run_duration, self.queue_wait, self.spillover):
+            metric.remove(*labels)
+        for metric, extra in (
+            (self.invocations, fm._results),
+            (self.throttles, fm._throttles),
+            (self.cold_start, fm._cold_start),
+        ):
+            for value in extra:
+                metric.remove(*labels, value)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -213,6 +242,7 @@ class FunctionMetrics:
         "_results",
         "_throttles",
         "_cold_start",
+        "_forgotten",
         "cold_starts",
         "init_duration",
         "run_duration",
@@ -227,6 +257,7 @@ class FunctionMetrics:
         self._results: dict[str, Any] = {}
         self._throttles: dict[str, Any] = {}
         self._cold_start: dict[str, Any] = {}
+        self._forgotten = False
         self.cold_starts = m.cold_starts.labels(namespace, function)
         self.init_duration = m.init_duration.labels(namespace, function)
         self.run_duration = m.run_duration.labels(namespace, function)
@@ -237,17 +268,23 @@ class FunctionMetrics:
     def result(self, result: str) -> None:
         c = self._results.get(result)
         if c is None:
+            if self._forgotten:
+                return
             c = self._results[result] = self._m.invocations.labels(*self._labels, result)
         c.inc()
 
     def cold_start(self, source: str, seconds: float) -> None:
         h = self._cold_start.get(source)
         if h is None:
+            if self._forgotten:
+                return
             h = self._cold_start[source] = self._m.cold_start.labels(*self._labels, source)
         h.observe(seconds)
 
     def throttle(self, reason: str) -> None:
         c = self._throttles.get(reason)
         if c is None:
+            if self._forgotten:
+                return
             c = self._throttles[reason] = self._m.throttles.labels(*self._labels, reason)
         c.inc()

@@ -2,12 +2,18 @@
 
 A static dict on purpose: the API is small and stable, and a hand-written document says
 exactly what the Lambda-compatible surface promises (status codes, headers, error types).
-A unit test checks that every route the app registers is documented here.
+The read API's parameters come from ``params``, the declarations the server checks them
+with. A unit test checks that every route the app registers is documented here, and
+``tests/router/test_openapi_schemathesis.py`` checks the running router against it.
 """
 
 from __future__ import annotations
 
+from lambdakube_router import params
+
 _ERR = {"$ref": "#/components/schemas/Error"}
+#: The announce endpoint's refusals: the type is in ``x-amzn-ErrorType`` only.
+_ANNOUNCE_ERR = {"$ref": "#/components/schemas/AnnounceError"}
 
 
 def _err(desc: str, schema: dict | None = None) -> dict:
@@ -18,7 +24,12 @@ def _err(desc: str, schema: dict | None = None) -> dict:
     }
 
 
-_NS = {"name": "namespace", "in": "path", "required": True, "schema": {"type": "string"}}
+def _params(declared: tuple[params.Param, ...]) -> list[dict]:
+    """The read API's parameters, from the declarations the server checks them with."""
+    return [p.openapi() for p in declared]
+
+
+_BAD_PARAMETER = _err("InvalidParameterValueException: a parameter is missing, repeated or out of range")
 
 OPENAPI: dict = {
     "openapi": "3.0.3",
@@ -44,6 +55,7 @@ OPENAPI: dict = {
                         "required": True,
                         "schema": {"type": "string"},
                         "description": "`name` or `lambdakube:<namespace>:function:<name>[:$LATEST]`",
+                        "example": "hello",
                     },
                     {
                         "name": "Qualifier",
@@ -71,7 +83,7 @@ OPENAPI: dict = {
                 ],
                 "requestBody": {
                     "description": "The event: JSON, at most 6 MB (sync) or 256 KB (Event).",
-                    "content": {"application/json": {"schema": {}}},
+                    "content": {"application/json": {"schema": {}, "example": {"name": "world"}}},
                 },
                 "responses": {
                     "200": {
@@ -131,10 +143,10 @@ OPENAPI: dict = {
                 },
                 "responses": {
                     "204": {"description": "accepted"},
-                    "400": _err("InvalidRequestContentException"),
-                    "403": _err("AccessDeniedException"),
-                    "404": _err("ResourceNotFoundException (no announces on this backend)"),
-                    "413": _err("RequestTooLargeException"),
+                    "400": _err("InvalidRequestContentException", _ANNOUNCE_ERR),
+                    "403": _err("AccessDeniedException", _ANNOUNCE_ERR),
+                    "404": _err("ResourceNotFoundException (no announces on this backend)", _ANNOUNCE_ERR),
+                    "413": _err("RequestTooLargeException", _ANNOUNCE_ERR),
                 },
             }
         },
@@ -149,20 +161,27 @@ OPENAPI: dict = {
         "/lambdakube/v1/namespaces/{namespace}/functions": {
             "get": {
                 "operationId": "ListFunctions",
-                "parameters": [_NS],
-                "responses": {"200": {"description": "functions with pool state"}},
+                "parameters": _params(params.LIST_FUNCTIONS),
+                "responses": {
+                    "200": {
+                        "description": "functions with pool state",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FunctionList"}}},
+                    },
+                    "400": _BAD_PARAMETER,
+                },
             }
         },
         "/lambdakube/v1/namespaces/{namespace}/functions/{name}": {
             "get": {
                 "operationId": "GetFunction",
-                "parameters": [_NS, {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "parameters": _params(params.GET_FUNCTION),
                 "responses": {
                     "200": {
                         "description": "pool (environments and states, cold starts, spill-over)"
                         " and concurrency accounting",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FunctionState"}}},
                     },
+                    "400": _BAD_PARAMETER,
                     "404": _err("ResourceNotFoundException"),
                 },
             }
@@ -170,34 +189,46 @@ OPENAPI: dict = {
         "/lambdakube/v1/namespaces/{namespace}/queues/{queue}/messages": {
             "get": {
                 "operationId": "ListQueueMessages",
-                "parameters": [
-                    _NS,
-                    {"name": "queue", "in": "path", "required": True, "schema": {"type": "string"}},
-                    {"name": "after", "in": "query", "schema": {"type": "integer", "default": 0}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100}},
-                ],
+                "parameters": _params(params.LIST_QUEUE_MESSAGES),
                 "responses": {
                     "200": {
                         "description": "durable destination records, oldest first",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/QueueMessages"}}},
-                    }
+                    },
+                    "400": _BAD_PARAMETER,
                 },
             },
             "delete": {
                 "operationId": "DeleteQueueMessages",
-                "parameters": [
-                    _NS,
-                    {"name": "queue", "in": "path", "required": True, "schema": {"type": "string"}},
-                    {"name": "upTo", "in": "query", "required": True, "schema": {"type": "integer"}},
-                ],
-                "responses": {"200": {"description": "messages with seq <= upTo deleted"}},
+                "parameters": _params(params.DELETE_QUEUE_MESSAGES),
+                "responses": {
+                    "200": {
+                        "description": "messages with seq <= upTo deleted",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["deleted"],
+                                    "properties": {"deleted": {"type": "integer", "minimum": 0}},
+                                }
+                            }
+                        },
+                    },
+                    "400": _BAD_PARAMETER,
+                },
             },
         },
         "/lambdakube/v1/namespaces/{namespace}/async-events": {
             "get": {
                 "operationId": "ListAsyncEvents",
-                "parameters": [_NS],
-                "responses": {"200": {"description": "stored async events not yet finished"}},
+                "parameters": _params(params.LIST_ASYNC_EVENTS),
+                "responses": {
+                    "200": {
+                        "description": "stored async events not yet finished",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AsyncEvents"}}},
+                    },
+                    "400": _BAD_PARAMETER,
+                },
             }
         },
     },
@@ -212,6 +243,11 @@ OPENAPI: dict = {
                     "errorMessage": {"type": "string"},
                     "message": {"type": "string"},
                 },
+            },
+            "AnnounceError": {
+                "type": "object",
+                "required": ["Type", "message"],
+                "properties": {"Type": {"type": "string"}, "message": {"type": "string"}},
             },
             "Throttle": {
                 "type": "object",
@@ -241,8 +277,41 @@ OPENAPI: dict = {
                     "concurrency": {"type": "object"},
                 },
             },
+            "FunctionList": {
+                "type": "object",
+                "required": ["namespace", "functions"],
+                "properties": {
+                    "namespace": {"type": "string"},
+                    "functions": {"type": "array", "items": {"$ref": "#/components/schemas/FunctionState"}},
+                },
+            },
+            "AsyncEvents": {
+                "type": "object",
+                "required": ["namespace", "events"],
+                "properties": {
+                    "namespace": {"type": "string"},
+                    "events": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "id": {"type": "string"},
+                                "namespace": {"type": "string"},
+                                "function": {"type": "string"},
+                                "createdAt": {"type": "number"},
+                                "nextAttemptAt": {"type": "number"},
+                                "functionErrors": {"type": "integer"},
+                                "systemRetries": {"type": "integer"},
+                                "invocations": {"type": "integer"},
+                                "lastError": {"type": "string", "nullable": True},
+                            },
+                        },
+                    },
+                },
+            },
             "QueueMessages": {
                 "type": "object",
+                "required": ["namespace", "queue", "messages"],
                 "properties": {
                     "namespace": {"type": "string"},
                     "queue": {"type": "string"},
