@@ -219,7 +219,14 @@ class Metrics:
             return
         fm._forgotten = True
         labels = (namespace, function)
-        for metric in (self.cold_starts, self.init_duration, self.run_duration, self.queue_wait, self.spillover):
+        for metric in (
+            self.cold_starts,
+            self.init_duration,
+            self.run_duration,
+            self.queue_wait,
+            self.spillover,
+            self.redeliveries,
+        ):
             metric.remove(*labels)
         for metric, extra in (
             (self.invocations, fm._results),
