@@ -93,6 +93,7 @@ def config_from_args(args: argparse.Namespace) -> RouterConfig:
         watch_namespaces=tuple(args.watch_namespaces),
         generic_pool_size=args.generic_pool_size,
         status_interval_seconds=args.status_interval,
+        quarantine_corrupt_store=args.quarantine_corrupt_store,
     )
 
 

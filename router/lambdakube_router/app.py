@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,7 +24,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from lambdakube_router import announce_api, introspection, invoke_api, keys, status_publisher
+from lambdakube_router import announce_api, introspection, invoke_api, keys, kube_api, status_publisher
+from lambdakube_router.asyncq import health
 from lambdakube_router.asyncq.dispatcher import Dispatcher
 from lambdakube_router.asyncq.policy import RetryPolicy
 from lambdakube_router.asyncq.store import AsyncStore, default_state_dir
@@ -57,6 +60,9 @@ class RouterConfig:
     async_concurrency: int = 64
     async_poll_interval: float = 1.0
     sqlite_synchronous: str = "FULL"
+    #: A corrupt async store is renamed aside (``<file>.corrupt-<time>``) and replaced by
+    #: an empty one. False: the router runs without async invocations until it is mended.
+    quarantine_corrupt_store: bool = False
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
     #: local backend: pre-warmed generic environments kept ready for cold starts. Also
@@ -137,18 +143,21 @@ async def init_app(config: RouterConfig) -> web.Application:
             concurrency=config.async_concurrency,
             poll_interval=config.async_poll_interval,
             wall_clock=config.wall_clock,
+            init_timeout=config.init_timeout_seconds,
+            invoke_grace=config.invoke_grace_seconds,
         )
         app[keys.ENGINE] = engine
         app[keys.STORE] = store
         app[keys.DISPATCHER] = dispatcher
         app[keys.METRICS].attach_state(engine.state_rows, engine.namespace_rows, lambda: dict(store.depth))
+        app[keys.METRICS].attach_async_store(lambda: store.health)
         generic_pool = engine.backend.generic_pool
         if generic_pool is not None:
             app[keys.METRICS].attach_generic_pool(generic_pool.snapshot)
         announces = engine.backend.announces
         if announces is not None:
             app[keys.METRICS].attach_announces(lambda: dict(announces))
-        watcher = publisher = None
+        watcher = publisher = reported = None
         kube = status_publisher.kubernetes_api(engine.backend)
         if kube is not None and config.status_interval_seconds:
             publisher = status_publisher.StatusPublisher(
@@ -160,20 +169,25 @@ async def init_app(config: RouterConfig) -> web.Application:
                 wall_clock=config.wall_clock,
             )
         try:
-            await store.open()
+            await store.open(quarantine_corrupt=config.quarantine_corrupt_store, wall_now=config.wall_clock())
             engine.apply(initial)
             engine.start_background()
             dispatcher.start()
+            if store.quarantined_files and kube is not None:
+                reported = asyncio.get_running_loop().create_task(
+                    report_quarantine(kube, store, wall_now=config.wall_clock())
+                )
             if publisher is not None:
                 publisher.start()
             watcher = asyncio.get_running_loop().create_task(source.run(engine.apply))
             log.info("router ready: %d functions, state in %s", len(engine.functions), state_dir)
             yield
         finally:
-            if watcher is not None:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await watcher
+            for task in (watcher, reported):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             if publisher is not None:
                 await publisher.close()
             await dispatcher.close()
@@ -186,6 +200,34 @@ async def init_app(config: RouterConfig) -> web.Application:
     introspection.add_routes(app)
     announce_api.add_routes(app)
     return app
+
+
+async def report_quarantine(
+    kube: kube_api.KubeApi, store: AsyncStore, *, wall_now: float, environ: dict[str, str] | None = None
+) -> bool:
+    """A Warning Event on the router's own Pod (``POD_NAMESPACE``/``POD_NAME``, the chart's
+    downward API) saying its async store was moved aside: the log line may be gone by the
+    time anyone looks, the Event is on the object they look at. False: not posted."""
+    env = os.environ if environ is None else environ
+    pod_namespace, pod_name = env.get("POD_NAMESPACE"), env.get("POD_NAME")
+    if not pod_namespace or not pod_name:
+        log.warning("POD_NAMESPACE/POD_NAME not set: no Event about the quarantined async store")
+        return False
+    moved = ", ".join(dst.name for _, dst in store.quarantined_files)
+    body = health.quarantine_event(
+        pod_namespace=pod_namespace,
+        pod_name=pod_name,
+        message=f"The async store {store.path} was corrupt; moved aside ({moved}) and started empty:"
+        " the async events and queue messages in it are not delivered.",
+        instance=env.get("HOSTNAME") or socket.gethostname(),
+        wall_now=wall_now,
+    )
+    try:
+        await kube.create(kube_api.events(pod_namespace), body)
+    except (kube_api.ApiError, aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("cannot post the %s Event: %s", health.REASON_QUARANTINED, exc)
+        return False
+    return True
 
 
 def temp_state_dir() -> str:

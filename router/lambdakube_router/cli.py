@@ -64,6 +64,7 @@ def _dev(args: argparse.Namespace) -> int:
         state_dir=state_dir,
         namespace=args.namespace,
         generic_pool_size=args.generic_pool_size,
+        quarantine_corrupt_store=args.quarantine_corrupt_store,
     )
     return run(config, on_ready=ready)
 
@@ -93,6 +94,13 @@ def add_serving_options(p: argparse.ArgumentParser, *, state_dir_help: str, log_
         " specialise (POST /init) instead of starting a process; N is also the"
         " cap on them for the whole router (they count toward no function's"
         " concurrency); 0 disables (default 2)",
+    )
+    p.add_argument(
+        "--quarantine-corrupt-store",
+        action="store_true",
+        help="if the async store fails its integrity check at start, rename it (and its -wal/-shm)"
+        " to <file>.corrupt-<time> and start an empty one; without it the router serves sync"
+        " invokes only and async invokes get 503 until the file is mended",
     )
     p.add_argument("--log-level", default=log_level)
 

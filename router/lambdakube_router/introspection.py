@@ -50,8 +50,20 @@ def _params(request: web.Request, declared: tuple[params.Param, ...]) -> dict:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the process serves. Always 200, the async store's state included as
+    information only: a restart mends neither a full disk nor a corrupt file, and sync
+    invokes keep working through both."""
     engine = request.app[keys.ENGINE]
-    return _json({"status": "ok", "functions": len(engine.functions)})
+    store = request.app[keys.STORE].health
+    return _json({"status": "ok", "functions": len(engine.functions), "asyncStore": store.as_json()})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 503 while the async store cannot take events (unavailable, or its last
+    write failed), 200 again once a write succeeds."""
+    store = request.app[keys.STORE].health
+    ready = store.ready
+    return _json({"status": "ok" if ready else "unavailable", "asyncStore": store.as_json()}, 200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -108,6 +120,7 @@ async def async_events(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz)
     r.add_get("/metrics", metrics)
     r.add_get("/openapi.json", openapi)
     base = "/lambdakube/v1/namespaces/{namespace}"

@@ -26,7 +26,7 @@ import uuid
 
 from aiohttp import web
 
-from lambdakube_router.asyncq.store import NewEvent
+from lambdakube_router.asyncq.store import NewEvent, StoreUnavailable
 from lambdakube_router.invocations import error_result, not_found_result
 from lambdakube_router import keys
 
@@ -35,6 +35,8 @@ MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 256 * 1024
 MAX_CLIENT_CONTEXT = 3583
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+#: ``Retry-After`` of an async invoke refused because the store cannot take it.
+STORE_RETRY_AFTER_SECONDS = 5
 
 
 class BadFunctionName(ValueError):
@@ -136,7 +138,17 @@ async def invoke(request: web.Request) -> web.Response:
 
     if itype == "Event":
         ev = NewEvent(request_id, namespace, name, payload, client_context, app[keys.SETTINGS].wall_clock())
-        await app[keys.DISPATCHER].enqueue(ev)
+        try:
+            await app[keys.DISPATCHER].enqueue(ev)
+        except StoreUnavailable as exc:
+            # Lambda's answer when it cannot take an event: a retryable service error.
+            r = error_result(
+                503,
+                "ServiceException",
+                f"The event could not be stored, retry later: {exc}",
+                headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS), "X-Amz-Request-Id": request_id},
+            )
+            return result_response(r)
         return web.Response(status=202, headers={"X-Amz-Request-Id": request_id})
 
     result = await engine.invoke(

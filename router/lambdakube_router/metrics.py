@@ -127,6 +127,27 @@ class _AnnounceCollector(Collector):
         yield family
 
 
+class _AsyncStoreCollector(Collector):
+    """The async store's health (``AsyncStore.health``): available, and quarantines."""
+
+    def __init__(self, source: Callable[[], Any]) -> None:
+        self.source = source
+
+    def collect(self):
+        health = self.source()
+        available = GaugeMetricFamily(
+            "lambdakube_async_store_available",
+            "1 while the async store can take events (open, trusted and writing), else 0",
+        )
+        available.add_metric([], 1 if health.ready else 0)
+        quarantined = CounterMetricFamily(
+            "lambdakube_async_store_quarantined",
+            "Corrupt async store files moved aside (--quarantine-corrupt-store) since the router started",
+        )
+        quarantined.add_metric([], health.quarantined)
+        yield from (available, quarantined)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -197,6 +218,9 @@ class Metrics:
 
     def attach_announces(self, source: Callable[[], dict]) -> None:
         self.registry.register(_AnnounceCollector(source))
+
+    def attach_async_store(self, source: Callable[[], Any]) -> None:
+        self.registry.register(_AsyncStoreCollector(source))
 
     def for_function(self, namespace: str, function: str) -> FunctionMetrics:
         key = (namespace, function)

@@ -116,6 +116,7 @@ OPENAPI: dict = {
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Throttle"}}},
                     },
                     "502": _err("EnvironmentFailureException, InitError, InitTimeoutException"),
+                    "503": _err("ServiceException (Event: the async store cannot take it; Retry-After set)"),
                     "504": _err("InvokeTimeoutException"),
                 },
             }
@@ -150,7 +151,16 @@ OPENAPI: dict = {
                 },
             }
         },
-        "/healthz": {"get": {"operationId": "Healthz", "responses": {"200": {"description": "ok"}}}},
+        "/healthz": {"get": {"operationId": "Healthz", "responses": {"200": {"description": "ok (liveness)"}}}},
+        "/readyz": {
+            "get": {
+                "operationId": "Readyz",
+                "responses": {
+                    "200": {"description": "ready: the async store takes events"},
+                    "503": {"description": "the async store is unavailable or cannot write (see asyncStore.reason)"},
+                },
+            }
+        },
         "/metrics": {
             "get": {
                 "operationId": "Metrics",

@@ -114,8 +114,13 @@ def test_defaults(render):
     # Fresh pods announce themselves straight to this router pod's IP (downward API).
     assert {"name": "LAMBDAKUBE_ROUTER_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in c["env"]
     assert c["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
-    for probe in ("readinessProbe", "livenessProbe"):
-        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    # readiness includes the async store; liveness does not (a restart mends no full disk)
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    # the router's own Pod, for its Events (an async store quarantined)
+    env = {e["name"]: e.get("valueFrom") for e in c["env"]}
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     volumes = {v["name"]: v for v in router["spec"]["template"]["spec"]["volumes"]}
     assert "emptyDir" in volumes["state"] and "emptyDir" in volumes["tmp"]
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}

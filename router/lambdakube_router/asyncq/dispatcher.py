@@ -4,7 +4,13 @@ Why a lease column instead of an in-memory "in flight" set alone: the query for 
 events and the "next wake-up" time then never see events being delivered, so the loop
 cannot spin on them, and a router that crashes mid-delivery leaves leases that the next
 router (same state dir) voids on open: the event is delivered again (at-least-once),
-never dropped.
+never dropped. A lease also ends by time (``policy.lease_seconds`` of the function's
+timeout): a delivery whose outcome could not be written (a full disk) keeps retrying the
+write with backoff while its lease lasts, then gives the event up to a later pass.
+
+While the store cannot write, each pass first ``probe``s it with a write as large as the
+largest event; the first that succeeds makes the router ready again and the events
+proceed, with no restart.
 
 The loop sleeps until the earliest ``next_attempt_at`` or until ``notify()`` (new event,
 a delivery finished); the wake event is cleared *before* querying, so a notification that
@@ -19,15 +25,18 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from lambdakube.formats import function_arn, rfc3339_millis
 from lambdakube.models import AsyncConfig, Destination
 from lambdakube_router.asyncq import policy
-from lambdakube_router.asyncq.store import AsyncStore, NewEvent, QueueMessage, StoredEvent
+from lambdakube_router.asyncq.store import AsyncStore, NewEvent, QueueMessage, StoredEvent, StoreUnavailable
 from lambdakube_router.invocations import FUNCTION_ERROR, SUCCESS, Engine, InvokeResult
 
 log = logging.getLogger(__name__)
+
+#: The size of the unwritable store's probe write: the largest async payload.
+PROBE_BYTES = 256 * 1024
 
 
 _iso = rfc3339_millis
@@ -84,6 +93,8 @@ class Dispatcher:
         concurrency: int = 64,
         poll_interval: float = 1.0,
         wall_clock: Callable[[], float] = time.time,
+        init_timeout: float = 30.0,
+        invoke_grace: float = 2.0,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -91,8 +102,11 @@ class Dispatcher:
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.wall_clock = wall_clock
+        self.init_timeout = init_timeout
+        self.invoke_grace = invoke_grace
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task] = set()
+        self._delivering: set[str] = set()  # ids of the events in flight
         self._task: asyncio.Task | None = None
         self.delivered = 0
 
@@ -117,13 +131,32 @@ class Dispatcher:
 
     # -- loop --------------------------------------------------------------------------
 
+    def _leases(self) -> dict[tuple[str, str], float]:
+        """Lease seconds of every function the engine serves (others: the store's default)."""
+        return {
+            key: policy.lease_seconds(
+                state.spec.timeout_seconds,
+                init_timeout=self.init_timeout,
+                invoke_grace=self.invoke_grace,
+                lease_grace=self.retry.lease_grace,
+            )
+            for key, state in list(self.engine.functions.items())
+        }
+
     async def _loop(self) -> None:
         while True:
             self._wake.clear()
             try:
+                if not self.store.health.available:
+                    raise StoreUnavailable(self.store.health.reason or "unavailable")
+                if self.store.health.write_error is not None:
+                    await self.store.probe(PROBE_BYTES)
                 free = self.concurrency - len(self._inflight)
-                leased = await self.store.lease_due(self.wall_clock(), free)
+                leased = await self.store.lease_due(
+                    self.wall_clock(), free, leases=self._leases(), exclude=set(self._delivering)
+                )
                 for ev in leased:
+                    self._delivering.add(ev.id)
                     task = asyncio.get_running_loop().create_task(self._deliver(ev))
                     self._inflight.add(task)
                     task.add_done_callback(self._done)
@@ -138,6 +171,8 @@ class Dispatcher:
                     )
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable:  # the store logged it once; readiness reports it
+                timeout = self.poll_interval
             except Exception:
                 log.exception("async dispatcher loop failed; retrying")
                 timeout = self.poll_interval
@@ -164,8 +199,11 @@ class Dispatcher:
             raise  # the lease is voided when the store is reopened: redelivered
         except Exception as exc:
             log.exception("async event %s: delivery failed", ev.id)
-            try:
-                await self.store.reschedule(
+            error = f"router: {type(exc).__name__}: {exc}"
+            await self._write(
+                ev,
+                "reschedule",
+                lambda: self.store.reschedule(
                     ev,
                     next_attempt_at=self.wall_clock() + self.retry.backoff_base,
                     function_errors=ev.function_errors,
@@ -174,10 +212,35 @@ class Dispatcher:
                     last_status=ev.last_status,
                     last_function_error=ev.last_function_error,
                     last_response=ev.last_response,
-                    last_error=f"router: {type(exc).__name__}: {exc}",
+                    last_error=error,
+                ),
+            )
+        finally:
+            self._delivering.discard(ev.id)
+
+    async def _write(self, ev: StoredEvent, what: str, op: Callable[[], Awaitable[None]]) -> bool:
+        """Write an event's outcome, retried with backoff while its lease lasts. False:
+        given up (the lease ended; a later pass leases the event again)."""
+        delay = 0.0
+        while True:
+            try:
+                await op()
+                return True
+            except StoreUnavailable as exc:
+                delay_or_none = policy.write_retry_delay(
+                    self.wall_clock(), ev.leased_until, delay, self.retry.write_backoff
                 )
-            except Exception:
-                log.exception("async event %s: could not reschedule (redelivered on restart)", ev.id)
+                if delay_or_none is None:
+                    log.error(
+                        "async event %s: could not %s (%s); its lease ends, a later pass delivers it again",
+                        ev.id,
+                        what,
+                        exc,
+                    )
+                    return False
+                delay = delay_or_none
+                log.warning("async event %s: could not %s (%s); retrying in %.1fs", ev.id, what, exc, delay)
+                await asyncio.sleep(delay)
 
     async def _attempt(self, ev: StoredEvent) -> None:
         cfg = self._async_config(ev) or AsyncConfig()
@@ -209,16 +272,21 @@ class Dispatcher:
             await self._finish(ev, decision.condition, a, status, fn_error, response)
             return
         assert decision.next_attempt_at is not None
-        await self.store.reschedule(
+        next_attempt_at = decision.next_attempt_at
+        await self._write(
             ev,
-            next_attempt_at=decision.next_attempt_at,
-            function_errors=a.function_errors,
-            system_retries=a.system_retries,
-            invocations=a.invocations,
-            last_status=status,
-            last_function_error=fn_error,
-            last_response=response,
-            last_error=None if reached else f"{result.status} {result.error_type}",
+            "reschedule",
+            lambda: self.store.reschedule(
+                ev,
+                next_attempt_at=next_attempt_at,
+                function_errors=a.function_errors,
+                system_retries=a.system_retries,
+                invocations=a.invocations,
+                last_status=status,
+                last_function_error=fn_error,
+                last_response=response,
+                last_error=None if reached else f"{result.status} {result.error_type}",
+            ),
         )
 
     async def _finish(
@@ -285,7 +353,8 @@ class Dispatcher:
                 else:
                     assert dest.function is not None  # the CRD: exactly one of function and queue
                     events.append(NewEvent(str(uuid.uuid4()), ev.namespace, dest.function, body, None, now))
-        await self.store.finish(ev, messages=messages, events=events)
+        if not await self._write(ev, "finish", lambda: self.store.finish(ev, messages=messages, events=events)):
+            return
         self.delivered += 1
         if events:
             self.notify()

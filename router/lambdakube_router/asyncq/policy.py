@@ -9,11 +9,21 @@
   age, the event is finished with ``EventAgeExceeded``.
 
 All delays come from ``RetryPolicy`` so tests use milliseconds; ``now`` is passed in.
+
+A delivery holds its event by a **lease that ends in time** (``lease_seconds``): long
+enough for the slowest attempt the engine allows (waiting for an environment, Init,
+the handler's timeout, the grace after it) plus time to write the outcome. Writing the
+outcome (``finish``/``reschedule``) is retried with backoff while the lease lasts
+(``write_retry_delay``); after it, the delivery gives up and a later pass leases the event
+again (at-least-once), so a write that failed once (a full disk) never leaves an event
+leased until a restart.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from lambdakube.backoff import Backoff
 
 SUCCESS = "Success"
 RETRIES_EXHAUSTED = "RetriesExhausted"
@@ -29,6 +39,10 @@ class RetryPolicy:
     backoff_max: float = 300.0
     #: Overrides spec.async.maximumEventAgeSeconds (tests); None: use the spec.
     max_event_age: float | None = None
+    #: Retries of a failed outcome write (finish/reschedule), while the lease lasts.
+    write_backoff: Backoff = Backoff(initial=0.5, maximum=10.0)
+    #: Lease time beyond the slowest attempt: for writing its outcome.
+    lease_grace: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,20 @@ def after_attempt(
     if at - a.created_at > max_age:
         return Decision(True, EVENT_AGE_EXCEEDED, attempts=a)
     return Decision(False, next_attempt_at=at, attempts=a)
+
+
+def lease_seconds(timeout_seconds: float, *, init_timeout: float, invoke_grace: float, lease_grace: float) -> float:
+    """How long one delivery holds its event: the engine waits up to ``init_timeout +
+    timeout + grace`` for an environment, then up to ``timeout + grace`` for the answer;
+    ``lease_grace`` is left for writing the outcome."""
+    return init_timeout + 2 * (timeout_seconds + invoke_grace) + lease_grace
+
+
+def write_retry_delay(now: float, lease_until: float, previous: float, backoff: Backoff) -> float | None:
+    """The wait before retrying a failed outcome write, or None: give up, the lease ends
+    first (a later pass leases the event again)."""
+    delay = backoff.next(previous)
+    return delay if now + delay < lease_until else None
 
 
 def _replace(a: Attempts, **kw) -> Attempts:

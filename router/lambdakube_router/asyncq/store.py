@@ -8,6 +8,20 @@ by default: a ``202 Accepted`` means the event is on disk.
 All database work runs on one dedicated thread (the connection never crosses threads,
 and an fsync never blocks the event loop). Only one router may own a state directory;
 a lock file enforces it.
+
+Why a store that cannot be used is not an exception at open: a full disk or a damaged
+file must stop async invocations only (``health``). ``open`` runs ``PRAGMA
+integrity_check`` first, because a damaged page is otherwise found only when a read
+happens to touch it (about 10 ms for 10,000 events; it also checks that the indexes
+match the table, which ``quick_check``, half the cost, does not). A corrupt file leaves
+the store unavailable, or with ``quarantine_corrupt`` is renamed aside and replaced by a
+fresh one. Every operation afterwards raises ``StoreUnavailable`` instead of a bare
+``sqlite3`` error and updates ``health``: a failed write (``SQLITE_FULL``) makes the store
+unwritable until a write succeeds again (``probe``), a corrupt read makes it unavailable.
+
+A lease is a time (``events.leased``: the wall-clock second it ends, 0 for none): a
+delivery that never writes its outcome releases the event when its lease ends, and a
+later ``lease_due`` takes it again.
 """
 
 from __future__ import annotations
@@ -15,11 +29,24 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, TypeVar
+
+from lambdakube_router.asyncq import health as h
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Seconds a lease lasts for a function the caller gives no duration for.
+DEFAULT_LEASE = 900.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -49,6 +76,7 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_queue ON messages (namespace, queue, seq);
+CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
 """
 
 
@@ -67,6 +95,8 @@ class StoredEvent:
     last_status: int | None
     last_function_error: str | None
     last_response: bytes | None
+    #: Wall-clock second this delivery's lease ends (set by ``lease_due``).
+    leased_until: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +124,19 @@ class StateDirLocked(RuntimeError):
     pass
 
 
+class StoreUnavailable(Exception):
+    """The store could not do what was asked: it is unavailable (``kind`` corrupt, or
+    not open), or this operation failed (``kind`` full, io, ...). ``health`` says which."""
+
+    def __init__(self, message: str, kind: str = h.OTHER) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class CorruptStore(sqlite3.DatabaseError):
+    """``PRAGMA integrity_check`` found problems (classified as corrupt)."""
+
+
 _COLUMNS = (
     "id, namespace, function, payload, client_context, created_at, next_attempt_at,"
     " function_errors, system_retries, invocations, last_status, last_function_error,"
@@ -104,40 +147,139 @@ _COLUMNS = (
 class AsyncStore:
     def __init__(self, state_dir: str | Path, *, synchronous: str = "FULL") -> None:
         self.dir = Path(state_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.path = self.dir / "async.sqlite3"
-        self._lock_file = open(self.dir / "router.lock", "w")  # noqa: SIM115
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            raise StateDirLocked(f"state directory {self.dir} is in use by another router") from None
+        self._lock_file: Any = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="asyncq-db")
         self._synchronous = synchronous
         self._db: sqlite3.Connection | None = None
         #: events per namespace, kept in memory for the queue-depth gauge
         self.depth: collections.Counter[str] = collections.Counter()
+        self.health = h.StoreHealth()
+        #: (from, to) of the files the last quarantine renamed, for the log and the Event
+        self.quarantined_files: list[tuple[Path, Path]] = []
 
     # -- plumbing ----------------------------------------------------------------------
 
-    async def _run(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    async def _call(self, fn: Callable[..., T], *args, write: bool, proves_write: bool = True) -> T:
+        """Run ``fn`` on the database thread. A SQLite error becomes ``StoreUnavailable``
+        and updates ``health`` (``write``: a failure means writes fail); a success of a
+        write (``proves_write``) says writes work again."""
+        if self._db is None or not self.health.available:
+            raise StoreUnavailable(self.health.reason or "the async store is not open", h.OTHER)
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except (sqlite3.Error, OSError) as exc:
+            kind = h.classify(exc)
+            before = self.health
+            self.health = before.failed(kind, str(exc), write=write)
+            if self.health != before:
+                log.error("async store: %s", self.health.reason)
+            raise StoreUnavailable(f"the async store failed: {exc}", kind) from exc
+        if write and proves_write and self.health.write_error is not None:
+            self.health = self.health.wrote()
+            log.warning("async store: writes work again")
+        return result
 
-    def _open(self) -> None:
+    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One write transaction; rolled back if anything in it (the COMMIT too) fails."""
+        db = self._db
+        assert db is not None, "the store is not open"
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(db)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            raise
+        return result
+
+    def _connect(self) -> None:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={self._synchronous}")
-        db.execute("PRAGMA busy_timeout=5000")
-        db.executescript(SCHEMA)
-        # We own the state dir: leases from a previous (crashed) router are void.
-        db.execute("UPDATE events SET leased = 0 WHERE leased != 0")
-        self.depth = collections.Counter(
-            dict(db.execute("SELECT namespace, COUNT(*) FROM events GROUP BY namespace").fetchall())
-        )
+        try:
+            db.execute("PRAGMA busy_timeout=5000")
+            problems = h.integrity_problems(db.execute("PRAGMA integrity_check").fetchall())
+            if problems:
+                raise CorruptStore("integrity_check: " + "; ".join(problems[:5]))
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self._synchronous}")
+            db.executescript(SCHEMA)
+            depth = collections.Counter(
+                dict(db.execute("SELECT namespace, COUNT(*) FROM events GROUP BY namespace").fetchall())
+            )
+        except BaseException:
+            db.close()
+            raise
         self._db = db
+        self.depth = depth
+        self.health = self.health.opened()
+        try:
+            # We own the state dir: leases from a previous (crashed) router are void.
+            self._tx(lambda d: d.execute("UPDATE events SET leased = 0 WHERE leased != 0"))
+        except sqlite3.Error as exc:  # a full disk: those leases end by time instead
+            self.health = self.health.failed(h.classify(exc), str(exc), write=True)
 
-    async def open(self) -> None:
-        await self._run(self._open)
+    def _quarantine(self, wall_now: float) -> list[tuple[Path, Path]]:
+        moved = []
+        for src, dst in h.quarantine_names(self.path, wall_now):
+            if src.exists():
+                os.rename(src, dst)
+                moved.append((src, dst))
+        return moved
+
+    def _open(self, quarantine_corrupt: bool, wall_now: float) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._lock_file = open(self.dir / "router.lock", "a")  # noqa: SIM115
+        except OSError as exc:
+            self.health = h.StoreHealth(unavailable_reason=f"the async store cannot be opened: {exc}")
+            return
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            self._lock_file = None
+            raise StateDirLocked(f"state directory {self.dir} is in use by another router") from None
+        try:
+            self._connect()
+            return
+        except (sqlite3.Error, OSError) as exc:
+            kind, problem = h.classify(exc), str(exc)
+        if kind != h.CORRUPT:
+            self.health = h.StoreHealth(unavailable_reason=f"the async store cannot be opened: {problem}")
+            return
+        if not quarantine_corrupt:
+            self.health = h.StoreHealth(
+                unavailable_reason=f"the async store {self.path} is corrupt ({problem}); async invocations are"
+                " refused until it is repaired or moved aside (--quarantine-corrupt-store)"
+            )
+            return
+        try:
+            self.quarantined_files = self._quarantine(wall_now)
+            self.health = replace(self.health, quarantined=self.health.quarantined + 1)
+            self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            self.health = replace(
+                self.health, available=False, unavailable_reason=f"the async store cannot be opened: {exc}"
+            )
+            return
+        finally:
+            if self.quarantined_files:
+                log.error(
+                    "async store %s was corrupt (%s): moved aside to %s and started empty; the events and"
+                    " queue messages in it are not delivered",
+                    self.path,
+                    problem,
+                    ", ".join(str(dst) for _, dst in self.quarantined_files),
+                )
+
+    async def open(self, *, quarantine_corrupt: bool = False, wall_now: float = 0.0) -> None:
+        """Open (and check) the store. Raises only ``StateDirLocked``: any other trouble
+        leaves ``health`` unavailable with the reason. ``wall_now`` stamps a quarantine."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._open, quarantine_corrupt, wall_now)
+        if not self.health.available:
+            log.error("%s", self.health.reason)
 
     async def close(self) -> None:
         def _close():
@@ -145,51 +287,82 @@ class AsyncStore:
                 self._db.close()
                 self._db = None
 
-        await self._run(_close)
+        await asyncio.get_running_loop().run_in_executor(self._executor, _close)
         self._executor.shutdown(wait=True)
-        self._lock_file.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    async def probe(self, size: int) -> None:
+        """Write (and then delete) a row of ``size`` bytes: succeeds once an event that
+        large can be stored again, which ends the unwritable state. Two transactions, as
+        SQLite skips writing pages that are freed in the transaction that used them."""
+
+        def _do():
+            self._tx(lambda d: d.execute("INSERT OR REPLACE INTO probe (id, body) VALUES (1, zeroblob(?))", (size,)))
+            self._tx(lambda d: d.execute("DELETE FROM probe"))
+
+        await self._call(_do, write=True)
 
     # -- events ------------------------------------------------------------------------
 
-    def _insert(self, ev: NewEvent, next_attempt_at: float) -> None:
-        assert self._db is not None, "the store is not open"
-        self._db.execute(
+    @staticmethod
+    def _insert(db: sqlite3.Connection, ev: NewEvent, next_attempt_at: float) -> None:
+        db.execute(
             "INSERT OR IGNORE INTO events (id, namespace, function, payload, client_context,"
             " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (ev.id, ev.namespace, ev.function, ev.payload, ev.client_context, ev.created_at, next_attempt_at),
         )
 
     async def enqueue(self, ev: NewEvent) -> None:
-        def _do():
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._insert(ev, ev.created_at)
-
-        await self._run(_do)
+        await self._call(self._tx, lambda d: self._insert(d, ev, ev.created_at), write=True)
         self.depth[ev.namespace] += 1
 
-    async def lease_due(self, now: float, limit: int) -> list[StoredEvent]:
-        """Due events, marked leased so they are not handed out twice."""
+    async def lease_due(
+        self,
+        now: float,
+        limit: int,
+        *,
+        leases: Mapping[tuple[str, str], float] | None = None,
+        exclude: Collection[str] = (),
+    ) -> list[StoredEvent]:
+        """Due events (never leased, or their lease has ended), leased until ``now`` plus
+        their function's lease seconds (``leases``, else ``DEFAULT_LEASE``); ``exclude``:
+        ids the caller is still delivering."""
+        if limit <= 0:
+            return []
+        durations = dict(leases or {})
 
-        def _do():
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                rows = self._db.execute(
-                    f"SELECT {_COLUMNS} FROM events WHERE leased = 0 AND next_attempt_at <= ?"
-                    " ORDER BY next_attempt_at LIMIT ?",
-                    (now, limit),
-                ).fetchall()
-                self._db.executemany("UPDATE events SET leased = 1 WHERE id = ?", [(r[0],) for r in rows])
-            return [StoredEvent(*r) for r in rows]
+        def _lease(db: sqlite3.Connection) -> list[StoredEvent]:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE next_attempt_at <= ? AND leased <= ?"
+                " ORDER BY next_attempt_at LIMIT ?",
+                (now, now, limit + len(exclude)),
+            ).fetchall()
+            out = []
+            for r in rows:
+                if r[0] in exclude:
+                    continue
+                ev = StoredEvent(*r)
+                out.append(replace(ev, leased_until=now + durations.get((ev.namespace, ev.function), DEFAULT_LEASE)))
+                if len(out) == limit:
+                    break
+            db.executemany("UPDATE events SET leased = ? WHERE id = ?", [(ev.leased_until, ev.id) for ev in out])
+            return out
 
-        return await self._run(_do) if limit > 0 else []
+        leased = await self._call(self._tx, _lease, write=True, proves_write=False)
+        if leased and self.health.write_error is not None:
+            self.health = self.health.wrote()  # it did write
+        return leased
 
     async def next_due_at(self) -> float | None:
-        def _do():
-            row = self._db.execute("SELECT MIN(next_attempt_at) FROM events WHERE leased = 0").fetchone()
-            return row[0]
+        """The earliest time an event is due: its next attempt, or the end of its lease."""
 
-        return await self._run(_do)
+        def _do():
+            assert self._db is not None
+            return self._db.execute("SELECT MIN(MAX(next_attempt_at, leased)) FROM events").fetchone()[0]
+
+        return await self._call(_do, write=False)
 
     async def reschedule(
         self,
@@ -204,44 +377,40 @@ class AsyncStore:
         last_response: bytes | None,
         last_error: str | None,
     ) -> None:
-        def _do():
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute(
-                    "UPDATE events SET leased = 0, next_attempt_at = ?, function_errors = ?,"
-                    " system_retries = ?, invocations = ?, last_status = ?,"
-                    " last_function_error = ?, last_response = ?, last_error = ? WHERE id = ?",
-                    (
-                        next_attempt_at,
-                        function_errors,
-                        system_retries,
-                        invocations,
-                        last_status,
-                        last_function_error,
-                        last_response,
-                        last_error,
-                        ev.id,
-                    ),
-                )
+        def _do(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE events SET leased = 0, next_attempt_at = ?, function_errors = ?,"
+                " system_retries = ?, invocations = ?, last_status = ?,"
+                " last_function_error = ?, last_response = ?, last_error = ? WHERE id = ?",
+                (
+                    next_attempt_at,
+                    function_errors,
+                    system_retries,
+                    invocations,
+                    last_status,
+                    last_function_error,
+                    last_response,
+                    last_error,
+                    ev.id,
+                ),
+            )
 
-        await self._run(_do)
+        await self._call(self._tx, _do, write=True)
 
     async def finish(self, ev: StoredEvent, *, messages: list[QueueMessage], events: list[NewEvent]) -> None:
         """Delete the event and write its destination records, in one transaction."""
 
-        def _do():
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute("DELETE FROM events WHERE id = ?", (ev.id,))
-                for m in messages:
-                    self._db.execute(
-                        "INSERT INTO messages (namespace, queue, message_id, body, created_at) VALUES (?, ?, ?, ?, ?)",
-                        (m.namespace, m.queue, m.message_id, m.body, m.created_at),
-                    )
-                for new in events:
-                    self._insert(new, new.created_at)
+        def _do(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM events WHERE id = ?", (ev.id,))
+            for m in messages:
+                db.execute(
+                    "INSERT INTO messages (namespace, queue, message_id, body, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (m.namespace, m.queue, m.message_id, m.body, m.created_at),
+                )
+            for new in events:
+                self._insert(db, new, new.created_at)
 
-        await self._run(_do)
+        await self._call(self._tx, _do, write=True)
         self.depth[ev.namespace] -= 1
         for new in events:
             self.depth[new.namespace] += 1
@@ -250,28 +419,29 @@ class AsyncStore:
 
     async def messages(self, namespace: str, queue: str, *, after: int = 0, limit: int = 100) -> list[dict]:
         def _do():
+            assert self._db is not None
             return self._db.execute(
                 "SELECT seq, message_id, body, created_at FROM messages"
                 " WHERE namespace = ? AND queue = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (namespace, queue, after, limit),
             ).fetchall()
 
-        rows = await self._run(_do)
+        rows = await self._call(_do, write=False)
         return [{"seq": r[0], "messageId": r[1], "body": bytes(r[2]), "createdAt": r[3]} for r in rows]
 
     async def delete_messages(self, namespace: str, queue: str, up_to: int) -> int:
-        def _do():
-            with self._db:
-                cur = self._db.execute(
-                    "DELETE FROM messages WHERE namespace = ? AND queue = ? AND seq <= ?",
-                    (namespace, queue, up_to),
-                )
+        def _do(db: sqlite3.Connection) -> int:
+            cur = db.execute(
+                "DELETE FROM messages WHERE namespace = ? AND queue = ? AND seq <= ?",
+                (namespace, queue, up_to),
+            )
             return cur.rowcount
 
-        return await self._run(_do)
+        return await self._call(self._tx, _do, write=True)
 
     async def pending(self, namespace: str | None = None) -> list[dict]:
         def _do():
+            assert self._db is not None
             q = (
                 "SELECT id, namespace, function, created_at, next_attempt_at, function_errors,"
                 " system_retries, invocations, last_error FROM events"
@@ -293,7 +463,7 @@ class AsyncStore:
             "invocations",
             "lastError",
         )
-        return [dict(zip(keys, r)) for r in await self._run(_do)]
+        return [dict(zip(keys, r)) for r in await self._call(_do, write=False)]
 
 
 def default_state_dir() -> Path:
