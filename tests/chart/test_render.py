@@ -62,6 +62,7 @@ def test_defaults(render):
             "Deployment",
             "Service",
             "Service",
+            "PersistentVolumeClaim",
             "ConcurrencyQuota",
         ]
     )
@@ -122,7 +123,11 @@ def test_defaults(render):
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     volumes = {v["name"]: v for v in router["spec"]["template"]["spec"]["volumes"]}
-    assert "emptyDir" in volumes["state"] and "emptyDir" in volumes["tmp"]
+    # the async queue survives the pod by default (a PVC of the default StorageClass)
+    assert volumes["state"] == {"name": "state", "persistentVolumeClaim": {"claimName": "lk-lambdakube-router-state"}}
+    assert "emptyDir" in volumes["tmp"]
+    pvc = r.one("PersistentVolumeClaim", "lk-lambdakube-router-state")
+    assert "storageClassName" not in pvc["spec"] and pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert mounts == {"state": "/var/lib/lambdakube", "tmp": "/tmp"}
 
@@ -245,6 +250,14 @@ def test_optional_pieces_switch_off(render):
     assert state[0]["persistentVolumeClaim"] == {"claimName": "mine"}
     # namespaced mode without a list: the release namespace only
     assert {o["metadata"]["namespace"] for o in r.of("Role")} == {"lambdakube-system"}
+
+
+def test_persistence_opt_out_is_an_emptydir(render):
+    r = render(set_=["router.persistence.enabled=false"])
+    assert not r.of("PersistentVolumeClaim")
+    router = r.one("Deployment", "lk-lambdakube-router")
+    (state,) = [v for v in router["spec"]["template"]["spec"]["volumes"] if v["name"] == "state"]
+    assert state == {"name": "state", "emptyDir": {"sizeLimit": "1Gi"}}
 
 
 def test_serviceaccounts_can_be_external(render):
