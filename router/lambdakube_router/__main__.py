@@ -94,12 +94,15 @@ def config_from_args(args: argparse.Namespace) -> RouterConfig:
         generic_pool_size=args.generic_pool_size,
         status_interval_seconds=args.status_interval,
         quarantine_corrupt_store=args.quarantine_corrupt_store,
+        keepalive_seconds=args.keepalive_seconds,
     )
 
 
 async def serve(config: RouterConfig, on_ready: Callable[[str, int], None] | None = None) -> None:
     app = await init_app(config)  # ManifestError before binding
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # keepalive_timeout also bounds a connection that has not sent a whole request yet
+    # (aiohttp arms it when the connection is made, and again after each response).
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=config.keepalive_seconds)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host, config.port, backlog=1024)

@@ -50,6 +50,10 @@ class RouterConfig:
     namespace: str = "default"
     host: str = "127.0.0.1"
     port: int = 9000
+    #: Seconds a client connection may stay without a complete request: idle between
+    #: requests, or still sending its first request's head (a slowloris) - then it is
+    #: closed. aiohttp's default is 3,630 s; Envoy and Knative's queue-proxy use 60-75 s.
+    keepalive_seconds: float = 75.0
     #: Durable async queue location; None: ~/.local/state/lambdakube.
     state_dir: str | Path | None = None
     invoke_grace_seconds: float = 2.0

@@ -65,6 +65,7 @@ def _dev(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         generic_pool_size=args.generic_pool_size,
         quarantine_corrupt_store=args.quarantine_corrupt_store,
+        keepalive_seconds=args.keepalive_seconds,
     )
     return run(config, on_ready=ready)
 
@@ -101,6 +102,14 @@ def add_serving_options(p: argparse.ArgumentParser, *, state_dir_help: str, log_
         help="if the async store fails its integrity check at start, rename it (and its -wal/-shm)"
         " to <file>.corrupt-<time> and start an empty one; without it the router serves sync"
         " invokes only and async invokes get 503 until the file is mended",
+    )
+    p.add_argument(
+        "--keepalive-seconds",
+        type=float,
+        default=75.0,
+        metavar="SECONDS",
+        help="close a client connection without a complete request for this long: idle"
+        " between requests or still sending its first one (default 75)",
     )
     p.add_argument("--log-level", default=log_level)
 
