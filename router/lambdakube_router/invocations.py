@@ -109,6 +109,18 @@ def not_found_result(namespace: str, name: str) -> InvokeResult:
     return error_result(404, "ResourceNotFoundException", f"Function not found: {namespace}/{name}", result=NOT_FOUND)
 
 
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One invocation as the engine's steps pass it on (attempts share it: every
+    environment it is sent to sees the same request id)."""
+
+    payload: bytes
+    arrival: float
+    request_id: str
+    client_context: str | None
+    log_tail: bool
+
+
 @dataclass
 class FunctionState:
     entry: FunctionEntry
@@ -234,7 +246,7 @@ class Engine:
             fm.result(THROTTLED)
             return throttle_result(throttle)
         try:
-            result = await self._run(state, payload, arrival, request_id, client_context, log_tail)
+            result = await self._run(state, Call(payload, arrival, request_id, client_context, log_tail))
         finally:
             state.limits.release(name)
         fm.result(result.result)
@@ -242,15 +254,7 @@ class Engine:
         result.headers.setdefault("X-Amz-Executed-Version", "$LATEST")
         return result
 
-    async def _run(
-        self,
-        state: FunctionState,
-        payload: bytes,
-        arrival: float,
-        request_id: str,
-        client_context: str | None,
-        log_tail: bool,
-    ) -> InvokeResult:
+    async def _run(self, state: FunctionState, call: Call) -> InvokeResult:
         """Lease, send, release; sent again to another environment (at most
         ``MAX_DELIVERY_ATTEMPTS`` in all, within the first lease's deadline) when an
         environment cannot be connected to: it died while idle and nothing was sent."""
@@ -262,9 +266,9 @@ class Engine:
         failure: NotDelivered | None = None
         for attempt in range(1, MAX_DELIVERY_ATTEMPTS + 1):
             try:
-                return await self._attempt(state, payload, arrival, request_id, client_context, log_tail, deadline)
+                return await self._attempt(state, call, deadline)
             except NotDelivered as exc:
-                log.info("%s: request %s not delivered (%s); attempt %d", state.ref, request_id, exc, attempt)
+                log.info("%s: request %s not delivered (%s); attempt %d", state.ref, call.request_id, exc, attempt)
                 failure = exc
                 if attempt < MAX_DELIVERY_ATTEMPTS:
                     fm.redeliveries.inc()
@@ -275,16 +279,7 @@ class Engine:
             f" (the request was not delivered): {failure}",
         )
 
-    async def _attempt(
-        self,
-        state: FunctionState,
-        payload: bytes,
-        arrival: float,
-        request_id: str,
-        client_context: str | None,
-        log_tail: bool,
-        deadline: float,
-    ) -> InvokeResult:
+    async def _attempt(self, state: FunctionState, call: Call, deadline: float) -> InvokeResult:
         """One environment for the request; raises NotDelivered (the environment is
         retired) when it cannot be connected to."""
         spec = state.spec
@@ -305,7 +300,7 @@ class Engine:
         except PoolClosed:
             return not_found_result(state.ref.namespace, state.ref.name)
         leased_at = clock()
-        queue_wait = leased_at - arrival
+        queue_wait = leased_at - call.arrival
         fm.queue_wait.observe(queue_wait)
         source = environment_source(lease)
         if lease.cold_start:
@@ -319,9 +314,7 @@ class Engine:
         env = lease.env
         healthy = False
         try:
-            result, healthy = await self._send(
-                env, spec, payload, request_id, client_context, log_tail, grace, state.ref
-            )
+            result, healthy = await self._send(env, spec, call, grace, state.ref)
         finally:
             state.pool.release(env, healthy=healthy)
         h = result.headers
@@ -347,10 +340,7 @@ class Engine:
         self,
         env: Environment,
         spec: FunctionSpec,
-        payload: bytes,
-        request_id: str,
-        client_context: str | None,
-        log_tail: bool,
+        call: Call,
         grace: float,
         ref: FunctionRef,
     ) -> tuple[InvokeResult, bool]:
@@ -358,13 +348,13 @@ class Engine:
         if conn is None:
             conn = env.conn = EnvConnection.for_address(env.address)
         deadline_ms = int((self.settings.wall_clock() + spec.timeout_seconds) * 1000)
-        headers = [("X-Request-Id", request_id), ("X-Env-Id", env.env_id), ("X-Deadline-Ms", str(deadline_ms))]
-        if client_context is not None:
-            headers.append(("X-Client-Context", client_context))
-        if log_tail:
+        headers = [("X-Request-Id", call.request_id), ("X-Env-Id", env.env_id), ("X-Deadline-Ms", str(deadline_ms))]
+        if call.client_context is not None:
+            headers.append(("X-Client-Context", call.client_context))
+        if call.log_tail:
             headers.append(("X-Log-Type", "Tail"))
         try:
-            resp = await conn.request("/invoke", payload, headers, spec.timeout_seconds + grace)
+            resp = await conn.request("/invoke", call.payload, headers, spec.timeout_seconds + grace)
         except NotDelivered:
             raise  # the caller releases the environment unhealthy and tries another
         except EnvironmentGone as exc:

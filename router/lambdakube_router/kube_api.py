@@ -21,10 +21,42 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 
+from lambdakube.formats import rfc3339
 from lambdakube.kubeclient import authorization
 from lambdakube.models import GROUP, VERSION
 
 log = logging.getLogger(__name__)
+
+#: ``source.component`` and ``reportingComponent`` of every Event the router posts.
+EVENT_COMPONENT = "lambdakube-router"
+#: The API server rejects longer Event messages.
+MAX_EVENT_MESSAGE = 1024
+
+
+def event_body(
+    involved: Mapping[str, str], type_: str, reason: str, message: str, instance: str, wall_now: float
+) -> dict:
+    """A core/v1 Event about ``involved`` (its object reference), written once for every
+    Event of the router: Functions' ColdStart/Throttled, the async store's quarantine."""
+    if len(message) > MAX_EVENT_MESSAGE:
+        message = message[: MAX_EVENT_MESSAGE - 3] + "..."
+    ts = rfc3339(wall_now)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{involved['name']}.", "namespace": involved["namespace"]},
+        "involvedObject": dict(involved),
+        "type": type_,
+        "reason": reason,
+        "message": message,
+        "source": {"component": EVENT_COMPONENT},
+        "reportingComponent": EVENT_COMPONENT,
+        "reportingInstance": instance,
+        "firstTimestamp": ts,
+        "lastTimestamp": ts,
+        "count": 1,
+    }
+
 
 #: Seconds one request may take, connection included (a write is small; a stalled
 #: apiserver must not hold a cold start past the pool's own deadline).

@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterable
 
 import aiohttp
 
-from lambdakube.formats import rfc3339
 from lambdakube.models import API_VERSION
 from lambdakube_router import kube_api
 from lambdakube_router.activity import ActivityRow, EventLimiter, PlannedEvent
@@ -48,8 +47,6 @@ from lambdakube_router.kube_api import ApiError, KubeApi
 
 log = logging.getLogger(__name__)
 
-COMPONENT = "lambdakube-router"
-MAX_MESSAGE = 1024  # the API server rejects longer event messages
 
 Key = tuple[str, str]
 
@@ -58,28 +55,10 @@ def build_event(
     namespace: str, name: str, uid: str | None, event: PlannedEvent, instance: str, wall_now: float
 ) -> dict:
     """A core/v1 Event about the Function (pure)."""
-    message = event.message
-    if len(message) > MAX_MESSAGE:
-        message = message[: MAX_MESSAGE - 3] + "..."
     involved = {"apiVersion": API_VERSION, "kind": "Function", "name": name, "namespace": namespace}
     if uid:
         involved["uid"] = uid
-    ts = rfc3339(wall_now)
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": f"{name}.", "namespace": namespace},
-        "involvedObject": involved,
-        "type": event.type,
-        "reason": event.reason,
-        "message": message,
-        "source": {"component": COMPONENT},
-        "reportingComponent": COMPONENT,
-        "reportingInstance": instance,
-        "firstTimestamp": ts,
-        "lastTimestamp": ts,
-        "count": 1,
-    }
+    return kube_api.event_body(involved, event.type, event.reason, event.message, instance, wall_now)
 
 
 class StatusPublisher:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lambdakube.formats import rfc3339
+from lambdakube_router import kube_api
 
 #: What a store error means (``classify``).
 FULL = "full"  # no space: heals when space returns
@@ -115,25 +116,10 @@ def quarantine_names(db: Path, wall_now: float) -> list[tuple[Path, Path]]:
 
 
 REASON_QUARANTINED = "AsyncStoreQuarantined"
-COMPONENT = "lambdakube-router"
 
 
 def quarantine_event(*, pod_namespace: str, pod_name: str, message: str, instance: str, wall_now: float) -> dict:
     """A Warning core/v1 Event about the router's own Pod: its async store was corrupt
     and moved aside, so events stored in it are not delivered (pure)."""
-    ts = rfc3339(wall_now)
-    return {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": f"{pod_name}.", "namespace": pod_namespace},
-        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": pod_name, "namespace": pod_namespace},
-        "type": "Warning",
-        "reason": REASON_QUARANTINED,
-        "message": message[:1024],
-        "source": {"component": COMPONENT},
-        "reportingComponent": COMPONENT,
-        "reportingInstance": instance,
-        "firstTimestamp": ts,
-        "lastTimestamp": ts,
-        "count": 1,
-    }
+    involved = {"apiVersion": "v1", "kind": "Pod", "name": pod_name, "namespace": pod_namespace}
+    return kube_api.event_body(involved, "Warning", REASON_QUARANTINED, message, instance, wall_now)
