@@ -14,6 +14,8 @@ import json
 from aiohttp import web
 
 from lambdakube_router import keys, params
+from lambdakube_router.asyncq.store import RETRY_AFTER_SECONDS as STORE_RETRY_AFTER_SECONDS
+from lambdakube_router.asyncq.store import StoreUnavailable
 from lambdakube_router.openapi import OPENAPI
 
 
@@ -91,6 +93,26 @@ async def get_function(request: web.Request) -> web.Response:
     return _json(info)
 
 
+def _store_unavailable(handler):
+    """The store's routes answer 503 ServiceException (with Retry-After) while it is
+    unavailable, as an async invoke does, instead of a 500."""
+
+    async def guarded(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except StoreUnavailable as exc:
+            message = f"the async store is unavailable, retry later: {exc}"
+            return web.Response(
+                status=503,
+                text=json.dumps({"errorType": "ServiceException", "errorMessage": message, "message": message}),
+                content_type="application/json",
+                headers={"x-amzn-ErrorType": "ServiceException", "Retry-After": str(STORE_RETRY_AFTER_SECONDS)},
+            )
+
+    return guarded
+
+
+@_store_unavailable
 async def queue_messages(request: web.Request) -> web.Response:
     p = _params(request, params.LIST_QUEUE_MESSAGES)
     ns, queue = p["namespace"], p["queue"]
@@ -106,12 +128,14 @@ async def queue_messages(request: web.Request) -> web.Response:
     return _json({"namespace": ns, "queue": queue, "messages": messages})
 
 
+@_store_unavailable
 async def delete_queue_messages(request: web.Request) -> web.Response:
     p = _params(request, params.DELETE_QUEUE_MESSAGES)
     n = await request.app[keys.STORE].delete_messages(p["namespace"], p["queue"], p["upTo"])
     return _json({"deleted": n})
 
 
+@_store_unavailable
 async def async_events(request: web.Request) -> web.Response:
     ns = _params(request, params.LIST_ASYNC_EVENTS)["namespace"]
     return _json({"namespace": ns, "events": await request.app[keys.STORE].pending(ns)})

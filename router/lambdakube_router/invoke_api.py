@@ -26,6 +26,7 @@ import uuid
 
 from aiohttp import web
 
+from lambdakube_router.asyncq.store import RETRY_AFTER_SECONDS as STORE_RETRY_AFTER_SECONDS
 from lambdakube_router.asyncq.store import NewEvent, StoreUnavailable
 from lambdakube_router.invocations import error_result, not_found_result
 from lambdakube_router import keys
@@ -35,8 +36,6 @@ MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 256 * 1024
 MAX_CLIENT_CONTEXT = 3583
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
-#: ``Retry-After`` of an async invoke refused because the store cannot take it.
-STORE_RETRY_AFTER_SECONDS = 5
 
 
 class BadFunctionName(ValueError):

@@ -30,6 +30,7 @@ def _params(declared: tuple[params.Param, ...]) -> list[dict]:
 
 
 _BAD_PARAMETER = _err("InvalidParameterValueException: a parameter is missing, repeated or out of range")
+_STORE_UNAVAILABLE = _err("ServiceException: the async store is unavailable (full disk, corrupt file); retry later")
 
 OPENAPI: dict = {
     "openapi": "3.0.3",
@@ -206,6 +207,7 @@ OPENAPI: dict = {
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/QueueMessages"}}},
                     },
                     "400": _BAD_PARAMETER,
+                    "503": _STORE_UNAVAILABLE,
                 },
             },
             "delete": {
@@ -225,6 +227,7 @@ OPENAPI: dict = {
                         },
                     },
                     "400": _BAD_PARAMETER,
+                    "503": _STORE_UNAVAILABLE,
                 },
             },
         },
@@ -238,6 +241,7 @@ OPENAPI: dict = {
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AsyncEvents"}}},
                     },
                     "400": _BAD_PARAMETER,
+                    "503": _STORE_UNAVAILABLE,
                 },
             }
         },

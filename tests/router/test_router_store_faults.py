@@ -241,6 +241,12 @@ async def test_a_corrupt_store_leaves_sync_serving_and_async_refused(make_router
     assert "corrupt" in json.loads(body)["message"]
     code, ready = await status_of(router, "/readyz")
     assert code == 503 and ready["asyncStore"]["available"] is False and "corrupt" in ready["asyncStore"]["reason"]
+    for path in (
+        "/lambdakube/v1/namespaces/default/queues/done/messages",
+        "/lambdakube/v1/namespaces/default/async-events",
+    ):
+        code, answer = await status_of(router, path)
+        assert code == 503 and answer["errorType"] == "ServiceException", (path, answer)
     assert (await status_of(router, "/healthz"))[0] == 200
     assert await metric(router, "lambdakube_async_store_available") == 0
     assert await metric(router, "lambdakube_async_store_quarantined_total") == 0

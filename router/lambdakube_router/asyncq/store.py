@@ -124,6 +124,11 @@ class StateDirLocked(RuntimeError):
     pass
 
 
+#: ``Retry-After`` of the 503 answered while the store is unavailable (async invokes,
+#: the queue API): its own recovery probe runs every dispatcher pass.
+RETRY_AFTER_SECONDS = 5
+
+
 class StoreUnavailable(Exception):
     """The store could not do what was asked: it is unavailable (``kind`` corrupt, or
     not open), or this operation failed (``kind`` full, io, ...). ``health`` says which."""
