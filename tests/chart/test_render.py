@@ -132,6 +132,8 @@ def test_defaults(render):
     assert mounts == {"state": "/var/lib/lambdakube", "tmp": "/tmp"}
 
     svc = r.one("Service", "lk-lambdakube-router")
+    # NotReady for a broken async store, still serving sync invokes: keep its endpoint
+    assert svc["spec"]["publishNotReadyAddresses"] is True
     assert svc["spec"]["ports"] == [{"name": "http", "port": 9000, "targetPort": "http", "protocol": "TCP"}]
     assert svc["spec"]["selector"] == router["spec"]["selector"]["matchLabels"]
     assert (
