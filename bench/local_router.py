@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,9 +26,10 @@ def process_env() -> dict:
     }
 
 
-def start_router(functions: Path, state: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+def start_router(functions: Path, state: Path, *extra: str, stderr: Any = None) -> tuple[subprocess.Popen, int]:
     """A router on the local backend serving ``functions``, on a free port: (process, port).
-    ``extra``: more command-line flags (``--generic-pool-size 4``, ``--no-uvloop``)."""
+    ``extra``: more command-line flags (``--generic-pool-size 4``, ``--no-uvloop``);
+    ``stderr``: where its log goes (default: this process's stderr)."""
     cmd = [
         sys.executable,
         "-m",
@@ -46,7 +48,7 @@ def start_router(functions: Path, state: Path, *extra: str) -> tuple[subprocess.
         "WARNING",
         *extra,
     ]
-    proc = subprocess.Popen(cmd, env=process_env(), stdout=subprocess.PIPE, stderr=sys.stderr)
+    proc = subprocess.Popen(cmd, env=process_env(), stdout=subprocess.PIPE, stderr=stderr or sys.stderr)
     assert proc.stdout is not None
     line = proc.stdout.readline().decode()
     assert line.startswith("LAMBDAKUBE_ROUTER_LISTENING "), line

@@ -18,8 +18,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from lambdakube_router import keys
 from lambdakube_router.app import RouterConfig, init_app
-from lambdakube_router.cli import add_serving_options
+from lambdakube_router.client_guard import ConnectionCap
+from lambdakube_router.cli import add_serving_options, serving_config
 from lambdakube_router.snapshot import ManifestError
 
 log = logging.getLogger("lambdakube_router")
@@ -83,18 +85,13 @@ def config_from_args(args: argparse.Namespace) -> RouterConfig:
         source=source,
         functions_dir=args.functions,
         backend=args.backend,
-        host=args.host,
-        port=args.port,
         state_dir=args.state_dir,
-        namespace=args.namespace,
         kubeconfig=args.kubeconfig,
         runtime_image=args.runtime_image,
         announce_url=args.announce_url,
         watch_namespaces=tuple(args.watch_namespaces),
-        generic_pool_size=args.generic_pool_size,
         status_interval_seconds=args.status_interval,
-        quarantine_corrupt_store=args.quarantine_corrupt_store,
-        keepalive_seconds=args.keepalive_seconds,
+        **serving_config(args),
     )
 
 
@@ -104,20 +101,25 @@ async def serve(config: RouterConfig, on_ready: Callable[[str, int], None] | Non
     # (aiohttp arms it when the connection is made, and again after each response).
     runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=config.keepalive_seconds)
     await runner.setup()
+    listener = None
     try:
-        site = web.TCPSite(runner, config.host, config.port, backlog=1024)
-        await site.start()
-        port = runner.addresses[0][1]  # the real port with --port 0
+        assert runner.server is not None
+        cap = ConnectionCap(runner.server, config.max_connections, app[keys.METRICS])
+        app[keys.METRICS].attach_connections(cap.open_connections, config.max_connections)
+        loop = asyncio.get_running_loop()
+        listener = await loop.create_server(cap, config.host, config.port, backlog=1024, reuse_address=True)
+        port = listener.sockets[0].getsockname()[1]  # the real port with --port 0
         print(f"LAMBDAKUBE_ROUTER_LISTENING http://{config.host}:{port}", flush=True)
         if on_ready:
             on_ready(config.host, port)
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("shutting down")
     finally:
+        if listener is not None:
+            listener.close()  # no new connections; runner.cleanup closes the open ones
         await runner.cleanup()
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from lambdakube_router import announce_api, introspection, invoke_api, keys, kube_api, status_publisher
+from lambdakube_router import announce_api, client_guard, introspection, invoke_api, keys, kube_api, status_publisher
 from lambdakube_router.asyncq import health
 from lambdakube_router.asyncq.dispatcher import Dispatcher
 from lambdakube_router.asyncq.policy import RetryPolicy
@@ -54,6 +54,10 @@ class RouterConfig:
     #: requests, or still sending its first request's head (a slowloris) - then it is
     #: closed. aiohttp's default is 3,630 s; Envoy and Knative's queue-proxy use 60-75 s.
     keepalive_seconds: float = 75.0
+    #: Seconds a request's body may take to arrive after its head: then 408 and close.
+    body_timeout_seconds: float = client_guard.BODY_TIMEOUT_SECONDS
+    #: Client connections above this are answered 503 and closed, unread (``serve``).
+    max_connections: int = client_guard.MAX_CONNECTIONS
     #: Durable async queue location; None: ~/.local/state/lambdakube.
     state_dir: str | Path | None = None
     invoke_grace_seconds: float = 2.0
@@ -122,7 +126,11 @@ async def init_app(config: RouterConfig) -> web.Application:
     source = _make_source(config)
     initial = await source.initial()  # ManifestError: refuse to start
 
-    app = web.Application(client_max_size=invoke_api.MAX_SYNC_PAYLOAD + 1024 * 1024)
+    metrics = Metrics()
+    app = web.Application(
+        client_max_size=invoke_api.MAX_SYNC_PAYLOAD + 1024 * 1024,
+        middlewares=[client_guard.body_guard(metrics, config.body_timeout_seconds)],
+    )
     settings = EngineSettings(
         invoke_grace_seconds=config.invoke_grace_seconds,
         init_timeout_seconds=config.init_timeout_seconds,
@@ -132,7 +140,7 @@ async def init_app(config: RouterConfig) -> web.Application:
     )
     app[keys.CONFIG] = config
     app[keys.SETTINGS] = settings
-    app[keys.METRICS] = Metrics()
+    app[keys.METRICS] = metrics
     app[keys.SOURCE] = source
 
     async def lifecycle(app: web.Application):

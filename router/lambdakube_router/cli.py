@@ -56,17 +56,7 @@ def _dev(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    config = RouterConfig(
-        functions_dir=directory,
-        backend="local",
-        host=args.host,
-        port=args.port,
-        state_dir=state_dir,
-        namespace=args.namespace,
-        generic_pool_size=args.generic_pool_size,
-        quarantine_corrupt_store=args.quarantine_corrupt_store,
-        keepalive_seconds=args.keepalive_seconds,
-    )
+    config = RouterConfig(functions_dir=directory, backend="local", state_dir=state_dir, **serving_config(args))
     return run(config, on_ready=ready)
 
 
@@ -77,9 +67,18 @@ def _non_negative(value: str) -> int:
     return n
 
 
+def _positive(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
 def add_serving_options(p: argparse.ArgumentParser, *, state_dir_help: str, log_level: str) -> None:
     """Flags shared by ``lambdakube-router`` and ``lambdakube dev``, declared once so the
     two commands cannot drift apart."""
+    from lambdakube_router import client_guard  # the router's defaults; not needed by `crds`
+
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9000)
     p.add_argument("--state-dir", metavar="DIR", help=state_dir_help)
@@ -111,7 +110,38 @@ def add_serving_options(p: argparse.ArgumentParser, *, state_dir_help: str, log_
         help="close a client connection without a complete request for this long: idle"
         " between requests or still sending its first one (default 75)",
     )
+    p.add_argument(
+        "--body-timeout-seconds",
+        type=float,
+        default=client_guard.BODY_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="answer 408 and close when a request's body has not arrived this long after"
+        f" its head (default {client_guard.BODY_TIMEOUT_SECONDS:g})",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=_positive,
+        default=client_guard.MAX_CONNECTIONS,
+        metavar="N",
+        help="client connections above N are answered 503 ServiceException with Retry-After"
+        f" and closed, unread (default {client_guard.MAX_CONNECTIONS})",
+    )
     p.add_argument("--log-level", default=log_level)
+
+
+def serving_config(args: argparse.Namespace) -> dict:
+    """The ``RouterConfig`` fields of ``add_serving_options``' flags (but the state dir,
+    whose default differs between the two commands)."""
+    return {
+        "host": args.host,
+        "port": args.port,
+        "namespace": args.namespace,
+        "generic_pool_size": args.generic_pool_size,
+        "quarantine_corrupt_store": args.quarantine_corrupt_store,
+        "keepalive_seconds": args.keepalive_seconds,
+        "body_timeout_seconds": args.body_timeout_seconds,
+        "max_connections": args.max_connections,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -148,6 +148,18 @@ class _AsyncStoreCollector(Collector):
         yield from (available, quarantined)
 
 
+class _ConnectionsCollector(Collector):
+    def __init__(self, source: Callable[[], int], limit: int) -> None:
+        self.source = source
+        self.limit = limit
+
+    def collect(self):
+        yield GaugeMetricFamily("lambdakube_http_connections", "Open client connections", value=self.source())
+        yield GaugeMetricFamily(
+            "lambdakube_http_connections_limit", "Client connections above which new ones get 503", value=self.limit
+        )
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -208,6 +220,20 @@ class Metrics:
             fl,
             registry=r,
         )
+        self.http_aborted = Counter(
+            "lambdakube_http_aborted_requests",
+            "Requests whose client hung up before its answer, by stage (body: while its"
+            " body was read; response: while it was served)",
+            ["stage"],
+            registry=r,
+        )
+        self.http_closed = Counter(
+            "lambdakube_http_closed_connections",
+            "Connections the router answered and closed, by reason (body_timeout: 408;"
+            " connection_cap: 503 without reading the request)",
+            ["reason"],
+            registry=r,
+        )
         self._children: dict[tuple[str, str], FunctionMetrics] = {}
 
     def attach_state(self, source, ns_source, queue_source) -> None:
@@ -221,6 +247,9 @@ class Metrics:
 
     def attach_async_store(self, source: Callable[[], Any]) -> None:
         self.registry.register(_AsyncStoreCollector(source))
+
+    def attach_connections(self, source: Callable[[], int], limit: int) -> None:
+        self.registry.register(_ConnectionsCollector(source, limit))
 
     def for_function(self, namespace: str, function: str) -> FunctionMetrics:
         key = (namespace, function)

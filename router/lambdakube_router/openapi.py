@@ -106,6 +106,7 @@ OPENAPI: dict = {
                     "204": {"description": "DryRun: the function exists"},
                     "400": _err("InvalidRequestContentException or InvalidParameterValueException"),
                     "404": _err("ResourceNotFoundException"),
+                    "408": _err("RequestTimeoutException: the body did not arrive in time; connection closed"),
                     "413": _err("RequestTooLargeException"),
                     "415": _err("UnsupportedMediaTypeException"),
                     "429": {
@@ -117,7 +118,10 @@ OPENAPI: dict = {
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Throttle"}}},
                     },
                     "502": _err("EnvironmentFailureException, InitError, InitTimeoutException"),
-                    "503": _err("ServiceException (Event: the async store cannot take it; Retry-After set)"),
+                    "503": _err(
+                        "ServiceException (Event: the async store cannot take it; or the router has its"
+                        " --max-connections open): Retry-After set"
+                    ),
                     "504": _err("InvokeTimeoutException"),
                 },
             }

@@ -111,6 +111,12 @@ def test_defaults(render):
         "http://$(LAMBDAKUBE_ROUTER_POD_IP):9000/internal/v1/environments/listening",
         "--log-level",
         "INFO",
+        "--keepalive-seconds",
+        "75",
+        "--body-timeout-seconds",
+        "60",
+        "--max-connections",
+        "4096",
     ]
     # Fresh pods announce themselves straight to this router pod's IP (downward API).
     assert {"name": "LAMBDAKUBE_ROUTER_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in c["env"]
