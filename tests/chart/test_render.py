@@ -199,11 +199,21 @@ def test_non_default_values(render):
     assert not r.of("ClusterRole") and not r.of("ClusterRoleBinding")
     roles = r.of("Role")
     assert sorted((o["metadata"]["namespace"], o["metadata"]["name"]) for o in roles) == [
+        ("lambdakube-system", "lk-lambdakube-router-own-events"),
         ("team-a", "lk-lambdakube-operator"),
         ("team-a", "lk-lambdakube-router"),
         ("team-b", "lk-lambdakube-operator"),
         ("team-b", "lk-lambdakube-router"),
     ]
+    # the release namespace is not watched: the router may still post Events on its own
+    # Pod there (a quarantined async store), and nothing else
+    own = r.one("Role", "lk-lambdakube-router-own-events")
+    assert rule_map(own) == {("", "events"): {"create"}}
+    own_binding = r.one("RoleBinding", "lk-lambdakube-router-own-events")
+    assert own_binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "lk-lambdakube-router", "namespace": "lambdakube-system"}
+    ]
+    roles = [o for o in roles if o is not own]
     cluster_wide = render()
     for role in roles:
         comp = "operator" if role["metadata"]["name"].endswith("operator") else "router"
@@ -256,8 +266,10 @@ def test_optional_pieces_switch_off(render):
     router = r.one("Deployment", "lk-lambdakube-router")
     state = [v for v in router["spec"]["template"]["spec"]["volumes"] if v["name"] == "state"]
     assert state[0]["persistentVolumeClaim"] == {"claimName": "mine"}
-    # namespaced mode without a list: the release namespace only
+    # namespaced mode without a list: the release namespace only (and no extra Role for
+    # the router's own Events: its Role there covers them)
     assert {o["metadata"]["namespace"] for o in r.of("Role")} == {"lambdakube-system"}
+    assert {o["metadata"]["name"] for o in r.of("Role")} == {"lk-lambdakube-operator", "lk-lambdakube-router"}
 
 
 def test_persistence_opt_out_is_an_emptydir(render):
