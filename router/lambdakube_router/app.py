@@ -31,6 +31,7 @@ from lambdakube_router.asyncq.policy import RetryPolicy
 from lambdakube_router.asyncq.store import AsyncStore, default_state_dir
 from lambdakube_router.backends.base import Backend
 from lambdakube_router.invocations import Engine, EngineSettings
+from lambdakube_router.loop_lag import LoopLag
 from lambdakube_router.metrics import Metrics
 from lambdakube_router.snapshot import Snapshot
 from lambdakube_router.sources import DirectorySource, Source, StaticSource
@@ -170,6 +171,8 @@ async def init_app(config: RouterConfig) -> web.Application:
         if announces is not None:
             app[keys.METRICS].attach_announces(lambda: dict(announces))
         watcher = publisher = reported = None
+        lag = LoopLag(app[keys.METRICS].loop_lag.observe)
+        app[keys.METRICS].attach_loop_lag_max(lambda: lag.max_seconds)
         kube = status_publisher.kubernetes_api(engine.backend)
         if kube is not None and config.status_interval_seconds:
             publisher = status_publisher.StatusPublisher(
@@ -181,6 +184,7 @@ async def init_app(config: RouterConfig) -> web.Application:
                 wall_clock=config.wall_clock,
             )
         try:
+            lag.start()
             await store.open(quarantine_corrupt=config.quarantine_corrupt_store, wall_now=config.wall_clock())
             engine.apply(initial)
             engine.start_background()
@@ -202,6 +206,7 @@ async def init_app(config: RouterConfig) -> web.Application:
                         await task
             if publisher is not None:
                 await publisher.close()
+            await lag.close()
             await dispatcher.close()
             await engine.close()
             await store.close()

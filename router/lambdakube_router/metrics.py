@@ -160,6 +160,16 @@ class _ConnectionsCollector(Collector):
         )
 
 
+class _LoopLagMaxCollector(Collector):
+    def __init__(self, source: Callable[[], float]) -> None:
+        self.source = source
+
+    def collect(self):
+        yield GaugeMetricFamily(
+            "lambdakube_event_loop_lag_max_seconds", "The worst event-loop lag since start", value=self.source()
+        )
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -234,6 +244,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.loop_lag = Histogram(
+            "lambdakube_event_loop_lag_seconds",
+            "How much later than asked the router's event loop woke a timer (blocking work delays every request)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
         self._children: dict[tuple[str, str], FunctionMetrics] = {}
 
     def attach_state(self, source, ns_source, queue_source) -> None:
@@ -250,6 +266,9 @@ class Metrics:
 
     def attach_connections(self, source: Callable[[], int], limit: int) -> None:
         self.registry.register(_ConnectionsCollector(source, limit))
+
+    def attach_loop_lag_max(self, source: Callable[[], float]) -> None:
+        self.registry.register(_LoopLagMaxCollector(source))
 
     def for_function(self, namespace: str, function: str) -> FunctionMetrics:
         key = (namespace, function)
