@@ -19,7 +19,8 @@ from collections.abc import Callable
 from aiohttp import web
 
 from lambdakube_router.app import RouterConfig, init_app
-from lambdakube_router.cli import add_serving_options
+from lambdakube_router.access import ConfigError
+from lambdakube_router.cli import add_serving_options, auth_settings
 from lambdakube_router.snapshot import ManifestError
 
 log = logging.getLogger("lambdakube_router")
@@ -95,6 +96,7 @@ def config_from_args(args: argparse.Namespace) -> RouterConfig:
         status_interval_seconds=args.status_interval,
         quarantine_corrupt_store=args.quarantine_corrupt_store,
         keepalive_seconds=args.keepalive_seconds,
+        auth=auth_settings(args, default_mode="tokenreview" if args.backend == "kubernetes" else "none"),
     )
 
 
@@ -131,7 +133,7 @@ def run(config: RouterConfig, *, use_uvloop: bool = True, on_ready: Callable[[st
             pass
     try:
         asyncio.run(serve(config, on_ready))
-    except ManifestError as exc:
+    except (ManifestError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -24,7 +24,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from lambdakube_router import announce_api, introspection, invoke_api, keys, kube_api, status_publisher
+from lambdakube_router import announce_api, auth, introspection, invoke_api, keys, kube_api, status_publisher
+from lambdakube_router.access import AuthSettings
 from lambdakube_router.asyncq import health
 from lambdakube_router.asyncq.dispatcher import Dispatcher
 from lambdakube_router.asyncq.policy import RetryPolicy
@@ -54,6 +55,9 @@ class RouterConfig:
     #: requests, or still sending its first request's head (a slowloris) - then it is
     #: closed. aiohttp's default is 3,630 s; Envoy and Knative's queue-proxy use 60-75 s.
     keepalive_seconds: float = 75.0
+    #: Who may call (``access``, ``auth``): none (loopback only unless insecure),
+    #: tokenreview (TokenReview + SubjectAccessReview) or token-file.
+    auth: AuthSettings = field(default_factory=AuthSettings)
     #: Durable async queue location; None: ~/.local/state/lambdakube.
     state_dir: str | Path | None = None
     invoke_grace_seconds: float = 2.0
@@ -123,6 +127,7 @@ async def init_app(config: RouterConfig) -> web.Application:
     initial = await source.initial()  # ManifestError: refuse to start
 
     app = web.Application(client_max_size=invoke_api.MAX_SYNC_PAYLOAD + 1024 * 1024)
+    auth.install(app, config)  # ConfigError: refuse to start
     settings = EngineSettings(
         invoke_grace_seconds=config.invoke_grace_seconds,
         init_timeout_seconds=config.init_timeout_seconds,
