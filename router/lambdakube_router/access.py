@@ -7,7 +7,7 @@ matches, or a malformed function name; the handler then answers 400/404), or the
 to do a verb on a resource of the ``lambdakube.dev`` API group (``Need``), which the
 router asks the API server with a SubjectAccessReview, so ordinary RBAC rules grant it.
 
-The attributes, one table (``ROUTES``) for every route of the app:
+The attributes, one table (``NEEDS``; ``PUBLIC`` names the open routes and why):
 
 ============================================  ======  ==============  =============
 request                                       verb    resource        name
@@ -118,27 +118,28 @@ def _on(verb: str, resource: str, name_key: str | None = None) -> Callable[..., 
     return rule
 
 
-def _public(why: str) -> Callable[..., Requirement]:
-    return lambda match, query, header_ns, default_ns: Public(why)
-
-
-#: (method, route pattern) -> the rule. Every route the app registers is here
-#: (tests/unit/test_router_access.py checks it); HEAD is asked as GET.
-ROUTES: dict[tuple[str, str], Callable[..., Requirement]] = {
+#: (method, route pattern) -> the rule of a route that needs a caller.
+NEEDS: dict[tuple[str, str], Callable[..., Requirement]] = {
     ("POST", INVOKE_ROUTE): _invoke,
     ("GET", _NS + "/functions"): _on("inspect", "functions"),
     ("GET", _NS + "/functions/{name}"): _on("inspect", "functions", "name"),
     ("GET", _NS + "/queues/{queue}/messages"): _on("get", "queues", "queue"),
     ("DELETE", _NS + "/queues/{queue}/messages"): _on("delete", "queues", "queue"),
     ("GET", _NS + "/async-events"): _on("list", "asyncevents"),
-    ("GET", "/healthz"): _public("liveness probe"),
-    ("GET", "/readyz"): _public("readiness probe"),
-    ("GET", "/metrics"): _public("Prometheus scrape (counts only, no payloads)"),
-    ("GET", "/openapi.json"): _public("the static API document"),
+}
+#: (method, route pattern) -> why it asks for no credentials.
+PUBLIC: dict[tuple[str, str], str] = {
+    ("GET", "/healthz"): "liveness probe",
+    ("GET", "/readyz"): "readiness probe",
+    ("GET", "/metrics"): "Prometheus scrape (counts only, no payloads)",
+    ("GET", "/openapi.json"): "the static API document",
     # A fresh pod's runtime has no router credentials: its per-pod token authenticates
     # it (announce_api; KubernetesBackend.announced checks token, pod and peer IP).
-    ("POST", "/internal/v1/environments/listening"): _public("checked by its per-pod announce token"),
+    ("POST", "/internal/v1/environments/listening"): "checked by its per-pod announce token",
 }
+#: Every route the app registers (tests/unit/test_router_access.py checks it); HEAD is
+#: asked as GET.
+ROUTES = set(NEEDS) | set(PUBLIC)
 
 
 def requirement(
@@ -153,7 +154,12 @@ def requirement(
     """What a request needs. ``route`` is the matched route's pattern (None: no route
     matched, or the method is not allowed: an authenticated caller gets the 404/405)."""
     method = "GET" if method == "HEAD" else method
-    rule = ROUTES.get((method, route)) if route is not None else None
+    if route is None:
+        return AUTHENTICATED
+    why = PUBLIC.get((method, route))
+    if why is not None:
+        return Public(why)
+    rule = NEEDS.get((method, route))
     if rule is None:
         return AUTHENTICATED
     return rule(match, query, header_namespace, default_namespace)

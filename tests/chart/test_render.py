@@ -343,10 +343,10 @@ USER_ROLES = {
 def test_the_callers_roles_cover_every_router_verb():
     """Every (verb, resource) the router asks for is in lambdakube-admin, and each role
     grants only verbs the router (or the API server, for Functions) knows."""
-    from lambdakube_router.access import ROUTES, Need
+    from lambdakube_router.access import NEEDS, Need
 
     asked = set()
-    for (method, route), rule in ROUTES.items():
+    for rule in NEEDS.values():
         match = {"FunctionName": "fn", "namespace": "ns", "name": "fn", "queue": "q"}
         need = rule(match, {}, None, "ns")
         if isinstance(need, Need):
