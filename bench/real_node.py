@@ -87,7 +87,11 @@ def cold_series(
     for name in names:
         if before_each:
             before_each()
-        ms, status, h = timer.post(f"/2015-03-31/functions/{name}/invocations", b"{}", {"X-Lambdakube-Namespace": ns})
+        ms, status, h = timer.post(
+            f"/2015-03-31/functions/{name}/invocations",
+            b"{}",
+            {"X-Lambdakube-Namespace": ns, "Authorization": f"Bearer {c.token}"},
+        )
         assert status == 200, (name, status)
         assert h.get("x-cold-start") == "true", (name, h)
         assert h.get("x-environment-source") == want_source, (name, h.get("x-environment-source"))
@@ -170,7 +174,8 @@ def main() -> int:
 def warm_series(c: Cluster, ns: str, timer: Timer, n: int) -> tuple[list[float], list[float]]:
     c.apply(function_manifest("warm", HANDLER, resources={"memorySize": 256}, idleTimeoutSeconds=3600), ns)
     wait_for(lambda: c.router_function("warm", ns), 60, "router to see warm")
-    path, hdr = "/2015-03-31/functions/warm/invocations", {"X-Lambdakube-Namespace": ns}
+    path = "/2015-03-31/functions/warm/invocations"
+    hdr = {"X-Lambdakube-Namespace": ns, "Authorization": f"Bearer {c.token}"}
     _, status, h = timer.post(path, b"{}", hdr)
     assert status == 200
     # The cold start may finish before the kubelet writes the pod's IP (it announced itself).

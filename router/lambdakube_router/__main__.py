@@ -20,8 +20,9 @@ from aiohttp import web
 
 from lambdakube_router import keys
 from lambdakube_router.app import RouterConfig, init_app
+from lambdakube_router.access import ConfigError
 from lambdakube_router.client_guard import ConnectionCap
-from lambdakube_router.cli import add_serving_options, serving_config
+from lambdakube_router.cli import add_serving_options, auth_settings, serving_config
 from lambdakube_router.snapshot import ManifestError
 
 log = logging.getLogger("lambdakube_router")
@@ -91,6 +92,7 @@ def config_from_args(args: argparse.Namespace) -> RouterConfig:
         announce_url=args.announce_url,
         watch_namespaces=tuple(args.watch_namespaces),
         status_interval_seconds=args.status_interval,
+        auth=auth_settings(args, default_mode="tokenreview" if args.backend == "kubernetes" else "none"),
         **serving_config(args),
     )
 
@@ -133,7 +135,7 @@ def run(config: RouterConfig, *, use_uvloop: bool = True, on_ready: Callable[[st
             pass
     try:
         asyncio.run(serve(config, on_ready))
-    except ManifestError as exc:
+    except (ManifestError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

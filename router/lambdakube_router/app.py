@@ -24,7 +24,17 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from lambdakube_router import announce_api, client_guard, introspection, invoke_api, keys, kube_api, status_publisher
+from lambdakube_router import (
+    announce_api,
+    auth,
+    client_guard,
+    introspection,
+    invoke_api,
+    keys,
+    kube_api,
+    status_publisher,
+)
+from lambdakube_router.access import AuthSettings
 from lambdakube_router.asyncq import health
 from lambdakube_router.asyncq.dispatcher import Dispatcher
 from lambdakube_router.asyncq.policy import RetryPolicy
@@ -59,6 +69,9 @@ class RouterConfig:
     body_timeout_seconds: float = client_guard.BODY_TIMEOUT_SECONDS
     #: Client connections above this are answered 503 and closed, unread (``serve``).
     max_connections: int = client_guard.MAX_CONNECTIONS
+    #: Who may call (``access``, ``auth``): none (loopback only unless insecure),
+    #: tokenreview (TokenReview + SubjectAccessReview) or token-file.
+    auth: AuthSettings = field(default_factory=AuthSettings)
     #: Durable async queue location; None: ~/.local/state/lambdakube.
     state_dir: str | Path | None = None
     invoke_grace_seconds: float = 2.0
@@ -132,6 +145,7 @@ async def init_app(config: RouterConfig) -> web.Application:
         client_max_size=invoke_api.MAX_SYNC_PAYLOAD + 1024 * 1024,
         middlewares=[client_guard.body_guard(metrics, config.body_timeout_seconds)],
     )
+    auth.install(app, config)  # ConfigError: refuse to start
     settings = EngineSettings(
         invoke_grace_seconds=config.invoke_grace_seconds,
         init_timeout_seconds=config.init_timeout_seconds,

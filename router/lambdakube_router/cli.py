@@ -56,7 +56,13 @@ def _dev(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    config = RouterConfig(functions_dir=directory, backend="local", state_dir=state_dir, **serving_config(args))
+    config = RouterConfig(
+        functions_dir=directory,
+        backend="local",
+        state_dir=state_dir,
+        auth=auth_settings(args, default_mode="none"),
+        **serving_config(args),
+    )
     return run(config, on_ready=ready)
 
 
@@ -72,6 +78,24 @@ def _positive(value: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
     return n
+
+
+def _auth_mode(value: str):
+    from lambdakube_router.access import ConfigError, parse_mode  # noqa: PLC0415
+
+    try:
+        return parse_mode(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def auth_settings(args: argparse.Namespace, *, default_mode: str):
+    """``--auth``/``--insecure`` as ``access.AuthSettings``; ``default_mode`` when no
+    ``--auth`` was given (the router: tokenreview on the kubernetes backend)."""
+    from lambdakube_router.access import AuthSettings, parse_mode  # noqa: PLC0415
+
+    mode, path = args.auth if args.auth is not None else parse_mode(default_mode)
+    return AuthSettings(mode=mode, token_file=path, insecure=args.insecure)
 
 
 def add_serving_options(p: argparse.ArgumentParser, *, state_dir_help: str, log_level: str) -> None:
@@ -125,6 +149,22 @@ def add_serving_options(p: argparse.ArgumentParser, *, state_dir_help: str, log_
         metavar="N",
         help="client connections above N are answered 503 ServiceException with Retry-After"
         f" and closed, unread (default {client_guard.MAX_CONNECTIONS})",
+    )
+    p.add_argument(
+        "--auth",
+        type=_auth_mode,
+        metavar="MODE",
+        help="who may call: tokenreview (Authorization: Bearer tokens checked with the Kubernetes"
+        " TokenReview API, rights with SubjectAccessReview against RBAC), token-file=PATH (static"
+        ' tokens, kube-apiserver\'s --token-auth-file format: token,user,uid[,"groups"]; any listed'
+        " token may do everything) or none (loopback only, unless --insecure). Default: tokenreview"
+        " with --backend kubernetes, else none",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow --auth none on an address other than loopback (whoever reaches it may invoke"
+        " every function and read and delete every queue)",
     )
     p.add_argument("--log-level", default=log_level)
 

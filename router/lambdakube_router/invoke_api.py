@@ -30,28 +30,12 @@ from lambdakube_router.asyncq.store import RETRY_AFTER_SECONDS as STORE_RETRY_AF
 from lambdakube_router.asyncq.store import NewEvent, StoreUnavailable
 from lambdakube_router.invocations import error_result, not_found_result
 from lambdakube_router import keys
+from lambdakube_router.names import BadFunctionName, parse_function_name
 
-ARN_PREFIX = "lambdakube:"
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 256 * 1024
 MAX_CLIENT_CONTEXT = 3583
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
-
-
-class BadFunctionName(ValueError):
-    pass
-
-
-def parse_function_name(raw: str, header_namespace: str | None, default_namespace: str) -> tuple[str, str, str | None]:
-    """Returns (namespace, name, qualifier from the ARN or None)."""
-    if raw.startswith(ARN_PREFIX):
-        parts = raw.split(":")
-        if len(parts) not in (4, 5) or parts[2] != "function" or not parts[1] or not parts[3]:
-            raise BadFunctionName(f"invalid function ARN {raw!r}: expected lambdakube:<namespace>:function:<name>")
-        return parts[1], parts[3], parts[4] if len(parts) == 5 else None
-    if ":" in raw or "/" in raw or not raw:
-        raise BadFunctionName(f"invalid function name {raw!r}: use <name> or lambdakube:<namespace>:function:<name>")
-    return header_namespace or default_namespace, raw, None
 
 
 def result_response(result) -> web.Response:

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from lambdakube_router.app import RouterConfig
     from lambdakube_router.asyncq.dispatcher import Dispatcher
     from lambdakube_router.asyncq.store import AsyncStore
+    from lambdakube_router.auth import Gate
     from lambdakube_router.invocations import Engine, EngineSettings
     from lambdakube_router.metrics import Metrics
     from lambdakube_router.sources import Source
@@ -21,3 +22,4 @@ METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
 STORE: web.AppKey["AsyncStore"] = web.AppKey("store")
 DISPATCHER: web.AppKey["Dispatcher"] = web.AppKey("dispatcher")
 SOURCE: web.AppKey["Source"] = web.AppKey("source")
+GATE: web.AppKey["Gate"] = web.AppKey("gate")

@@ -9,7 +9,7 @@ with. A unit test checks that every route the app registers is documented here, 
 
 from __future__ import annotations
 
-from lambdakube_router import params
+from lambdakube_router import access, params
 
 _ERR = {"$ref": "#/components/schemas/Error"}
 #: The announce endpoint's refusals: the type is in ``x-amzn-ErrorType`` only.
@@ -350,3 +350,33 @@ OPENAPI: dict = {
         }
     },
 }
+
+
+def _with_access(doc: dict) -> dict:
+    """Every operation that needs a caller (``access.NEEDS``) says so: the bearer scheme,
+    401 and 403, and 503 when the API server cannot review (written once, from the same
+    table the router's gate reads; with ``--auth none`` they never happen)."""
+    doc["components"]["securitySchemes"] = {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "`--auth tokenreview`: a token the Kubernetes API server accepts (TokenReview),"
+            " rights from RBAC on lambdakube.dev (SubjectAccessReview); `--auth token-file`: a listed token",
+        }
+    }
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            if (method.upper(), path) not in access.NEEDS:
+                continue
+            op["security"] = [{"bearer": []}]
+            responses = op["responses"]
+            responses["401"] = _err("UnrecognizedClientException: no bearer token, or one that is not valid")
+            responses["403"] = _err("AccessDeniedException: the caller may not do this (RBAC on lambdakube.dev)")
+            if "503" in responses:
+                responses["503"] = _err(responses["503"]["description"] + "; or the caller could not be reviewed")
+            else:
+                responses["503"] = _err("ServiceException: the caller could not be reviewed (API server); retry")
+    return doc
+
+
+_with_access(OPENAPI)

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.chart.conftest import CHART, helm_template
-from tests.chart.test_render import component_rules
+from tests.chart.test_render import component_rules, rule_map
 
 pytestmark = pytest.mark.cluster
 
@@ -303,6 +303,14 @@ def assert_installed(cp, rendered):
         cp.kubectl("get", kind, md["name"], *ns, "-o", "name")
 
 
+def with_reviews(rendered, release: str, rules: dict) -> dict:
+    """The router's namespace rules plus its cluster-wide review rights (TokenReview,
+    SubjectAccessReview), which every namespace's rules review shows too."""
+    reviews = rule_map(rendered.one("ClusterRole", f"{release}-lambdakube-router-auth"))
+    assert set(reviews) == {("authentication.k8s.io", "tokenreviews"), ("authorization.k8s.io", "subjectaccessreviews")}
+    return {**rules, **reviews}
+
+
 def test_cluster_wide_install_and_rbac(crds, apply_chart, namespace, extra_namespaces):
     release = namespace  # unique per test, so ClusterRoles never collide
     rendered = apply_chart(release, namespace)
@@ -316,6 +324,7 @@ def test_cluster_wide_install_and_rbac(crds, apply_chart, namespace, extra_names
     rbac = Rbac(crds, namespace)
     operator, router = rbac.sa(f"{release}-lambdakube-operator"), rbac.sa(f"{release}-lambdakube-router")
     op_rules, rt_rules = component_rules(rendered, "operator"), component_rules(rendered, "router")
+    rt_rules = with_reviews(rendered, release, rt_rules)
     (elsewhere,) = extra_namespaces(1)
     for ns in (namespace, elsewhere):
         assert rbac.rules(operator, ns) == op_rules
@@ -342,7 +351,14 @@ def test_namespaced_install_persistence_servicemonitor(crds, apply_chart, namesp
         "quota": {"namespace": team_a, "concurrentExecutions": 20, "minimumUnreserved": 5},
     }
     rendered = apply_chart(release, namespace, values)
-    assert not rendered.of("ClusterRole")
+    # cluster-scoped: only the router's review rights and the callers' roles
+    assert sorted(o["metadata"]["name"] for o in rendered.of("ClusterRole")) == [
+        "lambdakube-admin",
+        "lambdakube-invoker",
+        "lambdakube-queue-admin",
+        "lambdakube-viewer",
+        f"{release}-lambdakube-router-auth",
+    ]
     assert_installed(crds, rendered)
     pvc = json.loads(
         crds.kubectl("get", "pvc", f"{release}-lambdakube-router-state", "-n", namespace, "-o", "json").stdout
@@ -355,9 +371,10 @@ def test_namespaced_install_persistence_servicemonitor(crds, apply_chart, namesp
     rbac = Rbac(crds, namespace)
     operator, router = rbac.sa(f"{release}-lambdakube-operator"), rbac.sa(f"{release}-lambdakube-router")
     op_rules, rt_rules = component_rules(rendered, "operator"), component_rules(rendered, "router")
+    reviews = with_reviews(rendered, release, {})
     for ns in (team_a, team_b):
         assert rbac.rules(operator, ns) == op_rules
-        assert rbac.rules(router, ns) == rt_rules
+        assert rbac.rules(router, ns) == {**rt_rules, **reviews}
         rbac.assert_allowed(operator, allowed_checks(op_rules), ns)
         rbac.assert_allowed(router, allowed_checks(rt_rules), ns)
         rbac.assert_refused(router, FORBIDDEN_BOTH + FORBIDDEN_ROUTER_ONLY, ns)
@@ -365,8 +382,9 @@ def test_namespaced_install_persistence_servicemonitor(crds, apply_chart, namesp
     # may only post Events (on its own Pod: a quarantined async store).
     for ns in (outside, namespace):
         assert rbac.rules(operator, ns) == {}
-    assert rbac.rules(router, outside) == {}
-    assert rbac.rules(router, namespace) == {("", "events"): {"create"}}
+    assert rbac.rules(router, outside) == reviews  # cluster-scoped: asking questions only
+    assert rbac.rules(router, namespace) == {**reviews, ("", "events"): {"create"}}
+    rbac.assert_allowed(router, allowed_checks(reviews), None)
     for user in (operator, router):
         rbac.assert_refused(user, [("list", "functions.lambdakube.dev", None), ("watch", "pods", None)], None)
         rbac.assert_refused(user, FORBIDDEN_CLUSTER, None)

@@ -54,10 +54,9 @@ def test_defaults(render):
         [
             "ServiceAccount",
             "ServiceAccount",
-            "ClusterRole",
-            "ClusterRole",
-            "ClusterRoleBinding",
-            "ClusterRoleBinding",
+            *["ClusterRole"] * 3,  # operator, router, the router's reviews
+            *["ClusterRole"] * 4,  # lambdakube-invoker, -viewer, -queue-admin, -admin
+            *["ClusterRoleBinding"] * 3,
             "Deployment",
             "Deployment",
             "Service",
@@ -117,6 +116,8 @@ def test_defaults(render):
         "60",
         "--max-connections",
         "4096",
+        "--auth",
+        "tokenreview",
     ]
     # Fresh pods announce themselves straight to this router pod's IP (downward API).
     assert {"name": "LAMBDAKUBE_ROUTER_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in c["env"]
@@ -173,8 +174,8 @@ def component_rules(rendered, comp: str) -> dict:
     ClusterRole or (namespaced install) its first Role. What those rules must contain
     is proven from the audit log of the e2e session (tests/e2e/test_98_rbac_from_audit.py),
     not from a list kept here."""
-    roles = rendered.of("ClusterRole") or rendered.of("Role")
-    return rule_map(next(r for r in roles if r["metadata"]["name"].endswith(f"-{comp}")))
+    roles = rendered.of("ClusterRole") + rendered.of("Role")
+    return rule_map(next(r for r in roles if r["metadata"]["name"].endswith(f"-lambdakube-{comp}")))
 
 
 def test_rbac_cluster_wide_binds_the_same_rules_as_namespaced(render):
@@ -194,9 +195,25 @@ def test_rbac_cluster_wide_binds_the_same_rules_as_namespaced(render):
         ]
 
 
+#: The cluster-scoped RBAC of every install, namespaced or not: the router's review
+#: rights (cluster-scoped resources) and the callers' ClusterRoles.
+CLUSTER_SCOPED_ALWAYS = [
+    ("ClusterRole", "lambdakube-admin"),
+    ("ClusterRole", "lambdakube-invoker"),
+    ("ClusterRole", "lambdakube-queue-admin"),
+    ("ClusterRole", "lambdakube-viewer"),
+    ("ClusterRole", "lk-lambdakube-router-auth"),
+    ("ClusterRoleBinding", "lk-lambdakube-router-auth"),
+]
+
+
+def cluster_scoped(r) -> list[tuple[str, str]]:
+    return sorted((o["kind"], o["metadata"]["name"]) for o in r.of("ClusterRole") + r.of("ClusterRoleBinding"))
+
+
 def test_non_default_values(render):
     r = render(values=NON_DEFAULT)
-    assert not r.of("ClusterRole") and not r.of("ClusterRoleBinding")
+    assert cluster_scoped(r) == CLUSTER_SCOPED_ALWAYS
     roles = r.of("Role")
     assert sorted((o["metadata"]["namespace"], o["metadata"]["name"]) for o in roles) == [
         ("lambdakube-system", "lk-lambdakube-router-own-events"),
@@ -294,6 +311,72 @@ def test_serviceaccounts_can_be_external(render):
     assert r.one("Deployment", "lk-lambdakube-router")["spec"]["template"]["spec"]["serviceAccountName"] == "rt-sa"
 
 
+def test_router_auth(render):
+    """tokenreview (the default): the router may create TokenReviews and
+    SubjectAccessReviews and nothing else cluster-wide; the callers' ClusterRoles grant
+    only verbs on lambdakube.dev resources. none: no review rights, and `--insecure`
+    (the router listens on 0.0.0.0)."""
+    r = render()
+    auth = r.one("ClusterRole", "lk-lambdakube-router-auth")
+    assert rule_map(auth) == {
+        ("authentication.k8s.io", "tokenreviews"): {"create"},
+        ("authorization.k8s.io", "subjectaccessreviews"): {"create"},
+    }
+    binding = r.one("ClusterRoleBinding", "lk-lambdakube-router-auth")
+    assert binding["roleRef"]["name"] == "lk-lambdakube-router-auth"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "lk-lambdakube-router", "namespace": "lambdakube-system"}
+    ]
+    roles = {name: rule_map(r.one("ClusterRole", name)) for name in USER_ROLES}
+    assert roles == USER_ROLES
+
+    off = render(set_=["router.auth.mode=none", "userRoles.create=false"])
+    assert cluster_scoped(off) == [
+        ("ClusterRole", "lk-lambdakube-operator"),
+        ("ClusterRole", "lk-lambdakube-router"),
+        ("ClusterRoleBinding", "lk-lambdakube-operator"),
+        ("ClusterRoleBinding", "lk-lambdakube-router"),
+    ]
+    args = container(off.one("Deployment", "lk-lambdakube-router"))["args"]
+    assert args[args.index("--auth") :][:3] == ["--auth", "none", "--insecure"]
+
+
+#: The callers' ClusterRoles, (group, resource) -> verbs (access.ROUTES asks these verbs).
+USER_ROLES = {
+    "lambdakube-invoker": {("lambdakube.dev", "functions"): {"invoke"}},
+    "lambdakube-viewer": {
+        ("lambdakube.dev", "functions"): {"get", "list", "watch"},
+        ("lambdakube.dev", "queues"): {"get"},
+        ("lambdakube.dev", "asyncevents"): {"list"},
+    },
+    "lambdakube-queue-admin": {("lambdakube.dev", "queues"): {"get", "delete"}},
+    "lambdakube-admin": {
+        ("lambdakube.dev", "functions"): {"invoke", "inspect", "get", "list", "watch"},
+        ("lambdakube.dev", "queues"): {"get", "delete"},
+        ("lambdakube.dev", "asyncevents"): {"list"},
+    },
+}
+
+
+def test_the_callers_roles_cover_every_router_verb():
+    """Every (verb, resource) the router asks for is in lambdakube-admin, and each role
+    grants only verbs the router (or the API server, for Functions) knows."""
+    from lambdakube_router.access import NEEDS, Need
+
+    asked = set()
+    for rule in NEEDS.values():
+        match = {"FunctionName": "fn", "namespace": "ns", "name": "fn", "queue": "q"}
+        need = rule(match, {}, None, "ns")
+        if isinstance(need, Need):
+            asked |= {(a.resource, a.verb) for a in need.checks}
+    admin = {(res, v) for (_, res), verbs in USER_ROLES["lambdakube-admin"].items() for v in verbs}
+    assert asked <= admin
+    kube_verbs = {("functions", v) for v in ("get", "list", "watch")}
+    for name, rules in USER_ROLES.items():
+        granted = {(res, v) for (_, res), verbs in rules.items() for v in verbs}
+        assert granted <= asked | kube_verbs, name
+
+
 @pytest.mark.parametrize(
     "bad, message",
     [
@@ -301,6 +384,7 @@ def test_serviceaccounts_can_be_external(render):
         (["quota.minimumUnreserved=200", "quota.concurrentExecutions=100"], "minimumUnreserved must not exceed"),
         (["watch.namespaces={Not_A_Namespace}"], "does not match pattern"),
         (["image.pullPolicy=Sometimes"], "pullPolicy"),
+        (["router.auth.mode=token-file"], "value must be one of 'tokenreview', 'none'"),
     ],
 )
 def test_bad_values_are_refused(helm, bad, message):

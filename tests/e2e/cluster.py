@@ -33,6 +33,8 @@ BUILD_TOOLS = REPO / "hack" / "build-tools.sh"
 RELEASE = "lk"
 RELEASE_NS = "lambdakube-system"
 ROUTER_SVC = f"{RELEASE}-lambdakube-router"
+#: The suite's caller of the router (``Cluster.client_token``).
+CLIENT_SA = "e2e-client"
 INVOKE = "/2015-03-31/functions/{name}/invocations"
 
 
@@ -56,6 +58,9 @@ class Cluster:
     helm_bin: Path
     storage_class: str
     router_url: str = ""
+    #: The bearer token every request to the router carries (``install_release``: a
+    #: ServiceAccount bound to lambdakube-admin, from the TokenRequest API).
+    token: str = ""
     #: The RealNode when the suite brought up this machine's node (None for kind).
     node: object = None
     _port_forward: subprocess.Popen | None = field(default=None, repr=False)
@@ -145,7 +150,19 @@ class Cluster:
         self.router_url = f"http://127.0.0.1:{port}"
         wait_for(lambda: self.request("GET", "/healthz").status == 200, 30, "port-forward")
 
+    def client_token(self) -> str:
+        """The suite's caller: a ServiceAccount allowed everything the router offers in
+        every namespace (a ClusterRoleBinding to the chart's lambdakube-admin), and a
+        token of it from the TokenRequest API (``kubectl create token``)."""
+        self.kubectl("create", "serviceaccount", CLIENT_SA, "-n", RELEASE_NS)
+        self.kubectl(
+            "create", "clusterrolebinding", CLIENT_SA,
+            "--clusterrole=lambdakube-admin", f"--serviceaccount={RELEASE_NS}:{CLIENT_SA}",
+        )  # fmt: skip
+        return self.kubectl("create", "token", CLIENT_SA, "-n", RELEASE_NS, "--duration=3h").stdout.strip()
+
     def close(self) -> None:
+        self.kubectl("delete", "clusterrolebinding", CLIENT_SA, "--ignore-not-found", check=False)
         if self._port_forward is not None:
             self._port_forward.terminate()
             self._port_forward.wait(timeout=10)
@@ -157,8 +174,13 @@ class Cluster:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
         timeout: float = 120,
+        token: str | None = None,
     ) -> Reply:
-        req = urllib.request.Request(self.router_url + path, data=body, method=method, headers=headers or {})
+        """``token``: the bearer token to send (default: the suite's, ``""``: none)."""
+        token = self.token if token is None else token
+        h = {"Authorization": f"Bearer {token}"} if token else {}
+        h.update(headers or {})
+        req = urllib.request.Request(self.router_url + path, data=body, method=method, headers=h)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return Reply(r.status, {k.lower(): v for k, v in r.headers.items()}, r.read())
@@ -174,6 +196,7 @@ class Cluster:
         namespace: str = "default",
         headers: dict[str, str] | None = None,
         timeout: float = 120,
+        token: str | None = None,
     ) -> Reply:
         h = {"X-Lambdakube-Namespace": namespace, "Content-Type": "application/json"}
         h.update(headers or {})
@@ -183,6 +206,7 @@ class Cluster:
             json.dumps(payload if payload is not None else {}).encode(),
             h,
             timeout,
+            token,
         )
 
     def router_function(self, function: str, namespace: str) -> dict | None:
@@ -234,9 +258,10 @@ def open_cluster():
 
 
 def install_release(c: Cluster) -> None:
-    """The chart with its defaults, except the router's state on a PersistentVolumeClaim
-    (so queued events survive a router pod's deletion) and DEBUG logs; then the router
-    is connected."""
+    """The chart with its defaults (the router checks its callers with TokenReview and
+    SubjectAccessReview), except the router's state on a PersistentVolumeClaim (so queued
+    events survive a router pod's deletion) and DEBUG logs; then the router is connected
+    and the suite's caller gets its token."""
     start = time.monotonic()
     c.helm(
         "install",
@@ -257,6 +282,7 @@ def install_release(c: Cluster) -> None:
     )
     phase("helm install --wait", start)
     c.connect_router()
+    c.token = c.client_token()
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):

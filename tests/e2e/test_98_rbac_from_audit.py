@@ -43,6 +43,10 @@ GRANTED_BEYOND_OBSERVED = {
 
 Request = tuple[str, str, str, str | None]  # verb, group, resource (with /subresource), namespace
 
+#: Cluster-scoped resources a component asks about (the router's reviews of its callers):
+#: granted by a ClusterRole in either RBAC mode, so never mapped into a namespace.
+CLUSTER_SCOPED = {("authentication.k8s.io", "tokenreviews"), ("authorization.k8s.io", "subjectaccessreviews")}
+
 
 def observed(c: Cluster) -> dict[str, set[Request]]:
     """Resource requests per component, from the audit log (every response code: a
@@ -109,7 +113,8 @@ def namespaced_rbac(release: Cluster):
         release.helm_bin,
         release=NAMESPACED_RELEASE,
         namespace=RELEASE_NS,
-        set_=["watch.allNamespaces=false", f"watch.namespaces={{{WATCHED}}}"],
+        # the callers' ClusterRoles are the session release's (cluster-wide names)
+        set_=["watch.allNamespaces=false", f"watch.namespaces={{{WATCHED}}}", "userRoles.create=false"],
     )
     rbac = [
         o
@@ -129,9 +134,10 @@ def in_namespaced_mode(req: Request) -> Request:
     """The same request as a namespaced install makes it: in its watched namespace. The
     cluster-wide install lists and watches across namespaces, a namespaced one does so
     per watched namespace; and the release namespace is served like any other (its
-    ``default`` ConcurrencyQuota is the chart's), so it maps to a watched one too."""
+    ``default`` ConcurrencyQuota is the chart's), so it maps to a watched one too.
+    Cluster-scoped requests (the router's TokenReviews) stay cluster-scoped."""
     verb, group, resource, _ = req
-    return verb, group, resource, WATCHED
+    return verb, group, resource, None if (group, resource) in CLUSTER_SCOPED else WATCHED
 
 
 @pytest.mark.parametrize("comp", COMPONENTS)
@@ -153,6 +159,8 @@ def test_the_namespaced_install_allows_them_too(release: Cluster, requests, name
 def test_nothing_is_granted_beyond_what_is_used(release: Cluster, requests, comp):
     rendered = helm_template(release.helm_bin, release=RELEASE, namespace=RELEASE_NS)
     granted = rule_map(rendered.one("ClusterRole", f"{RELEASE}-lambdakube-{comp}"))
+    if comp == "router":  # and its review rights (a ClusterRole of their own)
+        granted.update(rule_map(rendered.one("ClusterRole", f"{RELEASE}-lambdakube-router-auth")))
     used = {(g, r, v) for v, g, r, _ in requests[comp]}
     extra = sorted(
         (g, r, v)

@@ -30,3 +30,16 @@ def test_document_shape():
         "ConcurrentInvocationLimitExceeded",
         "FunctionInvocationRateLimitExceeded",
     ]
+
+
+def test_operations_that_need_a_caller_document_it():
+    from lambdakube_router.access import NEEDS, PUBLIC
+
+    for path, ops in OPENAPI["paths"].items():
+        for method, op in ops.items():
+            key = (method.upper(), path)
+            if key in PUBLIC:
+                assert "security" not in op and "401" not in op["responses"], key
+            else:
+                assert key in NEEDS and op["security"] == [{"bearer": []}], key
+                assert {"401", "403", "503"} <= set(op["responses"]), key

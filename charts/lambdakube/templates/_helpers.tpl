@@ -169,6 +169,22 @@ code goes to the runtime in POST /init).
   verbs: ["create"]
 {{- end }}
 
+{{/*
+Router, when it checks its callers (router.auth.mode=tokenreview): a caller's bearer token
+is checked with a TokenReview and each right with a SubjectAccessReview (the rights of
+system:auth-delegator, as kube-rbac-proxy needs). Both are cluster-scoped, so these rules
+are a ClusterRole in either RBAC mode; they let the router ask questions, not grant
+anything.
+*/}}
+{{- define "lambdakube.router.authRules" -}}
+- apiGroups: ["authentication.k8s.io"]
+  resources: ["tokenreviews"]
+  verbs: ["create"]
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["subjectaccessreviews"]
+  verbs: ["create"]
+{{- end }}
+
 {{/* Environment shared by both workloads. */}}
 {{- define "lambdakube.commonEnv" -}}
 - name: POD_NAMESPACE
