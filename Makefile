@@ -74,6 +74,7 @@ crds: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/router_overhead.py
 	$(PY) bench/cold_start.py
+	$(PY) bench/overload.py
 
 # Cold starts and warm overhead on real pods (brings up the real node itself).
 bench-node: $(STAMP) node

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import yaml
 from local_router import start_router, stop
+from raw_http import Answer, RawConnection
 
 HANDLER = """\
 import os, time
@@ -47,54 +48,6 @@ def handler(event, context):
     time.sleep(float(os.environ["PAUSE_MS"]) / 1000)
     return {"env": os.environ["LAMBDAKUBE_ENV_ID"], "start": start, "end": time.time()}
 """
-
-
-class Answer:
-    __slots__ = ("status", "sent", "first_byte", "done", "body")
-
-    def __init__(self, status: int, sent: float, first_byte: float, done: float, body: bytes) -> None:
-        self.status, self.sent, self.first_byte, self.done, self.body = status, sent, first_byte, done, body
-
-
-class Client(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection: POST, read a Content-Length answer."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buf = b""
-        self.first_byte = 0.0
-        self.waiter: asyncio.Future | None = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def connection_lost(self, exc) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(ConnectionError(f"connection lost: {exc}"))
-
-    def data_received(self, data: bytes) -> None:
-        if not self.buf:
-            self.first_byte = time.monotonic()
-        self.buf += data
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            return
-        head = self.buf[:end].decode("latin-1").lower()
-        length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
-        if len(self.buf) >= end + 4 + length and self.waiter is not None:
-            status = int(head.split(" ", 2)[1])
-            body = self.buf[end + 4 : end + 4 + length]
-            self.buf = b""
-            self.waiter.set_result((status, body))
-
-    async def post(self, request: bytes) -> Answer:
-        assert self.transport is not None
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.buf = b""
-        sent = time.monotonic()
-        self.transport.write(request)
-        status, body = await self.waiter
-        return Answer(status, sent, self.first_byte, time.monotonic(), body)
 
 
 def request_bytes(port: int) -> bytes:
@@ -111,7 +64,7 @@ async def clients_run(port: int, clients: int, seconds: float, pause: float, max
     deadline = time.monotonic() + seconds
 
     async def one() -> None:
-        _, conn = await loop.create_connection(Client, "127.0.0.1", port)
+        _, conn = await loop.create_connection(RawConnection, "127.0.0.1", port)
         try:
             while time.monotonic() < deadline and len(answers) < max_requests:
                 a = await conn.post(request)
@@ -214,7 +167,7 @@ async def storm(port: int, cap: int, max_seconds: float) -> tuple[float, int]:
     seen: set[str] = set()
     start = time.monotonic()
     while len(seen) < cap and time.monotonic() - start < max_seconds:
-        conns = [(await loop.create_connection(Client, "127.0.0.1", port))[1] for _ in range(cap)]
+        conns = [(await loop.create_connection(RawConnection, "127.0.0.1", port))[1] for _ in range(cap)]
         answers = await asyncio.gather(*(c.post(request) for c in conns), return_exceptions=True)
         for c in conns:
             assert c.transport is not None

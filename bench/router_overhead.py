@@ -41,6 +41,7 @@ from pathlib import Path
 
 import aiohttp
 from local_router import process_env, start_router, stop
+from raw_http import RawConnection
 
 HANDLER = 'def handler(event, context):\n    return {"ok": True, "echo": event.get("i")}\n'
 MANIFEST = f"""
@@ -114,41 +115,13 @@ def start_baseline() -> tuple[subprocess.Popen, int]:
     return proc, port
 
 
-class _RawConnection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection that POSTs and reads a Content-Length answer."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.buf = b""
-        self.waiter: asyncio.Future | None = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def connection_lost(self, exc) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(ConnectionError(f"connection lost: {exc}"))
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        end = self.buf.find(b"\r\n\r\n")
-        if end < 0:
-            return
-        head = self.buf[:end].decode("latin-1").lower()
-        length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
-        if len(self.buf) >= end + 4 + length:
-            status = int(head.split(" ", 2)[1])
-            self.buf = self.buf[end + 4 + length :]
-            self.waiter.set_result(status)
-
-
 class RawSession:
     """A minimal load generator: far less CPU per request than aiohttp's client, so on a
     small machine more of the cores go to the router and the runtimes (``--client raw``).
     Same surface as the part of ``aiohttp.ClientSession`` used here: ``post_status``."""
 
     def __init__(self) -> None:
-        self._idle: dict[tuple[str, int], list[_RawConnection]] = {}
+        self._idle: dict[tuple[str, int], list[RawConnection]] = {}
 
     async def post_status(self, url: str, data: bytes) -> int:
         rest = url.split("://", 1)[1]
@@ -158,15 +131,13 @@ class RawSession:
         idle = self._idle.setdefault(key, [])
         conn = idle.pop() if idle else None
         if conn is None or conn.transport.is_closing():
-            _, conn = await asyncio.get_running_loop().create_connection(_RawConnection, *key)
-        conn.waiter = asyncio.get_running_loop().create_future()
-        conn.transport.write(
+            _, conn = await asyncio.get_running_loop().create_connection(RawConnection, *key)
+        answer = await conn.post(
             b"POST /%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (path.encode(), hostport.encode(), len(data), data)
         )
-        status = await conn.waiter
         idle.append(conn)
-        return status
+        return answer.status
 
     async def close(self) -> None:
         for conns in self._idle.values():
