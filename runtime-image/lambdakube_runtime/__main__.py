@@ -3,7 +3,8 @@
 The function comes from ``LAMBDAKUBE_*`` environment variables (see ``config.py``);
 without ``LAMBDAKUBE_HANDLER`` the environment starts generic and waits for
 ``POST /init``. After listening, one line ``LAMBDAKUBE_LISTENING port=<n>`` is printed
-so a parent process (tests, a local router) can use ``--port 0``.
+(and written to ``LAMBDAKUBE_READY_FD`` if set, see ``parent``) so a parent process
+(tests, a local router) can use ``--port 0``.
 
 Configuration errors exit with status 2 before listening: a pod that cannot possibly
 work should crash visibly rather than report itself alive.

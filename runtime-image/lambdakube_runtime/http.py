@@ -261,8 +261,13 @@ class HTTPServer:
 
 
 def internal_error(exc: BaseException) -> Response:
-    """500 for a bug in the runtime itself (logged to stderr, never the function's log)."""
-    print(f"lambdakube-runtime: internal error: {exc!r}", file=sys.__stderr__, flush=True)
+    """500 for a bug in the runtime itself (logged to stderr, never the function's log).
+    The answer goes out even when stderr cannot be written (a full disk under the log
+    file): otherwise the request would never be answered."""
+    try:
+        print(f"lambdakube-runtime: internal error: {exc!r}", file=sys.__stderr__, flush=True)
+    except (OSError, ValueError):  # stderr full, closed or gone
+        pass
     return error_response(500, "Runtime.InternalError", f"{type(exc).__name__}: {exc}")
 
 

@@ -47,18 +47,60 @@ def _split_handler(handler: str) -> tuple[str, str]:
     return module_name, function_name
 
 
+def _temp_roots() -> list[str]:
+    """Where ``tempfile.gettempdir()`` looks, in its order: ``$TMPDIR``, ``$TEMP``,
+    ``$TMP``, /tmp, /var/tmp, /usr/tmp, the working directory."""
+    roots = [d for d in (os.environ.get(name) for name in ("TMPDIR", "TEMP", "TMP")) if d]
+    roots += ["/tmp", "/var/tmp", "/usr/tmp"]
+    try:
+        roots.append(os.getcwd())
+    except OSError:  # the working directory was removed
+        pass
+    return roots
+
+
+def _write_private(name: str, text: str) -> str:
+    """Write ``text`` to ``name`` in a new directory only this user may enter (mode
+    0700), in the first of ``_temp_roots`` where that works; the directory.
+
+    Why not tempfile: importing it (shutil, random and their compression modules) is a
+    few milliseconds of every inline-code Init, which is on the cold start's path; a
+    random name from ``os.urandom`` and ``mkdir`` need nothing. Like tempfile, a root
+    that cannot take the file (missing, read-only, a full disk) is skipped: the code is
+    written where it can be."""
+    error: OSError | None = None
+    for root in _temp_roots():
+        directory = os.path.join(root, "lambdakube-inline-" + os.urandom(8).hex())
+        try:
+            os.mkdir(directory, 0o700)
+        except OSError as exc:  # a clash of 64 random bits is not expected: next root either way
+            error = exc
+            continue
+        try:
+            with open(os.path.join(directory, name), "w", encoding="utf-8") as f:
+                f.write(text)
+            return directory
+        except OSError as exc:
+            error = exc
+            _remove_tree(directory)
+    assert error is not None
+    raise error
+
+
+def _remove_tree(directory: str) -> None:
+    import shutil  # noqa: PLC0415 - only on failures and at exit
+
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def _write_inline_code(config: FunctionConfig) -> str:
     if not config.inline_module.isidentifier():
         raise InitError(
             "Runtime.InvalidInlineModule",
             f"inline module name '{config.inline_module}' is not a valid Python module name",
         )
-    import tempfile  # only needed for inline code; keep it off the common start path
-
-    directory = tempfile.mkdtemp(prefix="lambdakube-inline-")  # private: mode 0700
+    directory = _write_private(config.inline_module + ".py", config.inline_code or "")
     inline_dirs.append(directory)
-    with open(os.path.join(directory, config.inline_module + ".py"), "w", encoding="utf-8") as f:
-        f.write(config.inline_code or "")
     return directory
 
 
@@ -119,8 +161,5 @@ def timed_load(config: FunctionConfig) -> tuple[Callable | None, InitError | Non
 
 
 def remove_inline_dirs() -> None:
-    if inline_dirs:
-        import shutil
-
-        for directory in inline_dirs:
-            shutil.rmtree(directory, ignore_errors=True)
+    for directory in inline_dirs:
+        _remove_tree(directory)

@@ -1,4 +1,7 @@
-"""Die with the process that started us: the parent-liveness pipe (``LAMBDAKUBE_PARENT_FD``).
+"""The two pipes a local parent passes: liveness (``LAMBDAKUBE_PARENT_FD``) and the
+listening report (``LAMBDAKUBE_READY_FD``).
+
+Die with the process that started us: the parent-liveness pipe.
 
 Why: a local router (``lambdakube dev``, the tests) starts every environment as its own
 child process. When the router is killed (kill -9, an OOM kill, a crash) nobody stops
@@ -24,6 +27,10 @@ import os
 from collections.abc import Callable, Mapping
 
 VARIABLE = "LAMBDAKUBE_PARENT_FD"
+#: The write end of a pipe on which the runtime reports its port once it listens.
+READY_VARIABLE = "LAMBDAKUBE_READY_FD"
+#: The one line written there (and to stdout): ``LAMBDAKUBE_LISTENING port=<n>``.
+LISTENING_PREFIX = "LAMBDAKUBE_LISTENING port="
 
 
 def watch(environ: Mapping[str, str], on_gone: Callable[[], None]) -> int | None:
@@ -53,3 +60,32 @@ def watch(environ: Mapping[str, str], on_gone: Callable[[], None]) -> int | None
 
     asyncio.get_running_loop().add_reader(fd, readable)
     return fd
+
+
+def report_listening(environ: dict | os._Environ, port: int) -> bool:
+    """Write the listening line to ``LAMBDAKUBE_READY_FD`` and close it; True if written.
+
+    Why a pipe and not only stdout: a parent that sends stdout to a file (the local
+    router does, see its backend) had to poll that file for the line, with backoffs
+    that cost a cold start tens of milliseconds. The parent waits on the pipe's read
+    end instead: it wakes up on the line, or on the pipe's end (EOF) if the runtime
+    dies first, at once either way. The variable is removed so a handler never sees a
+    closed fd's number. A bad value is ignored (the parent then times out, as it would
+    for a runtime that never listens)."""
+    raw = environ.pop(READY_VARIABLE, None)
+    if not raw:
+        return False
+    try:
+        fd = int(raw)
+    except ValueError:
+        return False
+    try:
+        os.write(fd, f"{LISTENING_PREFIX}{port}\n".encode())
+        return True
+    except OSError:  # not a pipe of ours, or the parent stopped waiting
+        return False
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass

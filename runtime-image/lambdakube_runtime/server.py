@@ -453,7 +453,8 @@ async def serve(host: str, port: int, config: FunctionConfig | None, env_id: str
     if config is not None:
         config.export(os.environ)
         runtime.begin_init(config)
-    _write_stdout(f"LAMBDAKUBE_LISTENING port={bound}\n")
+    _write_stdout(f"{parent.LISTENING_PREFIX}{bound}\n")
+    parent.report_listening(os.environ, bound)
     announcing = None
     url, pod_ip = os.environ.get("LAMBDAKUBE_ANNOUNCE_URL"), os.environ.get("LAMBDAKUBE_POD_IP")
     if url and pod_ip:

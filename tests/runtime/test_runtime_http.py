@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
+import sys
 
 import pytest
 
@@ -250,3 +253,22 @@ def test_nothing_runs_after_connection_close(runtime):
     responses, closed = raw_exchange(runtime.port, close + INVOKE_TWO)
     assert responses[0][0] == "HTTP/1.1 200 OK" and closed
     assert runtime.invoke({}).json()["count"] == base + 1  # the pipelined invoke never ran
+
+
+@pytest.mark.parametrize("stderr", ["/dev/full", "closed"], ids=["stderr on a full disk", "stderr closed"])
+def test_an_internal_error_is_answered_even_when_stderr_cannot_be_written(monkeypatch, stderr):
+    """A full disk under the log file must not swallow the 500 (the request would wait
+    for an answer forever)."""
+    from lambdakube_runtime import http
+
+    stream = open(os.devnull if stderr == "closed" else stderr, "w")  # noqa: SIM115 - closed below
+    if stderr == "closed":
+        stream.close()
+    monkeypatch.setattr(sys, "__stderr__", stream)
+    try:
+        response = http.internal_error(OSError(28, "No space left on device"))
+    finally:
+        with contextlib.suppress(OSError):  # what is still buffered cannot be written either
+            stream.close()
+    assert response.status == 500
+    assert json.loads(response.body)["errorType"] == "Runtime.InternalError"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import threading
 
 import pytest
 
+from tests.procs import stop_process
 from tests.runtime.harness import RUNTIME_DIR
 
 REPORT_RE = re.compile(
@@ -196,6 +198,94 @@ def test_invalid_configuration_exits_with_status_2():
     assert result.returncode == 2
     assert "LAMBDAKUBE_MEMORY_MB" in result.stderr
     assert "LAMBDAKUBE_LISTENING" not in result.stdout
+
+
+READY_FD_CODE = """
+import os
+
+def handler(event, context):
+    return {"variable": os.environ.get("LAMBDAKUBE_READY_FD")}
+"""
+
+# (name, LAMBDAKUBE_READY_FD: "pipe" for a real pipe's write end, else the raw value)
+READY_FDS = [
+    ("a pipe", "pipe"),
+    ("not a number", "seven"),
+    ("not an open fd", "999"),
+]
+
+
+@pytest.mark.parametrize("value", [c[1] for c in READY_FDS], ids=[c[0] for c in READY_FDS])
+def test_the_listening_line_goes_to_the_ready_pipe_too(value):
+    """The parent's ready pipe (``LAMBDAKUBE_READY_FD``) gets the stdout line, then its
+    end; a value that is no pipe of ours changes nothing. The variable is gone before
+    the function runs, either way."""
+    read_end, write_end = os.pipe()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LAMBDAKUBE_")},
+        "PYTHONPATH": str(RUNTIME_DIR),
+        "LAMBDAKUBE_HANDLER": "index.handler",
+        "LAMBDAKUBE_INLINE_CODE": READY_FD_CODE,
+        "LAMBDAKUBE_READY_FD": str(write_end) if value == "pipe" else value,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lambdakube_runtime", "--host", "127.0.0.1", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        pass_fds=(write_end,) if value == "pipe" else (),
+    )
+    os.close(write_end)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        assert line.startswith("LAMBDAKUBE_LISTENING port="), line
+        with os.fdopen(read_end, "rb") as ready:
+            assert ready.read() == (line.encode() if value == "pipe" else b"")  # then EOF: the runtime closed it
+        port = int(line.split("=", 1)[1])
+        body = {}
+        for _ in range(200):  # bounded: Init runs after listening
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("POST", "/invoke", b"{}")
+            reply = conn.getresponse()
+            body = json.loads(reply.read())
+            conn.close()
+            if reply.status != 503:
+                break
+            threading.Event().wait(0.02)
+        assert body == {"variable": None}
+    finally:
+        stop_process(proc)
+
+
+INLINE_FILE_CODE = """
+def handler(event, context):
+    return __file__
+"""
+
+# (name, what TMPDIR is, where the inline code must land)
+INLINE_ROOTS = [
+    ("TMPDIR is a directory", "directory", "tmpdir"),
+    ("TMPDIR does not exist", "missing", "/tmp"),
+    ("TMPDIR is a file", "file", "/tmp"),
+]
+
+
+@pytest.mark.parametrize(("tmpdir", "lands"), [c[1:] for c in INLINE_ROOTS], ids=[c[0] for c in INLINE_ROOTS])
+def test_inline_code_is_written_where_it_can_be(start_runtime, tmp_path, tmpdir, lands):
+    """As tempfile would: the first of $TMPDIR, ..., /tmp that can take the file (a full
+    disk under $TMPDIR: ``test_router_store_faults``), in a private directory."""
+    root = tmp_path / "tmpdir"
+    if tmpdir == "directory":
+        root.mkdir()
+    elif tmpdir == "file":
+        root.write_text("")
+    runtime = start_runtime("index.handler", inline_code=INLINE_FILE_CODE, env={"TMPDIR": str(root)})
+    directory = os.path.dirname(runtime.invoke({}).json())
+    assert os.path.dirname(directory) == (str(root) if lands == "tmpdir" else lands)
+    assert os.path.basename(directory).startswith("lambdakube-inline-")
+    assert os.stat(directory).st_mode & 0o777 == 0o700
+    runtime.stop()
+    assert not os.path.exists(directory)
 
 
 # -- generic (pre-warmed) environments ----------------------------------------------------

@@ -5,10 +5,21 @@ router's integration tests). An environment is exactly what a pod would run, min
 pod: the same runtime, started the same way (the function's own variables, no function),
 given its code in the same ``POST /init`` (``lambdakube.resources.code``).
 
-Start sequence: spawn with ``--port 0``, read the ``LAMBDAKUBE_LISTENING port=N`` line
-from its output, then ``POST /init``: 200 is ready, 500 is the function's Init error
-(EnvironmentStartError carrying the runtime's error), a dropped connection is a process
-that died during Init (its exit code and output go into the error).
+Start sequence: spawn with ``--port 0`` (on a spawn thread, ``child``), read the
+``LAMBDAKUBE_LISTENING port=N`` line from the runtime's ready pipe (``LAMBDAKUBE_READY_FD``;
+its end before the line is a runtime that died before listening, and ``listen_timeout``
+bounds a runtime that never does), then ``POST /init``: 200 is ready, 500 is the
+function's Init error (EnvironmentStartError carrying the runtime's error), a dropped
+connection is a process that died during Init (its exit code and output go into the
+error).
+
+What a fresh start costs, and where it went (issue: 206–237 ms p50 on a 2-CPU machine):
+the interpreter runs isolated (``-I -S``: no ``site``, no ``.pth`` import hooks, an
+explicit ``sys.path``; ``runtime_command``) unless the function's variables configure
+the interpreter (``PYTHON*``), it imports the runtime from a copy compiled once
+(``runtime_copy``) instead of compiling it on every start, and the router is woken by
+the ready pipe instead of polling the log file with backoffs. ``bench/cold_start.py``
+measures it against a bare interpreter's start in the same run.
 
 Why the output goes to a file, not a pipe: the runtime writes Lambda's START/END/REPORT
 lines for every invocation; through a pipe, the router's event loop would wake up to
@@ -59,14 +70,15 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
-from lambdakube.backoff import Backoff
 from lambdakube.models import FunctionSpec
 from lambdakube.resources import init_body as resources_init_body
 from lambdakube.resources import labels, new_env_id
@@ -79,30 +91,61 @@ from lambdakube_router.backends.base import (
     EnvironmentStartError,
     FunctionRef,
 )
+from lambdakube_router.backends import runtime_copy
+from lambdakube_router.backends.child import Child
 from lambdakube_router.generic_pool import GenericPool
 from lambdakube_runtime import parent as runtime_parent
 
 log = logging.getLogger(__name__)
 
-LISTENING_PREFIX = b"LAMBDAKUBE_LISTENING port="
-#: Reading a new process's first output line: a fast start is seen within milliseconds.
-_LISTEN_POLL = Backoff(0.002, 0.05, 1.5)
+LISTENING_PREFIX = runtime_parent.LISTENING_PREFIX.encode()
 #: /init waits for the function's Init; the pool's init timeout bounds it (cancellation).
 _INIT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=2)
+#: Threads that run ``Popen`` (fork, exec, and the wait for exec): a few, so a storm of
+#: cold starts queues there instead of on the event loop.
+SPAWN_THREADS = 4
+#: How long a runtime that exited (or closed its ready pipe) before listening is given
+#: to be reaped, for its exit code in the error.
+_EXIT_WAIT_SECONDS = 2.0
 
 
-def runtime_pythonpath() -> str:
-    """PYTHONPATH that lets the child import lambdakube_runtime (from a checkout or install)."""
-    paths: list[str] = []
-    try:
-        import lambdakube_runtime  # noqa: PLC0415
+def runtime_command(python: str, runtime_dir: Path | None, site_dirs: list[str], *, isolated: bool) -> list[str]:
+    """The command line of one environment (``--port 0``: the runtime picks a port).
 
-        paths.append(str(Path(lambdakube_runtime.__file__).resolve().parents[1]))
-    except ImportError:  # pragma: no cover - runtime missing: the child will say so
-        pass
-    if os.environ.get("PYTHONPATH"):
-        paths.append(os.environ["PYTHONPATH"])
-    return os.pathsep.join(paths)
+    ``isolated`` (the default for every environment whose variables don't configure
+    the interpreter): ``-I -S`` skips the ``site`` module, its ``.pth`` files (the
+    editable install's import hook alone was 19 ms of every start) and every
+    ``PYTHON*`` variable, so the path is given explicitly: the runtime's directory
+    first, then ``site_dirs`` (the router interpreter's site-packages, without running
+    their ``.pth`` files: a function still imports what is installed there). ``-B -u``
+    stand for the ``PYTHONDONTWRITEBYTECODE``/``PYTHONUNBUFFERED`` the environment still
+    has for its own subprocesses. Otherwise: ``python -m lambdakube_runtime``, with the
+    path in ``PYTHONPATH`` and the variables as the function set them."""
+    args = ["--host", "127.0.0.1", "--port", "0"]
+    if not isolated:
+        return [python, "-m", "lambdakube_runtime", *args]
+    path = [str(runtime_dir)] if runtime_dir is not None else []
+    boot = (
+        f"import sys; sys.path[:0] = {path!r}; sys.path += {site_dirs!r}; "
+        "from lambdakube_runtime.__main__ import main; main()"
+    )
+    return [python, "-I", "-S", "-B", "-u", "-c", boot, *args]
+
+
+def configures_interpreter(variables: dict[str, str]) -> bool:
+    """True when ``variables`` set something the interpreter reads at start
+    (``PYTHON*``): an isolated (``-I``) interpreter would ignore it."""
+    return any(name.startswith("PYTHON") for name in variables)
+
+
+def site_packages(python: str) -> list[str]:
+    """The site-packages directories ``python`` would add (only known for the router's
+    own interpreter; another one gets none under ``-S``)."""
+    if os.path.realpath(python) != os.path.realpath(sys.executable):
+        return []
+    import site  # noqa: PLC0415
+
+    return [d for d in site.getsitepackages() if os.path.isdir(d)]
 
 
 def init_body(fn: FunctionRef, spec: FunctionSpec) -> dict:
@@ -120,7 +163,7 @@ def process_variables(fn: FunctionRef, spec: FunctionSpec, env_id: str) -> dict[
 
 @dataclass
 class LocalProcess:
-    proc: asyncio.subprocess.Process
+    proc: Child
     env_id: str
     log_path: Path
     address: str = ""  # host:port once listening
@@ -166,8 +209,23 @@ class LocalBackend(Backend):
         work_dir: str | Path | None = None,
         generic_pool_size: int = 0,
         generic_refill_delay: float = 0.05,
+        listen_timeout: float = 30.0,
+        max_starting: int | None = None,
+        bytecode_cache: str | Path | None = runtime_copy.default_cache_root(),
     ) -> None:
         self.python = python
+        #: A started runtime must report its port within this time (the pool's init
+        #: timeout does not bound provisioned and generic starts).
+        self.listen_timeout = listen_timeout
+        #: Where the runtime's compiled copy lives (``runtime_copy``); None: from source.
+        self._bytecode_cache = Path(bytecode_cache) if bytecode_cache is not None else None
+        self._runtime_dir: asyncio.Future[Path | None] | None = None
+        self._site_dirs = site_packages(python)
+        self._spawner: ThreadPoolExecutor | None = None
+        #: Runtimes between spawn and listening at once: their imports are CPU-bound, and
+        #: a storm of them all at once only makes every one of them (and the router's
+        #: loop, waiting its turn for a CPU) slower; queued, they finish in order.
+        self._starting = asyncio.Semaphore(max_starting or max(4, 2 * (os.cpu_count() or 1)))
         self.stop_grace = stop_grace
         self.extra_env = extra_env or {}
         #: For /readyz polls; the app passes its own session (closed by the app).
@@ -185,7 +243,6 @@ class LocalBackend(Backend):
         self._liveness: tuple[int, int] | None = None
         #: Exit watchers of started processes (``_watch_exit``).
         self._watchers: set[asyncio.Task] = set()
-        self._pythonpath = runtime_pythonpath()
         #: Spare generic runtimes (None when disabled); filled by ``prewarm``/first start.
         self.generic_pool: GenericPool[LocalProcess] | None = (
             GenericPool(
@@ -332,55 +389,99 @@ class LocalBackend(Backend):
     # -- shared helpers -------------------------------------------------------------------
 
     async def _spawn(self, env_id: str, variables: dict[str, str]) -> LocalProcess:
-        """Start ``python -m lambdakube_runtime`` and return it listening (``address`` set).
-        Both paths (fresh and generic) use it; the process is killed if this fails."""
-        tmp_dir = self._root_dir() / f"{env_id}.tmp"
-        tmp_dir.mkdir(mode=0o700)
+        """Start the runtime and return it listening (``address`` set). Both paths
+        (fresh and generic) use it; the process is killed if this fails.
+
+        The blocking part (the TMPDIR, the log file, ``Popen``'s fork and exec) runs on
+        the spawn threads (``child``). The runtime reports its port on a pipe of its own
+        (``LAMBDAKUBE_READY_FD``): the loop wakes up on that line, or on the pipe's end
+        when the runtime exits before listening."""
+        loop = asyncio.get_running_loop()
+        runtime_dir = await self._runtime_code()
         liveness = self._liveness_fd()
+        ready_read, ready_write = os.pipe()  # both close-on-exec; pass_fds hands over the write end
+        tmp_dir = self._root_dir() / f"{env_id}.tmp"
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/tmp"),
             "TMPDIR": str(tmp_dir),
-            "PYTHONPATH": self._pythonpath,
+            "PYTHONPATH": os.pathsep.join(([str(runtime_dir)] if runtime_dir else []) + self._extra_pythonpath()),
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             **self.extra_env,
             **variables,
             runtime_parent.VARIABLE: str(liveness),
+            runtime_parent.READY_VARIABLE: str(ready_write),
         }
+        isolated = not configures_interpreter({**self.extra_env, **variables})
+        argv = runtime_command(self.python, runtime_dir, self._site_dirs, isolated=isolated)
         log_path = self._log_dir() / f"{env_id}.log"
-        try:
-            with open(log_path, "wb") as out:
-                proc = await asyncio.create_subprocess_exec(
-                    self.python,
-                    "-m",
-                    "lambdakube_runtime",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    "0",
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=asyncio.subprocess.STDOUT,
-                    env=env,
-                    pass_fds=(liveness,),
-                    start_new_session=True,  # a Ctrl-C in `lambdakube dev` reaches the router only
+        async with self._starting:
+            spawning = loop.run_in_executor(
+                self._spawn_threads(), _popen, argv, env, log_path, tmp_dir, (liveness, ready_write)
+            )
+            try:
+                # shielded: the thread goes on after a cancellation, and its process with it
+                popen = await asyncio.shield(spawning)
+            except asyncio.CancelledError:
+                spawning.add_done_callback(
+                    lambda done: self._abandon(done, env_id, log_path, tmp_dir, (ready_read, ready_write))
                 )
-        except BaseException:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-            raise
-        lp = LocalProcess(proc, env_id, log_path, tmp_dir=tmp_dir)
-        self._procs[env_id] = lp
-        try:
-            port = await self._read_port(lp)
-        except BaseException:
-            await self._kill(lp)
-            raise
+                raise
+            except BaseException:
+                os.close(ready_read)
+                os.close(ready_write)
+                raise
+            os.close(ready_write)  # the runtime's now: its end is our EOF
+            lp = LocalProcess(Child(popen), env_id, log_path, tmp_dir=tmp_dir)
+            self._procs[env_id] = lp
+            try:
+                port = await self._read_port(lp, ready_read)
+            except BaseException:
+                await self._kill(lp)
+                raise
         lp.address = f"127.0.0.1:{port}"
-        watcher = asyncio.get_running_loop().create_task(self._watch_exit(lp))
+        watcher = loop.create_task(self._watch_exit(lp))
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
         return lp
+
+    def _abandon(
+        self, spawning: asyncio.Future, env_id: str, log_path: Path, tmp_dir: Path, ready: tuple[int, int]
+    ) -> None:
+        """A start cancelled while its ``Popen`` ran: once that is done, stop what it
+        started (if anything) and remove its files. The ready pipe is closed here, not
+        at the cancellation: until now ``Popen`` may still be handing it to the child."""
+        for fd in ready:
+            os.close(fd)
+        if spawning.cancelled() or spawning.exception() is not None:
+            # the spawn failed anyway (_popen removed the TMPDIR); the log file may be there
+            with contextlib.suppress(OSError):
+                log_path.unlink()
+            return
+        lp = LocalProcess(Child(spawning.result()), env_id, log_path, tmp_dir=tmp_dir)
+        task = asyncio.get_running_loop().create_task(self._kill(lp))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    def _extra_pythonpath(self) -> list[str]:
+        """The router's own ``PYTHONPATH``, after the runtime's (for ``python -m``)."""
+        return [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
+
+    async def _runtime_code(self) -> Path | None:
+        """The runtime's compiled copy (``runtime_copy``), made once per backend, on a
+        spawn thread; concurrent first starts wait for the same one."""
+        if self._runtime_dir is None:
+            loop = asyncio.get_running_loop()
+            self._runtime_dir = loop.run_in_executor(
+                self._spawn_threads(), runtime_copy.prepare_or_source, self.python, self._bytecode_cache
+            )
+        return await asyncio.shield(self._runtime_dir)
+
+    def _spawn_threads(self) -> ThreadPoolExecutor:
+        if self._spawner is None:
+            self._spawner = ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="lambdakube-spawn")
+        return self._spawner
 
     async def _watch_exit(self, lp: LocalProcess) -> None:
         """Report a listening environment whose process ended by itself (not by
@@ -421,20 +522,55 @@ class LocalBackend(Backend):
         self._logs.mkdir(parents=True, exist_ok=True)
         return self._logs
 
-    async def _read_port(self, lp: LocalProcess) -> int:
-        delay = 0.002
-        while True:
-            head = lp.read_head()
-            for line in head.splitlines(keepends=True):
-                if line.startswith(LISTENING_PREFIX) and line.endswith(b"\n"):
-                    return int(line[len(LISTENING_PREFIX) :].split()[0])
+    async def _read_port(self, lp: LocalProcess, fd: int) -> int:
+        """The port from the runtime's ready pipe (``fd``, closed here). Raises
+        EnvironmentStartError when the runtime exits (or closes the pipe) before
+        listening, or has not listened within ``listen_timeout``."""
+        loop = asyncio.get_running_loop()
+        line = loop.create_future()
+        data = bytearray()
+
+        def readable() -> None:
+            try:
+                chunk = os.read(fd, 256)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            data.extend(chunk)
+            if chunk and b"\n" not in data and len(data) < 4096:
+                return
+            loop.remove_reader(fd)
+            if not line.done():
+                line.set_result(bytes(data))
+
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, readable)
+        try:
+            async with asyncio.timeout(self.listen_timeout):
+                head = await line
+        except TimeoutError:
+            raise EnvironmentStartError(
+                f"runtime of {lp.env_id} did not report listening within"
+                f" {self.listen_timeout:g}s:\n{lp.tail()}".rstrip()
+            ) from None
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+        if head.startswith(LISTENING_PREFIX) and head.endswith(b"\n"):
+            with contextlib.suppress(ValueError, IndexError):
+                return int(head[len(LISTENING_PREFIX) :].split()[0])
+        if not head:  # the pipe's end: the runtime is gone (or closed it) before listening
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(lp.proc.wait(), _EXIT_WAIT_SECONDS)
             if lp.proc.returncode is not None:
                 raise EnvironmentStartError(
                     f"runtime of {lp.env_id} exited with code {lp.proc.returncode} before"
                     f" listening:\n{lp.tail()}".rstrip()
                 )
-            await asyncio.sleep(delay)
-            delay = _LISTEN_POLL.next(delay)
+        raise EnvironmentStartError(
+            f"runtime of {lp.env_id} did not report its port (ready pipe said {head[:200]!r}):\n{lp.tail()}".rstrip()
+        )
 
     async def stop(self, handle: EnvironmentHandle) -> None:
         lp = self._procs.get(handle.env_id)
@@ -474,6 +610,10 @@ class LocalBackend(Backend):
             for fd in self._liveness:
                 os.close(fd)
             self._liveness = None
+        if self._spawner is not None:
+            self._spawner.shutdown(wait=False)
+            self._spawner = None
+        self._runtime_dir = None
 
 
 def _init_seconds(body: bytes) -> float:
@@ -481,3 +621,24 @@ def _init_seconds(body: bytes) -> float:
         return float(runtime_answer(body).get("initDurationMs") or 0) / 1000
     except (TypeError, ValueError):
         return 0.0
+
+
+def _popen(
+    argv: list[str], env: dict[str, str], log_path: Path, tmp_dir: Path, pass_fds: tuple[int, ...]
+) -> subprocess.Popen:
+    """On a spawn thread: the environment's TMPDIR, its log file, and the process."""
+    tmp_dir.mkdir(mode=0o700)
+    try:
+        with open(log_path, "wb") as out:
+            return subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                pass_fds=pass_fds,
+                start_new_session=True,  # a Ctrl-C in `lambdakube dev` reaches the router only
+            )
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
