@@ -63,10 +63,12 @@ def test_defaults(render):
             "Service",
             "PersistentVolumeClaim",
             "ConcurrencyQuota",
+            "ValidatingAdmissionPolicy",  # what the components' pod rights can do
+            "ValidatingAdmissionPolicyBinding",
         ]
     )
     for obj in r:
-        if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+        if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding") and not obj["kind"].startswith("Validating"):
             assert obj["metadata"]["namespace"] == "lambdakube-system", obj["metadata"]
 
     op = r.one("Deployment", "lk-lambdakube-operator")
@@ -273,13 +275,14 @@ def test_optional_pieces_switch_off(render):
     r = render(
         set_=[
             "quota.create=false",
+            "admissionPolicy.enabled=false",
             "router.persistence.enabled=true",
             "router.persistence.existingClaim=mine",
             "watch.allNamespaces=false",
         ]
     )
     assert not r.of("ConcurrencyQuota") and not r.of("PersistentVolumeClaim")
-    assert not r.of("ServiceMonitor")
+    assert not r.of("ServiceMonitor") and not r.of("ValidatingAdmissionPolicy")
     router = r.one("Deployment", "lk-lambdakube-router")
     state = [v for v in router["spec"]["template"]["spec"]["volumes"] if v["name"] == "state"]
     assert state[0]["persistentVolumeClaim"] == {"claimName": "mine"}
@@ -427,3 +430,17 @@ def test_rendered_commands_parse_with_the_components_own_parsers(render, values)
         assert router.watch_namespaces == ["team-a", "team-b"]
         assert router.namespace == "team-a"
         assert not operator.all_namespaces and operator.namespaces == ("team-a", "team-b")
+
+
+def test_admission_policy_binds_to_the_two_service_accounts_and_allows_the_images(render):
+    r = render(set_=["admissionPolicy.extraAllowedImages={registry.example/functions/}"])
+    policy = r.one("ValidatingAdmissionPolicy", "lk-lambdakube-environments")
+    (condition,) = policy["spec"]["matchConditions"]
+    assert condition["expression"] == (
+        'request.userInfo.username in ["system:serviceaccount:lambdakube-system:lk-lambdakube-router",'
+        '"system:serviceaccount:lambdakube-system:lk-lambdakube-operator"]'
+    )
+    images = {v["name"]: v["expression"] for v in policy["spec"]["variables"]}["images"]
+    assert images == f'["{DEFAULT_RUNTIME_IMAGE}","registry.example/functions/"]'
+    binding = r.one("ValidatingAdmissionPolicyBinding", "lk-lambdakube-environments")
+    assert binding["spec"] == {"policyName": "lk-lambdakube-environments", "validationActions": ["Deny"]}
