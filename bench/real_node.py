@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lambdakube.resources import labels  # noqa: E402
+from lambdakube.resources import env_token, labels  # noqa: E402
 from tests.e2e.cluster import Cluster, function_manifest, wait_for  # noqa: E402
 
 HANDLER = "def handler(event, context):\n    return {'ok': True}\n"
@@ -182,13 +182,14 @@ def warm_series(c: Cluster, ns: str, timer: Timer, n: int) -> tuple[list[float],
     ip = wait_for(
         lambda: c.get("pod", h["x-environment-id"], ns)["status"].get("podIP"), 30, "the warm pod's IP in its status"
     )
+    own = {env_token.HEADER: env_token.token_of(c.get("pod", h["x-environment-id"], ns))}  # as the router sends it
     direct = Timer(ip, 8080)
     via, base = [], []
     for _ in range(n):
         ms, status, h = timer.post(path, b"{}", hdr)
         assert status == 200 and h["x-environment-source"] == "warm"
         via.append(ms)
-        ms, status, _ = direct.post("/invoke", b"{}", {})
+        ms, status, _ = direct.post("/invoke", b"{}", own)
         assert status == 200
         base.append(ms)
     return via, base

@@ -28,7 +28,7 @@ import os
 
 from lambdakube.models import FunctionSpec
 
-from . import labels
+from . import env_token, labels
 from .code import needs_init, own_variables
 from .owner import owner_reference
 from .spec_hash import spec_hash
@@ -95,6 +95,11 @@ def _env(function_name: str, namespace: str, spec: FunctionSpec) -> list[dict]:
     # The function's own variables first (sorted: stable pod specs).
     user = [{"name": k, "value": v} for k, v in own_variables(spec).items()]
     return user + ours
+
+
+def _token_var(token: str | None) -> dict:
+    """The pod's own ``env_token`` (a new one unless given): only its creators send it."""
+    return {"name": env_token.VARIABLE, "value": token if token is not None else env_token.new_token()}
 
 
 _ENV_ID = {"name": "LAMBDAKUBE_ENV_ID", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}
@@ -209,6 +214,7 @@ def environment_pod(
     runtime_image: str,
     managed_by: str = labels.OPERATOR_NAME,
     announce: tuple[str, str] | None = None,
+    token: str | None = None,
 ) -> dict:
     """The pod for environment ``env_id`` of a function (``role``: provisioned/on-demand).
 
@@ -217,7 +223,7 @@ def environment_pod(
     about what runs."""
     if role not in (labels.ROLE_PROVISIONED, labels.ROLE_ON_DEMAND):
         raise ValueError(f"unknown environment role {role!r}")
-    env = _env(function_name, namespace, spec)
+    env = _env(function_name, namespace, spec) + [_token_var(token)]
     if announce is not None:
         env += announce_env(*announce)
     return _pod(
@@ -240,7 +246,14 @@ def environment_pod(
     )
 
 
-def generic_pod(*, namespace: str, env_id: str, runtime_image: str, managed_by: str = labels.OPERATOR_NAME) -> dict:
+def generic_pod(
+    *,
+    namespace: str,
+    env_id: str,
+    runtime_image: str,
+    managed_by: str = labels.OPERATOR_NAME,
+    token: str | None = None,
+) -> dict:
     """A generic environment: the runtime started without a function (no handler, no
     function label, no owner), waiting for a router to claim it and ``POST /init``.
 
@@ -260,7 +273,7 @@ def generic_pod(*, namespace: str, env_id: str, runtime_image: str, managed_by: 
         annotations={},
         owner_references=None,
         image=runtime_image,
-        env=[{"name": "LAMBDAKUBE_NAMESPACE", "value": namespace}, _ENV_ID],
+        env=[{"name": "LAMBDAKUBE_NAMESPACE", "value": namespace}, _ENV_ID, _token_var(token)],
         resources=_resources(GENERIC_MEMORY_MB, None),
         readiness_path="/healthz",
         timeout_seconds=GENERIC_TIMEOUT_SECONDS,

@@ -8,12 +8,13 @@ the router's pod backend asks ``is_ready``/``init_error_of``/``terminated_reason
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from lambdakube.formats import parse_rfc3339
 
 from . import labels
+from .env_token import token_of
 from .pods import pod_address
 
 
@@ -68,6 +69,8 @@ class PodView:
     address: str | None = None
     #: Generic pods: hash of the runtime image they run (``lambdakube.dev/runtime-image-hash``).
     image_hash: str | None = None
+    #: Its runtime's ``env_token`` ("" for a pod without one).
+    token: str = field(default="", repr=False)
 
     @classmethod
     def from_pod(cls, pod: Mapping) -> PodView:
@@ -103,6 +106,7 @@ class PodView:
             timeout_seconds=int(timeout) if timeout and timeout.isdigit() else None,
             address=pod_address(dict(pod)),
             image_hash=pod_labels.get(labels.RUNTIME_IMAGE_HASH),
+            token=token_of(pod),
         )
 
 

@@ -24,7 +24,7 @@ import aiohttp
 
 from lambdakube.backoff import Backoff
 from lambdakube.models import FunctionSpec
-from lambdakube.resources import init_body, labels
+from lambdakube.resources import env_token, init_body, labels
 from lambdakube.resources.code import init_error_message, runtime_answer
 
 log = logging.getLogger(__name__)
@@ -51,22 +51,22 @@ class Initializer:
         self._session: aiohttp.ClientSession | None = None
 
     def sync(
-        self, namespace: str, function: str, spec: FunctionSpec, pods: list[tuple[str, str]], present: set[str]
+        self, namespace: str, function: str, spec: FunctionSpec, pods: list[tuple[str, str, str]], present: set[str]
     ) -> None:
-        """Start ``/init`` for each of ``pods`` (name, address) not sent yet; forget the
-        pods of this function that are no longer ``present``."""
+        """Start ``/init`` for each of ``pods`` (name, address, env token) not sent yet;
+        forget the pods of this function that are no longer ``present``."""
         done = self._done.setdefault((namespace, function), set())
         done &= present
-        for name, address in pods:
+        for name, address, token in pods:
             key = (namespace, name)
             if name in done or (key in self._tasks and not self._tasks[key].done()):
                 continue
             self._tasks[key] = asyncio.get_running_loop().create_task(
-                self._init(namespace, function, spec, name, address, done), name=f"init-{namespace}-{name}"
+                self._init(namespace, function, spec, name, address, token, done), name=f"init-{namespace}-{name}"
             )
 
     async def _init(
-        self, namespace: str, function: str, spec: FunctionSpec, name: str, address: str, done: set[str]
+        self, namespace: str, function: str, spec: FunctionSpec, name: str, address: str, token: str, done: set[str]
     ) -> None:
         who = f"{namespace}/{function}"
         body = init_body(function, namespace, spec)
@@ -76,7 +76,9 @@ class Initializer:
         try:
             while True:
                 try:
-                    async with self._http().post(f"http://{address}/init", json=body, timeout=_TIMEOUT) as resp:
+                    async with self._http().post(
+                        f"http://{address}/init", json=body, headers={env_token.HEADER: token}, timeout=_TIMEOUT
+                    ) as resp:
                         status, raw = resp.status, await resp.read()
                     break
                 except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:

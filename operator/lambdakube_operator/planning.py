@@ -158,8 +158,8 @@ class Plan:
     stamp: list[str] = field(default_factory=list)
     #: Pods of ours without an owner reference.
     adopt: list[str] = field(default_factory=list)
-    #: Provisioned pods waiting for their code: (pod name, runtime address).
-    initialize: list[tuple[str, str]] = field(default_factory=list)
+    #: Provisioned pods waiting for their code: (pod name, runtime address, its env token).
+    initialize: list[tuple[str, str, str]] = field(default_factory=list)
     #: The operator-owned status fields, complete (see ``status_patch``).
     status: dict = field(default_factory=dict)
     #: Condition-transition events; pod create/delete events come from the executor.
@@ -270,7 +270,7 @@ def plan(
     # 5. Code for provisioned pods that listen and wait for it.
     if spec is not None and needs_init(spec):
         out.initialize = sorted(
-            (p.name, p.address)
+            (p.name, p.address, p.token)
             for p in serving
             if p.role == labels.ROLE_PROVISIONED
             and p.spec_hash == current_hash

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lambdakube.models import ConcurrencyQuotaSpec, FunctionSpec
+from lambdakube.resources import env_token
 from lambdakube_router.backends.base import Backend, EnvironmentStartError, FunctionRef
 from lambdakube_router.activity import Activity
 from lambdakube_router.limits import NamespaceLimits, Throttle
@@ -349,6 +350,9 @@ class Engine:
             conn = env.conn = EnvConnection.for_address(env.address)
         deadline_ms = int((self.settings.wall_clock() + spec.timeout_seconds) * 1000)
         headers = [("X-Request-Id", call.request_id), ("X-Env-Id", env.env_id), ("X-Deadline-Ms", str(deadline_ms))]
+        token = env.handle.token if env.handle is not None else ""
+        if token:
+            headers.append((env_token.HEADER, token))
         if call.client_context is not None:
             headers.append(("X-Client-Context", call.client_context))
         if call.log_tail:

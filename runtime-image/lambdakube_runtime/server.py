@@ -16,6 +16,10 @@ The router relies on three properties, all enforced here on the event-loop threa
   (``X-Env-Id``) is answered 421 before anything runs: an address outlives its
   environment (a dead runtime's port, a deleted pod's IP, taken by the next one), and
   the router then sends the request where it belongs.
+* **Only its router.** With a token (``LAMBDAKUBE_ENV_TOKEN``, set by whoever created
+  the environment), ``/init`` and ``/invoke`` without that ``X-Env-Token`` are answered
+  401 before anything else: the runtime listens on an address that other pods and
+  processes (another function's handler) can reach. The probes stay open.
 * **Init once.** Init runs on the worker thread before the first invocation; its
   duration is reported once, on the first invocation (the cold start).
 * **Timeouts recycle the environment.** A Python thread cannot be killed, so after a
@@ -34,6 +38,7 @@ import os
 import signal
 import sys
 import time
+from _operator import _compare_digest as compare_digest  # hmac's, without importing hashlib
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -120,9 +125,17 @@ class _Invocation:
         self.timer: asyncio.TimerHandle | None = None
 
 
+#: The header and variable of ``lambdakube.resources.env_token`` (stdlib only here: this
+#: package cannot import that one; a test checks that the names agree).
+TOKEN_HEADER = "x-env-token"
+TOKEN_VARIABLE = "LAMBDAKUBE_ENV_TOKEN"
+_GUARDED = ("/init", "/invoke")
+
+
 class Runtime:
-    def __init__(self, *, env_id: str, exit_delay_seconds: float = 0.0):
+    def __init__(self, *, env_id: str, exit_delay_seconds: float = 0.0, token: str = ""):
         self.env_id = env_id
+        self.token = token.encode()
         self.state = GENERIC
         self.config: FunctionConfig | None = None
         self.handler: Callable | None = None
@@ -146,6 +159,14 @@ class Runtime:
     def handle(self, request: Request) -> Response | Pending | Awaitable[Response]:
         """Route ``request``. Probes and the warm invoke path answer without a coroutine
         (a task per request would cost loop iterations); only ``/init`` is one."""
+        if self.token and request.path in _GUARDED:
+            shown = (request.header(TOKEN_HEADER) or "").encode()
+            if not compare_digest(shown, self.token):
+                return error_response(
+                    401,
+                    "Unauthorized",
+                    f"{request.path} of this environment takes only its router's requests (X-Env-Token)",
+                )
         methods = self.routes.get(request.path)
         if methods is None:
             return error_response(404, "NotFound", f"no route for {request.path}")
@@ -446,7 +467,9 @@ def shutdown_process(code: int) -> None:
 
 
 async def serve(host: str, port: int, config: FunctionConfig | None, env_id: str, exit_delay_seconds: float) -> int:
-    runtime = Runtime(env_id=env_id, exit_delay_seconds=exit_delay_seconds)
+    # The token is the runtime's alone: a handler's subprocesses do not inherit it.
+    token = os.environ.pop(TOKEN_VARIABLE, "")
+    runtime = Runtime(env_id=env_id, exit_delay_seconds=exit_delay_seconds, token=token)
     server = HTTPServer(runtime.handle)
     bound = await server.start(host, port)
     # Listen first, then Init, so probes can observe "initializing".

@@ -6,7 +6,11 @@ token a handler could call the router with."""
 
 from __future__ import annotations
 
-from lambdakube.resources import labels
+import urllib.error
+import urllib.request
+
+from lambdakube.resources import env_token, labels
+from lambdakube.resources.pods import PORT
 from tests.e2e.cluster import Cluster, function_manifest, recording_handler, wait_for
 
 
@@ -43,3 +47,29 @@ def test_callers_are_authenticated_and_authorized(release: Cluster, ns: str):
     (pod,) = release.pods(ns, "guarded")
     assert pod["spec"].get("automountServiceAccountToken") is False
     assert pod["metadata"]["labels"][labels.FUNCTION] == "guarded"
+
+
+def _post(url: str, headers: dict[str, str]) -> int:
+    req = urllib.request.Request(url, data=b"{}", method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_an_environment_pod_takes_requests_only_with_its_own_token(release: Cluster, ns: str):
+    """Straight to a pod's runtime over the pod network, past the router: without the
+    pod's own X-Env-Token, /invoke and /init are 401 (nothing runs); its probes answer."""
+    release.apply(function_manifest("direct", recording_handler()), ns)
+    wait_for(lambda: release.router_function("direct", ns), 60, "the router to see the Function")
+    assert release.invoke("direct", {}, ns).status == 200
+    (pod,) = release.pods(ns, "direct")
+    base = f"http://{pod['status']['podIP']}:{PORT}"
+    for path in ("/invoke", "/init"):
+        assert _post(base + path, {}) == 401, path
+        assert _post(base + path, {env_token.HEADER: "guess"}) == 401, path
+    with urllib.request.urlopen(base + "/healthz", timeout=10) as r:
+        assert r.status == 200
+    # the pod's own token (only who may read the pod's spec has it) is what opens it
+    assert _post(base + "/invoke", {env_token.HEADER: env_token.token_of(pod)}) == 200

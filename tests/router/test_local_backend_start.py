@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from lambdakube.models import FunctionSpec
+from lambdakube.resources import env_token
 from lambdakube_router.backends import local, runtime_copy
 from lambdakube_router.backends.base import EnvironmentStartError, FunctionRef
 from lambdakube_router.backends.local import LocalBackend
@@ -59,7 +60,8 @@ def fake_runtime(tmp_path: Path, body: str) -> str:
 
 
 async def invoke(backend: LocalBackend, handle, payload=None) -> dict:
-    async with backend._http().post(f"http://{handle.address}/invoke", json=payload or {}) as resp:
+    headers = {env_token.HEADER: handle.token}  # the environment's own: only its router has it
+    async with backend._http().post(f"http://{handle.address}/invoke", json=payload or {}, headers=headers) as resp:
         assert resp.status == 200, await resp.text()
         return await resp.json()
 

@@ -24,6 +24,7 @@ import yaml
 
 from lambdakube.models import DEFAULT_RUNTIME_IMAGE, FunctionSpec
 from lambdakube.resources import (
+    env_token,
     environment_pod,
     generic_pod,
     labels,
@@ -260,6 +261,7 @@ async def test_cold_start_creates_a_pod_and_reuses_it(
         role=labels.ROLE_ON_DEMAND,
         runtime_image=DEFAULT_RUNTIME_IMAGE,
         managed_by=labels.ROUTER_NAME,
+        token=env_token.token_of(pod),  # the pod's own, random
     )
     expected.pop("apiVersion"), expected.pop("kind")  # not in the items of a list
     contains(pod, expected)
@@ -613,25 +615,23 @@ async def test_draining_environments_are_not_leased_and_stopped(
 
     async def provision() -> str:
         name = new_env_id("drain", labels.ROLE_PROVISIONED)
-        await asyncio.to_thread(
-            kubelet.core.create_namespaced_pod,
-            namespace,
-            environment_pod(
-                function_name="drain",
-                namespace=namespace,
-                function_uid=uid,
-                spec=spec,
-                env_id=name,
-                role=labels.ROLE_PROVISIONED,
-                runtime_image=DEFAULT_RUNTIME_IMAGE,
-            ),
+        body = environment_pod(
+            function_name="drain",
+            namespace=namespace,
+            function_uid=uid,
+            spec=spec,
+            env_id=name,
+            role=labels.ROLE_PROVISIONED,
+            runtime_image=DEFAULT_RUNTIME_IMAGE,
         )
+        await asyncio.to_thread(kubelet.core.create_namespaced_pod, namespace, body)
 
         async def address():
             pods = await kubelet.pods(f"{labels.ENVIRONMENT}={name}")
             return pods and pod_address(pods[0])
 
-        initializer.sync(namespace, "drain", spec, [(name, await router.eventually(address, timeout=30))], {name})
+        where = await router.eventually(address, timeout=30)
+        initializer.sync(namespace, "drain", spec, [(name, where, env_token.token_of(body))], {name})
         return name
 
     first = await provision()

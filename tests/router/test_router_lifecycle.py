@@ -9,6 +9,7 @@ import signal
 
 import pytest
 
+from lambdakube.resources import env_token
 from tests.router.conftest import function
 
 COUNTER = """
@@ -223,7 +224,7 @@ async def test_local_backend_removes_environment_temp_dirs_even_after_sigkill(tm
         session = backend._http()
         dirs, pids = [], []
         for h in handles:
-            async with session.post(f"http://{h.address}/invoke", json={}) as resp:
+            async with session.post(f"http://{h.address}/invoke", json={}, headers={env_token.HEADER: h.token}) as resp:
                 body = await resp.json()
             assert resp.status == 200, body
             code_dir = body["dir"]

@@ -49,7 +49,7 @@ async def test_a_generic_runtime_takes_its_code_and_turns_ready(start_runtime):
     notes = Annotations()
     init = Initializer(notes)
     try:
-        init.sync("ns", "hello", SPEC, [("hello-p1", f"127.0.0.1:{runtime.port}")], {"hello-p1"})
+        init.sync("ns", "hello", SPEC, [("hello-p1", f"127.0.0.1:{runtime.port}", "")], {"hello-p1"})
         await settle(init)
     finally:
         await init.close()
@@ -64,7 +64,7 @@ async def test_an_init_error_is_written_to_the_pod(start_runtime):
     notes = Annotations()
     init = Initializer(notes)
     try:
-        init.sync("ns", "broken", BROKEN, [("broken-p1", f"127.0.0.1:{runtime.port}")], {"broken-p1"})
+        init.sync("ns", "broken", BROKEN, [("broken-p1", f"127.0.0.1:{runtime.port}", "")], {"broken-p1"})
         await settle(init)
     finally:
         await init.close()
@@ -119,7 +119,7 @@ async def test_each_pod_is_sent_its_code_once_across_passes(counting):
     port, server, make = counting
     await server.start(port)
     init = make()
-    pods = [("hello-p1", f"127.0.0.1:{port}")]
+    pods = [("hello-p1", f"127.0.0.1:{port}", "")]
     init.sync("ns", "hello", SPEC, pods, {"hello-p1"})
     init.sync("ns", "hello", SPEC, pods, {"hello-p1"})  # a pass while Init runs
     await settle(init)
@@ -136,7 +136,7 @@ async def test_each_pod_is_sent_its_code_once_across_passes(counting):
 async def test_a_runtime_not_listening_yet_is_retried_until_it_is(counting):
     port, server, make = counting
     init = make(patience=30, retry_delay=0.02, max_retry_delay=0.05)
-    init.sync("ns", "hello", SPEC, [("hello-p1", f"127.0.0.1:{port}")], {"hello-p1"})
+    init.sync("ns", "hello", SPEC, [("hello-p1", f"127.0.0.1:{port}", "")], {"hello-p1"})
     task = init._tasks[("ns", "hello-p1")]
     assert not task.done()
     await server.start(port)  # the runtime starts listening after the first refusals
@@ -147,9 +147,9 @@ async def test_a_runtime_not_listening_yet_is_retried_until_it_is(counting):
 async def test_a_runtime_that_never_listens_is_left_for_a_later_pass(counting):
     port, server, make = counting
     init = make(patience=0.1, retry_delay=0.02, max_retry_delay=0.02)
-    init.sync("ns", "hello", SPEC, [("hello-p1", f"127.0.0.1:{port}")], {"hello-p1"})
+    init.sync("ns", "hello", SPEC, [("hello-p1", f"127.0.0.1:{port}", "")], {"hello-p1"})
     await settle(init)  # gave up: not marked done
     await server.start(port)
-    init.sync("ns", "hello", SPEC, [("hello-p1", f"127.0.0.1:{port}")], {"hello-p1"})
+    init.sync("ns", "hello", SPEC, [("hello-p1", f"127.0.0.1:{port}", "")], {"hello-p1"})
     await settle(init)
     assert len(server.bodies) == 1

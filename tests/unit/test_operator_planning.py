@@ -93,11 +93,14 @@ IMAGE = FunctionSpec.model_validate(
 )
 CASES = {
     # 5. Code through POST /init.
-    "a listening provisioned pod without its code is sent it": (
+    "a listening provisioned pod without its code is sent it, with its own token": (
         fn(),
-        [pod("a", ready=False, phase="Running", address="10.244.0.7:8080"), pod("b", ready=False, phase="Pending")],
+        [
+            pod("a", ready=False, phase="Running", address="10.244.0.7:8080", token="tok-a"),
+            pod("b", ready=False, phase="Pending"),
+        ],
         {},
-        dict(create=0, initialize=[("a", "10.244.0.7:8080")]),
+        dict(create=0, initialize=[("a", "10.244.0.7:8080", "tok-a")]),
     ),
     "a Ready pod has its code": (
         fn(),

@@ -276,3 +276,18 @@ def test_fits_generic(overrides, fits):
 
 def test_generic_env_ids():
     assert new_env_id("lk-generic", labels.ROLE_GENERIC).startswith("lk-generic-g")
+
+
+def test_every_environment_pod_gets_a_token_of_its_own():
+    """The runtime serves /init and /invoke only with it (``env_token``): each pod's is
+    new and random, a generic pod has one from its start (never sent in /init), and the
+    one given is used (the router reads it back from the body it created)."""
+    from lambdakube.resources import env_token, generic_pod
+
+    a, b = pod(), pod()
+    generic = generic_pod(namespace="ns", env_id="lk-generic-g1", runtime_image=DEFAULT_RUNTIME_IMAGE)
+    tokens = [env_token.token_of(p) for p in (a, b, generic)]
+    assert all(len(t) >= 32 for t in tokens) and len(set(tokens)) == 3
+    assert env_token.token_of(pod(token="given")) == "given"
+    assert env_token.VARIABLE not in str(init_body("fn", "ns", spec()))
+    assert env_token.token_of({"spec": {"containers": [{"env": []}]}}) == ""

@@ -51,6 +51,9 @@ class EnvironmentHandle:
     address: str  # host:port
     env_id: str
     init_duration: float  # seconds, as reported by the runtime's /readyz
+    #: The environment's own token (``lambdakube.resources.env_token``), sent with every
+    #: request to it; "" for a runtime that takes none.
+    token: str = ""
     #: Backend-private state (the subprocess, the pod name...).
     private: Any = field(default=None, repr=False, compare=False)
 

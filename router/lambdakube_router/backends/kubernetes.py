@@ -80,6 +80,7 @@ import aiohttp
 
 from lambdakube.models import DEFAULT_RUNTIME_IMAGE, FunctionSpec
 from lambdakube.resources import (
+    env_token,
     environment_pod,
     fits_generic,
     init_body,
@@ -89,6 +90,7 @@ from lambdakube.resources import (
     runtime_image_hash,
     spec_hash,
 )
+from lambdakube.resources.env_token import token_of
 from lambdakube.resources.code import init_error_message, needs_fresh_process, runtime_answer
 from lambdakube_router import kube_api
 from lambdakube_router.backends import claims
@@ -323,7 +325,11 @@ class KubernetesBackend(Backend):
         where = PodEnv(fn.namespace, choice.name, labels.ROLE_PROVISIONED, SOURCE_PROVISIONED)
         self.book.hold(where)
         return EnvironmentHandle(
-            address=choice.address, env_id=where.name, init_duration=claims.init_seconds(info), private=where
+            address=choice.address,
+            env_id=where.name,
+            init_duration=claims.init_seconds(info),
+            token=self._token(fn.namespace, choice.name),
+            private=where,
         )
 
     async def _probe_init_error(self, fn: FunctionRef, name: str, address: str) -> str | None:
@@ -345,7 +351,7 @@ class KubernetesBackend(Backend):
         for candidate in claims.generic_candidates(pods, self.book.claimed, fn.namespace, self.image_hash):
             if not await self.claim_generic_pod(fn, spec, uid, candidate.pod):
                 continue
-            handle = await self._specialise(fn, spec, candidate.name, candidate.address)
+            handle = await self._specialise(fn, spec, candidate.name, candidate.address, token_of(candidate.pod))
             if handle is not None:
                 self.generic_claims += 1
                 return handle
@@ -392,7 +398,7 @@ class KubernetesBackend(Backend):
         return True
 
     async def _specialise(
-        self, fn: FunctionRef, spec: FunctionSpec, name: str, address: str
+        self, fn: FunctionRef, spec: FunctionSpec, name: str, address: str, token: str
     ) -> EnvironmentHandle | None:
         """``POST /init`` on a claimed generic pod. The pod is deleted unless this
         succeeds; None when the pod was unusable (the caller tries another, or a fresh
@@ -401,25 +407,30 @@ class KubernetesBackend(Backend):
         self.book.hold(where)
         ok = False
         try:
-            init, unusable = await self._init(fn, spec, name, address)
+            init, unusable = await self._init(fn, spec, name, address, token)
             if unusable:
                 log.warning("%s: generic pod %s %s; trying another", fn, name, unusable)
                 return None
             ok = True
-            return EnvironmentHandle(address=address, env_id=name, init_duration=init, private=where)
+            return EnvironmentHandle(address=address, env_id=name, init_duration=init, token=token, private=where)
         finally:
             if not ok:
                 self.book.let_go(name)
                 await self._delete(fn.namespace, name)
 
-    async def _init(self, fn: FunctionRef, spec: FunctionSpec, name: str, address: str) -> tuple[float, str | None]:
+    async def _init(
+        self, fn: FunctionRef, spec: FunctionSpec, name: str, address: str, token: str
+    ) -> tuple[float, str | None]:
         """Send the function to the runtime at ``address`` (``POST /init``). Returns
         Init's duration, or why the pod cannot be used (it failed or refused before
         Init ran). An Init error of the function raises ``EnvironmentStartError`` (and is
         written to the pod for the operator's InitFailed)."""
         try:
             async with self._http().post(
-                f"http://{address}/init", json=init_body(fn.name, fn.namespace, spec), timeout=_INIT_TIMEOUT
+                f"http://{address}/init",
+                json=init_body(fn.name, fn.namespace, spec),
+                headers={env_token.HEADER: token},
+                timeout=_INIT_TIMEOUT,
             ) as resp:
                 status, body = resp.status, await resp.read()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -460,6 +471,7 @@ class KubernetesBackend(Backend):
         )
         if not uid:
             body["metadata"].pop("ownerReferences", None)
+        token = token_of(body)
         try:
             await self.kube.create(kube_api.pods(fn.namespace), body)
         except ApiError as exc:
@@ -476,14 +488,19 @@ class KubernetesBackend(Backend):
         try:
             address, init = await self._wait_ready(fn, name, pending)
             if init is None:  # listening, waiting for its code
-                init, unusable = await self._init(fn, spec, name, address)
+                init, unusable = await self._init(fn, spec, name, address, token)
                 if unusable:
                     raise EnvironmentStartError(f"{fn}: environment pod {name} {unusable}")
         except BaseException:
             self.book.let_go(name)
             await self._delete(fn.namespace, name)
             raise
-        return EnvironmentHandle(address=address, env_id=name, init_duration=init, private=where)
+        return EnvironmentHandle(address=address, env_id=name, init_duration=init, token=token, private=where)
+
+    def _token(self, namespace: str, name: str) -> str:
+        """The pod's ``env_token`` (from the cache the pod was chosen from)."""
+        pod = self.cache.get(namespace, name)
+        return token_of(pod) if pod is not None else ""
 
     async def _wait_ready(self, fn: FunctionRef, name: str, pending: Pending) -> tuple[str, float | None]:
         """Follow the new pod through the cache (and its announce) until its runtime

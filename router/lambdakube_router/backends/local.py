@@ -81,7 +81,7 @@ import aiohttp
 
 from lambdakube.models import FunctionSpec
 from lambdakube.resources import init_body as resources_init_body
-from lambdakube.resources import labels, new_env_id
+from lambdakube.resources import env_token, labels, new_env_id
 from lambdakube.resources.code import init_error_message, needs_fresh_process, own_variables, runtime_answer
 from lambdakube_router.backends.base import (
     SOURCE_FRESH,
@@ -170,6 +170,12 @@ class LocalProcess:
     source: str = SOURCE_FRESH
     #: The environment's TMPDIR (removed when it stops).
     tmp_dir: Path | None = None
+    #: Its ``env_token``: every request to it but the probes carries it.
+    token: str = ""
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {env_token.HEADER: self.token}
 
     def alive(self) -> bool:
         return self.proc.returncode is None
@@ -292,7 +298,7 @@ class LocalBackend(Backend):
         except BaseException:
             await self._kill(lp)
             raise
-        return EnvironmentHandle(address=lp.address, env_id=env_id, init_duration=init, private=lp)
+        return EnvironmentHandle(address=lp.address, env_id=env_id, init_duration=init, token=lp.token, private=lp)
 
     async def _send_code(self, lp: LocalProcess, fn: FunctionRef, spec: FunctionSpec) -> float:
         """``POST /init`` to a fresh process; Init's duration. Raises EnvironmentStartError
@@ -300,7 +306,7 @@ class LocalBackend(Backend):
         that died during Init (a module calling ``os._exit``, a crash)."""
         try:
             async with self._http().post(
-                f"http://{lp.address}/init", json=init_body(fn, spec), timeout=_INIT_TIMEOUT
+                f"http://{lp.address}/init", json=init_body(fn, spec), headers=lp.auth, timeout=_INIT_TIMEOUT
             ) as resp:
                 status, body = resp.status, await resp.read()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -342,7 +348,9 @@ class LocalBackend(Backend):
         url = f"http://{lp.address}/init"
         try:
             try:
-                async with self._http().post(url, json=init_body(fn, spec), timeout=_INIT_TIMEOUT) as resp:
+                async with self._http().post(
+                    url, json=init_body(fn, spec), headers=lp.auth, timeout=_INIT_TIMEOUT
+                ) as resp:
                     status, body = resp.status, await resp.read()
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 # The spare died: before /init reached it (killed, crashed) or, rarely,
@@ -364,7 +372,7 @@ class LocalBackend(Backend):
             if status == 200:
                 pool.record("specialised")
                 return EnvironmentHandle(
-                    address=lp.address, env_id=lp.env_id, init_duration=_init_seconds(body), private=lp
+                    address=lp.address, env_id=lp.env_id, init_duration=_init_seconds(body), token=lp.token, private=lp
                 )
             info = runtime_answer(body)
             if status == 500 and "error" in info:
@@ -401,6 +409,7 @@ class LocalBackend(Backend):
         liveness = self._liveness_fd()
         ready_read, ready_write = os.pipe()  # both close-on-exec; pass_fds hands over the write end
         tmp_dir = self._root_dir() / f"{env_id}.tmp"
+        token = env_token.new_token()
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/tmp"),
@@ -412,6 +421,7 @@ class LocalBackend(Backend):
             **variables,
             runtime_parent.VARIABLE: str(liveness),
             runtime_parent.READY_VARIABLE: str(ready_write),
+            env_token.VARIABLE: token,
         }
         isolated = not configures_interpreter({**self.extra_env, **variables})
         argv = runtime_command(self.python, runtime_dir, self._site_dirs, isolated=isolated)
@@ -433,7 +443,7 @@ class LocalBackend(Backend):
                 os.close(ready_write)
                 raise
             os.close(ready_write)  # the runtime's now: its end is our EOF
-            lp = LocalProcess(Child(popen), env_id, log_path, tmp_dir=tmp_dir)
+            lp = LocalProcess(Child(popen), env_id, log_path, tmp_dir=tmp_dir, token=token)
             self._procs[env_id] = lp
             try:
                 port = await self._read_port(lp, ready_read)
