@@ -75,6 +75,7 @@ bench: $(STAMP)
 	$(PY) bench/router_overhead.py
 	$(PY) bench/cold_start.py
 	$(PY) bench/overload.py
+	$(PY) bench/config_scale.py
 
 # Cold starts and warm overhead on real pods (brings up the real node itself).
 bench-node: $(STAMP) node

@@ -183,9 +183,14 @@ class Engine:
             if quota != limits.quota:
                 limits.set_quota(quota, now)
             limits.set_published(snap.quota_status)  # Kubernetes: the operator's reservations
+        # Limits first, one replan per changed namespace (not one per function), then
+        # the pools, which may take tokens (provisioned starts) under the new plan.
+        replan: set[str] = set()
+        pool_work: list[Callable[[], object]] = []
         for key in [k for k in self.functions if k not in snap.functions]:
             state = self.functions.pop(key)
-            state.limits.remove_function(key[1])
+            state.limits.remove_function(key[1], replan=False)
+            replan.add(key[0])
             self.metrics.forget(*key)
             self._closing.append(asyncio.get_running_loop().create_task(state.pool.close()))
             log.info("function %s/%s removed", *key)
@@ -193,7 +198,8 @@ class Engine:
             known = self.functions.get(key)
             limits = self.namespaces[key[0]]
             if known is None:
-                limits.set_function(key[1], entry.spec, now)
+                limits.set_function(key[1], entry.spec, now, replan=False)
+                replan.add(key[0])
                 pool = Pool(
                     entry.ref,
                     entry.spec,
@@ -203,13 +209,18 @@ class Engine:
                     init_timeout=self.settings.init_timeout_seconds,
                 )
                 self.functions[key] = FunctionState(entry, pool, limits, self.metrics.for_function(*key))
-                pool.ensure_provisioned()
+                pool_work.append(pool.ensure_provisioned)
                 log.info("function %s/%s registered", *key)
             elif entry != known.entry:
                 known.entry = entry
-                limits.set_function(key[1], entry.spec, now)
-                known.pool.update_spec(entry.spec)
+                limits.set_function(key[1], entry.spec, now, replan=False)
+                replan.add(key[0])
+                pool_work.append(functools.partial(known.pool.update_spec, entry.spec))
                 log.info("function %s/%s updated", *key)
+        for ns in replan:
+            self.namespaces[ns].replan()
+        for work in pool_work:
+            work()
         for ns, limits in self.namespaces.items():
             for name, reason in limits.plan.rejected.items():
                 if self._rejected_logged.get((ns, name)) != reason:  # log changes only

@@ -13,7 +13,8 @@ defaults to the router's namespace.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,28 +146,70 @@ def parse_documents(docs: Iterable[object], source: str, default_namespace: str)
     return snap, errors
 
 
-def load_directory(directory: str | Path, default_namespace: str = "default") -> Snapshot:
-    """Every ``*.yaml``/``*.yml`` under ``directory``; raises ManifestError on any invalid one."""
-    root = Path(directory)
-    if not root.is_dir():
-        raise ManifestError(f"{root}: not a directory of Function manifests")
+#: libyaml's loader when PyYAML has it (about 10x faster on a large directory; the same
+#: documents), else the pure-Python one.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+#: What says a manifest file changed: (mtime_ns, size, inode). The inode catches an
+#: editor's or ``kubectl``-style write-and-rename, which can keep mtime and size.
+FileKey = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    """One manifest file, parsed on its own: what it contributes (``snapshot``, its own
+    duplicates already rejected) and its errors. Cross-file rules are ``merge_files``'."""
+
+    key: FileKey
+    snapshot: Snapshot
+    errors: tuple[str, ...] = ()
+
+
+def parse_file(path: str, key: FileKey, default_namespace: str) -> ParsedFile:
+    """Read and validate one manifest file (any read or YAML error is one of its errors)."""
+    try:
+        with open(path, "rb") as f:
+            docs = list(yaml.load_all(f.read(), Loader=_YAML_LOADER))  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        return ParsedFile(key, Snapshot(), (f"{path}: invalid YAML: {exc}",))
+    except OSError as exc:
+        return ParsedFile(key, Snapshot(), (f"{path}: cannot read: {exc}",))
+    snap, errors = parse_documents(docs, path, default_namespace)
+    return ParsedFile(key, snap, tuple(errors))
+
+
+def scan_directory(directory: str | Path) -> dict[str, FileKey]:
+    """Every ``*.yaml``/``*.yml`` file under ``directory`` (recursively, not following
+    directory symlinks, as ``rglob``) and its ``FileKey``: one ``stat`` per file, no read."""
+    found: dict[str, FileKey] = {}
+    pending = [os.fspath(directory)]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                    elif entry.name.endswith((".yaml", ".yml")) and entry.is_file():
+                        st = entry.stat()
+                        found[entry.path] = (st.st_mtime_ns, st.st_size, st.st_ino)
+                except FileNotFoundError:  # removed while we looked
+                    continue
+    return found
+
+
+def merge_files(files: Iterable[tuple[str, ParsedFile]]) -> Snapshot:
+    """The Snapshot of parsed files, in path order; raises ManifestError on any file's
+    error or a Function/ConcurrencyQuota defined in two files."""
     merged = Snapshot()
     errors: list[str] = []
-    files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-    for path in files:
-        try:
-            docs = list(yaml.safe_load_all(path.read_text()))
-        except yaml.YAMLError as exc:
-            errors.append(f"{path}: invalid YAML: {exc}")
-            continue
-        snap, errs = parse_documents(docs, str(path), default_namespace)
-        errors.extend(errs)
-        for key, entry in snap.functions.items():
+    for path, parsed in sorted(files, key=lambda item: item[0]):
+        errors.extend(parsed.errors)
+        for key, entry in parsed.snapshot.functions.items():
             if key in merged.functions:
                 errors.append(f"{path}: duplicate Function {key[0]}/{key[1]} (also in {merged.functions[key].source})")
             else:
                 merged.functions[key] = entry
-        for ns, quota in snap.quotas.items():
+        for ns, quota in parsed.snapshot.quotas.items():
             if ns in merged.quotas:
                 errors.append(f"{path}: duplicate ConcurrencyQuota for namespace {ns}")
             else:
@@ -176,13 +219,54 @@ def load_directory(directory: str | Path, default_namespace: str = "default") ->
     return merged
 
 
-def snapshot_fingerprint(directory: str | Path) -> tuple:
-    """Cheap change detection for polling a manifest directory."""
-    root = Path(directory)
-    return tuple(
-        sorted(
-            (str(p), p.stat().st_mtime_ns, p.stat().st_size)
-            for p in root.rglob("*")
-            if p.suffix in (".yaml", ".yml") and p.is_file()
-        )
-    )
+class ManifestDirectory:
+    """A manifest directory and each file's last parse, so that a reload re-reads only
+    the files that changed.
+
+    Why: with 1,000 manifests a full reload (read, YAML, pydantic for every file) took
+    1.5 s, and the directory source did it on every change; ``refresh`` stats every
+    file (``scan_directory``), parses only the added and changed ones, forgets the
+    removed ones, and builds the Snapshot from the cached parses, so whole-set rules
+    (duplicates across files) are checked on every refresh. Not thread-safe: one caller
+    at a time (the directory source runs it on one worker thread at a time).
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        default_namespace: str = "default",
+        parse: Callable[[str, FileKey, str], ParsedFile] = parse_file,
+    ) -> None:
+        self.directory = Path(directory)
+        self.default_namespace = default_namespace
+        self.parse = parse
+        self.files: dict[str, ParsedFile] = {}
+        #: The listing the last refresh saw (None: never refreshed).
+        self.listing: dict[str, FileKey] | None = None
+
+    def refresh(self, *, force: bool = False) -> Snapshot | None:
+        """The directory's Snapshot, or None when no file changed since the last
+        refresh (``force``: build it anyway). Raises ManifestError when the directory is
+        invalid (the parses are kept: fixing one file re-parses only that file), OSError
+        when it cannot be listed."""
+        if not self.directory.is_dir():
+            raise ManifestError(f"{self.directory}: not a directory of Function manifests")
+        listing = scan_directory(self.directory)
+        if listing == self.listing and not force:
+            return None
+        self.listing = listing
+        files = {}
+        for path, key in listing.items():
+            cached = self.files.get(path)
+            files[path] = (
+                cached if cached is not None and cached.key == key else self.parse(path, key, self.default_namespace)
+            )
+        self.files = files
+        return merge_files(files.items())
+
+
+def load_directory(directory: str | Path, default_namespace: str = "default") -> Snapshot:
+    """Every ``*.yaml``/``*.yml`` under ``directory``; raises ManifestError on any invalid one."""
+    snap = ManifestDirectory(directory, default_namespace).refresh()
+    assert snap is not None  # a first refresh always builds one
+    return snap

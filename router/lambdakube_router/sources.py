@@ -5,7 +5,8 @@ The Kubernetes source is a driver over two informers (``informer``) and a pure t
 whether a change is one the Snapshot carries.
 
 Why polling for the directory: it keeps ``lambdakube dev`` dependency-free and works on
-every filesystem; a changed manifest is applied within ``interval`` seconds. An invalid
+every filesystem; a changed manifest is applied within ``interval`` seconds (the poll
+stats the files on a worker thread and re-parses only the changed ones). An invalid
 edit is logged and ignored (the last valid snapshot stays live) — only the *initial*
 load refuses to start the router, so a typo never takes running functions down.
 """
@@ -27,12 +28,11 @@ from lambdakube.models import GROUP, QUOTA_OBJECT_NAME, VERSION, ConcurrencyQuot
 from lambdakube_router.snapshot import (
     FUNCTION_KIND,
     QUOTA_KIND,
+    ManifestDirectory,
     ManifestError,
     Parsed,
     Snapshot,
-    load_directory,
     parse_document,
-    snapshot_fingerprint,
 )
 
 if TYPE_CHECKING:
@@ -60,15 +60,43 @@ class StaticSource:
 
 
 class DirectorySource:
-    def __init__(self, directory: str | Path, namespace: str, interval: float | None = 2.0) -> None:
+    """A manifest directory, polled every ``interval`` seconds (None/0: loaded once).
+
+    Each check runs on a worker thread (``asyncio.to_thread``): the event loop only
+    waits for it and applies the result. A check stats every file and re-parses only
+    the added and changed ones (``ManifestDirectory``), so with 1,000 manifests neither
+    startup nor a poll blocks the loop (before: 35 ms per poll for the fingerprint, and
+    1.5 s for each reload, on the loop).
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        namespace: str,
+        interval: float | None = 2.0,
+        *,
+        manifests: ManifestDirectory | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.namespace = namespace
         self.interval = interval
-        self._fingerprint: tuple | None = None
+        self.manifests = manifests or ManifestDirectory(self.directory, namespace)
 
     async def initial(self) -> Snapshot:
-        self._fingerprint = snapshot_fingerprint(self.directory)
-        return load_directory(self.directory, self.namespace)  # ManifestError propagates
+        snap = await asyncio.to_thread(self.manifests.refresh, force=True)  # ManifestError propagates
+        assert snap is not None
+        return snap
+
+    async def check(self) -> Snapshot | None:
+        """One poll: the new Snapshot when the directory changed and is valid; None when
+        nothing changed, or it is invalid or unreadable (logged; the previous one stays)."""
+        try:
+            return await asyncio.to_thread(self.manifests.refresh)
+        except ManifestError as exc:
+            log.error("manifests changed but are invalid; keeping the previous ones:\n%s", exc)
+        except OSError as exc:
+            log.error("cannot read %s: %s", self.directory, exc)
+        return None
 
     async def run(self, apply: Callable[[Snapshot], None]) -> None:
         interval = self.interval
@@ -77,20 +105,10 @@ class DirectorySource:
             return
         while True:
             await asyncio.sleep(interval)
-            try:
-                fp = snapshot_fingerprint(self.directory)
-                if fp == self._fingerprint:
-                    continue
-                self._fingerprint = fp
-                snap = load_directory(self.directory, self.namespace)
-            except ManifestError as exc:
-                log.error("manifests changed but are invalid; keeping the previous ones:\n%s", exc)
-                continue
-            except OSError as exc:
-                log.error("cannot read %s: %s", self.directory, exc)
-                continue
-            log.info("manifests in %s changed; applying", self.directory)
-            apply(snap)
+            snap = await self.check()
+            if snap is not None:
+                log.info("manifests in %s changed; applying", self.directory)
+                apply(snap)
 
 
 # -- Kubernetes: the rules (pure) -----------------------------------------------------------

@@ -28,6 +28,21 @@ A log file per environment (``<log dir>/<env id>.log``) costs the router nothing
 hot path, is readable while debugging ``lambdakube dev``, and its tail goes into start
 errors. It is removed when the environment stops.
 
+Bounded log files: an environment lives as long as it is used, and each invocation
+adds its START/END/REPORT lines (about 260 bytes) plus the function's output, so the
+file is rotated: every ``log_check_interval`` seconds (1 s) a worker thread stats the
+live environments' files, and one over ``log_limit`` bytes (1 MiB) has its last
+``log_limit`` bytes copied to ``<env id>.log.1`` (replacing the previous one) and is
+truncated to zero, as logrotate's ``copytruncate`` (the runtime keeps its stdout). The
+runtime's stdout is opened ``O_APPEND``, so after the truncation its next write lands at
+the start of the file, not at its old offset (which would leave a hole the size of the
+old file). An environment's log therefore takes at most about ``2 * log_limit`` plus
+what it writes in one interval; output written in the instant between the copy and the
+truncation can be lost (``copytruncate``'s known window). ``LocalProcess.tail`` reads
+across the two files, so start errors and an environment's exit diagnostics keep the
+last output after a rotation. The Tail log (``X-Amz-Log-Result``) does not come from
+this file: the runtime keeps each invocation's last 4 KB itself (``capture``).
+
 Temporary files: each environment gets its own ``TMPDIR`` (``<env id>.tmp`` in the
 backend's work directory, which also holds the log files unless ``log_dir`` is given).
 The runtime cleans up its own temporary files on a normal exit, but not when it has to be
@@ -107,6 +122,36 @@ SPAWN_THREADS = 4
 #: How long a runtime that exited (or closed its ready pipe) before listening is given
 #: to be reaped, for its exit code in the error.
 _EXIT_WAIT_SECONDS = 2.0
+#: An environment's log file is rotated past this size (see "Bounded log files").
+LOG_LIMIT_BYTES = 1 << 20
+#: How often the log files' sizes are checked, in seconds.
+LOG_CHECK_INTERVAL_SECONDS = 1.0
+
+
+def rotated_path(log_path: Path) -> Path:
+    """Where the previous part of an environment's log goes (``<env id>.log.1``)."""
+    return log_path.with_name(log_path.name + ".1")
+
+
+def rotate_log(log_path: Path, limit: int) -> bool:
+    """When ``log_path`` is over ``limit`` bytes: its last ``limit`` bytes replace
+    ``<log>.1`` and it is truncated (``copytruncate``; the writer must have it open
+    ``O_APPEND``). True when it was rotated. Blocking: run on a worker thread."""
+    try:
+        with open(log_path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size <= limit:
+                return False
+            f.seek(size - limit)
+            kept = f.read(limit)
+            previous = rotated_path(log_path)
+            with open(previous, "wb") as out:
+                out.write(kept)
+                out.write(f.read())  # what came since (the window before the truncation)
+            os.truncate(log_path, 0)
+    except FileNotFoundError:  # the environment stopped meanwhile
+        return False
+    return True
 
 
 def runtime_command(python: str, runtime_dir: Path | None, site_dirs: list[str], *, isolated: bool) -> list[str]:
@@ -188,19 +233,26 @@ class LocalProcess:
             return b""
 
     def tail(self, limit: int = 4096) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - limit))
-                data = f.read()
-        except OSError:
-            return ""
+        """The last ``limit`` bytes of the output, across a rotation (``<log>.1`` first)."""
+        data = _read_end(self.log_path, limit)
+        if len(data) < limit:
+            data = _read_end(rotated_path(self.log_path), limit - len(data)) + data
         lines = [
             line
             for line in data.decode(errors="replace").splitlines()
             if not line.startswith(LISTENING_PREFIX.decode())
         ]
         return "\n".join(lines).strip()
+
+
+def _read_end(path: Path, limit: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - limit))
+            return f.read(limit)
+    except OSError:
+        return b""
 
 
 class LocalBackend(Backend):
@@ -218,8 +270,14 @@ class LocalBackend(Backend):
         listen_timeout: float = 30.0,
         max_starting: int | None = None,
         bytecode_cache: str | Path | None = runtime_copy.default_cache_root(),
+        log_limit: int = LOG_LIMIT_BYTES,
+        log_check_interval: float = LOG_CHECK_INTERVAL_SECONDS,
     ) -> None:
         self.python = python
+        #: Each environment's log file is rotated past this many bytes (module docstring).
+        self.log_limit = log_limit
+        self.log_check_interval = log_check_interval
+        self._log_rotator: asyncio.Task | None = None
         #: A started runtime must report its port within this time (the pool's init
         #: timeout does not bound provisioned and generic starts).
         self.listen_timeout = listen_timeout
@@ -451,6 +509,8 @@ class LocalBackend(Backend):
                 await self._kill(lp)
                 raise
         lp.address = f"127.0.0.1:{port}"
+        if self._log_rotator is None and self.log_check_interval > 0:
+            self._log_rotator = loop.create_task(self._rotate_logs_forever())
         watcher = loop.create_task(self._watch_exit(lp))
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
@@ -473,6 +533,28 @@ class LocalBackend(Backend):
         task = asyncio.get_running_loop().create_task(self._kill(lp))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
+
+    async def rotate_logs(self) -> int:
+        """Rotate every live environment's log file that is over ``log_limit`` (on a
+        worker thread); how many were rotated."""
+        procs = list(self._procs.values())
+        if not procs:
+            return 0
+        limit = self.log_limit
+        rotated = await asyncio.to_thread(lambda: [lp for lp in procs if rotate_log(lp.log_path, limit)])
+        for lp in rotated:
+            if self._procs.get(lp.env_id) is not lp:  # stopped meanwhile: _kill did not see the .1
+                with contextlib.suppress(OSError):
+                    rotated_path(lp.log_path).unlink()
+        return len(rotated)
+
+    async def _rotate_logs_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.log_check_interval)
+            try:
+                await self.rotate_logs()
+            except OSError as exc:  # a full disk, a removed directory: try again later
+                log.warning("cannot rotate environment logs: %s", exc)
 
     def _extra_pythonpath(self) -> list[str]:
         """The router's own ``PYTHONPATH``, after the runtime's (for ``python -m``)."""
@@ -599,12 +681,18 @@ class LocalBackend(Backend):
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
-        with contextlib.suppress(OSError):
-            lp.log_path.unlink()
+        for path in (lp.log_path, rotated_path(lp.log_path)):
+            with contextlib.suppress(OSError):
+                path.unlink()
         if lp.tmp_dir is not None:
             shutil.rmtree(lp.tmp_dir, ignore_errors=True)
 
     async def close(self) -> None:
+        if self._log_rotator is not None:
+            self._log_rotator.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._log_rotator
+            self._log_rotator = None
         if self.generic_pool is not None:
             await self.generic_pool.close()
         await asyncio.gather(*(self._kill(lp) for lp in list(self._procs.values())), return_exceptions=True)
@@ -639,7 +727,8 @@ def _popen(
     """On a spawn thread: the environment's TMPDIR, its log file, and the process."""
     tmp_dir.mkdir(mode=0o700)
     try:
-        with open(log_path, "wb") as out:
+        # O_APPEND: every write goes to the end, so a truncation (rotate_log) is safe
+        with open(log_path, "ab") as out:
             return subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
