@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from lambdakube.models import DEFAULT_RUNTIME_IMAGE
+from lambdakube.resources import labels
+from lambdakube.resources.pods import PORT
 from tests.chart.conftest import CHART
 
 NON_DEFAULT = {
@@ -65,6 +67,7 @@ def test_defaults(render):
             "ConcurrencyQuota",
             "ValidatingAdmissionPolicy",  # what the components' pod rights can do
             "ValidatingAdmissionPolicyBinding",
+            "NetworkPolicy",  # the router's (environments' need watched namespaces)
         ]
     )
     for obj in r:
@@ -276,13 +279,14 @@ def test_optional_pieces_switch_off(render):
         set_=[
             "quota.create=false",
             "admissionPolicy.enabled=false",
+            "networkPolicy.enabled=false",
             "router.persistence.enabled=true",
             "router.persistence.existingClaim=mine",
             "watch.allNamespaces=false",
         ]
     )
     assert not r.of("ConcurrencyQuota") and not r.of("PersistentVolumeClaim")
-    assert not r.of("ServiceMonitor") and not r.of("ValidatingAdmissionPolicy")
+    assert not r.of("ServiceMonitor") and not r.of("ValidatingAdmissionPolicy") and not r.of("NetworkPolicy")
     router = r.one("Deployment", "lk-lambdakube-router")
     state = [v for v in router["spec"]["template"]["spec"]["volumes"] if v["name"] == "state"]
     assert state[0]["persistentVolumeClaim"] == {"claimName": "mine"}
@@ -444,3 +448,38 @@ def test_admission_policy_binds_to_the_two_service_accounts_and_allows_the_image
     assert images == f'["{DEFAULT_RUNTIME_IMAGE}","registry.example/functions/"]'
     binding = r.one("ValidatingAdmissionPolicyBinding", "lk-lambdakube-environments")
     assert binding["spec"] == {"policyName": "lk-lambdakube-environments", "validationActions": ["Deny"]}
+
+
+def test_network_policies_let_only_the_router_and_operator_reach_environments(render):
+    r = render(values={**NON_DEFAULT, "networkPolicy": {"routerClientNamespaces": ["apps"]}})
+    by_ns = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in r.of("NetworkPolicy")}
+    assert sorted(by_ns) == [
+        ("lambdakube-system", "lk-lambdakube-router"),
+        ("team-a", "lk-lambdakube-environments"),
+        ("team-b", "lk-lambdakube-environments"),
+    ]
+    pod_labels = {
+        comp: r.one("Deployment", f"lk-lambdakube-{comp}")["spec"]["template"]["metadata"]["labels"]
+        for comp in ("router", "operator")
+    }
+    env = by_ns[("team-a", "lk-lambdakube-environments")]["spec"]
+    assert env["podSelector"] == {"matchExpressions": [{"key": labels.ROLE, "operator": "Exists"}]}
+    (rule,) = env["ingress"]
+    assert rule["ports"] == [{"port": PORT, "protocol": "TCP"}]  # the runtime's port, as the pods say
+    for peer, comp in zip(rule["from"], ("router", "operator")):
+        assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "lambdakube-system"}}
+        assert peer["podSelector"]["matchLabels"].items() <= pod_labels[comp].items()
+    router = by_ns[("lambdakube-system", "lk-lambdakube-router")]["spec"]
+    assert router["podSelector"]["matchLabels"].items() <= pod_labels["router"].items()
+    (rule,) = router["ingress"]
+    clients, announces = rule["from"]
+    assert clients == {
+        "namespaceSelector": {
+            "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["apps"]}]
+        }
+    }
+    assert announces["podSelector"] == {"matchExpressions": [{"key": labels.ROLE, "operator": "Exists"}]}
+    # all namespaces: the router's policy only, unless namespaces are named
+    assert [p["metadata"]["namespace"] for p in render().of("NetworkPolicy")] == ["lambdakube-system"]
+    named = render(set_=["networkPolicy.environmentNamespaces={fns}"]).of("NetworkPolicy")
+    assert sorted(p["metadata"]["namespace"] for p in named) == ["fns", "lambdakube-system"]
