@@ -55,7 +55,7 @@ from lambdakube_router.access import (
     token_digest,
 )
 from lambdakube_router.access_cache import MISSING, ReviewCache
-from lambdakube_router.invocations import error_body
+from lambdakube_router.invoke_api import error_response
 from lambdakube_router.kube_api import ApiError, KubeApi
 
 if TYPE_CHECKING:
@@ -207,8 +207,7 @@ class Gate:
 
 
 def _answer(status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    h = {"x-amzn-ErrorType": error_type, "X-Amz-Request-Id": str(uuid.uuid4()), **(headers or {})}
-    return web.Response(status=status, body=error_body(error_type, message), headers=h, content_type="application/json")
+    return error_response(status, error_type, message, {"X-Amz-Request-Id": str(uuid.uuid4()), **(headers or {})})
 
 
 def unauthenticated(message: str) -> web.Response:

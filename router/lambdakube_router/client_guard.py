@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from lambdakube_router.invocations import error_body
+from lambdakube_router.invoke_api import error_response
 from lambdakube_router.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,8 @@ def body_guard(metrics: Metrics, body_timeout: float) -> Callable:
         except BodyTimeout:
             metrics.http_closed.labels("body_timeout").inc()
             log.info("closed a connection from %s: its body took over %s s", request.remote, body_timeout)
-            body = error_body("RequestTimeoutException", f"the request body was not received within {body_timeout:g} s")
-            response = web.Response(
-                status=408,
-                body=body,
-                content_type="application/json",
-                headers={"x-amzn-ErrorType": "RequestTimeoutException"},
+            response = error_response(
+                408, "RequestTimeoutException", f"the request body was not received within {body_timeout:g} s"
             )
             response.force_close()
             return response

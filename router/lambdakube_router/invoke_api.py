@@ -44,10 +44,13 @@ def result_response(result) -> web.Response:
     return web.Response(status=result.status, body=result.body, headers=headers)
 
 
+def error_response(status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """Lambda's error answer (``invocations.error_result``'s body and type header)."""
+    return result_response(error_result(status, error_type, message, headers=headers))
+
+
 def _error(status: int, error_type: str, message: str, request_id: str) -> web.Response:
-    r = error_result(status, error_type, message)
-    r.headers["X-Amz-Request-Id"] = request_id
-    return result_response(r)
+    return error_response(status, error_type, message, {"X-Amz-Request-Id": request_id})
 
 
 async def invoke(request: web.Request) -> web.Response:

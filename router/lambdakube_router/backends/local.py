@@ -225,13 +225,6 @@ class LocalProcess:
     def alive(self) -> bool:
         return self.proc.returncode is None
 
-    def read_head(self, limit: int = 65536) -> bytes:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read(limit)
-        except OSError:
-            return b""
-
     def tail(self, limit: int = 4096) -> str:
         """The last ``limit`` bytes of the output, across a rotation (``<log>.1`` first)."""
         data = _read_end(self.log_path, limit)
@@ -240,7 +233,7 @@ class LocalProcess:
         lines = [
             line
             for line in data.decode(errors="replace").splitlines()
-            if not line.startswith(LISTENING_PREFIX.decode())
+            if not line.startswith(runtime_parent.LISTENING_PREFIX)
         ]
         return "\n".join(lines).strip()
 
