@@ -49,6 +49,7 @@ from pathlib import Path
 
 import aiohttp
 from local_router import process_env, start_router, stop
+from stats import pct
 
 HANDLER = 'def handler(event, context):\n    return {"ok": True, "echo": event.get("i")}\n'
 PAYLOAD = json.dumps({"i": 1}).encode()
@@ -118,13 +119,6 @@ async def wait_pool_full(session, port: int, size: int, limit: float = 20.0) -> 
 
 def verdict(value: float, target: float) -> str:
     return "meets" if value <= target else "MISSES"
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(v for v in values if v == v)  # drop NaN
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def line(label: str, samples: list[Sample]) -> str:

@@ -34,7 +34,11 @@ import yaml
 
 from lambdakube_router import snapshot as snapshot_mod
 from lambdakube_router.snapshot import ManifestDirectory, ParsedFile, Snapshot, parse_documents
+from lambdakube_router.loop_lag import LoopLag
 from lambdakube_router.sources import DirectorySource
+
+#: The loop-lag probe's tick: how late a 1 ms timer comes is how long the loop was blocked.
+PROBE_INTERVAL = 0.001
 
 MANIFEST = """apiVersion: lambdakube.dev/v1alpha1
 kind: Function
@@ -90,29 +94,6 @@ def old_replans(snap: Snapshot) -> None:
         limits.set_function(name, entry.spec, 0.0)
 
 
-class Probe:
-    """How late 1 ms timer ticks come on this loop (the loop was blocked for that long)."""
-
-    def __init__(self) -> None:
-        self.worst = 0.0
-        self._task: asyncio.Task | None = None
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            asked = loop.time() + 0.001
-            await asyncio.sleep(0.001)
-            self.worst = max(self.worst, loop.time() - asked)
-
-    def __enter__(self) -> Probe:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        return self
-
-    def __exit__(self, *exc) -> None:
-        assert self._task is not None
-        self._task.cancel()
-
-
 def timed(fn, *args):
     start = time.perf_counter()
     result = fn(*args)
@@ -154,7 +135,7 @@ async def main() -> None:
         from lambdakube_router.metrics import Metrics
 
         start = time.perf_counter()
-        with Probe() as startup_probe:
+        with LoopLag(interval=PROBE_INTERVAL) as startup_probe:
             snap = await source.initial()
         load_s = time.perf_counter() - start
         engine = Engine(Backend(), Metrics(), EngineSettings())
@@ -162,26 +143,26 @@ async def main() -> None:
         assert len(snap.functions) == args.functions
 
         # (c) polls
-        with Probe() as idle:
+        with LoopLag(interval=PROBE_INTERVAL) as idle:
             await asyncio.sleep(0.3)
         lags = []
         for _ in range(args.polls):
             before = parses
-            with Probe() as probe:
+            with LoopLag(interval=PROBE_INTERVAL) as probe:
                 t, changed = await _timed_check(source)
-            lags.append(probe.worst)
+            lags.append(probe.max_seconds)
             assert changed is None and parses == before
         unchanged_s = t
         edited = root / "fn-00007.yaml"
         edited.write_text(MANIFEST.format(i=7).replace("timeoutSeconds: 30", "timeoutSeconds: 31"))
         before = parses
-        with Probe() as probe_edit:
+        with LoopLag(interval=PROBE_INTERVAL) as probe_edit:
             edit_s, changed = await _timed_check(source)
         assert changed is not None and parses == before + 1
         reapply_s, _ = timed(engine.apply, changed)
         (root / "new.yaml").write_text(MANIFEST.format(i=args.functions))
         before = parses
-        with Probe() as probe_add:
+        with LoopLag(interval=PROBE_INTERVAL) as probe_add:
             add_s, changed = await _timed_check(source)
         assert changed is not None and parses == before + 1 and len(changed.functions) == args.functions + 1
         await engine.close()
@@ -192,7 +173,7 @@ async def main() -> None:
     print(f"baseline: fingerprint on the loop, per poll  {old_fp_s * ms:8.1f} ms")
     print(f"baseline: one replan per function added      {old_replan_s * ms:8.1f} ms (of the old first apply)")
     print(f"startup: initial load (worker thread)        {load_s * ms:8.1f} ms  ({old_load_s / load_s:.1f}x faster)")
-    print(f"startup: worst loop lag during the load      {startup_probe.worst * ms:8.2f} ms")
+    print(f"startup: worst loop lag during the load      {startup_probe.max_seconds * ms:8.2f} ms")
     print(f"startup: engine's first apply (on the loop)  {apply_s * ms:8.1f} ms")
     now_total, old_total = load_s + apply_s, old_load_s + old_replan_s + apply_s
     print(
@@ -203,9 +184,10 @@ async def main() -> None:
     print(f"poll, one file edited: wall                  {edit_s * ms:8.1f} ms, 1 file re-parsed")
     print(f"poll, one file added: wall                   {add_s * ms:8.1f} ms, 1 file re-parsed")
     print(f"engine re-apply after the edit (on the loop) {reapply_s * ms:8.1f} ms")
-    print(f"loop lag, idle (floor)                       {idle.worst * ms:8.2f} ms")
+    print(f"loop lag, idle (floor)                       {idle.max_seconds * ms:8.2f} ms")
     print(f"loop lag, worst over {args.polls} unchanged polls       {max(lags) * ms:8.2f} ms")
-    print(f"loop lag, edit poll / add poll               {probe_edit.worst * ms:8.2f} / {probe_add.worst * ms:.2f} ms")
+    edit_lag, add_lag = probe_edit.max_seconds * ms, probe_add.max_seconds * ms
+    print(f"loop lag, edit poll / add poll               {edit_lag:8.2f} / {add_lag:.2f} ms")
     print(f"loop blocked per poll: before {old_fp_s * ms:.1f} ms, now <= {max(lags) * ms:.2f} ms")
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import yaml
 from local_router import start_router, stop
+from stats import pct
 from raw_http import Answer, RawConnection
 
 HANDLER = """\
@@ -136,13 +137,6 @@ def worst_lag_between(before: dict[float, float], after: dict[float, float]) -> 
     total = after[bounds[-1]] - before.get(bounds[-1], 0.0)
     at_20ms = after.get(0.02, 0.0) - before.get(0.02, 0.0)
     return worst, int(total - at_20ms)
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(p / 100 * len(s)))]
 
 
 def check_invariant(answers: list[Answer]) -> int:

@@ -43,14 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lambdakube.resources import env_token, labels  # noqa: E402
 from tests.e2e.cluster import Cluster, function_manifest, wait_for  # noqa: E402
+from stats import pct  # noqa: E402
 
 HANDLER = "def handler(event, context):\n    return {'ok': True}\n"
 GOALS = {"fresh p50": 1000.0, "fresh p99": 1500.0, "generic p50": 50.0, "warm overhead p50": 1.0}
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def row(name: str, ms: list[float]) -> str:
