@@ -99,6 +99,8 @@ class Request:
     headers: dict[str, str]  # lower-cased names; repeated headers joined with ", "
     body: bytes
     keep_alive: bool
+    #: The client connected from this host's loopback (the pod's or process's own).
+    loopback: bool = False
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -311,11 +313,13 @@ class _Connection(asyncio.BufferedProtocol):
         self._idle_since: float | None = self._loop.time()
         self._idle_timer = self._loop.call_later(IDLE_TIMEOUT_SECONDS, self._check_idle)
         self._read_timer: asyncio.TimerHandle | None = None
+        self._loopback = False
 
     # -- asyncio callbacks ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        self._loopback = _is_loopback(transport.get_extra_info("peername"))
         self._server._connections.add(self)
         if self._server.closing:
             self._close()
@@ -436,7 +440,7 @@ class _Connection(asyncio.BufferedProtocol):
         del buf[: head.length]
         self._head = None
         self._cancel_read_timer()
-        return head.request(body)
+        return head.request(body, self._loopback)
 
     def _request_incomplete(self, started: bool) -> None:
         if not started:
@@ -542,9 +546,18 @@ class _Head:
         self.keep_alive = keep_alive
         self.expect_continue = expect_continue
 
-    def request(self, body: bytes) -> Request:
+    def request(self, body: bytes, loopback: bool = False) -> Request:
         path = self.target.split("?", 1)[0]
-        return Request(self.method, self.target, path, self.version, self.headers, body, self.keep_alive)
+        return Request(self.method, self.target, path, self.version, self.headers, body, self.keep_alive, loopback)
+
+
+def _is_loopback(peer: object) -> bool:
+    """A TCP peer (``(host, port, ...)``) on 127.0.0.0/8 or ::1 (also IPv4-mapped)."""
+    host = peer[0] if isinstance(peer, tuple) and peer else ""
+    if not isinstance(host, str):
+        return False
+    host = host.removeprefix("::ffff:")
+    return host.startswith("127.") or host == "::1"
 
 
 def _parse_head(text: str) -> _Head:

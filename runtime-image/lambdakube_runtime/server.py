@@ -19,7 +19,9 @@ The router relies on three properties, all enforced here on the event-loop threa
 * **Only its router.** With a token (``LAMBDAKUBE_ENV_TOKEN``, set by whoever created
   the environment), ``/init`` and ``/invoke`` without that ``X-Env-Token`` are answered
   401 before anything else: the runtime listens on an address that other pods and
-  processes (another function's handler) can reach. The probes stay open.
+  processes (another function's handler) can reach. The probes stay open, and so does
+  the handler's credentials route (``credentials``), which has its own secret and
+  answers loopback clients only.
 * **Init once.** Init runs on the worker thread before the first invocation; its
   duration is reported once, on the first invocation (the cold start).
 * **Timeouts recycle the environment.** A Python thread cannot be killed, so after a
@@ -47,6 +49,8 @@ from . import invoker, loader, parent, report
 from .capture import InvocationLog
 from .config import ConfigError, FunctionConfig, from_init_body
 from .context import LambdaContext
+from .credentials import PATH as CREDENTIALS_PATH
+from .credentials import Credentials
 from .errors import log_text
 from .http import HTTPServer, Pending, Request, Response, error_response, internal_error, json_response
 from .worker import Worker
@@ -472,6 +476,10 @@ async def serve(host: str, port: int, config: FunctionConfig | None, env_id: str
     runtime = Runtime(env_id=env_id, exit_delay_seconds=exit_delay_seconds, token=token)
     server = HTTPServer(runtime.handle)
     bound = await server.start(host, port)
+    # Before Init: a handler module may build its SDK clients at import.
+    credentials = Credentials.install(os.environ, bound)
+    if credentials is not None:
+        runtime.routes[CREDENTIALS_PATH] = {"GET": credentials.answer}
     # Listen first, then Init, so probes can observe "initializing".
     if config is not None:
         config.export(os.environ)
