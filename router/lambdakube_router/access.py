@@ -44,6 +44,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lambdakube.resources import identity
 from lambdakube_router.names import LATEST, BadFunctionName, parse_function_name
 
 GROUP = "lambdakube.dev"
@@ -188,6 +189,17 @@ class UserInfo:
             extra=tuple(sorted((k, tuple(v or ())) for k, v in extra.items())),
         )
 
+    @property
+    def home_namespace(self) -> str | None:
+        """A ServiceAccount's namespace (``system:serviceaccount:<ns>:<name>``), else None.
+
+        A plain function name a ServiceAccount invokes is looked up there, as a plain
+        name in Lambda means "in the caller's account": a handler calling ``worker``
+        reaches the ``worker`` next to it, with the SDK's defaults."""
+        prefix, _, rest = self.username.partition("system:serviceaccount:")
+        namespace, sep, name = rest.partition(":")
+        return namespace if not prefix and sep and namespace and name else None
+
     def review_fields(self) -> dict:
         """The SubjectAccessReview spec's user fields."""
         out: dict = {"user": self.username, "groups": list(self.groups)}
@@ -208,6 +220,22 @@ def bearer_token(header: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token or " " in token:
         return None
     return token
+
+
+#: Where an AWS SDK puts its session token (SigV4, ``lambdakube.resources.identity``).
+SECURITY_TOKEN_HEADER = "X-Amz-Security-Token"
+
+
+def request_token(headers: Mapping[str, str]) -> str | None:
+    """The caller's token: ``Authorization: Bearer``, else the session token of an AWS
+    SDK's SigV4-signed request (``X-Amz-Security-Token``: a function's own token, or any
+    token a user configured as ``AWS_SESSION_TOKEN``). The signature is not checked: the
+    SDK's key pair is not a secret, the token is the credential."""
+    token = bearer_token(headers.get("Authorization"))
+    if token is not None:
+        return token
+    session = (headers.get(SECURITY_TOKEN_HEADER) or "").strip()
+    return session if session and " " not in session else None
 
 
 def token_digest(token: str) -> bytes:
@@ -262,6 +290,11 @@ class AuthSettings:
     #: static file, and every listed token may do everything (the file is the access list).
     mode: Mode = "none"
     token_file: str | None = None
+    #: tokenreview: the audiences a token must be issued for (one of them). The default
+    #: is the functions' own tokens' (``identity.AUDIENCE``), so a token made for this
+    #: router is no API server token and the other way round; () asks for the API
+    #: server's own audiences (``kubectl create token`` without ``--audience``).
+    audiences: tuple[str, ...] = (identity.AUDIENCE,)
     #: Allow ``mode="none"`` on an address other than loopback.
     insecure: bool = False
     ttls: Ttls = field(default_factory=Ttls)

@@ -48,7 +48,7 @@ from lambdakube_router.access import (
     Need,
     Public,
     UserInfo,
-    bearer_token,
+    request_token,
     exposure_problem,
     parse_token_file,
     requirement,
@@ -87,11 +87,15 @@ def _unavailable(what: str, exc: Exception) -> ReviewUnavailable:
 
 
 class TokenReviewer:
-    def __init__(self, kube: KubeApi) -> None:
+    def __init__(self, kube: KubeApi, audiences: tuple[str, ...] = ()) -> None:
         self.kube = kube
+        self.audiences = audiences
 
     async def __call__(self, token: str) -> UserInfo | None:
-        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
+        spec: dict[str, Any] = {"token": token}
+        if self.audiences:
+            spec["audiences"] = list(self.audiences)
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
         try:
             answer = await self.kube.create(TOKENREVIEWS, body)
         except (ApiError, aiohttp.ClientError, TimeoutError) as exc:
@@ -228,28 +232,42 @@ def unavailable(message: str) -> web.Response:
     return _answer(503, "ServiceException", message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
-def middleware(gate: Gate, default_namespace: str):
+def middleware(gate: Gate, default_namespace: str, invalid_hint: str = ""):
+    """``invalid_hint``: why a token may be refused, added to the 401's message."""
+    invalid = "The security token included in the request is invalid." + invalid_hint
+
     @web.middleware
     async def check_access(request: web.Request, handler):
         match = request.match_info
         resource = match.route.resource
-        need = requirement(
-            request.method,
-            resource.canonical if resource is not None else None,
-            match,
-            request.query,
-            header_namespace=request.headers.get("X-Lambdakube-Namespace"),
-            default_namespace=default_namespace,
-        )
+
+        def need_in(default: str):
+            return requirement(
+                request.method,
+                resource.canonical if resource is not None else None,
+                match,
+                request.query,
+                header_namespace=request.headers.get("X-Lambdakube-Namespace"),
+                default_namespace=default,
+            )
+
+        need = need_in(default_namespace)
         if isinstance(need, Public):
             return await handler(request)
-        token = bearer_token(request.headers.get("Authorization"))
+        token = request_token(request.headers)
         if token is None:
-            return unauthenticated("Missing authentication token: send Authorization: Bearer <token>")
+            return unauthenticated(
+                "Missing authentication token: send Authorization: Bearer <token>"
+                " (or an AWS SDK's session token, X-Amz-Security-Token)"
+            )
         try:
             user = await gate.user(token)
             if user is None:
-                return unauthenticated("The security token included in the request is invalid.")
+                return unauthenticated(invalid)
+            home = user.home_namespace
+            if home is not None and home != default_namespace:
+                need = need_in(home)
+                request[keys.DEFAULT_NAMESPACE] = home
             if isinstance(need, Need) and not await gate.allowed_any(user, need):
                 log.debug("denied %s: %s", user.username, need)
                 return denied(user, need)
@@ -303,7 +321,7 @@ def install(app: web.Application, config: RouterConfig) -> None:
         gate = Gate(StaticTokens(users), allow_authenticated, cache, config.clock)
     else:
         kube, close = _kube(config)
-        gate = Gate(TokenReviewer(kube), AccessReviewer(kube), cache, config.clock)
+        gate = Gate(TokenReviewer(kube, settings.audiences), AccessReviewer(kube), cache, config.clock)
 
         async def session(app: web.Application):
             yield
@@ -311,4 +329,8 @@ def install(app: web.Application, config: RouterConfig) -> None:
 
         app.cleanup_ctx.append(session)
     app[keys.GATE] = gate
-    app.middlewares.append(middleware(gate, config.namespace))
+    hint = ""
+    if settings.mode == "tokenreview":
+        audiences = ", ".join(settings.audiences) or "the API server's own"
+        hint = f" Tokens must be valid for the audience {audiences} (kubectl create token SA --audience ...)."
+    app.middlewares.append(middleware(gate, config.namespace, hint))

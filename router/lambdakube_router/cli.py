@@ -9,6 +9,7 @@ stay a leaf: the router depends on them, never the other way round. The flags sh
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 
@@ -95,7 +96,10 @@ def auth_settings(args: argparse.Namespace, *, default_mode: str):
     from lambdakube_router.access import AuthSettings, parse_mode  # noqa: PLC0415
 
     mode, path = args.auth if args.auth is not None else parse_mode(default_mode)
-    return AuthSettings(mode=mode, token_file=path, insecure=args.insecure)
+    settings = AuthSettings(mode=mode, token_file=path, insecure=args.insecure)
+    if args.token_audiences is not None:
+        settings = dataclasses.replace(settings, audiences=tuple(a for a in args.token_audiences if a))
+    return settings
 
 
 def add_serving_options(p: argparse.ArgumentParser, *, state_dir_help: str, log_level: str) -> None:
@@ -159,6 +163,16 @@ def add_serving_options(p: argparse.ArgumentParser, *, state_dir_help: str, log_
         ' tokens, kube-apiserver\'s --token-auth-file format: token,user,uid[,"groups"]; any listed'
         " token may do everything) or none (loopback only, unless --insecure). Default: tokenreview"
         " with --backend kubernetes, else none",
+    )
+    p.add_argument(
+        "--token-audience",
+        dest="token_audiences",
+        action="append",
+        default=None,
+        metavar="AUDIENCE",
+        help="tokenreview: accept tokens issued for this audience (repeatable; default: lambdakube,"
+        " the audience of functions' own tokens: kubectl create token SA --audience lambdakube);"
+        " an empty value means the API server's own audiences",
     )
     p.add_argument(
         "--insecure",

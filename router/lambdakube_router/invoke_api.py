@@ -4,7 +4,9 @@ Naming scheme (namespaces are lambdakube's "accounts"):
 
 - ``FunctionName`` is either a plain ``name`` or the ARN-style
   ``lambdakube:<namespace>:function:<name>`` (optionally ``...:<name>:$LATEST``);
-- with a plain name the namespace comes from the ``X-Lambdakube-Namespace`` header, and
+- with a plain name the namespace comes from the ``X-Lambdakube-Namespace`` header, else
+  from the caller when it is a ServiceAccount (its own namespace, as a plain name in
+  Lambda is in the caller's account; a handler's own calls find their neighbours), and
   otherwise from the router's ``--namespace`` (default ``default``). An ARN's namespace
   wins over the header.
 - ``Qualifier`` (query, or the ARN suffix) may only be absent or ``$LATEST``: lambdakube
@@ -62,7 +64,9 @@ async def invoke(request: web.Request) -> web.Response:
     headers = request.headers
     try:
         namespace, name, arn_qualifier = parse_function_name(
-            request.match_info["FunctionName"], headers.get("X-Lambdakube-Namespace"), config.namespace
+            request.match_info["FunctionName"],
+            headers.get("X-Lambdakube-Namespace"),
+            request.get(keys.DEFAULT_NAMESPACE, config.namespace),
         )
     except BadFunctionName as exc:
         return _error(400, "InvalidParameterValueException", str(exc), request_id)

@@ -23,3 +23,7 @@ STORE: web.AppKey["AsyncStore"] = web.AppKey("store")
 DISPATCHER: web.AppKey["Dispatcher"] = web.AppKey("dispatcher")
 SOURCE: web.AppKey["Source"] = web.AppKey("source")
 GATE: web.AppKey["Gate"] = web.AppKey("gate")
+
+#: Request key: the namespace of a plain function name for this request, when not the
+#: router's ``--namespace`` (a ServiceAccount caller's own, ``access.UserInfo.home_namespace``).
+DEFAULT_NAMESPACE: web.RequestKey[str] = web.RequestKey("default_namespace", str)

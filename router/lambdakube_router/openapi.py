@@ -40,8 +40,9 @@ OPENAPI: dict = {
         "description": (
             "AWS Lambda's Invoke API (2015-03-31) for functions running on Kubernetes, plus a"
             " small read-only API over the router's pools and durable queues.\n\n"
-            "FunctionName is `<name>` (namespace from the `X-Lambdakube-Namespace` header or"
-            " the router's default namespace) or `lambdakube:<namespace>:function:<name>`."
+            "FunctionName is `<name>` (namespace from the `X-Lambdakube-Namespace` header, a"
+            " ServiceAccount caller's own namespace, or the router's default namespace) or"
+            " `lambdakube:<namespace>:function:<name>`."
         ),
     },
     "paths": {

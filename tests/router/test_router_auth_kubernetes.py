@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lambdakube.resources import identity
 from lambdakube_router import keys
 from lambdakube_router.access import AuthSettings, Ttls
 from tests.chart.conftest import BUILD_TOOLS, helm_template
@@ -76,13 +77,15 @@ class Cluster:
             self.cluster_objects.append(role)
         await self.apply(*self.cluster_objects)
 
-    async def service_account(self, ns: str, name: str) -> str:
+    async def service_account(self, ns: str, name: str, audience: str | None = identity.AUDIENCE) -> str:
         """A ServiceAccount and a token of it from the TokenRequest API."""
         await self.kubectl("create", "serviceaccount", name, "-n", ns)
-        return await self.token(ns, name)
+        return await self.token(ns, name, audience)
 
-    async def token(self, ns: str, name: str, *extra: str) -> str:
-        return (await self.kubectl("create", "token", name, "-n", ns, "--duration=1h", *extra)).strip()
+    async def token(self, ns: str, name: str, audience: str | None = identity.AUDIENCE) -> str:
+        """A token for ``audience`` (default: the router's; None: the API server's)."""
+        flags = [f"--audience={audience}"] if audience else []
+        return (await self.kubectl("create", "token", name, "-n", ns, "--duration=1h", *flags)).strip()
 
     async def bind(self, ns: str, role: str, sa_ns: str, sa: str) -> None:
         """A RoleBinding in ``ns`` of the chart's ClusterRole ``role`` to a ServiceAccount."""
@@ -94,7 +97,7 @@ class Cluster:
     async def router_kubeconfig(self, ns: str, name: str, *, reviews: bool = True) -> Path:
         """Credentials for the router: a ServiceAccount bound to the chart's review rules
         (a ClusterRoleBinding, as the chart makes it), or to nothing."""
-        token = await self.service_account(ns, name)
+        token = await self.service_account(ns, name, audience=None)  # the API server's
         if reviews:
             binding = {
                 "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -296,8 +299,9 @@ async def test_tokens_the_api_server_refuses_are_401(make_router, cluster, teams
     erin = await cluster.service_account(team_a, "erin")
     await cluster.bind(team_a, "lambdakube-invoker", team_a, "erin")
     assert (await eventually_status(router, lambda: invoke(router, erin, "hello"), 200))[0] == 200
-    elsewhere = await cluster.token(team_a, "erin", "--audience=https://not-the-api-server")
-    for token in ("", "not-a-token", erin[:-4] + "AAAA", elsewhere):
+    elsewhere = await cluster.token(team_a, "erin", "https://not-the-api-server")
+    api_server = await cluster.token(team_a, "erin", None)  # valid, but not for the router
+    for token in ("", "not-a-token", erin[:-4] + "AAAA", elsewhere, api_server):
         status, error, _ = await invoke(router, token, "hello")
         assert (status, error) == (401, "UnrecognizedClientException"), token[:20]
 

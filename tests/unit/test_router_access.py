@@ -20,6 +20,7 @@ from lambdakube_router.access import (
     Ttls,
     UserInfo,
     bearer_token,
+    request_token,
     exposure_problem,
     function_names,
     parse_mode,
@@ -122,6 +123,25 @@ def test_function_names(qualifier, names):
 )
 def test_bearer_token(header, token):
     assert bearer_token(header) == token
+
+
+SIGV4 = "AWS4-HMAC-SHA256 Credential=LK/20261203/lambdakube/lambda/aws4_request, SignedHeaders=host, Signature=0"
+
+
+@pytest.mark.parametrize(
+    "headers, token",
+    [
+        pytest.param({}, None, id="nothing"),
+        pytest.param({"Authorization": "Bearer abc"}, "abc", id="bearer"),
+        pytest.param({"Authorization": SIGV4, "X-Amz-Security-Token": "jwt"}, "jwt", id="an SDK's session token"),
+        pytest.param({"Authorization": "Bearer abc", "X-Amz-Security-Token": "jwt"}, "abc", id="bearer first"),
+        pytest.param({"Authorization": SIGV4}, None, id="SigV4 keys alone are no credential"),
+        pytest.param({"X-Amz-Security-Token": "  "}, None, id="an empty session token"),
+        pytest.param({"X-Amz-Security-Token": "a b"}, None, id="a session token with a space"),
+    ],
+)
+def test_request_token(headers, token):
+    assert request_token(headers) == token
 
 
 def test_token_file_is_kube_apiservers_format():
@@ -385,3 +405,17 @@ async def test_a_qualified_invoke_is_allowed_by_either_name():
         assert await gate(Reviewers({}, grants), Clock()).allowed_any(ALICE, need) is allowed, grants
     # a grant on the alias alone does not cover the unqualified function
     assert not await gate(Reviewers({}, {("alice", on_alias)}), Clock()).allowed_any(ALICE, invoke("a", "fn"))
+
+
+@pytest.mark.parametrize(
+    "username, home",
+    [
+        pytest.param("system:serviceaccount:team-a:orchestrator", "team-a", id="a ServiceAccount"),
+        pytest.param("alice", None, id="a user"),
+        pytest.param("system:serviceaccount:team-a", None, id="no account name"),
+        pytest.param("system:serviceaccount::x", None, id="no namespace"),
+        pytest.param("oidc:system:serviceaccount:team-a:x", None, id="only as a prefix"),
+    ],
+)
+def test_home_namespace(username, home):
+    assert UserInfo(username).home_namespace == home
