@@ -33,6 +33,8 @@ ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Kubernetes object names (DNS-1123 subdomain, kept to a label's length so the name
 # fits in pod labels).
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: A ServiceAccount's name (DNS-1123 subdomain).
+SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DEFAULT_RUNTIME_IMAGE = "lambdakube/runtime-python:0.1.0"
 
 
@@ -150,6 +152,9 @@ class FunctionSpec(_Spec):
     max_concurrency: Annotated[int, Field(ge=1, le=100000)] | None = None
     idle_timeout_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
     async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async", json_schema_extra=MATERIALISE)
+    #: The ServiceAccount the function's environments run as, for calls its handler makes
+    #: to the Invoke API (``resources.identity``): unset, an environment has no token.
+    service_account_name: Annotated[str, Field(pattern=SUBDOMAIN_PATTERN, max_length=253)] | None = None
 
     @model_validator(mode="after")
     def _same_rules_as_cel(self) -> FunctionSpec:

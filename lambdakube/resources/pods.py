@@ -28,7 +28,7 @@ import os
 
 from lambdakube.models import FunctionSpec
 
-from . import env_token, labels
+from . import env_token, identity, labels
 from .code import needs_init, own_variables
 from .owner import owner_reference
 from .spec_hash import spec_hash
@@ -69,6 +69,7 @@ def fits_generic(spec: FunctionSpec) -> bool:
         and spec.code is not None
         and spec.resources.cpu is None
         and spec.resources.memory_size == GENERIC_MEMORY_MB
+        and spec.service_account_name is None  # a generic pod has no identity to give
     )
 
 
@@ -124,10 +125,17 @@ def _pod(
     resources: dict,
     readiness_path: str,
     timeout_seconds: int,
+    service_account: str | None = None,
 ) -> dict:
-    """The skeleton every environment pod shares (security context, probes, volumes)."""
+    """The skeleton every environment pod shares (security context, probes, volumes).
+
+    ``service_account``: the pod runs as it, with only its audience-bound token
+    (``identity``); without it, as the namespace's default, with no token at all."""
     volumes: list[dict] = [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}}]
     mounts: list[dict] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if service_account:
+        volumes.append(identity.token_volume())
+        mounts.append(identity.token_mount())
 
     container = {
         "name": CONTAINER_NAME,
@@ -171,12 +179,14 @@ def _pod(
     }
     if owner_references:
         metadata["ownerReferences"] = owner_references
+    account = {"serviceAccountName": service_account} if service_account else {}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": metadata,
         "spec": {
             "restartPolicy": "Never",
+            **account,
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "terminationGracePeriodSeconds": timeout_seconds + TERMINATION_GRACE_EXTRA,
@@ -215,15 +225,22 @@ def environment_pod(
     managed_by: str = labels.OPERATOR_NAME,
     announce: tuple[str, str] | None = None,
     token: str | None = None,
+    endpoint: str | None = None,
 ) -> dict:
     """The pod for environment ``env_id`` of a function (``role``: provisioned/on-demand).
 
     ``announce`` (url, token): a router waits for this pod; its runtime tells it when it
     listens (``announce_env``). Not part of the spec hash: it is about who waits, not
-    about what runs."""
+    about what runs. ``endpoint``: the router's URL for the handler's SDK (``identity``),
+    the same for every pod of an installation."""
     if role not in (labels.ROLE_PROVISIONED, labels.ROLE_ON_DEMAND):
         raise ValueError(f"unknown environment role {role!r}")
-    env = _env(function_name, namespace, spec) + [_token_var(token)]
+    env = (
+        _env(function_name, namespace, spec)
+        + identity.endpoint_env(endpoint, spec)
+        + identity.token_env(spec)
+        + [_token_var(token)]
+    )
     if announce is not None:
         env += announce_env(*announce)
     return _pod(
@@ -243,6 +260,7 @@ def environment_pod(
         resources=_resources(spec.resources.memory_size, spec.resources.cpu),
         readiness_path="/readyz",
         timeout_seconds=spec.timeout_seconds,
+        service_account=spec.service_account_name,
     )
 
 
@@ -253,6 +271,7 @@ def generic_pod(
     runtime_image: str,
     managed_by: str = labels.OPERATOR_NAME,
     token: str | None = None,
+    endpoint: str | None = None,
 ) -> dict:
     """A generic environment: the runtime started without a function (no handler, no
     function label, no owner), waiting for a router to claim it and ``POST /init``.
@@ -273,7 +292,12 @@ def generic_pod(
         annotations={},
         owner_references=None,
         image=runtime_image,
-        env=[{"name": "LAMBDAKUBE_NAMESPACE", "value": namespace}, _ENV_ID, _token_var(token)],
+        env=[
+            {"name": "LAMBDAKUBE_NAMESPACE", "value": namespace},
+            _ENV_ID,
+            *identity.endpoint_env(endpoint, None),
+            _token_var(token),
+        ],
         resources=_resources(GENERIC_MEMORY_MB, None),
         readiness_path="/healthz",
         timeout_seconds=GENERIC_TIMEOUT_SECONDS,

@@ -1,7 +1,7 @@
 """The hash that tells an up-to-date environment from one of an older spec.
 
 Only the fields that shape what runs inside an environment are hashed (handler, image,
-code, env, resources, timeout): changing concurrency settings or the idle timeout must
+code, env, resources, timeout, service account): changing concurrency settings or the idle timeout must
 not roll every pod. The hash is computed from the parsed model, so defaults filled in by
 the API server and absent optional fields hash the same, and ``exclude_none`` keeps the
 hash stable when a new optional field is added to the model.
@@ -15,7 +15,7 @@ import json
 from lambdakube.models import FunctionSpec
 
 #: Fields of ``FunctionSpec`` (python names) that change what an environment runs.
-SHAPING_FIELDS = frozenset({"handler", "image", "code", "env", "resources", "timeout_seconds"})
+SHAPING_FIELDS = frozenset({"handler", "image", "code", "env", "resources", "timeout_seconds", "service_account_name"})
 HASH_LENGTH = 10
 
 

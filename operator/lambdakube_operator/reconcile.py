@@ -264,6 +264,7 @@ class Reconciler:
                         env_id=env_id,
                         role=labels.ROLE_PROVISIONED,
                         runtime_image=self.config.runtime_image,
+                        endpoint=self.config.function_endpoint,
                     )
                 )
             ok = await asyncio.gather(
@@ -368,6 +369,7 @@ class GenericKeeper:
                     namespace=namespace,
                     env_id=new_env_id(GENERIC_NAME_PREFIX, labels.ROLE_GENERIC),
                     runtime_image=self.config.runtime_image,
+                    endpoint=self.config.function_endpoint,
                 )
                 for _ in range(the_plan.create)
             ]

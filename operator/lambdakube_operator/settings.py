@@ -32,6 +32,10 @@ class OperatorConfig:
     #: Kubeconfig file; None: in-cluster service account, else $KUBECONFIG/~/.kube/config.
     kubeconfig: str | None = None
     runtime_image: str = DEFAULT_RUNTIME_IMAGE
+    #: The router's URL as handlers reach it (``AWS_ENDPOINT_URL_LAMBDA`` in every
+    #: environment, ``lambdakube.resources.identity``); None: not set. The chart gives the
+    #: router the same value, so both creators' pods agree.
+    function_endpoint: str | None = None
     #: Level-triggered resync of every Function (seconds).
     resync_interval: float = 10.0
     #: Coalescing delay for pod-event triggered reconciles (seconds).
@@ -90,6 +94,12 @@ def parse_args(argv: list[str] | None = None) -> OperatorConfig:
         default=env.get("LAMBDAKUBE_RUNTIME_IMAGE", DEFAULT_RUNTIME_IMAGE),
         help="image for Functions without spec.image (default %(default)s)",
     )
+    p.add_argument(
+        "--function-endpoint",
+        default=env.get("LAMBDAKUBE_FUNCTION_ENDPOINT") or None,
+        metavar="URL",
+        help="the router's URL for handlers' SDKs (AWS_ENDPOINT_URL_LAMBDA in environments)",
+    )
     p.add_argument("--resync-interval", type=float, default=10.0)
     p.add_argument(
         "--start-deadline", type=float, default=120.0, help="delete environments not Ready for this many seconds"
@@ -121,6 +131,7 @@ def parse_args(argv: list[str] | None = None) -> OperatorConfig:
         all_namespaces=a.all_namespaces,
         kubeconfig=a.kubeconfig,
         runtime_image=a.runtime_image,
+        function_endpoint=a.function_endpoint,
         resync_interval=a.resync_interval,
         timing=Timing(start_deadline=a.start_deadline, drain_grace=a.drain_grace),
         metrics_port=a.metrics_port or None,

@@ -64,6 +64,13 @@ def build_parser(prog: str = "lambdakube-router") -> argparse.ArgumentParser:
         " status write",
     )
     p.add_argument(
+        "--function-endpoint",
+        metavar="URL",
+        help="kubernetes backend: this router's URL as handlers reach it (the Service's);"
+        " every environment gets it as AWS_ENDPOINT_URL_LAMBDA, so an SDK client built"
+        " with no arguments calls this router (give the operator the same value)",
+    )
+    p.add_argument(
         "--status-interval",
         type=float,
         default=2.0,
@@ -90,6 +97,7 @@ def config_from_args(args: argparse.Namespace) -> RouterConfig:
         kubeconfig=args.kubeconfig,
         runtime_image=args.runtime_image,
         announce_url=args.announce_url,
+        function_endpoint=args.function_endpoint,
         watch_namespaces=tuple(args.watch_namespaces),
         status_interval_seconds=args.status_interval,
         auth=auth_settings(args, default_mode="tokenreview" if args.backend == "kubernetes" else "none"),

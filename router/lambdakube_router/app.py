@@ -97,6 +97,9 @@ class RouterConfig:
     #: kubernetes backend: the URL of this router's ``announce_api`` as its fresh pods can
     #: reach it (the chart: the router pod's own IP). None: pods don't announce.
     announce_url: str | None = None
+    #: kubernetes backend: the router's URL for handlers' SDKs (``AWS_ENDPOINT_URL_LAMBDA``
+    #: in every pod it creates, ``lambdakube.resources.identity``). None: not set.
+    function_endpoint: str | None = None
     #: kubernetes backend: the namespaces served (empty: all), for its pod cache.
     watch_namespaces: tuple[str, ...] = ()
     #: kubernetes backend: write busy/idle/coldStarts into Function status and post
@@ -131,7 +134,11 @@ def _make_backend(config: RouterConfig, session: aiohttp.ClientSession, state_di
 
         kw: dict[str, Any] = {"image": config.runtime_image} if config.runtime_image else {}
         return KubernetesBackend(
-            kubeconfig=config.kubeconfig, announce_url=config.announce_url, namespaces=config.watch_namespaces, **kw
+            kubeconfig=config.kubeconfig,
+            announce_url=config.announce_url,
+            function_endpoint=config.function_endpoint,
+            namespaces=config.watch_namespaces,
+            **kw,
         )
     raise ValueError(f"unknown backend {config.backend!r} (local or kubernetes)")
 

@@ -1,9 +1,11 @@
 """The chart's ValidatingAdmissionPolicy on a real kube-apiserver: what the router's and
 the operator's pod rights can still do if their tokens leak. As their ServiceAccounts
 (impersonated, with the chart's own RBAC), a pod built by ``environment_pod`` is
-admitted; a privileged pod, a hostPath pod, a pod with another ServiceAccount, a
-foreign image, a patched image or a foreign label are denied with the policy's message;
-only our pods can be deleted. Anyone else (here the test's admin) is not affected."""
+admitted, also as a Function's own ServiceAccount with its audience-bound token; a
+privileged pod, a hostPath pod, a pod with the API server's token (mounted, or projected
+for another audience), a foreign image, a patched image or a foreign label are denied
+with the policy's message; only our pods can be deleted. Anyone else (here the test's
+admin) is not affected."""
 
 from __future__ import annotations
 
@@ -16,15 +18,17 @@ import pytest
 import yaml
 
 from lambdakube.models import DEFAULT_RUNTIME_IMAGE, FunctionSpec
-from lambdakube.resources import labels
+from lambdakube.resources import identity, labels
 from lambdakube.resources.pods import environment_pod
 from tests.chart.conftest import helm_template
 
 pytestmark = pytest.mark.cluster
 
 
-def env_pod(namespace: str, name: str | None = None) -> dict:
-    spec = FunctionSpec.model_validate({"handler": "index.handler", "code": {"inline": {"source": "x = 1\n"}}})
+def env_pod(namespace: str, name: str | None = None, service_account: str | None = None) -> dict:
+    spec = FunctionSpec.model_validate(
+        {"handler": "index.handler", "code": {"inline": {"source": "x = 1\n"}}, "serviceAccountName": service_account}
+    )
     pod = environment_pod(
         function_name="fn",
         namespace=namespace,
@@ -62,8 +66,27 @@ def host_network(pod):
     pod["spec"]["hostNetwork"] = True
 
 
-def other_service_account(pod):
-    pod["spec"]["serviceAccountName"] = "builder"
+def api_token(pod):
+    """A token of the pod's ServiceAccount for the API server (a projection's default audience)."""
+    pod["spec"]["volumes"].append(
+        {"name": "api", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}
+    )
+
+
+def other_audience(pod):
+    pod["spec"]["volumes"].append(
+        {
+            "name": "api",
+            "projected": {"sources": [{"serviceAccountToken": {"path": "token", "audience": "https://vault.example"}}]},
+        }
+    )
+
+
+def token_and_more(pod):
+    """Our token volume, with a ConfigMap projected next to it."""
+    volume = identity.token_volume()
+    volume["projected"]["sources"].append({"configMap": {"name": "kube-root-ca.crt"}})
+    pod["spec"]["volumes"].append(volume)
 
 
 def mounted_token(pod):
@@ -88,7 +111,9 @@ CREATE_DENIED = [
     pytest.param(added_capability, "none added", id="an added capability"),
     pytest.param(host_path, "emptyDir volumes only", id="hostPath"),
     pytest.param(host_network, "no host network", id="hostNetwork"),
-    pytest.param(other_service_account, "default ServiceAccount", id="another ServiceAccount"),
+    pytest.param(api_token, "no token for the API server", id="a projected API token"),
+    pytest.param(other_audience, "a projected ServiceAccount token for audience lambdakube", id="another audience"),
+    pytest.param(token_and_more, "emptyDir volumes only", id="a token projected with a ConfigMap"),
     # the ServiceAccount admission adds the token as a projected volume before any
     # policy runs: that volume is what is refused
     pytest.param(mounted_token, "emptyDir volumes only", id="a mounted token"),
@@ -140,6 +165,26 @@ def test_an_environment_pod_is_admitted(installed, component):
     cp, namespace, users = installed
     out = create(cp, env_pod(namespace), users[component])
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("component", ["router", "operator"])
+def test_a_function_with_its_own_service_account_is_admitted(installed, component):
+    """Whatever ServiceAccount it names, the pod's one credential is its token for the
+    router (``identity.AUDIENCE``); the API server refuses that token."""
+    cp, namespace, users = installed
+    pod = env_pod(namespace, service_account="builder")
+    assert pod["spec"]["serviceAccountName"] == "builder"
+    out = create(cp, pod, users[component])
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("component", ["router", "operator"])
+def test_a_service_account_with_its_api_token_is_denied(installed, component):
+    cp, namespace, users = installed
+    pod = env_pod(namespace, service_account="builder")
+    mounted_token(pod)
+    out = create(cp, pod, users[component])
+    assert out.returncode != 0 and "ValidatingAdmissionPolicy" in out.stderr, out.stderr
 
 
 @pytest.mark.parametrize("component", ["router", "operator"])

@@ -14,6 +14,9 @@ from lambdakube.resources import labels
 from lambdakube.resources.pods import PORT
 from tests.chart.conftest import CHART
 
+#: The router Service's in-cluster URL: handlers' AWS_ENDPOINT_URL_LAMBDA.
+ENDPOINT = "http://lk-lambdakube-router.lambdakube-system.svc:9000"
+
 NON_DEFAULT = {
     "watch": {"allNamespaces": False, "namespaces": ["team-a", "team-b"]},
     "router": {"persistence": {"enabled": True, "storageClass": "fast", "size": "5Gi"}},
@@ -89,6 +92,8 @@ def test_defaults(render):
         "8080",
         "--runtime-image",
         DEFAULT_RUNTIME_IMAGE,
+        "--function-endpoint",  # AWS_ENDPOINT_URL_LAMBDA of every environment
+        ENDPOINT,
         "--generic-pool-size",
         "2",
         "--log-level",
@@ -111,6 +116,8 @@ def test_defaults(render):
         "/var/lib/lambdakube",
         "--runtime-image",
         DEFAULT_RUNTIME_IMAGE,
+        "--function-endpoint",  # the same as the operator's: both creators' pods agree
+        ENDPOINT,
         "--announce-url",
         "http://$(LAMBDAKUBE_ROUTER_POD_IP):9000/internal/v1/environments/listening",
         "--log-level",
@@ -123,6 +130,8 @@ def test_defaults(render):
         "4096",
         "--auth",
         "tokenreview",
+        "--token-audience",  # functions' own tokens' audience, no API server token
+        "lambdakube",
     ]
     # Fresh pods announce themselves straight to this router pod's IP (downward API).
     assert {"name": "LAMBDAKUBE_ROUTER_POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in c["env"]
@@ -346,6 +355,33 @@ def test_router_auth(render):
     ]
     args = container(off.one("Deployment", "lk-lambdakube-router"))["args"]
     assert args[args.index("--auth") :][:3] == ["--auth", "none", "--insecure"]
+    assert "--token-audience" not in args and "--token-audience=" not in args
+
+
+@pytest.mark.parametrize(
+    "values, want",
+    [
+        pytest.param({}, ["--token-audience", "lambdakube"], id="default: functions' own audience"),
+        pytest.param(
+            {"router": {"auth": {"audiences": ["lambdakube", "https://kubernetes.default.svc"]}}},
+            ["--token-audience", "lambdakube", "--token-audience", "https://kubernetes.default.svc"],
+            id="several",
+        ),
+        pytest.param({"router": {"auth": {"audiences": []}}}, ["--token-audience="], id="none: the API server's"),
+    ],
+)
+def test_router_token_audiences(render, values, want):
+    args = container(render(values=values).one("Deployment", "lk-lambdakube-router"))["args"]
+    got = [a for i, a in enumerate(args) if a.startswith("--token-audience") or args[i - 1] == "--token-audience"]
+    assert got == want
+
+
+def test_function_endpoint_override(render):
+    """Both creators of environment pods get the same endpoint, the Service's by default."""
+    r = render(values={"router": {"functionEndpoint": "https://lambda.example"}})
+    for name in ("lk-lambdakube-router", "lk-lambdakube-operator"):
+        args = container(r.one("Deployment", name))["args"]
+        assert args[args.index("--function-endpoint") + 1] == "https://lambda.example", name
 
 
 #: The callers' ClusterRoles, (group, resource) -> verbs (access.ROUTES asks these verbs).

@@ -59,6 +59,7 @@ def test_valid_function_gets_lambda_defaults(crds, namespace):
             "a destination names exactly one of function or queue",
         ),
         ({"surprise": True}, 'unknown field "spec.surprise"'),
+        ({"serviceAccountName": "Builder"}, "spec.serviceAccountName: Invalid value"),
     ],
 )
 def test_invalid_function_is_rejected_with_a_clear_message(crds, namespace, spec, expected):

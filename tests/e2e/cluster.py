@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from lambdakube.resources import labels
+from lambdakube.resources import identity, labels
 from tests.cluster.controlplane import ToolMissing, free_port, locate, locate_controlplane
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,13 +153,21 @@ class Cluster:
     def client_token(self) -> str:
         """The suite's caller: a ServiceAccount allowed everything the router offers in
         every namespace (a ClusterRoleBinding to the chart's lambdakube-admin), and a
-        token of it from the TokenRequest API (``kubectl create token``)."""
+        token of it from the TokenRequest API (``kubectl create token``) for the router's
+        audience."""
         self.kubectl("create", "serviceaccount", CLIENT_SA, "-n", RELEASE_NS)
         self.kubectl(
             "create", "clusterrolebinding", CLIENT_SA,
             "--clusterrole=lambdakube-admin", f"--serviceaccount={RELEASE_NS}:{CLIENT_SA}",
         )  # fmt: skip
-        return self.kubectl("create", "token", CLIENT_SA, "-n", RELEASE_NS, "--duration=3h").stdout.strip()
+        return self.create_token(CLIENT_SA, RELEASE_NS, "3h")
+
+    def create_token(self, account: str, namespace: str, duration: str = "1h") -> str:
+        """A TokenRequest token of ``account`` for the router's audience (the chart's
+        ``router.auth.audiences``), as ``kubectl create token --audience``."""
+        return self.kubectl(
+            "create", "token", account, "-n", namespace, f"--duration={duration}", f"--audience={identity.AUDIENCE}"
+        ).stdout.strip()
 
     def close(self) -> None:
         self.kubectl("delete", "clusterrolebinding", CLIENT_SA, "--ignore-not-found", check=False)

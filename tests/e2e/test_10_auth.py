@@ -23,7 +23,11 @@ def test_callers_are_authenticated_and_authorized(release: Cluster, ns: str):
     assert release.request("GET", "/healthz", token="").status == 200
 
     release.kubectl("create", "serviceaccount", "caller", "-n", ns)
-    token = release.kubectl("create", "token", "caller", "-n", ns, "--duration=1h").stdout.strip()
+    # a token for the API server is no token for the router (audience lambdakube)
+    api_token = release.kubectl("create", "token", "caller", "-n", ns, "--duration=1h").stdout.strip()
+    r = release.invoke("guarded", {}, ns, token=api_token)
+    assert r.status == 401 and "audience lambdakube" in r.json()["message"], r.body
+    token = release.create_token("caller", ns)
     r = release.invoke("guarded", {}, ns, token=token)
     assert r.status == 403 and r.json()["errorType"] == "AccessDeniedException", r.body
 

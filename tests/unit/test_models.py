@@ -44,6 +44,8 @@ def test_concurrency_cap_is_the_smaller_of_reserved_and_max():
         ({"async": {"maxRetryAttempts": 3}}, "less than or equal to 2"),
         ({"async": {"onFailure": {"function": "a", "queue": "b"}}}, "exactly one of function or queue"),
         ({"async": {"onFailure": {}}}, "exactly one of function or queue"),
+        ({"serviceAccountName": "Builder"}, "String should match pattern"),
+        ({"serviceAccountName": "a" * 254}, "at most 253 characters"),
     ],
 )
 def test_invalid_specs_are_rejected_with_a_clear_message(fields, message):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lambdakube.models import DEFAULT_RUNTIME_IMAGE, FunctionSpec
-from lambdakube.resources import environment_pod, init_body, labels, new_env_id, spec_hash
+from lambdakube.resources import environment_pod, identity, init_body, labels, new_env_id, spec_hash
 
 INLINE = {"inline": {"source": "def handler(event, context):\n    return event\n"}}
 
@@ -56,6 +56,7 @@ def test_hash_ignores_server_defaults_and_key_order():
         {"resources": {"memorySize": 256}},
         {"resources": {"cpu": "500m"}},
         {"timeoutSeconds": 30},
+        {"serviceAccountName": "orchestrator"},
     ],
     ids=lambda c: next(iter(c)),
 )
@@ -264,6 +265,7 @@ def test_generic_pod_runs_no_function_and_belongs_to_nobody():
         ({"resources": {"memorySize": 256}}, False),
         ({"resources": {"cpu": "500m"}}, False),
         ({"image": "me/fn:1", "code": None}, False),
+        ({"serviceAccountName": "orchestrator"}, False),  # a generic pod has no identity
     ],
 )
 def test_fits_generic(overrides, fits):
@@ -291,3 +293,76 @@ def test_every_environment_pod_gets_a_token_of_its_own():
     assert env_token.token_of(pod(token="given")) == "given"
     assert env_token.VARIABLE not in str(init_body("fn", "ns", spec()))
     assert env_token.token_of({"spec": {"containers": [{"env": []}]}}) == ""
+
+
+# -- a function's own identity (identity) --------------------------------------------
+
+
+def test_a_function_without_a_service_account_has_no_token():
+    p = pod(endpoint="http://router.lk.svc:9000")
+    assert "serviceAccountName" not in p["spec"] and p["spec"]["automountServiceAccountToken"] is False
+    assert [v["name"] for v in p["spec"]["volumes"]] == ["tmp"]
+    assert identity.TOKEN_FILE_VARIABLE not in env_of(p)
+
+
+def test_a_function_with_a_service_account_gets_only_its_audience_bound_token():
+    p = pod(spec(serviceAccountName="orchestrator"), endpoint="http://router.lk.svc:9000")
+    assert p["spec"]["serviceAccountName"] == "orchestrator"
+    assert p["spec"]["automountServiceAccountToken"] is False  # never the API server's token
+    volumes = {v["name"]: v for v in p["spec"]["volumes"]}
+    assert volumes[identity.VOLUME]["projected"]["sources"] == [
+        {"serviceAccountToken": {"audience": "lambdakube", "expirationSeconds": 3600, "path": "token"}}
+    ]
+    (mount,) = [m for m in p["spec"]["containers"][0]["volumeMounts"] if m["name"] == identity.VOLUME]
+    assert mount == {"name": identity.VOLUME, "mountPath": identity.TOKEN_DIR, "readOnly": True}
+    env = env_of(p)
+    assert env[identity.TOKEN_FILE_VARIABLE] == f"{identity.TOKEN_DIR}/token"
+    assert env["AWS_ENDPOINT_URL_LAMBDA"] == "http://router.lk.svc:9000"
+
+
+@pytest.mark.parametrize(
+    "endpoint, own, want",
+    [
+        pytest.param(None, {}, {}, id="no endpoint: nothing"),
+        pytest.param(
+            "http://r:9000",
+            {},
+            {
+                "AWS_ENDPOINT_URL_LAMBDA": "http://r:9000",
+                "AWS_REGION": "lambdakube",
+                "AWS_DEFAULT_REGION": "lambdakube",
+                "AWS_EC2_METADATA_DISABLED": "true",
+            },
+            id="endpoint, region, no instance metadata",
+        ),
+        pytest.param(
+            "http://r:9000",
+            {"AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL_LAMBDA": "http://elsewhere"},
+            {
+                "AWS_ENDPOINT_URL_LAMBDA": "http://elsewhere",
+                "AWS_REGION": "eu-west-1",
+                "AWS_DEFAULT_REGION": "lambdakube",
+                "AWS_EC2_METADATA_DISABLED": "true",
+            },
+            id="the function's own settings win",
+        ),
+    ],
+)
+def test_every_environment_is_pointed_at_the_router(endpoint, own, want):
+    """Pod env lists are read in order and the last of a name wins: a variable the
+    function sets is not written a second time."""
+    p = pod(spec(env=own), endpoint=endpoint)
+    env = p["spec"]["containers"][0]["env"]
+    names = [e["name"] for e in env]
+    assert len(names) == len(set(names))
+    got = {k: v for k, v in env_of(p).items() if k.startswith("AWS_")}
+    assert got == want
+
+
+def test_a_generic_pod_knows_the_router_but_has_no_identity():
+    from lambdakube.resources import generic_pod
+
+    p = generic_pod(namespace="ns", env_id="lk-generic-g1", runtime_image=DEFAULT_RUNTIME_IMAGE, endpoint="http://r:9")
+    env = env_of(p)
+    assert env["AWS_ENDPOINT_URL_LAMBDA"] == "http://r:9" and identity.TOKEN_FILE_VARIABLE not in env
+    assert "serviceAccountName" not in p["spec"]

@@ -185,6 +185,11 @@ anything.
   verbs: ["create"]
 {{- end }}
 
+{{/* The router's URL as handlers reach it: AWS_ENDPOINT_URL_LAMBDA in environments. */}}
+{{- define "lambdakube.functionEndpoint" -}}
+{{- default (printf "http://%s.%s.svc:%v" (include "lambdakube.router.fullname" .) .Release.Namespace .Values.router.service.port) .Values.router.functionEndpoint }}
+{{- end }}
+
 {{/* Environment shared by both workloads. */}}
 {{- define "lambdakube.commonEnv" -}}
 - name: POD_NAMESPACE

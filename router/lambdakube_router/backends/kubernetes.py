@@ -140,6 +140,7 @@ class KubernetesBackend(Backend):
         claim_generic: bool = True,
         announce_url: str | None = None,
         namespaces: Iterable[str] = (),
+        function_endpoint: str | None = None,
     ) -> None:
         if configuration is None:
             from lambdakube import kubeclient  # noqa: PLC0415
@@ -167,6 +168,8 @@ class KubernetesBackend(Backend):
         self.claim_generic = claim_generic
         #: Where fresh pods' runtimes announce themselves (None: they don't).
         self.announce_url = announce_url
+        #: The router's URL for handlers' SDKs, in every pod created here.
+        self.function_endpoint = function_endpoint
         #: Announces accepted / refused (introspection, metrics, tests).
         self._announce_counts = {"accepted": 0, "refused": 0}
         self.announces = self._announce_counts
@@ -468,6 +471,7 @@ class KubernetesBackend(Backend):
             runtime_image=self.image,
             managed_by=labels.ROUTER_NAME,
             announce=announce,
+            endpoint=self.function_endpoint,
         )
         if not uid:
             body["metadata"].pop("ownerReferences", None)
