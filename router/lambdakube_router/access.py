@@ -18,7 +18,16 @@ GET  .../namespaces/{ns}/functions/{name}     inspect functions       ``name``
 GET  .../namespaces/{ns}/queues/{q}/messages  get     queues          ``q``
 DELETE .../namespaces/{ns}/queues/{q}/...     delete  queues          ``q``
 GET  .../namespaces/{ns}/async-events         list    asyncevents     (none)
+GET  /2015-03-31/functions[/]                 list    functions       (none)
+GET  /2015-03-31/functions/{F}[/...]          get     functions       ``fn`` (below)
+GET  /2019-09-30/functions/{F}/concurrency    get     functions       ``fn``
+GET  /2016-08-19/account-settings[/]          get     concurrencyquotas  ``default``
 ============================================  ======  ==============  =============
+
+The read API's routes (``lambda_read_api``) are those of Lambda's GetFunction,
+GetFunctionConfiguration, ListVersionsByFunction, ListAliases, GetFunctionConcurrency,
+ListFunctions and GetAccountSettings; a route without a function is in the namespace of
+a plain name (header, a ServiceAccount's own, the router's default).
 
 ``invoke`` and ``inspect`` are custom verbs (RBAC accepts any verb). ``inspect`` is its
 own verb, not ``get``: the pool state lists every environment's address, and a runtime
@@ -102,13 +111,30 @@ def function_names(name: str, qualifier: str | None) -> tuple[str, ...]:
     return (f"{name}:{qualifier}", name)
 
 
-def _invoke(match: Mapping[str, str], query: Mapping[str, str], header_ns: str | None, default_ns: str) -> Requirement:
-    try:
-        ns, name, arn_qualifier = parse_function_name(match["FunctionName"], header_ns, default_ns)
-    except BadFunctionName:
-        return AUTHENTICATED  # the handler answers 400
-    qualifier = query.get("Qualifier") or arn_qualifier  # as invoke_api reads it
-    return Need(tuple(Attributes("invoke", "functions", ns, n) for n in function_names(name, qualifier)))
+def _named(verb: str) -> Callable[..., Requirement]:
+    """A route of one function (``FunctionName``, a qualifier): ``verb`` on it."""
+
+    def rule(match: Mapping[str, str], query: Mapping[str, str], header_ns: str | None, default_ns: str):
+        try:
+            ns, name, arn_qualifier = parse_function_name(match["FunctionName"], header_ns, default_ns)
+        except BadFunctionName:
+            return AUTHENTICATED  # the handler answers 400
+        qualifier = query.get("Qualifier") or arn_qualifier  # as the handlers read it
+        return Need(tuple(Attributes(verb, "functions", ns, n) for n in function_names(name, qualifier)))
+
+    return rule
+
+
+def _in_namespace(verb: str, resource: str, name: str = "") -> Callable[..., Requirement]:
+    """A route of the caller's namespace (Lambda's account): header, else default."""
+
+    def rule(match: Mapping[str, str], query: Mapping[str, str], header_ns: str | None, default_ns: str):
+        return Need((Attributes(verb, resource, header_ns or default_ns, name),))
+
+    return rule
+
+
+_invoke = _named("invoke")
 
 
 def _on(verb: str, resource: str, name_key: str | None = None) -> Callable[..., Requirement]:
@@ -122,6 +148,16 @@ def _on(verb: str, resource: str, name_key: str | None = None) -> Callable[..., 
 #: (method, route pattern) -> the rule of a route that needs a caller.
 NEEDS: dict[tuple[str, str], Callable[..., Requirement]] = {
     ("POST", INVOKE_ROUTE): _invoke,
+    # Lambda's read API (lambda_read_api): what a viewer may see with kubectl too
+    ("GET", "/2015-03-31/functions"): _in_namespace("list", "functions"),
+    ("GET", "/2015-03-31/functions/"): _in_namespace("list", "functions"),
+    ("GET", "/2015-03-31/functions/{FunctionName}"): _named("get"),
+    ("GET", "/2015-03-31/functions/{FunctionName}/configuration"): _named("get"),
+    ("GET", "/2015-03-31/functions/{FunctionName}/versions"): _named("get"),
+    ("GET", "/2015-03-31/functions/{FunctionName}/aliases"): _named("get"),
+    ("GET", "/2019-09-30/functions/{FunctionName}/concurrency"): _named("get"),
+    ("GET", "/2016-08-19/account-settings"): _in_namespace("get", "concurrencyquotas", "default"),
+    ("GET", "/2016-08-19/account-settings/"): _in_namespace("get", "concurrencyquotas", "default"),
     ("GET", _NS + "/functions"): _on("inspect", "functions"),
     ("GET", _NS + "/functions/{name}"): _on("inspect", "functions", "name"),
     ("GET", _NS + "/queues/{queue}/messages"): _on("get", "queues", "queue"),

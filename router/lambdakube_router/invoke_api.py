@@ -55,18 +55,24 @@ def _error(status: int, error_type: str, message: str, request_id: str) -> web.R
     return error_response(status, error_type, message, {"X-Amz-Request-Id": request_id})
 
 
+def plain_namespace(request: web.Request) -> str:
+    """The namespace of a plain function name (and of the routes that name none): the
+    ``X-Lambdakube-Namespace`` header, else a ServiceAccount caller's own, else the
+    router's ``--namespace``."""
+    return request.headers.get("X-Lambdakube-Namespace") or request.get(
+        keys.DEFAULT_NAMESPACE, request.app[keys.CONFIG].namespace
+    )
+
+
 async def invoke(request: web.Request) -> web.Response:
     app = request.app
     engine = app[keys.ENGINE]
     arrival = engine.settings.clock()  # the engine's clock: queue waits are measured on it
-    config = app[keys.CONFIG]
     request_id = str(uuid.uuid4())
     headers = request.headers
     try:
         namespace, name, arn_qualifier = parse_function_name(
-            request.match_info["FunctionName"],
-            headers.get("X-Lambdakube-Namespace"),
-            request.get(keys.DEFAULT_NAMESPACE, config.namespace),
+            request.match_info["FunctionName"], None, plain_namespace(request)
         )
     except BadFunctionName as exc:
         return _error(400, "InvalidParameterValueException", str(exc), request_id)

@@ -380,4 +380,45 @@ def _with_access(doc: dict) -> dict:
     return doc
 
 
+def _lambda_reads(doc: dict) -> dict:
+    """Lambda's read API (``lambda_read_api``): the SDK's operations, Lambda's shapes
+    (documented by AWS; described here by name, not repeated)."""
+    name: dict = {"name": "FunctionName", "in": "path", "required": True, "schema": {"type": "string"}}
+    qualifier: dict = {"name": "Qualifier", "in": "query", "schema": {"type": "string", "enum": ["$LATEST"]}}
+    namespace: dict = {"name": "X-Lambdakube-Namespace", "in": "header", "schema": {"type": "string"}}
+    paging: list[dict] = [
+        {"name": "Marker", "in": "query", "schema": {"type": "string"}},
+        {"name": "MaxItems", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}},
+    ]
+
+    def op(operation: str, parameters: list[dict], found: bool = True) -> dict:
+        responses = {
+            "200": {
+                "description": f"Lambda's {operation} response",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "400": _err("InvalidParameterValueException: a malformed FunctionName, Marker or MaxItems"),
+        }
+        if found:
+            responses["404"] = _err("ResourceNotFoundException: no such function (or qualifier)")
+        return {"get": {"operationId": f"Lambda{operation}", "parameters": parameters, "responses": responses}}
+
+    one = [name, qualifier, namespace]
+    paths = {
+        "/2015-03-31/functions": op("ListFunctions", [*paging, namespace], found=False),
+        "/2015-03-31/functions/": op("ListFunctionsSlash", [*paging, namespace], found=False),
+        "/2015-03-31/functions/{FunctionName}": op("GetFunction", one),
+        "/2015-03-31/functions/{FunctionName}/configuration": op("GetFunctionConfiguration", one),
+        "/2015-03-31/functions/{FunctionName}/versions": op("ListVersionsByFunction", [name, *paging, namespace]),
+        "/2015-03-31/functions/{FunctionName}/aliases": op("ListAliases", [name, *paging, namespace]),
+        "/2019-09-30/functions/{FunctionName}/concurrency": op("GetFunctionConcurrency", [name, namespace]),
+        "/2016-08-19/account-settings": op("GetAccountSettings", [namespace], found=False),
+        "/2016-08-19/account-settings/": op("GetAccountSettingsSlash", [namespace], found=False),
+    }
+    for path, item in paths.items():
+        doc["paths"][path] = item
+    return doc
+
+
+_lambda_reads(OPENAPI)
 _with_access(OPENAPI)

@@ -7,7 +7,7 @@ The runtime runs here as a real process given what a pod of a Function with
 ``spec.serviceAccountName`` gets (``identity``: the token file's path, the router's
 endpoint, a region); the token is one of the router's ``--auth token-file`` tokens, as
 on a cluster it is a projected ServiceAccount token checked by TokenReview (the
-real-node e2e, tests/e2e/test_11_identity.py)."""
+real-node e2e, tests/e2e/test_12_identity.py)."""
 
 from __future__ import annotations
 

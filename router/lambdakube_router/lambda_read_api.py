@@ -1,0 +1,137 @@
+"""Lambda's read API over the router's Functions: what ``aws lambda list-functions``,
+``get-function``, ``get-function-configuration``, ``get-function-concurrency``,
+``list-versions-by-function``, ``list-aliases`` and ``get-account-settings`` ask.
+
+The answers come from the same snapshot the router serves invokes from (on a cluster:
+the watched CRDs), in Lambda's shapes (``lambda_shapes``). Names resolve as the Invoke
+API resolves them (``names.parse_function_name``, ``invoke_api.plain_namespace``), and
+each route needs its RBAC right (``access.NEEDS``: ``get``/``list`` on ``functions``,
+``get`` on ``concurrencyquotas`` for the account settings), like any Kubernetes read.
+
+Versions and aliases do not exist yet: a function lists its one version, ``$LATEST``,
+no aliases, and any other qualifier is ``ResourceNotFoundException``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from lambdakube.models import ConcurrencyQuotaSpec
+from lambdakube.resources.code import LATEST
+from lambdakube_router import keys, lambda_shapes
+from lambdakube_router.invoke_api import error_response, plain_namespace
+from lambdakube_router.names import BadFunctionName, parse_function_name
+
+#: Without the trailing slash (botocore today) and with it (Lambda's documented URI,
+#: older SDKs): both are served.
+FUNCTIONS = "/2015-03-31/functions"
+FUNCTION = "/2015-03-31/functions/{FunctionName}"
+CONFIGURATION = FUNCTION + "/configuration"
+VERSIONS = FUNCTION + "/versions"
+ALIASES = FUNCTION + "/aliases"
+CONCURRENCY = "/2019-09-30/functions/{FunctionName}/concurrency"
+ACCOUNT_SETTINGS = "/2016-08-19/account-settings"
+
+
+def _json(obj: dict) -> web.Response:
+    return web.Response(text=json.dumps(obj, separators=(",", ":")), content_type="application/json")
+
+
+class _Refused(Exception):
+    def __init__(self, response: web.Response) -> None:
+        self.response = response
+
+
+def _function(request: web.Request):
+    """(namespace, name, spec) of the route's FunctionName at $LATEST, else _Refused."""
+    try:
+        namespace, name, arn_qualifier = parse_function_name(
+            request.match_info["FunctionName"], None, plain_namespace(request)
+        )
+    except BadFunctionName as exc:
+        raise _Refused(error_response(400, "InvalidParameterValueException", str(exc))) from None
+    qualifier = request.query.get("Qualifier") or arn_qualifier
+    state = request.app[keys.ENGINE].get(namespace, name)
+    if state is None or qualifier not in (None, "", LATEST):
+        shown = f"{namespace}/{name}" + (f":{qualifier}" if qualifier not in (None, "", LATEST) else "")
+        raise _Refused(error_response(404, "ResourceNotFoundException", f"Function not found: {shown}"))
+    return namespace, name, state.spec
+
+
+def _answer(build):
+    async def handler(request: web.Request) -> web.Response:
+        try:
+            return _json(build(request))
+        except _Refused as refused:
+            return refused.response
+        except lambda_shapes.InvalidParameter as exc:
+            return error_response(400, "InvalidParameterValueException", str(exc))
+
+    return handler
+
+
+def _get_function(request: web.Request) -> dict:
+    return lambda_shapes.get_function(*_function(request))
+
+
+def _get_configuration(request: web.Request) -> dict:
+    return lambda_shapes.function_configuration(*_function(request))
+
+
+def _get_concurrency(request: web.Request) -> dict:
+    return lambda_shapes.concurrency(_function(request)[2])
+
+
+def _list_versions(request: web.Request) -> dict:
+    return {"Versions": [lambda_shapes.function_configuration(*_function(request))]}
+
+
+def _list_aliases(request: web.Request) -> dict:
+    _function(request)  # 404 for a function that does not exist
+    return {"Aliases": []}
+
+
+def _list_functions(request: web.Request) -> dict:
+    namespace = plain_namespace(request)
+    limit = lambda_shapes.max_items(request.query.get("MaxItems"))
+    engine = request.app[keys.ENGINE]
+    names = [name for (ns, name) in engine.functions if ns == namespace]
+    chunk, marker = lambda_shapes.page(names, request.query.get("Marker"), limit)
+    out: dict = {
+        "Functions": [
+            lambda_shapes.function_configuration(namespace, n, engine.functions[(namespace, n)].spec) for n in chunk
+        ]
+    }
+    if marker:
+        out["NextMarker"] = marker
+    return out
+
+
+def _account_settings(request: web.Request) -> dict:
+    namespace = plain_namespace(request)
+    engine = request.app[keys.ENGINE]
+    limits = engine.namespaces.get(namespace)
+    quota = limits.quota if limits is not None else ConcurrencyQuotaSpec()
+    unreserved = limits.plan.unreserved if limits is not None else quota.concurrent_executions
+    specs = [st.spec for (ns, _), st in engine.functions.items() if ns == namespace]
+    return lambda_shapes.account_settings(quota, unreserved, specs)
+
+
+ROUTES = (
+    (FUNCTIONS, _list_functions),
+    (FUNCTION, _get_function),
+    (CONFIGURATION, _get_configuration),
+    (VERSIONS, _list_versions),
+    (ALIASES, _list_aliases),
+    (CONCURRENCY, _get_concurrency),
+    (ACCOUNT_SETTINGS, _account_settings),
+)
+
+
+def add_routes(app: web.Application) -> None:
+    for path, build in ROUTES:
+        app.router.add_get(path, _answer(build))
+        if path in (FUNCTIONS, ACCOUNT_SETTINGS):
+            app.router.add_get(path + "/", _answer(build))
