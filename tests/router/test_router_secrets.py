@@ -135,3 +135,11 @@ def test_router_process_keeps_values_out_of_its_log(tmp_path):
     logged = log_path.read_text()
     assert "lambdakube_router" in logged  # it did log (at DEBUG, its most talkative)
     assert VALUE not in logged
+
+
+async def test_the_example_reads_its_secret_as_make_dev_serves_it(make_router):
+    router = await make_router(
+        snapshot=None, functions_dir=REPO / "examples", secrets_dir=REPO / "examples" / "secrets"
+    )
+    status, _, body = await router.invoke_json("secret-greeting", {})
+    assert (status, body) == (200, {"greeting": "hello from a Secret"})
