@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
 # Main job: the router on the embedded local backend, serving examples/ on 127.0.0.1:9000.
 dev: $(STAMP)
-	$(PY) -m lambdakube_router.cli dev examples/
+	$(PY) -m lambdakube_router.cli dev examples/ --secrets-dir examples/secrets
 
 # Whole suite: unit, runtime, router, cluster tests against a real kube-apiserver, and
 # the e2e suite on a real node (tests/e2e: kubelet + containerd on this machine, as root).

@@ -33,8 +33,14 @@ ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Kubernetes object names (DNS-1123 subdomain, kept to a label's length so the name
 # fits in pod labels).
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-#: A ServiceAccount's name (DNS-1123 subdomain).
-SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+#: Names of the Secrets, ConfigMaps and ServiceAccounts an environment uses (DNS-1123
+#: subdomains, as Kubernetes names them).
+OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+#: A key of a Secret's or ConfigMap's data (Kubernetes' IsConfigMapKey; "." and names
+#: starting with ".." are refused by a rule: on the local backend a key is a file name).
+DATA_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+#: Variables of this prefix configure the runtime; a function cannot set them.
+RESERVED_ENV_PREFIX = "LAMBDAKUBE_"
 DEFAULT_RUNTIME_IMAGE = "lambdakube/runtime-python:0.1.0"
 
 
@@ -106,6 +112,98 @@ class Resources(_Spec):
     cpu: Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?m?$", max_length=16)] | None = None
 
 
+class KeySelector(_Spec):
+    """One key of a Secret or ConfigMap (a Pod's ``secretKeyRef``/``configMapKeyRef``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.key != '.' && !self.key.startsWith('..')",
+                    "key must not be '.' or start with '..'",
+                    ".key",
+                )
+            ]
+        }
+    )
+
+    name: Annotated[str, Field(pattern=OBJECT_NAME_PATTERN, max_length=253)]
+    key: Annotated[str, Field(pattern=DATA_KEY_PATTERN, max_length=253)]
+    #: True: a missing object or key leaves the variable unset instead of failing the start.
+    optional: bool | None = None
+
+    @model_validator(mode="after")
+    def _key_is_not_a_path(self) -> KeySelector:
+        if self.key == "." or self.key.startswith(".."):
+            raise ValueError("key must not be '.' or start with '..'")
+        return self
+
+
+class EnvVarSource(_Spec):
+    """Where one variable's value comes from: a Pod's ``env[].valueFrom``, objects only."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+                    "a variable source names exactly one of secretKeyRef or configMapKeyRef",
+                )
+            ]
+        }
+    )
+
+    secret_key_ref: KeySelector | None = None
+    config_map_key_ref: KeySelector | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> EnvVarSource:
+        if (self.secret_key_ref is None) == (self.config_map_key_ref is None):
+            raise ValueError("a variable source names exactly one of secretKeyRef or configMapKeyRef")
+        return self
+
+
+class ObjectSelector(_Spec):
+    """A whole Secret or ConfigMap (a Pod's ``envFrom[].secretRef``/``configMapRef``)."""
+
+    name: Annotated[str, Field(pattern=OBJECT_NAME_PATTERN, max_length=253)]
+    #: True: a missing object adds no variables instead of failing the start.
+    optional: bool | None = None
+
+
+class EnvFromSource(_Spec):
+    """Every key of a Secret or ConfigMap as a variable (a Pod's ``envFrom``; invalid names are skipped)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.secretRef) != has(self.configMapRef)",
+                    "an envFrom source names exactly one of secretRef or configMapRef",
+                ),
+                cel(
+                    "!has(self.prefix) || !self.prefix.startsWith('LAMBDAKUBE_')",
+                    "prefix must not start with LAMBDAKUBE_ (the runtime's own variables)",
+                    ".prefix",
+                ),
+            ]
+        }
+    )
+
+    #: Put before each key's name.
+    prefix: Annotated[str, Field(pattern=ENV_NAME_PATTERN, max_length=128)] | None = None
+    secret_ref: ObjectSelector | None = None
+    config_map_ref: ObjectSelector | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> EnvFromSource:
+        if (self.secret_ref is None) == (self.config_map_ref is None):
+            raise ValueError("an envFrom source names exactly one of secretRef or configMapRef")
+        if self.prefix is not None and self.prefix.startswith(RESERVED_ENV_PREFIX):
+            raise ValueError("prefix must not start with LAMBDAKUBE_ (the runtime's own variables)")
+        return self
+
+
 class FunctionSpec(_Spec):
     model_config = ConfigDict(
         json_schema_extra={
@@ -130,6 +228,21 @@ class FunctionSpec(_Spec):
                     ".env",
                 ),
                 cel(
+                    "!has(self.envValueFrom) || self.envValueFrom.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))",
+                    "envValueFrom names must be valid environment variable names ([A-Za-z_][A-Za-z0-9_]*)",
+                    ".envValueFrom",
+                ),
+                cel(
+                    "!has(self.envValueFrom) || self.envValueFrom.all(k, !k.startsWith('LAMBDAKUBE_'))",
+                    "envValueFrom names must not start with LAMBDAKUBE_ (the runtime's own variables)",
+                    ".envValueFrom",
+                ),
+                cel(
+                    "!has(self.envValueFrom) || !has(self.env) || self.envValueFrom.all(k, !(k in self.env))",
+                    "a variable is set in env or in envValueFrom, not in both",
+                    ".envValueFrom",
+                ),
+                cel(
                     "!has(self.code) || self.handler.startsWith(self.code.inline.module + '.')",
                     "handler must be <code.inline.module>.<function> for inline code",
                     ".handler",
@@ -141,10 +254,24 @@ class FunctionSpec(_Spec):
     handler: Annotated[str, Field(pattern=HANDLER_PATTERN, max_length=128)]
     image: Annotated[str, Field(min_length=1, max_length=512)] | None = None
     code: CodeSource | None = None
+    #: Literal variables (Lambda's ``Environment.Variables``). A map of strings, not a
+    #: Pod's list of ``{name, value | valueFrom}``: a CRD's structural schema cannot let
+    #: a map's values be either a string or an object, so references have fields of
+    #: their own (``env_value_from``, ``env_from``) rather than living here.
     env: dict[
         Annotated[str, Field(pattern=ENV_NAME_PATTERN, max_length=128)],
         Annotated[str, Field(max_length=4096)],
     ] = Field(default_factory=dict, max_length=64)
+    #: Variables whose values come from a Secret's or ConfigMap's key, resolved where
+    #: the environment starts (the kubelet; the local backend's ``--secrets-dir``), so
+    #: the value is never in the Function, its status or ``POST /init``.
+    env_value_from: dict[
+        Annotated[str, Field(pattern=ENV_NAME_PATTERN, max_length=128)],
+        EnvVarSource,
+    ] = Field(default_factory=dict, max_length=64)
+    #: Whole Secrets or ConfigMaps as variables, as a Pod's ``envFrom``; ``env`` and
+    #: ``envValueFrom`` win over them, and a later source over an earlier one.
+    env_from: list[EnvFromSource] = Field(default_factory=list, max_length=16)
     resources: Resources = Field(default_factory=Resources, json_schema_extra=MATERIALISE)
     timeout_seconds: Annotated[int, Field(ge=1, le=900)] = 3
     provisioned_concurrency: Annotated[int, Field(ge=0, le=100000)] = 0
@@ -154,7 +281,7 @@ class FunctionSpec(_Spec):
     async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async", json_schema_extra=MATERIALISE)
     #: The ServiceAccount the function's environments run as, for calls its handler makes
     #: to the Invoke API (``resources.identity``): unset, an environment has no token.
-    service_account_name: Annotated[str, Field(pattern=SUBDOMAIN_PATTERN, max_length=253)] | None = None
+    service_account_name: Annotated[str, Field(pattern=OBJECT_NAME_PATTERN, max_length=253)] | None = None
 
     @model_validator(mode="after")
     def _same_rules_as_cel(self) -> FunctionSpec:
@@ -166,7 +293,22 @@ class FunctionSpec(_Spec):
             raise ValueError("provisionedConcurrency must not exceed maxConcurrency")
         if self.code is not None and not self.handler.startswith(self.code.inline.module + "."):
             raise ValueError("handler must be <code.inline.module>.<function> for inline code")
+        reserved = sorted(k for k in self.env_value_from if k.startswith(RESERVED_ENV_PREFIX))
+        if reserved:
+            names = ", ".join(reserved)
+            raise ValueError(
+                f"envValueFrom names must not start with LAMBDAKUBE_ (the runtime's own variables): {names}"
+            )
+        both = sorted(set(self.env) & set(self.env_value_from))
+        if both:
+            raise ValueError(f"a variable is set in env or in envValueFrom, not in both: {', '.join(both)}")
         return self
+
+    @property
+    def has_env_refs(self) -> bool:
+        """True when some variable comes from a Secret or ConfigMap (``env_value_from``,
+        ``env_from``): its value exists only where the environment starts."""
+        return bool(self.env_value_from or self.env_from)
 
     @property
     def concurrency_cap(self) -> int | None:

@@ -37,8 +37,13 @@ STARTUP_ENV_PREFIXES = ("PYTHON", "LD_", "MALLOC_", "GLIBC_", "LAMBDAKUBE_")
 
 
 def needs_fresh_process(spec: FunctionSpec) -> bool:
-    """True when the function's ``spec.env`` must be present at interpreter start."""
-    return any(k.startswith(STARTUP_ENV_PREFIXES) for k in spec.env)
+    """True when the function's variables must be present at interpreter start: some of
+    ``spec.env`` is read there, or some variable comes from a Secret or ConfigMap
+    (``envValueFrom``/``envFrom``). A pre-started generic environment gets variables
+    only through ``POST /init``, and that body never carries a referenced value: only
+    the function's own pod or process has them, from where it starts (the kubelet, the
+    local backend's spawn)."""
+    return spec.has_env_refs or any(k.startswith(STARTUP_ENV_PREFIXES) for k in spec.env)
 
 
 def own_variables(spec: FunctionSpec) -> dict[str, str]:
@@ -70,6 +75,8 @@ def init_body(function_name: str, namespace: str, spec: FunctionSpec) -> dict:
         # The function's own variables. A pod of the function has them from its start
         # as well; a claimed generic pod or a generic local process gets them only here,
         # which is why functions with interpreter-start variables never go generic.
+        # Only the literal ``env``: values of ``envValueFrom``/``envFrom`` never leave
+        # the environment's own start (``needs_fresh_process``), so they are not here.
         "env": dict(spec.env),
         "namespace": namespace,
     }

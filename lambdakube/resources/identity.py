@@ -61,7 +61,7 @@ def endpoint_env(endpoint: str | None, spec: FunctionSpec | None) -> list[dict]:
     region only where the function does not set its own."""
     if not endpoint:
         return []
-    own = spec.env if spec is not None else {}
+    own = set(spec.env) | set(spec.env_value_from) if spec is not None else set()
     wanted = [(ENDPOINT_VARIABLE, endpoint), *((name, REGION) for name in REGION_VARIABLES), NO_IMDS]
     return [{"name": name, "value": value} for name, value in wanted if name not in own]
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from lambdakube.models import FunctionSpec
+from lambdakube.models import EnvVarSource, FunctionSpec
 
 from . import env_token, identity, labels
 from .code import needs_init, own_variables
@@ -63,9 +63,14 @@ def runtime_image_hash(image: str) -> str:
 
 def fits_generic(spec: FunctionSpec) -> bool:
     """Can a generic pod (default runtime image, ``GENERIC_MEMORY_MB``, no CPU setting,
-    code sent by ``POST /init``) run this function exactly as its own pod would?"""
+    code sent by ``POST /init``) run this function exactly as its own pod would?
+
+    Never with Secret or ConfigMap references: a generic pod would get those variables
+    only in ``POST /init``, whose body must not carry their values (the kubelet resolves
+    them into the function's own pods, and neither router nor operator reads them)."""
     return (
-        spec.image is None
+        not spec.has_env_refs
+        and spec.image is None
         and spec.code is not None
         and spec.resources.cpu is None
         and spec.resources.memory_size == GENERIC_MEMORY_MB
@@ -93,9 +98,22 @@ def _env(function_name: str, namespace: str, spec: FunctionSpec) -> list[dict]:
             {"name": "LAMBDAKUBE_MEMORY_MB", "value": str(spec.resources.memory_size)},
             {"name": "LAMBDAKUBE_TIMEOUT_SECONDS", "value": str(spec.timeout_seconds)},
         ]
-    # The function's own variables first (sorted: stable pod specs).
-    user = [{"name": k, "value": v} for k, v in own_variables(spec).items()]
+    # The function's own variables first (sorted: stable pod specs), literal and
+    # referenced together; then the runtime's, which win over any of ``envFrom``.
+    user: list[dict] = [{"name": k, "value": v} for k, v in own_variables(spec).items()]
+    user += [{"name": k, "valueFrom": _value_from(src)} for k, src in sorted(spec.env_value_from.items())]
+    user.sort(key=lambda var: var["name"])
     return user + ours
+
+
+def _value_from(src: EnvVarSource) -> dict:
+    """A Pod's ``valueFrom`` (camelCase, as the Pod API): the kubelet resolves it."""
+    return src.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _env_from(spec: FunctionSpec) -> list[dict]:
+    """The container's ``envFrom``, as the Function has it (the Pod API's shape)."""
+    return [src.model_dump(mode="json", by_alias=True, exclude_none=True) for src in spec.env_from]
 
 
 def _token_var(token: str | None) -> dict:
@@ -243,7 +261,7 @@ def environment_pod(
     )
     if announce is not None:
         env += announce_env(*announce)
-    return _pod(
+    pod = _pod(
         name=env_id,
         namespace=namespace,
         pod_labels={
@@ -262,6 +280,9 @@ def environment_pod(
         timeout_seconds=spec.timeout_seconds,
         service_account=spec.service_account_name,
     )
+    if spec.env_from:  # only this function's pods: a generic pod never has references
+        pod["spec"]["containers"][0]["envFrom"] = _env_from(spec)
+    return pod
 
 
 def generic_pod(

@@ -71,6 +71,8 @@ class PodView:
     image_hash: str | None = None
     #: Its runtime's ``env_token`` ("" for a pod without one).
     token: str = field(default="", repr=False)
+    #: Why its runtime container cannot start (``start_error``): a missing Secret, an image.
+    start_error: str | None = None
 
     @classmethod
     def from_pod(cls, pod: Mapping) -> PodView:
@@ -107,6 +109,7 @@ class PodView:
             address=pod_address(dict(pod)),
             image_hash=pod_labels.get(labels.RUNTIME_IMAGE_HASH),
             token=token_of(pod),
+            start_error=start_error(pod),
         )
 
 
@@ -130,6 +133,22 @@ def init_error_of(pod: Mapping) -> str | None:
     return None
 
 
+#: Waiting reasons of a container that cannot start until something outside the pod
+#: changes: its image (pull), or its configuration (a Secret or ConfigMap it refers to
+#: is missing, or lacks the key: the kubelet names the object, never a value).
+CANNOT_START_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"})
+
+
+def start_error(pod: Mapping) -> str | None:
+    """``<reason>: <kubelet's message>`` of a runtime container that cannot start
+    (``CANNOT_START_REASONS``), or None."""
+    for cs in (pod.get("status") or {}).get("containerStatuses") or ():
+        waiting = (cs.get("state") or {}).get("waiting")
+        if waiting is not None and waiting.get("reason") in CANNOT_START_REASONS:
+            return f"{waiting['reason']}: {waiting.get('message') or ''}".strip()
+    return None
+
+
 def terminated_reason(pod: Mapping) -> str | None:
     """Why the pod's runtime cannot be (or no longer is) running - the pod ended, its
     container exited, or it cannot be started (image, config) - or None."""
@@ -146,12 +165,7 @@ def terminated_reason(pod: Mapping) -> str | None:
                 f"runtime container exited with code {term.get('exitCode')}"
                 f" ({term.get('reason')}): {term.get('message') or ''}"
             ).strip()
-        waiting = state.get("waiting")
-        if waiting is not None and waiting.get("reason") in (
-            "ErrImagePull",
-            "ImagePullBackOff",
-            "InvalidImageName",
-            "CreateContainerConfigError",
-        ):
-            return f"cannot start the runtime container: {waiting['reason']}: {waiting.get('message') or ''}"
+    cannot_start = start_error(pod)
+    if cannot_start is not None:
+        return f"cannot start the runtime container: {cannot_start}"
     return None

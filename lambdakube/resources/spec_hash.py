@@ -1,10 +1,17 @@
 """The hash that tells an up-to-date environment from one of an older spec.
 
 Only the fields that shape what runs inside an environment are hashed (handler, image,
-code, env, resources, timeout, service account): changing concurrency settings or the idle timeout must
-not roll every pod. The hash is computed from the parsed model, so defaults filled in by
-the API server and absent optional fields hash the same, and ``exclude_none`` keeps the
-hash stable when a new optional field is added to the model.
+code, env and the references of ``envValueFrom``/``envFrom``, resources, timeout, the
+ServiceAccount):
+changing concurrency settings or the idle timeout must not roll every pod. The hash is
+computed from the parsed model, so defaults filled in by the API server and absent
+optional fields hash the same, and ``exclude_none`` keeps the hash stable when a new
+optional field is added to the model.
+
+A changed *reference* (another Secret, key or prefix) rolls the pods; a changed
+Secret's or ConfigMap's *content* does not, as with a Deployment: the kubelet reads the
+value when it starts a container, so new values reach only environments started after
+the change (a rollout: change something shaping, or delete the pods).
 """
 
 from __future__ import annotations
@@ -15,7 +22,22 @@ import json
 from lambdakube.models import FunctionSpec
 
 #: Fields of ``FunctionSpec`` (python names) that change what an environment runs.
-SHAPING_FIELDS = frozenset({"handler", "image", "code", "env", "resources", "timeout_seconds", "service_account_name"})
+SHAPING_FIELDS = frozenset(
+    {
+        "handler",
+        "image",
+        "code",
+        "env",
+        "env_value_from",
+        "env_from",
+        "resources",
+        "timeout_seconds",
+        "service_account_name",
+    }
+)
+#: Shaping fields added after pods were labelled with hashes: left out of the hash while
+#: empty, so that an upgrade does not roll every environment of every function.
+ABSENT_WHEN_EMPTY = frozenset({"env_value_from", "env_from"})
 HASH_LENGTH = 10
 
 
@@ -26,7 +48,8 @@ def _digest(payload: object) -> str:
 
 def spec_hash(spec: FunctionSpec) -> str:
     """Stable short hash of the environment-shaping part of ``spec`` (label-safe hex)."""
-    shaping = spec.model_dump(mode="json", by_alias=True, include=set(SHAPING_FIELDS), exclude_none=True)
+    fields = {f for f in SHAPING_FIELDS if f not in ABSENT_WHEN_EMPTY or getattr(spec, f)}
+    shaping = spec.model_dump(mode="json", by_alias=True, include=fields, exclude_none=True)
     return _digest(shaping)
 
 

@@ -32,6 +32,13 @@ The rules, in the order they are applied:
    (it has an address) but not Ready and without an Init error, is sent its function
    (``POST /init``, see ``lambdakube.resources.code``). Listing it again while its Init
    runs is harmless: the executor sends each pod one ``/init``.
+
+Status: ``Ready`` is False with the kubelet's reason (``CreateContainerConfigError``,
+``ImagePullBackOff``, ...) and message while a pod of the current spec cannot start its
+runtime container (a Secret or ConfigMap it refers to is missing or lacks the key: the
+kubelet names the object and key, never a value). Such a pod is replaced at the start
+deadline like any never-ready pod, and the reason is kept while its replacement is still
+starting, so the condition does not flap with each replacement.
 """
 
 from __future__ import annotations
@@ -63,6 +70,8 @@ __all__ = [
 ]
 
 READY = "Ready"
+#: ``Ready``'s reasons of a pod that cannot start (kept across replacements, see above).
+CANNOT_START_REASONS = ("CreateContainerConfigError", "ErrImagePull", "ImagePullBackOff", "InvalidImageName")
 QUOTA_EXCEEDED = "QuotaExceeded"
 INIT_FAILED = "InitFailed"
 PROGRESSING = "Progressing"
@@ -355,6 +364,8 @@ def _status(
             PROGRESSING, "False", "UpToDate", f"all environments run spec {current_hash}" if current_hash else ""
         )
 
+    cannot_start = _cannot_start(fn, current_hash, pods, old, starting=starting)
+
     want = spec.provisioned_concurrency if spec is not None else 0
     if spec is None:
         ready_cond = C.Cond(READY, "False", "InvalidSpec", fn.spec_error or "invalid spec")
@@ -362,6 +373,8 @@ def _status(
         ready_cond = C.Cond(READY, "False", "QuotaExceeded", quota_rejection)
     elif init_error:
         ready_cond = C.Cond(READY, "False", "InitFailed", init_error)
+    elif cannot_start is not None:
+        ready_cond = C.Cond(READY, "False", *cannot_start)
     elif provisioned_ready < want:
         ready_cond = C.Cond(
             READY, "False", "Provisioning", f"{provisioned_ready}/{want} provisioned environments ready"
@@ -380,6 +393,9 @@ def _status(
 
     if flipped_to_true(init):
         events.append(Event("Warning", "InitFailed", init.message))
+    before_ready = C.find(old, READY) or {}
+    if cannot_start is not None and (before_ready.get("reason"), before_ready.get("message")) != cannot_start:
+        events.append(Event("Warning", cannot_start[0], cannot_start[1]))
     if flipped_to_true(quota):
         events.append(Event("Warning", "QuotaExceeded", quota.message))
     elif C.is_true(old, QUOTA_EXCEEDED) and quota.status == "False":
@@ -399,6 +415,36 @@ def _status(
         "initError": init_error,
     }
     return status, events
+
+
+def _cannot_start(
+    fn: FunctionView, current_hash: str | None, pods: list[PodView], old: list[dict], *, starting: int
+) -> tuple[str, str] | None:
+    """(reason, message) of ``Ready`` when an environment of the current spec cannot
+    start its runtime container, or None. The first such pod by name decides; without
+    one, the previous condition's reason stays while no pod of the spec is Ready and one
+    is still starting (``starting``, the plan's projection: a replacement the kubelet has
+    not reported on yet, or one this pass creates)."""
+    if current_hash is None:
+        return None
+    mine = [p for p in pods if _maybe_current(p, current_hash) and not p.terminating]
+    failing = sorted((p.name, p.start_error) for p in mine if p.start_error)
+    if failing:
+        name, error = failing[0]
+        reason, _, message = error.partition(": ")
+        if reason not in CANNOT_START_REASONS:  # an unexpected shape: keep it whole
+            reason, message = "CannotStart", error
+        return reason, f"environment pod {name} cannot start: {message}"
+    before = C.find(old, READY) or {}
+    if (
+        before.get("status") == "False"
+        and before.get("reason") in CANNOT_START_REASONS
+        and fn.status.get("specHash") == current_hash
+        and starting
+        and not any(p.ready for p in mine)
+    ):
+        return before["reason"], before.get("message") or ""
+    return None
 
 
 def status_patch(current: Mapping, desired: Mapping) -> dict:

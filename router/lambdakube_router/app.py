@@ -41,10 +41,11 @@ from lambdakube_router.asyncq.dispatcher import Dispatcher
 from lambdakube_router.asyncq.policy import RetryPolicy
 from lambdakube_router.asyncq.store import AsyncStore, default_state_dir
 from lambdakube_router.backends.base import Backend
+from lambdakube_router.backends.secrets_dir import ObjectDirs
 from lambdakube_router.invocations import Engine, EngineSettings
 from lambdakube_router.loop_lag import LoopLag
 from lambdakube_router.metrics import Metrics
-from lambdakube_router.snapshot import Snapshot
+from lambdakube_router.snapshot import ManifestDirectory, Snapshot
 from lambdakube_router.sources import DirectorySource, Source, StaticSource
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,10 @@ class RouterConfig:
     quarantine_corrupt_store: bool = False
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
+    #: local backend: where Secret and ConfigMap references are read from,
+    #: ``<dir>/<namespace>/<name>/<key>`` (``backends.secrets_dir``); None: not given.
+    secrets_dir: str | Path | None = None
+    configmaps_dir: str | Path | None = None
     #: local backend: pre-warmed generic environments kept ready for cold starts. Also
     #: the cap on them: they count toward no function's concurrency or namespace quota.
     #: 0 disables (every cold start spawns a fresh process).
@@ -115,8 +120,22 @@ def _make_source(config: RouterConfig) -> Source:
     if config.snapshot is not None:
         return StaticSource(config.snapshot)
     if config.functions_dir is not None:
-        return DirectorySource(config.functions_dir, config.namespace, config.watch_interval_seconds)
+        check = None
+        if config.backend == "local":  # the kubelet resolves the kubernetes backend's
+            objects = _object_dirs(config)
+            check = lambda entry: objects.problems(entry.ref.namespace, entry.spec)  # noqa: E731
+        manifests = ManifestDirectory(config.functions_dir, config.namespace, check=check)
+        return DirectorySource(
+            config.functions_dir, config.namespace, config.watch_interval_seconds, manifests=manifests
+        )
     return StaticSource(Snapshot())
+
+
+def _object_dirs(config: RouterConfig) -> ObjectDirs:
+    return ObjectDirs(
+        secrets=Path(config.secrets_dir) if config.secrets_dir is not None else None,
+        config_maps=Path(config.configmaps_dir) if config.configmaps_dir is not None else None,
+    )
 
 
 def _make_backend(config: RouterConfig, session: aiohttp.ClientSession, state_dir: Path) -> Backend:
@@ -128,7 +147,10 @@ def _make_backend(config: RouterConfig, session: aiohttp.ClientSession, state_di
         from lambdakube_router.backends.local import LocalBackend
 
         return LocalBackend(
-            session=session, generic_pool_size=config.generic_pool_size, work_dir=state_dir / "environments"
+            session=session,
+            generic_pool_size=config.generic_pool_size,
+            work_dir=state_dir / "environments",
+            objects=_object_dirs(config),
         )
     if config.backend == "kubernetes":
         from lambdakube_router.backends.kubernetes import KubernetesBackend

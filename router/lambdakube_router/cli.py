@@ -124,6 +124,19 @@ def add_serving_options(p: argparse.ArgumentParser, *, state_dir_help: str, log_
         " concurrency); 0 disables (default 2)",
     )
     p.add_argument(
+        "--secrets-dir",
+        metavar="DIR",
+        help="local backend: resolve Functions' Secret references (envValueFrom secretKeyRef, envFrom"
+        " secretRef) from DIR/<namespace>/<secret>/<key>, one file per key as a mounted Secret volume;"
+        " a non-optional reference without its file makes the manifest invalid",
+    )
+    p.add_argument(
+        "--configmaps-dir",
+        metavar="DIR",
+        help="local backend: the same for ConfigMap references (configMapKeyRef, configMapRef):"
+        " DIR/<namespace>/<configmap>/<key>",
+    )
+    p.add_argument(
         "--quarantine-corrupt-store",
         action="store_true",
         help="if the async store fails its integrity check at start, rename it (and its -wal/-shm)"
@@ -191,6 +204,8 @@ def serving_config(args: argparse.Namespace) -> dict:
         "port": args.port,
         "namespace": args.namespace,
         "generic_pool_size": args.generic_pool_size,
+        "secrets_dir": args.secrets_dir,
+        "configmaps_dir": args.configmaps_dir,
         "quarantine_corrupt_store": args.quarantine_corrupt_store,
         "keepalive_seconds": args.keepalive_seconds,
         "body_timeout_seconds": args.body_timeout_seconds,

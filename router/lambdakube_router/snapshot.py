@@ -236,10 +236,15 @@ class ManifestDirectory:
         directory: str | Path,
         default_namespace: str = "default",
         parse: Callable[[str, FileKey, str], ParsedFile] = parse_file,
+        check: Callable[[FunctionEntry], list[str]] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.default_namespace = default_namespace
         self.parse = parse
+        #: What the backend says of a valid Function it could not run (the local
+        #: backend: references no ``--secrets-dir`` file answers). Asked on every
+        #: refresh, not cached with the parse: what it reads is not in the manifest.
+        self.check = check
         self.files: dict[str, ParsedFile] = {}
         #: The listing the last refresh saw (None: never refreshed).
         self.listing: dict[str, FileKey] | None = None
@@ -262,7 +267,16 @@ class ManifestDirectory:
                 cached if cached is not None and cached.key == key else self.parse(path, key, self.default_namespace)
             )
         self.files = files
-        return merge_files(files.items())
+        snap = merge_files(files.items())
+        if self.check is not None:
+            errors = [
+                f"{entry.source}: Function {key[1]!r}: function {key[0]}/{key[1]}: {problem}"
+                for key, entry in sorted(snap.functions.items())
+                for problem in self.check(entry)
+            ]
+            if errors:
+                raise ManifestError("invalid manifests:\n  " + "\n  ".join(errors))
+        return snap
 
 
 def load_directory(directory: str | Path, default_namespace: str = "default") -> Snapshot:

@@ -6,6 +6,8 @@ import json
 import pytest
 import yaml
 
+from tests import env_ref_cases
+
 pytestmark = pytest.mark.cluster
 
 
@@ -126,3 +128,16 @@ def test_quota_is_a_singleton_named_default(crds, namespace):
     quota["spec"]["minimumUnreserved"] = 60
     out = apply(crds, namespace, quota, check=False)
     assert "minimumUnreserved must not exceed concurrentExecutions" in out.stderr
+
+
+@pytest.mark.parametrize("case", env_ref_cases.CASES.values(), ids=env_ref_cases.CASES.keys())
+def test_env_references_are_judged_as_the_models_judge_them(crds, namespace, case):
+    fields, _model_message, api_message = case
+    out = apply(crds, namespace, function("refs", **fields), check=False)
+    if api_message is None:
+        assert out.returncode == 0, out.stderr
+        got = json.loads(crds.kubectl("get", "fn", "refs", "-n", namespace, "-o", "json").stdout)["spec"]
+        assert {k: got[k] for k in fields} == fields  # stored as given: no defaults added
+    else:
+        assert out.returncode != 0
+        assert api_message in out.stderr, out.stderr

@@ -55,6 +55,7 @@ def pod(
     image_hash: str | None = None,
     phase: str = "Running",
     terminated: dict | None = None,
+    waiting: dict | None = None,
     rv: str = "1",
     namespace: str = "ns",
 ) -> dict:
@@ -85,6 +86,8 @@ def pod(
         status["podIP"] = ip
     if terminated:
         status["containerStatuses"] = [{"name": "runtime", "state": {"terminated": terminated}}]
+    if waiting:
+        status["containerStatuses"] = [{"name": "runtime", "state": {"waiting": waiting}}]
     return {"metadata": meta, "status": status}
 
 
@@ -441,6 +444,24 @@ FRESH = [
         None,
         None,
         Fail("ns/hello: runtime container exited with code 1 (Error): bye"),
+    ),
+    (
+        "a Secret it refers to is missing: failed at once with the kubelet's message",
+        fresh(ready=False, waiting={"reason": "CreateContainerConfigError", "message": 'secret "db" not found'}),
+        True,
+        None,
+        None,
+        None,
+        Fail('ns/hello: cannot start the runtime container: CreateContainerConfigError: secret "db" not found'),
+    ),
+    (
+        "still creating its container: probed",
+        fresh(ready=False, waiting={"reason": "ContainerCreating"}),
+        True,
+        None,
+        None,
+        None,
+        Probe(ADDR),
     ),
     (
         "the pod ended: failed",

@@ -57,6 +57,12 @@ def test_init_body_configures_the_function_and_a_fresh_process_starts_without_it
     assert started == {**s.env, "LAMBDAKUBE_ENV_ID": "env-1", "LAMBDAKUBE_NAMESPACE": "team-a"}
 
 
+def test_needs_fresh_process_for_references():
+    """A generic process gets variables only in /init, which never carries their values."""
+    assert needs_fresh_process(spec(envValueFrom={"DB": {"secretKeyRef": {"name": "db", "key": "k"}}}))
+    assert needs_fresh_process(spec(envFrom=[{"configMapRef": {"name": "c", "optional": True}}]))
+
+
 def test_needs_fresh_process_for_startup_variables():
     assert not needs_fresh_process(spec())
     assert not needs_fresh_process(spec(env={"DEBUG": "1", "MY_PYTHONISH": "x"}))

@@ -1,10 +1,13 @@
 """The pydantic models reject what the CRD's schema and CEL rules reject."""
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
 from lambdakube import crdgen
 from lambdakube.models import ConcurrencyQuotaSpec, FunctionSpec
+from tests import env_ref_cases
 
 INLINE = {"code": {"inline": {"source": "def handler(e, c):\n    return e\n"}}}
 
@@ -85,3 +88,17 @@ def test_structural_schema_has_no_refs_or_unions():
         "minimum": 1,
         "type": "integer",
     }
+
+
+@pytest.mark.parametrize("case", env_ref_cases.CASES.values(), ids=env_ref_cases.CASES.keys())
+def test_env_references_are_judged_as_the_api_server_judges_them(case):
+    fields, message, _api_message = case
+    if message is None:
+        assert spec(**fields).has_env_refs
+    else:
+        with pytest.raises(ValidationError, match=re.escape(message)):
+            spec(**fields)
+
+
+def test_a_spec_without_references_has_none():
+    assert not spec(env={"A": "1"}).has_env_refs

@@ -91,7 +91,80 @@ def deletes(p) -> dict[str, str]:
 IMAGE = FunctionSpec.model_validate(
     {"handler": "app.handler", "image": "registry.local/fn:1", "provisionedConcurrency": 1}
 )
+NO_SECRET = 'CreateContainerConfigError: secret "db" not found'
+CANNOT_START = {
+    "conditions": [
+        {
+            "type": "Ready",
+            "status": "False",
+            "reason": "CreateContainerConfigError",
+            "message": 'environment pod a cannot start: secret "db" not found',
+            "lastTransitionTime": "2026-01-01T11:00:00Z",
+        }
+    ],
+    "specHash": H,
+}
 CASES = {
+    # Status: a pod that cannot start its runtime container (a missing Secret).
+    "a provisioned pod waiting on a missing Secret: Ready=False with the kubelet's reason": (
+        fn(),
+        [pod("a", ready=False, start_error=NO_SECRET), pod("b")],
+        {},
+        dict(
+            create=0,
+            deletes={},
+            conditions={"Ready": ("False", "CreateContainerConfigError"), "InitFailed": ("False", "Initialized")},
+            events=["CreateContainerConfigError"],
+        ),
+    ),
+    "an on-demand pod waiting on a missing Secret counts too": (
+        fn(spec()),
+        [pod("d", role=labels.ROLE_ON_DEMAND, ready=False, start_error=NO_SECRET)],
+        {},
+        dict(conditions={"Ready": ("False", "CreateContainerConfigError")}),
+    ),
+    "the same reason again: no second event": (
+        fn(status=CANNOT_START),
+        [pod("a", ready=False, start_error=NO_SECRET), pod("b", ready=False)],
+        {},
+        dict(conditions={"Ready": ("False", "CreateContainerConfigError")}, events=[]),
+    ),
+    "the failing pod replaced at its deadline: the reason stays while the new one starts": (
+        fn(status=CANNOT_START),
+        [pod("a", ready=False, age=121, start_error=NO_SECRET), pod("b", ready=False, age=5)],
+        {},
+        dict(deletes={"a": NOT_READY}, create=1, conditions={"Ready": ("False", "CreateContainerConfigError")}),
+    ),
+    "the replacement not reported on yet: the reason stays": (
+        fn(status=CANNOT_START),
+        [pod("b", ready=False, age=1), pod("c", ready=False, age=1)],
+        {},
+        dict(conditions={"Ready": ("False", "CreateContainerConfigError")}, events=[]),
+    ),
+    "the Secret is back and a pod turned Ready: Ready is about provisioning again": (
+        fn(status=CANNOT_START),
+        [pod("b"), pod("c", ready=False)],
+        {},
+        dict(conditions={"Ready": ("False", "Provisioning")}, events=[]),
+    ),
+    "no pod left to start (no provisioned concurrency): the reason is not kept": (
+        fn(spec(), status=CANNOT_START),
+        [],
+        {},
+        dict(conditions={"Ready": ("True", "Ready")}),
+    ),
+    "a reason of an older spec is not kept": (
+        fn(status={**CANNOT_START, "specHash": OLD_H}),
+        [pod("b", ready=False), pod("c", ready=False)],
+        {},
+        dict(conditions={"Ready": ("False", "Provisioning")}),
+    ),
+    "a pod of an older spec that cannot start says nothing of the current one": (
+        fn(),
+        [pod("a"), pod("b"), replace(pod("o", ready=False, h=OLD_H), start_error=NO_SECRET)],
+        {},
+        dict(deletes={"o": OUTDATED}, conditions={"Ready": ("True", "Ready")}),
+    ),
     # 5. Code through POST /init.
     "a listening provisioned pod without its code is sent it, with its own token": (
         fn(),
@@ -504,6 +577,30 @@ def test_plan(case):
         assert (c["status"], c["reason"]) == (status, reason), (type_, c)
     if "events" in want:
         assert [e.reason for e in p.events] == want["events"]
+
+
+def test_a_pod_that_cannot_start_is_named_with_the_kubelets_message_and_no_value():
+    p = plan(fn(), [pod("b", ready=False, start_error=NO_SECRET), pod("a")], now=NOW, timing=TIMING)
+    ready = cond(p, "Ready")
+    assert ready["message"] == 'environment pod b cannot start: secret "db" not found'
+    assert [(e.type, e.reason, e.message) for e in p.events] == [
+        ("Warning", "CreateContainerConfigError", ready["message"])
+    ]
+    image = plan(fn(), [pod("a", ready=False, start_error="ImagePullBackOff: Back-off pulling image")], now=NOW)
+    assert (cond(image, "Ready")["reason"], cond(image, "Ready")["message"]) == (
+        "ImagePullBackOff",
+        "environment pod a cannot start: Back-off pulling image",
+    )
+
+
+def test_pod_view_reads_a_container_that_cannot_start():
+    waiting = {"reason": "CreateContainerConfigError", "message": "couldn't find key password in Secret ns/db"}
+    body = {"metadata": {"name": "p"}, "status": {"containerStatuses": [{"state": {"waiting": waiting}}]}}
+    assert (
+        PodView.from_pod(body).start_error == "CreateContainerConfigError: couldn't find key password in Secret ns/db"
+    )
+    body["status"]["containerStatuses"][0]["state"]["waiting"] = {"reason": "ContainerCreating"}
+    assert PodView.from_pod(body).start_error is None
 
 
 def test_status_never_carries_the_routers_fields():

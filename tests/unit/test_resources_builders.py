@@ -57,6 +57,8 @@ def test_hash_ignores_server_defaults_and_key_order():
         {"resources": {"cpu": "500m"}},
         {"timeoutSeconds": 30},
         {"serviceAccountName": "orchestrator"},
+        {"envValueFrom": {"DB": {"secretKeyRef": {"name": "db", "key": "password"}}}},
+        {"envFrom": [{"secretRef": {"name": "db"}}]},
     ],
     ids=lambda c: next(iter(c)),
 )
@@ -76,6 +78,40 @@ def test_hash_changes_with_every_shaping_field(change):
 )
 def test_hash_ignores_scaling_fields(change):
     assert spec_hash(spec(**change)) == spec_hash(spec())
+
+
+SECRET_REF = {"secretKeyRef": {"name": "db", "key": "password"}}
+
+
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        (
+            {"envValueFrom": {"DB": SECRET_REF}},
+            {"envValueFrom": {"DB": {"secretKeyRef": {"name": "db2", "key": "password"}}}},
+        ),
+        (
+            {"envValueFrom": {"DB": SECRET_REF}},
+            {"envValueFrom": {"DB": {"configMapKeyRef": SECRET_REF["secretKeyRef"]}}},
+        ),
+        (
+            {"envValueFrom": {"DB": SECRET_REF}},
+            {"envValueFrom": {"DB": {"secretKeyRef": {**SECRET_REF["secretKeyRef"], "optional": True}}}},
+        ),
+        ({"envFrom": [{"secretRef": {"name": "db"}}]}, {"envFrom": [{"secretRef": {"name": "db"}, "prefix": "DB_"}]}),
+    ],
+    ids=["another secret", "another kind", "optional", "a prefix"],
+)
+def test_a_changed_reference_rolls_the_environments(before, after):
+    """The reference is hashed; a Secret's content is not (the kubelet reads it when a
+    container starts: a rollout, not a changed Secret, brings new values)."""
+    assert spec_hash(spec(**before)) != spec_hash(spec(**after))
+
+
+def test_hash_of_a_spec_without_references_is_what_it_was_before_they_existed():
+    """Empty envValueFrom/envFrom are left out: an upgrade rolls no environment."""
+    assert spec_hash(spec(env={"A": "1"}, code={"inline": {"source": "x"}})) == "6aafd3ad44"
+    assert spec_hash(FunctionSpec.model_validate({"handler": "app.handler", "image": "img:1"})) == "f3b375cb06"
 
 
 # -- pod ---------------------------------------------------------------------------------
@@ -274,6 +310,43 @@ def test_fits_generic(overrides, fits):
     body = {"handler": "index.handler", "code": INLINE, **overrides}
     body = {k: v for k, v in body.items() if v is not None}
     assert fits_generic(FunctionSpec.model_validate(body)) is fits
+
+
+def test_fits_generic_never_with_references():
+    """A generic pod would get them only in ``POST /init``, which must not carry values."""
+    from lambdakube.resources import fits_generic
+
+    assert not fits_generic(spec(envValueFrom={"DB": SECRET_REF}))
+    assert not fits_generic(spec(envFrom=[{"configMapRef": {"name": "c"}}]))
+
+
+def test_pod_references_go_to_the_kubelet_as_the_pod_api_has_them():
+    s = spec(
+        env={"Z": "1", "A": "2"},
+        envValueFrom={"DB": SECRET_REF, "M": {"configMapKeyRef": {"name": "c", "key": "k", "optional": True}}},
+        envFrom=[{"secretRef": {"name": "s"}, "prefix": "S_"}, {"configMapRef": {"name": "c", "optional": True}}],
+    )
+    c = pod(s)["spec"]["containers"][0]
+    own = [e for e in c["env"] if not e["name"].startswith("LAMBDAKUBE_")]
+    assert own == [
+        {"name": "A", "value": "2"},
+        {"name": "DB", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+        {"name": "M", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k", "optional": True}}},
+        {"name": "Z", "value": "1"},
+    ]
+    assert c["env"][: len(own)] == own  # the runtime's own variables come after (and win)
+    assert c["envFrom"] == [
+        {"secretRef": {"name": "s"}, "prefix": "S_"},
+        {"configMapRef": {"name": "c", "optional": True}},
+    ]
+    assert "envFrom" not in pod()["spec"]["containers"][0]  # none without references
+
+
+def test_init_body_never_carries_references_or_their_objects():
+    s = spec(env={"A": "1"}, envValueFrom={"DB": SECRET_REF}, envFrom=[{"secretRef": {"name": "s"}}])
+    body = init_body("hello", "ns", s)
+    assert body["env"] == {"A": "1"}
+    assert "password" not in str(body) and "secretKeyRef" not in str(body)
 
 
 def test_generic_env_ids():

@@ -74,7 +74,9 @@ when the pool is empty, when a spare turns out to be unusable, for provisioned
 environments (started off the request path anyway; they should not drain the spares
 that on-demand cold starts need), and for functions whose ``spec.env`` sets variables
 read at process start (``PYTHON*``, ``LD_*``, ``LAMBDAKUBE_*``, ...): those only take
-effect in a new process.
+effect in a new process, and for functions with Secret or ConfigMap references
+(``envValueFrom``/``envFrom``): their values are read from ``objects`` (``secrets_dir``)
+into the new process's variables at spawn, and never sent in ``POST /init``.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ from lambdakube_router.backends.base import (
 )
 from lambdakube_router.backends import runtime_copy
 from lambdakube_router.backends.child import Child
+from lambdakube_router.backends.secrets_dir import ObjectDirs, UnresolvedReference
 from lambdakube_router.generic_pool import GenericPool
 from lambdakube_runtime import parent as runtime_parent
 
@@ -198,12 +201,21 @@ def init_body(fn: FunctionRef, spec: FunctionSpec) -> dict:
     return resources_init_body(fn.name, fn.namespace, spec)
 
 
-def process_variables(fn: FunctionRef, spec: FunctionSpec, env_id: str) -> dict[str, str]:
+def process_variables(
+    fn: FunctionRef, spec: FunctionSpec, env_id: str, referenced: dict[str, str] | None = None
+) -> dict[str, str]:
     """What a fresh process of ``fn`` starts with, as its pod would: the function's own
-    variables, its env id and namespace - not the function itself, which comes in
-    ``POST /init`` (``LAMBDAKUBE_INLINE_CODE`` could not carry a source over 128 KiB:
-    Linux caps one environment string there, and exec failed)."""
-    return {**own_variables(spec), "LAMBDAKUBE_ENV_ID": env_id, "LAMBDAKUBE_NAMESPACE": fn.namespace}
+    variables (``referenced``: those of its Secret/ConfigMap references, resolved by
+    ``secrets_dir``; the literal ``env`` wins over ``envFrom``'s, as in a Pod), its env
+    id and namespace - not the function itself, which comes in ``POST /init``
+    (``LAMBDAKUBE_INLINE_CODE`` could not carry a source over 128 KiB: Linux caps one
+    environment string there, and exec failed)."""
+    return {
+        **(referenced or {}),
+        **own_variables(spec),
+        "LAMBDAKUBE_ENV_ID": env_id,
+        "LAMBDAKUBE_NAMESPACE": fn.namespace,
+    }
 
 
 @dataclass
@@ -265,8 +277,11 @@ class LocalBackend(Backend):
         bytecode_cache: str | Path | None = runtime_copy.default_cache_root(),
         log_limit: int = LOG_LIMIT_BYTES,
         log_check_interval: float = LOG_CHECK_INTERVAL_SECONDS,
+        objects: ObjectDirs | None = None,
     ) -> None:
         self.python = python
+        #: Where Secret and ConfigMap references are read (``secrets_dir``).
+        self.objects = objects or ObjectDirs()
         #: Each environment's log file is rotated past this many bytes (module docstring).
         self.log_limit = log_limit
         self.log_check_interval = log_check_interval
@@ -343,7 +358,11 @@ class LocalBackend(Backend):
     # -- fresh processes (the function in the environment from the start) --------------
 
     async def _start_fresh(self, fn: FunctionRef, spec: FunctionSpec, env_id: str) -> EnvironmentHandle:
-        lp = await self._spawn(env_id, process_variables(fn, spec, env_id))
+        try:  # at each spawn: a file may have vanished since the manifest was checked
+            referenced = await asyncio.to_thread(self.objects.resolve, fn.namespace, spec) if spec.has_env_refs else {}
+        except UnresolvedReference as exc:
+            raise EnvironmentStartError(f"{fn}: {exc}") from None
+        lp = await self._spawn(env_id, process_variables(fn, spec, env_id, referenced))
         try:
             init = await self._send_code(lp, fn, spec)
         except BaseException:
