@@ -22,6 +22,7 @@ GET  /2015-03-31/functions[/]                 list    functions       (none)
 GET  /2015-03-31/functions/{F}[/...]          get     functions       ``fn`` (below)
 GET  /2019-09-30/functions/{F}/concurrency    get     functions       ``fn``
 GET  /2016-08-19/account-settings[/]          get     concurrencyquotas  ``default``
+PUT|DELETE .../functions/{F}/concurrency    configure-concurrency  functions  ``fn``
 ============================================  ======  ==============  =============
 
 The read API's routes (``lambda_read_api``) are those of Lambda's GetFunction,
@@ -156,6 +157,10 @@ NEEDS: dict[tuple[str, str], Callable[..., Requirement]] = {
     ("GET", "/2015-03-31/functions/{FunctionName}/versions"): _named("get"),
     ("GET", "/2015-03-31/functions/{FunctionName}/aliases"): _named("get"),
     ("GET", "/2019-09-30/functions/{FunctionName}/concurrency"): _named("get"),
+    # Lambda's reserved-concurrency writes (lambda_write_api): a verb of their own, as
+    # Lambda's lambda:PutFunctionConcurrency (patch would grant editing the code too)
+    ("PUT", "/2017-10-31/functions/{FunctionName}/concurrency"): _named("configure-concurrency"),
+    ("DELETE", "/2017-10-31/functions/{FunctionName}/concurrency"): _named("configure-concurrency"),
     ("GET", "/2016-08-19/account-settings"): _in_namespace("get", "concurrencyquotas", "default"),
     ("GET", "/2016-08-19/account-settings/"): _in_namespace("get", "concurrencyquotas", "default"),
     ("GET", _NS + "/functions"): _on("inspect", "functions"),

@@ -33,6 +33,7 @@ from lambdakube_router import (
     keys,
     kube_api,
     lambda_read_api,
+    lambda_write_api,
     status_publisher,
 )
 from lambdakube_router.access import AuthSettings
@@ -259,6 +260,7 @@ async def init_app(config: RouterConfig) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     app.router.add_post("/2015-03-31/functions/{FunctionName}/invocations", invoke_api.invoke)
     lambda_read_api.add_routes(app)
+    lambda_write_api.add_routes(app)
     introspection.add_routes(app)
     announce_api.add_routes(app)
     return app

@@ -158,6 +158,8 @@ class Engine:
     _closing: list[asyncio.Task] = field(default_factory=list)
     _reaper: asyncio.Task | None = None
     _rejected_logged: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: ``wait_applied``'s waiters: (condition, future), resolved by ``apply``.
+    _applied_waiters: list[tuple[Callable[[], bool], asyncio.Future]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.backend.lost_listener = self._env_lost
@@ -227,9 +229,33 @@ class Engine:
                     log.warning("%s/%s: reservation rejected: %s", ns, name, reason)
             self._rejected_logged = {k: v for k, v in self._rejected_logged.items() if k[0] != ns}
             self._rejected_logged.update({(ns, n): r for n, r in limits.plan.rejected.items()})
+        self._wake_applied()
 
     def get(self, namespace: str, name: str) -> FunctionState | None:
         return self.functions.get((namespace, name))
+
+    async def wait_applied(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Wait until a snapshot applied makes ``condition`` true (at most ``timeout``
+        seconds): a write through the API server is read back from the watch, so a
+        Lambda write call answers once the router's own view has it."""
+        if condition():
+            return True
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        waiter = (condition, future)
+        self._applied_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(future, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            if waiter in self._applied_waiters:
+                self._applied_waiters.remove(waiter)
+
+    def _wake_applied(self) -> None:
+        for condition, future in list(self._applied_waiters):
+            if not future.done() and condition():
+                future.set_result(None)
 
     # -- the invocation ----------------------------------------------------------------
 

@@ -39,24 +39,24 @@ def _json(obj: dict) -> web.Response:
     return web.Response(text=json.dumps(obj, separators=(",", ":")), content_type="application/json")
 
 
-class _Refused(Exception):
+class Refused(Exception):
     def __init__(self, response: web.Response) -> None:
         self.response = response
 
 
-def _function(request: web.Request):
-    """(namespace, name, spec) of the route's FunctionName at $LATEST, else _Refused."""
+def function_at_latest(request: web.Request):
+    """(namespace, name, spec) of the route's FunctionName at $LATEST, else Refused."""
     try:
         namespace, name, arn_qualifier = parse_function_name(
             request.match_info["FunctionName"], None, plain_namespace(request)
         )
     except BadFunctionName as exc:
-        raise _Refused(error_response(400, "InvalidParameterValueException", str(exc))) from None
+        raise Refused(error_response(400, "InvalidParameterValueException", str(exc))) from None
     qualifier = request.query.get("Qualifier") or arn_qualifier
     state = request.app[keys.ENGINE].get(namespace, name)
     if state is None or qualifier not in (None, "", LATEST):
         shown = f"{namespace}/{name}" + (f":{qualifier}" if qualifier not in (None, "", LATEST) else "")
-        raise _Refused(error_response(404, "ResourceNotFoundException", f"Function not found: {shown}"))
+        raise Refused(error_response(404, "ResourceNotFoundException", f"Function not found: {shown}"))
     return namespace, name, state.spec
 
 
@@ -64,7 +64,7 @@ def _answer(build):
     async def handler(request: web.Request) -> web.Response:
         try:
             return _json(build(request))
-        except _Refused as refused:
+        except Refused as refused:
             return refused.response
         except lambda_shapes.InvalidParameter as exc:
             return error_response(400, "InvalidParameterValueException", str(exc))
@@ -73,23 +73,23 @@ def _answer(build):
 
 
 def _get_function(request: web.Request) -> dict:
-    return lambda_shapes.get_function(*_function(request))
+    return lambda_shapes.get_function(*function_at_latest(request))
 
 
 def _get_configuration(request: web.Request) -> dict:
-    return lambda_shapes.function_configuration(*_function(request))
+    return lambda_shapes.function_configuration(*function_at_latest(request))
 
 
 def _get_concurrency(request: web.Request) -> dict:
-    return lambda_shapes.concurrency(_function(request)[2])
+    return lambda_shapes.concurrency(function_at_latest(request)[2])
 
 
 def _list_versions(request: web.Request) -> dict:
-    return {"Versions": [lambda_shapes.function_configuration(*_function(request))]}
+    return {"Versions": [lambda_shapes.function_configuration(*function_at_latest(request))]}
 
 
 def _list_aliases(request: web.Request) -> dict:
-    _function(request)  # 404 for a function that does not exist
+    function_at_latest(request)  # 404 for a function that does not exist
     return {"Aliases": []}
 
 

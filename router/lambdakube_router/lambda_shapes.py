@@ -143,3 +143,37 @@ def account_settings(quota: ConcurrencyQuotaSpec, unreserved: int, specs: list[F
         },
         "AccountUsage": {"TotalCodeSize": sum(code_size(s) for s in specs), "FunctionCount": len(specs)},
     }
+
+
+#: Lambda's answer to a reservation that would leave too little unreserved.
+UNRESERVED_BELOW_MINIMUM = (
+    "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution"
+    " below its minimum value of [{minimum}]."
+)
+
+
+def reserved_value(body: object) -> int:
+    """PutFunctionConcurrency's ``ReservedConcurrentExecutions`` (InvalidParameter as
+    Lambda's validation error when missing or not a non-negative integer)."""
+    value = body.get("ReservedConcurrentExecutions") if isinstance(body, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidParameter(
+            f"1 validation error detected: Value {value!r} at 'reservedConcurrentExecutions' failed to satisfy"
+            " constraint: Member must be an integer greater than or equal to 0"
+        )
+    return value
+
+
+def reservation_problem(quota: ConcurrencyQuotaSpec, others: int, reserved: int, provisioned: int) -> str | None:
+    """Why ``reserved`` is refused at the call, as Lambda refuses it (None: it fits).
+    ``others``: what the namespace's other functions reserve (granted or still to be
+    decided; not the rejected). Kubernetes would take any valid value and reject it later
+    in the quota's status; Lambda answers at once, and so does this call."""
+    if others + reserved > quota.concurrent_executions - quota.minimum_unreserved:
+        return UNRESERVED_BELOW_MINIMUM.format(minimum=quota.minimum_unreserved)
+    if reserved < provisioned:
+        return (
+            f"ReservedConcurrentExecutions {reserved} is less than the function's provisioned concurrency"
+            f" ({provisioned})"
+        )
+    return None

@@ -417,6 +417,43 @@ def _lambda_reads(doc: dict) -> dict:
     }
     for path, item in paths.items():
         doc["paths"][path] = item
+    writes = {
+        "put": {
+            "operationId": "LambdaPutFunctionConcurrency",
+            "parameters": [name, namespace],
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["ReservedConcurrentExecutions"],
+                            "properties": {"ReservedConcurrentExecutions": {"type": "integer", "minimum": 0}},
+                        }
+                    }
+                }
+            },
+            "responses": {
+                "200": {"description": "the reservation is set", "content": {"application/json": {"schema": {}}}},
+                "400": _err(
+                    "InvalidParameterValueException: it does not fit the namespace quota, is below the"
+                    " provisioned concurrency, or the Functions are manifests (local)"
+                ),
+                "404": _err("ResourceNotFoundException"),
+                "503": _err("ServiceException: the API server refused or could not be reached"),
+            },
+        },
+        "delete": {
+            "operationId": "LambdaDeleteFunctionConcurrency",
+            "parameters": [name, namespace],
+            "responses": {
+                "204": {"description": "the reservation is removed"},
+                "400": _err("InvalidParameterValueException: the Functions are manifests (local)"),
+                "404": _err("ResourceNotFoundException"),
+                "503": _err("ServiceException: the API server refused or could not be reached"),
+            },
+        },
+    }
+    doc["paths"]["/2017-10-31/functions/{FunctionName}/concurrency"] = writes
     return doc
 
 

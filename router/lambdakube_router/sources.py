@@ -47,6 +47,14 @@ class Source(Protocol):
     async def run(self, apply: Callable[[Snapshot], None]) -> None:
         """Call ``apply`` with each new snapshot; runs until cancelled."""
 
+    async def patch_function(self, namespace: str, name: str, patch: dict) -> None:
+        """Change a Function where it lives (``ReadOnly`` where the router may not)."""
+
+
+class ReadOnly(Exception):
+    """This source's Functions cannot be changed through the router (the message says
+    where to change them)."""
+
 
 class StaticSource:
     def __init__(self, snapshot: Snapshot) -> None:
@@ -57,6 +65,9 @@ class StaticSource:
 
     async def run(self, apply: Callable[[Snapshot], None]) -> None:
         await asyncio.Event().wait()
+
+    async def patch_function(self, namespace: str, name: str, patch: dict) -> None:
+        raise ReadOnly("this router's Functions are fixed at its start")
 
 
 class DirectorySource:
@@ -97,6 +108,13 @@ class DirectorySource:
         except OSError as exc:
             log.error("cannot read %s: %s", self.directory, exc)
         return None
+
+    async def patch_function(self, namespace: str, name: str, patch: dict) -> None:
+        """Manifests are the user's files: the router does not rewrite them."""
+        raise ReadOnly(
+            f"this router reads Functions from the manifests in {self.directory}: change"
+            f" {namespace}/{name} there (the change is applied within {self.interval or 0:g} s)"
+        )
 
     async def run(self, apply: Callable[[Snapshot], None]) -> None:
         interval = self.interval
@@ -288,6 +306,9 @@ class KubernetesSource:
         self.coalesce = coalesce
         self.objects = ParsedObjects(self.namespaces[0] if self.namespaces else "default")
         self._http = ApiSession(configuration, watch_timeout)
+        self._configuration = configuration
+        #: Writes (Lambda's concurrency calls), on connections of their own.
+        self._writes: ApiSession | None = None
         retry = Backoff(min(RETRY.initial, retry_delay) or RETRY.initial, max(retry_delay, RETRY.initial))
         self.informers: list[Informer] = [
             Informer(
@@ -343,8 +364,20 @@ class KubernetesSource:
         finally:
             await self.close()
 
+    async def patch_function(self, namespace: str, name: str, patch: dict) -> None:
+        """A merge patch of a Function (``kube_api.ApiError`` on a refusal); the change
+        comes back through the watch like anyone's."""
+        from lambdakube_router import kube_api  # noqa: PLC0415
+        from lambdakube_router.informer import ApiSession  # noqa: PLC0415
+
+        if self._writes is None:
+            self._writes = ApiSession(self._configuration)
+        await kube_api.KubeApi(self._writes, self._configuration).patch(kube_api.functions(namespace, name), patch)
+
     async def close(self) -> None:
         """Stop both informers and their session (for good: an informer never restarts)."""
         for informer in self.informers:
             await informer.close()
         await self._http.close()
+        if self._writes is not None:
+            await self._writes.close()

@@ -290,3 +290,84 @@ def test_only_our_pods_can_be_deleted(installed, live_pod):
         assert status == 403 and "only delete its own environment pods" in text, (status, text)
     status, text = delete(cp, namespace, live_pod, users["router"])
     assert status == 200, (status, text)
+
+
+# -- the router's one Function write (function-writes policy) ------------------------
+
+
+@pytest.fixture
+def live_function(installed):
+    cp, namespace, _ = installed
+    name = f"fn-{uuid.uuid4().hex[:6]}"
+    fn = {
+        "apiVersion": "lambdakube.dev/v1alpha1",
+        "kind": "Function",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"handler": "index.handler", "code": {"inline": {"source": "x = 1\n"}}},
+    }
+    out = cp.kubectl("apply", "-f", "-", input=json.dumps(fn), check=False)
+    assert out.returncode == 0, out.stderr
+    return name
+
+
+def patch_function(cp, namespace: str, name: str, body: dict, user: str) -> tuple[int, str]:
+    path = f"/apis/lambdakube.dev/v1alpha1/namespaces/{namespace}/functions/{name}"
+    status, answer = cp.request("PATCH", path, body, as_user=user, content_type="application/merge-patch+json")
+    return status, answer.get("message", "")
+
+
+def test_the_router_may_change_a_functions_reservation(installed, live_function):
+    cp, namespace, users = installed
+    for value in (7, None):  # PutFunctionConcurrency, DeleteFunctionConcurrency
+        status, message = patch_function(
+            cp, namespace, live_function, {"spec": {"reservedConcurrency": value}}, users["router"]
+        )
+        assert status == 200, message
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        pytest.param(
+            {"spec": {"code": {"inline": {"source": "import os\n"}}}},
+            "only a Function's spec.reservedConcurrency",
+            id="its code",
+        ),
+        pytest.param(
+            {"spec": {"image": "evil.example/miner:latest"}},
+            "only a Function's spec.reservedConcurrency",
+            id="an image",
+        ),
+        pytest.param(
+            {"spec": {"serviceAccountName": "builder"}},
+            "only a Function's spec.reservedConcurrency",
+            id="its ServiceAccount",
+        ),
+        pytest.param(
+            {"spec": {"reservedConcurrency": 3, "env": {"X": "1"}}},
+            "only a Function's spec.reservedConcurrency",
+            id="the reservation and something else",
+        ),
+        pytest.param(
+            {"metadata": {"labels": {"team": "x"}}}, "labels, annotations, finalizers or owners", id="a label"
+        ),
+    ],
+)
+def test_the_router_may_change_nothing_else_of_a_function(installed, live_function, body, message):
+    cp, namespace, users = installed
+    status, got = patch_function(cp, namespace, live_function, body, users["router"])
+    assert status == 403 and "ValidatingAdmissionPolicy" in got and message in got, got
+
+
+def test_the_function_writes_policy_covers_every_spec_field(helm):
+    """Every FunctionSpec field but reservedConcurrency is compared (a new field the
+    policy did not list would be writable by the router)."""
+    from lambdakube.models import FunctionSpec
+
+    rendered = helm_template(helm, release="lk", namespace="lambdakube-system")
+    policy = rendered.one("ValidatingAdmissionPolicy", "lk-lambdakube-function-writes")
+    rule = policy["spec"]["validations"][0]["expression"]
+    fields = {f.alias or n for n, f in FunctionSpec.model_fields.items()} - {"reservedConcurrency"}
+    for field in fields:
+        assert f"object.spec.{field} == oldObject.spec.{field}" in rule, field
+    assert "object.spec.reservedConcurrency" not in rule

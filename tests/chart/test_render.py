@@ -70,6 +70,8 @@ def test_defaults(render):
             "ConcurrencyQuota",
             "ValidatingAdmissionPolicy",  # what the components' pod rights can do
             "ValidatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicy",  # the router's one Function write (reservedConcurrency)
+            "ValidatingAdmissionPolicyBinding",
             "NetworkPolicy",  # the router's (environments' need watched namespaces)
         ]
     )
@@ -395,7 +397,7 @@ USER_ROLES = {
     },
     "lambdakube-queue-admin": {("lambdakube.dev", "queues"): {"get", "delete"}},
     "lambdakube-admin": {
-        ("lambdakube.dev", "functions"): {"invoke", "inspect", "get", "list", "watch"},
+        ("lambdakube.dev", "functions"): {"invoke", "inspect", "configure-concurrency", "get", "list", "watch"},
         ("lambdakube.dev", "queues"): {"get", "delete"},
         ("lambdakube.dev", "asyncevents"): {"list"},
         ("lambdakube.dev", "concurrencyquotas"): {"get", "list", "watch"},

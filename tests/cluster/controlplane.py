@@ -276,11 +276,19 @@ class ControlPlane:
         # kube-apiserver writes a self-signed serving cert whose file also carries its CA.
         return self.workdir / "pki" / "apiserver.crt"
 
-    def request(self, method: str, path: str, body: dict | None = None, *, as_user: str | None = None) -> tuple:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        *,
+        as_user: str | None = None,
+        content_type: str = "application/strategic-merge-patch+json",
+    ) -> tuple:
         """One API request as the admin, or impersonating ``as_user``: (status, JSON body).
         For what kubectl cannot do with the rights alone (its patch reads the object
-        first)."""
-        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/strategic-merge-patch+json"}
+        first). Custom resources take ``application/merge-patch+json`` patches."""
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": content_type}
         if as_user:
             headers["Impersonate-User"] = as_user
         data = json.dumps(body).encode() if body is not None else None

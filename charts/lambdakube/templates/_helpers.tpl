@@ -154,7 +154,9 @@ code goes to the runtime in POST /init).
 {{- define "lambdakube.router.rules" -}}
 - apiGroups: ["lambdakube.dev"]
   resources: ["functions"]
-  verbs: ["get", "list", "watch"]
+  # patch: Lambda's PutFunctionConcurrency, spec.reservedConcurrency only (the
+  # admission policy's function-writes rule)
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["lambdakube.dev"]
   resources: ["functions/status"]
   verbs: ["patch"]
