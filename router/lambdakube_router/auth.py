@@ -57,6 +57,7 @@ from lambdakube_router.access import (
 from lambdakube_router.access_cache import MISSING, ReviewCache
 from lambdakube_router.invoke_api import error_response
 from lambdakube_router.kube_api import ApiError, KubeApi
+from lambdakube_router.names import NO_ACCOUNTS, Accounts
 
 if TYPE_CHECKING:
     from lambdakube_router.app import RouterConfig
@@ -228,7 +229,7 @@ def unavailable(message: str) -> web.Response:
     return _answer(503, "ServiceException", message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
-def middleware(gate: Gate, default_namespace: str):
+def middleware(gate: Gate, default_namespace: str, accounts: Accounts = NO_ACCOUNTS):
     @web.middleware
     async def check_access(request: web.Request, handler):
         match = request.match_info
@@ -240,6 +241,7 @@ def middleware(gate: Gate, default_namespace: str):
             request.query,
             header_namespace=request.headers.get("X-Lambdakube-Namespace"),
             default_namespace=default_namespace,
+            accounts=accounts,
         )
         if isinstance(need, Public):
             return await handler(request)
@@ -311,4 +313,4 @@ def install(app: web.Application, config: RouterConfig) -> None:
 
         app.cleanup_ctx.append(session)
     app[keys.GATE] = gate
-    app.middlewares.append(middleware(gate, config.namespace))
+    app.middlewares.append(middleware(gate, config.namespace, config.accounts))

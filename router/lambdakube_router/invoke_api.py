@@ -1,14 +1,19 @@
 """The Lambda Invoke API: ``POST /2015-03-31/functions/{FunctionName}/invocations``.
 
-Naming scheme (namespaces are lambdakube's "accounts"):
+Naming scheme (namespaces are lambdakube's "accounts"; ``names`` has the grammar):
 
-- ``FunctionName`` is either a plain ``name`` or the ARN-style
-  ``lambdakube:<namespace>:function:<name>`` (optionally ``...:<name>:$LATEST``);
+- ``FunctionName`` is a plain ``name`` or ``name:qualifier``, Lambda's full ARN
+  ``arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]`` or partial ARN
+  ``<account>:function:<name>[:<qualifier>]``, or lambdakube's
+  ``lambdakube:<namespace>:function:<name>[:<qualifier>]``; anything else is 400
+  ``ValidationException``, Lambda's answer;
 - with a plain name the namespace comes from the ``X-Lambdakube-Namespace`` header, and
   otherwise from the router's ``--namespace`` (default ``default``). An ARN's namespace
-  wins over the header.
-- ``Qualifier`` (query, or the ARN suffix) may only be absent or ``$LATEST``: lambdakube
-  has no published versions or aliases, so anything else is ``ResourceNotFoundException``.
+  (lambdakube's, or the one its account is mapped to by ``--account-namespace``) wins
+  over the header; an account mapped to none is ``ResourceNotFoundException``.
+- ``Qualifier`` (query, else the name's suffix) may only be absent or ``$LATEST``:
+  lambdakube has no published versions or aliases, so anything else is
+  ``ResourceNotFoundException``.
 
 ``X-Amz-Invocation-Type``: ``RequestResponse`` (default) runs the function and answers
 with its result; ``Event`` stores the event durably and answers 202; ``DryRun`` only
@@ -30,7 +35,7 @@ from lambdakube_router.asyncq.store import RETRY_AFTER_SECONDS as STORE_RETRY_AF
 from lambdakube_router.asyncq.store import NewEvent, StoreUnavailable
 from lambdakube_router.invocations import error_result, not_found_result
 from lambdakube_router import keys
-from lambdakube_router.names import BadFunctionName, parse_function_name
+from lambdakube_router.names import BadFunctionName, UnknownAccount, parse_function_name
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 256 * 1024
@@ -62,10 +67,12 @@ async def invoke(request: web.Request) -> web.Response:
     headers = request.headers
     try:
         namespace, name, arn_qualifier = parse_function_name(
-            request.match_info["FunctionName"], headers.get("X-Lambdakube-Namespace"), config.namespace
+            request.match_info["FunctionName"], headers.get("X-Lambdakube-Namespace"), config.namespace, config.accounts
         )
     except BadFunctionName as exc:
-        return _error(400, "InvalidParameterValueException", str(exc), request_id)
+        return _error(400, exc.error_type, str(exc), request_id)
+    except UnknownAccount as exc:
+        return _error(404, exc.error_type, str(exc), request_id)
     qualifier = request.query.get("Qualifier") or arn_qualifier
     if qualifier not in (None, "", "$LATEST"):
         return _error(
