@@ -35,7 +35,7 @@ from lambdakube_router.asyncq.store import RETRY_AFTER_SECONDS as STORE_RETRY_AF
 from lambdakube_router.asyncq.store import NewEvent, StoreUnavailable
 from lambdakube_router.invocations import error_result, not_found_result
 from lambdakube_router import keys
-from lambdakube_router.names import BadFunctionName, UnknownAccount, parse_function_name
+from lambdakube_router.names import BadFunctionName, UnknownAccount, invoked_function_arn, parse_function_name
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 256 * 1024
@@ -152,6 +152,7 @@ async def invoke(request: web.Request) -> web.Response:
         request_id=request_id,
         client_context=client_context,
         log_tail=headers.get("X-Amz-Log-Type") == "Tail",
+        invoked_arn=invoked_function_arn(request.match_info["FunctionName"], namespace, name, qualifier or None),
     )
     return result_response(result)
 

@@ -15,7 +15,7 @@ def handler(event, context):
     global count
     count += 1
     return {"event": event, "count": count, "env": os.environ["LAMBDAKUBE_ENV_ID"],
-            "clientContext": (context.client_context or {}).get("custom")}
+            "clientContext": context.client_context.custom if context.client_context else None}
 """
 
 FAILS = """
