@@ -3,9 +3,10 @@
 Every request maps to what it needs (``requirement``): nothing (``Public``: probes,
 metrics, the OpenAPI document, and the environments' announce, which carries its own
 per-pod token), any authenticated caller (``AUTHENTICATED``: a request no route
-matches, or a malformed function name; the handler then answers 400/404), or the right
-to do a verb on a resource of the ``lambdakube.dev`` API group (``Need``), which the
-router asks the API server with a SubjectAccessReview, so ordinary RBAC rules grant it.
+matches, a malformed function name, or an ARN of an account that maps to no namespace
+(``names``); the handler then answers 400/404), or the right to do a verb on a resource
+of the ``lambdakube.dev`` API group (``Need``), which the router asks the API server
+with a SubjectAccessReview, so ordinary RBAC rules grant it.
 
 The attributes, one table (``NEEDS``; ``PUBLIC`` names the open routes and why):
 
@@ -55,7 +56,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from lambdakube.resources import identity
-from lambdakube_router.names import LATEST, BadFunctionName, parse_function_name
+from lambdakube_router.names import LATEST, NO_ACCOUNTS, Accounts, BadFunctionName, UnknownAccount, parse_function_name
 
 GROUP = "lambdakube.dev"
 INVOKE_ROUTE = "/2015-03-31/functions/{FunctionName}/invocations"
@@ -115,11 +116,17 @@ def function_names(name: str, qualifier: str | None) -> tuple[str, ...]:
 def _named(verb: str) -> Callable[..., Requirement]:
     """A route of one function (``FunctionName``, a qualifier): ``verb`` on it."""
 
-    def rule(match: Mapping[str, str], query: Mapping[str, str], header_ns: str | None, default_ns: str):
+    def rule(
+        match: Mapping[str, str],
+        query: Mapping[str, str],
+        header_ns: str | None,
+        default_ns: str,
+        accounts: Accounts = NO_ACCOUNTS,
+    ) -> Requirement:
         try:
-            ns, name, arn_qualifier = parse_function_name(match["FunctionName"], header_ns, default_ns)
-        except BadFunctionName:
-            return AUTHENTICATED  # the handler answers 400
+            ns, name, arn_qualifier = parse_function_name(match["FunctionName"], header_ns, default_ns, accounts)
+        except (BadFunctionName, UnknownAccount):
+            return AUTHENTICATED  # the handler answers 400 / 404
         qualifier = query.get("Qualifier") or arn_qualifier  # as the handlers read it
         return Need(tuple(Attributes(verb, "functions", ns, n) for n in function_names(name, qualifier)))
 
@@ -129,7 +136,7 @@ def _named(verb: str) -> Callable[..., Requirement]:
 def _in_namespace(verb: str, resource: str, name: str = "") -> Callable[..., Requirement]:
     """A route of the caller's namespace (Lambda's account): header, else default."""
 
-    def rule(match: Mapping[str, str], query: Mapping[str, str], header_ns: str | None, default_ns: str):
+    def rule(match, query, header_ns: str | None, default_ns: str, accounts=NO_ACCOUNTS) -> Requirement:
         return Need((Attributes(verb, resource, header_ns or default_ns, name),))
 
     return rule
@@ -139,7 +146,7 @@ _invoke = _named("invoke")
 
 
 def _on(verb: str, resource: str, name_key: str | None = None) -> Callable[..., Requirement]:
-    def rule(match: Mapping[str, str], query, header_ns, default_ns) -> Requirement:
+    def rule(match: Mapping[str, str], query, header_ns, default_ns, accounts=NO_ACCOUNTS) -> Requirement:
         name = match.get(name_key, "") if name_key else ""
         return Need((Attributes(verb, resource, match["namespace"], name),))
 
@@ -192,6 +199,7 @@ def requirement(
     *,
     header_namespace: str | None,
     default_namespace: str,
+    accounts: Accounts = NO_ACCOUNTS,
 ) -> Requirement:
     """What a request needs. ``route`` is the matched route's pattern (None: no route
     matched, or the method is not allowed: an authenticated caller gets the 404/405)."""
@@ -204,7 +212,7 @@ def requirement(
     rule = NEEDS.get((method, route))
     if rule is None:
         return AUTHENTICATED
-    return rule(match, query, header_namespace, default_namespace)
+    return rule(match, query, header_namespace, default_namespace, accounts)
 
 
 # -- who is calling --------------------------------------------------------------------

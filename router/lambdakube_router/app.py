@@ -46,6 +46,7 @@ from lambdakube_router.backends.secrets_dir import ObjectDirs
 from lambdakube_router.invocations import Engine, EngineSettings
 from lambdakube_router.loop_lag import LoopLag
 from lambdakube_router.metrics import Metrics
+from lambdakube_router.names import Accounts
 from lambdakube_router.snapshot import ManifestDirectory, Snapshot
 from lambdakube_router.sources import DirectorySource, Source, StaticSource
 
@@ -62,6 +63,9 @@ class RouterConfig:
     #: "local", "kubernetes", or a Backend instance.
     backend: str | Backend = "local"
     namespace: str = "default"
+    #: Which namespace an AWS account id in a FunctionName ARN names
+    #: (``--account-namespace``, ``--default-account``); unmapped accounts are not found.
+    accounts: Accounts = field(default_factory=Accounts)
     host: str = "127.0.0.1"
     port: int = 9000
     #: Seconds a client connection may stay without a complete request: idle between

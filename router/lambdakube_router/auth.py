@@ -57,6 +57,7 @@ from lambdakube_router.access import (
 from lambdakube_router.access_cache import MISSING, ReviewCache
 from lambdakube_router.invoke_api import error_response
 from lambdakube_router.kube_api import ApiError, KubeApi
+from lambdakube_router.names import NO_ACCOUNTS, Accounts
 
 if TYPE_CHECKING:
     from lambdakube_router.app import RouterConfig
@@ -232,7 +233,7 @@ def unavailable(message: str) -> web.Response:
     return _answer(503, "ServiceException", message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
-def middleware(gate: Gate, default_namespace: str, invalid_hint: str = ""):
+def middleware(gate: Gate, default_namespace: str, accounts: Accounts = NO_ACCOUNTS, invalid_hint: str = ""):
     """``invalid_hint``: why a token may be refused, added to the 401's message."""
     invalid = "The security token included in the request is invalid." + invalid_hint
 
@@ -249,6 +250,7 @@ def middleware(gate: Gate, default_namespace: str, invalid_hint: str = ""):
                 request.query,
                 header_namespace=request.headers.get("X-Lambdakube-Namespace"),
                 default_namespace=default,
+                accounts=accounts,
             )
 
         need = need_in(default_namespace)
@@ -333,4 +335,4 @@ def install(app: web.Application, config: RouterConfig) -> None:
     if settings.mode == "tokenreview":
         audiences = ", ".join(settings.audiences) or "the API server's own"
         hint = f" Tokens must be valid for the audience {audiences} (kubectl create token SA --audience ...)."
-    app.middlewares.append(middleware(gate, config.namespace, hint))
+    app.middlewares.append(middleware(gate, config.namespace, config.accounts, hint))

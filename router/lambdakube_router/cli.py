@@ -114,6 +114,23 @@ def add_serving_options(p: argparse.ArgumentParser, *, state_dir_help: str, log_
         "--namespace", default="default", help="namespace of manifests without one, and of plain function names"
     )
     p.add_argument(
+        "--account-namespace",
+        action="append",
+        default=[],
+        type=_account_pair,
+        metavar="ACCOUNT=NAMESPACE",
+        help="an AWS account id in a FunctionName ARN (arn:aws:lambda:<region>:<account>:function:<name>,"
+        " <account>:function:<name>) names this namespace; repeatable. An ARN of an account mapped"
+        " nowhere is answered 404 ResourceNotFoundException, never run in another namespace",
+    )
+    p.add_argument(
+        "--default-account",
+        type=_account,
+        metavar="ACCOUNT",
+        help="an AWS account id whose ARNs resolve like a plain function name (the X-Lambdakube-Namespace"
+        " header, else --namespace): for code that builds ARNs from one fixed account id",
+    )
+    p.add_argument(
         "--generic-pool-size",
         type=_non_negative,
         default=2,
@@ -196,6 +213,32 @@ def add_serving_options(p: argparse.ArgumentParser, *, state_dir_help: str, log_
     p.add_argument("--log-level", default=log_level)
 
 
+def _checked_accounts(pairs: list[str], default: str | None):
+    from lambdakube_router.names import AccountsError, parse_accounts  # noqa: PLC0415
+
+    try:
+        return parse_accounts(pairs, default)
+    except AccountsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _account_pair(value: str) -> str:
+    _checked_accounts([value], None)
+    return value
+
+
+def _account(value: str) -> str:
+    _checked_accounts([], value)
+    return value
+
+
+def _accounts(args: argparse.Namespace):
+    try:
+        return _checked_accounts(args.account_namespace, args.default_account)
+    except argparse.ArgumentTypeError as exc:  # an account given twice
+        raise SystemExit(f"error: {exc}") from None
+
+
 def serving_config(args: argparse.Namespace) -> dict:
     """The ``RouterConfig`` fields of ``add_serving_options``' flags (but the state dir,
     whose default differs between the two commands)."""
@@ -203,6 +246,7 @@ def serving_config(args: argparse.Namespace) -> dict:
         "host": args.host,
         "port": args.port,
         "namespace": args.namespace,
+        "accounts": _accounts(args),
         "generic_pool_size": args.generic_pool_size,
         "secrets_dir": args.secrets_dir,
         "configmaps_dir": args.configmaps_dir,

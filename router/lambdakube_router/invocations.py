@@ -27,6 +27,7 @@ from lambdakube_router.backends.base import Backend, EnvironmentStartError, Func
 from lambdakube_router.activity import Activity
 from lambdakube_router.limits import NamespaceLimits, Throttle
 from lambdakube_router.metrics import FunctionMetrics, Metrics
+from lambdakube_router.names import INVOKED_ARN_HEADER
 from lambdakube_router.pool import Environment, Lease, LeaseTimeout, Pool, PoolClosed, Throttled
 from lambdakube_router.snapshot import FunctionEntry, Snapshot
 from lambdakube_router.runtime_client import EnvConnection, EnvironmentGone, NotDelivered
@@ -120,6 +121,8 @@ class Call:
     request_id: str
     client_context: str | None
     log_tail: bool
+    #: The ARN the caller invoked (``names.invoked_function_arn``); None: the runtime's own.
+    invoked_arn: str | None = None
 
 
 @dataclass
@@ -269,6 +272,7 @@ class Engine:
         request_id: str | None = None,
         client_context: str | None = None,
         log_tail: bool = False,
+        invoked_arn: str | None = None,
     ) -> InvokeResult:
         clock = self.settings.clock
         arrival = clock() if arrival is None else arrival
@@ -284,7 +288,7 @@ class Engine:
             fm.result(THROTTLED)
             return throttle_result(throttle)
         try:
-            result = await self._run(state, Call(payload, arrival, request_id, client_context, log_tail))
+            result = await self._run(state, Call(payload, arrival, request_id, client_context, log_tail, invoked_arn))
         finally:
             state.limits.release(name)
         fm.result(result.result)
@@ -394,6 +398,8 @@ class Engine:
             headers.append(("X-Client-Context", call.client_context))
         if call.log_tail:
             headers.append(("X-Log-Type", "Tail"))
+        if call.invoked_arn is not None:
+            headers.append((INVOKED_ARN_HEADER, call.invoked_arn))
         try:
             resp = await conn.request("/invoke", call.payload, headers, spec.timeout_seconds + grace)
         except NotDelivered:

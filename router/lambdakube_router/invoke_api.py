@@ -1,16 +1,21 @@
 """The Lambda Invoke API: ``POST /2015-03-31/functions/{FunctionName}/invocations``.
 
-Naming scheme (namespaces are lambdakube's "accounts"):
+Naming scheme (namespaces are lambdakube's "accounts"; ``names`` has the grammar):
 
-- ``FunctionName`` is either a plain ``name`` or the ARN-style
-  ``lambdakube:<namespace>:function:<name>`` (optionally ``...:<name>:$LATEST``);
+- ``FunctionName`` is a plain ``name`` or ``name:qualifier``, Lambda's full ARN
+  ``arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]`` or partial ARN
+  ``<account>:function:<name>[:<qualifier>]``, or lambdakube's
+  ``lambdakube:<namespace>:function:<name>[:<qualifier>]``; anything else is 400
+  ``ValidationException``, Lambda's answer;
 - with a plain name the namespace comes from the ``X-Lambdakube-Namespace`` header, else
   from the caller when it is a ServiceAccount (its own namespace, as a plain name in
   Lambda is in the caller's account; a handler's own calls find their neighbours), and
   otherwise from the router's ``--namespace`` (default ``default``). An ARN's namespace
-  wins over the header.
-- ``Qualifier`` (query, or the ARN suffix) may only be absent or ``$LATEST``: lambdakube
-  has no published versions or aliases, so anything else is ``ResourceNotFoundException``.
+  (lambdakube's, or the one its account is mapped to by ``--account-namespace``) wins
+  over the header; an account mapped to none is ``ResourceNotFoundException``.
+- ``Qualifier`` (query, else the name's suffix) may only be absent or ``$LATEST``:
+  lambdakube has no published versions or aliases, so anything else is
+  ``ResourceNotFoundException``.
 
 ``X-Amz-Invocation-Type``: ``RequestResponse`` (default) runs the function and answers
 with its result; ``Event`` stores the event durably and answers 202; ``DryRun`` only
@@ -32,7 +37,7 @@ from lambdakube_router.asyncq.store import RETRY_AFTER_SECONDS as STORE_RETRY_AF
 from lambdakube_router.asyncq.store import NewEvent, StoreUnavailable
 from lambdakube_router.invocations import error_result, not_found_result
 from lambdakube_router import keys
-from lambdakube_router.names import BadFunctionName, parse_function_name
+from lambdakube_router.names import BadFunctionName, UnknownAccount, invoked_function_arn, parse_function_name
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 256 * 1024
@@ -68,14 +73,17 @@ async def invoke(request: web.Request) -> web.Response:
     app = request.app
     engine = app[keys.ENGINE]
     arrival = engine.settings.clock()  # the engine's clock: queue waits are measured on it
+    config = app[keys.CONFIG]
     request_id = str(uuid.uuid4())
     headers = request.headers
     try:
         namespace, name, arn_qualifier = parse_function_name(
-            request.match_info["FunctionName"], None, plain_namespace(request)
+            request.match_info["FunctionName"], None, plain_namespace(request), config.accounts
         )
     except BadFunctionName as exc:
-        return _error(400, "InvalidParameterValueException", str(exc), request_id)
+        return _error(400, exc.error_type, str(exc), request_id)
+    except UnknownAccount as exc:
+        return _error(404, exc.error_type, str(exc), request_id)
     qualifier = request.query.get("Qualifier") or arn_qualifier
     if qualifier not in (None, "", "$LATEST"):
         return _error(
@@ -155,6 +163,7 @@ async def invoke(request: web.Request) -> web.Response:
         request_id=request_id,
         client_context=client_context,
         log_tail=headers.get("X-Amz-Log-Type") == "Tail",
+        invoked_arn=invoked_function_arn(request.match_info["FunctionName"], namespace, name, qualifier or None),
     )
     return result_response(result)
 

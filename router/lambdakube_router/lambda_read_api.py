@@ -22,7 +22,7 @@ from lambdakube.models import ConcurrencyQuotaSpec
 from lambdakube.resources.code import LATEST
 from lambdakube_router import keys, lambda_shapes
 from lambdakube_router.invoke_api import error_response, plain_namespace
-from lambdakube_router.names import BadFunctionName, parse_function_name
+from lambdakube_router.names import BadFunctionName, UnknownAccount, parse_function_name
 
 #: Without the trailing slash (botocore today) and with it (Lambda's documented URI,
 #: older SDKs): both are served.
@@ -48,10 +48,12 @@ def function_at_latest(request: web.Request):
     """(namespace, name, spec) of the route's FunctionName at $LATEST, else Refused."""
     try:
         namespace, name, arn_qualifier = parse_function_name(
-            request.match_info["FunctionName"], None, plain_namespace(request)
+            request.match_info["FunctionName"], None, plain_namespace(request), request.app[keys.CONFIG].accounts
         )
     except BadFunctionName as exc:
-        raise Refused(error_response(400, "InvalidParameterValueException", str(exc))) from None
+        raise Refused(error_response(400, exc.error_type, str(exc))) from None
+    except UnknownAccount as exc:
+        raise Refused(error_response(404, exc.error_type, str(exc))) from None
     qualifier = request.query.get("Qualifier") or arn_qualifier
     state = request.app[keys.ENGINE].get(namespace, name)
     if state is None or qualifier not in (None, "", LATEST):

@@ -40,9 +40,13 @@ OPENAPI: dict = {
         "description": (
             "AWS Lambda's Invoke API (2015-03-31) for functions running on Kubernetes, plus a"
             " small read-only API over the router's pools and durable queues.\n\n"
-            "FunctionName is `<name>` (namespace from the `X-Lambdakube-Namespace` header, a"
-            " ServiceAccount caller's own namespace, or the router's default namespace) or"
-            " `lambdakube:<namespace>:function:<name>`."
+            "FunctionName is `<name>[:<qualifier>]` (namespace from the `X-Lambdakube-Namespace`"
+            " header, a ServiceAccount caller's own namespace, or the router's default namespace), Lambda's"
+            " `arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]` or"
+            " `<account>:function:<name>[:<qualifier>]` (the namespace the router maps the account"
+            " to; an unmapped account is not found), or"
+            " `lambdakube:<namespace>:function:<name>[:<qualifier>]`; anything else is 400"
+            " ValidationException, as Lambda answers."
         ),
     },
     "paths": {
@@ -56,7 +60,11 @@ OPENAPI: dict = {
                         "in": "path",
                         "required": True,
                         "schema": {"type": "string"},
-                        "description": "`name` or `lambdakube:<namespace>:function:<name>[:$LATEST]`",
+                        "description": (
+                            "`name[:qualifier]`, `arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]`,"
+                            " `<account>:function:<name>[:<qualifier>]` or"
+                            " `lambdakube:<namespace>:function:<name>[:<qualifier>]`"
+                        ),
                         "example": "hello",
                     },
                     {
@@ -105,7 +113,10 @@ OPENAPI: dict = {
                     },
                     "202": {"description": "Event stored durably; it will be delivered"},
                     "204": {"description": "DryRun: the function exists"},
-                    "400": _err("InvalidRequestContentException or InvalidParameterValueException"),
+                    "400": _err(
+                        "ValidationException (a FunctionName Lambda refuses), InvalidRequestContentException"
+                        " or InvalidParameterValueException"
+                    ),
                     "404": _err("ResourceNotFoundException"),
                     "408": _err("RequestTimeoutException: the body did not arrive in time; connection closed"),
                     "413": _err("RequestTooLargeException"),

@@ -88,6 +88,11 @@ def _parse_event(body: bytes) -> Any:
         raise BadInvokeRequest(f"Could not parse request body into json: {exc}") from None
 
 
+#: The ARN the caller invoked, qualifier included (``context.invoked_function_arn``); the
+#: router's ``names.INVOKED_ARN_HEADER`` (tests/runtime checks the two agree).
+INVOKED_ARN_HEADER = "x-invoked-function-arn"
+
+
 def _parse_client_context(value: str | None) -> dict | None:
     if value is None:
         return None
@@ -306,6 +311,7 @@ class Runtime:
             )
         try:
             client_context = _parse_client_context(request.header("x-client-context"))
+            invoked_arn = request.header(INVOKED_ARN_HEADER)
             deadline_ms = _parse_deadline(request.header("x-deadline-ms"))
             event = _parse_event(request.body)
         except BadInvokeRequest as exc:
@@ -313,7 +319,7 @@ class Runtime:
         # Nothing runs between the busy check above and this line (no await, one thread).
         self._running = request_id
         tail = (request.header("x-log-type") or "").lower() == "tail"
-        return self._run(request_id, event, client_context, deadline_ms, tail, headers)
+        return self._run(request_id, event, client_context, deadline_ms, tail, headers, invoked_arn)
 
     def _run(
         self,
@@ -323,6 +329,7 @@ class Runtime:
         deadline_ms: float | None,
         tail: bool,
         headers: list[tuple[str, str]],
+        invoked_arn: str | None = None,
     ) -> Response | Pending:
         """Start the invocation on the worker; the answer is resolved when the handler
         finishes or its time is up, whichever comes first."""
@@ -350,6 +357,7 @@ class Runtime:
             timeout_seconds=config.timeout_seconds,
             deadline_monotonic=start + budget,
             client_context=client_context,
+            invoked_function_arn=invoked_arn,
         )
         init_ms, self._cold = (self.init_duration_ms if self._cold else None), False
         log = InvocationLog(sys.stdout)

@@ -19,7 +19,11 @@ ENDPOINT = "http://lk-lambdakube-router.lambdakube-system.svc:9000"
 
 NON_DEFAULT = {
     "watch": {"allNamespaces": False, "namespaces": ["team-a", "team-b"]},
-    "router": {"persistence": {"enabled": True, "storageClass": "fast", "size": "5Gi"}},
+    "router": {
+        "persistence": {"enabled": True, "storageClass": "fast", "size": "5Gi"},
+        "accountNamespaces": {"123456789012": "team-a", "210987654321": "team-b"},
+        "defaultAccount": "111111111111",
+    },
     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     "quota": {"namespace": "team-a", "concurrentExecutions": 50, "minimumUnreserved": 10},
     "image": {"repository": "registry.example/lk", "tag": "dev", "pullPolicy": "Always"},
@@ -268,6 +272,12 @@ def test_non_default_values(render):
         "team-b",
         "--namespace",
         "team-a",
+        "--account-namespace",
+        "123456789012=team-a",
+        "--account-namespace",
+        "210987654321=team-b",
+        "--default-account",
+        "111111111111",
     ]
 
     pvc = r.one("PersistentVolumeClaim", "lk-lambdakube-router-state")
@@ -432,6 +442,8 @@ def test_the_callers_roles_cover_every_router_verb():
         (["watch.namespaces={Not_A_Namespace}"], "does not match pattern"),
         (["image.pullPolicy=Sometimes"], "pullPolicy"),
         (["router.auth.mode=token-file"], "value must be one of 'tokenreview', 'none'"),
+        (["router.accountNamespaces.12345=team-a"], "does not match pattern"),
+        (["router.defaultAccount=abc"], "does not match pattern"),
     ],
 )
 def test_bad_values_are_refused(helm, bad, message):
@@ -470,9 +482,12 @@ def test_rendered_commands_parse_with_the_components_own_parsers(render, values)
     if values is None:
         assert router.watch_namespaces == []
         assert operator.all_namespaces and operator.namespaces == ()
+        assert router.account_namespace == [] and router.default_account is None
     else:
         assert router.watch_namespaces == ["team-a", "team-b"]
         assert router.namespace == "team-a"
+        assert router.account_namespace == ["123456789012=team-a", "210987654321=team-b"]
+        assert router.default_account == "111111111111"
         assert not operator.all_namespaces and operator.namespaces == ("team-a", "team-b")
 
 

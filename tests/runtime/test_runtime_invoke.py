@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from lambdakube_router import names
+from lambdakube_runtime import server
 from tests.runtime.harness import HOST
 
 UUID4_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -86,12 +88,13 @@ def test_context_object(start_runtime):
         "request_id": "ctx-1",
         "function_name": "orders",
         "function_version": "$LATEST",
-        "memory_limit_in_mb": 256,
-        "invoked_function_arn": "lambdakube:shop:function:orders",
+        "memory_limit_in_mb": "256",  # a string, as Lambda's
+        "invoked_function_arn": "lambdakube:shop:function:orders",  # no X-Invoked-Function-Arn
         "log_group_name": "/lambdakube/shop/orders",
         "log_stream_name": "env-42",
         "client_context": None,
-        "identity": None,
+        "identity": {"type": "CognitoIdentity", "cognito_identity_id": None, "cognito_identity_pool_id": None},
+        "tenant_id": None,
         "timeout_seconds": 3.0,
     }
     # An earlier router deadline bounds the remaining time.
@@ -100,12 +103,64 @@ def test_context_object(start_runtime):
     assert 0 < remaining <= 2000
 
 
-def test_client_context(shared_runtime):
+def b64json(value) -> str:
+    return base64.b64encode(json.dumps(value).encode()).decode()
+
+
+CLIENT = {"installation_id": "abc", "app_title": "Shop", "app_version_name": "1.2", "app_version_code": "12",
+          "app_package_name": "com.example.shop"}  # fmt: skip
+
+# (case, the caller's ClientContext) -> context.client_context as the handler sees it
+CLIENT_CONTEXTS = [
+    ("as a mobile SDK sends it", {"client": CLIENT, "custom": {"k": "v"}, "env": {"locale": "en"}},
+     {"type": "ClientContext", "custom": {"k": "v"}, "env": {"locale": "en"}, "client": {"type": "Client", **CLIENT}}),
+    ("custom only: client and env are None", {"custom": {"user": "u1"}},
+     {"type": "ClientContext", "custom": {"user": "u1"}, "env": None, "client": None}),
+    ("a partial client: its other fields are None", {"client": {"installation_id": "abc"}},
+     {"type": "ClientContext", "custom": None, "env": None,
+      "client": {"type": "Client", **dict.fromkeys(CLIENT), "installation_id": "abc"}}),
+    ("unknown keys are dropped", {"custom": 1, "other": 2},
+     {"type": "ClientContext", "custom": 1, "env": None, "client": None}),
+    ("an empty object", {}, {"type": "ClientContext", "custom": None, "env": None, "client": None}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("sent,seen", [c[1:] for c in CLIENT_CONTEXTS], ids=[c[0] for c in CLIENT_CONTEXTS])
+def test_client_context_is_lambdas_object(shared_runtime, sent, seen):
     runtime = shared_runtime("basic.context_info")
-    client_context = {"client": {"installation_id": "abc"}, "custom": {"k": "v"}, "env": {"locale": "en"}}
-    header = base64.b64encode(json.dumps(client_context).encode()).decode()
-    reply = runtime.invoke({}, headers={"X-Client-Context": header})
-    assert reply.status == 200 and reply.json()["client_context"] == client_context
+    reply = runtime.invoke({}, headers={"X-Client-Context": b64json(sent)})
+    assert reply.status == 200 and reply.json()["client_context"] == seen
+
+
+def test_a_lambda_handler_reads_the_context_as_on_lambda(shared_runtime):
+    runtime = shared_runtime("basic.lambda_style", env={"LAMBDAKUBE_MEMORY_MB": "512"})
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:fn:live"
+    sent = {"client": {"installation_id": "i-1", "app_title": "Shop"}, "custom": {"user": "u1"}, "env": {"a": "b"}}
+    reply = runtime.invoke({}, headers={"X-Client-Context": b64json(sent), server.INVOKED_ARN_HEADER: arn})
+    assert reply.status == 200
+    assert reply.json() == {
+        "custom": {"user": "u1"},
+        "env": {"a": "b"},
+        "installation_id": "i-1",
+        "app_title": "Shop",
+        "cognito_identity_id": None,
+        "cognito_identity_pool_id": None,
+        "account": "123456789012",
+        "invoked_function_arn": arn,
+        "memory": 512,
+    }
+    # the next invocation has its own context: no client context, lambdakube's ARN
+    body = runtime.invoke({}).json()
+    assert body["custom"] is None and body["installation_id"] is None
+    assert body["invoked_function_arn"] == "lambdakube:default:function:fn"
+
+
+def test_the_runtime_spells_the_invoked_arn_header_as_the_router_does():
+    assert server.INVOKED_ARN_HEADER == names.INVOKED_ARN_HEADER.lower()
+
+
+def test_client_context_refusals(shared_runtime):
+    runtime = shared_runtime("basic.context_info")
 
     for bad in ("!!!not-base64!!!", base64.b64encode(b"[1, 2]").decode(), base64.b64encode(b"{nope").decode()):
         reply = runtime.invoke({}, headers={"X-Client-Context": bad})

@@ -340,7 +340,7 @@ def test_generic_environment_specialises_via_init(start_runtime):
     assert first.json()["greeting"] == "hi"
     assert first.json()["function"] == "greeter"
     assert first.json()["arn"] == "lambdakube:team-a:function:greeter"
-    assert first.json()["memory"] == 512
+    assert first.json()["memory"] == "512"  # a string, as Lambda's
     assert first.header("X-Memory-Size-Mb") == "512" and first.header("X-Executed-Version") == "3"
     assert float(first.header("X-Init-Duration-Ms")) == body["initDurationMs"]
     assert second.header("X-Init-Duration-Ms") is None

@@ -31,6 +31,7 @@ from lambdakube_router.access import (
 from lambdakube_router.access_cache import MISSING, ReviewCache, TtlCache
 from lambdakube_router.app import RouterConfig, init_app
 from lambdakube_router.auth import Gate, ReviewUnavailable
+from lambdakube_router.names import Accounts
 
 NS = "/lambdakube/v1/namespaces/{namespace}"
 
@@ -91,6 +92,44 @@ REQUIREMENTS = [
 )
 def test_requirement(method, route, match, query, header, want):
     assert requirement(method, route, match, query, header_namespace=header, default_namespace="home") == want
+
+
+ACCOUNTS = Accounts(namespaces={"123456789012": "team-a"}, default="111111111111")
+ARN = "arn:aws:lambda:us-east-1:123456789012:function:fn"
+
+# (case, FunctionName, query, header namespace) -> requirement with ACCOUNTS; default namespace "home".
+# Each form of tests/unit/test_function_names.py asks for the function it names.
+ACCOUNT_REQUIREMENTS = [
+    ("full ARN: its account's namespace, not the header's", ARN, {}, "b", invoke("team-a", "fn")),
+    ("full ARN with an alias", ARN + ":live", {}, None, invoke("team-a", "fn:live", "fn")),
+    ("full ARN with $LATEST", ARN + ":$LATEST", {}, None, invoke("team-a", "fn")),
+    ("full ARN + Qualifier", ARN, {"Qualifier": "live"}, None, invoke("team-a", "fn:live", "fn")),
+    ("partial ARN", "123456789012:function:fn:7", {}, None, invoke("team-a", "fn:7", "fn")),
+    ("the default account: like a plain name", "111111111111:function:fn", {}, "b", invoke("b", "fn")),
+    ("name:qualifier", "fn:live", {}, None, invoke("home", "fn:live", "fn")),
+    ("name:$LATEST", "fn:$LATEST", {}, None, invoke("home", "fn")),
+    ("an unmapped account: authenticated, the handler says 404",
+     "arn:aws:lambda:us-east-1:999999999999:function:fn", {}, "b", AUTHENTICATED),
+    ("a bad region: authenticated, the handler says 400", "arn:aws:lambda:moon:123456789012:function:fn", {}, None,
+     AUTHENTICATED),
+    ("a name too long: authenticated, the handler says 400", "f" * 65, {}, None, AUTHENTICATED),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "raw,query,header,want", [c[1:] for c in ACCOUNT_REQUIREMENTS], ids=[c[0] for c in ACCOUNT_REQUIREMENTS]
+)
+def test_requirement_of_aws_names(raw, query, header, want):
+    got = requirement(
+        "POST",
+        INVOKE_ROUTE,
+        {"FunctionName": raw},
+        query,
+        header_namespace=header,
+        default_namespace="home",
+        accounts=ACCOUNTS,
+    )
+    assert got == want
 
 
 async def test_every_route_has_a_rule(tmp_path):

@@ -46,6 +46,17 @@ async def async_echo(event, context):
     }
 
 
+def _fields(obj):
+    """An object of the context as {"type": class name, its slots...}; None as None."""
+    if obj is None:
+        return None
+    out = {"type": type(obj).__name__}
+    for name in type(obj).__slots__:
+        value = getattr(obj, name)
+        out[name] = _fields(value) if hasattr(type(value), "__slots__") and value is not None else value
+    return out
+
+
 def context_info(event, context):
     return {
         "aws_request_id": context.aws_request_id,
@@ -56,10 +67,29 @@ def context_info(event, context):
         "invoked_function_arn": context.invoked_function_arn,
         "log_group_name": context.log_group_name,
         "log_stream_name": context.log_stream_name,
-        "client_context": context.client_context,
-        "identity": context.identity,
+        "client_context": _fields(context.client_context),
+        "identity": _fields(context.identity),
+        "tenant_id": context.tenant_id,
         "timeout_seconds": context.timeout_seconds,
         "remaining_ms": context.get_remaining_time_in_millis(),
+    }
+
+
+def lambda_style(event, context):
+    """What a handler written for Lambda reads: attributes of the context's objects."""
+    cc = context.client_context
+    return {
+        "custom": cc.custom if cc else None,
+        "env": cc.env if cc else None,
+        "installation_id": cc.client.installation_id if cc and cc.client else None,
+        "app_title": cc.client.app_title if cc and cc.client else None,
+        "cognito_identity_id": context.identity.cognito_identity_id,
+        "cognito_identity_pool_id": context.identity.cognito_identity_pool_id,
+        "account": context.invoked_function_arn.split(":")[4]
+        if context.invoked_function_arn.startswith("arn:")
+        else None,
+        "invoked_function_arn": context.invoked_function_arn,
+        "memory": int(context.memory_limit_in_mb),
     }
 
 
