@@ -100,7 +100,8 @@ FORBIDDEN_CLUSTER = [  # cluster-scoped objects
     ("list", "clusterkopfpeerings.kopf.dev", None),
 ]
 FORBIDDEN_ROUTER_ONLY = [
-    ("patch", "functions.lambdakube.dev", None),
+    # patch on functions: Lambda's PutFunctionConcurrency (reservedConcurrency only; the
+    # admission policy's function-writes rule, tests/chart/test_admission_policy.py)
     ("update", "functions.lambdakube.dev", None),
     ("update", "functions.lambdakube.dev", "status"),
     ("get", "functions.lambdakube.dev", "status"),
