@@ -174,13 +174,13 @@ async def test_boto3_gets_lambdas_errors(router, name, code, message):
     assert response["ResponseMetadata"]["HTTPStatusCode"] == (400 if code == "ValidationException" else 404)
 
 
-def aws_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """The aws CLI of this interpreter's environment (the ``awscli`` test extra)."""
+def aws_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The aws CLI of this interpreter's environment (the ``awscli`` test extra); a
+    missing one fails, naming how to get it."""
     exe = Path(sys.executable).with_name("aws")
-    if not exe.exists():
-        pytest.skip("the aws CLI is not installed (pip install -e '.[test]')")
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(cwd), **AWS_ENV}
-    return subprocess.run([str(exe), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert exe.exists(), f"the aws CLI is missing from {exe.parent}: run `make deps` (the awscli test extra)"
+    full = {"PATH": os.environ.get("PATH", ""), "HOME": str(cwd), **AWS_ENV, **(env or {})}
+    return subprocess.run([str(exe), *args], cwd=cwd, env=full, capture_output=True, text=True, timeout=120)
 
 
 async def test_the_aws_cli_invokes_by_arn(router, tmp_path):
