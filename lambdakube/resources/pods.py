@@ -28,7 +28,7 @@ import os
 
 from lambdakube.models import EnvVarSource, FunctionSpec
 
-from . import env_token, identity, labels
+from . import env_token, identity, labels, runtime_env
 from .code import needs_init, own_variables
 from .owner import owner_reference
 from .spec_hash import spec_hash
@@ -261,6 +261,8 @@ def environment_pod(
     )
     if announce is not None:
         env += announce_env(*announce)
+    if spec.env_from:  # a referenced object's keys are not validated: ours cannot come from them
+        env += runtime_env.blanks(env)
     pod = _pod(
         name=env_id,
         namespace=namespace,

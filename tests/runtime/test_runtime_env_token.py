@@ -66,3 +66,20 @@ def test_a_generic_environment_takes_its_code_only_with_its_token(start_runtime)
     assert runtime.get_json("/healthz")[1]["state"] == "generic"  # nothing ran
     reply = runtime.request("POST", "/init", body, {env_token.HEADER: TOKEN})
     assert reply.status == 200, reply.body
+
+
+def test_blank_runtime_variables_are_unset():
+    """What a pod with envFrom carries (``runtime_env.blanks``): each of the runtime's
+    variables empty, and the runtime starts as if none were set (a generic runtime,
+    waiting for /init), not with an empty handler or token."""
+    from lambdakube.resources import runtime_env
+    from tests.runtime.conftest import launch
+
+    blanks = {v: "" for v in runtime_env.VARIABLES if v not in ("LAMBDAKUBE_ENV_ID",)}
+    runtime = launch(None, env=blanks, code_dir=None, wait=None)
+    try:
+        status, body = runtime.get_json("/healthz")
+        assert status == 200 and body["state"] == "generic"
+        assert runtime.request("POST", "/invoke", b"{}").status != 401  # no token: none asked
+    finally:
+        runtime.stop()

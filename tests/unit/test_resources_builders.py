@@ -439,3 +439,36 @@ def test_a_generic_pod_knows_the_router_but_has_no_identity():
     env = env_of(p)
     assert env["AWS_ENDPOINT_URL_LAMBDA"] == "http://r:9" and identity.TOKEN_FILE_VARIABLE not in env
     assert "serviceAccountName" not in p["spec"]
+
+
+# -- envFrom cannot set the runtime's own variables (runtime_env) ---------------------
+
+
+def test_the_runtime_reads_exactly_the_variables_that_are_blanked():
+    import re
+    from pathlib import Path
+
+    from lambdakube.resources import runtime_env
+
+    sources = Path(__file__).resolve().parents[2] / "runtime-image" / "lambdakube_runtime"
+    read = set()
+    for path in sources.glob("*.py"):
+        read |= set(re.findall(r"[\"'](LAMBDAKUBE_[A-Z_]+)[\"']", path.read_text()))
+    assert read == runtime_env.VARIABLES
+
+
+def test_a_pod_with_env_from_sets_every_runtime_variable_itself():
+    """env wins over envFrom in a Pod: a Secret's LAMBDAKUBE_HANDLER key cannot turn
+    an inline-code pod into one that starts without its /init."""
+    from lambdakube.resources import runtime_env
+
+    p = pod(spec(envFrom=[{"secretRef": {"name": "keys"}}]), token="t")
+    container = p["spec"]["containers"][0]
+    names = [e["name"] for e in container["env"]]
+    assert runtime_env.VARIABLES <= set(names) and len(names) == len(set(names))
+    env = env_of(p)
+    assert env["LAMBDAKUBE_HANDLER"] == "" and env["LAMBDAKUBE_IDENTITY_TOKEN_FILE"] == ""
+    assert env["LAMBDAKUBE_ENV_TOKEN"] == "t"  # what the pod does set is kept
+    assert container["envFrom"] == [{"secretRef": {"name": "keys"}}]
+    plain = env_of(pod())
+    assert "LAMBDAKUBE_HANDLER" not in plain  # without envFrom nothing is added
