@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: dev test test-fast test-e2e lint schemathesis controlplane helm tools node-deps images node deps crds bench bench-node e2e clean
+.PHONY: dev test test-fast test-e2e lint schemathesis controlplane helm rie tools node-deps images node deps crds bench bench-node e2e clean
 
 # Main job: the router on the embedded local backend, serving examples/ on 127.0.0.1:9000.
 dev: $(STAMP)
@@ -44,6 +44,10 @@ controlplane:
 tools:
 	@bash hack/build-tools.sh >/dev/null
 
+# Lambda's emulator (aws-lambda-rie) + awslambdaric: the benches' baseline, not a test tool.
+rie: $(STAMP)
+	@PYTHON=$(PY) bash hack/build-tools.sh rie >/dev/null
+
 # helm alone (about 2 minutes cold): all that `make test-fast` needs of the tools.
 helm:
 	@bash hack/build-tools.sh helm >/dev/null
@@ -71,7 +75,7 @@ $(STAMP): pyproject.toml
 crds: $(STAMP)
 	$(PY) -m lambdakube_router.cli crds
 
-bench: $(STAMP)
+bench: $(STAMP) rie
 	$(PY) bench/router_overhead.py
 	$(PY) bench/cold_start.py
 	$(PY) bench/overload.py

@@ -8,6 +8,9 @@ What it does, in one run, all on 127.0.0.1:
    same trivial function;
 2. warms both up, then measures sequential warm-invoke latency (p50/p99) direct and via
    the router, with the same client, and prints the difference (the router's overhead);
+   Lambda's own emulator (aws-lambda-rie with awslambdaric, ``make rie``) serving the
+   same handler is measured in the same interleaved series: issue 15's goal 2 is the
+   router's p50 at or below it;
 3. measures throughput through the router with ``--clients`` concurrent clients (the
    router gives each its own warm environment), bounded by ``--throughput-requests``
    and ``--max-seconds``.
@@ -28,9 +31,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -58,6 +63,65 @@ spec:
 {textwrap.indent(HANDLER, " " * 8)}
 """
 PAYLOAD = json.dumps({"i": 1, "data": "x" * 64}).encode()
+
+
+def rie_paths() -> tuple[Path, Path]:
+    """(aws-lambda-rie binary, awslambdaric's install dir), as ``make rie`` built them;
+    missing: the bench stops, naming the target (a baseline is never silently left out)."""
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        ["bash", str(repo / "hack" / "build-tools.sh"), "--check", "rie"], capture_output=True, text=True
+    )
+    if out.returncode:
+        sys.exit(f"bench: Lambda's emulator is not built: {out.stderr.strip()}")
+    binary = Path(os.path.realpath(Path(out.stdout.strip()) / "rie"))
+    return binary, binary.parent.parent / "python"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_rie(task: Path) -> tuple[subprocess.Popen, int]:
+    """aws-lambda-rie running ``python -m awslambdaric index.handler`` (the same handler)
+    on 127.0.0.1; its runtime starts on the first invoke, which the warm-up makes."""
+    binary, ric = rie_paths()
+    (task / "index.py").write_text(HANDLER)
+    port, api = free_port(), free_port()
+    env = process_env()
+    env.update(PYTHONPATH=f"{ric}:{task}", LAMBDA_TASK_ROOT=str(task), LOG_LEVEL="error")
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            "--runtime-interface-emulator-address",
+            f"127.0.0.1:{port}",
+            "--runtime-api-address",
+            f"127.0.0.1:{api}",
+            sys.executable,
+            "-m",
+            "awslambdaric",
+            "index.handler",
+        ],
+        cwd=task,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import socket
+
+    deadline = time.monotonic() + 15
+    while True:  # the emulator prints nothing machine-readable when it listens
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"aws-lambda-rie did not listen on 127.0.0.1:{port}") from None
+            time.sleep(0.05)
 
 
 def start_runtime() -> tuple[subprocess.Popen, int]:
@@ -271,18 +335,24 @@ async def run(args) -> None:
     (tmp / "fns" / "bench.yaml").write_text(MANIFEST)
     runtime, rport = start_runtime()
     baseline, bport = start_baseline()
+    (tmp / "task").mkdir()
+    rie, rie_port = start_rie(tmp / "task")
     router, port = start_router(tmp / "fns", tmp / "state", *(["--no-uvloop"] if args.no_uvloop else []))
     direct_url = f"http://127.0.0.1:{rport}/invoke"
+    rie_url = f"http://127.0.0.1:{rie_port}/2015-03-31/functions/function/invocations"
     router_url = f"http://127.0.0.1:{port}/2015-03-31/functions/bench/invocations"
     try:
         s = RawSession() if args.client == "raw" else AiohttpSession()
         try:
             await sequential(s, direct_url, args.warmup)
             await sequential(s, router_url, args.warmup)
+            await sequential(s, rie_url, args.warmup)
             # interleave the two series in chunks so background noise hits both alike
-            direct, routed = [], []
+            direct, routed, emulated = [], [], []
             chunk = max(1, args.requests // 10)
             direct_meter = CpuMeter(runtime=runtime.pid)
+            rie_children = children(rie.pid)
+            rie_meter = CpuMeter(rie=rie.pid, **{f"ric{i}": pid for i, pid in enumerate(rie_children)})
             # the environment serving sequential requests: the router's busiest child
             env_before = env_cpu(router.pid)
             router_meter = CpuMeter(router=router.pid)
@@ -291,6 +361,8 @@ async def run(args) -> None:
                     direct += await sequential(s, direct_url, chunk)
                 with router_meter:
                     routed += await sequential(s, router_url, chunk)
+                with rie_meter:
+                    emulated += await sequential(s, rie_url, chunk)
             env_after = env_cpu(router.pid)
             seq_env_us = max((env_after[p] - env_before.get(p, 0.0) for p in env_after), default=0.0)
             seq_env_us = seq_env_us / len(routed) * 1e6
@@ -316,6 +388,7 @@ async def run(args) -> None:
             await s.close()
         d50, d99 = pct(direct, 50), pct(direct, 99)
         r50, r99 = pct(routed, 50), pct(routed, 99)
+        e50, e99 = pct(emulated, 50), pct(emulated, 99)
         print(
             f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}, "
             f"router loop: {'asyncio' if args.no_uvloop else 'uvloop (if installed)'}, "
@@ -325,6 +398,13 @@ async def run(args) -> None:
         d_mean, r_mean = statistics.mean(direct) * 1000, statistics.mean(routed) * 1000
         print(f"  direct to runtime : p50 {d50:7.3f} ms   p99 {d99:7.3f} ms   mean {d_mean:7.3f} ms")
         print(f"  through router    : p50 {r50:7.3f} ms   p99 {r99:7.3f} ms   mean {r_mean:7.3f} ms")
+        e_mean = statistics.mean(emulated) * 1000
+        print(f"  RIE + awslambdaric: p50 {e50:7.3f} ms   p99 {e99:7.3f} ms   mean {e_mean:7.3f} ms")
+        rie_cpu = sum(rie_meter.total.values()) / len(emulated) * 1e6
+        print(
+            f"  goal 2, router p50 / RIE p50: {r50 / e50:.2f}x (goal <= 1.00);"
+            f" RIE's CPU per invoke (emulator + runtime) {rie_cpu:.0f} us"
+        )
         print(
             f"  router overhead   : p50 {r50 - d50:+7.3f} ms   p99 {r99 - d99:+7.3f} ms"
             f"   (ratio p50 {r50 / d50:.2f}x, p99 {r99 / d99:.2f}x)"
@@ -362,8 +442,12 @@ async def run(args) -> None:
             f"; runtime CPU {direct_tp_meter.per_invoke_us('runtime', n1):.0f} us per invoke"
         )
     finally:
-        for proc in (router, runtime, baseline):
+        rie_runtimes = children(rie.pid)  # awslambdaric: ended by its PID if the emulator leaves it
+        for proc in (router, runtime, baseline, rie):
             stop(proc, timeout=15)
+        for pid in rie_runtimes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -5,6 +5,9 @@
 #   ~/.cache/lambdakube/tools/helm-<version>/bin/helm
 #   ~/.cache/lambdakube/tools/kind-<version>/bin/kind
 #   ~/.cache/lambdakube/tools/coredns-<version>/bin/coredns   (the real node's cluster DNS)
+#   ~/.cache/lambdakube/tools/rie-<version>/bin/rie           (bench only: Lambda's own
+#       emulator, aws-lambda-runtime-interface-emulator, with awslambdaric from PyPI in
+#       rie-<version>/python, for the $PYTHON that runs the benches)
 #   ~/.cache/lambdakube/tools/bin/{helm,kind,coredns}      (symlinks: one dir for PATH)
 #
 # None of the modules has `replace` directives, so plain `go install pkg@version` works
@@ -29,6 +32,8 @@ set -- "${CHECK_ARGS[@]+"${CHECK_ARGS[@]}"}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 KIND_VERSION="${KIND_VERSION:-v0.33.0}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
+RIE_MODULE_VERSION="${RIE_MODULE_VERSION:-v0.0.0-20261030222936-bef5c4ba774d}"
+AWSLAMBDARIC_VERSION="${AWSLAMBDARIC_VERSION:-4.2.2}"
 CACHE_ROOT="${LAMBDAKUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lambdakube}"
 TOOLS="$CACHE_ROOT/tools"
 LINK_DIR="$TOOLS/bin"
@@ -43,7 +48,8 @@ version_of() {
     helm) echo "$HELM_VERSION" ;;
     kind) echo "$KIND_VERSION" ;;
     coredns) echo "$COREDNS_VERSION" ;;
-    *) log "unknown tool: $1 (helm, kind, coredns)"; exit 2 ;;
+    rie) echo "${RIE_MODULE_VERSION##*-}-ric$AWSLAMBDARIC_VERSION" ;;
+    *) log "unknown tool: $1 (helm, kind, coredns, rie)"; exit 2 ;;
   esac
 }
 
@@ -114,12 +120,28 @@ GO
   log "coredns built in $((SECONDS - start)) s"
 }
 
+# Lambda's emulator and its Python runtime client, the baseline of bench/router_overhead.py
+# (not a test tool: `make test` never needs it). The wheel is the running interpreter's
+# (PYTHON), installed beside the binary, never into the project's environment.
+build_rie() {
+  local out="$1" start=$SECONDS work
+  work="$(mktemp -d)"
+  log "building aws-lambda-rie $RIE_MODULE_VERSION + awslambdaric $AWSLAMBDARIC_VERSION"
+  GOBIN="$work" GOFLAGS=-mod=mod go install -trimpath -ldflags "-s -w" \
+    "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$RIE_MODULE_VERSION" >&2
+  "${PYTHON:-python3}" -m pip install -q --target "$work/python" "awslambdaric==$AWSLAMBDARIC_VERSION" >&2
+  mkdir -p "$out" && mv -f "$work/aws-lambda-rie" "$out/rie"
+  rm -rf "$out/../python" && mv "$work/python" "$out/../python" && rm -rf "$work"
+  log "rie built in $((SECONDS - start)) s"
+}
+
 for tool in "${want[@]}"; do version_of "$tool" >/dev/null; done  # unknown name: exit 2
 
 # Which make target builds a tool: helm alone is all the fast suite needs of them.
 make_hint_of() {
   case "$1" in
     helm) echo "run \`make helm\` first (\`make tools\` builds it too)" ;;
+    rie) echo "run \`make rie\` first (\`make bench\` does)" ;;
     *) echo "run \`make tools\` first" ;;
   esac
 }
