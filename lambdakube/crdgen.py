@@ -102,7 +102,7 @@ def _crd(
     plural: str,
     short_names: list[str],
     spec_model: type[BaseModel],
-    status_model: type[BaseModel],
+    status_model: type[BaseModel] | None,
     columns: list[dict[str, Any]],
     root_rules: list[dict[str, str]] | None = None,
     description: str,
@@ -116,9 +116,10 @@ def _crd(
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
             "spec": structural_schema(spec_model),
-            "status": _status_schema(status_model),
         },
     }
+    if status_model is not None:
+        root["properties"]["status"] = _status_schema(status_model)
     if root_rules:
         root["x-kubernetes-validations"] = root_rules
     return {
@@ -141,7 +142,7 @@ def _crd(
                     "name": models.VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    **({"subresources": {"status": {}}} if status_model is not None else {}),
                     "additionalPrinterColumns": columns,
                     "schema": {"openAPIV3Schema": root},
                 }
@@ -204,9 +205,51 @@ def quota_crd() -> dict[str, Any]:
     )
 
 
+def version_crd() -> dict[str, Any]:
+    return _crd(
+        kind="FunctionVersion",
+        plural="functionversions",
+        short_names=["fnv"],
+        spec_model=models.FunctionVersionSpec,
+        status_model=None,
+        description=(
+            "A published version of a Function (Lambda's PublishVersion): an immutable snapshot of "
+            "its code and configuration, numbered 1, 2, ... per function; named <function>-v<N>."
+        ),
+        columns=[
+            _column("Function", ".spec.function", "string"),
+            _column("Version", ".spec.version"),
+            _column("Description", ".spec.description", "string", priority=1),
+            _column("Age", ".metadata.creationTimestamp", "date"),
+        ],
+    )
+
+
+def alias_crd() -> dict[str, Any]:
+    return _crd(
+        kind="FunctionAlias",
+        plural="functionaliases",
+        short_names=["fna"],
+        spec_model=models.FunctionAliasSpec,
+        status_model=None,
+        description=(
+            "A Lambda alias of a Function: its name (metadata.name) invokes functionVersion, or "
+            "splits invocations with one additional version (routingConfig)."
+        ),
+        root_rules=[models.ALIAS_NAME_RULE],
+        columns=[
+            _column("Function", ".spec.function", "string"),
+            _column("Version", ".spec.functionVersion", "string"),
+            _column("Age", ".metadata.creationTimestamp", "date"),
+        ],
+    )
+
+
 ALL = {
     "functions.yaml": function_crd,
     "concurrencyquotas.yaml": quota_crd,
+    "functionversions.yaml": version_crd,
+    "functionaliases.yaml": alias_crd,
 }
 
 

@@ -204,52 +204,61 @@ class EnvFromSource(_Spec):
         return self
 
 
-class FunctionSpec(_Spec):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                cel(
-                    "has(self.image) || has(self.code)",
-                    "set image (handler inside the image) or code.inline (handler source)",
-                ),
-                cel(
-                    "!has(self.reservedConcurrency) || self.provisionedConcurrency <= self.reservedConcurrency",
-                    "provisionedConcurrency must not exceed reservedConcurrency",
-                    ".provisionedConcurrency",
-                ),
-                cel(
-                    "!has(self.maxConcurrency) || self.provisionedConcurrency <= self.maxConcurrency",
-                    "provisionedConcurrency must not exceed maxConcurrency",
-                    ".provisionedConcurrency",
-                ),
-                cel(
-                    "!has(self.env) || self.env.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))",
-                    "env names must be valid environment variable names ([A-Za-z_][A-Za-z0-9_]*)",
-                    ".env",
-                ),
-                cel(
-                    "!has(self.envValueFrom) || self.envValueFrom.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))",
-                    "envValueFrom names must be valid environment variable names ([A-Za-z_][A-Za-z0-9_]*)",
-                    ".envValueFrom",
-                ),
-                cel(
-                    "!has(self.envValueFrom) || self.envValueFrom.all(k, !k.startsWith('LAMBDAKUBE_'))",
-                    "envValueFrom names must not start with LAMBDAKUBE_ (the runtime's own variables)",
-                    ".envValueFrom",
-                ),
-                cel(
-                    "!has(self.envValueFrom) || !has(self.env) || self.envValueFrom.all(k, !(k in self.env))",
-                    "a variable is set in env or in envValueFrom, not in both",
-                    ".envValueFrom",
-                ),
-                cel(
-                    "!has(self.code) || self.handler.startsWith(self.code.inline.module + '.')",
-                    "handler must be <code.inline.module>.<function> for inline code",
-                    ".handler",
-                ),
-            ]
-        }
-    )
+#: CEL rules of the environment-shaping fields (``EnvironmentConfig``): a Function's
+#: spec and a published version's ``config`` are judged by the same rules.
+_CONFIG_RULES: list[Any] = [
+    cel(
+        "has(self.image) || has(self.code)",
+        "set image (handler inside the image) or code.inline (handler source)",
+    ),
+    cel(
+        "!has(self.env) || self.env.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))",
+        "env names must be valid environment variable names ([A-Za-z_][A-Za-z0-9_]*)",
+        ".env",
+    ),
+    cel(
+        "!has(self.envValueFrom) || self.envValueFrom.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))",
+        "envValueFrom names must be valid environment variable names ([A-Za-z_][A-Za-z0-9_]*)",
+        ".envValueFrom",
+    ),
+    cel(
+        "!has(self.envValueFrom) || self.envValueFrom.all(k, !k.startsWith('LAMBDAKUBE_'))",
+        "envValueFrom names must not start with LAMBDAKUBE_ (the runtime's own variables)",
+        ".envValueFrom",
+    ),
+    cel(
+        "!has(self.envValueFrom) || !has(self.env) || self.envValueFrom.all(k, !(k in self.env))",
+        "a variable is set in env or in envValueFrom, not in both",
+        ".envValueFrom",
+    ),
+    cel(
+        "!has(self.code) || self.handler.startsWith(self.code.inline.module + '.')",
+        "handler must be <code.inline.module>.<function> for inline code",
+        ".handler",
+    ),
+]
+
+#: CEL rules of the scaling fields, a Function's only (a version shares its Function's).
+_SCALING_RULES: list[Any] = [
+    cel(
+        "!has(self.reservedConcurrency) || self.provisionedConcurrency <= self.reservedConcurrency",
+        "provisionedConcurrency must not exceed reservedConcurrency",
+        ".provisionedConcurrency",
+    ),
+    cel(
+        "!has(self.maxConcurrency) || self.provisionedConcurrency <= self.maxConcurrency",
+        "provisionedConcurrency must not exceed maxConcurrency",
+        ".provisionedConcurrency",
+    ),
+]
+
+
+class EnvironmentConfig(_Spec):
+    """The fields that shape what runs inside an environment: what a published version
+    snapshots (``FunctionVersionSpec.config``) and what the spec hash covers
+    (``resources.spec_hash``). One list of fields: ``FunctionSpec`` extends it."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _CONFIG_RULES})
 
     handler: Annotated[str, Field(pattern=HANDLER_PATTERN, max_length=128)]
     image: Annotated[str, Field(min_length=1, max_length=512)] | None = None
@@ -274,23 +283,14 @@ class FunctionSpec(_Spec):
     env_from: list[EnvFromSource] = Field(default_factory=list, max_length=16)
     resources: Resources = Field(default_factory=Resources, json_schema_extra=MATERIALISE)
     timeout_seconds: Annotated[int, Field(ge=1, le=900)] = 3
-    provisioned_concurrency: Annotated[int, Field(ge=0, le=100000)] = 0
-    reserved_concurrency: Annotated[int, Field(ge=0, le=100000)] | None = None
-    max_concurrency: Annotated[int, Field(ge=1, le=100000)] | None = None
-    idle_timeout_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
-    async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async", json_schema_extra=MATERIALISE)
     #: The ServiceAccount the function's environments run as, for calls its handler makes
     #: to the Invoke API (``resources.identity``): unset, an environment has no token.
     service_account_name: Annotated[str, Field(pattern=OBJECT_NAME_PATTERN, max_length=253)] | None = None
 
     @model_validator(mode="after")
-    def _same_rules_as_cel(self) -> FunctionSpec:
+    def _config_rules_as_cel(self) -> EnvironmentConfig:
         if self.image is None and self.code is None:
             raise ValueError("set image (handler inside the image) or code.inline (handler source)")
-        if self.reserved_concurrency is not None and self.provisioned_concurrency > self.reserved_concurrency:
-            raise ValueError("provisionedConcurrency must not exceed reservedConcurrency")
-        if self.max_concurrency is not None and self.provisioned_concurrency > self.max_concurrency:
-            raise ValueError("provisionedConcurrency must not exceed maxConcurrency")
         if self.code is not None and not self.handler.startswith(self.code.inline.module + "."):
             raise ValueError("handler must be <code.inline.module>.<function> for inline code")
         reserved = sorted(k for k in self.env_value_from if k.startswith(RESERVED_ENV_PREFIX))
@@ -310,11 +310,46 @@ class FunctionSpec(_Spec):
         ``env_from``): its value exists only where the environment starts."""
         return bool(self.env_value_from or self.env_from)
 
+
+#: ``EnvironmentConfig``'s fields (python names): a version replaces these of its
+#: Function's spec, and the spec hash covers exactly these.
+CONFIG_FIELDS = frozenset(EnvironmentConfig.model_fields)
+
+
+class FunctionSpec(EnvironmentConfig):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _CONFIG_RULES + _SCALING_RULES})
+
+    provisioned_concurrency: Annotated[int, Field(ge=0, le=100000)] = 0
+    reserved_concurrency: Annotated[int, Field(ge=0, le=100000)] | None = None
+    max_concurrency: Annotated[int, Field(ge=1, le=100000)] | None = None
+    idle_timeout_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
+    async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async", json_schema_extra=MATERIALISE)
+
+    @model_validator(mode="after")
+    def _scaling_rules_as_cel(self) -> FunctionSpec:
+        if self.reserved_concurrency is not None and self.provisioned_concurrency > self.reserved_concurrency:
+            raise ValueError("provisionedConcurrency must not exceed reservedConcurrency")
+        if self.max_concurrency is not None and self.provisioned_concurrency > self.max_concurrency:
+            raise ValueError("provisionedConcurrency must not exceed maxConcurrency")
+        return self
+
     @property
     def concurrency_cap(self) -> int | None:
         """The most environments this function may run at once (None: only the pool's limit)."""
         caps = [c for c in (self.reserved_concurrency, self.max_concurrency) if c is not None]
         return min(caps) if caps else None
+
+    def config(self) -> EnvironmentConfig:
+        """The environment-shaping part: what publishing a version snapshots."""
+        return EnvironmentConfig.model_validate(self.model_dump(include=set(CONFIG_FIELDS), by_alias=True))
+
+    def at_version(self, config: EnvironmentConfig) -> FunctionSpec:
+        """This spec with a version's snapshot in place of its shaping fields: what the
+        version's environments run. Scaling stays the Function's (reserved concurrency
+        and the quota are per function, shared by its versions); provisioned
+        concurrency is per version in Lambda, none yet here."""
+        update = {name: getattr(config, name) for name in CONFIG_FIELDS}
+        return self.model_copy(update={**update, "provisioned_concurrency": 0})
 
 
 class CodeSource(_Spec):
@@ -399,6 +434,113 @@ class ConcurrencyQuotaStatus(BaseModel):
     rejected_reasons: dict[str, str] = Field(default_factory=dict)
 
 
+#: The mutable head of every function, as Lambda names it.
+LATEST = "$LATEST"
+#: A published version's number as a qualifier says it (canonical: no leading zero, so
+#: "01" cannot pass for another version than "1").
+VERSION_NUMBER_PATTERN = r"^[1-9][0-9]*$"
+#: What an alias may point at: ``$LATEST`` or a version number.
+ALIAS_TARGET_PATTERN = r"^(\$LATEST|[1-9][0-9]*)$"
+
+
+class FunctionVersionSpec(_Spec):
+    """A published version: an immutable snapshot of a Function's environment-shaping
+    fields (Lambda's PublishVersion), numbered 1, 2, ... per function. Its scaling
+    (reserved concurrency, idle timeout, async) stays the Function's."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self == oldSelf", "a published version is immutable: publish a new one"),
+            ]
+        }
+    )
+
+    function: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
+    version: Annotated[int, Field(ge=1, le=1000000000)]
+    description: Annotated[str, Field(max_length=256)] | None = None
+    config: EnvironmentConfig
+
+
+class AliasRoutingConfig(_Spec):
+    """Lambda's AliasRoutingConfiguration: the one additional version and its share."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.additionalVersionWeights)"
+                    " || self.additionalVersionWeights.all(k, k.matches('^[1-9][0-9]*$'))",
+                    "additionalVersionWeights keys must be version numbers (1, 2, ...)",
+                    ".additionalVersionWeights",
+                ),
+            ]
+        }
+    )
+
+    #: Version number -> the share of invocations it gets (0.0 to 1.0, Lambda's range);
+    #: the rest run ``functionVersion``. Lambda routes to at most two versions.
+    additional_version_weights: dict[
+        Annotated[str, Field(pattern=VERSION_NUMBER_PATTERN, max_length=1024)],
+        Annotated[float, Field(ge=0.0, le=1.0)],
+    ] = Field(default_factory=dict, max_length=1)
+
+
+class FunctionAliasSpec(_Spec):
+    """Lambda's alias: a name (``metadata.name``) for a version, optionally splitting
+    invocations with a second one."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.routingConfig) || !has(self.routingConfig.additionalVersionWeights)"
+                    " || self.routingConfig.additionalVersionWeights.size() == 0"
+                    " || self.functionVersion != '$LATEST'",
+                    "an alias that routes to two versions cannot point to $LATEST",
+                    ".functionVersion",
+                ),
+                cel(
+                    "!has(self.routingConfig) || !has(self.routingConfig.additionalVersionWeights)"
+                    " || self.routingConfig.additionalVersionWeights.all(k, k != self.functionVersion)",
+                    "the additional version must differ from functionVersion",
+                    ".routingConfig.additionalVersionWeights",
+                ),
+            ]
+        }
+    )
+
+    function: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
+    function_version: Annotated[str, Field(pattern=ALIAS_TARGET_PATTERN, max_length=1024)]
+    description: Annotated[str, Field(max_length=256)] | None = None
+    routing_config: AliasRoutingConfig | None = None
+
+    @model_validator(mode="after")
+    def _same_rules_as_cel(self) -> FunctionAliasSpec:
+        weights = self.weights
+        if weights and self.function_version == LATEST:
+            raise ValueError("an alias that routes to two versions cannot point to $LATEST")
+        if self.function_version in weights:
+            raise ValueError("the additional version must differ from functionVersion")
+        return self
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return dict(self.routing_config.additional_version_weights) if self.routing_config else {}
+
+
+#: Lambda's alias names may not be all digits (that would be a version).
+ALIAS_NAME_RULE = cel(
+    "!self.metadata.name.matches('^[0-9]+$')",
+    "an alias name must not be all digits (that names a version)",
+)
+
+
+def valid_alias_name(name: str) -> bool:
+    return valid_name(name) and not name.isdigit()
+
+
+EnvironmentConfig.model_rebuild()
 FunctionSpec.model_rebuild()
 
 QUOTA_OBJECT_NAME = "default"

@@ -25,7 +25,7 @@ import json
 
 from lambdakube.models import FunctionSpec
 
-#: ``functionVersion`` until versions exist (issue 16).
+#: The mutable head's ``functionVersion``.
 LATEST = "$LATEST"
 
 
@@ -58,9 +58,10 @@ def needs_init(spec: FunctionSpec) -> bool:
     return spec.code is not None
 
 
-def init_body(function_name: str, namespace: str, spec: FunctionSpec) -> dict:
+def init_body(function_name: str, namespace: str, spec: FunctionSpec, version: str = LATEST) -> dict:
     """The runtime's ``POST /init`` body (``lambdakube_runtime.config.from_init_body``
-    parses it; unknown fields are refused there, so both sides change together)."""
+    parses it; unknown fields are refused there, so both sides change together).
+    ``version``: ``$LATEST`` or a published version's number (``context.function_version``)."""
     if spec.code is None:
         raise ValueError(f"{namespace}/{function_name}: code is in the image; there is nothing to send")
     return {
@@ -69,7 +70,7 @@ def init_body(function_name: str, namespace: str, spec: FunctionSpec) -> dict:
         "inlineModule": spec.code.inline.module,
         "codeDir": None,
         "functionName": function_name,
-        "functionVersion": LATEST,
+        "functionVersion": version,
         "memoryMb": spec.resources.memory_size,
         "timeoutSeconds": spec.timeout_seconds,
         # The function's own variables. A pod of the function has them from its start

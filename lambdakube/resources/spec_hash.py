@@ -19,22 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 
-from lambdakube.models import FunctionSpec
+from lambdakube.models import CONFIG_FIELDS, FunctionSpec
 
-#: Fields of ``FunctionSpec`` (python names) that change what an environment runs.
-SHAPING_FIELDS = frozenset(
-    {
-        "handler",
-        "image",
-        "code",
-        "env",
-        "env_value_from",
-        "env_from",
-        "resources",
-        "timeout_seconds",
-        "service_account_name",
-    }
-)
+#: Fields of ``FunctionSpec`` (python names) that change what an environment runs: the
+#: fields of ``EnvironmentConfig``, what a published version snapshots (one list).
+SHAPING_FIELDS = CONFIG_FIELDS
 #: Shaping fields added after pods were labelled with hashes: left out of the hash while
 #: empty, so that an upgrade does not roll every environment of every function.
 ABSENT_WHEN_EMPTY = frozenset({"env_value_from", "env_from"})

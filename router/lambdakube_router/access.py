@@ -163,6 +163,7 @@ NEEDS: dict[tuple[str, str], Callable[..., Requirement]] = {
     ("GET", "/2015-03-31/functions/{FunctionName}/configuration"): _named("get"),
     ("GET", "/2015-03-31/functions/{FunctionName}/versions"): _named("get"),
     ("GET", "/2015-03-31/functions/{FunctionName}/aliases"): _named("get"),
+    ("GET", "/2015-03-31/functions/{FunctionName}/aliases/{Name}"): _named("get"),
     ("GET", "/2019-09-30/functions/{FunctionName}/concurrency"): _named("get"),
     # Lambda's reserved-concurrency writes (lambda_write_api): a verb of their own, as
     # Lambda's lambda:PutFunctionConcurrency (patch would grant editing the code too)

@@ -16,12 +16,13 @@ import asyncio
 import functools
 import json
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lambdakube.models import ConcurrencyQuotaSpec, FunctionSpec
+from lambdakube.models import LATEST, ConcurrencyQuotaSpec, FunctionSpec
 from lambdakube.resources import env_token
 from lambdakube_router.backends.base import Backend, EnvironmentStartError, FunctionRef
 from lambdakube_router.activity import Activity
@@ -29,7 +30,8 @@ from lambdakube_router.limits import NamespaceLimits, Throttle
 from lambdakube_router.metrics import FunctionMetrics, Metrics
 from lambdakube_router.names import INVOKED_ARN_HEADER
 from lambdakube_router.pool import Environment, Lease, LeaseTimeout, Pool, PoolClosed, Throttled
-from lambdakube_router.snapshot import FunctionEntry, Snapshot
+from lambdakube_router.qualifiers import resolve
+from lambdakube_router.snapshot import AliasEntry, FunctionEntry, Snapshot, VersionEntry
 from lambdakube_router.runtime_client import EnvConnection, EnvironmentGone, NotDelivered
 
 log = logging.getLogger(__name__)
@@ -107,8 +109,9 @@ def throttle_result(throttle: Throttle) -> InvokeResult:
     return InvokeResult(429, body, headers, THROTTLED, "TooManyRequestsException", throttle)
 
 
-def not_found_result(namespace: str, name: str) -> InvokeResult:
-    return error_result(404, "ResourceNotFoundException", f"Function not found: {namespace}/{name}", result=NOT_FOUND)
+def not_found_result(namespace: str, name: str, qualifier: str | None = None) -> InvokeResult:
+    shown = f"{namespace}/{name}" + (f":{qualifier}" if qualifier else "")
+    return error_result(404, "ResourceNotFoundException", f"Function not found: {shown}", result=NOT_FOUND)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +129,31 @@ class Call:
 
 
 @dataclass
+class Target:
+    """What one invocation runs: a version's pool and the spec its environments have."""
+
+    version: str
+    pool: Pool
+
+    @property
+    def spec(self) -> FunctionSpec:
+        return self.pool.spec
+
+
+@dataclass
 class FunctionState:
     entry: FunctionEntry
-    pool: Pool
+    pool: Pool  # $LATEST's
     limits: NamespaceLimits
     metrics: FunctionMetrics
     activity: Activity = field(default_factory=Activity)  # for Function status and Events
+    #: Published versions and aliases, as the snapshot has them.
+    versions: dict[int, VersionEntry] = field(default_factory=dict)
+    aliases: dict[str, AliasEntry] = field(default_factory=dict)
+    #: The pools of the versions invoked so far (a version's environments run its own
+    #: code); they share the function's limits: reserved concurrency and the quota
+    #: count the function, whichever version runs.
+    version_pools: dict[int, Pool] = field(default_factory=dict)
 
     @property
     def spec(self) -> FunctionSpec:
@@ -141,6 +163,13 @@ class FunctionState:
     def ref(self) -> FunctionRef:
         return self.entry.ref
 
+    def pools(self) -> list[Pool]:
+        return [self.pool, *self.version_pools.values()]
+
+    def version_spec(self, number: int) -> FunctionSpec:
+        """What version ``number``'s environments run: its snapshot, the Function's scaling."""
+        return self.spec.at_version(self.versions[number].spec.config)
+
 
 @dataclass
 class EngineSettings:
@@ -149,6 +178,8 @@ class EngineSettings:
     reap_interval_seconds: float = 1.0
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time
+    #: Draws for alias routing (``qualifiers.pick_version``); seeded in tests.
+    random: random.Random = field(default_factory=random.Random)
 
 
 @dataclass
@@ -171,9 +202,10 @@ class Engine:
         """The backend saw an environment die by itself: its pool retires it (a linear
         search: deaths are rare, and the backend does not know which function it ran)."""
         for state in self.functions.values():
-            if state.pool.lost(env_id):
-                log.warning("%s: environment %s died by itself; retired", state.ref, env_id)
-                return
+            for pool in state.pools():
+                if pool.lost(env_id):
+                    log.warning("%s: environment %s died by itself; retired", pool.fn, env_id)
+                    return
 
     # -- registry -> pools -------------------------------------------------------------
 
@@ -197,7 +229,8 @@ class Engine:
             state.limits.remove_function(key[1], replan=False)
             replan.add(key[0])
             self.metrics.forget(*key)
-            self._closing.append(asyncio.get_running_loop().create_task(state.pool.close()))
+            for pool in state.pools():
+                self._closing.append(asyncio.get_running_loop().create_task(pool.close()))
             log.info("function %s/%s removed", *key)
         for key, entry in snap.functions.items():
             known = self.functions.get(key)
@@ -213,7 +246,7 @@ class Engine:
                     clock=self.settings.clock,
                     init_timeout=self.settings.init_timeout_seconds,
                 )
-                self.functions[key] = FunctionState(entry, pool, limits, self.metrics.for_function(*key))
+                known = self.functions[key] = FunctionState(entry, pool, limits, self.metrics.for_function(*key))
                 pool_work.append(pool.ensure_provisioned)
                 log.info("function %s/%s registered", *key)
             elif entry != known.entry:
@@ -222,6 +255,7 @@ class Engine:
                 replan.add(key[0])
                 pool_work.append(functools.partial(known.pool.update_spec, entry.spec))
                 log.info("function %s/%s updated", *key)
+            self._apply_versions(known, snap.versions.get(key, {}), snap.aliases.get(key, {}), pool_work)
         for ns in replan:
             self.namespaces[ns].replan()
         for work in pool_work:
@@ -233,6 +267,45 @@ class Engine:
             self._rejected_logged = {k: v for k, v in self._rejected_logged.items() if k[0] != ns}
             self._rejected_logged.update({(ns, n): r for n, r in limits.plan.rejected.items()})
         self._wake_applied()
+
+    def _apply_versions(
+        self,
+        state: FunctionState,
+        versions: dict[int, VersionEntry],
+        aliases: dict[str, AliasEntry],
+        pool_work: list[Callable[[], object]],
+    ) -> None:
+        """A function's versions and aliases as the snapshot has them: the pools of
+        versions gone are closed; the others follow the Function's scaling fields."""
+        state.versions, state.aliases = dict(versions), dict(aliases)
+        for number in [n for n in state.version_pools if n not in versions]:
+            pool = state.version_pools.pop(number)
+            self._closing.append(asyncio.get_running_loop().create_task(pool.close()))
+            log.info("%s: version %d removed", state.ref, number)
+        for number, pool in state.version_pools.items():
+            spec = state.version_spec(number)
+            if spec != pool.spec:
+                pool_work.append(functools.partial(pool.update_spec, spec))
+
+    def target(self, state: FunctionState, version: str) -> Target:
+        """The pool of ``version`` (``$LATEST`` or a published number), started at its
+        first invocation."""
+        if version == LATEST:
+            return Target(LATEST, state.pool)
+        number = int(version)
+        pool = state.version_pools.get(number)
+        if pool is None:
+            ref = state.ref
+            pool = state.version_pools[number] = Pool(
+                FunctionRef(ref.namespace, ref.name, ref.uid, version),
+                state.version_spec(number),
+                self.backend,
+                take_token=functools.partial(_take_token, state.limits, ref.name),
+                clock=self.settings.clock,
+                init_timeout=self.settings.init_timeout_seconds,
+            )
+            log.info("%s: version %d's pool started", ref, number)
+        return Target(version, pool)
 
     def get(self, namespace: str, name: str) -> FunctionState | None:
         return self.functions.get((namespace, name))
@@ -273,13 +346,26 @@ class Engine:
         client_context: str | None = None,
         log_tail: bool = False,
         invoked_arn: str | None = None,
+        qualifier: str | None = None,
     ) -> InvokeResult:
         clock = self.settings.clock
         arrival = clock() if arrival is None else arrival
         request_id = request_id or str(uuid.uuid4())
         state = self.functions.get((namespace, name))
         if state is None:
-            return not_found_result(namespace, name)
+            return not_found_result(namespace, name, qualifier)
+        aliases = {alias_name: a.spec for alias_name, a in state.aliases.items()}
+        resolved = resolve(qualifier, set(state.versions), aliases, self.settings.random.random())
+        if resolved.missing is not None:
+            return not_found_result(namespace, name, resolved.missing)
+        if resolved.version != LATEST and not self.backend.runs_versions:
+            return error_result(
+                400,
+                "InvalidParameterValueException",
+                f"{namespace}/{name}:{qualifier}: published versions run on the local backend only for now"
+                " (this backend's pods do not carry a version yet); invoke $LATEST",
+            )
+        target = self.target(state, resolved.version)
         fm = state.metrics
         throttle = state.limits.try_acquire(name)
         if throttle is not None:
@@ -288,19 +374,20 @@ class Engine:
             fm.result(THROTTLED)
             return throttle_result(throttle)
         try:
-            result = await self._run(state, Call(payload, arrival, request_id, client_context, log_tail, invoked_arn))
+            call = Call(payload, arrival, request_id, client_context, log_tail, invoked_arn)
+            result = await self._run(state, target, call)
         finally:
             state.limits.release(name)
         fm.result(result.result)
         result.headers["X-Amz-Request-Id"] = request_id
-        result.headers.setdefault("X-Amz-Executed-Version", "$LATEST")
+        result.headers["X-Amz-Executed-Version"] = target.version  # the router knows which ran
         return result
 
-    async def _run(self, state: FunctionState, call: Call) -> InvokeResult:
+    async def _run(self, state: FunctionState, target: Target, call: Call) -> InvokeResult:
         """Lease, send, release; sent again to another environment (at most
         ``MAX_DELIVERY_ATTEMPTS`` in all, within the first lease's deadline) when an
         environment cannot be connected to: it died while idle and nothing was sent."""
-        spec = state.spec
+        spec = target.spec
         fm = state.metrics
         settings = self.settings
         budget = settings.init_timeout_seconds + spec.timeout_seconds + settings.invoke_grace_seconds
@@ -308,7 +395,7 @@ class Engine:
         failure: NotDelivered | None = None
         for attempt in range(1, MAX_DELIVERY_ATTEMPTS + 1):
             try:
-                return await self._attempt(state, call, deadline)
+                return await self._attempt(state, target, call, deadline)
             except NotDelivered as exc:
                 log.info("%s: request %s not delivered (%s); attempt %d", state.ref, call.request_id, exc, attempt)
                 failure = exc
@@ -321,16 +408,17 @@ class Engine:
             f" (the request was not delivered): {failure}",
         )
 
-    async def _attempt(self, state: FunctionState, call: Call, deadline: float) -> InvokeResult:
+    async def _attempt(self, state: FunctionState, target: Target, call: Call, deadline: float) -> InvokeResult:
         """One environment for the request; raises NotDelivered (the environment is
         retired) when it cannot be connected to."""
-        spec = state.spec
+        spec = target.spec
+        pool = target.pool
         fm = state.metrics
         grace = self.settings.invoke_grace_seconds
         clock = self.settings.clock
         lease_requested = clock()
         try:
-            lease = await state.pool.lease(max(0.0, deadline - lease_requested))
+            lease = await pool.lease(max(0.0, deadline - lease_requested))
         except Throttled as exc:
             fm.throttle(exc.throttle.reason)
             state.activity.throttled(exc.throttle.reason)
@@ -356,9 +444,9 @@ class Engine:
         env = lease.env
         healthy = False
         try:
-            result, healthy = await self._send(env, spec, call, grace, state.ref)
+            result, healthy = await self._send(env, spec, call, grace, pool.fn)
         finally:
-            state.pool.release(env, healthy=healthy)
+            pool.release(env, healthy=healthy)
         h = result.headers
         h["X-Cold-Start"] = "true" if lease.cold_start else "false"
         if lease.cold_start and lease.init_duration is not None:
@@ -467,7 +555,8 @@ class Engine:
     def reap(self, now: float) -> int:
         n = 0
         for state in list(self.functions.values()):
-            n += len(state.pool.reap(now))
+            for pool in state.pools():
+                n += len(pool.reap(now))
         return n
 
     async def close(self) -> None:
@@ -475,7 +564,7 @@ class Engine:
             self._reaper.cancel()
             await asyncio.gather(self._reaper, return_exceptions=True)
             self._reaper = None
-        pools = [s.pool.close() for s in self.functions.values()]
+        pools = [pool.close() for s in self.functions.values() for pool in s.pools()]
         await asyncio.gather(*pools, *self._closing, return_exceptions=True)
         self.functions.clear()
         await self.backend.close()
@@ -492,6 +581,7 @@ class Engine:
             "arn": state.ref.arn,
             "source": state.entry.source,
             "pool": state.pool.describe(),
+            "versions": {str(n): pool.describe() for n, pool in sorted(state.version_pools.items())},
             "concurrency": state.limits.describe(name),
         }
 

@@ -13,9 +13,11 @@ Naming scheme (namespaces are lambdakube's "accounts"; ``names`` has the grammar
   otherwise from the router's ``--namespace`` (default ``default``). An ARN's namespace
   (lambdakube's, or the one its account is mapped to by ``--account-namespace``) wins
   over the header; an account mapped to none is ``ResourceNotFoundException``.
-- ``Qualifier`` (query, else the name's suffix) may only be absent or ``$LATEST``:
-  lambdakube has no published versions or aliases, so anything else is
-  ``ResourceNotFoundException``.
+- ``Qualifier`` (query, else the name's suffix): absent or ``$LATEST``, a published
+  version's number, or an alias (``qualifiers.resolve``; an alias picks its version per
+  invocation); one that names nothing is ``ResourceNotFoundException``. ``Event``
+  invocations run ``$LATEST`` only for now (the async store keeps no qualifier): a
+  qualified one is refused with 400.
 
 ``X-Amz-Invocation-Type``: ``RequestResponse`` (default) runs the function and answers
 with its result; ``Event`` stores the event durably and answers 202; ``DryRun`` only
@@ -37,7 +39,8 @@ from lambdakube_router.asyncq.store import RETRY_AFTER_SECONDS as STORE_RETRY_AF
 from lambdakube_router.asyncq.store import NewEvent, StoreUnavailable
 from lambdakube_router.invocations import error_result, not_found_result
 from lambdakube_router import keys
-from lambdakube_router.names import BadFunctionName, UnknownAccount, invoked_function_arn, parse_function_name
+from lambdakube_router.names import LATEST, BadFunctionName, UnknownAccount, invoked_function_arn, parse_function_name
+from lambdakube_router.qualifiers import resolve
 
 MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD = 256 * 1024
@@ -84,14 +87,8 @@ async def invoke(request: web.Request) -> web.Response:
         return _error(400, exc.error_type, str(exc), request_id)
     except UnknownAccount as exc:
         return _error(404, exc.error_type, str(exc), request_id)
-    qualifier = request.query.get("Qualifier") or arn_qualifier
-    if qualifier not in (None, "", "$LATEST"):
-        return _error(
-            404,
-            "ResourceNotFoundException",
-            f"Function not found: {namespace}/{name}:{qualifier} (only $LATEST exists)",
-            request_id,
-        )
+    written = request.query.get("Qualifier") or arn_qualifier or None  # as the caller wrote it: its ARN
+    qualifier = None if written == LATEST else written
     itype = headers.get("X-Amz-Invocation-Type", "RequestResponse")
     if itype not in INVOCATION_TYPES:
         return _error(
@@ -108,10 +105,23 @@ async def invoke(request: web.Request) -> web.Response:
             f"unsupported content type {ctype!r}: send the JSON event as the request body (application/json)",
             request_id,
         )
-    if engine.get(namespace, name) is None:
-        r = not_found_result(namespace, name)
+    state = engine.get(namespace, name)
+    missing = None
+    if state is not None and qualifier is not None:
+        aliases = {alias: a.spec for alias, a in state.aliases.items()}
+        missing = resolve(qualifier, set(state.versions), aliases, 0.0).missing
+    if state is None or missing is not None:
+        r = not_found_result(namespace, name, missing or qualifier)
         r.headers["X-Amz-Request-Id"] = request_id
         return result_response(r)
+    if itype == "Event" and qualifier is not None:
+        return _error(
+            400,
+            "InvalidParameterValueException",
+            f"{namespace}/{name}:{qualifier}: asynchronous (Event) invocations run $LATEST only for now;"
+            " invoke the version or alias synchronously",
+            request_id,
+        )
     if itype == "DryRun":
         return web.Response(status=204, headers={"X-Amz-Request-Id": request_id})
 
@@ -163,7 +173,8 @@ async def invoke(request: web.Request) -> web.Response:
         request_id=request_id,
         client_context=client_context,
         log_tail=headers.get("X-Amz-Log-Type") == "Tail",
-        invoked_arn=invoked_function_arn(request.match_info["FunctionName"], namespace, name, qualifier or None),
+        invoked_arn=invoked_function_arn(request.match_info["FunctionName"], namespace, name, written),
+        qualifier=qualifier,
     )
     return result_response(result)
 

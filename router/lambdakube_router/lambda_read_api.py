@@ -1,6 +1,7 @@
 """Lambda's read API over the router's Functions: what ``aws lambda list-functions``,
 ``get-function``, ``get-function-configuration``, ``get-function-concurrency``,
-``list-versions-by-function``, ``list-aliases`` and ``get-account-settings`` ask.
+``list-versions-by-function``, ``list-aliases``, ``get-alias`` and
+``get-account-settings`` ask.
 
 The answers come from the same snapshot the router serves invokes from (on a cluster:
 the watched CRDs), in Lambda's shapes (``lambda_shapes``). Names resolve as the Invoke
@@ -8,8 +9,11 @@ API resolves them (``names.parse_function_name``, ``invoke_api.plain_namespace``
 each route needs its RBAC right (``access.NEEDS``: ``get``/``list`` on ``functions``,
 ``get`` on ``concurrencyquotas`` for the account settings), like any Kubernetes read.
 
-Versions and aliases do not exist yet: a function lists its one version, ``$LATEST``,
-no aliases, and any other qualifier is ``ResourceNotFoundException``.
+Versions and aliases: a function lists ``$LATEST`` and its published versions
+(``FunctionVersion`` objects) and its aliases (``FunctionAlias``); a ``Qualifier`` of
+GetFunction(Configuration) is ``$LATEST``, a version's number or an alias (the
+configuration of the alias's ``functionVersion``); one that names nothing is
+``ResourceNotFoundException``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ FUNCTION = "/2015-03-31/functions/{FunctionName}"
 CONFIGURATION = FUNCTION + "/configuration"
 VERSIONS = FUNCTION + "/versions"
 ALIASES = FUNCTION + "/aliases"
+ALIAS = ALIASES + "/{Name}"
 CONCURRENCY = "/2019-09-30/functions/{FunctionName}/concurrency"
 ACCOUNT_SETTINGS = "/2016-08-19/account-settings"
 
@@ -62,6 +67,49 @@ def function_at_latest(request: web.Request):
     return namespace, name, state.spec
 
 
+def _function_name(request: web.Request):
+    try:
+        return parse_function_name(
+            request.match_info["FunctionName"], None, plain_namespace(request), request.app[keys.CONFIG].accounts
+        )
+    except BadFunctionName as exc:
+        raise Refused(error_response(400, exc.error_type, str(exc))) from None
+    except UnknownAccount as exc:
+        raise Refused(error_response(404, exc.error_type, str(exc))) from None
+
+
+def _function(request: web.Request):
+    """(namespace, name, state) of the route's FunctionName (any qualifier), else Refused."""
+    namespace, name, _ = _function_name(request)
+    state = request.app[keys.ENGINE].get(namespace, name)
+    if state is None:
+        raise Refused(error_response(404, "ResourceNotFoundException", f"Function not found: {namespace}/{name}"))
+    return namespace, name, state
+
+
+def function_at_qualifier(request: web.Request) -> tuple[tuple, dict]:
+    """(namespace, name, spec) and ``function_configuration``'s keywords of the route's
+    FunctionName at its Qualifier: ``$LATEST``, a version, or an alias's
+    ``functionVersion`` (Lambda's GetFunction of an alias); else Refused."""
+    namespace, name, arn_qualifier = _function_name(request)
+    qualifier = request.query.get("Qualifier") or arn_qualifier or None
+    state = request.app[keys.ENGINE].get(namespace, name)
+    if state is not None and qualifier in (None, LATEST):
+        return (namespace, name, state.spec), {}
+    version = None
+    if state is not None and qualifier is not None:
+        alias = state.aliases.get(qualifier)
+        version = alias.spec.function_version if alias is not None else qualifier
+        if version == LATEST:
+            return (namespace, name, state.spec), {"qualifier": qualifier}
+    if state is None or version is None or not version.isdigit() or int(version) not in state.versions:
+        shown = f"{namespace}/{name}" + (f":{qualifier}" if qualifier else "")
+        raise Refused(error_response(404, "ResourceNotFoundException", f"Function not found: {shown}"))
+    published = state.versions[int(version)].spec
+    keywords = {"version": version, "qualifier": qualifier, "description": published.description or ""}
+    return (namespace, name, state.version_spec(int(version))), keywords
+
+
 def _answer(build):
     async def handler(request: web.Request) -> web.Response:
         try:
@@ -75,11 +123,13 @@ def _answer(build):
 
 
 def _get_function(request: web.Request) -> dict:
-    return lambda_shapes.get_function(*function_at_latest(request))
+    args, keywords = function_at_qualifier(request)
+    return lambda_shapes.get_function(*args, **keywords)
 
 
 def _get_configuration(request: web.Request) -> dict:
-    return lambda_shapes.function_configuration(*function_at_latest(request))
+    args, keywords = function_at_qualifier(request)
+    return lambda_shapes.function_configuration(*args, **keywords)
 
 
 def _get_concurrency(request: web.Request) -> dict:
@@ -87,12 +137,42 @@ def _get_concurrency(request: web.Request) -> dict:
 
 
 def _list_versions(request: web.Request) -> dict:
-    return {"Versions": [lambda_shapes.function_configuration(*function_at_latest(request))]}
+    """$LATEST, then the published versions by number (Lambda's order)."""
+    namespace, name, state = _function(request)
+    versions = [lambda_shapes.function_configuration(namespace, name, state.spec)]
+    for number, entry in sorted(state.versions.items()):
+        versions.append(
+            lambda_shapes.function_configuration(
+                namespace,
+                name,
+                state.version_spec(number),
+                version=str(number),
+                qualifier=str(number),
+                description=entry.spec.description or "",
+            )
+        )
+    return {"Versions": versions}
 
 
 def _list_aliases(request: web.Request) -> dict:
-    function_at_latest(request)  # 404 for a function that does not exist
-    return {"Aliases": []}
+    namespace, name, state = _function(request)
+    wanted = request.query.get("FunctionVersion")
+    return {
+        "Aliases": [
+            lambda_shapes.alias_configuration(namespace, name, alias, entry.spec, entry.revision_id)
+            for alias, entry in sorted(state.aliases.items())
+            if wanted in (None, "", entry.spec.function_version)
+        ]
+    }
+
+
+def _get_alias(request: web.Request) -> dict:
+    namespace, name, state = _function(request)
+    alias = request.match_info["Name"]
+    entry = state.aliases.get(alias)
+    if entry is None:
+        raise Refused(error_response(404, "ResourceNotFoundException", f"Alias not found: {namespace}/{name}:{alias}"))
+    return lambda_shapes.alias_configuration(namespace, name, alias, entry.spec, entry.revision_id)
 
 
 def _list_functions(request: web.Request) -> dict:
@@ -127,6 +207,7 @@ ROUTES = (
     (CONFIGURATION, _get_configuration),
     (VERSIONS, _list_versions),
     (ALIASES, _list_aliases),
+    (ALIAS, _get_alias),
     (CONCURRENCY, _get_concurrency),
     (ACCOUNT_SETTINGS, _account_settings),
 )

@@ -9,7 +9,8 @@ server.
 Mapping (documented in the README):
 
 - a namespace is Lambda's account; ``FunctionArn`` is lambdakube's ARN
-  (``formats.function_arn``), ``Version`` is ``$LATEST`` (the only version today);
+  (``formats.function_arn``; a published version's or an alias's qualified by it),
+  ``Version`` is ``$LATEST`` or a published version's number;
 - ``PackageType``: ``Zip`` for inline code (``CodeSha256``/``CodeSize`` of the source),
   ``Image`` for ``spec.image`` (``Code.ImageUri``); ``Runtime`` is the runtime image's
   Python for inline code;
@@ -28,7 +29,7 @@ import hashlib
 import platform
 
 from lambdakube.formats import function_arn
-from lambdakube.models import ConcurrencyQuotaSpec, FunctionSpec
+from lambdakube.models import ConcurrencyQuotaSpec, FunctionAliasSpec, FunctionSpec
 from lambdakube.resources.code import LATEST
 from lambdakube.resources.pods import TMP_SIZE_LIMIT
 
@@ -61,18 +62,29 @@ def code_size(spec: FunctionSpec) -> int:
     return len(_source(spec))
 
 
-def function_configuration(namespace: str, name: str, spec: FunctionSpec) -> dict:
+def function_configuration(
+    namespace: str,
+    name: str,
+    spec: FunctionSpec,
+    *,
+    version: str = LATEST,
+    qualifier: str | None = None,
+    description: str = "",
+) -> dict:
+    """FunctionConfiguration of ``version``; ``qualifier`` (a version's number or an
+    alias, as the caller asked) qualifies ``FunctionArn``, as Lambda's does."""
     source = _source(spec)
+    arn = function_arn(namespace, name)
     config: dict = {
         "FunctionName": name,
-        "FunctionArn": function_arn(namespace, name),
+        "FunctionArn": f"{arn}:{qualifier}" if qualifier else arn,
         "Handler": spec.handler,
         "CodeSize": len(source),
         "CodeSha256": base64.b64encode(hashlib.sha256(source or (spec.image or "").encode()).digest()).decode(),
-        "Description": "",
+        "Description": description,
         "Timeout": spec.timeout_seconds,
         "MemorySize": spec.resources.memory_size,
-        "Version": LATEST,
+        "Version": version,
         "Environment": {"Variables": dict(sorted(spec.env.items()))},
         "State": "Active",
         "LastUpdateStatus": "Successful",
@@ -88,6 +100,20 @@ def function_configuration(namespace: str, name: str, spec: FunctionSpec) -> dic
     return config
 
 
+def alias_configuration(namespace: str, name: str, alias: str, spec: FunctionAliasSpec, revision_id: str) -> dict:
+    """Lambda's AliasConfiguration (ListAliases, GetAlias)."""
+    out: dict = {
+        "AliasArn": f"{function_arn(namespace, name)}:{alias}",
+        "Name": alias,
+        "FunctionVersion": spec.function_version,
+        "Description": spec.description or "",
+        "RevisionId": revision_id,
+    }
+    if spec.weights:
+        out["RoutingConfig"] = {"AdditionalVersionWeights": dict(spec.weights)}
+    return out
+
+
 def concurrency(spec: FunctionSpec) -> dict:
     """GetFunctionConcurrency / GetFunction's ``Concurrency``: {} without a reservation."""
     if spec.reserved_concurrency is None:
@@ -95,9 +121,10 @@ def concurrency(spec: FunctionSpec) -> dict:
     return {"ReservedConcurrentExecutions": spec.reserved_concurrency}
 
 
-def get_function(namespace: str, name: str, spec: FunctionSpec) -> dict:
+def get_function(namespace: str, name: str, spec: FunctionSpec, **version) -> dict:
+    """GetFunction; ``version``: ``function_configuration``'s keywords."""
     code = {"RepositoryType": "ECR", "ImageUri": spec.image} if spec.image else {"RepositoryType": "Inline"}
-    out: dict = {"Configuration": function_configuration(namespace, name, spec), "Code": code, "Tags": {}}
+    out: dict = {"Configuration": function_configuration(namespace, name, spec, **version), "Code": code, "Tags": {}}
     reserved = concurrency(spec)
     if reserved:
         out["Concurrency"] = reserved

@@ -71,7 +71,8 @@ OPENAPI: dict = {
                         "name": "Qualifier",
                         "in": "query",
                         "required": False,
-                        "schema": {"type": "string", "enum": ["$LATEST"]},
+                        "schema": {"type": "string"},
+                        "description": "$LATEST, a published version's number or an alias (Event: $LATEST only)",
                     },
                     {
                         "name": "X-Amz-Invocation-Type",
@@ -395,7 +396,11 @@ def _lambda_reads(doc: dict) -> dict:
     """Lambda's read API (``lambda_read_api``): the SDK's operations, Lambda's shapes
     (documented by AWS; described here by name, not repeated)."""
     name: dict = {"name": "FunctionName", "in": "path", "required": True, "schema": {"type": "string"}}
-    qualifier: dict = {"name": "Qualifier", "in": "query", "schema": {"type": "string", "enum": ["$LATEST"]}}
+    qualifier: dict = {
+        "name": "Qualifier",
+        "in": "query",
+        "schema": {"type": "string", "description": "$LATEST, a published version's number or an alias"},
+    }
     namespace: dict = {"name": "X-Lambdakube-Namespace", "in": "header", "schema": {"type": "string"}}
     paging: list[dict] = [
         {"name": "Marker", "in": "query", "schema": {"type": "string"}},
@@ -421,7 +426,14 @@ def _lambda_reads(doc: dict) -> dict:
         "/2015-03-31/functions/{FunctionName}": op("GetFunction", one),
         "/2015-03-31/functions/{FunctionName}/configuration": op("GetFunctionConfiguration", one),
         "/2015-03-31/functions/{FunctionName}/versions": op("ListVersionsByFunction", [name, *paging, namespace]),
-        "/2015-03-31/functions/{FunctionName}/aliases": op("ListAliases", [name, *paging, namespace]),
+        "/2015-03-31/functions/{FunctionName}/aliases": op(
+            "ListAliases",
+            [name, *paging, {"name": "FunctionVersion", "in": "query", "schema": {"type": "string"}}, namespace],
+        ),
+        "/2015-03-31/functions/{FunctionName}/aliases/{Name}": op(
+            "GetAlias",
+            [name, {"name": "Name", "in": "path", "required": True, "schema": {"type": "string"}}, namespace],
+        ),
         "/2019-09-30/functions/{FunctionName}/concurrency": op("GetFunctionConcurrency", [name, namespace]),
         "/2016-08-19/account-settings": op("GetAccountSettings", [namespace], found=False),
         "/2016-08-19/account-settings/": op("GetAccountSettingsSlash", [namespace], found=False),

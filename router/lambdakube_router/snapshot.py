@@ -5,13 +5,17 @@ complete, validated ``Snapshot``; the router diffs it against its pools. Validat
 through the same pydantic models that generate the CRDs, so ``lambdakube dev`` rejects
 exactly what the API server would, and says which file and which field.
 
-Manifests use the CRD shape (``apiVersion: lambdakube.dev/v1alpha1``, ``kind: Function``
-or ``ConcurrencyQuota``), several per file allowed (``---``). ``metadata.namespace``
-defaults to the router's namespace.
+Manifests use the CRD shape (``apiVersion: lambdakube.dev/v1alpha1``, ``kind: Function``,
+``FunctionVersion``, ``FunctionAlias`` or ``ConcurrencyQuota``), several per file allowed
+(``---``). ``metadata.namespace`` defaults to the router's namespace. Versions and aliases
+are kept per function (``Snapshot.versions``, ``Snapshot.aliases``); those of a function
+the snapshot does not have are left out with an error log (``drop_orphans``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -26,7 +30,10 @@ from lambdakube.models import (
     QUOTA_OBJECT_NAME,
     ConcurrencyQuotaSpec,
     ConcurrencyQuotaStatus,
+    FunctionAliasSpec,
     FunctionSpec,
+    FunctionVersionSpec,
+    valid_alias_name,
     valid_name,
 )
 from lambdakube_router.backends.base import FunctionRef
@@ -35,6 +42,12 @@ log = logging.getLogger(__name__)
 
 FUNCTION_KIND = "Function"
 QUOTA_KIND = "ConcurrencyQuota"
+VERSION_KIND = "FunctionVersion"
+ALIAS_KIND = "FunctionAlias"
+KINDS = (FUNCTION_KIND, VERSION_KIND, ALIAS_KIND, QUOTA_KIND)
+
+#: (namespace, function name): the key of a function, its versions and its aliases.
+FunctionKey = tuple[str, str]
 
 
 class ManifestError(ValueError):
@@ -48,9 +61,48 @@ class FunctionEntry:
     source: str = ""  # file path or "kubernetes"
 
 
+@dataclass(frozen=True)
+class VersionEntry:
+    """A published version (a ``FunctionVersion`` object: its name is only a convention)."""
+
+    namespace: str
+    object_name: str
+    spec: FunctionVersionSpec
+    source: str = ""
+
+    @property
+    def key(self) -> FunctionKey:
+        return (self.namespace, self.spec.function)
+
+
+@dataclass(frozen=True)
+class AliasEntry:
+    """An alias: ``name`` is the ``FunctionAlias``'s ``metadata.name``."""
+
+    namespace: str
+    name: str
+    spec: FunctionAliasSpec
+    source: str = ""
+
+    @property
+    def key(self) -> FunctionKey:
+        return (self.namespace, self.spec.function)
+
+    @property
+    def revision_id(self) -> str:
+        """Lambda's ``RevisionId``: changes whenever the alias does (a digest of its spec)."""
+        text = json.dumps(self.spec.model_dump(mode="json", by_alias=True), sort_keys=True)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+
+
 @dataclass
 class Snapshot:
     functions: dict[tuple[str, str], FunctionEntry] = field(default_factory=dict)
+    #: Published versions per function, by number.
+    versions: dict[FunctionKey, dict[int, VersionEntry]] = field(default_factory=dict)
+    #: Aliases per function, by name.
+    aliases: dict[FunctionKey, dict[str, AliasEntry]] = field(default_factory=dict)
     quotas: dict[str, ConcurrencyQuotaSpec] = field(default_factory=dict)
     #: Who decides which reservations are granted. None: nobody else - the router
     #: allocates itself (manifest directory, tests). A dict (the Kubernetes source): the
@@ -60,6 +112,41 @@ class Snapshot:
 
     def namespaces(self) -> set[str]:
         return {ns for ns, _ in self.functions} | set(self.quotas)
+
+    def add_version(self, entry: VersionEntry) -> str | None:
+        """Add a version; why not, when the function already has that number."""
+        known = self.versions.setdefault(entry.key, {})
+        other = known.get(entry.spec.version)
+        if other is not None:
+            return (
+                f"{entry.source}: {VERSION_KIND} {entry.object_name!r}: duplicate version {entry.spec.version}"
+                f" of {entry.key[0]}/{entry.key[1]} (also {other.object_name!r} in {other.source})"
+            )
+        known[entry.spec.version] = entry
+        return None
+
+    def add_alias(self, entry: AliasEntry) -> str | None:
+        known = self.aliases.setdefault(entry.key, {})
+        other = known.get(entry.name)
+        if other is not None:
+            return (
+                f"{entry.source}: {ALIAS_KIND} {entry.name!r}: duplicate alias of {entry.key[0]}/{entry.key[1]}"
+                f" (also in {other.source})"
+            )
+        known[entry.name] = entry
+        return None
+
+
+def drop_orphans(snap: Snapshot) -> list[str]:
+    """Leave out the versions and aliases of functions the snapshot does not have (as
+    invalid objects are left out); the error lines say which."""
+    errors = []
+    for table, kind in ((snap.versions, VERSION_KIND), (snap.aliases, ALIAS_KIND)):
+        for key in sorted(k for k in table if k not in snap.functions):
+            for entry in table.pop(key).values():
+                name = entry.object_name if isinstance(entry, VersionEntry) else entry.name
+                errors.append(f"{entry.source}: {kind} {name!r}: ignored: no Function {key[0]}/{key[1]}")
+    return errors
 
 
 def _format_validation(where: str, exc: ValidationError) -> list[str]:
@@ -73,13 +160,37 @@ def _format_validation(where: str, exc: ValidationError) -> list[str]:
 
 @dataclass(frozen=True)
 class Parsed:
-    """What one valid document contributes to a Snapshot: a Function, or the quota of
-    ``namespace`` (exactly one of ``function`` and ``quota`` is set)."""
+    """What one valid document contributes to a Snapshot: a Function, a version, an
+    alias, or the quota of ``namespace`` (exactly one of them is set)."""
 
     namespace: str
     name: str
     function: FunctionEntry | None = None
     quota: ConcurrencyQuotaSpec | None = None
+    version: VersionEntry | None = None
+    alias: AliasEntry | None = None
+
+    def add_to(self, snap: Snapshot, source: str) -> str | None:
+        """Add this to ``snap``; why not, when it is a duplicate."""
+        if self.version is not None:
+            return snap.add_version(self.version)
+        if self.alias is not None:
+            return snap.add_alias(self.alias)
+        if self.function is not None:
+            key = (self.namespace, self.name)
+            if key in snap.functions:
+                return (
+                    f"{source}: {FUNCTION_KIND} {self.name!r}: duplicate Function {key[0]}/{key[1]}"
+                    f" (also in {snap.functions[key].source})"
+                )
+            snap.functions[key] = self.function
+        elif self.quota is not None:
+            if self.namespace in snap.quotas:
+                return (
+                    f"{source}: {QUOTA_KIND} {self.name!r}: duplicate ConcurrencyQuota for namespace {self.namespace}"
+                )
+            snap.quotas[self.namespace] = self.quota
+        return None
 
 
 def parse_document(doc: object, source: str, default_namespace: str, index: int = 0) -> tuple[Parsed | None, list[str]]:
@@ -94,13 +205,15 @@ def parse_document(doc: object, source: str, default_namespace: str, index: int 
     kind = doc.get("kind")
     meta = doc.get("metadata") or {}
     name = meta.get("name") if isinstance(meta, dict) else None
-    if kind not in (FUNCTION_KIND, QUOTA_KIND):
-        return None, [f"{where}: kind must be {FUNCTION_KIND} or {QUOTA_KIND}, got {kind!r}"]
+    if kind not in KINDS:
+        return None, [f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}"]
     where = f"{source}: {kind} {name!r}"
     if doc.get("apiVersion") != API_VERSION:
         return None, [f"{where}: apiVersion must be {API_VERSION}, got {doc.get('apiVersion')!r}"]
     if not isinstance(name, str) or not valid_name(name):
         return None, [f"{where}: metadata.name must be a DNS-1123 label (lowercase, digits, '-')"]
+    if kind == ALIAS_KIND and not valid_alias_name(name):
+        return None, [f"{where}: an alias name must not be all digits (that names a version)"]
     namespace = meta.get("namespace") or default_namespace
     if not valid_name(namespace):
         return None, [f"{where}: metadata.namespace {namespace!r} is not a valid name"]
@@ -114,6 +227,12 @@ def parse_document(doc: object, source: str, default_namespace: str, index: int 
             spec = FunctionSpec.model_validate(raw_spec)
             uid = meta.get("uid") if isinstance(meta.get("uid"), str) else None
             return Parsed(namespace, name, function=FunctionEntry(FunctionRef(namespace, name, uid), spec, source)), []
+        if kind == VERSION_KIND:
+            version = FunctionVersionSpec.model_validate(raw_spec)
+            return Parsed(namespace, name, version=VersionEntry(namespace, name, version, source)), []
+        if kind == ALIAS_KIND:
+            alias = FunctionAliasSpec.model_validate(raw_spec)
+            return Parsed(namespace, name, alias=AliasEntry(namespace, name, alias, source)), []
         quota = ConcurrencyQuotaSpec.model_validate(raw_spec)
     except ValidationError as exc:
         return None, _format_validation(where, exc)
@@ -131,18 +250,9 @@ def parse_documents(docs: Iterable[object], source: str, default_namespace: str)
         errors.extend(errs)
         if parsed is None:
             continue
-        where = f"{source}: {FUNCTION_KIND if parsed.function else QUOTA_KIND} {parsed.name!r}"
-        key = (parsed.namespace, parsed.name)
-        if parsed.function is not None:
-            if key in snap.functions:
-                errors.append(f"{where}: duplicate Function {key[0]}/{key[1]} (also in {snap.functions[key].source})")
-                continue
-            snap.functions[key] = parsed.function
-        elif parsed.quota is not None:
-            if parsed.namespace in snap.quotas:
-                errors.append(f"{where}: duplicate ConcurrencyQuota for namespace {parsed.namespace}")
-                continue
-            snap.quotas[parsed.namespace] = parsed.quota
+        duplicate = parsed.add_to(snap, source)
+        if duplicate is not None:
+            errors.append(duplicate)
     return snap, errors
 
 
@@ -214,8 +324,14 @@ def merge_files(files: Iterable[tuple[str, ParsedFile]]) -> Snapshot:
                 errors.append(f"{path}: duplicate ConcurrencyQuota for namespace {ns}")
             else:
                 merged.quotas[ns] = quota
+        for versions in parsed.snapshot.versions.values():
+            errors.extend(e for e in map(merged.add_version, versions.values()) if e is not None)
+        for aliases in parsed.snapshot.aliases.values():
+            errors.extend(e for e in map(merged.add_alias, aliases.values()) if e is not None)
     if errors:
         raise ManifestError("invalid manifests:\n  " + "\n  ".join(errors))
+    for line in drop_orphans(merged):
+        log.error("%s", line)
     return merged
 
 

@@ -26,12 +26,15 @@ from pydantic import ValidationError
 from lambdakube.backoff import Backoff
 from lambdakube.models import GROUP, QUOTA_OBJECT_NAME, VERSION, ConcurrencyQuotaStatus
 from lambdakube_router.snapshot import (
+    ALIAS_KIND,
     FUNCTION_KIND,
     QUOTA_KIND,
+    VERSION_KIND,
     ManifestDirectory,
     ManifestError,
     Parsed,
     Snapshot,
+    drop_orphans,
     parse_document,
 )
 
@@ -245,9 +248,15 @@ class ParsedObjects:
                 snap.functions.setdefault((parsed.namespace, parsed.name), parsed.function)
             elif parsed is not None and parsed.quota is not None:
                 snap.quotas.setdefault(parsed.namespace, parsed.quota)
+            elif parsed is not None:
+                duplicate = parsed.add_to(snap, "kubernetes")  # two objects of one version: the first
+                if duplicate is not None:
+                    log.error("%s", duplicate)
             if entry.quota_status is not None:
                 decisions[namespace] = entry.quota_status
         snap.quota_status = decisions
+        for line in drop_orphans(snap):
+            log.error("%s", line)
         return snap
 
 
@@ -259,8 +268,9 @@ class SourceError(RuntimeError):
 
 
 class KubernetesSource:
-    """Function and ConcurrencyQuota objects from the API server: two informers (list,
-    then watch, on the event loop), feeding ``ParsedObjects``.
+    """Function, FunctionVersion, FunctionAlias and ConcurrencyQuota objects from the API
+    server: one informer per kind (list, then watch, on the event loop), feeding
+    ``ParsedObjects``.
 
     Why no threads: the synchronous client's watch is one blocking call per thread,
     which the loop's shutdown had to abandon; an informer's stream ends when its task is
@@ -277,7 +287,12 @@ class KubernetesSource:
     instead of allocating itself (see ``limits``).
     """
 
-    KINDS = (("functions", FUNCTION_KIND), ("concurrencyquotas", QUOTA_KIND))
+    KINDS = (
+        ("functions", FUNCTION_KIND),
+        ("functionversions", VERSION_KIND),
+        ("functionaliases", ALIAS_KIND),
+        ("concurrencyquotas", QUOTA_KIND),
+    )
 
     def __init__(
         self,

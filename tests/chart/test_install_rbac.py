@@ -71,6 +71,10 @@ FORBIDDEN_BOTH = [
     ("create", "functions.lambdakube.dev", None),
     ("delete", "functions.lambdakube.dev", None),
     ("delete", "concurrencyquotas.lambdakube.dev", None),
+    # Versions and aliases are users' objects (the operator will publish on spec.publish).
+    ("create", "functionversions.lambdakube.dev", None),
+    ("delete", "functionversions.lambdakube.dev", None),
+    ("patch", "functionaliases.lambdakube.dev", None),
     ("create", "serviceaccounts", None),
     ("create", "serviceaccounts", "token"),
     ("create", "roles.rbac.authorization.k8s.io", None),

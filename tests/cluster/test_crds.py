@@ -141,3 +141,76 @@ def test_env_references_are_judged_as_the_models_judge_them(crds, namespace, cas
     else:
         assert out.returncode != 0
         assert api_message in out.stderr, out.stderr
+
+
+def version(name="hello-v1", function_name="hello", number=1, **config):
+    body = {
+        "handler": "index.handler",
+        "code": {"inline": {"source": "def handler(event, context):\n    return 1\n"}},
+        **config,
+    }
+    spec = {"function": function_name, "version": number, "config": body}
+    return {
+        "apiVersion": "lambdakube.dev/v1alpha1",
+        "kind": "FunctionVersion",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def alias(name="live", function_version="1", weights=None):
+    spec: dict = {"function": "hello", "functionVersion": function_version}
+    if weights is not None:
+        spec["routingConfig"] = {"additionalVersionWeights": weights}
+    return {"apiVersion": "lambdakube.dev/v1alpha1", "kind": "FunctionAlias", "metadata": {"name": name}, "spec": spec}
+
+
+def test_a_published_version_is_immutable(crds, namespace):
+    apply(crds, namespace, version())
+    got = json.loads(crds.kubectl("get", "fnv", "hello-v1", "-n", namespace, "-o", "json").stdout)
+    assert got["spec"]["config"]["timeoutSeconds"] == 3  # defaults, as a Function's
+    for changed in (version(timeoutSeconds=9), version(number=2)):
+        out = apply(crds, namespace, changed, check=False)
+        assert out.returncode != 0
+        assert "a published version is immutable: publish a new one" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "obj, expected",
+    [
+        pytest.param(version(handler="main.handler"), "handler must be <code.inline.module>.<function>", id="module"),
+        pytest.param(version(number=0), "spec.version: Invalid value: 0", id="version-0"),
+        pytest.param(
+            {**version(), "spec": {"function": "hello", "version": 1, "config": {"handler": "index.h"}}},
+            "set image (handler inside the image) or code.inline",
+            id="no-code",
+        ),
+    ],
+)
+def test_invalid_versions_are_refused(crds, namespace, obj, expected):
+    out = apply(crds, namespace, {**obj, "metadata": {"name": "bad-v1"}}, check=False)
+    assert out.returncode != 0
+    assert expected in out.stderr
+
+
+@pytest.mark.parametrize(
+    "obj, expected",
+    [
+        pytest.param(alias(weights={"2": 0.1}), None, id="weighted"),
+        pytest.param(alias(function_version="$LATEST"), None, id="latest"),
+        pytest.param(alias(function_version="$LATEST", weights={"2": 0.1}), "cannot point to $LATEST", id="latest+2"),
+        pytest.param(alias(weights={"1": 0.1}), "must differ from functionVersion", id="same-version"),
+        pytest.param(alias(weights={"2": 0.1, "3": 0.1}), "Too many: 2: must have at most 1", id="two-additional"),
+        pytest.param(alias(weights={"2": 1.5}), "should be less than or equal to 1", id="weight>1"),
+        pytest.param(alias(weights={"x": 0.5}), "keys must be version numbers", id="key"),
+        pytest.param(alias(function_version="v1"), "spec.functionVersion: Invalid value", id="target"),
+        pytest.param(alias(name="123"), "must not be all digits", id="digits"),
+    ],
+)
+def test_alias_rules_are_lambdas(crds, namespace, obj, expected):
+    out = apply(crds, namespace, obj, check=False)
+    if expected is None:
+        assert out.returncode == 0, out.stderr
+    else:
+        assert out.returncode != 0
+        assert expected in out.stderr

@@ -161,8 +161,8 @@ async def test_boto3_client_context_reaches_the_handler_as_lambdas_object(router
         pytest.param(
             "hello:live",
             "ResourceNotFoundException",
-            "Function not found: default/hello:live (only $LATEST exists)",
-            id="an alias (none exist yet)",
+            "Function not found: default/hello:live",
+            id="an unknown alias",
         ),
         pytest.param("missing", "ResourceNotFoundException", "Function not found: default/missing", id="no function"),
     ],

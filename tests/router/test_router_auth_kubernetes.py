@@ -262,7 +262,7 @@ async def test_a_grant_on_one_function_name(make_router, cluster, teams):
     )
     assert (await eventually_status(router, lambda: invoke(router, carol, "hello", team_b), 200))[0] == 200
     assert (await invoke(router, carol, "other", team_b))[:2] == (403, "AccessDeniedException")
-    # a qualified invoke is allowed by the grant on the function (then: only $LATEST exists)
+    # a qualified invoke is allowed by the grant on the function (then: no alias prod exists)
     status, _, _ = await router.invoke("hello", {}, headers={**bearer(carol), "X-Lambdakube-Namespace": team_b},
                                        params={"Qualifier": "prod"})  # fmt: skip
     assert status == 404

@@ -63,7 +63,7 @@ def test_examples_are_valid():
         ),
         (GOOD.replace("name: ok", "name: Not_Valid"), "metadata.name must be a DNS-1123 label"),
         (GOOD.replace("v1alpha1", "v9"), "apiVersion must be lambdakube.dev/v1alpha1"),
-        (GOOD.replace("kind: Function", "kind: Deployment"), "kind must be Function or ConcurrencyQuota"),
+        (GOOD.replace("kind: Function", "kind: Deployment"), "kind must be one of Function, FunctionVersion"),
         (
             GOOD.replace("handler: index.handler", "handler: main.handler"),
             "handler must be <code.inline.module>.<function>",

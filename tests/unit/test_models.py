@@ -6,7 +6,15 @@ import pytest
 from pydantic import ValidationError
 
 from lambdakube import crdgen
-from lambdakube.models import ConcurrencyQuotaSpec, FunctionSpec
+from lambdakube.models import (
+    CONFIG_FIELDS,
+    ConcurrencyQuotaSpec,
+    EnvironmentConfig,
+    FunctionAliasSpec,
+    FunctionSpec,
+    FunctionVersionSpec,
+    valid_alias_name,
+)
 from tests import env_ref_cases
 
 INLINE = {"code": {"inline": {"source": "def handler(e, c):\n    return e\n"}}}
@@ -102,3 +110,67 @@ def test_env_references_are_judged_as_the_api_server_judges_them(case):
 
 def test_a_spec_without_references_has_none():
     assert not spec(env={"A": "1"}).has_env_refs
+
+
+def alias_spec(function_version="1", weights=None):
+    body: dict = {"function": "hello", "functionVersion": function_version}
+    if weights is not None:
+        body["routingConfig"] = {"additionalVersionWeights": weights}
+    return FunctionAliasSpec.model_validate(body)
+
+
+@pytest.mark.parametrize(
+    "function_version, weights, message",
+    [
+        pytest.param("1", None, None, id="one-version"),
+        pytest.param("$LATEST", None, None, id="latest"),
+        pytest.param("1", {"2": 0.1}, None, id="weighted"),
+        pytest.param("1", {"2": 1.0}, None, id="weight-1-is-lambdas-maximum"),
+        pytest.param("1", {}, None, id="empty-weights"),
+        pytest.param("$LATEST", {"2": 0.1}, "cannot point to \\$LATEST", id="latest-and-another"),
+        pytest.param("1", {"1": 0.1}, "must differ from functionVersion", id="same-version"),
+        pytest.param("1", {"2": 0.1, "3": 0.1}, "at most 1 item", id="two-additional"),
+        pytest.param("1", {"2": 1.5}, "less than or equal to 1", id="weight-over-1"),
+        pytest.param("1", {"2": -0.1}, "greater than or equal to 0", id="negative-weight"),
+        pytest.param("1", {"$LATEST": 0.1}, "String should match pattern", id="latest-as-additional"),
+        pytest.param("1", {"01": 0.1}, "String should match pattern", id="leading-zero"),
+        pytest.param("v1", None, "String should match pattern", id="not-a-version"),
+    ],
+)
+def test_alias_rules_follow_lambda(function_version, weights, message):
+    if message is None:
+        assert alias_spec(function_version, weights).function_version == function_version
+    else:
+        with pytest.raises(ValidationError, match=message):
+            alias_spec(function_version, weights)
+
+
+@pytest.mark.parametrize(
+    "name, valid",
+    [("live", True), ("v2", True), ("123", False), ("Live", False), ("a_b", False)],
+)
+def test_alias_names_are_kubernetes_names_not_all_digits(name, valid):
+    assert valid_alias_name(name) is valid
+
+
+def test_a_version_snapshots_the_shaping_fields_and_keeps_the_functions_scaling():
+    fn = spec(reservedConcurrency=4, idleTimeoutSeconds=9, provisionedConcurrency=2, env={"A": "1"})
+    config = EnvironmentConfig.model_validate({"handler": "index.other", **INLINE, "timeoutSeconds": 7})
+    at = fn.at_version(config)
+    assert (at.handler, at.timeout_seconds, at.env) == ("index.other", 7, {})
+    assert (at.reserved_concurrency, at.idle_timeout_seconds, at.provisioned_concurrency) == (4, 9, 0)
+    assert fn.config().env == {"A": "1"}
+    assert CONFIG_FIELDS == set(EnvironmentConfig.model_fields) and CONFIG_FIELDS < set(FunctionSpec.model_fields)
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        pytest.param({"handler": "main.h", **INLINE}, "handler must be <code.inline.module>", id="module"),
+        pytest.param({"handler": "index.h"}, "set image", id="no-code"),
+        pytest.param({"handler": "index.h", **INLINE, "reservedConcurrency": 1}, "Extra inputs", id="scaling"),
+    ],
+)
+def test_version_config_has_the_functions_rules(config, message):
+    with pytest.raises(ValidationError, match=message):
+        FunctionVersionSpec.model_validate({"function": "hello", "version": 1, "config": config})

@@ -143,8 +143,8 @@ there are no kopfpeerings rules.
 {{- end }}
 
 {{/*
-Router: lists and watches Functions and quotas (a quota's status, the operator's
-reservation decisions, comes with the object), patches Function status (live pool
+Router: lists and watches Functions, their published versions and aliases, and quotas
+(a quota's status, the operator's reservation decisions, comes with the object), patches Function status (live pool
 counters), creates/deletes the on-demand environment pods (and watches a new one
 until its runtime is ready), patches pods (claims
 of provisioned and generic pods, Init-error annotations), and posts Events. It reads a
@@ -160,6 +160,9 @@ code goes to the runtime in POST /init).
 - apiGroups: ["lambdakube.dev"]
   resources: ["functions/status"]
   verbs: ["patch"]
+- apiGroups: ["lambdakube.dev"]
+  resources: ["functionversions", "functionaliases"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["lambdakube.dev"]
   resources: ["concurrencyquotas"]
   verbs: ["list", "watch"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lambdakube.formats import function_arn
-from lambdakube.models import FunctionSpec
+from lambdakube.models import LATEST, FunctionSpec
 
 if TYPE_CHECKING:
     from lambdakube_router.generic_pool import GenericPool
@@ -30,18 +30,22 @@ SOURCE_PROVISIONED = "provisioned"
 
 @dataclass(frozen=True)
 class FunctionRef:
-    """Identifies a function; ``uid`` is the Function object's UID when known (owner refs)."""
+    """Identifies a function; ``uid`` is the Function object's UID when known (owner refs).
+    ``version``: which of its versions an environment runs (``$LATEST``, or a published
+    version's number: the runtime's ``context.function_version``)."""
 
     namespace: str
     name: str
     uid: str | None = None
+    version: str = LATEST
 
     @property
     def arn(self) -> str:
         return function_arn(self.namespace, self.name)
 
     def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        shown = f"{self.namespace}/{self.name}"
+        return shown if self.version == LATEST else f"{shown}:{self.version}"
 
 
 @dataclass
@@ -78,6 +82,10 @@ class Backend:
     #: process exited, its pod failed or is being deleted), so that its pool retires it
     #: before a request is handed a dead environment. Set by the engine.
     lost_listener: Callable[[str], None] | None = None
+    #: True when environments of a published version can be started (they run the
+    #: version's code and report its number); the Kubernetes backend's pods do not
+    #: carry a version yet.
+    runs_versions: bool = False
 
     async def start(self, fn: FunctionRef, spec: FunctionSpec, env_id: str, provisioned: bool) -> EnvironmentHandle:
         """Return once the environment is ready (its /readyz said so).

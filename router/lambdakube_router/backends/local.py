@@ -198,7 +198,7 @@ def site_packages(python: str) -> list[str]:
 
 def init_body(fn: FunctionRef, spec: FunctionSpec) -> dict:
     """The runtime's ``POST /init`` body (the one builder: ``lambdakube.resources.code``)."""
-    return resources_init_body(fn.name, fn.namespace, spec)
+    return resources_init_body(fn.name, fn.namespace, spec, fn.version)
 
 
 def process_variables(
@@ -261,6 +261,8 @@ def _read_end(path: Path, limit: int) -> bytes:
 
 
 class LocalBackend(Backend):
+    runs_versions = True  # every environment gets its version in POST /init
+
     def __init__(
         self,
         *,
