@@ -162,7 +162,8 @@ code goes to the runtime in POST /init).
   verbs: ["patch"]
 - apiGroups: ["lambdakube.dev"]
   resources: ["functionversions", "functionaliases"]
-  verbs: ["get", "list", "watch"]
+  # the informers' list and watch only (no read by name)
+  verbs: ["list", "watch"]
 - apiGroups: ["lambdakube.dev"]
   resources: ["concurrencyquotas"]
   verbs: ["list", "watch"]
