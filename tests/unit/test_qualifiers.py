@@ -2,15 +2,8 @@
 
 import pytest
 
-from lambdakube.models import FunctionAliasSpec
 from lambdakube_router.qualifiers import Resolved, pick_version, resolve
-
-
-def alias(function_version="1", weights=None):
-    body: dict = {"function": "f", "functionVersion": function_version}
-    if weights is not None:
-        body["routingConfig"] = {"additionalVersionWeights": weights}
-    return FunctionAliasSpec.model_validate(body)
+from tests.unit.test_models import alias_spec as alias
 
 
 @pytest.mark.parametrize(
