@@ -211,7 +211,7 @@ def version_crd() -> dict[str, Any]:
         plural="functionversions",
         short_names=["fnv"],
         spec_model=models.FunctionVersionSpec,
-        status_model=None,
+        status_model=models.ProvisionedStatus,
         description=(
             "A published version of a Function (Lambda's PublishVersion): an immutable snapshot of "
             "its code and configuration, numbered 1, 2, ... per function; named <function>-v<N>."
@@ -219,6 +219,9 @@ def version_crd() -> dict[str, Any]:
         columns=[
             _column("Function", ".spec.function", "string"),
             _column("Version", ".spec.version"),
+            _column("Provisioned", ".spec.provisionedConcurrency"),
+            _column("Ready", ".status.allocated"),
+            _column("Status", ".status.status", "string"),
             _column("Description", ".spec.description", "string", priority=1),
             _column("Age", ".metadata.creationTimestamp", "date"),
         ],
@@ -231,7 +234,7 @@ def alias_crd() -> dict[str, Any]:
         plural="functionaliases",
         short_names=["fna"],
         spec_model=models.FunctionAliasSpec,
-        status_model=None,
+        status_model=models.ProvisionedStatus,
         description=(
             "A Lambda alias of a Function: its name (metadata.name) invokes functionVersion, or "
             "splits invocations with one additional version (routingConfig)."
@@ -240,6 +243,9 @@ def alias_crd() -> dict[str, Any]:
         columns=[
             _column("Function", ".spec.function", "string"),
             _column("Version", ".spec.functionVersion", "string"),
+            _column("Provisioned", ".spec.provisionedConcurrency"),
+            _column("Ready", ".status.allocated"),
+            _column("Status", ".status.status", "string"),
             _column("Age", ".metadata.creationTimestamp", "date"),
         ],
     )

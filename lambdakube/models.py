@@ -324,6 +324,10 @@ class FunctionSpec(EnvironmentConfig):
     max_concurrency: Annotated[int, Field(ge=1, le=100000)] | None = None
     idle_timeout_seconds: Annotated[int, Field(ge=0, le=86400)] = 300
     async_: AsyncConfig = Field(default_factory=AsyncConfig, alias="async", json_schema_extra=MATERIALISE)
+    #: Publish a version whenever the environment-shaping fields change (Terraform's
+    #: ``publish = true``, Lambda's ``Publish`` on UpdateFunctionCode): the operator
+    #: creates ``FunctionVersion`` N+1 from them.
+    publish: bool = False
 
     @model_validator(mode="after")
     def _scaling_rules_as_cel(self) -> FunctionSpec:
@@ -443,6 +447,32 @@ VERSION_NUMBER_PATTERN = r"^[1-9][0-9]*$"
 ALIAS_TARGET_PATTERN = r"^(\$LATEST|[1-9][0-9]*)$"
 
 
+#: Lambda's words when provisioned concurrency is asked of the unpublished head.
+PROVISIONED_ON_LATEST = "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+
+
+class ProvisionedStatus(BaseModel):
+    """A version's or an alias's provisioned concurrency as it stands (Lambda's
+    ProvisionedConcurrencyConfig): written by whoever keeps the environments (the
+    operator on a cluster), read by ``kubectl get`` and GetProvisionedConcurrencyConfig."""
+
+    model_config = ConfigDict(populate_by_name=True, alias_generator=to_camel)
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    #: What the spec asks (for an alias: of all its versions together).
+    requested: Annotated[int, Field(ge=0)] = 0
+    #: Environments initialised and kept (Lambda's Allocated).
+    allocated: Annotated[int, Field(ge=0)] = 0
+    #: Of those, how many are idle right now (Lambda's Available).
+    available: Annotated[int, Field(ge=0)] = 0
+    #: ``IN_PROGRESS`` until allocated reaches requested, then ``READY``; ``FAILED``
+    #: when the environments cannot start (``status_reason`` says why).
+    status: Literal["IN_PROGRESS", "READY", "FAILED"] = "READY"
+    status_reason: str | None = None
+    last_modified: str | None = None
+
+
 class FunctionVersionSpec(_Spec):
     """A published version: an immutable snapshot of a Function's environment-shaping
     fields (Lambda's PublishVersion), numbered 1, 2, ... per function. Its scaling
@@ -451,7 +481,13 @@ class FunctionVersionSpec(_Spec):
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
-                cel("self == oldSelf", "a published version is immutable: publish a new one"),
+                cel(
+                    "self.function == oldSelf.function && self.version == oldSelf.version"
+                    " && self.config == oldSelf.config"
+                    " && has(self.description) == has(oldSelf.description)"
+                    " && (!has(self.description) || self.description == oldSelf.description)",
+                    "a published version is immutable (only provisionedConcurrency may change): publish a new one",
+                ),
             ]
         }
     )
@@ -460,6 +496,9 @@ class FunctionVersionSpec(_Spec):
     version: Annotated[int, Field(ge=1, le=1000000000)]
     description: Annotated[str, Field(max_length=256)] | None = None
     config: EnvironmentConfig
+    #: Environments kept initialised for this version (Lambda's
+    #: PutProvisionedConcurrencyConfig on a version): the one mutable field.
+    provisioned_concurrency: Annotated[int, Field(ge=0, le=100000)] = 0
 
 
 class AliasRoutingConfig(_Spec):
@@ -506,6 +545,12 @@ class FunctionAliasSpec(_Spec):
                     "the additional version must differ from functionVersion",
                     ".routingConfig.additionalVersionWeights",
                 ),
+                cel(
+                    "!has(self.provisionedConcurrency) || self.provisionedConcurrency == 0"
+                    " || self.functionVersion != '$LATEST'",
+                    PROVISIONED_ON_LATEST,
+                    ".provisionedConcurrency",
+                ),
             ]
         }
     )
@@ -514,6 +559,9 @@ class FunctionAliasSpec(_Spec):
     function_version: Annotated[str, Field(pattern=ALIAS_TARGET_PATTERN, max_length=1024)]
     description: Annotated[str, Field(max_length=256)] | None = None
     routing_config: AliasRoutingConfig | None = None
+    #: Environments kept initialised for the alias's version(s), split by the routing
+    #: weights (Lambda's PutProvisionedConcurrencyConfig on an alias).
+    provisioned_concurrency: Annotated[int, Field(ge=0, le=100000)] = 0
 
     @model_validator(mode="after")
     def _same_rules_as_cel(self) -> FunctionAliasSpec:
@@ -522,6 +570,8 @@ class FunctionAliasSpec(_Spec):
             raise ValueError("an alias that routes to two versions cannot point to $LATEST")
         if self.function_version in weights:
             raise ValueError("the additional version must differ from functionVersion")
+        if self.provisioned_concurrency and self.function_version == LATEST:
+            raise ValueError(PROVISIONED_ON_LATEST)
         return self
 
     @property

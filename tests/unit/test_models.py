@@ -112,10 +112,12 @@ def test_a_spec_without_references_has_none():
     assert not spec(env={"A": "1"}).has_env_refs
 
 
-def alias_spec(function_version="1", weights=None):
+def alias_spec(function_version="1", weights=None, provisioned=0):
     body: dict = {"function": "hello", "functionVersion": function_version}
     if weights is not None:
         body["routingConfig"] = {"additionalVersionWeights": weights}
+    if provisioned:
+        body["provisionedConcurrency"] = provisioned
     return FunctionAliasSpec.model_validate(body)
 
 
