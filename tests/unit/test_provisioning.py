@@ -32,7 +32,10 @@ def test_alias_split(spec, expected):
         pytest.param(0, {1: 0}, [alias("1", provisioned=10)], {"1": 10}, id="alias-config"),
         pytest.param(0, {1: 2}, [alias("1", provisioned=5)], {"1": 7}, id="version-and-alias-add-up"),
         pytest.param(
-            0, {1: 0, 2: 0}, [alias("1", {"2": 0.5}, provisioned=4), alias("2", provisioned=1)], {"1": 2, "2": 3},
+            0,
+            {1: 0, 2: 0},
+            [alias("1", {"2": 0.5}, provisioned=4), alias("2", provisioned=1)],
+            {"1": 2, "2": 3},
             id="two-aliases",
         ),
         pytest.param(0, {2: 0}, [alias("1", provisioned=5)], {}, id="alias-of-unpublished-version"),
