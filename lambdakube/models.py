@@ -474,6 +474,10 @@ class ProvisionedStatus(BaseModel):
     last_modified: str | None = None
 
 
+VERSION_IMMUTABLE = "a published version is immutable (only provisionedConcurrency may change): publish a new one"
+_IMMUTABLE: dict[str, Any] = {"x-kubernetes-validations": [cel("self == oldSelf", VERSION_IMMUTABLE)]}
+
+
 class FunctionVersionSpec(_Spec):
     """A published version: an immutable snapshot of a Function's environment-shaping
     fields (Lambda's PublishVersion), numbered 1, 2, ... per function. Its scaling
@@ -483,20 +487,20 @@ class FunctionVersionSpec(_Spec):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "self.function == oldSelf.function && self.version == oldSelf.version"
-                    " && self.config == oldSelf.config"
-                    " && has(self.description) == has(oldSelf.description)"
-                    " && (!has(self.description) || self.description == oldSelf.description)",
-                    "a published version is immutable (only provisionedConcurrency may change): publish a new one",
+                    "has(self.description) == has(oldSelf.description)",
+                    VERSION_IMMUTABLE,
+                    ".description",
                 ),
             ]
         }
     )
 
-    function: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
-    version: Annotated[int, Field(ge=1, le=1000000000)]
-    description: Annotated[str, Field(max_length=256)] | None = None
-    config: EnvironmentConfig
+    # Each field its own ``self == oldSelf`` (one rule over the whole spec but
+    # provisionedConcurrency would compare ``config`` at a cost the API server refuses).
+    function: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63, json_schema_extra=_IMMUTABLE)]
+    version: Annotated[int, Field(ge=1, le=1000000000, json_schema_extra=_IMMUTABLE)]
+    description: Annotated[str, Field(max_length=256, json_schema_extra=_IMMUTABLE)] | None = None
+    config: Annotated[EnvironmentConfig, Field(json_schema_extra=_IMMUTABLE)]
     #: Environments kept initialised for this version (Lambda's
     #: PutProvisionedConcurrencyConfig on a version): the one mutable field.
     provisioned_concurrency: Annotated[int, Field(ge=0, le=100000)] = 0

@@ -74,7 +74,7 @@ FORBIDDEN_BOTH = [
     # Versions and aliases are users' objects (the operator will publish on spec.publish).
     ("create", "functionversions.lambdakube.dev", None),
     ("delete", "functionversions.lambdakube.dev", None),
-    ("patch", "functionaliases.lambdakube.dev", None),
+    ("update", "functionaliases.lambdakube.dev", None),
     ("create", "serviceaccounts", None),
     ("create", "serviceaccounts", "token"),
     ("create", "roles.rbac.authorization.k8s.io", None),
@@ -116,6 +116,9 @@ FORBIDDEN_ROUTER_ONLY = [
     ("create", "events.events.k8s.io", None),
 ]
 FORBIDDEN_OPERATOR_ONLY = [
+    # the router's: Lambda's PutProvisionedConcurrencyConfig (provisionedConcurrency only;
+    # the admission policy's provisioned-writes rule)
+    ("patch", "functionaliases.lambdakube.dev", None),
     ("delete", "functions.lambdakube.dev", "status"),
     ("update", "concurrencyquotas.lambdakube.dev", None),
 ]
