@@ -142,9 +142,7 @@ async def invoke(request: web.Request) -> web.Response:
             return _error(400, "InvalidParameterValueException", problem, request_id)
 
     if itype == "Event":
-        ev = NewEvent(
-            request_id, namespace, name, payload, client_context, app[keys.SETTINGS].wall_clock(), qualifier
-        )
+        ev = NewEvent(request_id, namespace, name, payload, client_context, app[keys.SETTINGS].wall_clock(), qualifier)
         try:
             await app[keys.DISPATCHER].enqueue(ev)
         except StoreUnavailable as exc:
