@@ -19,6 +19,8 @@ GET  .../namespaces/{ns}/functions/{name}     inspect functions       ``name``
 GET  .../namespaces/{ns}/queues/{q}/messages  get     queues          ``q``
 DELETE .../namespaces/{ns}/queues/{q}/...     delete  queues          ``q``
 GET  .../namespaces/{ns}/async-events         list    asyncevents     (none)
+GET  .../namespaces/{ns}/overview             inspect functions       (none)
+GET  .../namespaces/{ns}/functions/{n}/logs   inspect functions       ``n``
 GET  /2015-03-31/functions[/]                 list    functions       (none)
 GET  /2015-03-31/functions/{F}[/...]          get     functions       ``fn`` (below)
 GET  /2019-09-30/functions/{F}/concurrency    get     functions       ``fn``
@@ -183,6 +185,9 @@ NEEDS: dict[tuple[str, str], Callable[..., Requirement]] = {
     ("GET", _NS + "/queues/{queue}/messages"): _on("get", "queues", "queue"),
     ("DELETE", _NS + "/queues/{queue}/messages"): _on("delete", "queues", "queue"),
     ("GET", _NS + "/async-events"): _on("list", "asyncevents"),
+    # the web view's data and the environments' output (``ui``): the pool's inner state
+    ("GET", _NS + "/overview"): _on("inspect", "functions"),
+    ("GET", _NS + "/functions/{name}/logs"): _on("inspect", "functions", "name"),
 }
 #: (method, route pattern) -> why it asks for no credentials.
 PUBLIC: dict[tuple[str, str], str] = {
@@ -190,6 +195,8 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/readyz"): "readiness probe",
     ("GET", "/metrics"): "Prometheus scrape (counts only, no payloads)",
     ("GET", "/openapi.json"): "the static API document",
+    # Static HTML and JS, no data: what it shows comes from .../overview, which needs a token.
+    ("GET", "/lambdakube/ui"): "the web view's static page (its data calls need inspect)",
     # A fresh pod's runtime has no router credentials: its per-pod token authenticates
     # it (announce_api; KubernetesBackend.announced checks token, pod and peer IP).
     ("POST", "/internal/v1/environments/listening"): "checked by its per-pod announce token",

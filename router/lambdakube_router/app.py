@@ -36,6 +36,7 @@ from lambdakube_router import (
     lambda_read_api,
     lambda_write_api,
     status_publisher,
+    ui,
 )
 from lambdakube_router.access import AuthSettings
 from lambdakube_router.asyncq import health
@@ -268,6 +269,7 @@ async def init_app(config: RouterConfig) -> web.Application:
     lambda_write_api.add_routes(app)
     lambda_provisioned_api.add_routes(app)
     introspection.add_routes(app)
+    ui.add_routes(app)
     announce_api.add_routes(app)
     return app
 

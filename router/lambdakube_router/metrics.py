@@ -20,6 +20,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from lambdakube_router.recent import Observed, Recent
+
 LATENCY_BUCKETS = (
     0.0005,
     0.001,
@@ -328,6 +330,7 @@ class FunctionMetrics:
         "queue_wait",
         "spillover",
         "redeliveries",
+        "recent",
     )
 
     def __init__(self, m: Metrics, namespace: str, function: str) -> None:
@@ -339,7 +342,9 @@ class FunctionMetrics:
         self._forgotten = False
         self.cold_starts = m.cold_starts.labels(namespace, function)
         self.init_duration = m.init_duration.labels(namespace, function)
-        self.run_duration = m.run_duration.labels(namespace, function)
+        #: The last minutes' run durations and throttles (``recent``: the web view's p50/p99).
+        self.recent = Recent()
+        self.run_duration = Observed(m.run_duration.labels(namespace, function), self.recent)
         self.queue_wait = m.queue_wait.labels(namespace, function)
         self.spillover = m.spillover.labels(namespace, function)
         self.redeliveries = m.redeliveries.labels(namespace, function)
@@ -361,6 +366,7 @@ class FunctionMetrics:
         h.observe(seconds)
 
     def throttle(self, reason: str) -> None:
+        self.recent.throttled(reason)
         c = self._throttles.get(reason)
         if c is None:
             if self._forgotten:

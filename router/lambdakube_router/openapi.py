@@ -9,7 +9,7 @@ with. A unit test checks that every route the app registers is documented here, 
 
 from __future__ import annotations
 
-from lambdakube_router import access, params
+from lambdakube_router import access, params, ui
 
 _ERR = {"$ref": "#/components/schemas/Error"}
 #: The announce endpoint's refusals: the type is in ``x-amzn-ErrorType`` only.
@@ -537,4 +537,5 @@ def _provisioned(name: dict, namespace: dict, paging: list[dict]) -> dict:
 
 
 _lambda_reads(OPENAPI)
+OPENAPI["paths"].update(ui.OPENAPI_PATHS)  # the web view and its data (``ui``)
 _with_access(OPENAPI)
