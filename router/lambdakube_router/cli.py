@@ -1,4 +1,5 @@
-"""`lambdakube` command line: generate CRDs, run the router locally (`dev`).
+"""`lambdakube` command line: generate CRDs, run the router locally (`dev`), and use a
+router day to day (`invoke`, `get`, `describe`, `logs`, `bench`, `completion`: ``ctl``).
 
 It lives in the router package, not in ``lambdakube`` (the models), so that the models
 stay a leaf: the router depends on them, never the other way round. The flags shared by
@@ -274,8 +275,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     dev.set_defaults(run=_dev)
 
+    from lambdakube_router.ctl import commands, completion  # stdlib only: no router imports
+
+    commands.add_parsers(sub)
+    comp = sub.add_parser("completion", help='print a shell completion script: eval "$(lambdakube completion bash)"')
+    comp.add_argument("shell", choices=("bash",))
+    comp.set_defaults(run=lambda args: print(completion.bash(parser), end="") or 0)
+
     args = parser.parse_args(argv)
-    return args.run(args)
+    if args.command in ("crds", "dev", "completion"):
+        return args.run(args)
+    return commands.run(args)
 
 
 if __name__ == "__main__":
