@@ -270,12 +270,17 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument(
         "directory", nargs="?", default="examples/", help="directory of Function manifests (default: examples/)"
     )
-    add_serving_options(
-        dev, state_dir_help="async queue state (default: a new temporary directory)", log_level="WARNING"
-    )
-    dev.set_defaults(run=_dev)
-
     from lambdakube_router.ctl import commands, completion  # stdlib only: no router imports
+
+    argv = sys.argv[1:] if argv is None else argv
+    # A client call (``lambdakube get``) starts in 0.1 s: ``dev``'s options import the
+    # router's defaults (aiohttp and more, most of a second), so they are only declared
+    # when something else than a client command runs.
+    if not (argv and argv[0] in commands.NAMES):
+        add_serving_options(
+            dev, state_dir_help="async queue state (default: a new temporary directory)", log_level="WARNING"
+        )
+    dev.set_defaults(run=_dev)
 
     commands.add_parsers(sub)
     comp = sub.add_parser("completion", help='print a shell completion script: eval "$(lambdakube completion bash)"')

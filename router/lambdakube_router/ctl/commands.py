@@ -23,6 +23,10 @@ BENCH_MAX_SECONDS = 300.0
 BENCH_MAX_REQUESTS = 1_000_000
 
 
+#: The client subcommands (``lambdakube_router.cli`` keeps their start light).
+NAMES = ("invoke", "get", "describe", "logs", "bench")
+
+
 class Usage(Exception):
     """A usage error found after parsing (exit 2)."""
 
