@@ -28,6 +28,7 @@ from lambdakube_router import (
     announce_api,
     auth,
     client_guard,
+    gauges,
     introspection,
     invoke_api,
     keys,
@@ -119,6 +120,8 @@ class RouterConfig:
     #: ColdStart/Throttled Events every N seconds (None or 0: off).
     status_interval_seconds: float | None = 2.0
     status_event_window_seconds: float = 60.0
+    #: How often the async queue's oldest event is sampled for its age gauge (``gauges``).
+    queue_age_interval_seconds: float = gauges.QUEUE_AGE_INTERVAL
 
 
 def _make_source(config: RouterConfig) -> Source:
@@ -221,6 +224,9 @@ async def init_app(config: RouterConfig) -> web.Application:
         announces = engine.backend.announces
         if announces is not None:
             app[keys.METRICS].attach_announces(lambda: dict(announces))
+        app[keys.METRICS].registry.register(gauges.LimitsCollector(lambda: engine))
+        queue_age = gauges.QueueAge(store, config.wall_clock, config.queue_age_interval_seconds)
+        app[keys.METRICS].registry.register(queue_age)
         watcher = publisher = reported = None
         lag = LoopLag(app[keys.METRICS].loop_lag.observe)
         app[keys.METRICS].attach_loop_lag_max(lambda: lag.max_seconds)
@@ -240,6 +246,7 @@ async def init_app(config: RouterConfig) -> web.Application:
             engine.apply(initial)
             engine.start_background()
             dispatcher.start()
+            queue_age.start()
             if store.quarantined_files and kube is not None:
                 reported = asyncio.get_running_loop().create_task(
                     report_quarantine(kube, store, wall_now=config.wall_clock())
@@ -258,6 +265,7 @@ async def init_app(config: RouterConfig) -> web.Application:
             if publisher is not None:
                 await publisher.close()
             await lag.close()
+            await queue_age.close()
             await dispatcher.close()
             await engine.close()
             await store.close()

@@ -468,6 +468,16 @@ class AsyncStore:
 
         return await self._call(self._tx, _do, write=True)
 
+    async def oldest(self) -> dict[str, float]:
+        """Per namespace, when its oldest unfinished event was created (wall seconds): the
+        queue-age gauge (``gauges.QueueAge``), one aggregate query however long the queue."""
+
+        def _do():
+            assert self._db is not None
+            return self._db.execute("SELECT namespace, MIN(created_at) FROM events GROUP BY namespace").fetchall()
+
+        return {ns: float(at) for ns, at in await self._call(_do, write=False)}
+
     async def pending(self, namespace: str | None = None) -> list[dict]:
         def _do():
             assert self._db is not None
