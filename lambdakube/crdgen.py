@@ -52,6 +52,10 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if "$ref" in node:
         target = defs[node["$ref"].rsplit("/", 1)[-1]]
         merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        # A field's own rules (immutability, say) come after its model's, not instead.
+        rules = [*target.get("x-kubernetes-validations", ()), *node.get("x-kubernetes-validations", ())]
+        if rules:
+            merged["x-kubernetes-validations"] = rules
         return _convert(merged, defs)
     if "anyOf" in node:
         # Optional[X] is anyOf [X, null]: the CRD expresses "optional" by leaving the

@@ -387,6 +387,12 @@ class FunctionStatus(BaseModel):
     #: Hash of the parts of the spec that shape an environment; pods of an older hash drain.
     spec_hash: str | None = None
     init_error: str | None = None
+    #: The highest version number published so far (``spec.publish``): never reused,
+    #: even after that version is deleted (Lambda's numbering).
+    latest_version: Annotated[int, Field(ge=1)] | None = None
+    #: The spec hash of that version's config: a newest version the operator's index
+    #: does not show yet is judged by it (no second publish of the same config).
+    latest_version_spec_hash: str | None = None
 
 
 class ScalingRate(_Spec):
@@ -473,29 +479,34 @@ class ProvisionedStatus(BaseModel):
     last_modified: str | None = None
 
 
+VERSION_IMMUTABLE = "a published version is immutable (only provisionedConcurrency may change): publish a new one"
+_IMMUTABLE: dict[str, Any] = {"x-kubernetes-validations": [cel("self == oldSelf", VERSION_IMMUTABLE)]}
+
+
 class FunctionVersionSpec(_Spec):
     """A published version: an immutable snapshot of a Function's environment-shaping
     fields (Lambda's PublishVersion), numbered 1, 2, ... per function. Its scaling
     (reserved concurrency, idle timeout, async) stays the Function's."""
 
+    # Immutability as transition rules on each field, not one rule on the spec:
+    # ``self.config == oldSelf.config`` inside a spec-level rule is costed as a walk of
+    # the whole config's worst case (256 KiB of code, 64 references, ...) on top of the
+    # rest, and the API server refused the CRD ("estimated rule cost exceeds budget").
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "self.function == oldSelf.function && self.version == oldSelf.version"
-                    " && self.config == oldSelf.config"
-                    " && has(self.description) == has(oldSelf.description)"
-                    " && (!has(self.description) || self.description == oldSelf.description)",
-                    "a published version is immutable (only provisionedConcurrency may change): publish a new one",
+                    "has(self.description) == has(oldSelf.description)",
+                    VERSION_IMMUTABLE,
                 ),
             ]
         }
     )
 
-    function: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
-    version: Annotated[int, Field(ge=1, le=1000000000)]
-    description: Annotated[str, Field(max_length=256)] | None = None
-    config: EnvironmentConfig
+    function: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63, json_schema_extra=_IMMUTABLE)]
+    version: Annotated[int, Field(ge=1, le=1000000000, json_schema_extra=_IMMUTABLE)]
+    description: Annotated[str, Field(max_length=256, json_schema_extra=_IMMUTABLE)] | None = None
+    config: Annotated[EnvironmentConfig, Field(json_schema_extra=_IMMUTABLE)]
     #: Environments kept initialised for this version (Lambda's
     #: PutProvisionedConcurrencyConfig on a version): the one mutable field.
     provisioned_concurrency: Annotated[int, Field(ge=0, le=100000)] = 0

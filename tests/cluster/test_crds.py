@@ -169,10 +169,15 @@ def test_a_published_version_is_immutable(crds, namespace):
     apply(crds, namespace, version())
     got = json.loads(crds.kubectl("get", "fnv", "hello-v1", "-n", namespace, "-o", "json").stdout)
     assert got["spec"]["config"]["timeoutSeconds"] == 3  # defaults, as a Function's
-    for changed in (version(timeoutSeconds=9), version(number=2)):
+    described = version()
+    described["spec"]["description"] = "first"
+    for changed in (version(timeoutSeconds=9), version(number=2), version(function_name="other"), described):
         out = apply(crds, namespace, changed, check=False)
         assert out.returncode != 0
-        assert "a published version is immutable: publish a new one" in out.stderr
+        assert "a published version is immutable (only provisionedConcurrency may change)" in out.stderr
+    provisioned = version()
+    provisioned["spec"]["provisionedConcurrency"] = 2
+    apply(crds, namespace, provisioned)  # the one mutable field
 
 
 @pytest.mark.parametrize(
