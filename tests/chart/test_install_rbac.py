@@ -71,10 +71,13 @@ FORBIDDEN_BOTH = [
     ("create", "functions.lambdakube.dev", None),
     ("delete", "functions.lambdakube.dev", None),
     ("delete", "concurrencyquotas.lambdakube.dev", None),
-    # Versions and aliases are users' objects (the operator will publish on spec.publish).
-    ("create", "functionversions.lambdakube.dev", None),
+    # Versions and aliases are users' objects: the operator only publishes (creates)
+    # versions and writes both kinds' status.
     ("delete", "functionversions.lambdakube.dev", None),
+    ("patch", "functionversions.lambdakube.dev", None),
+    ("update", "functionversions.lambdakube.dev", None),
     ("patch", "functionaliases.lambdakube.dev", None),
+    ("create", "functionaliases.lambdakube.dev", None),
     ("create", "serviceaccounts", None),
     ("create", "serviceaccounts", "token"),
     ("create", "roles.rbac.authorization.k8s.io", None),
@@ -111,6 +114,9 @@ FORBIDDEN_ROUTER_ONLY = [
     ("get", "functions.lambdakube.dev", "status"),
     ("create", "concurrencyquotas.lambdakube.dev", None),
     ("patch", "concurrencyquotas.lambdakube.dev", "status"),
+    ("create", "functionversions.lambdakube.dev", None),
+    ("patch", "functionversions.lambdakube.dev", "status"),
+    ("patch", "functionaliases.lambdakube.dev", "status"),
     ("deletecollection", "pods", None),
     ("patch", "events", None),
     ("create", "events.events.k8s.io", None),
