@@ -347,13 +347,14 @@ class FunctionSpec(EnvironmentConfig):
         """The environment-shaping part: what publishing a version snapshots."""
         return EnvironmentConfig.model_validate(self.model_dump(include=set(CONFIG_FIELDS), by_alias=True))
 
-    def at_version(self, config: EnvironmentConfig) -> FunctionSpec:
+    def at_version(self, config: EnvironmentConfig, provisioned: int = 0) -> FunctionSpec:
         """This spec with a version's snapshot in place of its shaping fields: what the
         version's environments run. Scaling stays the Function's (reserved concurrency
         and the quota are per function, shared by its versions); provisioned
-        concurrency is per version in Lambda, none yet here."""
+        concurrency is the version's own (``provisioning.by_version``: its own and its
+        aliases' share), never the Function's ``$LATEST`` count."""
         update = {name: getattr(config, name) for name in CONFIG_FIELDS}
-        return self.model_copy(update={**update, "provisioned_concurrency": 0})
+        return self.model_copy(update={**update, "provisioned_concurrency": provisioned})
 
 
 class CodeSource(_Spec):

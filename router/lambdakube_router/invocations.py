@@ -22,13 +22,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lambdakube import provisioning
 from lambdakube.models import LATEST, ConcurrencyQuotaSpec, FunctionSpec
 from lambdakube.resources import env_token
 from lambdakube_router.backends.base import Backend, EnvironmentStartError, FunctionRef
 from lambdakube_router.activity import Activity
 from lambdakube_router.limits import NamespaceLimits, Throttle
 from lambdakube_router.metrics import FunctionMetrics, Metrics
-from lambdakube_router.names import INVOKED_ARN_HEADER
+from lambdakube_router.names import INVOKED_ARN_HEADER, PROVISIONED_HEADER
 from lambdakube_router.pool import Environment, Lease, LeaseTimeout, Pool, PoolClosed, Throttled
 from lambdakube_router.qualifiers import resolve
 from lambdakube_router.snapshot import AliasEntry, FunctionEntry, Snapshot, VersionEntry
@@ -166,9 +167,19 @@ class FunctionState:
     def pools(self) -> list[Pool]:
         return [self.pool, *self.version_pools.values()]
 
+    def provisioned(self) -> dict[str, int]:
+        """Provisioned environments per version: the Function's own for ``$LATEST``, each
+        version's and its aliases' share for the published ones."""
+        return provisioning.by_version(
+            self.spec.provisioned_concurrency,
+            {n: v.spec.provisioned_concurrency for n, v in self.versions.items()},
+            [a.spec for a in self.aliases.values()],
+        )
+
     def version_spec(self, number: int) -> FunctionSpec:
-        """What version ``number``'s environments run: its snapshot, the Function's scaling."""
-        return self.spec.at_version(self.versions[number].spec.config)
+        """What version ``number``'s environments run: its snapshot, the Function's
+        scaling, and its own provisioned concurrency."""
+        return self.spec.at_version(self.versions[number].spec.config, self.provisioned().get(str(number), 0))
 
 
 @dataclass
@@ -286,6 +297,11 @@ class Engine:
             spec = state.version_spec(number)
             if spec != pool.spec:
                 pool_work.append(functools.partial(pool.update_spec, spec))
+        # A version with provisioned concurrency gets its pool (and its environments) now,
+        # not at its first invoke: the first invoke must find them initialised.
+        for version in state.provisioned():
+            if version != LATEST and int(version) not in state.version_pools and self.backend.runs_versions:
+                pool_work.append(self.target(state, version).pool.ensure_provisioned)
 
     def target(self, state: FunctionState, version: str) -> Target:
         """The pool of ``version`` (``$LATEST`` or a published number), started at its
@@ -488,6 +504,8 @@ class Engine:
             headers.append(("X-Log-Type", "Tail"))
         if call.invoked_arn is not None:
             headers.append((INVOKED_ARN_HEADER, call.invoked_arn))
+        if env.provisioned:
+            headers.append((PROVISIONED_HEADER, "true"))
         try:
             resp = await conn.request("/invoke", call.payload, headers, spec.timeout_seconds + grace)
         except NotDelivered:

@@ -45,6 +45,9 @@ LATEST = "$LATEST"
 #: qualifier): ``context.invoked_function_arn``. The runtime (stdlib only) spells it
 #: itself; tests/runtime checks that the two agree.
 INVOKED_ARN_HEADER = "X-Invoked-Function-Arn"
+#: To the runtime: this environment is provisioned (its Init is no invocation's: the
+#: Tail log's REPORT shows no Init Duration, as Lambda's provisioned concurrency).
+PROVISIONED_HEADER = "X-Provisioned"
 
 #: Lambda's pattern for the Invoke API's ``FunctionName`` (its ``NamespacedFunctionName``
 #: shape, as botocore's service model has it; tests/unit checks the two agree), quoted

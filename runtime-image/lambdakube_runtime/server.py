@@ -91,6 +91,10 @@ def _parse_event(body: bytes) -> Any:
 #: The ARN the caller invoked, qualifier included (``context.invoked_function_arn``); the
 #: router's ``names.INVOKED_ARN_HEADER`` (tests/runtime checks the two agree).
 INVOKED_ARN_HEADER = "x-invoked-function-arn"
+#: ``true`` from the router when this environment is a provisioned one: its Init ran
+#: before any invocation, so (as Lambda reports provisioned concurrency) no invocation's
+#: REPORT carries an Init Duration. The router's ``names.PROVISIONED_HEADER``.
+PROVISIONED_HEADER = "x-provisioned"
 
 
 def _parse_client_context(value: str | None) -> dict | None:
@@ -319,7 +323,8 @@ class Runtime:
         # Nothing runs between the busy check above and this line (no await, one thread).
         self._running = request_id
         tail = (request.header("x-log-type") or "").lower() == "tail"
-        return self._run(request_id, event, client_context, deadline_ms, tail, headers, invoked_arn)
+        provisioned = request.header(PROVISIONED_HEADER) == "true"
+        return self._run(request_id, event, client_context, deadline_ms, tail, headers, invoked_arn, provisioned)
 
     def _run(
         self,
@@ -330,6 +335,7 @@ class Runtime:
         tail: bool,
         headers: list[tuple[str, str]],
         invoked_arn: str | None = None,
+        provisioned: bool = False,
     ) -> Response | Pending:
         """Start the invocation on the worker; the answer is resolved when the handler
         finishes or its time is up, whichever comes first."""
@@ -359,7 +365,7 @@ class Runtime:
             client_context=client_context,
             invoked_function_arn=invoked_arn,
         )
-        init_ms, self._cold = (self.init_duration_ms if self._cold else None), False
+        init_ms, self._cold = (self.init_duration_ms if self._cold and not provisioned else None), False
         log = InvocationLog(sys.stdout)
         log.write(report.start_line(request_id, config.function_version))
         loop = asyncio.get_running_loop()

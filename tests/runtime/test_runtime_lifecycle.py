@@ -14,6 +14,8 @@ import threading
 
 import pytest
 
+from lambdakube_router import names
+from lambdakube_runtime import server
 from tests.procs import stop_process
 from tests.runtime.harness import RUNTIME_DIR
 
@@ -99,6 +101,26 @@ def test_report_lines_on_stdout(start_runtime):
             assert match["init"] is not None and float(match["init"]) >= 0
         else:
             assert match["init"] is None
+
+
+@pytest.mark.parametrize(
+    "provisioned, first_has_init",
+    [pytest.param(False, True, id="on-demand: the first REPORT has it"), pytest.param(True, False, id="provisioned: none")],
+)
+def test_init_duration_only_on_an_on_demand_cold_start(start_runtime, provisioned, first_has_init):
+    """A provisioned environment's Init ran before any invocation: Lambda reports no
+    Init Duration for it, and neither do we when the router says so."""
+    runtime = start_runtime("basic.chatty")
+    headers = {server.PROVISIONED_HEADER: "true"} if provisioned else {}
+    for request_id in ("req-one", "req-two"):
+        assert runtime.invoke({}, headers={"X-Request-Id": request_id, **headers}).status == 200
+    runtime.wait_for_line("REPORT RequestId: req-two")
+    reports = [REPORT_RE.match(line) for line in runtime.stdout if line.startswith("REPORT RequestId: ")]
+    assert [m is not None and m["init"] is not None for m in reports] == [first_has_init, False]
+
+
+def test_the_runtime_spells_the_provisioned_header_as_the_router_does():
+    assert server.PROVISIONED_HEADER == names.PROVISIONED_HEADER.lower()
 
 
 def test_dotted_module_handler(start_runtime):
