@@ -117,7 +117,7 @@ def version_specs(
         _aliases(aliases),
     )
     return {
-        str(n): spec.at_version(v.config).model_copy(update={"provisioned_concurrency": per_version.get(str(n), 0)})
+        str(n): spec.at_version(v.config, per_version.get(str(n), 0))
         for n, v in sorted(by_number.items())
     }
 
