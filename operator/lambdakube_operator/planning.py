@@ -33,6 +33,13 @@ The rules, in the order they are applied:
    (``POST /init``, see ``lambdakube.resources.code``). Listing it again while its Init
    runs is harmless: the executor sends each pod one ``/init``.
 
+Versions: rules 3-5 apply per version, to the pods labelled with it (``$LATEST``: no
+label) against that version's own spec (``plan(versions=...)``): a version's pods are
+never outdated for ``$LATEST``'s rollout and never count as its provisioned ones, even
+with the same hash (a version published from an unchanged head). Rules 1-2 apply to
+all. The pods of a version that no longer exists are drained (Ready) or deleted. The
+Function's status is ``$LATEST``'s, but for ``ready``/``starting`` (every environment).
+
 Status: ``Ready`` is False with the kubelet's reason (``CreateContainerConfigError``,
 ``ImagePullBackOff``, ...) and message while a pod of the current spec cannot start its
 runtime container (a Secret or ConfigMap it refers to is missing or lacks the key: the
