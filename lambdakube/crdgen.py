@@ -42,6 +42,9 @@ _KEEP = {
 }
 
 
+RULES = "x-kubernetes-validations"
+
+
 def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's schema as Kubernetes accepts it (by-alias, i.e. camelCase)."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
@@ -52,10 +55,9 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if "$ref" in node:
         target = defs[node["$ref"].rsplit("/", 1)[-1]]
         merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        # A field's own rules (immutability, say) come after its model's, not instead.
-        rules = [*target.get("x-kubernetes-validations", ()), *node.get("x-kubernetes-validations", ())]
+        rules = [*target.get(RULES, []), *node.get(RULES, [])]  # the model's and the field's
         if rules:
-            merged["x-kubernetes-validations"] = rules
+            merged[RULES] = rules
         return _convert(merged, defs)
     if "anyOf" in node:
         # Optional[X] is anyOf [X, null]: the CRD expresses "optional" by leaving the

@@ -489,21 +489,20 @@ class FunctionVersionSpec(_Spec):
     fields (Lambda's PublishVersion), numbered 1, 2, ... per function. Its scaling
     (reserved concurrency, idle timeout, async) stays the Function's."""
 
-    # Immutability as transition rules on each field, not one rule on the spec:
-    # ``self.config == oldSelf.config`` inside a spec-level rule is costed as a walk of
-    # the whole config's worst case (256 KiB of code, 64 references, ...) on top of the
-    # rest, and the API server refused the CRD ("estimated rule cost exceeds budget").
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
                     "has(self.description) == has(oldSelf.description)",
                     VERSION_IMMUTABLE,
+                    ".description",
                 ),
             ]
         }
     )
 
+    # Each field its own ``self == oldSelf`` (one rule over the whole spec but
+    # provisionedConcurrency would compare ``config`` at a cost the API server refuses).
     function: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63, json_schema_extra=_IMMUTABLE)]
     version: Annotated[int, Field(ge=1, le=1000000000, json_schema_extra=_IMMUTABLE)]
     description: Annotated[str, Field(max_length=256, json_schema_extra=_IMMUTABLE)] | None = None

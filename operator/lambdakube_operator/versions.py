@@ -116,10 +116,7 @@ def version_specs(
         {n: v.provisioned_concurrency for n, v in by_number.items()},
         _aliases(aliases),
     )
-    return {
-        str(n): spec.at_version(v.config, per_version.get(str(n), 0))
-        for n, v in sorted(by_number.items())
-    }
+    return {str(n): spec.at_version(v.config, per_version.get(str(n), 0)) for n, v in sorted(by_number.items())}
 
 
 # -- publishing ----------------------------------------------------------------------------

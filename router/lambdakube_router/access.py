@@ -24,6 +24,8 @@ GET  /2015-03-31/functions/{F}[/...]          get     functions       ``fn`` (be
 GET  /2019-09-30/functions/{F}/concurrency    get     functions       ``fn``
 GET  /2016-08-19/account-settings[/]          get     concurrencyquotas  ``default``
 PUT|DELETE .../functions/{F}/concurrency    configure-concurrency  functions  ``fn``
+GET  .../functions/{F}/provisioned-concurrency  get  functions       ``fn`` (below)
+PUT|DELETE .../{F}/provisioned-concurrency  configure-concurrency  functions  ``fn`` (below)
 ============================================  ======  ==============  =============
 
 The read API's routes (``lambda_read_api``) are those of Lambda's GetFunction,
@@ -169,6 +171,11 @@ NEEDS: dict[tuple[str, str], Callable[..., Requirement]] = {
     # Lambda's lambda:PutFunctionConcurrency (patch would grant editing the code too)
     ("PUT", "/2017-10-31/functions/{FunctionName}/concurrency"): _named("configure-concurrency"),
     ("DELETE", "/2017-10-31/functions/{FunctionName}/concurrency"): _named("configure-concurrency"),
+    # Lambda's provisioned-concurrency calls (lambda_provisioned_api), on a version or
+    # an alias: a grant on ``fn:qualifier`` is enough
+    ("GET", "/2019-09-30/functions/{FunctionName}/provisioned-concurrency"): _named("get"),
+    ("PUT", "/2019-09-30/functions/{FunctionName}/provisioned-concurrency"): _named("configure-concurrency"),
+    ("DELETE", "/2019-09-30/functions/{FunctionName}/provisioned-concurrency"): _named("configure-concurrency"),
     ("GET", "/2016-08-19/account-settings"): _in_namespace("get", "concurrencyquotas", "default"),
     ("GET", "/2016-08-19/account-settings/"): _in_namespace("get", "concurrencyquotas", "default"),
     ("GET", _NS + "/functions"): _on("inspect", "functions"),

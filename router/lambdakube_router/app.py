@@ -32,6 +32,7 @@ from lambdakube_router import (
     invoke_api,
     keys,
     kube_api,
+    lambda_provisioned_api,
     lambda_read_api,
     lambda_write_api,
     status_publisher,
@@ -265,6 +266,7 @@ async def init_app(config: RouterConfig) -> web.Application:
     app.router.add_post("/2015-03-31/functions/{FunctionName}/invocations", invoke_api.invoke)
     lambda_read_api.add_routes(app)
     lambda_write_api.add_routes(app)
+    lambda_provisioned_api.add_routes(app)
     introspection.add_routes(app)
     announce_api.add_routes(app)
     return app

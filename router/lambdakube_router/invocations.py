@@ -155,6 +155,9 @@ class FunctionState:
     #: code); they share the function's limits: reserved concurrency and the quota
     #: count the function, whichever version runs.
     version_pools: dict[int, Pool] = field(default_factory=dict)
+    #: Each qualifier's provisioned concurrency (a version's number or an alias) and the
+    #: wall time the router first saw that value (Lambda's LastModified).
+    provisioned_configs: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     @property
     def spec(self) -> FunctionSpec:
@@ -289,6 +292,12 @@ class Engine:
         """A function's versions and aliases as the snapshot has them: the pools of
         versions gone are closed; the others follow the Function's scaling fields."""
         state.versions, state.aliases = dict(versions), dict(aliases)
+        configs = {str(n): v.spec.provisioned_concurrency for n, v in versions.items()}
+        configs |= {name: a.spec.provisioned_concurrency for name, a in aliases.items()}
+        now, seen = self.settings.wall_clock(), state.provisioned_configs
+        state.provisioned_configs = {
+            q: seen[q] if q in seen and seen[q][0] == n else (n, now) for q, n in configs.items() if n
+        }
         for number in [n for n in state.version_pools if n not in versions]:
             pool = state.version_pools.pop(number)
             self._closing.append(asyncio.get_running_loop().create_task(pool.close()))

@@ -16,8 +16,7 @@ Naming scheme (namespaces are lambdakube's "accounts"; ``names`` has the grammar
 - ``Qualifier`` (query, else the name's suffix): absent or ``$LATEST``, a published
   version's number, or an alias (``qualifiers.resolve``; an alias picks its version per
   invocation); one that names nothing is ``ResourceNotFoundException``. ``Event``
-  invocations run ``$LATEST`` only for now (the async store keeps no qualifier): a
-  qualified one is refused with 400.
+  invocations keep the qualifier with the event; each attempt resolves it anew.
 
 ``X-Amz-Invocation-Type``: ``RequestResponse`` (default) runs the function and answers
 with its result; ``Event`` stores the event durably and answers 202; ``DryRun`` only
@@ -114,14 +113,6 @@ async def invoke(request: web.Request) -> web.Response:
         r = not_found_result(namespace, name, missing or qualifier)
         r.headers["X-Amz-Request-Id"] = request_id
         return result_response(r)
-    if itype == "Event" and qualifier is not None:
-        return _error(
-            400,
-            "InvalidParameterValueException",
-            f"{namespace}/{name}:{qualifier}: asynchronous (Event) invocations run $LATEST only for now;"
-            " invoke the version or alias synchronously",
-            request_id,
-        )
     if itype == "DryRun":
         return web.Response(status=204, headers={"X-Amz-Request-Id": request_id})
 
@@ -151,7 +142,7 @@ async def invoke(request: web.Request) -> web.Response:
             return _error(400, "InvalidParameterValueException", problem, request_id)
 
     if itype == "Event":
-        ev = NewEvent(request_id, namespace, name, payload, client_context, app[keys.SETTINGS].wall_clock())
+        ev = NewEvent(request_id, namespace, name, payload, client_context, app[keys.SETTINGS].wall_clock(), qualifier)
         try:
             await app[keys.DISPATCHER].enqueue(ev)
         except StoreUnavailable as exc:

@@ -84,8 +84,16 @@ def pods(namespace: str, name: str | None = None) -> str:
 
 
 def functions(namespace: str, name: str, subresource: str | None = None) -> str:
-    path = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/functions/{quote(name)}"
+    path = lambdakube_object("Function", namespace, name)
     return f"{path}/{subresource}" if subresource else path
+
+
+#: The plural of each lambdakube kind the router writes.
+PLURALS = {"Function": "functions", "FunctionVersion": "functionversions", "FunctionAlias": "functionaliases"}
+
+
+def lambdakube_object(kind: str, namespace: str, name: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURALS[kind]}/{quote(name)}"
 
 
 def events(namespace: str) -> str:

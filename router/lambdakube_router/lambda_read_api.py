@@ -78,13 +78,19 @@ def _function_name(request: web.Request):
         raise Refused(error_response(404, exc.error_type, str(exc))) from None
 
 
-def _function(request: web.Request):
-    """(namespace, name, state) of the route's FunctionName (any qualifier), else Refused."""
-    namespace, name, _ = _function_name(request)
+def function_state(request: web.Request):
+    """(state, the ARN's qualifier) of the route's FunctionName, else Refused."""
+    namespace, name, arn_qualifier = _function_name(request)
     state = request.app[keys.ENGINE].get(namespace, name)
     if state is None:
         raise Refused(error_response(404, "ResourceNotFoundException", f"Function not found: {namespace}/{name}"))
-    return namespace, name, state
+    return state, arn_qualifier
+
+
+def _function(request: web.Request):
+    """(namespace, name, state) of the route's FunctionName (any qualifier), else Refused."""
+    state, _ = function_state(request)
+    return state.ref.namespace, state.ref.name, state
 
 
 def function_at_qualifier(request: web.Request) -> tuple[tuple, dict]:

@@ -179,14 +179,16 @@ UNRESERVED_BELOW_MINIMUM = (
 )
 
 
-def reserved_value(body: object) -> int:
-    """PutFunctionConcurrency's ``ReservedConcurrentExecutions`` (InvalidParameter as
-    Lambda's validation error when missing or not a non-negative integer)."""
-    value = body.get("ReservedConcurrentExecutions") if isinstance(body, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+def count_value(body: object, member: str, minimum: int) -> int:
+    """A Lambda write's integer member, e.g. PutFunctionConcurrency's
+    ``ReservedConcurrentExecutions`` (0 or more) or PutProvisionedConcurrencyConfig's
+    ``ProvisionedConcurrentExecutions`` (1 or more: removing it is the Delete call);
+    InvalidParameter, as Lambda's validation error, when missing or out of range."""
+    value = body.get(member) if isinstance(body, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InvalidParameter(
-            f"1 validation error detected: Value {value!r} at 'reservedConcurrentExecutions' failed to satisfy"
-            " constraint: Member must be an integer greater than or equal to 0"
+            f"1 validation error detected: Value {value!r} at '{member[0].lower()}{member[1:]}' failed to satisfy"
+            f" constraint: Member must be an integer greater than or equal to {minimum}"
         )
     return value
 
@@ -204,3 +206,55 @@ def reservation_problem(quota: ConcurrencyQuotaSpec, others: int, reserved: int,
             f" ({provisioned})"
         )
     return None
+
+
+# -- provisioned concurrency (Get/Put/Delete/ListProvisionedConcurrencyConfig(s)) ---------
+
+#: Lambda's words for a qualifier without a configuration (404).
+NO_PROVISIONED_CONFIG = "No Provisioned Concurrency Config found for this function"
+#: Lambda's answer to provisioned concurrency beyond the function's reservation.
+PROVISIONED_OVER_RESERVED = (
+    "Requested Provisioned Concurrency should not be greater than the reservedConcurrentExecution for function"
+)
+#: ... and beyond what the namespace may take from its unreserved pool.
+PROVISIONED_BELOW_MINIMUM = (
+    "Specified ConcurrentExecutions for function decrease account's UnreservedConcurrentExecution"
+    " below its minimum value of [{minimum}]."
+)
+
+
+def provisioned_problem(
+    quota: ConcurrencyQuotaSpec, spec: FunctionSpec, others: int, function_total: int
+) -> str | None:
+    """Why a function with ``function_total`` provisioned environments in all (this
+    request's included) is refused at the call (None: it fits). With a reservation the
+    environments come out of it; without one, out of the namespace's unreserved pool,
+    which must keep ``minimumUnreserved`` (``others``: what the other functions reserve,
+    or provision where they reserve nothing)."""
+    if spec.reserved_concurrency is not None:
+        return PROVISIONED_OVER_RESERVED if function_total > spec.reserved_concurrency else None
+    if spec.max_concurrency is not None and function_total > spec.max_concurrency:
+        return (
+            "Requested Provisioned Concurrency should not be greater than the function's"
+            f" maxConcurrency ({spec.max_concurrency})"
+        )
+    if others + function_total > quota.concurrent_executions - quota.minimum_unreserved:
+        return PROVISIONED_BELOW_MINIMUM.format(minimum=quota.minimum_unreserved)
+    return None
+
+
+def provisioned_config(
+    requested: int, allocated: int, available: int, last_modified: str, arn: str | None = None
+) -> dict:
+    """Lambda's ProvisionedConcurrencyConfig (``arn``: the qualified FunctionArn, which
+    only the List call shows). ``READY`` once every requested environment is initialised."""
+    allocated, available = min(allocated, requested), min(available, requested)
+    out: dict = {"FunctionArn": arn} if arn is not None else {}
+    out |= {
+        "RequestedProvisionedConcurrentExecutions": requested,
+        "AvailableProvisionedConcurrentExecutions": available,
+        "AllocatedProvisionedConcurrentExecutions": allocated,
+        "Status": "READY" if allocated >= requested else "IN_PROGRESS",
+        "LastModified": last_modified,
+    }
+    return out

@@ -15,8 +15,8 @@ As Lambda, a reservation that does not fit is refused *at the call*
 answer comes once the router's own view (the watch) has the new value, so a
 GetFunctionConcurrency right after reads it back.
 
-Provisioned concurrency writes need a version or alias (Lambda never puts it on
-``$LATEST``), which do not exist yet.
+Provisioned concurrency writes are ``lambda_provisioned_api``'s: on a version or an
+alias (Lambda never puts it on ``$LATEST``).
 """
 
 from __future__ import annotations
@@ -26,10 +26,13 @@ import logging
 
 from aiohttp import web
 
+from lambdakube import provisioning
+
 from lambdakube_router import keys, lambda_shapes
 from lambdakube_router.invoke_api import error_response
 from lambdakube_router.kube_api import ApiError
 from lambdakube_router.lambda_read_api import Refused, function_at_latest
+from lambdakube_router.snapshot import FUNCTION_KIND
 from lambdakube_router.sources import ReadOnly
 
 log = logging.getLogger(__name__)
@@ -39,7 +42,7 @@ CONCURRENCY = "/2017-10-31/functions/{FunctionName}/concurrency"
 READ_BACK_SECONDS = 10.0
 
 
-def _api_refusal(exc: ApiError, what: str) -> web.Response:
+def api_refusal(exc: ApiError, what: str) -> web.Response:
     try:
         message = json.loads(exc.body).get("message") or exc.reason
     except (ValueError, AttributeError):
@@ -66,16 +69,20 @@ async def _write(request: web.Request, reserved: int | None) -> web.Response | N
             for fn, fl in limits.functions.items()
             if fn != name and fn not in limits.plan.rejected
         )
-        problem = lambda_shapes.reservation_problem(limits.quota, others, reserved, spec.provisioned_concurrency)
+        state = engine.get(namespace, name)
+        provisioned = provisioning.total(state.provisioned()) if state is not None else spec.provisioned_concurrency
+        problem = lambda_shapes.reservation_problem(limits.quota, others, reserved, provisioned)
         if problem:
             return error_response(400, "InvalidParameterValueException", problem)
     what = f"{namespace}/{name}"
     try:
-        await request.app[keys.SOURCE].patch_function(namespace, name, {"spec": {"reservedConcurrency": reserved}})
+        await request.app[keys.SOURCE].patch(
+            FUNCTION_KIND, namespace, name, {"spec": {"reservedConcurrency": reserved}}
+        )
     except ReadOnly as exc:
         return error_response(400, "InvalidParameterValueException", str(exc))
     except ApiError as exc:
-        return _api_refusal(exc, what)
+        return api_refusal(exc, what)
 
     def applied() -> bool:
         state = engine.get(namespace, name)
@@ -86,12 +93,19 @@ async def _write(request: web.Request, reserved: int | None) -> web.Response | N
     return None
 
 
-async def put_concurrency(request: web.Request) -> web.Response:
+async def read_count(request: web.Request, member: str, minimum: int) -> int | web.Response:
+    """The body's integer ``member`` of a concurrency write, else Lambda's 400."""
     try:
-        reserved = lambda_shapes.reserved_value(json.loads(await request.read() or b"null"))
+        return lambda_shapes.count_value(json.loads(await request.read() or b"null"), member, minimum)
     except (ValueError, lambda_shapes.InvalidParameter) as exc:
         detail = str(exc) if isinstance(exc, lambda_shapes.InvalidParameter) else f"the body is not JSON: {exc}"
         return error_response(400, "InvalidParameterValueException", detail)
+
+
+async def put_concurrency(request: web.Request) -> web.Response:
+    reserved = await read_count(request, "ReservedConcurrentExecutions", 0)
+    if isinstance(reserved, web.Response):
+        return reserved
     refused = await _write(request, reserved)
     if refused is not None:
         return refused

@@ -477,7 +477,63 @@ def _lambda_reads(doc: dict) -> dict:
         },
     }
     doc["paths"]["/2017-10-31/functions/{FunctionName}/concurrency"] = writes
+    doc["paths"]["/2019-09-30/functions/{FunctionName}/provisioned-concurrency"] = _provisioned(name, namespace, paging)
     return doc
+
+
+def _provisioned(name: dict, namespace: dict, paging: list[dict]) -> dict:
+    """Lambda's provisioned-concurrency calls (``lambda_provisioned_api``)."""
+    qualifier = {"name": "Qualifier", "in": "query", "schema": {"type": "string"}}
+    listing = {"name": "List", "in": "query", "schema": {"type": "string", "enum": ["ALL"]}}
+    config = {"application/json": {"schema": {"type": "object"}}}
+    refused = _err(
+        "ValidationException (no Qualifier) or InvalidParameterValueException: $LATEST, it does not fit the"
+        " reservation or the namespace quota, or the Functions are manifests (local)"
+    )
+    missing = _err("ResourceNotFoundException or ProvisionedConcurrencyConfigNotFoundException")
+    return {
+        "get": {
+            "operationId": "LambdaGetProvisionedConcurrencyConfig",
+            "description": "with List=ALL: ListProvisionedConcurrencyConfigs",
+            "parameters": [name, qualifier, listing, *paging, namespace],
+            "responses": {
+                "200": {"description": "the configuration(s)", "content": config},
+                "400": refused,
+                "404": missing,
+            },
+        },
+        "put": {
+            "operationId": "LambdaPutProvisionedConcurrencyConfig",
+            "parameters": [name, qualifier, namespace],
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["ProvisionedConcurrentExecutions"],
+                            "properties": {"ProvisionedConcurrentExecutions": {"type": "integer", "minimum": 1}},
+                        }
+                    }
+                }
+            },
+            "responses": {
+                "202": {"description": "set; Status IN_PROGRESS until the environments are up", "content": config},
+                "400": refused,
+                "404": missing,
+                "503": _err("ServiceException: the API server refused or could not be reached"),
+            },
+        },
+        "delete": {
+            "operationId": "LambdaDeleteProvisionedConcurrencyConfig",
+            "parameters": [name, qualifier, namespace],
+            "responses": {
+                "204": {"description": "removed; the environments drain"},
+                "400": refused,
+                "404": missing,
+                "503": _err("ServiceException: the API server refused or could not be reached"),
+            },
+        },
+    }
 
 
 _lambda_reads(OPENAPI)

@@ -314,6 +314,9 @@ class Pool:
     def counts(self) -> dict[str, int]:
         return self._state.counts()
 
+    def provisioned_ready(self) -> tuple[int, int]:
+        return self._state.provisioned_ready()
+
     @property
     def waiting(self) -> int:
         return self._state.waiting

@@ -482,6 +482,16 @@ class PoolState:
     def waiting(self) -> int:
         return len(self._waiters)
 
+    def provisioned_ready(self) -> tuple[int, int]:
+        """(initialised, idle) provisioned environments of the current spec: Lambda's
+        Allocated and Available provisioned concurrency."""
+        ready = [
+            e
+            for e in self.envs.values()
+            if e.provisioned and e.generation == self.generation and e.state in (EnvState.IDLE, EnvState.BUSY)
+        ]
+        return len(ready), sum(1 for e in ready if e.state is EnvState.IDLE)
+
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in EnvState if s is not EnvState.DEAD}
         for env in self.envs.values():

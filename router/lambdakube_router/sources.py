@@ -50,8 +50,9 @@ class Source(Protocol):
     async def run(self, apply: Callable[[Snapshot], None]) -> None:
         """Call ``apply`` with each new snapshot; runs until cancelled."""
 
-    async def patch_function(self, namespace: str, name: str, patch: dict) -> None:
-        """Change a Function where it lives (``ReadOnly`` where the router may not)."""
+    async def patch(self, kind: str, namespace: str, name: str, patch: dict) -> None:
+        """Change an object (a Function, FunctionVersion or FunctionAlias: ``kind``)
+        where it lives (``ReadOnly`` where the router may not)."""
 
 
 class ReadOnly(Exception):
@@ -69,7 +70,7 @@ class StaticSource:
     async def run(self, apply: Callable[[Snapshot], None]) -> None:
         await asyncio.Event().wait()
 
-    async def patch_function(self, namespace: str, name: str, patch: dict) -> None:
+    async def patch(self, kind: str, namespace: str, name: str, patch: dict) -> None:
         raise ReadOnly("this router's Functions are fixed at its start")
 
 
@@ -112,11 +113,11 @@ class DirectorySource:
             log.error("cannot read %s: %s", self.directory, exc)
         return None
 
-    async def patch_function(self, namespace: str, name: str, patch: dict) -> None:
+    async def patch(self, kind: str, namespace: str, name: str, patch: dict) -> None:
         """Manifests are the user's files: the router does not rewrite them."""
         raise ReadOnly(
             f"this router reads Functions from the manifests in {self.directory}: change"
-            f" {namespace}/{name} there (the change is applied within {self.interval or 0:g} s)"
+            f" {kind} {namespace}/{name} there (the change is applied within {self.interval or 0:g} s)"
         )
 
     async def run(self, apply: Callable[[Snapshot], None]) -> None:
@@ -379,15 +380,17 @@ class KubernetesSource:
         finally:
             await self.close()
 
-    async def patch_function(self, namespace: str, name: str, patch: dict) -> None:
-        """A merge patch of a Function (``kube_api.ApiError`` on a refusal); the change
+    async def patch(self, kind: str, namespace: str, name: str, patch: dict) -> None:
+        """A merge patch of an object (``kube_api.ApiError`` on a refusal); the change
         comes back through the watch like anyone's."""
         from lambdakube_router import kube_api  # noqa: PLC0415
         from lambdakube_router.informer import ApiSession  # noqa: PLC0415
 
         if self._writes is None:
             self._writes = ApiSession(self._configuration)
-        await kube_api.KubeApi(self._writes, self._configuration).patch(kube_api.functions(namespace, name), patch)
+        await kube_api.KubeApi(self._writes, self._configuration).patch(
+            kube_api.lambdakube_object(kind, namespace, name), patch
+        )
 
     async def close(self) -> None:
         """Stop both informers and their session (for good: an informer never restarts)."""

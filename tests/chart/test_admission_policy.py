@@ -384,3 +384,78 @@ def test_the_function_writes_policy_covers_every_spec_field(helm):
     for field in fields:
         assert f"object.spec.{field} == oldObject.spec.{field}" in rule, field
     assert "object.spec.reservedConcurrency" not in rule
+
+
+@pytest.fixture
+def version_and_alias(installed):
+    """A published version and an alias of it (names unique per test)."""
+    cp, namespace, _ = installed
+    suffix = uuid.uuid4().hex[:6]
+    config = {"handler": "index.handler", "code": {"inline": {"source": "x = 1\n"}}}
+    docs = [
+        {
+            "apiVersion": "lambdakube.dev/v1alpha1",
+            "kind": "FunctionVersion",
+            "metadata": {"name": f"fn-v1-{suffix}", "namespace": namespace},
+            "spec": {"function": "fn", "version": 1, "config": config},
+        },
+        {
+            "apiVersion": "lambdakube.dev/v1alpha1",
+            "kind": "FunctionAlias",
+            "metadata": {"name": f"live-{suffix}", "namespace": namespace},
+            "spec": {"function": "fn", "functionVersion": "1"},
+        },
+    ]
+    out = cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs), check=False)
+    assert out.returncode == 0, out.stderr
+    return {"functionversions": f"fn-v1-{suffix}", "functionaliases": f"live-{suffix}"}
+
+
+def patch_object(cp, namespace: str, plural: str, name: str, body: dict, user: str) -> tuple[int, str]:
+    path = f"/apis/lambdakube.dev/v1alpha1/namespaces/{namespace}/{plural}/{name}"
+    status, answer = cp.request("PATCH", path, body, as_user=user, content_type="application/merge-patch+json")
+    return status, answer.get("message", "")
+
+
+@pytest.mark.parametrize("plural", ["functionversions", "functionaliases"])
+def test_the_router_may_set_provisioned_concurrency(installed, version_and_alias, plural):
+    cp, namespace, users = installed
+    for value in (3, 0):  # PutProvisionedConcurrencyConfig, DeleteProvisionedConcurrencyConfig
+        body = {"spec": {"provisionedConcurrency": value}}
+        status, message = patch_object(cp, namespace, plural, version_and_alias[plural], body, users["router"])
+        assert status == 200, message
+
+
+ONLY = "only spec.provisionedConcurrency"
+META = "labels, annotations"
+
+
+@pytest.mark.parametrize(
+    "plural, body, message",
+    [
+        pytest.param("functionaliases", {"spec": {"functionVersion": "2"}}, ONLY, id="retarget"),
+        pytest.param(
+            "functionaliases", {"spec": {"routingConfig": {"additionalVersionWeights": {"2": 0.5}}}}, ONLY, id="weights"
+        ),
+        pytest.param("functionaliases", {"spec": {"description": "x"}}, ONLY, id="alias-description"),
+        pytest.param("functionversions", {"metadata": {"labels": {"a": "b"}}}, META, id="version-label"),
+        pytest.param("functionaliases", {"metadata": {"annotations": {"a": "b"}}}, META, id="alias-annotation"),
+    ],
+)
+def test_the_router_may_change_nothing_else_of_a_version_or_alias(installed, version_and_alias, plural, body, message):
+    cp, namespace, users = installed
+    status, got = patch_object(cp, namespace, plural, version_and_alias[plural], body, users["router"])
+    assert status == 403 and "ValidatingAdmissionPolicy" in got and message in got, got
+
+
+def test_the_provisioned_writes_policy_covers_every_spec_field(helm):
+    """Every FunctionVersionSpec and FunctionAliasSpec field but provisionedConcurrency is
+    compared (a new field the policy did not list would be writable by the router)."""
+    from lambdakube.models import FunctionAliasSpec, FunctionVersionSpec
+
+    rendered = helm_template(helm, release="lk", namespace="lambdakube-system")
+    rule = rendered.one("ValidatingAdmissionPolicy", "lk-lambdakube-provisioned-writes")["spec"]["validations"][0]
+    fields = {f.alias or n for m in (FunctionVersionSpec, FunctionAliasSpec) for n, f in m.model_fields.items()}
+    for field in fields - {"provisionedConcurrency"}:
+        assert f"object.spec.{field} == oldObject.spec.{field}" in rule["expression"], field
+    assert "object.spec.provisionedConcurrency" not in rule["expression"]

@@ -74,9 +74,8 @@ FORBIDDEN_BOTH = [
     # Versions and aliases are users' objects: the operator only publishes (creates)
     # versions and writes both kinds' status.
     ("delete", "functionversions.lambdakube.dev", None),
-    ("patch", "functionversions.lambdakube.dev", None),
     ("update", "functionversions.lambdakube.dev", None),
-    ("patch", "functionaliases.lambdakube.dev", None),
+    ("update", "functionaliases.lambdakube.dev", None),
     ("create", "functionaliases.lambdakube.dev", None),
     ("create", "serviceaccounts", None),
     ("create", "serviceaccounts", "token"),
@@ -122,6 +121,10 @@ FORBIDDEN_ROUTER_ONLY = [
     ("create", "events.events.k8s.io", None),
 ]
 FORBIDDEN_OPERATOR_ONLY = [
+    # the router's: Lambda's PutProvisionedConcurrencyConfig (provisionedConcurrency only;
+    # the admission policy's provisioned-writes rule)
+    ("patch", "functionversions.lambdakube.dev", None),
+    ("patch", "functionaliases.lambdakube.dev", None),
     ("delete", "functions.lambdakube.dev", "status"),
     ("update", "concurrencyquotas.lambdakube.dev", None),
 ]

@@ -76,6 +76,8 @@ def test_defaults(render):
             "ValidatingAdmissionPolicyBinding",
             "ValidatingAdmissionPolicy",  # the router's one Function write (reservedConcurrency)
             "ValidatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicy",  # its one version/alias write (provisionedConcurrency)
+            "ValidatingAdmissionPolicyBinding",
             "NetworkPolicy",  # the router's (environments' need watched namespaces)
         ]
     )

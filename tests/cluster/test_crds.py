@@ -6,6 +6,7 @@ import json
 import pytest
 import yaml
 
+from lambdakube import models
 from tests import env_ref_cases
 
 pytestmark = pytest.mark.cluster
@@ -169,15 +170,15 @@ def test_a_published_version_is_immutable(crds, namespace):
     apply(crds, namespace, version())
     got = json.loads(crds.kubectl("get", "fnv", "hello-v1", "-n", namespace, "-o", "json").stdout)
     assert got["spec"]["config"]["timeoutSeconds"] == 3  # defaults, as a Function's
-    described = version()
-    described["spec"]["description"] = "first"
+    described = {**version(), "spec": {**version()["spec"], "description": "later"}}
     for changed in (version(timeoutSeconds=9), version(number=2), version(function_name="other"), described):
         out = apply(crds, namespace, changed, check=False)
         assert out.returncode != 0
-        assert "a published version is immutable (only provisionedConcurrency may change)" in out.stderr
-    provisioned = version()
-    provisioned["spec"]["provisionedConcurrency"] = 2
-    apply(crds, namespace, provisioned)  # the one mutable field
+        assert models.VERSION_IMMUTABLE in out.stderr
+    # the one mutable field: Lambda's PutProvisionedConcurrencyConfig on the version
+    apply(crds, namespace, {**version(), "spec": {**version()["spec"], "provisionedConcurrency": 2}})
+    got = json.loads(crds.kubectl("get", "fnv", "hello-v1", "-n", namespace, "-o", "json").stdout)
+    assert got["spec"]["provisionedConcurrency"] == 2
 
 
 @pytest.mark.parametrize(
@@ -210,6 +211,14 @@ def test_invalid_versions_are_refused(crds, namespace, obj, expected):
         pytest.param(alias(weights={"x": 0.5}), "keys must be version numbers", id="key"),
         pytest.param(alias(function_version="v1"), "spec.functionVersion: Invalid value", id="target"),
         pytest.param(alias(name="123"), "must not be all digits", id="digits"),
+        pytest.param(
+            {
+                **alias(function_version="$LATEST"),
+                "spec": {"function": "hello", "functionVersion": "$LATEST", "provisionedConcurrency": 1},
+            },
+            models.PROVISIONED_ON_LATEST,
+            id="provisioned-on-latest",
+        ),
     ],
 )
 def test_alias_rules_are_lambdas(crds, namespace, obj, expected):

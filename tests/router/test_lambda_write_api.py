@@ -33,8 +33,8 @@ async def test_a_router_of_fixed_functions_refuses(make_router):
 
 async def test_manifests_are_not_rewritten(tmp_path):
     source = DirectorySource(tmp_path, "default", interval=2)
-    with pytest.raises(Exception, match=f"manifests in {tmp_path}: change default/alpha there"):
-        await source.patch_function("default", "alpha", {"spec": {"reservedConcurrency": 1}})
+    with pytest.raises(Exception, match=f"manifests in {tmp_path}: change Function default/alpha there"):
+        await source.patch("Function", "default", "alpha", {"spec": {"reservedConcurrency": 1}})
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ def test_reservation_problem(others, reserved, provisioned, problem):
 )
 def test_reserved_value_is_a_non_negative_integer(body):
     with pytest.raises(lambda_shapes.InvalidParameter, match="reservedConcurrentExecutions"):
-        lambda_shapes.reserved_value(body)
+        lambda_shapes.count_value(body, "ReservedConcurrentExecutions", 0)
 
 
 @pytest.fixture

@@ -60,8 +60,10 @@ def handler(event, context):
 """
 
 
-def provisioned_alias(name: str, function_version: str, provisioned: int, weights: dict | None = None) -> dict:
-    doc = alias("worker", name, function_version, weights)
+def provisioned_alias(
+    name: str, function_version: str, provisioned: int, weights: dict | None = None, function_name: str = "worker"
+) -> dict:
+    doc = alias(function_name, name, function_version, weights)
     doc["spec"]["provisionedConcurrency"] = provisioned
     return doc
 

@@ -106,10 +106,38 @@ async def test_unknown_versions_and_aliases_are_not_found(router, name, message)
     assert body["errorMessage"] == message
 
 
-async def test_a_qualified_event_invoke_is_refused_until_the_async_store_keeps_qualifiers(router):
-    status, _, body = await router.invoke_json("hello:1", {}, headers={"X-Amz-Invocation-Type": "Event"})
-    assert status == 400
-    assert "asynchronous (Event) invocations run $LATEST only" in body["errorMessage"]
+async def test_a_qualified_event_runs_its_version(make_router):
+    """An Event invoke of a version or an alias keeps its qualifier in the durable store:
+    it runs that version, and the destination record names both (Lambda's functionArn
+    with the qualifier, executedVersion the version that ran)."""
+    from tests.router.test_router_async import wait_queue
+
+    router = await make_router(
+        function("hello", LATEST_SOURCE, **{"async": {"onSuccess": {"queue": "ok"}}}),
+        version("hello", 1, version_source(1)),
+        alias("hello", "live", "1"),
+    )
+    sent = {}
+    for name in ("hello", "hello:1", "hello:live"):
+        status, headers, _ = await router.invoke(name, {}, headers={"X-Amz-Invocation-Type": "Event"})
+        assert status == 202
+        sent[headers["X-Amz-Request-Id"]] = name
+    records = {m["body"]["requestContext"]["requestId"]: m["body"] for m in await wait_queue(router, "ok", 3)}
+    got = {
+        sent[rid]: (r["requestContext"]["functionArn"], r["responseContext"]["executedVersion"], r["responsePayload"])
+        for rid, r in records.items()
+    }
+    arn = "lambdakube:default:function:hello"
+    assert got == {
+        "hello": (arn, "$LATEST", {"code": "latest", "version": "$LATEST"}),
+        "hello:1": (f"{arn}:1", "1", {"code": "v1", "version": "1"}),
+        "hello:live": (f"{arn}:live", "1", {"code": "v1", "version": "1"}),
+    }
+
+
+async def test_an_event_to_an_unknown_qualifier_is_not_found(router):
+    status, headers, _ = await router.invoke_json("hello:9", {}, headers={"X-Amz-Invocation-Type": "Event"})
+    assert status == 404 and headers["x-amzn-ErrorType"] == "ResourceNotFoundException"
 
 
 async def test_an_alias_splits_invocations_by_weight(router):

@@ -105,7 +105,10 @@ def test_report_lines_on_stdout(start_runtime):
 
 @pytest.mark.parametrize(
     "provisioned, first_has_init",
-    [pytest.param(False, True, id="on-demand: the first REPORT has it"), pytest.param(True, False, id="provisioned: none")],
+    [
+        pytest.param(False, True, id="on-demand: the first REPORT has it"),
+        pytest.param(True, False, id="provisioned: none"),
+    ],
 )
 def test_init_duration_only_on_an_on_demand_cold_start(start_runtime, provisioned, first_has_init):
     """A provisioned environment's Init ran before any invocation: Lambda reports no

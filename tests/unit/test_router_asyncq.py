@@ -114,3 +114,48 @@ async def test_store_takes_every_timestamp_from_its_caller(tmp_path):
         assert (msg["messageId"], msg["body"], msg["createdAt"]) == ("e1", b"rec", 1234.5)
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    "qualifier, executed, arn, version",
+    [
+        pytest.param(None, None, "lambdakube:ns:function:fn", "$LATEST", id="unqualified"),
+        pytest.param("3", None, "lambdakube:ns:function:fn:3", "3", id="a-version"),
+        pytest.param("live", "2", "lambdakube:ns:function:fn:live", "2", id="an-alias-ran-2"),
+        pytest.param("live", None, "lambdakube:ns:function:fn:live", "$LATEST", id="an-alias-never-ran"),
+    ],
+)
+def test_record_of_a_qualified_event(qualifier, executed, arn, version):
+    """Lambda's record names what the caller invoked and the version that ran."""
+    ev = StoredEvent("rid", "ns", "fn", b"{}", None, 0.0, 0.0, 0, 0, 1, 200, None, b"1", qualifier)
+    rec = destination_record(
+        ev, "Success", invocations=1, now=0.0, status=200, function_error=None, response=b"1", executed_version=executed
+    )
+    assert rec["requestContext"]["functionArn"] == arn
+    assert rec["responseContext"]["executedVersion"] == version
+
+
+async def test_a_store_of_an_older_router_gains_the_qualifier_column(tmp_path):
+    """Events written before qualifiers existed are kept, and run $LATEST as sent."""
+    import sqlite3
+
+    from lambdakube_router.asyncq.store import SCHEMA, AsyncStore, NewEvent
+
+    old = SCHEMA.replace(",\n    qualifier TEXT\n", "\n")
+    assert old != SCHEMA
+    db = sqlite3.connect(tmp_path / "async.sqlite3")
+    db.executescript(old)
+    db.execute(
+        "INSERT INTO events (id, namespace, function, payload, created_at, next_attempt_at)"
+        " VALUES ('old', 'ns', 'fn', '{}', 1.0, 1.0)"
+    )
+    db.commit()
+    db.close()
+    store = AsyncStore(tmp_path)
+    await store.open()
+    try:
+        await store.enqueue(NewEvent("new", "ns", "fn", b"{}", None, created_at=2.0, qualifier="live"))
+        due = await store.lease_due(10.0, 10)
+        assert {ev.id: ev.qualifier for ev in due} == {"old": None, "new": "live"}
+    finally:
+        await store.close()

@@ -174,8 +174,10 @@ code goes to the runtime in POST /init).
   verbs: ["patch"]
 - apiGroups: ["lambdakube.dev"]
   resources: ["functionversions", "functionaliases"]
-  # the informers' list and watch only (no read by name)
-  verbs: ["list", "watch"]
+  # the informers' list and watch (no read by name); patch: Lambda's
+  # Put/DeleteProvisionedConcurrencyConfig, spec.provisionedConcurrency only (the
+  # admission policy's provisioned-writes rule)
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["lambdakube.dev"]
   resources: ["concurrencyquotas"]
   verbs: ["list", "watch"]

@@ -60,10 +60,13 @@ def destination_record(
     status: int | None,
     function_error: str | None,
     response: bytes | None,
+    executed_version: str | None = None,
 ) -> dict:
-    """Lambda's invocation record for onSuccess/onFailure destinations."""
-    arn = function_arn(ev.namespace, ev.function)
-    response_context: dict = {"statusCode": status if status is not None else 200, "executedVersion": "$LATEST"}
+    """Lambda's invocation record for onSuccess/onFailure destinations: the ARN the
+    caller invoked (its qualifier included) and the version that ran last."""
+    arn = function_arn(ev.namespace, ev.function) + (f":{ev.qualifier}" if ev.qualifier else "")
+    executed = executed_version or (ev.qualifier if ev.qualifier and ev.qualifier.isdigit() else "$LATEST")
+    response_context: dict = {"statusCode": status if status is not None else 200, "executedVersion": executed}
     if function_error:
         response_context["functionError"] = function_error
     record = {
@@ -251,9 +254,17 @@ class Dispatcher:
                 ev, policy.EVENT_AGE_EXCEEDED, attempts, ev.last_status, ev.last_function_error, ev.last_response
             )
             return
+        invoked_arn = function_arn(ev.namespace, ev.function) + (f":{ev.qualifier}" if ev.qualifier else "")
         result = await self.engine.invoke(
-            ev.namespace, ev.function, ev.payload, request_id=ev.id, client_context=ev.client_context
+            ev.namespace,
+            ev.function,
+            ev.payload,
+            request_id=ev.id,
+            client_context=ev.client_context,
+            invoked_arn=invoked_arn,
+            qualifier=ev.qualifier,
         )
+        executed = result.headers.get("X-Amz-Executed-Version")
         outcome = _classify(result)
         now = self.wall_clock()
         cfg = self._async_config(ev) or cfg
@@ -269,7 +280,7 @@ class Dispatcher:
         assert a is not None, "after_attempt always says how many attempts were made"
         if decision.finished:
             assert decision.condition is not None
-            await self._finish(ev, decision.condition, a, status, fn_error, response)
+            await self._finish(ev, decision.condition, a, status, fn_error, response, executed)
             return
         assert decision.next_attempt_at is not None
         next_attempt_at = decision.next_attempt_at
@@ -297,6 +308,7 @@ class Dispatcher:
         status: int | None,
         fn_error: str | None,
         response: bytes | None,
+        executed_version: str | None = None,
     ) -> None:
         cfg = self._async_config(ev)
         messages: list[QueueMessage] = []
@@ -342,6 +354,7 @@ class Dispatcher:
                                 status=status,
                                 function_error=fn_error,
                                 response=response,
+                                executed_version=executed_version,
                             ),
                             separators=(",", ":"),
                         ).encode()

@@ -64,7 +64,8 @@ CREATE TABLE IF NOT EXISTS events (
     last_status INTEGER,
     last_function_error TEXT,
     last_response BLOB,
-    last_error TEXT
+    last_error TEXT,
+    qualifier TEXT
 );
 CREATE INDEX IF NOT EXISTS events_due ON events (leased, next_attempt_at);
 CREATE TABLE IF NOT EXISTS messages (
@@ -95,6 +96,9 @@ class StoredEvent:
     last_status: int | None
     last_function_error: str | None
     last_response: bytes | None
+    #: The version or alias the caller invoked (None: ``$LATEST``); resolved at each
+    #: attempt, as a synchronous invoke of it would be.
+    qualifier: str | None = None
     #: Wall-clock second this delivery's lease ends (set by ``lease_due``).
     leased_until: float = 0.0
 
@@ -107,6 +111,7 @@ class NewEvent:
     payload: bytes
     client_context: str | None
     created_at: float
+    qualifier: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,8 +150,17 @@ class CorruptStore(sqlite3.DatabaseError):
 _COLUMNS = (
     "id, namespace, function, payload, client_context, created_at, next_attempt_at,"
     " function_errors, system_retries, invocations, last_status, last_function_error,"
-    " last_response"
+    " last_response, qualifier"
 )
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Columns added since a store was created (``CREATE TABLE IF NOT EXISTS`` leaves an
+    existing table as it is): the events of a router before the change keep their rows,
+    with the new column empty (``$LATEST``, as they were sent)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(events)").fetchall()}
+    if "qualifier" not in have:
+        db.execute("ALTER TABLE events ADD COLUMN qualifier TEXT")
 
 
 class AsyncStore:
@@ -210,6 +224,7 @@ class AsyncStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self._synchronous}")
             db.executescript(SCHEMA)
+            _migrate(db)
             depth = collections.Counter(
                 dict(db.execute("SELECT namespace, COUNT(*) FROM events GROUP BY namespace").fetchall())
             )
@@ -315,8 +330,17 @@ class AsyncStore:
     def _insert(db: sqlite3.Connection, ev: NewEvent, next_attempt_at: float) -> None:
         db.execute(
             "INSERT OR IGNORE INTO events (id, namespace, function, payload, client_context,"
-            " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (ev.id, ev.namespace, ev.function, ev.payload, ev.client_context, ev.created_at, next_attempt_at),
+            " created_at, next_attempt_at, qualifier) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                ev.id,
+                ev.namespace,
+                ev.function,
+                ev.payload,
+                ev.client_context,
+                ev.created_at,
+                next_attempt_at,
+                ev.qualifier,
+            ),
         )
 
     async def enqueue(self, ev: NewEvent) -> None:
