@@ -2,10 +2,12 @@
 alias's provisioned concurrency becomes Ready pods of its version (labelled with its
 number), ``fn:live`` runs on them without a cold start and with that version's code,
 ``fn`` runs $LATEST's, a weighted alias reaches both versions, a $LATEST code change
-leaves the version's pods alone, and taking the provisioned concurrency off the alias
-drains them."""
+leaves the version's pods alone, Lambda's PutProvisionedConcurrencyConfig on a version
+gets it a Ready pod, and DeleteProvisionedConcurrencyConfig on the alias drains its."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -37,6 +39,16 @@ def alias(name: str, version: str, provisioned: int = 0, weights: dict | None = 
     if weights:
         spec["routingConfig"] = {"additionalVersionWeights": weights}
     return {"apiVersion": "lambdakube.dev/v1alpha1", "kind": "FunctionAlias", "metadata": {"name": name}, "spec": spec}
+
+
+def provisioned_call(c: Cluster, ns: str, method: str, qualifier: str, body: dict | None = None):
+    """Lambda's Put/DeleteProvisionedConcurrencyConfig through the router."""
+    return c.request(
+        method,
+        f"/2019-09-30/functions/{FN}/provisioned-concurrency?Qualifier={qualifier}",
+        json.dumps(body).encode() if body is not None else None,
+        {"X-Lambdakube-Namespace": ns, "Content-Type": "application/json"},
+    )
 
 
 def alias_status(c: Cluster, ns: str, name: str) -> dict:
@@ -116,8 +128,22 @@ def test_versions_aliases_and_their_provisioned_pods(release: Cluster, ns: str):
     assert (r.header("X-Amz-Executed-Version"), r.json()["version"]) == ("1", "code-1")
     assert r.json()["pod"] in names and r.header("X-Cold-Start") == "false"
 
-    # Provisioned concurrency taken off the alias: its pods drain and go.
-    release.apply(alias("live", "1", provisioned=0), ns)
+    # Lambda's PutProvisionedConcurrencyConfig on version 2, through the router (it
+    # patches the FunctionVersion): a Ready pod of version 2, and the version's status.
+    r = provisioned_call(release, ns, "PUT", "2", {"ProvisionedConcurrentExecutions": 1})
+    assert r.status == 202, r.body
+    wait_for(lambda: [x for x in version_pods(release, ns, "2") if _ready(x)], 180, "a Ready pod of version 2")
+    wait_for(
+        lambda: (release.get("functionversion", f"{FN}-v2", ns).get("status") or {}).get("status") == "READY",
+        60,
+        "version 2 READY",
+    )
+    row = release.kubectl("get", "fnv", f"{FN}-v2", "-n", ns, "--no-headers").stdout.split()
+    assert "1" in row and "READY" in row, row
+
+    # DeleteProvisionedConcurrencyConfig on the alias: its pods drain and go.
+    r = provisioned_call(release, ns, "DELETE", "live")
+    assert r.status == 204, r.body
     wait_for(
         lambda: not names & {p["metadata"]["name"] for p in release.pods(ns, FN, live_only=False)},
         120,
