@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-from . import invoker, loader, parent, report
+from . import invoker, loader, parent, report, runtimes
 from .capture import InvocationLog
 from .config import ConfigError, FunctionConfig, from_init_body
 from .context import LambdaContext
@@ -151,6 +151,8 @@ class Runtime:
         self.init_error: loader.InitError | None = None
         self.init_duration_ms: float | None = None
         self.worker = Worker()
+        #: The child and its Runtime API, for a Runtime API runtime (``runtime_api``).
+        self.api: Any = None
         self._cold = False  # the next invocation is the first after Init
         self._running: str | None = None  # request id of the invocation in progress
         self._exit_delay = exit_delay_seconds
@@ -202,8 +204,13 @@ class Runtime:
         self.state = INITIALIZING
 
     async def _run_init(self) -> None:
-        assert self.config is not None
-        handler, error, duration_ms = await self.worker.submit(loader.timed_load, self.config)
+        config = self.config
+        assert config is not None
+        if runtimes.is_builtin(config.runtime):
+            os.environ.update(self._lambda_variables(config, config.code_dir or os.getcwd(), None))
+            handler, error, duration_ms = await self.worker.submit(loader.timed_load, config)
+        else:
+            handler, (error, duration_ms) = None, await self._start_child(config)
         self.init_duration_ms = round(duration_ms, 3)
         if error is not None:
             self.init_error = error
@@ -213,6 +220,48 @@ class Runtime:
             self.handler = handler
             self._cold = True
             self.state = READY
+
+    def _lambda_variables(self, config: FunctionConfig, task_root: str, api_address: str | None) -> dict:
+        return runtimes.lambda_variables(
+            runtime=config.runtime,
+            function_name=config.function_name,
+            function_version=config.function_version,
+            memory_mb=config.memory_mb,
+            namespace=config.namespace,
+            handler=config.handler,
+            task_root=task_root,
+            env_id=self.env_id,
+            api_address=api_address,
+            environ=dict(os.environ),
+            now=time.time(),
+        )
+
+    async def _start_child(self, config: FunctionConfig) -> tuple[loader.InitError | None, float]:
+        """Init of a Runtime API runtime: its code in place, the child started, until its
+        first ``/next`` (``runtime_api``; imported only here: the built-in path never pays)."""
+        from .runtime_api import RuntimeApi  # noqa: PLC0415
+
+        task_root = config.code_dir or os.getcwd()
+        if config.inline_code:
+            filename = runtimes.inline_filename(config.runtime, config.inline_module, config.inline_filename)
+            try:
+                task_root = loader.write_inline_file(config, filename)
+            except OSError as exc:
+                return loader.InitError("Runtime.InvalidInlineCode", f"cannot write {filename}: {exc}"), 0.0
+        self.api = RuntimeApi(
+            runtime=config.runtime,
+            task_root=task_root,
+            variables=lambda address: self._lambda_variables(config, task_root, address),
+            on_gone=self._runtime_gone,
+        )
+        return await self.api.start()
+
+    def _runtime_gone(self, reason: str) -> None:
+        """The child exited between invocations: nothing can run here any more."""
+        if self.state == UNHEALTHY:
+            return
+        self._mark_unhealthy(reason)
+        self._exit()
 
     async def init(self, request: Request) -> Response:
         if self.state != GENERIC:
@@ -313,7 +362,8 @@ class Runtime:
             client_context = _parse_client_context(request.header("x-client-context"))
             invoked_arn = request.header(INVOKED_ARN_HEADER)
             deadline_ms = _parse_deadline(request.header("x-deadline-ms"))
-            event = _parse_event(request.body)
+            # A Runtime API runtime gets the payload as sent (its client parses it).
+            event = (request.body or b"{}") if self.api is not None else _parse_event(request.body)
         except BadInvokeRequest as exc:
             return error_response(400, "InvalidRequestContentException", str(exc), headers=headers)
         # Nothing runs between the busy check above and this line (no await, one thread).
@@ -334,7 +384,7 @@ class Runtime:
         """Start the invocation on the worker; the answer is resolved when the handler
         finishes or its time is up, whichever comes first."""
         config = self.config
-        assert config is not None and self.handler is not None
+        assert config is not None and (self.handler is not None or self.api is not None)
         start = time.monotonic()
         budget = config.timeout_seconds
         if deadline_ms is not None:
@@ -366,9 +416,26 @@ class Runtime:
         run = _Invocation(request_id, start, budget, log, headers, init_ms, tail, Pending())
         # The watchdog: a timer, not a task; cancelled when the handler finishes in time.
         run.timer = loop.call_later(budget, self._timed_out, run)
+        if self.api is not None:
+            next_headers = [
+                ("Lambda-Runtime-Aws-Request-Id", request_id),
+                ("Lambda-Runtime-Deadline-Ms", str(int((time.time() + budget) * 1000))),
+                ("Lambda-Runtime-Invoked-Function-Arn", context.invoked_function_arn),
+                ("Lambda-Runtime-Trace-Id", self._trace_id()),
+            ]
+            if client_context is not None:
+                next_headers.append(("Lambda-Runtime-Client-Context", json.dumps(client_context)))
+            self.api.invoke(request_id, event, next_headers, log, partial(self._finished, run))
+            return run.answer
         # Last, so the worker wakes when this loop iteration has little left to do.
         self.worker.call(invoker.invoke, (self.handler, event, context, log), partial(self._finished, run))
         return run.answer
+
+    @staticmethod
+    def _trace_id() -> str:
+        from .runtime_api import trace_id  # noqa: PLC0415 - loaded with the child
+
+        return trace_id(time.time())
 
     def _finished(self, run: _Invocation, outcome: invoker.Outcome | None, exc: BaseException | None) -> None:
         """On the loop, when the worker is done with ``run`` (in time or not)."""
@@ -400,6 +467,8 @@ class Runtime:
         run.log.write(message + "\n")
         body = json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}).encode()
         self._mark_unhealthy(f"request {run.request_id} timed out")
+        if self.api is not None:
+            self.api.kill()  # Lambda stops the runtime; this environment is recycled
         run.headers += [("X-Function-Error", "Unhandled"), ("X-Env-Unhealthy", "true")]
         response = Response(200, body, run.headers, close=True, after_sent=self._exit_after_response)
         self._report(run, duration_ms, response)
@@ -409,7 +478,7 @@ class Runtime:
         """END + REPORT lines (one write), and the metrics headers of an invocation that ran."""
         config = self.config
         assert config is not None
-        max_memory = report.max_memory_used_mb()
+        max_memory = report.max_memory_used_mb() if self.api is None else self.api.max_memory_mb()
         run.log.write(
             report.end_line(run.request_id)
             + report.report_line(run.request_id, duration_ms, config.memory_mb, max_memory, run.init_ms)
@@ -475,6 +544,9 @@ def shutdown_process(code: int) -> None:
     for stream in (sys.__stdout__, sys.__stderr__):
         _write(stream, "")
     loader.remove_inline_dirs()
+    children = sys.modules.get(__package__ + ".runtime_api")
+    if children is not None:
+        children.kill_children()
     os._exit(code)
 
 
