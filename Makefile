@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: dev test test-fast test-e2e lint schemathesis controlplane helm rie tools node-deps images node deps crds bench bench-node e2e clean
+.PHONY: dev test test-fast test-e2e lint schemathesis controlplane helm rie tools node-deps images node deps crds bench bench-node e2e clean lambda-go node-ric runtime-clients bench-runtime-api
 
 # Main job: the router on the embedded local backend, serving examples/ on 127.0.0.1:9000.
 dev: $(STAMP)
@@ -47,6 +47,17 @@ tools:
 # Lambda's emulator (aws-lambda-rie) + awslambdaric: the benches' baseline, not a test tool.
 rie: $(STAMP)
 	@PYTHON=$(PY) bash hack/build-tools.sh rie >/dev/null
+
+# The Runtime API conformance tests' real clients (tests/runtime/test_runtime_api_clients.py):
+# awslambdaric (with `rie`), a function built with aws-lambda-go, and aws-lambda-ric from npm
+# (a native build: needs autoconf automake libtool g++ cmake).
+lambda-go:
+	@bash hack/build-tools.sh lambdago >/dev/null
+
+node-ric:
+	@bash hack/build-tools.sh noderic >/dev/null
+
+runtime-clients: rie lambda-go node-ric
 
 # helm alone (about 2 minutes cold): all that `make test-fast` needs of the tools.
 helm:

@@ -37,6 +37,9 @@ DEFAULT = "python3.12"
 NODE_BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node", "bootstrap.mjs")
 #: ``LAMBDAKUBE_NODE``: the node binary (default: ``node`` on PATH).
 NODE_VARIABLE = "LAMBDAKUBE_NODE"
+#: ``LAMBDAKUBE_NODE_RIC``: Lambda's own Node.js client (aws-lambda-ric's ``index.mjs``,
+#: a native build: ``make node-ric``) to run instead of our bootstrap, where installed.
+NODE_RIC_VARIABLE = "LAMBDAKUBE_NODE_RIC"
 #: Lambda's default region when the environment sets none.
 DEFAULT_REGION = "us-east-1"
 
@@ -81,7 +84,9 @@ def inline_filename(runtime: str, module: str, filename: str | None = None) -> s
 def command(runtime: str, task_root: str, environ: dict[str, str]) -> list[str]:
     """The child process's argv for a Runtime API runtime."""
     if _is_node(runtime):
-        return [environ.get(NODE_VARIABLE) or "node", NODE_BOOTSTRAP]
+        node = environ.get(NODE_VARIABLE) or "node"
+        ric = environ.get(NODE_RIC_VARIABLE)
+        return [node, ric, environ.get("_HANDLER", "")] if ric else [node, NODE_BOOTSTRAP]
     if runtime in PROVIDED:
         return [os.path.join(task_root, "bootstrap")]
     raise UnknownRuntime(f"runtime {runtime!r} runs in-process, not through the Runtime API")
