@@ -180,16 +180,16 @@ def trace_id(now: float) -> str:
     return f"Root=1-{int(now):08x}-{os.urandom(12).hex()};Parent={os.urandom(8).hex()};Sampled=0"
 
 
-def peak_rss_mb(pid: int) -> int:
-    """The child's peak resident set (``VmHWM``), in MB rounded up; 0 if unreadable."""
+def peak_rss_mb(status: bytes) -> int:
+    """The peak resident set (``VmHWM``) of a ``/proc/<pid>/status``, in MB rounded up;
+    0 if it has none."""
+    at = status.find(b"VmHWM:")
+    if at < 0:
+        return 0
     try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"VmHWM:"):
-                    return -(-int(line.split()[1]) // 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+        return -(-int(status[at + 6 :].split(None, 1)[0]) // 1024)
+    except (ValueError, IndexError):
+        return 0
 
 
 class _Call:
@@ -229,7 +229,7 @@ class RuntimeApi:
         self._delivered = False
         self._parked: Pending | None = None
         self._pipe = -1
-        self._pending_text = b""
+        self._status_fd = -1  # the child's /proc/<pid>/status, kept open (read per invoke)
 
     # -- Init --------------------------------------------------------------------------
 
@@ -265,6 +265,10 @@ class RuntimeApi:
         finally:
             os.close(write_end)
         _CHILDREN.add(self.proc.pid)
+        try:
+            self._status_fd = os.open(f"/proc/{self.proc.pid}/status", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:  # no procfs: Max Memory Used reads 0
+            pass
         os.set_blocking(read_end, False)
         self._pipe = read_end
         loop.add_reader(read_end, self._drain)
@@ -328,7 +332,28 @@ class RuntimeApi:
                 pass
 
     def max_memory_mb(self) -> int:
-        return peak_rss_mb(self.proc.pid) if self.proc is not None else 0
+        """The child's peak RSS: one ``pread`` of its status file (open since its start,
+        so no open/close per invocation)."""
+        if self._status_fd < 0:
+            return 0
+        try:
+            return peak_rss_mb(os.pread(self._status_fd, 4096, 0))
+        except OSError:  # the child is gone
+            return 0
+
+    def next_headers(
+        self, request_id: str, deadline: float, arn: str, client_context: dict | None
+    ) -> list[tuple[str, str]]:
+        """The ``/next`` answer's headers, as Lambda's (Cognito identity: none here)."""
+        headers = [
+            ("Lambda-Runtime-Aws-Request-Id", request_id),
+            ("Lambda-Runtime-Deadline-Ms", str(int(deadline * 1000))),
+            ("Lambda-Runtime-Invoked-Function-Arn", arn),
+            ("Lambda-Runtime-Trace-Id", trace_id(time.time())),
+        ]
+        if client_context is not None:
+            headers.append(("Lambda-Runtime-Client-Context", json.dumps(client_context)))
+        return headers
 
     # -- the Runtime API (from the child) ----------------------------------------------
 
@@ -360,23 +385,29 @@ class RuntimeApi:
             self.kill()  # Lambda resets a runtime whose Init failed
             return _accepted()
         assert call is not None
+        # The outcome is taken now (no other call can take it), and given to the caller
+        # once the child has its answer: the child's next /next then overlaps with the
+        # answer to the caller, instead of waiting for it (sequential invokes).
+        elapsed = self._elapsed(call)
+        self._call, self._delivered, self.phase = None, False, WAITING
         if action == TOO_LARGE:
             message = f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
             body = json.dumps({"errorMessage": message, "errorType": "Function.ResponseSizeTooLarge"}).encode()
-            self._finish(Outcome(body, "Function.ResponseSizeTooLarge", False, self._elapsed(call)))
-            return json_response(
+            answer = json_response(
                 413,
                 {
                     "errorMessage": f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).",
                     "errorType": "RequestEntityTooLarge",
                 },
             )
-        if action == ERROR:
+            outcome = Outcome(body, "Function.ResponseSizeTooLarge", False, elapsed)
+        elif action == ERROR:
             error_type = error_type_of(request.header("lambda-runtime-function-error-type"))
-            self._finish(Outcome(request.body, error_type, False, self._elapsed(call)))
-            return _accepted()
-        self._finish(Outcome(request.body, None, False, self._elapsed(call)))
-        return _accepted()
+            answer, outcome = _accepted(), Outcome(request.body, error_type, False, elapsed)
+        else:
+            answer, outcome = _accepted(), Outcome(request.body, None, False, elapsed)
+        answer.after_sent = lambda: self._finish(call, outcome)
+        return answer
 
     def _park(self) -> Pending:
         self._parked = Pending()
@@ -390,19 +421,15 @@ class RuntimeApi:
         if self._init is not None and not self._init.done():
             self._init.set_result(error)
 
-    def _finish(self, outcome: Outcome) -> None:
-        call, self._call = self._call, None
-        self._delivered = False
-        if self.phase != GONE:
-            self.phase = WAITING
-        self._drain()  # what it printed before answering belongs to this invocation
-        if call is not None:
-            call.on_done(outcome, None)
+    def _finish(self, call: _Call, outcome: Outcome) -> None:
+        self._drain(call)  # what it printed before answering belongs to this invocation
+        call.on_done(outcome, None)
 
     # -- the child's output and exit ---------------------------------------------------
 
-    def _drain(self) -> None:
-        """Copy what the child wrote to our stdout and the running invocation's log."""
+    def _drain(self, call: _Call | None = None) -> None:
+        """Copy what the child wrote to our stdout and the running invocation's log
+        (``call``: the one that just answered)."""
         fd = self._pipe
         if fd < 0:
             return
@@ -419,9 +446,9 @@ class RuntimeApi:
                 self._pipe = -1
                 return
             _write_out(data)
-            call = self._call
-            if call is not None:
-                call.log.capture(data.decode("utf-8", "backslashreplace"))
+            log_call = call or self._call
+            if log_call is not None:
+                log_call.log.capture(data.decode("utf-8", "backslashreplace"))
 
     def _exited(self) -> None:
         proc = self.proc

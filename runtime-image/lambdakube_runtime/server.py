@@ -397,6 +397,18 @@ class Runtime:
             headers.append(("X-Function-Error", "Unhandled"))
             return error_response(200, "Sandbox.Timedout", message, headers=headers)
 
+        init_ms, self._cold = (self.init_duration_ms if self._cold else None), False
+        log = InvocationLog(sys.stdout)
+        log.write(report.start_line(request_id, config.function_version))
+        loop = asyncio.get_running_loop()
+        run = _Invocation(request_id, start, budget, log, headers, init_ms, tail, Pending())
+        # The watchdog: a timer, not a task; cancelled when the handler finishes in time.
+        run.timer = loop.call_later(budget, self._timed_out, run)
+        if self.api is not None:  # the child's /next answer (runtime_api)
+            arn = invoked_arn or f"lambdakube:{config.namespace}:function:{config.function_name}"
+            next_headers = self.api.next_headers(request_id, time.time() + budget, arn, client_context)
+            self.api.invoke(request_id, event, next_headers, log, partial(self._finished, run))
+            return run.answer
         context = LambdaContext(
             request_id=request_id,
             function_name=config.function_name,
@@ -409,33 +421,9 @@ class Runtime:
             client_context=client_context,
             invoked_function_arn=invoked_arn,
         )
-        init_ms, self._cold = (self.init_duration_ms if self._cold else None), False
-        log = InvocationLog(sys.stdout)
-        log.write(report.start_line(request_id, config.function_version))
-        loop = asyncio.get_running_loop()
-        run = _Invocation(request_id, start, budget, log, headers, init_ms, tail, Pending())
-        # The watchdog: a timer, not a task; cancelled when the handler finishes in time.
-        run.timer = loop.call_later(budget, self._timed_out, run)
-        if self.api is not None:
-            next_headers = [
-                ("Lambda-Runtime-Aws-Request-Id", request_id),
-                ("Lambda-Runtime-Deadline-Ms", str(int((time.time() + budget) * 1000))),
-                ("Lambda-Runtime-Invoked-Function-Arn", context.invoked_function_arn),
-                ("Lambda-Runtime-Trace-Id", self._trace_id()),
-            ]
-            if client_context is not None:
-                next_headers.append(("Lambda-Runtime-Client-Context", json.dumps(client_context)))
-            self.api.invoke(request_id, event, next_headers, log, partial(self._finished, run))
-            return run.answer
         # Last, so the worker wakes when this loop iteration has little left to do.
         self.worker.call(invoker.invoke, (self.handler, event, context, log), partial(self._finished, run))
         return run.answer
-
-    @staticmethod
-    def _trace_id() -> str:
-        from .runtime_api import trace_id  # noqa: PLC0415 - loaded with the child
-
-        return trace_id(time.time())
 
     def _finished(self, run: _Invocation, outcome: invoker.Outcome | None, exc: BaseException | None) -> None:
         """On the loop, when the worker is done with ``run`` (in time or not)."""
