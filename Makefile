@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: dev test test-fast test-e2e lint schemathesis controlplane helm rie tools node-deps images node deps crds bench bench-node e2e clean lambda-go node-ric runtime-clients bench-runtime-api
+.PHONY: dev test test-fast test-e2e lint schemathesis controlplane helm rie tools node-deps images node deps crds bench bench-node e2e clean lambda-go node-ric node-sdk runtime-clients bench-runtime-api
 
 # Main job: the router on the embedded local backend, serving examples/ on 127.0.0.1:9000.
 dev: $(STAMP)
@@ -57,7 +57,11 @@ lambda-go:
 node-ric:
 	@bash hack/build-tools.sh noderic >/dev/null
 
-runtime-clients: rie lambda-go node-ric
+# @aws-sdk/client-lambda (npm, plain JavaScript): the seeds' Node.js orchestrator's SDK.
+node-sdk:
+	@bash hack/build-tools.sh nodesdk >/dev/null
+
+runtime-clients: rie lambda-go node-ric node-sdk
 
 # helm alone (about 2 minutes cold): all that `make test-fast` needs of the tools.
 helm:

@@ -12,6 +12,8 @@
 #       function built with github.com/aws/aws-lambda-go from tests/runtime/clients/go)
 #   ~/.cache/lambdakube/tools/noderic-<version>/bin/noderic (test only: aws-lambda-ric from
 #       npm, Lambda's Node.js runtime interface client, in noderic-<version>/node_modules)
+#   ~/.cache/lambdakube/tools/nodesdk-<version>/bin/nodesdk (test only: @aws-sdk/client-lambda
+#       from npm in nodesdk-<version>/node_modules, for Node.js handlers that invoke others)
 #   ~/.cache/lambdakube/tools/bin/{helm,kind,coredns}      (symlinks: one dir for PATH)
 #
 # None of the modules has `replace` directives, so plain `go install pkg@version` works
@@ -40,6 +42,7 @@ RIE_MODULE_VERSION="${RIE_MODULE_VERSION:-v0.0.0-20261030222936-bef5c4ba774d}"
 AWSLAMBDARIC_VERSION="${AWSLAMBDARIC_VERSION:-4.2.2}"
 AWS_LAMBDA_GO_VERSION="${AWS_LAMBDA_GO_VERSION:-v1.55.1}"
 AWS_LAMBDA_RIC_NPM_VERSION="${AWS_LAMBDA_RIC_NPM_VERSION:-4.0.2}"
+AWS_SDK_CLIENT_LAMBDA_VERSION="${AWS_SDK_CLIENT_LAMBDA_VERSION:-3.1178.0}"
 LAMBDA_GO_SOURCE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/runtime/clients/go/main.go"
 CACHE_ROOT="${LAMBDAKUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lambdakube}"
 TOOLS="$CACHE_ROOT/tools"
@@ -58,7 +61,8 @@ version_of() {
     rie) echo "${RIE_MODULE_VERSION##*-}-ric$AWSLAMBDARIC_VERSION" ;;
     lambdago) echo "$AWS_LAMBDA_GO_VERSION-$(sha256sum "$LAMBDA_GO_SOURCE" | cut -c1-12)" ;;
     noderic) echo "$AWS_LAMBDA_RIC_NPM_VERSION" ;;
-    *) log "unknown tool: $1 (helm, kind, coredns, rie, lambdago, noderic)"; exit 2 ;;
+    nodesdk) echo "$AWS_SDK_CLIENT_LAMBDA_VERSION" ;;
+    *) log "unknown tool: $1 (helm, kind, coredns, rie, lambdago, noderic, nodesdk)"; exit 2 ;;
   esac
 }
 
@@ -193,6 +197,22 @@ SH
   log "noderic built in $((SECONDS - start)) s"
 }
 
+# @aws-sdk/client-lambda from npm (plain JavaScript, no build): what a Node.js handler uses
+# to invoke another function. bin/nodesdk prints its node_modules directory.
+build_nodesdk() {
+  local out="$1" start=$SECONDS work
+  command -v npm >/dev/null || { log "npm is required for @aws-sdk/client-lambda (apt-get install npm)"; exit 1; }
+  work="$(mktemp -d)"
+  log "installing @aws-sdk/client-lambda $AWS_SDK_CLIENT_LAMBDA_VERSION (npm)"
+  npm install --prefix "$work" --cache "$TOOLS/.npm-cache" --no-audit --no-fund --loglevel=error \
+    "@aws-sdk/client-lambda@$AWS_SDK_CLIENT_LAMBDA_VERSION" >&2
+  mkdir -p "$work/bin"
+  printf '#!/bin/sh\necho "$(dirname "$(readlink -f "$0")")/../node_modules"\n' > "$work/bin/nodesdk"
+  chmod +x "$work/bin/nodesdk"
+  rm -rf "$(dirname "$out")" && mkdir -p "$TOOLS" && mv "$work" "$(dirname "$out")"
+  log "nodesdk built in $((SECONDS - start)) s"
+}
+
 for tool in "${want[@]}"; do version_of "$tool" >/dev/null; done  # unknown name: exit 2
 
 # Which make target builds a tool: helm alone is all the fast suite needs of them.
@@ -201,6 +221,7 @@ make_hint_of() {
     helm) echo "run \`make helm\` first (\`make tools\` builds it too)" ;;
     rie) echo "run \`make rie\` first (\`make bench\` and \`make runtime-clients\` do)" ;;
     lambdago) echo "run \`make lambda-go\` first (\`make runtime-clients\` does)" ;;
+    nodesdk) echo "run \`make node-sdk\` first (\`make runtime-clients\` does)" ;;
     noderic) echo "run \`make node-ric\` first (\`make runtime-clients\` does; needs autoconf automake libtool g++ cmake)" ;;
     *) echo "run \`make tools\` first" ;;
   esac

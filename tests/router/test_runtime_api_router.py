@@ -13,6 +13,7 @@ import shutil
 import pytest
 
 from tests.router.conftest import function
+from tests.runtime.runtime_clients import tool_root
 
 INSTANCE = """
 import { randomUUID } from "node:crypto";
@@ -96,3 +97,72 @@ async def test_a_provided_shell_bootstrap(make_router):
     status, _, body = await router.invoke("shell", {"n": 1})
     assert status == 200
     assert json.loads(body) == {"shell": {"n": 1}}
+
+
+WORKER = """
+import { randomUUID } from "node:crypto";
+
+const instanceId = randomUUID();
+
+export const handler = async (event) => {
+  console.log(`worker ${instanceId} got ${event.n}`);
+  await new Promise((resolve) => setTimeout(resolve, 200)); // hold the environment
+  return { instanceId, n: event.n, doubled: event.n * 2 };
+};
+"""
+
+# The seeds' orchestrator: @aws-sdk/client-lambda, ten concurrent invokes of the worker
+# with LogType Tail. CommonJS (require honours NODE_PATH; an ES module's import would
+# need the SDK under the code's own node_modules). The endpoint comes in the event only
+# because the test's router port is known once it listens; the SDK reads it, and the
+# region and credentials, from the environment as in any Lambda function.
+ORCHESTRATOR = """
+const { LambdaClient, InvokeCommand } = require("@aws-sdk/client-lambda");
+
+exports.handler = async (event) => {
+  process.env.AWS_ENDPOINT_URL_LAMBDA ??= event.endpoint;
+  const client = new LambdaClient({});
+  const calls = Array.from({ length: 10 }, (_, n) =>
+    client.send(
+      new InvokeCommand({
+        FunctionName: "worker",
+        Payload: JSON.stringify({ n }),
+        LogType: "Tail",
+      }),
+    ),
+  );
+  const answers = await Promise.all(calls);
+  return answers.map((answer) => ({
+    status: answer.StatusCode,
+    payload: JSON.parse(Buffer.from(answer.Payload).toString()),
+    log: Buffer.from(answer.LogResult, "base64").toString(),
+  }));
+};
+"""
+
+
+async def test_the_seeds_orchestrator_fans_out_with_the_aws_sdk(make_router):
+    sdk = tool_root("nodesdk") / "node_modules"
+    credentials = {"AWS_ACCESS_KEY_ID": "lambdakube", "AWS_SECRET_ACCESS_KEY": "unused", "NODE_PATH": str(sdk)}
+    orchestrator = function(
+        "orchestrator",
+        ORCHESTRATOR,
+        runtime="nodejs20.x",
+        timeoutSeconds=30,
+        env=credentials,
+        code={"inline": {"source": ORCHESTRATOR, "filename": "index.js"}},
+    )
+    router = await make_router(orchestrator, function("worker", WORKER, runtime="nodejs20.x"))
+    status, _, body = await router.invoke_json("orchestrator", {"endpoint": router.url("/")[:-1]})
+    assert status == 200, body
+    assert [answer["status"] for answer in body] == [200] * 10
+    assert [answer["payload"]["doubled"] for answer in body] == [n * 2 for n in range(10)]
+    # Each worker environment has its own instance: more than one served the ten calls
+    # at once (each holds its environment a while), never more than were started (a
+    # waiting call takes whichever environment is free first, maybe not its own).
+    instances = {answer["payload"]["instanceId"] for answer in body}
+    state = await router.get_json("/lambdakube/v1/namespaces/default/functions/worker")
+    assert 1 < len(instances) <= len(state["pool"]["environments"])
+    for n, answer in enumerate(body):
+        assert f"worker {answer['payload']['instanceId']} got {n}" in answer["log"]
+        assert "REPORT RequestId: " in answer["log"]
