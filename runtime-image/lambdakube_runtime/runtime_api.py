@@ -254,6 +254,7 @@ class RuntimeApi:
                 stdout=write_end,
                 stderr=write_end,
                 start_new_session=True,  # its own process group: a timeout kills all of it
+                preexec_fn=_die_with_parent(os.getpid()),
             )
         except OSError as exc:
             os.close(read_end)
@@ -469,6 +470,26 @@ class RuntimeApi:
             call.on_done(Outcome(body, "Runtime.ExitError", True, self._elapsed(call)), None)
             return
         self._on_gone(f"its runtime process exited ({exit_message(None, status)})")
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when this process ends, however
+    it ends (a kill -9 from the router, an OOM kill): a runtime must not outlive its
+    environment (Linux ``PR_SET_PDEATHSIG``; ``ctypes`` is imported only here, at the
+    Init of a Runtime API runtime, never on the built-in path). None where unavailable."""
+    try:
+        import ctypes  # noqa: PLC0415
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (ImportError, OSError, AttributeError):
+        return None
+
+    def preexec() -> None:
+        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the call above
+            os._exit(1)
+
+    return preexec
 
 
 def _accepted() -> Response:

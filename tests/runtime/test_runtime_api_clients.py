@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 import time
 
 import pytest
@@ -244,3 +245,23 @@ def test_missing_bootstrap_is_an_init_error(start_runtime, tmp_path):
     assert status == 503
     assert body["error"]["errorType"] == "Runtime.InvalidEntrypoint"
     assert os.path.join(str(tmp_path), "bootstrap") in body["error"]["errorMessage"]
+
+
+def test_the_runtime_dies_with_its_environment(start_runtime, tmp_path):
+    """A kill -9 of the environment (the router's, an OOM kill) takes its runtime along,
+    even one busy in a handler that would not notice the Runtime API is gone for long."""
+    rt = start(start_runtime, tmp_path, "node-esm", LAMBDAKUBE_TIMEOUT_SECONDS="60")
+    pid = rt.invoke({}).json()["pid"]
+    busy = threading.Thread(target=lambda: _ignore_errors(rt.invoke, {"sleepMs": 30000}), daemon=True)
+    busy.start()
+    rt.wait_for_line('node handler got {"sleepMs":30000}')
+    rt.proc.kill()
+    rt.wait_exit()
+    _wait_gone(pid, timeout=5)
+
+
+def _ignore_errors(fn, *args) -> None:
+    try:
+        fn(*args)
+    except OSError:  # the environment was killed under the request
+        pass
