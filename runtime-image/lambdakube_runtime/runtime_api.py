@@ -446,10 +446,11 @@ class RuntimeApi:
                 os.close(fd)
                 self._pipe = -1
                 return
-            _write_out(data)
             log_call = call or self._call
             if log_call is not None:
+                log_call.log.flush()  # its START line first
                 log_call.log.capture(data.decode("utf-8", "backslashreplace"))
+            _write_out(data)
 
     def _exited(self) -> None:
         proc = self.proc

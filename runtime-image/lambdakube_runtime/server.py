@@ -399,7 +399,10 @@ class Runtime:
 
         init_ms, self._cold = (self.init_duration_ms if self._cold else None), False
         log = InvocationLog(sys.stdout)
-        log.write(report.start_line(request_id, config.function_version))
+        if self.api is None:
+            log.write(report.start_line(request_id, config.function_version))
+        else:  # written before the runtime's first output, or with END (runtime_api)
+            log.defer(report.start_line(request_id, config.function_version))
         loop = asyncio.get_running_loop()
         run = _Invocation(request_id, start, budget, log, headers, init_ms, tail, Pending())
         # The watchdog: a timer, not a task; cancelled when the handler finishes in time.
@@ -445,6 +448,7 @@ class Runtime:
             response.close, response.after_sent = True, self._exit_after_response
         self._report(run, outcome.duration_ms, response)
         run.answer.resolve(response)
+        run.log.flush()
 
     def _timed_out(self, run: _Invocation) -> None:
         """The watchdog fired before the worker finished: answer now, then recycle."""
@@ -461,16 +465,21 @@ class Runtime:
         response = Response(200, body, run.headers, close=True, after_sent=self._exit_after_response)
         self._report(run, duration_ms, response)
         run.answer.resolve(response)
+        run.log.flush()
 
     def _report(self, run: _Invocation, duration_ms: float, response: Response) -> None:
-        """END + REPORT lines (one write), and the metrics headers of an invocation that ran."""
+        """END + REPORT lines (one write; a Runtime API invocation's after its answer, with
+        ``log.flush``), and the metrics headers of an invocation that ran."""
         config = self.config
         assert config is not None
         max_memory = report.max_memory_used_mb() if self.api is None else self.api.max_memory_mb()
-        run.log.write(
-            report.end_line(run.request_id)
-            + report.report_line(run.request_id, duration_ms, config.memory_mb, max_memory, run.init_ms)
+        lines = report.end_line(run.request_id) + report.report_line(
+            run.request_id, duration_ms, config.memory_mb, max_memory, run.init_ms
         )
+        if self.api is None:
+            run.log.write(lines)
+        else:
+            run.log.defer(lines)
         response.headers += [
             ("X-Run-Duration-Ms", f"{duration_ms:.3f}"),
             ("X-Billed-Duration-Ms", str(report.billed_ms(duration_ms))),
