@@ -12,12 +12,12 @@ dev: $(STAMP)
 
 # Whole suite: unit, runtime, router, cluster tests against a real kube-apiserver, and
 # the e2e suite on a real node (tests/e2e: kubelet + containerd on this machine, as root).
-test: $(STAMP) node lint
+test: $(STAMP) node runtime-clients lint
 	$(PY) -m pytest -q
 
 # Everything that needs no Kubernetes control plane. Tests never build a tool (a missing
 # one fails naming its make target), so the one the chart tests use is built first.
-test-fast: $(STAMP) helm
+test-fast: $(STAMP) helm runtime-clients
 	$(PY) -m pytest -q -m "not cluster and not e2e"
 
 # Lint and types (configured in pyproject.toml); part of `make test`.
@@ -92,9 +92,15 @@ crds: $(STAMP)
 
 bench: $(STAMP) rie
 	$(PY) bench/router_overhead.py
+	$(PY) bench/runtime_api.py
 	$(PY) bench/cold_start.py
 	$(PY) bench/overload.py
 	$(PY) bench/config_scale.py
+
+# The Runtime API's cost alone: built-in vs Runtime API (awslambdaric, Node.js, Go) vs
+# aws-lambda-rie, warm and cold (the other clients' rows need `make runtime-clients`).
+bench-runtime-api: $(STAMP) rie
+	$(PY) bench/runtime_api.py
 
 # Cold starts and warm overhead on real pods (brings up the real node itself).
 bench-node: $(STAMP) node

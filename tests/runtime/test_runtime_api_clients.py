@@ -264,3 +264,33 @@ def _ignore_errors(fn, *args) -> None:
         fn(*args)
     except OSError:  # the environment was killed under the request
         pass
+
+
+NODE_INIT_ERRORS = {
+    "no such module": ({}, "index.handler", "Runtime.ImportModuleError"),
+    "no such export": ({"index.mjs": "export const other = 1;\n"}, "index.handler", "Runtime.HandlerNotFound"),
+    "module throws": ({"index.mjs": "throw new RangeError('at import');\n"}, "index.handler", "RangeError"),
+}
+
+
+@pytest.mark.parametrize("name", NODE_INIT_ERRORS)
+def test_node_init_errors(start_runtime, tmp_path, name):
+    node_binary()
+    files, handler, error_type = NODE_INIT_ERRORS[name]
+    for filename, text in files.items():
+        (tmp_path / filename).write_text(text)
+    rt = start_runtime(handler, code_dir=str(tmp_path), env={"LAMBDAKUBE_RUNTIME": "nodejs20.x"}, wait="settled")
+    status, body = rt.get_json("/readyz")
+    assert status == 503 and body["state"] == "init_failed"
+    assert body["error"]["errorType"] == error_type
+
+
+def test_an_uncaught_node_exception_fails_the_invocation_and_recycles(start_runtime, tmp_path):
+    node_binary()
+    source = "export const handler = () => new Promise(() => setTimeout(() => { throw new Error('late'); }, 1));\n"
+    (tmp_path / "index.mjs").write_text(source)
+    rt = start_runtime("index.handler", code_dir=str(tmp_path), env={"LAMBDAKUBE_RUNTIME": "nodejs20.x"})
+    reply = rt.invoke({})
+    assert reply.header("X-Function-Error") == "Unhandled"
+    assert reply.json()["errorMessage"] == "late"
+    assert rt.wait_exit() == 0  # the Node.js runtime exits after an uncaught exception
