@@ -112,14 +112,14 @@ export const handler = async (event) => {
 """
 
 # The seeds' orchestrator: @aws-sdk/client-lambda, ten concurrent invokes of the worker
-# with LogType Tail. CommonJS (require honours NODE_PATH; an ES module's import would
-# need the SDK under the code's own node_modules). The endpoint comes in the event only
-# because the test's router port is known once it listens; the SDK reads it, and the
-# region and credentials, from the environment as in any Lambda function.
+# with LogType Tail. An ES module importing the SDK from NODE_PATH, as a Lambda function
+# imports the runtime's own SDK. The endpoint comes in the event only because the test's
+# router port is known once it listens; the SDK reads it, and the region and
+# credentials, from the environment as in any Lambda function.
 ORCHESTRATOR = """
-const { LambdaClient, InvokeCommand } = require("@aws-sdk/client-lambda");
+import { LambdaClient, InvokeCommand } from "@aws-sdk/client-lambda";
 
-exports.handler = async (event) => {
+export const handler = async (event) => {
   process.env.AWS_ENDPOINT_URL_LAMBDA ??= event.endpoint;
   const client = new LambdaClient({});
   const calls = Array.from({ length: 10 }, (_, n) =>
@@ -150,7 +150,6 @@ async def test_the_seeds_orchestrator_fans_out_with_the_aws_sdk(make_router):
         runtime="nodejs20.x",
         timeoutSeconds=30,
         env=credentials,
-        code={"inline": {"source": ORCHESTRATOR, "filename": "index.js"}},
     )
     router = await make_router(orchestrator, function("worker", WORKER, runtime="nodejs20.x"))
     status, _, body = await router.invoke_json("orchestrator", {"endpoint": router.url("/")[:-1]})

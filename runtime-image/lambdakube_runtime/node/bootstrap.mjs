@@ -12,7 +12,13 @@
 //
 // Differences from Lambda's client: a callback answers at once (as
 // `context.callbackWaitsForEmptyEventLoop = false`); no response streaming.
+//
+// `NODE_PATH` (directories named node_modules, as Lambda's /opt/nodejs/node_modules) is
+// honoured by `import` too, as Lambda's runtime makes its SDK importable from ES modules:
+// Node's ES module resolver ignores NODE_PATH, so a resolve hook retries a bare
+// specifier there (registered only when NODE_PATH is set: hooks cost a loader thread).
 import http from "node:http";
+import module from "node:module";
 import path from "node:path";
 import fs from "node:fs";
 import { pathToFileURL } from "node:url";
@@ -66,6 +72,35 @@ function patchConsole() {
       const text = format(...args).replace(/\n/g, "\r");
       stream.write(`${new Date().toISOString()}\t${currentRequestId ?? "undefined"}\t${level}\t${text}\n`);
     };
+  }
+}
+
+const RESOLVE_FROM_NODE_PATH = `
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+let parents = [];
+export async function initialize(dirs) {
+  parents = dirs.map((dir) => pathToFileURL(path.join(dir, "..", "lambdakube-node-path.mjs")).href);
+}
+export async function resolve(specifier, context, nextResolve) {
+  try {
+    return await nextResolve(specifier, context);
+  } catch (error) {
+    if (error?.code !== "ERR_MODULE_NOT_FOUND" || /^(\\.|\\/|node:|file:|data:)/.test(specifier)) throw error;
+    for (const parentURL of parents) {
+      try {
+        return await nextResolve(specifier, { ...context, parentURL });
+      } catch {}
+    }
+    throw error;
+  }
+}
+`;
+
+function honourNodePath() {
+  const dirs = (process.env.NODE_PATH || "").split(path.delimiter).filter(Boolean);
+  if (dirs.length && typeof module.register === "function") {
+    module.register("data:text/javascript," + encodeURIComponent(RESOLVE_FROM_NODE_PATH), { data: dirs });
   }
 }
 
@@ -150,6 +185,7 @@ function runHandler(handler, event, headers) {
 
 async function main() {
   patchConsole();
+  honourNodePath();
   let handler;
   try {
     handler = await loadHandler();
