@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import threading
 import time
 
@@ -21,9 +22,15 @@ def node_dir(tmp_path):
     return CLIENTS / "node"
 
 
+def shell_dir(tmp_path):
+    if shutil.which("curl") is None:
+        pytest.fail("curl is not installed: `apt-get install curl` (the shell bootstrap's client)", pytrace=False)
+    return CLIENTS / "shell"
+
+
 #: client -> (runtime, handler, code directory maker)
 KINDS = {
-    "shell": ("provided", "function.handler", lambda tmp: CLIENTS / "shell"),
+    "shell": ("provided", "function.handler", shell_dir),
     "awslambdaric": ("provided.al2023", "app.handler", awslambdaric_dir),
     "aws-lambda-go": ("provided.al2", "main.handler", lambda_go_dir),
     "node-esm": ("nodejs20.x", "index.handler", node_dir),
