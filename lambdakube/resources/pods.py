@@ -100,6 +100,8 @@ def _env(function_name: str, namespace: str, spec: FunctionSpec, version: str) -
             {"name": "LAMBDAKUBE_MEMORY_MB", "value": str(spec.resources.memory_size)},
             {"name": "LAMBDAKUBE_TIMEOUT_SECONDS", "value": str(spec.timeout_seconds)},
         ]
+        if spec.runtime:  # a Runtime API runtime (the image holds its bootstrap or node)
+            ours.insert(0, {"name": "LAMBDAKUBE_RUNTIME", "value": spec.runtime})
     # The function's own variables first (sorted: stable pod specs), literal and
     # referenced together; then the runtime's, which win over any of ``envFrom``.
     user: list[dict] = [{"name": k, "value": v} for k, v in own_variables(spec).items()]
