@@ -89,7 +89,7 @@ def pod_address(pod: dict) -> str | None:
     return f"{ip}:{PORT}" if ip else None
 
 
-def _env(function_name: str, namespace: str, spec: FunctionSpec, version: str) -> list[dict]:
+def _env(function_name: str, namespace: str, spec: FunctionSpec, version: str = LATEST) -> list[dict]:
     ours: list[dict] = [{"name": "LAMBDAKUBE_NAMESPACE", "value": namespace}, _ENV_ID]
     if not needs_init(spec):  # code in the image: the runtime initialises at start
         # (inline code gets its version in ``POST /init``, where that runtime reads it)
