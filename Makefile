@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: dev test test-fast test-e2e lint schemathesis controlplane helm rie tools node-deps images node deps crds bench bench-node e2e clean
+.PHONY: dev test test-fast test-e2e lint schemathesis controlplane helm rie tools node-deps images node deps crds bench bench-node e2e clean lambda-go node-ric node-sdk runtime-clients bench-runtime-api
 
 # Main job: the router on the embedded local backend, serving examples/ on 127.0.0.1:9000.
 dev: $(STAMP)
@@ -12,12 +12,12 @@ dev: $(STAMP)
 
 # Whole suite: unit, runtime, router, cluster tests against a real kube-apiserver, and
 # the e2e suite on a real node (tests/e2e: kubelet + containerd on this machine, as root).
-test: $(STAMP) node lint
+test: $(STAMP) node runtime-clients lint
 	$(PY) -m pytest -q
 
 # Everything that needs no Kubernetes control plane. Tests never build a tool (a missing
 # one fails naming its make target), so the one the chart tests use is built first.
-test-fast: $(STAMP) helm
+test-fast: $(STAMP) helm runtime-clients
 	$(PY) -m pytest -q -m "not cluster and not e2e"
 
 # Lint and types (configured in pyproject.toml); part of `make test`.
@@ -48,6 +48,21 @@ tools:
 rie: $(STAMP)
 	@PYTHON=$(PY) bash hack/build-tools.sh rie >/dev/null
 
+# The Runtime API conformance tests' real clients (tests/runtime/test_runtime_api_clients.py):
+# awslambdaric (with `rie`), a function built with aws-lambda-go, and aws-lambda-ric from npm
+# (a native build: needs autoconf automake libtool g++ cmake).
+lambda-go:
+	@bash hack/build-tools.sh lambdago >/dev/null
+
+node-ric:
+	@bash hack/build-tools.sh noderic >/dev/null
+
+# @aws-sdk/client-lambda (npm, plain JavaScript): the seeds' Node.js orchestrator's SDK.
+node-sdk:
+	@bash hack/build-tools.sh nodesdk >/dev/null
+
+runtime-clients: rie lambda-go node-ric node-sdk
+
 # helm alone (about 2 minutes cold): all that `make test-fast` needs of the tools.
 helm:
 	@bash hack/build-tools.sh helm >/dev/null
@@ -77,9 +92,15 @@ crds: $(STAMP)
 
 bench: $(STAMP) rie
 	$(PY) bench/router_overhead.py
+	$(PY) bench/runtime_api.py
 	$(PY) bench/cold_start.py
 	$(PY) bench/overload.py
 	$(PY) bench/config_scale.py
+
+# The Runtime API's cost alone: built-in vs Runtime API (awslambdaric, Node.js, Go) vs
+# aws-lambda-rie, warm and cold (the other clients' rows need `make runtime-clients`).
+bench-runtime-api: $(STAMP) rie
+	$(PY) bench/runtime_api.py
 
 # Cold starts and warm overhead on real pods (brings up the real node itself).
 bench-node: $(STAMP) node

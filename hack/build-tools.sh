@@ -8,6 +8,12 @@
 #   ~/.cache/lambdakube/tools/rie-<version>/bin/rie           (bench only: Lambda's own
 #       emulator, aws-lambda-runtime-interface-emulator, with awslambdaric from PyPI in
 #       rie-<version>/python, for the $PYTHON that runs the benches)
+#   ~/.cache/lambdakube/tools/lambdago-<version>-<hash>/bin/lambdago (test only: a Lambda
+#       function built with github.com/aws/aws-lambda-go from tests/runtime/clients/go)
+#   ~/.cache/lambdakube/tools/noderic-<version>/bin/noderic (test only: aws-lambda-ric from
+#       npm, Lambda's Node.js runtime interface client, in noderic-<version>/node_modules)
+#   ~/.cache/lambdakube/tools/nodesdk-<version>/bin/nodesdk (test only: @aws-sdk/client-lambda
+#       from npm in nodesdk-<version>/node_modules, for Node.js handlers that invoke others)
 #   ~/.cache/lambdakube/tools/bin/{helm,kind,coredns}      (symlinks: one dir for PATH)
 #
 # None of the modules has `replace` directives, so plain `go install pkg@version` works
@@ -34,6 +40,10 @@ KIND_VERSION="${KIND_VERSION:-v0.33.0}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
 RIE_MODULE_VERSION="${RIE_MODULE_VERSION:-v0.0.0-20261030222936-bef5c4ba774d}"
 AWSLAMBDARIC_VERSION="${AWSLAMBDARIC_VERSION:-4.2.2}"
+AWS_LAMBDA_GO_VERSION="${AWS_LAMBDA_GO_VERSION:-v1.55.1}"
+AWS_LAMBDA_RIC_NPM_VERSION="${AWS_LAMBDA_RIC_NPM_VERSION:-4.0.2}"
+AWS_SDK_CLIENT_LAMBDA_VERSION="${AWS_SDK_CLIENT_LAMBDA_VERSION:-3.1178.0}"
+LAMBDA_GO_SOURCE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/runtime/clients/go/main.go"
 CACHE_ROOT="${LAMBDAKUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lambdakube}"
 TOOLS="$CACHE_ROOT/tools"
 LINK_DIR="$TOOLS/bin"
@@ -49,7 +59,10 @@ version_of() {
     kind) echo "$KIND_VERSION" ;;
     coredns) echo "$COREDNS_VERSION" ;;
     rie) echo "${RIE_MODULE_VERSION##*-}-ric$AWSLAMBDARIC_VERSION" ;;
-    *) log "unknown tool: $1 (helm, kind, coredns, rie)"; exit 2 ;;
+    lambdago) echo "$AWS_LAMBDA_GO_VERSION-$(sha256sum "$LAMBDA_GO_SOURCE" | cut -c1-12)" ;;
+    noderic) echo "$AWS_LAMBDA_RIC_NPM_VERSION" ;;
+    nodesdk) echo "$AWS_SDK_CLIENT_LAMBDA_VERSION" ;;
+    *) log "unknown tool: $1 (helm, kind, coredns, rie, lambdago, noderic, nodesdk)"; exit 2 ;;
   esac
 }
 
@@ -135,13 +148,81 @@ build_rie() {
   log "rie built in $((SECONDS - start)) s"
 }
 
+# The Runtime API conformance test's Go function: tests/runtime/clients/go/main.go with
+# aws-lambda-go from the Go module proxy, a static binary (the `provided` runtime's
+# bootstrap), keyed by the library's version and the source's hash.
+build_lambdago() {
+  local out="$1" start=$SECONDS work
+  work="$(mktemp -d)"
+  log "building the aws-lambda-go $AWS_LAMBDA_GO_VERSION test function"
+  (
+    cd "$work"
+    cp "$LAMBDA_GO_SOURCE" main.go
+    go mod init lambdakube.dev/lambdago >/dev/null 2>&1
+    GOFLAGS=-mod=mod GOTOOLCHAIN=local go get "github.com/aws/aws-lambda-go@$AWS_LAMBDA_GO_VERSION" >&2
+    GOFLAGS=-mod=mod GOTOOLCHAIN=local go build -trimpath -ldflags "-s -w" -o "$work/lambdago" . >&2
+  )
+  mkdir -p "$out" && mv -f "$work/lambdago" "$out/lambdago" && rm -rf "$work"
+  log "lambdago built in $((SECONDS - start)) s"
+}
+
+# aws-lambda-ric from npm (the registry, through npm; its cache under the tools dir). Its
+# preinstall builds libcurl from the package's bundled sources with autoreconf, then a
+# node-gyp addon: it needs autoconf, automake, libtool, make, g++ and cmake (Debian's),
+# and fails without them ("./buildconf: exec: autoreconf: not found"). It declares node
+# >= 22; it runs on Debian's node 20 (tests/runtime/test_runtime_api_clients.py).
+build_noderic() {
+  local out="$1" start=$SECONDS work missing=()
+  for cmd in autoreconf automake libtoolize make g++ cmake npm node; do
+    command -v "$cmd" >/dev/null || missing+=("$cmd")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "aws-lambda-ric's native build needs: ${missing[*]} (apt-get install autoconf automake libtool make g++ cmake npm)"
+    exit 1
+  fi
+  work="$(mktemp -d)"
+  log "building aws-lambda-ric $AWS_LAMBDA_RIC_NPM_VERSION (npm; libcurl and a native addon)"
+  npm install --prefix "$work" --cache "$TOOLS/.npm-cache" --no-audit --no-fund --loglevel=error \
+    "aws-lambda-ric@$AWS_LAMBDA_RIC_NPM_VERSION" >&2
+  [ -f "$work/node_modules/aws-lambda-ric/rapid-client.node" ] \
+    || { log "aws-lambda-ric installed without its native addon (rapid-client.node)"; exit 1; }
+  mkdir -p "$work/bin"
+  cat > "$work/bin/noderic" <<'SH'
+#!/bin/sh
+# aws-lambda-ric <module>.<handler>: Lambda's Node.js runtime interface client.
+exec "${LAMBDAKUBE_NODE:-node}" "$(dirname "$(readlink -f "$0")")/../node_modules/aws-lambda-ric/index.mjs" "$@"
+SH
+  chmod +x "$work/bin/noderic"
+  rm -rf "$(dirname "$out")" && mkdir -p "$TOOLS" && mv "$work" "$(dirname "$out")"
+  log "noderic built in $((SECONDS - start)) s"
+}
+
+# @aws-sdk/client-lambda from npm (plain JavaScript, no build): what a Node.js handler uses
+# to invoke another function. bin/nodesdk prints its node_modules directory.
+build_nodesdk() {
+  local out="$1" start=$SECONDS work
+  command -v npm >/dev/null || { log "npm is required for @aws-sdk/client-lambda (apt-get install npm)"; exit 1; }
+  work="$(mktemp -d)"
+  log "installing @aws-sdk/client-lambda $AWS_SDK_CLIENT_LAMBDA_VERSION (npm)"
+  npm install --prefix "$work" --cache "$TOOLS/.npm-cache" --no-audit --no-fund --loglevel=error \
+    "@aws-sdk/client-lambda@$AWS_SDK_CLIENT_LAMBDA_VERSION" >&2
+  mkdir -p "$work/bin"
+  printf '#!/bin/sh\necho "$(dirname "$(readlink -f "$0")")/../node_modules"\n' > "$work/bin/nodesdk"
+  chmod +x "$work/bin/nodesdk"
+  rm -rf "$(dirname "$out")" && mkdir -p "$TOOLS" && mv "$work" "$(dirname "$out")"
+  log "nodesdk built in $((SECONDS - start)) s"
+}
+
 for tool in "${want[@]}"; do version_of "$tool" >/dev/null; done  # unknown name: exit 2
 
 # Which make target builds a tool: helm alone is all the fast suite needs of them.
 make_hint_of() {
   case "$1" in
     helm) echo "run \`make helm\` first (\`make tools\` builds it too)" ;;
-    rie) echo "run \`make rie\` first (\`make bench\` does)" ;;
+    rie) echo "run \`make rie\` first (\`make bench\` and \`make runtime-clients\` do)" ;;
+    lambdago) echo "run \`make lambda-go\` first (\`make runtime-clients\` does)" ;;
+    nodesdk) echo "run \`make node-sdk\` first (\`make runtime-clients\` does)" ;;
+    noderic) echo "run \`make node-ric\` first (\`make runtime-clients\` does; needs autoconf automake libtool g++ cmake)" ;;
     *) echo "run \`make tools\` first" ;;
   esac
 }

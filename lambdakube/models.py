@@ -29,6 +29,9 @@ DEFAULT_SCALE_BURST = 1000
 DEFAULT_SCALE_PERIOD_SECONDS = 10
 
 HANDLER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$"
+#: Lambda's runtime identifiers that lambdakube runs: ``python3.x`` in-process (the
+#: default), ``nodejs<N>.x`` and ``provided[.al2|.al2023]`` through the Runtime API.
+RUNTIME_PATTERN = r"^(python3\.[0-9]+|nodejs[0-9]+\.x|provided(\.al2|\.al2023)?)$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Kubernetes object names (DNS-1123 subdomain, kept to a label's length so the name
 # fits in pod labels).
@@ -92,6 +95,10 @@ class InlineCode(_Spec):
     source: Annotated[str, Field(min_length=1, max_length=262144)]
     #: Module file name the source is saved as; the handler's module part must match.
     module: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)] = "index"
+    #: The file the source is saved as, when not the runtime's default (``<module>.py``,
+    #: ``<module>.mjs`` for Node.js, ``bootstrap`` for ``provided``): ``index.js`` for a
+    #: CommonJS Node.js module, say.
+    filename: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=128)] | None = None
 
 
 class AsyncConfig(_Spec):
@@ -261,6 +268,10 @@ class EnvironmentConfig(_Spec):
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _CONFIG_RULES})
 
     handler: Annotated[str, Field(pattern=HANDLER_PATTERN, max_length=128)]
+    #: Lambda's ``Runtime``: unset or ``python3.x`` runs the handler in the environment's
+    #: own process (the fast path); ``nodejs20.x`` or ``provided`` (a ``bootstrap``
+    #: executable) run the function's runtime as a child speaking Lambda's Runtime API.
+    runtime: Annotated[str, Field(pattern=RUNTIME_PATTERN, max_length=32)] | None = None
     image: Annotated[str, Field(min_length=1, max_length=512)] | None = None
     code: CodeSource | None = None
     #: Literal variables (Lambda's ``Environment.Variables``). A map of strings, not a
@@ -388,6 +399,12 @@ class FunctionStatus(BaseModel):
     #: Hash of the parts of the spec that shape an environment; pods of an older hash drain.
     spec_hash: str | None = None
     init_error: str | None = None
+    #: The highest version number published so far (``spec.publish``): never reused,
+    #: even after that version is deleted (Lambda's numbering).
+    latest_version: Annotated[int, Field(ge=1)] | None = None
+    #: The spec hash of that version's config: a newest version the operator's index
+    #: does not show yet is judged by it (no second publish of the same config).
+    latest_version_spec_hash: str | None = None
 
 
 class ScalingRate(_Spec):

@@ -64,7 +64,7 @@ def init_body(function_name: str, namespace: str, spec: FunctionSpec, version: s
     ``version``: ``$LATEST`` or a published version's number (``context.function_version``)."""
     if spec.code is None:
         raise ValueError(f"{namespace}/{function_name}: code is in the image; there is nothing to send")
-    return {
+    body = {
         "handler": spec.handler,
         "inlineCode": spec.code.inline.source,
         "inlineModule": spec.code.inline.module,
@@ -81,6 +81,13 @@ def init_body(function_name: str, namespace: str, spec: FunctionSpec, version: s
         "env": dict(spec.env),
         "namespace": namespace,
     }
+    # Lambda's runtime and the inline file's name, only when set: a runtime image older
+    # than these fields refuses unknown ones, and the built-in path needs neither.
+    if spec.runtime:
+        body["runtime"] = spec.runtime
+    if spec.code.inline.filename:
+        body["inlineFilename"] = spec.code.inline.filename
+    return body
 
 
 def runtime_answer(body: bytes) -> dict:

@@ -66,6 +66,24 @@ def endpoint_env(endpoint: str | None, spec: FunctionSpec | None) -> list[dict]:
     return [{"name": name, "value": value} for name, value in wanted if name not in own]
 
 
+#: ``lambdakube dev`` has no token issuer: placeholder keys let an SDK sign its calls
+#: (a local router with ``--auth none`` does not read signatures; with auth on it
+#: refuses them like any other unknown credential).
+LOCAL_KEYS = (("AWS_ACCESS_KEY_ID", "lambdakube-local"), ("AWS_SECRET_ACCESS_KEY", "lambdakube-local"))
+
+
+def local_env(endpoint: str | None, spec: FunctionSpec) -> dict[str, str]:
+    """A local process's variables for calling the router with a stock SDK: the
+    endpoint's, and the placeholder keys unless the function sets keys of its own."""
+    if not endpoint:
+        return {}
+    out = {var["name"]: var["value"] for var in endpoint_env(endpoint, spec)}
+    own = set(spec.env) | set(spec.env_value_from)
+    if not own & {name for name, _ in LOCAL_KEYS}:
+        out.update(LOCAL_KEYS)
+    return out
+
+
 def token_env(spec: FunctionSpec) -> list[dict]:
     return [{"name": TOKEN_FILE_VARIABLE, "value": TOKEN_PATH}] if spec.service_account_name else []
 

@@ -22,6 +22,10 @@ ROLE_GENERIC = "generic"
 #: Generic pod label: short hash of the runtime image it runs (``runtime_image_hash``):
 #: a router claims only generic pods of the image it would have used itself.
 RUNTIME_IMAGE_HASH = f"{PREFIX}/runtime-image-hash"
+#: Pod label: the published version an environment runs (its number); absent: ``$LATEST``.
+#: Pods of different versions never stand in for each other, even when their spec
+#: hashes agree (a version published from an unchanged head has ``$LATEST``'s hash).
+VERSION = f"{PREFIX}/version"
 #: Pod label: hash of the environment-shaping spec the pod was built from.
 SPEC_HASH = f"{PREFIX}/spec-hash"
 #: Pod label ``"true"``: an older spec; the router stops leasing it and deletes it after

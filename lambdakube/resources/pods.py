@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from lambdakube.models import EnvVarSource, FunctionSpec
+from lambdakube.models import LATEST, EnvVarSource, FunctionSpec
 
 from . import env_token, identity, labels, runtime_env
 from .code import needs_init, own_variables
@@ -89,15 +89,19 @@ def pod_address(pod: dict) -> str | None:
     return f"{ip}:{PORT}" if ip else None
 
 
-def _env(function_name: str, namespace: str, spec: FunctionSpec) -> list[dict]:
+def _env(function_name: str, namespace: str, spec: FunctionSpec, version: str = LATEST) -> list[dict]:
     ours: list[dict] = [{"name": "LAMBDAKUBE_NAMESPACE", "value": namespace}, _ENV_ID]
     if not needs_init(spec):  # code in the image: the runtime initialises at start
+        # (inline code gets its version in ``POST /init``, where that runtime reads it)
         ours[:0] = [
             {"name": "LAMBDAKUBE_HANDLER", "value": spec.handler},
             {"name": "LAMBDAKUBE_FUNCTION_NAME", "value": function_name},
+            *([{"name": "LAMBDAKUBE_FUNCTION_VERSION", "value": version}] if version != LATEST else []),
             {"name": "LAMBDAKUBE_MEMORY_MB", "value": str(spec.resources.memory_size)},
             {"name": "LAMBDAKUBE_TIMEOUT_SECONDS", "value": str(spec.timeout_seconds)},
         ]
+        if spec.runtime:  # a Runtime API runtime (the image holds its bootstrap or node)
+            ours.insert(0, {"name": "LAMBDAKUBE_RUNTIME", "value": spec.runtime})
     # The function's own variables first (sorted: stable pod specs), literal and
     # referenced together; then the runtime's, which win over any of ``envFrom``.
     user: list[dict] = [{"name": k, "value": v} for k, v in own_variables(spec).items()]
@@ -221,6 +225,12 @@ def _pod(
     }
 
 
+def version_labels(version: str) -> dict[str, str]:
+    """The version label of a pod running ``version`` (none for ``$LATEST``: pods from
+    before versions existed are ``$LATEST``'s and stay so)."""
+    return {} if version == LATEST else {labels.VERSION: version}
+
+
 def announce_env(url: str, token: str) -> list[dict]:
     """Variables that make the runtime announce itself to the router waiting for it
     (``lambdakube_runtime.announce``): where, with which per-pod token, and its own IP."""
@@ -244,8 +254,14 @@ def environment_pod(
     announce: tuple[str, str] | None = None,
     token: str | None = None,
     endpoint: str | None = None,
+    version: str = LATEST,
 ) -> dict:
     """The pod for environment ``env_id`` of a function (``role``: provisioned/on-demand).
+
+    ``version``: ``$LATEST`` or a published version's number, with ``spec`` what that
+    version runs (``FunctionSpec.at_version``). A version's pod is labelled with its
+    number (``version_labels``) and hashed from its own config, so neither the
+    operator's ``$LATEST`` rollout nor a ``$LATEST`` pool ever takes it for one of theirs.
 
     ``announce`` (url, token): a router waits for this pod; its runtime tells it when it
     listens (``announce_env``). Not part of the spec hash: it is about who waits, not
@@ -254,7 +270,7 @@ def environment_pod(
     if role not in (labels.ROLE_PROVISIONED, labels.ROLE_ON_DEMAND):
         raise ValueError(f"unknown environment role {role!r}")
     env = (
-        _env(function_name, namespace, spec)
+        _env(function_name, namespace, spec, version)
         + identity.endpoint_env(endpoint, spec)
         + identity.token_env(spec)
         + [_token_var(token)]
@@ -272,6 +288,7 @@ def environment_pod(
             labels.ROLE: role,
             labels.SPEC_HASH: spec_hash(spec),
             labels.MANAGED_BY: managed_by,
+            **version_labels(version),
         },
         annotations={labels.TIMEOUT_SECONDS: str(spec.timeout_seconds)},
         owner_references=[owner_reference(function_name, function_uid)],

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from lambdakube.formats import parse_rfc3339
+from lambdakube.models import LATEST
 
 from . import labels
 from .env_token import token_of
@@ -39,6 +40,11 @@ def is_draining(pod: Mapping | None) -> bool:
 def is_terminating(pod: Mapping) -> bool:
     """The pod is being deleted (it has a ``deletionTimestamp``)."""
     return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def version_of(pod: Mapping) -> str:
+    """The version the pod runs: its ``lambdakube.dev/version`` label, ``$LATEST`` without one."""
+    return ((pod.get("metadata") or {}).get("labels") or {}).get(labels.VERSION) or LATEST
 
 
 def annotated_init_error(pod: Mapping) -> str | None:
@@ -73,6 +79,8 @@ class PodView:
     token: str = field(default="", repr=False)
     #: Why its runtime container cannot start (``start_error``): a missing Secret, an image.
     start_error: str | None = None
+    #: The version it runs (``lambdakube.dev/version``; ``$LATEST`` without the label).
+    version: str = LATEST
 
     @classmethod
     def from_pod(cls, pod: Mapping) -> PodView:
@@ -110,6 +118,7 @@ class PodView:
             image_hash=pod_labels.get(labels.RUNTIME_IMAGE_HASH),
             token=token_of(pod),
             start_error=start_error(pod),
+            version=version_of(pod),
         )
 
 

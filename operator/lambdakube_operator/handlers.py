@@ -21,6 +21,11 @@
   retried by kopf, so they only schedule; the pass itself logs its failures and the
   resync is the retry.
 - ConcurrencyQuotas: a spec change re-allocates the namespace and nudges its Functions.
+- FunctionVersions and FunctionAliases: two kopf indices by (namespace, function) (a
+  pass needs no API read for them), and every event of one nudges its Function, whose
+  pass keeps the version's provisioned pods and writes the objects' status. Only
+  ``on.event`` and indices: kopf writes nothing to these objects (no finalizer, no
+  progress annotations), so the operator needs no patch on them.
 - Two kopf indices keep the namespace's reservations and quota object in memory, so a
   pass needs no extra API reads for the quota arithmetic.
 - The generic pool (``--generic-pool-size`` > 0): a pass per namespace, coalesced like
@@ -56,6 +61,8 @@ log = logging.getLogger(__name__)
 
 FUNCTIONS = (GROUP, VERSION, "functions")
 QUOTAS = (GROUP, VERSION, "concurrencyquotas")
+FUNCTION_VERSIONS = (GROUP, VERSION, "functionversions")
+FUNCTION_ALIASES = (GROUP, VERSION, "functionaliases")
 PODS = ("", "v1", "pods")
 
 
@@ -129,6 +136,31 @@ def _reservations(index: kopf.Index, namespace: str) -> list[Reservation]:
     return list(index.get(namespace, ()))
 
 
+def _published(index: kopf.Index | None, namespace: str, function: str) -> list[Mapping]:
+    """A function's FunctionVersions or FunctionAliases as the index holds them (those
+    being deleted left out: their pods drain)."""
+    if index is None:
+        return []
+    return [b for b in index.get((namespace, function), ()) if not b["metadata"].get("deletionTimestamp")]
+
+
+def _published_entry(namespace: str, body: Mapping) -> dict:
+    """An index entry of a FunctionVersion or FunctionAlias: what a pass needs of it."""
+    meta = body.get("metadata") or {}
+    spec = dict(body.get("spec") or {})
+    return {
+        (namespace, spec.get("function")): {
+            "metadata": {
+                "name": meta.get("name"),
+                "generation": meta.get("generation"),
+                "deletionTimestamp": meta.get("deletionTimestamp"),
+            },
+            "spec": spec,
+            "status": dict(body.get("status") or {}),
+        }
+    }
+
+
 def _quota(index: kopf.Index, namespace: str) -> Mapping | None:
     for q in index.get(namespace, ()):
         return q
@@ -188,6 +220,16 @@ def build_registry(
         reserved = None if meta.get("deletionTimestamp") else spec.get("reservedConcurrency")
         return {namespace: Reservation(name, meta.get("creationTimestamp") or "", reserved)}
 
+    # Versions and aliases by (namespace, function): a pass reads its function's from
+    # here (watch-fed), and any change of one nudges its function (below).
+    @kopf.index(*FUNCTION_VERSIONS, registry=registry, id="fn_versions")
+    def fn_versions(namespace, body, **_):
+        return _published_entry(namespace, body)
+
+    @kopf.index(*FUNCTION_ALIASES, registry=registry, id="fn_aliases")
+    def fn_aliases(namespace, body, **_):
+        return _published_entry(namespace, body)
+
     @kopf.index(*QUOTAS, registry=registry, id="quota_objects")
     def quota_objects(namespace, name, body, **_):
         return (
@@ -204,7 +246,7 @@ def build_registry(
     # write the status once (``reconcile_by_name``). The kopf indices are the namespace's
     # reservations and quota object, as the last handler saw them (``live``).
 
-    live: dict[str, kopf.Index] = {}
+    live: dict[str, Any] = {}
 
     async def reconcile_by_name(namespace: str, name: str, trigger: str = "pod-event") -> None:
         body = await cruds.get_function(namespace, name)
@@ -215,6 +257,8 @@ def build_registry(
             reservations=_reservations(live["fn"], namespace),
             quota=_quota(live["quota"], namespace),
             trigger=trigger,
+            versions=_published(live.get("versions"), namespace, name),
+            aliases=_published(live.get("aliases"), namespace, name),
         )
         if patch:
             await cruds.patch_function_status(namespace, name, patch)
@@ -224,9 +268,14 @@ def build_registry(
 
     nudger = Nudger(config.pod_event_delay, reconcile_by_name)
 
+    def remember(kwargs: Mapping[str, Any]) -> None:
+        """Keep the indices (live views, the same objects every time) for the passes."""
+        live["fn"], live["quota"] = kwargs.get("fn_reservations"), kwargs.get("quota_objects")
+        live["versions"], live["aliases"] = kwargs.get("fn_versions"), kwargs.get("fn_aliases")
+
     @kopf.on.event(*PODS, labels={labels.FUNCTION: kopf.PRESENT}, registry=registry, id="pod-event")
-    async def pod_event(namespace, meta, fn_reservations=None, quota_objects=None, **_):
-        live["fn"], live["quota"] = fn_reservations, quota_objects
+    async def pod_event(namespace, meta, **kwargs):
+        remember(kwargs)
         ensure_resync()
         function = (meta.get("labels") or {}).get(labels.FUNCTION)
         if function:
@@ -275,8 +324,8 @@ def build_registry(
     @kopf.on.resume(*FUNCTIONS, registry=registry, id="reconcile-resume")
     @kopf.on.create(*FUNCTIONS, registry=registry, id="reconcile-create")
     @kopf.on.update(*FUNCTIONS, registry=registry, id="reconcile-update")
-    async def function_changed(namespace, name, reason, fn_reservations=None, quota_objects=None, **_):
-        live["fn"], live["quota"] = fn_reservations, quota_objects
+    async def function_changed(namespace, name, reason, **kwargs):
+        remember(kwargs)
         ensure_resync()
         nudge_generic(namespace)
         nudger.nudge(namespace, name, str(reason))
@@ -322,6 +371,22 @@ def build_registry(
         for other in changed:
             nudger.nudge(namespace, other)
         logger.info("deleted the environments of %s/%s", namespace, name)
+
+    # -- FunctionVersions and FunctionAliases -------------------------------------------
+    #
+    # Any event of one (created, its provisionedConcurrency or routing changed, deleted,
+    # its status written) is a pass of its Function: the pass keeps the version's pods
+    # and writes the objects' status. Our own status writes come back as events too; the
+    # pass they cause finds nothing to change and writes nothing.
+
+    @kopf.on.event(*FUNCTION_VERSIONS, registry=registry, id="version-event")
+    @kopf.on.event(*FUNCTION_ALIASES, registry=registry, id="alias-event")
+    async def published_event(namespace, spec, **kwargs):
+        remember(kwargs)
+        ensure_resync()
+        function = spec.get("function")
+        if function:
+            nudger.nudge(namespace, function, "version-event")
 
     # -- ConcurrencyQuota ----------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import aiohttp
 
 from lambdakube.backoff import Backoff
-from lambdakube.models import FunctionSpec
+from lambdakube.models import LATEST, FunctionSpec
 from lambdakube.resources import env_token, init_body, labels
 from lambdakube.resources.code import init_error_message, runtime_answer
 
@@ -51,10 +51,17 @@ class Initializer:
         self._session: aiohttp.ClientSession | None = None
 
     def sync(
-        self, namespace: str, function: str, spec: FunctionSpec, pods: list[tuple[str, str, str]], present: set[str]
+        self,
+        namespace: str,
+        function: str,
+        spec: FunctionSpec,
+        pods: list[tuple[str, str, str]],
+        present: set[str],
+        version: str = LATEST,
     ) -> None:
         """Start ``/init`` for each of ``pods`` (name, address, env token) not sent yet;
-        forget the pods of this function that are no longer ``present``."""
+        forget the pods of this function that are no longer ``present``. ``spec`` is
+        what ``version`` runs (the runtime's ``context.function_version``)."""
         done = self._done.setdefault((namespace, function), set())
         done &= present
         for name, address, token in pods:
@@ -62,14 +69,23 @@ class Initializer:
             if name in done or (key in self._tasks and not self._tasks[key].done()):
                 continue
             self._tasks[key] = asyncio.get_running_loop().create_task(
-                self._init(namespace, function, spec, name, address, token, done), name=f"init-{namespace}-{name}"
+                self._init(namespace, function, spec, version, name, address, token, done),
+                name=f"init-{namespace}-{name}",
             )
 
     async def _init(
-        self, namespace: str, function: str, spec: FunctionSpec, name: str, address: str, token: str, done: set[str]
+        self,
+        namespace: str,
+        function: str,
+        spec: FunctionSpec,
+        version: str,
+        name: str,
+        address: str,
+        token: str,
+        done: set[str],
     ) -> None:
-        who = f"{namespace}/{function}"
-        body = init_body(function, namespace, spec)
+        who = f"{namespace}/{function}" + ("" if version == LATEST else f":{version}")
+        body = init_body(function, namespace, spec, version)
         deadline = time.monotonic() + self.patience
         backoff = Backoff(self.retry_delay, self.max_retry_delay)
         delay = backoff.next(0)

@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 REQUEST_TIMEOUT = (5, 30)  # connect, read (seconds)
 FUNCTIONS = "functions"
 QUOTAS = "concurrencyquotas"
+FUNCTION_VERSIONS = "functionversions"
+FUNCTION_ALIASES = "functionaliases"
+#: Status writes by kind (``versions.provisioned_statuses`` keys).
+PLURALS = {"FunctionVersion": FUNCTION_VERSIONS, "FunctionAlias": FUNCTION_ALIASES}
 
 
 def _json(resp) -> dict:
@@ -164,6 +168,39 @@ class Cruds:
                 namespace,
                 QUOTAS,
                 QUOTA_OBJECT_NAME,
+                {"status": dict(status)},
+                tolerate=GONE,
+            )
+            is not None
+        )
+
+    # -- FunctionVersions and FunctionAliases ----------------------------------------------
+
+    async def create_function_version(self, namespace: str, body: Mapping) -> bool:
+        """Publish: True when created, False when that name exists already (published)."""
+        return (
+            await self._call(
+                self.custom.create_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                FUNCTION_VERSIONS,
+                dict(body),
+                tolerate=ALREADY_EXISTS,
+            )
+            is not None
+        )
+
+    async def patch_published_status(self, kind: str, namespace: str, name: str, status: Mapping) -> bool:
+        """Merge-patch a FunctionVersion's or FunctionAlias's status (False: it is gone)."""
+        return (
+            await self._call(
+                self.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURALS[kind],
+                name,
                 {"status": dict(status)},
                 tolerate=GONE,
             )

@@ -33,6 +33,13 @@ The rules, in the order they are applied:
    (``POST /init``, see ``lambdakube.resources.code``). Listing it again while its Init
    runs is harmless: the executor sends each pod one ``/init``.
 
+Versions: rules 3-5 apply per version, to the pods labelled with it (``$LATEST``: no
+label) against that version's own spec (``plan(versions=...)``): a version's pods are
+never outdated for ``$LATEST``'s rollout and never count as its provisioned ones, even
+with the same hash (a version published from an unchanged head). Rules 1-2 apply to
+all. The pods of a version that no longer exists are drained (Ready) or deleted. The
+Function's status is ``$LATEST``'s, but for ``ready``/``starting`` (every environment).
+
 Status: ``Ready`` is False with the kubelet's reason (``CreateContainerConfigError``,
 ``ImagePullBackOff``, ...) and message while a pod of the current spec cannot start its
 runtime container (a Secret or ConfigMap it refers to is missing or lacks the key: the
@@ -43,13 +50,13 @@ starting, so the condition does not flap with each replacement.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
-from lambdakube.models import FunctionSpec
+from lambdakube.models import LATEST, FunctionSpec
 
 from . import conditions as C
 from lambdakube.resources import labels, needs_init
@@ -64,6 +71,7 @@ __all__ = [
     "status_patch",
     "FunctionView",
     "Plan",
+    "VersionPlan",
     "Timing",
     "Delete",
     "Event",
@@ -83,6 +91,7 @@ NOT_READY = "not-ready"
 SURPLUS = "surplus"
 OUTDATED = "outdated"
 DRAIN_DEADLINE = "drain-deadline"
+VERSION_DELETED = "version-deleted"
 
 #: Operator-owned status fields. busy/idle/coldStarts are the router's: never written.
 OWNED_STATUS_FIELDS = (
@@ -93,6 +102,9 @@ OWNED_STATUS_FIELDS = (
     "provisioned",
     "specHash",
     "initError",
+    # Written by the pass from ``versions.recorded_status`` (publishing), not by ``plan``.
+    "latestVersion",
+    "latestVersionSpecHash",
 )
 
 
@@ -156,9 +168,26 @@ class Event:
 
 
 @dataclass
+class VersionPlan:
+    """What a pass does for one published version's environments (``Plan.versions``)."""
+
+    #: The hash of the version's config: its pods' ``spec-hash`` label.
+    spec_hash: str
+    #: Provisioned pods of this version to create.
+    create: int = 0
+    #: Its provisioned pods waiting for their code (as ``Plan.initialize``).
+    initialize: list[tuple[str, str, str]] = field(default_factory=list)
+    #: Ready provisioned pods of the version after the plan: what it has allocated.
+    provisioned_ready: int = 0
+    #: Why its environments cannot start (the first Init error or kubelet reason of a
+    #: pod of its spec), or None.
+    failure: str | None = None
+
+
+@dataclass
 class Plan:
     spec_hash: str | None = None
-    #: Provisioned pods of ``spec_hash`` to create.
+    #: Provisioned pods of ``spec_hash`` ($LATEST) to create.
     create: int = 0
     deletes: list[Delete] = field(default_factory=list)
     #: Pods to label draining (with draining-since = now).
@@ -167,8 +196,10 @@ class Plan:
     stamp: list[str] = field(default_factory=list)
     #: Pods of ours without an owner reference.
     adopt: list[str] = field(default_factory=list)
-    #: Provisioned pods waiting for their code: (pod name, runtime address, its env token).
+    #: $LATEST's provisioned pods waiting for their code: (pod name, runtime address, its env token).
     initialize: list[tuple[str, str, str]] = field(default_factory=list)
+    #: The published versions' own plans, by number ("1", "2", ...).
+    versions: dict[str, VersionPlan] = field(default_factory=dict)
     #: The operator-owned status fields, complete (see ``status_patch``).
     status: dict = field(default_factory=dict)
     #: Condition-transition events; pod create/delete events come from the executor.
@@ -176,7 +207,15 @@ class Plan:
 
     @property
     def idle(self) -> bool:
-        return not (self.create or self.deletes or self.drain or self.stamp or self.adopt or self.initialize)
+        return not (
+            self.create
+            or self.deletes
+            or self.drain
+            or self.stamp
+            or self.adopt
+            or self.initialize
+            or any(v.create or v.initialize for v in self.versions.values())
+        )
 
 
 def _plural(n: int, word: str) -> str:
@@ -190,14 +229,20 @@ def plan(
     now: datetime,
     quota_rejection: str | None = None,
     timing: Timing = Timing(),
+    versions: Mapping[str, FunctionSpec] | None = None,
 ) -> Plan:
-    """What to do for ``fn`` given its observed ``pods`` (any role).
+    """What to do for ``fn`` given its observed ``pods`` (any role, any version).
 
     ``quota_rejection`` is the namespace allocation's verdict for the function (None:
-    granted or no reservation).
+    granted or no reservation). ``versions``: the function's published versions by
+    number, each as the spec its environments run (``FunctionSpec.at_version``, with
+    its provisioned count from ``provisioning.by_version``). Pods are grouped by their
+    version label and each group gets rules 3-5 against its own spec; the pods of a
+    version not in ``versions`` (deleted) are drained (Ready) or deleted (not Ready).
     """
     out = Plan()
     spec = fn.spec
+    versions = dict(versions or {})
     ours = [p for p in pods if p.owner_uid in (None, fn.uid)]
     alive = [p for p in ours if not p.terminating]
     out.adopt = sorted(p.name for p in alive if p.owner_uid is None)
@@ -234,32 +279,24 @@ def plan(
     remaining = [p for p in alive if p.name not in deleted]
     active = [p for p in remaining if not p.draining]
 
+    # 3.-4. per version: $LATEST (the Function's spec), each published version (its own).
+    budget = timing.max_creates
+    hashes: dict[str, str | None] = {LATEST: current_hash}
     if spec is not None:
-        want = spec.provisioned_concurrency
-        current = [p for p in active if p.role == labels.ROLE_PROVISIONED and p.spec_hash == current_hash]
-        # 3. Provisioned count: surplus goes not-ready first, then youngest first.
-        if len(current) > want:
-            by_expendability = sorted(current, key=lambda p: (p.ready, -p.created.timestamp(), p.name))
-            surplus = by_expendability[: len(current) - want]
-            for p in surplus:
-                if not p.ready:
-                    delete(p, SURPLUS)
-            out.drain.extend(p.name for p in surplus if p.ready)
-            current = [p for p in current if p not in surplus]
-        out.create = min(max(0, want - len(current)), timing.max_creates)
-
-        # 4. Rollout.
-        ready_new = sum(1 for p in current if p.ready)
-        keep_old = max(0, want - ready_new)
-        old = [p for p in active if p.spec_hash is not None and p.spec_hash != current_hash]
-        old_provisioned = [p for p in old if p.role == labels.ROLE_PROVISIONED]
-        for p in old_provisioned:
-            if not p.ready:
-                delete(p, OUTDATED)
-        old_ready = sorted((p for p in old_provisioned if p.ready), key=lambda p: (p.created, p.name))
-        out.drain.extend(p.name for p in old_ready[keep_old:])
-        out.drain.extend(p.name for p in old if p.role != labels.ROLE_PROVISIONED)
-        out.drain.sort()
+        out.create = _keep(spec, [p for p in active if p.version == LATEST], delete, out.drain, budget)
+        budget -= out.create
+    for number, vspec in sorted(versions.items(), key=lambda kv: int(kv[0])):
+        vplan = out.versions[number] = VersionPlan(spec_hash(vspec))
+        hashes[number] = vplan.spec_hash
+        vplan.create = _keep(vspec, [p for p in active if p.version == number], delete, out.drain, budget)
+        budget -= vplan.create
+    for p in active:
+        if p.version != LATEST and p.version not in versions:  # its version was deleted
+            if p.ready:
+                out.drain.append(p.name)
+            else:
+                delete(p, VERSION_DELETED)
+    out.drain.sort()
 
     out.deletes = sorted(deleted.values(), key=lambda d: d.name)
 
@@ -267,41 +304,107 @@ def plan(
     after = [p for p in alive if p.name not in deleted]
     draining_after = {p.name for p in after if p.draining} | set(out.drain)
     serving = [p for p in after if p.name not in draining_after]
+    creates = out.create + sum(v.create for v in out.versions.values())
     ready = sum(1 for p in serving if p.ready)
-    starting = sum(1 for p in serving if not p.ready) + out.create
-    provisioned_ready = sum(
-        1 for p in serving if p.ready and p.role == labels.ROLE_PROVISIONED and p.spec_hash == current_hash
-    )
+    starting = sum(1 for p in serving if not p.ready) + creates
+    latest_pods = [p for p in ours if p.version == LATEST]
+    latest_serving = [p for p in serving if p.version == LATEST]
+    provisioned_ready = _provisioned_ready(latest_serving, current_hash)
     outdated = [
-        p for p in after if current_hash is not None and p.spec_hash is not None and p.spec_hash != current_hash
+        p
+        for p in after
+        if p.spec_hash is not None and hashes.get(p.version) is not None and p.spec_hash != hashes[p.version]
     ]
 
     # 5. Code for provisioned pods that listen and wait for it.
     if spec is not None and needs_init(spec):
-        out.initialize = sorted(
-            (p.name, p.address, p.token)
-            for p in serving
-            if p.role == labels.ROLE_PROVISIONED
-            and p.spec_hash == current_hash
-            and p.address
-            and not p.ready
-            and not p.init_error
-            and p.phase == "Running"
-        )
+        out.initialize = _waiting_for_code(latest_serving, current_hash)
+    for number, vplan in out.versions.items():
+        mine = [p for p in serving if p.version == number]
+        vplan.provisioned_ready = _provisioned_ready(mine, vplan.spec_hash)
+        if needs_init(versions[number]):
+            vplan.initialize = _waiting_for_code(mine, vplan.spec_hash)
+        vplan.failure = _failure([p for p in ours if p.version == number and not p.terminating], vplan.spec_hash)
 
     out.status, out.events = _status(
         fn,
         now=now,
         current_hash=current_hash,
-        pods=ours,
-        serving=serving,
+        pods=latest_pods,
+        serving=latest_serving,
         ready=ready,
         starting=starting,
+        latest_starting=sum(1 for p in latest_serving if not p.ready) + out.create,
         provisioned_ready=provisioned_ready,
         outdated=len(outdated),
         quota_rejection=quota_rejection,
     )
     return out
+
+
+def _keep(
+    spec: FunctionSpec,
+    group: list[PodView],
+    delete: Callable[[PodView, str], None],
+    drain: list[str],
+    budget: int,
+) -> int:
+    """Rules 3 and 4 for one version's active pods: ``spec.provisioned_concurrency``
+    provisioned pods of its hash, surge-first rollout of older ones. Deletes and drains
+    through the caller's collections; returns how many pods to create."""
+    want = spec.provisioned_concurrency
+    current_hash = spec_hash(spec)
+    current = [p for p in group if p.role == labels.ROLE_PROVISIONED and p.spec_hash == current_hash]
+    # 3. Provisioned count: surplus goes not-ready first, then youngest first.
+    if len(current) > want:
+        by_expendability = sorted(current, key=lambda p: (p.ready, -p.created.timestamp(), p.name))
+        surplus = by_expendability[: len(current) - want]
+        for p in surplus:
+            if not p.ready:
+                delete(p, SURPLUS)
+        drain.extend(p.name for p in surplus if p.ready)
+        current = [p for p in current if p not in surplus]
+    create = min(max(0, want - len(current)), max(0, budget))
+
+    # 4. Rollout.
+    ready_new = sum(1 for p in current if p.ready)
+    keep_old = max(0, want - ready_new)
+    old = [p for p in group if p.spec_hash is not None and p.spec_hash != current_hash]
+    old_provisioned = [p for p in old if p.role == labels.ROLE_PROVISIONED]
+    for p in old_provisioned:
+        if not p.ready:
+            delete(p, OUTDATED)
+    old_ready = sorted((p for p in old_provisioned if p.ready), key=lambda p: (p.created, p.name))
+    drain.extend(p.name for p in old_ready[keep_old:])
+    drain.extend(p.name for p in old if p.role != labels.ROLE_PROVISIONED)
+    return create
+
+
+def _provisioned_ready(serving: list[PodView], current_hash: str | None) -> int:
+    return sum(1 for p in serving if p.ready and p.role == labels.ROLE_PROVISIONED and p.spec_hash == current_hash)
+
+
+def _waiting_for_code(serving: list[PodView], current_hash: str | None) -> list[tuple[str, str, str]]:
+    return sorted(
+        (p.name, p.address, p.token)
+        for p in serving
+        if p.role == labels.ROLE_PROVISIONED
+        and p.spec_hash == current_hash
+        and p.address
+        and not p.ready
+        and not p.init_error
+        and p.phase == "Running"
+    )
+
+
+def _failure(pods: list[PodView], current_hash: str) -> str | None:
+    """Why a version's environments cannot start, while none of its spec is Ready: the
+    first (by pod name) Init error or kubelet reason of a pod of its spec."""
+    mine = [p for p in pods if _maybe_current(p, current_hash)]
+    if any(p.ready for p in mine):
+        return None
+    reasons = sorted((p.name, p.init_error or p.start_error) for p in mine if p.init_error or p.start_error)
+    return reasons[0][1] if reasons else None
 
 
 def _maybe_current(p: PodView, current_hash: str | None) -> bool:
@@ -319,6 +422,7 @@ def _status(
     serving: list[PodView],
     ready: int,
     starting: int,
+    latest_starting: int,
     provisioned_ready: int,
     outdated: int,
     quota_rejection: str | None,
@@ -364,7 +468,7 @@ def _status(
             PROGRESSING, "False", "UpToDate", f"all environments run spec {current_hash}" if current_hash else ""
         )
 
-    cannot_start = _cannot_start(fn, current_hash, pods, old, starting=starting)
+    cannot_start = _cannot_start(fn, current_hash, pods, old, starting=latest_starting)
 
     want = spec.provisioned_concurrency if spec is not None else 0
     if spec is None:

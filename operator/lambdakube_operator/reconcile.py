@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from lambdakube.models import ConcurrencyQuotaSpec
+from lambdakube.models import LATEST, ConcurrencyQuotaSpec, FunctionSpec
 
 from . import conditions as C
 from . import function_events as events
@@ -45,6 +45,16 @@ from lambdakube.resources import (
 from lambdakube.resources.pods import GENERIC_NAME_PREFIX
 from lambdakube.resources.podview import is_terminating
 from .settings import OperatorConfig
+from .versions import (
+    Publish,
+    Published,
+    provisioned_statuses,
+    recorded_status,
+    to_publish,
+    version_body,
+    version_specs,
+)
+from .versions import status_patch as published_status_patch
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +63,10 @@ Clock = Callable[[], datetime]
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _version_of(pod: Mapping) -> str:
+    return pod["metadata"]["labels"].get(labels.VERSION, LATEST)
 
 
 class QuotaKeeper:
@@ -171,10 +185,18 @@ class Reconciler:
         reservations: Iterable[Reservation],
         quota: Mapping | None,
         trigger: str,
+        versions: Iterable[Mapping] = (),
+        aliases: Iterable[Mapping] = (),
     ) -> tuple[dict, set[str]]:
         """One pass for the Function ``body``. Returns the status merge-patch (``{}``:
-        unchanged) and the names of other Functions whose quota verdict changed."""
+        unchanged) and the names of other Functions whose quota verdict changed.
+
+        ``versions``/``aliases``: the function's FunctionVersions and FunctionAliases
+        (the operator's indices): their pods are kept in the same plan, and their
+        status is written here."""
         fn = FunctionView.from_body(body)
+        published_versions = [Published.version(v) for v in versions]
+        published_aliases = [Published.alias(a) for a in aliases]
         if fn.deleting or fn.uid in self._deleted:
             return {}, set()
         started = time.perf_counter()
@@ -189,24 +211,26 @@ class Reconciler:
                 else:  # not a valid label value: it can have no pods (reported as InvalidSpec)
                     pods = []
                 now = self.clock()
+                published = await self._publish(body, fn, published_versions) if fn.spec is not None else None
+                vspecs = version_specs(fn.spec, published_versions, published_aliases) if fn.spec is not None else {}
                 the_plan = plan(
                     fn,
                     [PodView.from_pod(p) for p in pods],
                     now=now,
                     quota_rejection=alloc.verdict(fn.name),
                     timing=self.config.timing,
+                    versions=vspecs,
                 )
-                failed_creates = await self._act(body, fn, the_plan, now)
+                failed_creates = await self._act(body, fn, the_plan, now, vspecs)
+                present = {str((p.get("metadata") or {}).get("name")) for p in pods}
                 if fn.spec is not None:
-                    self.initializer.sync(
-                        fn.namespace,
-                        fn.name,
-                        fn.spec,
-                        the_plan.initialize,
-                        {str((p.get("metadata") or {}).get("name")) for p in pods},
-                    )
+                    self.initializer.sync(fn.namespace, fn.name, fn.spec, the_plan.initialize, present)
+                for number, vplan in the_plan.versions.items():
+                    self.initializer.sync(fn.namespace, fn.name, vspecs[number], vplan.initialize, present, number)
+                await self._write_published_status(fn, the_plan, published_versions, published_aliases, now)
                 status = dict(the_plan.status)
                 status["starting"] = max(0, status["starting"] - failed_creates)
+                status.update(recorded_status(fn.status, published_versions, fn.spec, published))
                 for ev in the_plan.events:
                     events.post(body, ev.type, ev.reason, ev.message)
                 metrics.observe_conditions(fn.namespace, fn.name, status["conditions"])
@@ -218,7 +242,56 @@ class Reconciler:
         finally:
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
-    async def _act(self, body: Mapping, fn: FunctionView, p: Plan, now: datetime) -> int:
+    async def _publish(self, body: Mapping, fn: FunctionView, versions: list[Published]) -> Publish | None:
+        """Create the version ``versions.to_publish`` asks for; the ``Publish`` when it
+        exists now (created, or already there: a conflict), None when there is nothing
+        to publish or the create failed (the next pass tries again)."""
+        assert fn.spec is not None
+        publish = to_publish(fn.name, fn.spec, fn.status, versions)
+        if publish is None:
+            return None
+        version = version_body(
+            namespace=fn.namespace, function=fn.name, function_uid=fn.uid, spec=fn.spec, publish=publish
+        )
+        try:
+            created = await self.cruds.create_function_version(fn.namespace, version)
+        except Exception as exc:  # noqa: BLE001 - reported, retried next pass
+            log.warning("%s/%s: publishing version %d failed: %s", fn.namespace, fn.name, publish.number, exc)
+            events.post(body, "Warning", "PublishFailed", f"version {publish.number}: {getattr(exc, 'reason', exc)}")
+            return None
+        if created:
+            log.info("%s/%s: published version %d (%s)", fn.namespace, fn.name, publish.number, publish.name)
+            events.post(body, "Normal", "VersionPublished", f"published version {publish.number} ({publish.name})")
+        else:
+            log.info("%s/%s: version %d was already published", fn.namespace, fn.name, publish.number)
+        return publish
+
+    async def _write_published_status(
+        self, fn: FunctionView, p: Plan, versions: list[Published], aliases: list[Published], now: datetime
+    ) -> None:
+        """Each FunctionVersion's and FunctionAlias's provisioned status, written when it
+        changed (a failed write is logged; the next pass writes it)."""
+        desired = provisioned_statuses(
+            versions=versions,
+            aliases=aliases,
+            ready={n: v.provisioned_ready for n, v in p.versions.items()},
+            failures={n: v.failure for n, v in p.versions.items()},
+            now=now,
+        )
+        current = {("FunctionVersion", o.name): o.status for o in versions}
+        current |= {("FunctionAlias", o.name): o.status for o in aliases}
+        for (kind, name), status in sorted(desired.items()):
+            patch = published_status_patch(current.get((kind, name)) or {}, status)
+            if not patch:
+                continue
+            try:
+                await self.cruds.patch_published_status(kind, fn.namespace, name, patch)
+            except Exception as exc:  # noqa: BLE001 - the next pass writes it
+                log.warning("%s/%s: status of %s %s: %s", fn.namespace, fn.name, kind, name, exc)
+
+    async def _act(
+        self, body: Mapping, fn: FunctionView, p: Plan, now: datetime, vspecs: Mapping[str, FunctionSpec]
+    ) -> int:
         """Carry out the plan; returns how many pod creations failed (reported, not raised:
         the next pass retries, and the status of this one must still be written)."""
         ns = fn.namespace
@@ -250,27 +323,31 @@ class Reconciler:
         )
         done = [d for d, ok in zip(p.deletes, deleted) if ok]
 
-        created = 0
+        # Provisioned pods to create: $LATEST's (the Function's spec), each version's.
+        wanted: list[tuple[str, FunctionSpec, int]] = []
         if p.create and fn.spec is not None:
-            bodies = []
-            for _ in range(p.create):
-                env_id = new_env_id(fn.name, labels.ROLE_PROVISIONED)
-                bodies.append(
-                    environment_pod(
-                        function_name=fn.name,
-                        namespace=ns,
-                        function_uid=fn.uid,
-                        spec=fn.spec,
-                        env_id=env_id,
-                        role=labels.ROLE_PROVISIONED,
-                        runtime_image=self.config.runtime_image,
-                        endpoint=self.config.function_endpoint,
-                    )
-                )
-            ok = await asyncio.gather(
-                *(attempt(self.cruds.create_pod(ns, b), f"create {b['metadata']['name']}") for b in bodies)
+            wanted.append((LATEST, fn.spec, p.create))
+        wanted += [(n, vspecs[n], v.create) for n, v in sorted(p.versions.items()) if v.create]
+        bodies = [
+            environment_pod(
+                function_name=fn.name,
+                namespace=ns,
+                function_uid=fn.uid,
+                spec=spec,
+                env_id=new_env_id(fn.name, labels.ROLE_PROVISIONED),
+                role=labels.ROLE_PROVISIONED,
+                runtime_image=self.config.runtime_image,
+                endpoint=self.config.function_endpoint,
+                version=version,
             )
-            created = sum(1 for r in ok if r)
+            for version, spec, count in wanted
+            for _ in range(count)
+        ]
+        ok = await asyncio.gather(
+            *(attempt(self.cruds.create_pod(ns, b), f"create {b['metadata']['name']}") for b in bodies)
+        )
+        created = sum(1 for r in ok if r)
+        to_create = sum(count for _, _, count in wanted)
 
         # Report what actually happened.
         if adopted:
@@ -287,11 +364,13 @@ class Reconciler:
             )
         if created:
             metrics.PODS_CREATED.labels(labels.ROLE_PROVISIONED).inc(created)
+            which = ", ".join(
+                f"{sum(1 for b, r in zip(bodies, ok) if r and _version_of(b) == v)} of "
+                + (f"spec {p.spec_hash}" if v == LATEST else f"version {v}")
+                for v, _, _ in wanted
+            )
             events.post(
-                body,
-                "Normal",
-                "ProvisionedEnvironmentsCreated",
-                f"created {created} provisioned environment(s) of spec {p.spec_hash}",
+                body, "Normal", "ProvisionedEnvironmentsCreated", f"created provisioned environment(s): {which}"
             )
         if done:
             for d in done:
@@ -300,7 +379,7 @@ class Reconciler:
             events.post(body, "Normal", "EnvironmentsDeleted", f"deleted {len(done)} environment(s): {why}")
         if errors:
             events.post(body, "Warning", "ReconcileError", "; ".join(errors))
-        return p.create - created
+        return to_create - created
 
     # -- deletion ------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable
 
@@ -26,6 +27,16 @@ from lambdakube_router.cli import add_serving_options, auth_settings, serving_co
 from lambdakube_router.snapshot import ManifestError
 
 log = logging.getLogger("lambdakube_router")
+
+
+def give_environments_the_endpoint(config: RouterConfig, port: int) -> None:
+    """Local environments call the router they run under (``AWS_ENDPOINT_URL_LAMBDA``)
+    unless ``--function-endpoint`` named another; a wildcard host is reached on loopback.
+    Set before the start: the backend is made at startup, from the config."""
+    if config.backend != "local" or config.function_endpoint:
+        return
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "", "::") else config.host
+    config.function_endpoint = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def build_parser(prog: str = "lambdakube-router") -> argparse.ArgumentParser:
@@ -66,9 +77,10 @@ def build_parser(prog: str = "lambdakube-router") -> argparse.ArgumentParser:
     p.add_argument(
         "--function-endpoint",
         metavar="URL",
-        help="kubernetes backend: this router's URL as handlers reach it (the Service's);"
+        help="this router's URL as handlers reach it (kubernetes: the Service's; give the"
+        " operator the same value; local: its own listening address unless given);"
         " every environment gets it as AWS_ENDPOINT_URL_LAMBDA, so an SDK client built"
-        " with no arguments calls this router (give the operator the same value)",
+        " with no arguments calls this router",
     )
     p.add_argument(
         "--status-interval",
@@ -110,15 +122,24 @@ async def serve(config: RouterConfig, on_ready: Callable[[str, int], None] | Non
     # keepalive_timeout also bounds a connection that has not sent a whole request yet
     # (aiohttp arms it when the connection is made, and again after each response).
     runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=config.keepalive_seconds)
-    await runner.setup()
+    # Bound before the start (the real port with --port 0), so the first environments,
+    # provisioned ones included, already know where the router is.
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.create_server((config.host, config.port), family=family, backlog=1024)
+    port = sock.getsockname()[1]
+    give_environments_the_endpoint(config, port)
+    try:
+        await runner.setup()
+    except BaseException:
+        sock.close()
+        raise
     listener = None
     try:
         assert runner.server is not None
         cap = ConnectionCap(runner.server, config.max_connections, app[keys.METRICS])
         app[keys.METRICS].attach_connections(cap.open_connections, config.max_connections)
         loop = asyncio.get_running_loop()
-        listener = await loop.create_server(cap, config.host, config.port, backlog=1024, reuse_address=True)
-        port = listener.sockets[0].getsockname()[1]  # the real port with --port 0
+        listener = await loop.create_server(cap, sock=sock, backlog=1024)
         print(f"LAMBDAKUBE_ROUTER_LISTENING http://{config.host}:{port}", flush=True)
         if on_ready:
             on_ready(config.host, port)

@@ -156,12 +156,14 @@ def _make_backend(config: RouterConfig, session: aiohttp.ClientSession, state_di
     if config.backend == "local":
         from lambdakube_router.backends.local import LocalBackend
 
-        return LocalBackend(
+        local = LocalBackend(
             session=session,
             generic_pool_size=config.generic_pool_size,
             work_dir=state_dir / "environments",
             objects=_object_dirs(config),
         )
+        local.function_endpoint = config.function_endpoint  # else its own address, once listening
+        return local
     if config.backend == "kubernetes":
         from lambdakube_router.backends.kubernetes import KubernetesBackend
 

@@ -387,8 +387,8 @@ class Engine:
             return error_result(
                 400,
                 "InvalidParameterValueException",
-                f"{namespace}/{name}:{qualifier}: published versions run on the local backend only for now"
-                " (this backend's pods do not carry a version yet); invoke $LATEST",
+                f"{namespace}/{name}:{qualifier}: this router's backend does not run published versions;"
+                " invoke $LATEST",
             )
         target = self.target(state, resolved.version)
         fm = state.metrics

@@ -20,7 +20,6 @@ is enough), reads need ``get``: ``access.NEEDS``.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import datetime, timezone
@@ -35,7 +34,7 @@ from lambdakube_router.invocations import FunctionState
 from lambdakube_router.invoke_api import error_response
 from lambdakube_router.kube_api import ApiError
 from lambdakube_router.lambda_read_api import Refused, function_state
-from lambdakube_router.lambda_write_api import READ_BACK_SECONDS, api_refusal
+from lambdakube_router.lambda_write_api import READ_BACK_SECONDS, api_refusal, read_count
 from lambdakube_router.snapshot import ALIAS_KIND, VERSION_KIND
 from lambdakube_router.sources import ReadOnly
 
@@ -169,11 +168,9 @@ async def _write(request: web.Request, value: int) -> web.Response | None:
 
 
 async def _put(request: web.Request) -> web.Response:
-    try:
-        value = lambda_shapes.provisioned_value(json.loads(await request.read() or b"null"))
-    except (ValueError, lambda_shapes.InvalidParameter) as exc:
-        detail = str(exc) if isinstance(exc, lambda_shapes.InvalidParameter) else f"the body is not JSON: {exc}"
-        return error_response(400, "InvalidParameterValueException", detail)
+    value = await read_count(request, "ProvisionedConcurrentExecutions", 1)
+    if isinstance(value, web.Response):
+        return value
     refused = await _write(request, value)
     if refused is not None:
         return refused

@@ -179,14 +179,16 @@ UNRESERVED_BELOW_MINIMUM = (
 )
 
 
-def reserved_value(body: object) -> int:
-    """PutFunctionConcurrency's ``ReservedConcurrentExecutions`` (InvalidParameter as
-    Lambda's validation error when missing or not a non-negative integer)."""
-    value = body.get("ReservedConcurrentExecutions") if isinstance(body, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+def count_value(body: object, member: str, minimum: int) -> int:
+    """A Lambda write's integer member, e.g. PutFunctionConcurrency's
+    ``ReservedConcurrentExecutions`` (0 or more) or PutProvisionedConcurrencyConfig's
+    ``ProvisionedConcurrentExecutions`` (1 or more: removing it is the Delete call);
+    InvalidParameter, as Lambda's validation error, when missing or out of range."""
+    value = body.get(member) if isinstance(body, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InvalidParameter(
-            f"1 validation error detected: Value {value!r} at 'reservedConcurrentExecutions' failed to satisfy"
-            " constraint: Member must be an integer greater than or equal to 0"
+            f"1 validation error detected: Value {value!r} at '{member[0].lower()}{member[1:]}' failed to satisfy"
+            f" constraint: Member must be an integer greater than or equal to {minimum}"
         )
     return value
 
@@ -219,18 +221,6 @@ PROVISIONED_BELOW_MINIMUM = (
     "Specified ConcurrentExecutions for function decrease account's UnreservedConcurrentExecution"
     " below its minimum value of [{minimum}]."
 )
-
-
-def provisioned_value(body: object) -> int:
-    """PutProvisionedConcurrencyConfig's ``ProvisionedConcurrentExecutions`` (at least 1,
-    as Lambda's validation says; removing it is the Delete call)."""
-    value = body.get("ProvisionedConcurrentExecutions") if isinstance(body, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidParameter(
-            f"1 validation error detected: Value {value!r} at 'provisionedConcurrentExecutions' failed to satisfy"
-            " constraint: Member must be an integer greater than or equal to 1"
-        )
-    return value
 
 
 def provisioned_problem(

@@ -93,12 +93,19 @@ async def _write(request: web.Request, reserved: int | None) -> web.Response | N
     return None
 
 
-async def put_concurrency(request: web.Request) -> web.Response:
+async def read_count(request: web.Request, member: str, minimum: int) -> int | web.Response:
+    """The body's integer ``member`` of a concurrency write, else Lambda's 400."""
     try:
-        reserved = lambda_shapes.reserved_value(json.loads(await request.read() or b"null"))
+        return lambda_shapes.count_value(json.loads(await request.read() or b"null"), member, minimum)
     except (ValueError, lambda_shapes.InvalidParameter) as exc:
         detail = str(exc) if isinstance(exc, lambda_shapes.InvalidParameter) else f"the body is not JSON: {exc}"
         return error_response(400, "InvalidParameterValueException", detail)
+
+
+async def put_concurrency(request: web.Request) -> web.Response:
+    reserved = await read_count(request, "ReservedConcurrentExecutions", 0)
+    if isinstance(reserved, web.Response):
+        return reserved
     refused = await _write(request, reserved)
     if refused is not None:
         return refused

@@ -32,6 +32,8 @@ class InvocationLog:
         self._limit = limit
         self._buf = bytearray()
         self._lock = threading.Lock()  # the worker and the server thread both write
+        #: Lines in the tail already but not yet on the stream (``defer``).
+        self.deferred = ""
 
     def capture(self, text: str) -> None:
         data = text.encode("utf-8", "backslashreplace")
@@ -41,13 +43,32 @@ class InvocationLog:
                 del self._buf[: -self._limit]
 
     def write(self, text: str) -> None:
-        """A line of the runtime's own (START/END/REPORT, errors): to stdout and the tail."""
+        """A line of the runtime's own (START/END/REPORT, errors): to stdout and the tail
+        (after any deferred lines, which are in the tail already)."""
         self.capture(text)
+        if self.deferred:
+            text, self.deferred = self.deferred + text, ""
         try:
             self.stream.write(text)
             self.stream.flush()
         except (OSError, ValueError):
             pass  # stdout gone; the tail still has it
+
+    def defer(self, text: str) -> None:
+        """A runtime line for the tail now and the stream later (``flush``): a Runtime
+        API invocation writes START only before its runtime's first output, or with END
+        and REPORT after the answer, so no log write is on the invocation's path."""
+        self.capture(text)
+        self.deferred += text
+
+    def flush(self) -> None:
+        text, self.deferred = self.deferred, ""
+        if text:
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
 
     def tail(self) -> bytes:
         with self._lock:

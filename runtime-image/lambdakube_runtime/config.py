@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .runtimes import UnknownRuntime, check
+
 DEFAULT_VERSION = "$LATEST"
 DEFAULT_MEMORY_MB = 128
 DEFAULT_TIMEOUT_SECONDS = 3.0
@@ -35,6 +37,10 @@ class FunctionConfig:
     memory_mb: int = DEFAULT_MEMORY_MB
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     namespace: str = DEFAULT_NAMESPACE
+    #: ``""``/``python3.x``: the built-in path; else a Runtime API runtime (``runtimes``).
+    runtime: str = ""
+    #: The file inline code is saved as (default: ``runtimes.inline_filename``).
+    inline_filename: str | None = None
 
     def export(self, environ: os._Environ | dict) -> None:
         """Mirror the config into ``LAMBDAKUBE_*`` so handler code sees the same variables
@@ -45,6 +51,7 @@ class FunctionConfig:
         environ["LAMBDAKUBE_MEMORY_MB"] = str(self.memory_mb)
         environ["LAMBDAKUBE_TIMEOUT_SECONDS"] = f"{self.timeout_seconds:g}"
         environ["LAMBDAKUBE_NAMESPACE"] = self.namespace
+        environ["LAMBDAKUBE_RUNTIME"] = self.runtime
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -71,6 +78,20 @@ def _non_empty(name: str, value: object) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
     return value
+
+
+def _runtime(name: str, value: object) -> str:
+    try:
+        return check(_non_empty(name, value))
+    except UnknownRuntime as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _filename(name: str, value: object) -> str:
+    text = _non_empty(name, value)
+    if "/" in text or text in (".", "..") or "\0" in text:
+        raise ConfigError(f"{name} must be a plain file name, got {value!r}")
+    return text
 
 
 def _valid_env_item(name: object, value: object) -> bool:
@@ -101,6 +122,10 @@ def from_environ(environ: Mapping[str, str]) -> FunctionConfig | None:
             "LAMBDAKUBE_TIMEOUT_SECONDS", environ.get("LAMBDAKUBE_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT_SECONDS
         ),
         namespace=environ.get("LAMBDAKUBE_NAMESPACE") or DEFAULT_NAMESPACE,
+        runtime=_runtime("LAMBDAKUBE_RUNTIME", environ["LAMBDAKUBE_RUNTIME"])
+        if environ.get("LAMBDAKUBE_RUNTIME")
+        else "",
+        inline_filename=environ.get("LAMBDAKUBE_INLINE_FILENAME") or None,
     )
 
 
@@ -115,6 +140,8 @@ _INIT_FIELDS = {
     "timeoutSeconds",
     "env",
     "namespace",
+    "runtime",
+    "inlineFilename",
 }
 
 
@@ -147,5 +174,7 @@ def from_init_body(body: object) -> tuple[FunctionConfig, dict[str, str]]:
         memory_mb=opt("memoryMb", DEFAULT_MEMORY_MB, _positive_int),
         timeout_seconds=opt("timeoutSeconds", DEFAULT_TIMEOUT_SECONDS, _positive_float),
         namespace=opt("namespace", DEFAULT_NAMESPACE, _non_empty),
+        runtime=opt("runtime", "", _runtime),
+        inline_filename=opt("inlineFilename", None, _filename),
     )
     return config, dict(env)

@@ -101,6 +101,9 @@ class Request:
     keep_alive: bool
     #: The client connected from this host's loopback (the pod's or process's own).
     loopback: bool = False
+    #: The size of a body over the server's ``max_body`` that was read and dropped
+    #: (``body`` is then empty); only on a server with ``keep_oversize``.
+    oversize: int = 0
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
@@ -202,8 +205,21 @@ def serialize(response: Response, keep_alive: bool, http10: bool = False) -> byt
 
 
 class HTTPServer:
-    def __init__(self, handler: Handler):
+    """``chunked``, ``max_body`` and ``keep_oversize`` are for the Runtime API
+    (``runtime_api``), whose one client is the function's own runtime on loopback: Go's
+    ``net/http`` sends a response body of unknown length chunked (with trailers), and a
+    body over Lambda's 6 MB limit must be read to its end and answered 413 on the same
+    connection (as Lambda's emulator does), so the runtime keeps its connection and the
+    invocation gets its ``Function.ResponseSizeTooLarge`` error. The router-facing server
+    keeps the strict defaults (no chunked bodies, 413 and close)."""
+
+    def __init__(
+        self, handler: Handler, *, chunked: bool = False, max_body: int = MAX_BODY_BYTES, keep_oversize: bool = False
+    ):
         self._handler = handler
+        self.chunked = chunked
+        self.max_body = max_body
+        self.keep_oversize = keep_oversize
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[_Connection] = set()
         self._in_flight = 0
@@ -427,9 +443,12 @@ class _Connection(asyncio.BufferedProtocol):
                 self._request_incomplete(started=True)
                 return None
             end = match.end()
-            self._head = _parse_head(buf[:end].decode("latin-1"))
+            server = self._server
+            self._head = _parse_head(buf[:end].decode("latin-1"), server.chunked, server.max_body, server.keep_oversize)
             del buf[:end]
         head = self._head
+        if head.chunks is not None or head.dropped >= 0:
+            return self._parse_streamed(head)
         if len(buf) < head.length:
             if head.expect_continue:
                 head.expect_continue = False
@@ -441,6 +460,32 @@ class _Connection(asyncio.BufferedProtocol):
         self._head = None
         self._cancel_read_timer()
         return head.request(body, self._loopback)
+
+    def _parse_streamed(self, head: _Head) -> Request | None:
+        """A chunked body, or one over ``max_body`` being dropped: consumed as it arrives."""
+        buf = self._buf
+        if head.expect_continue:
+            head.expect_continue = False
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if head.chunks is not None:
+            if not head.chunks.feed(buf):
+                self._request_incomplete(started=True)
+                return None
+            body, oversize = head.chunks.body(), head.chunks.dropped
+            head.headers.update(head.chunks.trailers)
+        else:
+            take = min(len(buf), head.length - head.dropped)
+            del buf[:take]
+            head.dropped += take
+            if head.dropped < head.length:
+                self._request_incomplete(started=True)
+                return None
+            body, oversize = b"", head.length
+        self._head = None
+        self._cancel_read_timer()
+        request = head.request(body, self._loopback)
+        request.oversize = oversize
+        return request
 
     def _request_incomplete(self, started: bool) -> None:
         if not started:
@@ -535,9 +580,23 @@ class _Connection(asyncio.BufferedProtocol):
 class _Head:
     """A parsed request line and header block; the body is still to come."""
 
-    __slots__ = ("method", "target", "version", "headers", "length", "keep_alive", "expect_continue")
+    __slots__ = (
+        "method",
+        "target",
+        "version",
+        "headers",
+        "length",
+        "keep_alive",
+        "expect_continue",
+        "chunks",
+        "dropped",
+    )
 
     def __init__(self, method, target, version, headers, length, keep_alive, expect_continue):
+        #: The decoder of a chunked body, else None.
+        self.chunks: _Chunked | None = None
+        #: Bytes of an oversize Content-Length body dropped so far; -1: not dropping.
+        self.dropped = -1
         self.method = method
         self.target = target
         self.version = version
@@ -560,7 +619,7 @@ def _is_loopback(peer: object) -> bool:
     return host.startswith("127.") or host == "::1"
 
 
-def _parse_head(text: str) -> _Head:
+def _parse_head(text: str, chunked: bool = False, max_body: int = MAX_BODY_BYTES, keep_oversize: bool = False) -> _Head:
     """Validate and parse a complete head (request line, headers, the empty line)."""
     # Lines end in LF or CRLF, and rstrip("\r") below would also eat a bare CR before the
     # CRLF, which RFC 9112 2.2 says is invalid (bare CRs elsewhere fail the character
@@ -571,19 +630,36 @@ def _parse_head(text: str) -> _Head:
     del lines[-2:]  # the empty line that ends the head, and what follows its LF
     method, target, version = _parse_request_line(lines[0].rstrip("\r"))
     headers, content_lengths = _parse_headers(lines[1:])
-    if "transfer-encoding" in headers:
+    encoding = headers.get("transfer-encoding")
+    if chunked and encoding is not None and encoding.lower() == "chunked" and not content_lengths:
+        keep_alive = _keep_alive(headers, version)
+        head = _Head(method, target, version, headers, 0, keep_alive, version == "HTTP/1.1" and _expects(headers))
+        head.chunks = _Chunked(max_body, keep_oversize)
+        return head
+    if encoding is not None:
         raise ProtocolError(
             411,
             "LengthRequired",
             "Transfer-Encoding (e.g. chunked) request bodies are not supported; "
             "send the body with a Content-Length header",
         )
-    length = _content_length(content_lengths)
+    length = _content_length(content_lengths, max_body, keep_oversize)
+    keep_alive = _keep_alive(headers, version)
+    expect_continue = length > 0 and version == "HTTP/1.1" and _expects(headers)
+    head = _Head(method, target, version, headers, length, keep_alive, expect_continue)
+    if length > max_body:  # only with keep_oversize (else _content_length refused it)
+        head.dropped = 0
+    return head
+
+
+def _keep_alive(headers: dict[str, str], version: str) -> bool:
     connection = headers.get("connection")
     tokens = {t.strip().lower() for t in connection.split(",")} if connection else ()
-    keep_alive = "close" not in tokens if version == "HTTP/1.1" else "keep-alive" in tokens
-    expect_continue = length > 0 and version == "HTTP/1.1" and headers.get("expect", "").lower() == "100-continue"
-    return _Head(method, target, version, headers, length, keep_alive, expect_continue)
+    return "close" not in tokens if version == "HTTP/1.1" else "keep-alive" in tokens
+
+
+def _expects(headers: dict[str, str]) -> bool:
+    return headers.get("expect", "").lower() == "100-continue"
 
 
 def _parse_request_line(line: str) -> tuple[str, str, str]:
@@ -628,7 +704,7 @@ def _parse_headers(lines: list[str]) -> tuple[dict[str, str], list[str]]:
     return headers, content_lengths
 
 
-def _content_length(values: list[str]) -> int:
+def _content_length(values: list[str], max_body: int = MAX_BODY_BYTES, keep_oversize: bool = False) -> int:
     if not values:
         return 0
     value = values[0]
@@ -637,10 +713,8 @@ def _content_length(values: list[str]) -> int:
     if len(set(values)) != 1 or not (value.isascii() and value.isdigit()) or len(value) > 20:
         raise ProtocolError(400, "BadRequest", "invalid Content-Length header")
     length = int(value)
-    if length > MAX_BODY_BYTES:
-        raise ProtocolError(
-            413, "RequestTooLargeException", f"request body of {length} bytes exceeds {MAX_BODY_BYTES} bytes"
-        )
+    if length > max_body and not keep_oversize:
+        raise ProtocolError(413, "RequestTooLargeException", f"request body of {length} bytes exceeds {max_body} bytes")
     return length
 
 
@@ -648,3 +722,108 @@ def _headers_too_large() -> ProtocolError:
     return ProtocolError(
         431, "RequestHeaderFieldsTooLarge", f"request headers exceed {MAX_HEADER_BYTES} bytes or {MAX_HEADERS} fields"
     )
+
+
+#: A chunk-size line (hex size, optional extensions) or a trailer line is at most this long.
+MAX_CHUNK_LINE_BYTES = 4096
+_CHUNK_SIZE = re.compile(r"[0-9A-Fa-f]{1,15}")
+
+
+class _Chunked:
+    """Incremental decoder of a ``Transfer-Encoding: chunked`` body (RFC 9112 7.1).
+
+    ``feed`` consumes what it can from the connection's buffer and returns True once the
+    last chunk and the trailers have arrived. Data beyond ``limit`` bytes is counted in
+    ``dropped`` instead of kept with ``keep_oversize`` (an oversize body costs no memory),
+    else refused (413, as a Content-Length body). Trailers (Go's runtime
+    client sends ``Lambda-Runtime-Function-Error-Type`` as one) are parsed like headers."""
+
+    __slots__ = (
+        "_parts",
+        "_size",
+        "_left",
+        "_state",
+        "limit",
+        "keep_oversize",
+        "dropped",
+        "trailers",
+        "_trailer_lines",
+    )
+
+    def __init__(self, limit: int, keep_oversize: bool):
+        self._parts: list[bytes] = []
+        self._size = 0  # bytes of data seen, kept or dropped
+        self._left = 0  # bytes of the current chunk still to come
+        self._state = "size"  # size | data | data_end | trailers | done
+        self.limit = limit
+        self.keep_oversize = keep_oversize
+        self.dropped = 0
+        self.trailers: dict[str, str] = {}
+        self._trailer_lines: list[str] = []
+
+    def body(self) -> bytes:
+        return b"".join(self._parts)
+
+    def _line(self, buf: bytearray) -> str | None:
+        end = buf.find(b"\n", 0, MAX_CHUNK_LINE_BYTES + 2)
+        if end < 0:
+            if len(buf) > MAX_CHUNK_LINE_BYTES:
+                raise ProtocolError(400, "BadRequest", "chunk-size or trailer line too long")
+            return None
+        line = buf[:end].decode("latin-1")
+        del buf[: end + 1]
+        return line[:-1] if line.endswith("\r") else line
+
+    def feed(self, buf: bytearray) -> bool:
+        while True:
+            if self._state == "size":
+                line = self._line(buf)
+                if line is None:
+                    return False
+                size = line.split(";", 1)[0].strip(" \t")
+                if not _CHUNK_SIZE.fullmatch(size):
+                    raise ProtocolError(400, "BadRequest", "invalid chunk size")
+                self._left = int(size, 16)
+                self._state = "data" if self._left else "trailers"
+            elif self._state == "data":
+                if not buf:
+                    return False
+                take = min(len(buf), self._left)
+                self._keep(bytes(buf[:take]))
+                del buf[:take]
+                self._left -= take
+                if self._left:
+                    return False
+                self._state = "data_end"
+            elif self._state == "data_end":
+                line = self._line(buf)
+                if line is None:
+                    return False
+                if line:
+                    raise ProtocolError(400, "BadRequest", "chunk data longer than its size")
+                self._state = "size"
+            elif self._state == "trailers":
+                line = self._line(buf)
+                if line is None:
+                    return False
+                if line:
+                    self._trailer_lines.append(line)
+                    if len(self._trailer_lines) > MAX_HEADERS:
+                        raise _headers_too_large()
+                    continue
+                self.trailers, _ = _parse_headers(self._trailer_lines)
+                self._state = "done"
+                return True
+            else:
+                return True
+
+    def _keep(self, data: bytes) -> None:
+        size = self._size + len(data)
+        if size > self.limit and not self.keep_oversize:
+            raise ProtocolError(413, "RequestTooLargeException", f"request body exceeds {self.limit} bytes")
+        if size > self.limit:
+            self.dropped = size
+            self._parts.clear()  # an oversize body is dropped whole
+        else:
+            self._parts.append(data)
+        self._size = size

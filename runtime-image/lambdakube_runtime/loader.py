@@ -104,6 +104,17 @@ def _write_inline_code(config: FunctionConfig) -> str:
     return directory
 
 
+def write_inline_file(config: FunctionConfig, filename: str) -> str:
+    """A Runtime API runtime's inline code (``runtimes.inline_filename``: a Node.js
+    module, a ``bootstrap``) in a new private directory, its task root; a ``bootstrap``
+    is made executable."""
+    directory = _write_private(filename, config.inline_code or "")
+    inline_dirs.append(directory)
+    if filename == "bootstrap":
+        os.chmod(os.path.join(directory, filename), 0o700)
+    return directory
+
+
 def load(config: FunctionConfig) -> Callable:
     """Import the handler module and return the handler. Raises ``InitError``."""
     module_name, function_name = _split_handler(config.handler)

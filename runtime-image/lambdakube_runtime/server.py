@@ -45,7 +45,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-from . import invoker, loader, parent, report
+from . import invoker, loader, parent, report, runtimes
 from .capture import InvocationLog
 from .config import ConfigError, FunctionConfig, from_init_body
 from .context import LambdaContext
@@ -155,6 +155,8 @@ class Runtime:
         self.init_error: loader.InitError | None = None
         self.init_duration_ms: float | None = None
         self.worker = Worker()
+        #: The child and its Runtime API, for a Runtime API runtime (``runtime_api``).
+        self.api: Any = None
         self._cold = False  # the next invocation is the first after Init
         self._running: str | None = None  # request id of the invocation in progress
         self._exit_delay = exit_delay_seconds
@@ -206,8 +208,13 @@ class Runtime:
         self.state = INITIALIZING
 
     async def _run_init(self) -> None:
-        assert self.config is not None
-        handler, error, duration_ms = await self.worker.submit(loader.timed_load, self.config)
+        config = self.config
+        assert config is not None
+        if runtimes.is_builtin(config.runtime):
+            os.environ.update(self._lambda_variables(config, config.code_dir or os.getcwd(), None))
+            handler, error, duration_ms = await self.worker.submit(loader.timed_load, config)
+        else:
+            handler, (error, duration_ms) = None, await self._start_child(config)
         self.init_duration_ms = round(duration_ms, 3)
         if error is not None:
             self.init_error = error
@@ -217,6 +224,48 @@ class Runtime:
             self.handler = handler
             self._cold = True
             self.state = READY
+
+    def _lambda_variables(self, config: FunctionConfig, task_root: str, api_address: str | None) -> dict:
+        return runtimes.lambda_variables(
+            runtime=config.runtime,
+            function_name=config.function_name,
+            function_version=config.function_version,
+            memory_mb=config.memory_mb,
+            namespace=config.namespace,
+            handler=config.handler,
+            task_root=task_root,
+            env_id=self.env_id,
+            api_address=api_address,
+            environ=dict(os.environ),
+            now=time.time(),
+        )
+
+    async def _start_child(self, config: FunctionConfig) -> tuple[loader.InitError | None, float]:
+        """Init of a Runtime API runtime: its code in place, the child started, until its
+        first ``/next`` (``runtime_api``; imported only here: the built-in path never pays)."""
+        from .runtime_api import RuntimeApi  # noqa: PLC0415
+
+        task_root = config.code_dir or os.getcwd()
+        if config.inline_code:
+            filename = runtimes.inline_filename(config.runtime, config.inline_module, config.inline_filename)
+            try:
+                task_root = loader.write_inline_file(config, filename)
+            except OSError as exc:
+                return loader.InitError("Runtime.InvalidInlineCode", f"cannot write {filename}: {exc}"), 0.0
+        self.api = RuntimeApi(
+            runtime=config.runtime,
+            task_root=task_root,
+            variables=lambda address: self._lambda_variables(config, task_root, address),
+            on_gone=self._runtime_gone,
+        )
+        return await self.api.start()
+
+    def _runtime_gone(self, reason: str) -> None:
+        """The child exited between invocations: nothing can run here any more."""
+        if self.state == UNHEALTHY:
+            return
+        self._mark_unhealthy(reason)
+        self._exit()
 
     async def init(self, request: Request) -> Response:
         if self.state != GENERIC:
@@ -317,7 +366,8 @@ class Runtime:
             client_context = _parse_client_context(request.header("x-client-context"))
             invoked_arn = request.header(INVOKED_ARN_HEADER)
             deadline_ms = _parse_deadline(request.header("x-deadline-ms"))
-            event = _parse_event(request.body)
+            # A Runtime API runtime gets the payload as sent (its client parses it).
+            event = (request.body or b"{}") if self.api is not None else _parse_event(request.body)
         except BadInvokeRequest as exc:
             return error_response(400, "InvalidRequestContentException", str(exc), headers=headers)
         # Nothing runs between the busy check above and this line (no await, one thread).
@@ -340,7 +390,7 @@ class Runtime:
         """Start the invocation on the worker; the answer is resolved when the handler
         finishes or its time is up, whichever comes first."""
         config = self.config
-        assert config is not None and self.handler is not None
+        assert config is not None and (self.handler is not None or self.api is not None)
         start = time.monotonic()
         budget = config.timeout_seconds
         if deadline_ms is not None:
@@ -353,6 +403,21 @@ class Runtime:
             headers.append(("X-Function-Error", "Unhandled"))
             return error_response(200, "Sandbox.Timedout", message, headers=headers)
 
+        init_ms, self._cold = (self.init_duration_ms if self._cold and not provisioned else None), False
+        log = InvocationLog(sys.stdout)
+        if self.api is None:
+            log.write(report.start_line(request_id, config.function_version))
+        else:  # written before the runtime's first output, or with END (runtime_api)
+            log.defer(report.start_line(request_id, config.function_version))
+        loop = asyncio.get_running_loop()
+        run = _Invocation(request_id, start, budget, log, headers, init_ms, tail, Pending())
+        # The watchdog: a timer, not a task; cancelled when the handler finishes in time.
+        run.timer = loop.call_later(budget, self._timed_out, run)
+        if self.api is not None:  # the child's /next answer (runtime_api)
+            arn = invoked_arn or f"lambdakube:{config.namespace}:function:{config.function_name}"
+            next_headers = self.api.next_headers(request_id, time.time() + budget, arn, client_context)
+            self.api.invoke(request_id, event, next_headers, log, partial(self._finished, run))
+            return run.answer
         context = LambdaContext(
             request_id=request_id,
             function_name=config.function_name,
@@ -365,13 +430,6 @@ class Runtime:
             client_context=client_context,
             invoked_function_arn=invoked_arn,
         )
-        init_ms, self._cold = (self.init_duration_ms if self._cold and not provisioned else None), False
-        log = InvocationLog(sys.stdout)
-        log.write(report.start_line(request_id, config.function_version))
-        loop = asyncio.get_running_loop()
-        run = _Invocation(request_id, start, budget, log, headers, init_ms, tail, Pending())
-        # The watchdog: a timer, not a task; cancelled when the handler finishes in time.
-        run.timer = loop.call_later(budget, self._timed_out, run)
         # Last, so the worker wakes when this loop iteration has little left to do.
         self.worker.call(invoker.invoke, (self.handler, event, context, log), partial(self._finished, run))
         return run.answer
@@ -396,6 +454,7 @@ class Runtime:
             response.close, response.after_sent = True, self._exit_after_response
         self._report(run, outcome.duration_ms, response)
         run.answer.resolve(response)
+        run.log.flush()
 
     def _timed_out(self, run: _Invocation) -> None:
         """The watchdog fired before the worker finished: answer now, then recycle."""
@@ -406,20 +465,27 @@ class Runtime:
         run.log.write(message + "\n")
         body = json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}).encode()
         self._mark_unhealthy(f"request {run.request_id} timed out")
+        if self.api is not None:
+            self.api.kill()  # Lambda stops the runtime; this environment is recycled
         run.headers += [("X-Function-Error", "Unhandled"), ("X-Env-Unhealthy", "true")]
         response = Response(200, body, run.headers, close=True, after_sent=self._exit_after_response)
         self._report(run, duration_ms, response)
         run.answer.resolve(response)
+        run.log.flush()
 
     def _report(self, run: _Invocation, duration_ms: float, response: Response) -> None:
-        """END + REPORT lines (one write), and the metrics headers of an invocation that ran."""
+        """END + REPORT lines (one write; a Runtime API invocation's after its answer, with
+        ``log.flush``), and the metrics headers of an invocation that ran."""
         config = self.config
         assert config is not None
-        max_memory = report.max_memory_used_mb()
-        run.log.write(
-            report.end_line(run.request_id)
-            + report.report_line(run.request_id, duration_ms, config.memory_mb, max_memory, run.init_ms)
+        max_memory = report.max_memory_used_mb() if self.api is None else self.api.max_memory_mb()
+        lines = report.end_line(run.request_id) + report.report_line(
+            run.request_id, duration_ms, config.memory_mb, max_memory, run.init_ms
         )
+        if self.api is None:
+            run.log.write(lines)
+        else:
+            run.log.defer(lines)
         response.headers += [
             ("X-Run-Duration-Ms", f"{duration_ms:.3f}"),
             ("X-Billed-Duration-Ms", str(report.billed_ms(duration_ms))),
@@ -481,6 +547,9 @@ def shutdown_process(code: int) -> None:
     for stream in (sys.__stdout__, sys.__stderr__):
         _write(stream, "")
     loader.remove_inline_dirs()
+    children = sys.modules.get(__package__ + ".runtime_api")
+    if children is not None:
+        children.kill_children()
     os._exit(code)
 
 

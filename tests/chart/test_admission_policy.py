@@ -25,7 +25,9 @@ from tests.chart.conftest import helm_template
 pytestmark = pytest.mark.cluster
 
 
-def env_pod(namespace: str, name: str | None = None, service_account: str | None = None) -> dict:
+def env_pod(
+    namespace: str, name: str | None = None, service_account: str | None = None, version: str = "$LATEST"
+) -> dict:
     spec = FunctionSpec.model_validate(
         {"handler": "index.handler", "code": {"inline": {"source": "x = 1\n"}}, "serviceAccountName": service_account}
     )
@@ -38,6 +40,7 @@ def env_pod(namespace: str, name: str | None = None, service_account: str | None
         role=labels.ROLE_ON_DEMAND,
         runtime_image=DEFAULT_RUNTIME_IMAGE,
         managed_by=labels.ROUTER_NAME,
+        version=version,
     )
     return pod
 
@@ -168,6 +171,15 @@ def test_an_environment_pod_is_admitted(installed, component):
 
 
 @pytest.mark.parametrize("component", ["router", "operator"])
+def test_a_version_pod_is_admitted(installed, component):
+    cp, namespace, users = installed
+    pod = env_pod(namespace, version="3")
+    assert pod["metadata"]["labels"][labels.VERSION] == "3"
+    out = create(cp, pod, users[component])
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("component", ["router", "operator"])
 def test_a_function_with_its_own_service_account_is_admitted(installed, component):
     """Whatever ServiceAccount it names, the pod's one credential is its token for the
     router (``identity.AUDIENCE``); the API server refuses that token."""
@@ -265,7 +277,8 @@ def test_our_labels_annotations_and_owner_can_be_patched(installed, live_pod):
     cp, namespace, users = installed
     body = {
         "metadata": {
-            "labels": {labels.DRAINING: "true", labels.MANAGED_BY: labels.OPERATOR_NAME},
+            # (a generic pod claimed for a version gets its version label)
+            "labels": {labels.DRAINING: "true", labels.MANAGED_BY: labels.OPERATOR_NAME, labels.VERSION: "2"},
             "annotations": {labels.INIT_ERROR: "boom"},
             "ownerReferences": [
                 {"apiVersion": "lambdakube.dev/v1alpha1", "kind": "Function", "name": "fn", "uid": str(uuid.uuid4())}

@@ -71,10 +71,12 @@ FORBIDDEN_BOTH = [
     ("create", "functions.lambdakube.dev", None),
     ("delete", "functions.lambdakube.dev", None),
     ("delete", "concurrencyquotas.lambdakube.dev", None),
-    # Versions and aliases are users' objects (the operator will publish on spec.publish).
-    ("create", "functionversions.lambdakube.dev", None),
+    # Versions and aliases are users' objects: the operator only publishes (creates)
+    # versions and writes both kinds' status.
     ("delete", "functionversions.lambdakube.dev", None),
+    ("update", "functionversions.lambdakube.dev", None),
     ("update", "functionaliases.lambdakube.dev", None),
+    ("create", "functionaliases.lambdakube.dev", None),
     ("create", "serviceaccounts", None),
     ("create", "serviceaccounts", "token"),
     ("create", "roles.rbac.authorization.k8s.io", None),
@@ -111,6 +113,9 @@ FORBIDDEN_ROUTER_ONLY = [
     ("get", "functions.lambdakube.dev", "status"),
     ("create", "concurrencyquotas.lambdakube.dev", None),
     ("patch", "concurrencyquotas.lambdakube.dev", "status"),
+    ("create", "functionversions.lambdakube.dev", None),
+    ("patch", "functionversions.lambdakube.dev", "status"),
+    ("patch", "functionaliases.lambdakube.dev", "status"),
     ("deletecollection", "pods", None),
     ("patch", "events", None),
     ("create", "events.events.k8s.io", None),
@@ -118,6 +123,7 @@ FORBIDDEN_ROUTER_ONLY = [
 FORBIDDEN_OPERATOR_ONLY = [
     # the router's: Lambda's PutProvisionedConcurrencyConfig (provisionedConcurrency only;
     # the admission policy's provisioned-writes rule)
+    ("patch", "functionversions.lambdakube.dev", None),
     ("patch", "functionaliases.lambdakube.dev", None),
     ("delete", "functions.lambdakube.dev", "status"),
     ("update", "concurrencyquotas.lambdakube.dev", None),

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 import yaml
 
+from lambdakube_router import keys
 from lambdakube_router.app import RouterConfig, init_app
 from lambdakube_router.asyncq.policy import RetryPolicy
 from lambdakube_router.snapshot import parse_documents
@@ -132,6 +133,11 @@ def make_router(aiohttp_client, tmp_path):
         config = router_config(tmp_path, *docs, **overrides)
         app = await init_app(config)
         client = await aiohttp_client(app)
+        # As the router's main gives it (there, before the start): local environments
+        # call this router with a stock SDK (environments started at startup have none).
+        backend = app[keys.ENGINE].backend
+        if getattr(backend, "function_endpoint", "") is None:
+            backend.function_endpoint = str(client.make_url("")).rstrip("/")
         return Router(client, app, config)
 
     return make

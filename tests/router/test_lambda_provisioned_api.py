@@ -51,7 +51,7 @@ def test_provisioned_problem(spec, others, total, problem):
 )
 def test_provisioned_value_is_a_positive_integer(body):
     with pytest.raises(lambda_shapes.InvalidParameter, match="provisionedConcurrentExecutions"):
-        lambda_shapes.provisioned_value(body)
+        lambda_shapes.count_value(body, "ProvisionedConcurrentExecutions", 1)
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,7 @@ def test_reservation_problem(others, reserved, provisioned, problem):
 )
 def test_reserved_value_is_a_non_negative_integer(body):
     with pytest.raises(lambda_shapes.InvalidParameter, match="reservedConcurrentExecutions"):
-        lambda_shapes.reserved_value(body)
+        lambda_shapes.count_value(body, "ReservedConcurrentExecutions", 0)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Provisioned concurrency on an alias, Lambda's own example, on the local backend with
-real runtime processes and the real boto3: an orchestrator handler fans out to
+real runtime processes and the real boto3 with its defaults (the environment carries
+the router's endpoint, as on a cluster): an orchestrator handler fans out to
 ``worker:live`` concurrently with ``LogType: Tail``. With 10 provisioned, 10 at once
 show no Init Duration in any Tail log; 11 at once show exactly one, and the 11th runs
 an on-demand environment *of the alias's version* (the spill-over)."""
@@ -32,14 +33,8 @@ import boto3
 from botocore.config import Config
 
 def handler(event, context):
-    client = boto3.client(
-        "lambda",
-        endpoint_url=event["endpoint"],
-        region_name="lambdakube",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-        config=Config(max_pool_connections=64, retries={"max_attempts": 0}, read_timeout=60),
-    )
+    # the environment says where the router is (AWS_ENDPOINT_URL_LAMBDA), its region and keys
+    client = boto3.client("lambda", config=Config(max_pool_connections=64, retries={"max_attempts": 0}))
 
     def one(i):
         out = client.invoke(
@@ -82,7 +77,7 @@ async def router(make_router):
 
 
 async def fan_out(router, n: int) -> list[dict]:
-    event = {"endpoint": router.url("/").rstrip("/"), "target": "worker:live", "n": n, "hold": 1.0}
+    event = {"target": "worker:live", "n": n, "hold": 1.0}
     status, headers, body = await router.invoke_json("orchestrator", event)
     assert status == 200 and "X-Amz-Function-Error" not in headers, body
     return body

@@ -31,6 +31,7 @@ from lambdakube_router.backends.claims import (
     generic_candidates,
     lost_environments,
     released_actions,
+    version_selector,
 )
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -58,9 +59,12 @@ def pod(
     waiting: dict | None = None,
     rv: str = "1",
     namespace: str = "ns",
+    version: str | None = None,
 ) -> dict:
     """A pod as the cache holds it (what the API returns), built from what a rule reads."""
     pod_labels = {labels.ROLE: role}
+    if version:
+        pod_labels[labels.VERSION] = version
     if function:
         pod_labels[labels.FUNCTION] = function
     if h:
@@ -265,6 +269,28 @@ PROVISIONED = [
 def test_choose_provisioned(case, pods, claimed, tried, probed, cache_error, expected):
     got = choose_provisioned(pods, claimed, FN, H, tried=tried, probed=probed, cache_error=cache_error)
     assert got == expected
+
+
+FN_V1 = FunctionRef("ns", "hello", version="1")
+
+# A version published from the unchanged head has the head's hash: the label decides.
+BY_VERSION = [
+    # (case, fn, pods, expected)
+    ("$LATEST never claims a version's pod", FN, [pod("v1", version="1", age=50)], Wait()),
+    ("$LATEST claims its own (no version label)", FN, [pod("v1", version="1", age=50), pod("l")], Claim("l", ADDR)),
+    ("a version claims only its own pods", FN_V1, [pod("l", age=50), pod("v1", version="1")], Claim("v1", ADDR)),
+    ("nor another version's", FN_V1, [pod("v2", version="2")], Wait()),
+]
+
+
+@pytest.mark.parametrize("case,fn,pods,expected", BY_VERSION, ids=[c[0] for c in BY_VERSION])
+def test_choose_provisioned_by_version(case, fn, pods, expected):
+    assert choose_provisioned(pods, set(), fn, H) == expected
+
+
+def test_version_selector_is_the_number_or_no_label():
+    assert version_selector(FN) == {labels.VERSION: None}
+    assert version_selector(FN_V1) == {labels.VERSION: "1"}
 
 
 # -- generic -----------------------------------------------------------------------------

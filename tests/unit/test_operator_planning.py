@@ -18,6 +18,7 @@ from lambdakube_operator.planning import (
     NOT_READY,
     OUTDATED,
     SURPLUS,
+    VERSION_DELETED,
     FunctionView,
     PodView,
     Timing,
@@ -699,3 +700,127 @@ def test_function_view_reports_an_unparseable_spec():
     assert v.spec is None and "image" in v.spec_error
     long = FunctionView.from_body({"metadata": {"name": "f" * 64}, "spec": {"handler": "a.b", "image": "i"}})
     assert long.spec is None and "63" in long.spec_error
+
+
+# -- versions: each published version's pods are kept against its own spec -------------
+
+#: Version 1 runs an older config than the head; version 2 was published from the
+#: unchanged head, so its pods have $LATEST's hash: only their version label differs.
+V1 = OLD.model_copy(update={"provisioned_concurrency": 2})
+V2 = NEW.model_copy(update={"provisioned_concurrency": 1})
+HEAD0 = spec(provisionedConcurrency=0)
+
+
+def vpod(name: str, version: str, **kw) -> PodView:
+    return pod(name, version=version, **kw)
+
+
+def version_expect(p, want: dict) -> None:
+    for number, expected in want.items():
+        v = p.versions[number]
+        for key, value in expected.items():
+            assert getattr(v, key) == value, (number, key)
+
+
+VERSION_CASES = {
+    "a version's missing provisioned pods are created for it, not for $LATEST": (
+        fn(HEAD0),
+        [],
+        {"1": V1},
+        dict(create=0, versions={"1": dict(create=2, spec_hash=OLD_H, provisioned_ready=0)}),
+    ),
+    "a version's pods of another hash than the head's are not outdated for the head's rollout": (
+        fn(HEAD0),
+        [vpod("a", "1", h=OLD_H), vpod("b", "1", h=OLD_H)],
+        {"1": V1},
+        dict(
+            create=0,
+            drain=[],
+            deletes={},
+            versions={"1": dict(create=0, provisioned_ready=2)},
+            conditions={"Progressing": ("False", "UpToDate")},
+        ),
+    ),
+    "a version published from the unchanged head: same hash, kept apart by the label": (
+        fn(),  # $LATEST keeps 2 of H, version 2 keeps 1 of H
+        [pod("l1"), pod("l2"), vpod("v", "2")],
+        {"2": V2},
+        dict(create=0, drain=[], status=dict(provisioned=2), versions={"2": dict(create=0, provisioned_ready=1)}),
+    ),
+    "$LATEST's pods never count for a version of the same hash": (
+        fn(HEAD0),
+        [pod("l1")],
+        {"2": V2},
+        dict(create=0, versions={"2": dict(create=1, provisioned_ready=0)}),
+    ),
+    "a lowered version count drains its Ready surplus (youngest first)": (
+        fn(HEAD0),
+        [vpod("old", "1", h=OLD_H, age=100), vpod("young", "1", h=OLD_H, age=5), vpod("x", "1", h=OLD_H, age=50)],
+        {"1": V1},
+        dict(drain=["young"], deletes={}, versions={"1": dict(create=0, provisioned_ready=2)}),
+    ),
+    "a version without provisioned concurrency keeps its on-demand pods": (
+        fn(HEAD0),
+        [vpod("od", "1", h=OLD_H, role=labels.ROLE_ON_DEMAND)],
+        {"1": OLD.model_copy(update={"provisioned_concurrency": 0})},
+        dict(drain=[], deletes={}, versions={"1": dict(create=0)}),
+    ),
+    "a deleted version's pods drain (Ready) or go (not Ready)": (
+        fn(HEAD0),
+        [
+            vpod("up", "3", h=OLD_H),
+            vpod("od", "3", h=OLD_H, role=labels.ROLE_ON_DEMAND),
+            vpod("down", "3", h=OLD_H, ready=False, age=5),
+        ],
+        {},
+        dict(drain=["od", "up"], deletes={"down": VERSION_DELETED}, versions={}),
+    ),
+    "hygiene applies to version pods too": (
+        fn(HEAD0),
+        [vpod("dead", "1", h=OLD_H, phase="Failed"), vpod("stuck", "1", h=OLD_H, ready=False, age=500)],
+        {"1": V1},
+        dict(deletes={"dead": EXITED, "stuck": NOT_READY}, versions={"1": dict(create=2)}),
+    ),
+    "a version's pods waiting for their code are initialised with the version's spec": (
+        fn(HEAD0),
+        [vpod("w", "1", h=OLD_H, ready=False, age=1, phase="Running", address="10.0.0.9:8080", token="t")],
+        {"1": V1},
+        dict(versions={"1": dict(create=1, initialize=[("w", "10.0.0.9:8080", "t")])}),
+    ),
+    "an Init error of a version's pod is the version's failure, not the Function's": (
+        fn(HEAD0),
+        [vpod("bad", "1", h=OLD_H, ready=False, age=1, init_error="ZeroDivisionError")],
+        {"1": V1},
+        dict(
+            versions={"1": dict(failure="ZeroDivisionError", provisioned_ready=0)},
+            conditions={"InitFailed": ("False", "NoInitError"), "Ready": ("True", "Ready")},
+        ),
+    ),
+    "creates share the per-pass cap across versions": (
+        fn(spec(provisionedConcurrency=40)),
+        [],
+        {"1": OLD.model_copy(update={"provisioned_concurrency": 30})},
+        dict(create=40, versions={"1": dict(create=10)}, status=dict(starting=50)),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", VERSION_CASES.values(), ids=VERSION_CASES.keys())
+def test_plan_versions(case):
+    function, pods, versions, want = case
+    p = plan(function, pods, now=NOW, timing=TIMING, versions=versions)
+    if "create" in want:
+        assert p.create == want["create"]
+    if "deletes" in want:
+        assert deletes(p) == want["deletes"]
+    for key in ("drain", "initialize"):
+        if key in want:
+            assert getattr(p, key) == want[key], key
+    for key, value in want.get("status", {}).items():
+        assert p.status[key] == value, key
+    for type_, (status, reason) in want.get("conditions", {}).items():
+        c = cond(p, type_)
+        assert (c["status"], c["reason"]) == (status, reason), (type_, c)
+    if "versions" in want:
+        assert set(p.versions) == set(want["versions"])
+        version_expect(p, want["versions"])

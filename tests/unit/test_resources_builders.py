@@ -472,3 +472,25 @@ def test_a_pod_with_env_from_sets_every_runtime_variable_itself():
     assert container["envFrom"] == [{"secretRef": {"name": "keys"}}]
     plain = env_of(pod())
     assert "LAMBDAKUBE_HANDLER" not in plain  # without envFrom nothing is added
+
+
+def test_a_version_pod_is_labelled_with_its_number_and_hashed_from_its_config():
+    head = spec(env={"V": "2"})
+    v1 = head.at_version(spec(env={"V": "1"}).config())
+    p = pod(v1, version="1")
+    assert p["metadata"]["labels"][labels.VERSION] == "1"
+    assert p["metadata"]["labels"][labels.SPEC_HASH] == spec_hash(v1) != spec_hash(head)
+    assert labels.VERSION not in pod(head)["metadata"]["labels"]  # $LATEST: no label
+    # Inline code: the version goes in /init, where that runtime reads it.
+    assert "LAMBDAKUBE_FUNCTION_VERSION" not in env_of(p)
+    assert init_body("hello", "ns", v1, "1")["functionVersion"] == "1"
+
+
+def test_an_image_version_pod_tells_its_runtime_the_version():
+    from lambdakube_runtime.config import from_environ
+
+    p = pod(IMAGE_SPEC, version="3")
+    environ = {e["name"]: e["value"] for e in p["spec"]["containers"][0]["env"] if "value" in e}
+    assert environ["LAMBDAKUBE_FUNCTION_VERSION"] == "3"
+    assert from_environ(environ).function_version == "3"
+    assert "LAMBDAKUBE_FUNCTION_VERSION" not in env_of(pod(IMAGE_SPEC))

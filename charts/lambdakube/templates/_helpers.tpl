@@ -117,7 +117,10 @@ Operator: reconciles Functions (kopf patches them for its finalizer and progress
 annotations, and watches pods for readiness), writes Function and ConcurrencyQuota
 status, creates a namespace's ConcurrencyQuota when a Function asks for a reservation,
 owns the provisioned and generic pods (a Function's cleanup deletes its pods by label,
-with deletecollection), and posts core v1 Events. No ConfigMaps: inline code reaches an
+with deletecollection), and posts core v1 Events. Versions and aliases: watched (kopf
+indices), a version created when a Function with spec.publish changes (never changed or
+deleted: its ownerReference lets the garbage collector take it with the Function), and
+both kinds' status written (their provisioned environments). No ConfigMaps: inline code reaches an
 environment in its runtime's POST /init, not as a volume. kopf runs without peering, so
 there are no kopfpeerings rules.
 */}}
@@ -127,6 +130,15 @@ there are no kopfpeerings rules.
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["lambdakube.dev"]
   resources: ["functions/status"]
+  verbs: ["patch"]
+- apiGroups: ["lambdakube.dev"]
+  resources: ["functionversions"]
+  verbs: ["list", "watch", "create"]
+- apiGroups: ["lambdakube.dev"]
+  resources: ["functionaliases"]
+  verbs: ["list", "watch"]
+- apiGroups: ["lambdakube.dev"]
+  resources: ["functionversions/status", "functionaliases/status"]
   verbs: ["patch"]
 - apiGroups: ["lambdakube.dev"]
   resources: ["concurrencyquotas"]

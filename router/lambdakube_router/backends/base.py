@@ -83,8 +83,8 @@ class Backend:
     #: before a request is handed a dead environment. Set by the engine.
     lost_listener: Callable[[str], None] | None = None
     #: True when environments of a published version can be started (they run the
-    #: version's code and report its number); the Kubernetes backend's pods do not
-    #: carry a version yet.
+    #: version's code and report its number): both backends do (local processes get it
+    #: in ``POST /init``, pods carry ``lambdakube.dev/version``).
     runs_versions: bool = False
 
     async def start(self, fn: FunctionRef, spec: FunctionSpec, env_id: str, provisioned: bool) -> EnvironmentHandle:

@@ -20,6 +20,7 @@ import ipaddress
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from lambdakube.models import LATEST
 from lambdakube.resources import labels, pod_address
 from lambdakube.resources.code import init_error_message
 from lambdakube.resources.podview import (
@@ -28,6 +29,7 @@ from lambdakube.resources.podview import (
     is_ready,
     is_terminating,
     terminated_reason,
+    version_of,
 )
 from lambdakube_router.backends.base import FunctionRef
 
@@ -86,6 +88,12 @@ def reported_init_error(fn: FunctionRef, info: Mapping) -> str | None:
     return init_error_message(str(fn), dict(info)) if info.get("state") == "init_failed" else None
 
 
+def version_selector(fn: FunctionRef) -> dict[str, str | None]:
+    """The pod-cache selector of ``fn``'s version: its number, or (``$LATEST``) no
+    version label at all."""
+    return {labels.VERSION: None if fn.version == LATEST else fn.version}
+
+
 # -- actions -------------------------------------------------------------------------------
 
 
@@ -142,7 +150,9 @@ def choose_provisioned(
     """The next step of waiting for a provisioned pod of ``fn``'s current spec.
 
     Candidates: pods of ``fn``'s namespace labelled for ``fn``, role provisioned, of
-    ``spec_hash``, neither draining nor being deleted nor claimed by this router. Then,
+    ``spec_hash`` and of ``fn``'s version (a version published from an unchanged head
+    has the head's hash: only the version label tells their pods apart), neither
+    draining nor being deleted nor claimed by this router. Then,
     first match wins:
     the oldest Ready candidate with an address not ``tried`` this pass (its ``/readyz``
     did not answer 200) is claimed; a not-Ready candidate with an address not yet
@@ -159,6 +169,7 @@ def choose_provisioned(
         and _labels(p).get(labels.FUNCTION) == fn.name
         and _labels(p).get(labels.ROLE) == labels.ROLE_PROVISIONED
         and _labels(p).get(labels.SPEC_HASH) == spec_hash
+        and version_of(p) == fn.version
         and not is_draining(p)
         and not is_terminating(p)
         and (fn.namespace, _meta(p).get("name")) not in claimed

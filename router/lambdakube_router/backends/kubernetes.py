@@ -91,6 +91,7 @@ from lambdakube.resources import (
     spec_hash,
 )
 from lambdakube.resources.env_token import token_of
+from lambdakube.resources.pods import version_labels
 from lambdakube.resources.code import init_error_message, needs_fresh_process, runtime_answer
 from lambdakube_router import kube_api
 from lambdakube_router.backends import claims
@@ -128,6 +129,10 @@ _INIT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=2)
 
 
 class KubernetesBackend(Backend):
+    #: A version's pods carry ``lambdakube.dev/version`` and run its snapshot: its
+    #: pool claims, creates and follows only those (``claims.version_selector``).
+    runs_versions = True
+
     def __init__(
         self,
         *,
@@ -282,7 +287,7 @@ class KubernetesBackend(Backend):
         init timeout bounds the wait), as ``claims.choose_provisioned`` says, one step at
         a time. A pass ends in a wait for the cache's next change; a Ready pod whose
         runtime did not answer yet is asked again after max_poll_interval even without one."""
-        wanted = {labels.FUNCTION: fn.name, labels.ROLE: labels.ROLE_PROVISIONED}
+        wanted = {labels.FUNCTION: fn.name, labels.ROLE: labels.ROLE_PROVISIONED, **claims.version_selector(fn)}
         current = spec_hash(spec)
         while True:
             seen = self.cache.version
@@ -376,6 +381,7 @@ class KubernetesBackend(Backend):
                     labels.FUNCTION: fn.name,
                     labels.SPEC_HASH: spec_hash(spec),
                     labels.MANAGED_BY: labels.ROUTER_NAME,
+                    **version_labels(fn.version),
                 },
                 "annotations": {labels.TIMEOUT_SECONDS: str(spec.timeout_seconds)},
                 "ownerReferences": [owner_reference(fn.name, uid)],
@@ -431,7 +437,7 @@ class KubernetesBackend(Backend):
         try:
             async with self._http().post(
                 f"http://{address}/init",
-                json=init_body(fn.name, fn.namespace, spec),
+                json=init_body(fn.name, fn.namespace, spec, fn.version),
                 headers={env_token.HEADER: token},
                 timeout=_INIT_TIMEOUT,
             ) as resp:
@@ -472,6 +478,7 @@ class KubernetesBackend(Backend):
             managed_by=labels.ROUTER_NAME,
             announce=announce,
             endpoint=self.function_endpoint,
+            version=fn.version,
         )
         if not uid:
             body["metadata"].pop("ownerReferences", None)

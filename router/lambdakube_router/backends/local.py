@@ -97,6 +97,7 @@ from pathlib import Path
 import aiohttp
 
 from lambdakube.models import FunctionSpec
+from lambdakube.resources import identity
 from lambdakube.resources import init_body as resources_init_body
 from lambdakube.resources import env_token, labels, new_env_id
 from lambdakube.resources.code import init_error_message, needs_fresh_process, own_variables, runtime_answer
@@ -196,13 +197,20 @@ def site_packages(python: str) -> list[str]:
     return [d for d in site.getsitepackages() if os.path.isdir(d)]
 
 
-def init_body(fn: FunctionRef, spec: FunctionSpec) -> dict:
-    """The runtime's ``POST /init`` body (the one builder: ``lambdakube.resources.code``)."""
-    return resources_init_body(fn.name, fn.namespace, spec, fn.version)
+def init_body(fn: FunctionRef, spec: FunctionSpec, endpoint: str | None = None) -> dict:
+    """The runtime's ``POST /init`` body (the one builder: ``lambdakube.resources.code``),
+    with the router's endpoint variables under the function's own (``identity.local_env``)."""
+    body = resources_init_body(fn.name, fn.namespace, spec, fn.version)
+    body["env"] = {**identity.local_env(endpoint, spec), **body["env"]}
+    return body
 
 
 def process_variables(
-    fn: FunctionRef, spec: FunctionSpec, env_id: str, referenced: dict[str, str] | None = None
+    fn: FunctionRef,
+    spec: FunctionSpec,
+    env_id: str,
+    referenced: dict[str, str] | None = None,
+    endpoint: str | None = None,
 ) -> dict[str, str]:
     """What a fresh process of ``fn`` starts with, as its pod would: the function's own
     variables (``referenced``: those of its Secret/ConfigMap references, resolved by
@@ -211,6 +219,7 @@ def process_variables(
     (``LAMBDAKUBE_INLINE_CODE`` could not carry a source over 128 KiB: Linux caps one
     environment string there, and exec failed)."""
     return {
+        **identity.local_env(endpoint, spec),
         **(referenced or {}),
         **own_variables(spec),
         "LAMBDAKUBE_ENV_ID": env_id,
@@ -282,6 +291,10 @@ class LocalBackend(Backend):
         objects: ObjectDirs | None = None,
     ) -> None:
         self.python = python
+        #: The router's own URL, given to every environment as ``AWS_ENDPOINT_URL_LAMBDA``
+        #: (with a region and placeholder keys) so a handler calls other functions with a
+        #: stock SDK, as on a cluster; set once the router listens (None: not given).
+        self.function_endpoint: str | None = None
         #: Where Secret and ConfigMap references are read (``secrets_dir``).
         self.objects = objects or ObjectDirs()
         #: Each environment's log file is rotated past this many bytes (module docstring).
@@ -364,7 +377,7 @@ class LocalBackend(Backend):
             referenced = await asyncio.to_thread(self.objects.resolve, fn.namespace, spec) if spec.has_env_refs else {}
         except UnresolvedReference as exc:
             raise EnvironmentStartError(f"{fn}: {exc}") from None
-        lp = await self._spawn(env_id, process_variables(fn, spec, env_id, referenced))
+        lp = await self._spawn(env_id, process_variables(fn, spec, env_id, referenced, self.function_endpoint))
         try:
             init = await self._send_code(lp, fn, spec)
         except BaseException:
@@ -378,7 +391,10 @@ class LocalBackend(Backend):
         that died during Init (a module calling ``os._exit``, a crash)."""
         try:
             async with self._http().post(
-                f"http://{lp.address}/init", json=init_body(fn, spec), headers=lp.auth, timeout=_INIT_TIMEOUT
+                f"http://{lp.address}/init",
+                json=init_body(fn, spec, self.function_endpoint),
+                headers=lp.auth,
+                timeout=_INIT_TIMEOUT,
             ) as resp:
                 status, body = resp.status, await resp.read()
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -421,7 +437,7 @@ class LocalBackend(Backend):
         try:
             try:
                 async with self._http().post(
-                    url, json=init_body(fn, spec), headers=lp.auth, timeout=_INIT_TIMEOUT
+                    url, json=init_body(fn, spec, self.function_endpoint), headers=lp.auth, timeout=_INIT_TIMEOUT
                 ) as resp:
                     status, body = resp.status, await resp.read()
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:

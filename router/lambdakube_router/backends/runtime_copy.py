@@ -55,10 +55,10 @@ def source_dir() -> Path | None:
 
 
 def content_key(package: Path, python: str) -> str:
-    """A hash of every source file of ``package`` (names and bytes) and of ``python``'s
-    real path."""
+    """A hash of every source file of ``package`` (names and bytes: its Python modules
+    and the Node.js bootstrap, ``node/*.mjs``) and of ``python``'s real path."""
     digest = hashlib.sha256(os.path.realpath(python).encode() + b"\0")
-    for path in sorted(package.rglob("*.py")):
+    for path in sorted([*package.rglob("*.py"), *package.rglob("*.mjs")]):
         digest.update(path.relative_to(package).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:20]
