@@ -200,3 +200,20 @@ def test_quota_view_splits_reserved_and_unreserved():
 
 def _spec(**kw) -> dict:
     return {"handler": "index.handler", "code": {"inline": {"source": "def handler(e, c):\n    return 1\n"}}, **kw}
+
+
+@pytest.mark.parametrize(
+    "follow, want_tail",
+    [
+        pytest.param(False, ["--limit-bytes=4096"], id="once: the end of each pod's log"),
+        pytest.param(True, ["--follow"], id="follow: everything new"),
+    ],
+)
+def test_cluster_logs_are_the_pods_through_kubectl(follow, want_tail):
+    from lambdakube_router.ctl.commands import kubectl_logs_argv
+
+    argv = kubectl_logs_argv("/bin/kubectl", "team-a", "greeter", follow, 4096)
+    assert argv == [
+        "/bin/kubectl", "logs", "-n", "team-a", "-l", "lambdakube.dev/function=greeter", "--prefix",
+        "--max-log-requests=50", *want_tail,
+    ]  # fmt: skip

@@ -6,6 +6,7 @@ import argparse
 import base64
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -215,9 +216,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
             if answer.status != 200:
                 return _fail(answer)
             body = answer.json()
-            if not body["supported"]:
-                print(f"this router does not keep environment output; try: {body.get('hint')}", file=sys.stderr)
-                return exits.ERROR
+            if not body["supported"]:  # a cluster: the pods' logs, with the caller's own rights
+                return _kubectl_logs(args, conn.target.namespace)
             for env in body["environments"]:
                 text = env["log"] or ""
                 fresh = tail.new_text(seen.get(env["id"], ""), text)
@@ -232,6 +232,26 @@ def cmd_logs(args: argparse.Namespace) -> int:
         return exits.OK
     finally:
         conn.close()
+
+
+def kubectl_logs_argv(kubectl: str, namespace: str, name: str, follow: bool, limit: int) -> list[str]:
+    """On a cluster the environments' output is in their pods' logs, which the router may
+    not read: ``kubectl logs`` of the function's pods, prefixed by pod (= environment)."""
+    argv = [kubectl, "logs", "-n", namespace, "-l", f"lambdakube.dev/function={name}", "--prefix"]
+    argv += ["--max-log-requests=50"]
+    return argv + (["--follow"] if follow else [f"--limit-bytes={limit}"])
+
+
+def _kubectl_logs(args: argparse.Namespace, namespace: str) -> int:
+    argv = kubectl_logs_argv(args.kubectl, namespace, args.name, args.follow, args.limit)
+    try:
+        done = subprocess.run(argv, timeout=args.max_seconds, check=False)  # the caller's kubeconfig
+    except FileNotFoundError:
+        print(f"error: this router's environments are pods: {args.kubectl!r} is needed (--kubectl)", file=sys.stderr)
+        return exits.ERROR
+    except subprocess.TimeoutExpired:
+        return exits.OK  # --follow for --max-seconds
+    return exits.OK if done.returncode == 0 else exits.ERROR
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -357,6 +377,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--max-seconds", type=_seconds, help="--follow: stop after this long")
     p.add_argument(
         "--limit", type=_positive, default=16384, help="bytes of each environment's output end (default 16384)"
+    )
+    p.add_argument(
+        "--kubectl",
+        default="kubectl",
+        help="on a cluster the output is the pods' logs, read with this (default kubectl)",
     )
     p.set_defaults(run=cmd_logs)
 
