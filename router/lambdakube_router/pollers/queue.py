@@ -225,7 +225,7 @@ class QueuePoller:
         if failed:
             ctx.metrics.failures(failed)
         for m in decided.to_failure:
-            await self._to_failure(m, decided.condition or "FunctionError", result, records.get(m.message_id))
+            await self._to_failure(m, decided.reasons[m.message_id], result, records.get(m.message_id))
         ctx.status.processed(decided.result)
 
     async def _to_failure(self, m: ReceivedMessage, condition: str, result, record: dict | None = None) -> None:

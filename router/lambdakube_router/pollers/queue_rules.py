@@ -47,8 +47,11 @@ class Settlement:
     retry_at: float | None = None
     #: Lambda's ``LastProcessingResult``.
     result: str = source.OK
-    #: Why the batch failed, for the onFailure record (``responseContext``).
+    #: Why the batch failed (``FunctionError``, ``PartialBatchFailure``, ...).
     condition: str | None = None
+    #: Why each ``to_failure`` message is done with (the onFailure record's
+    #: ``condition``, Lambda's words): ``RetryAttemptsExhausted`` or ``RecordAgeExceeded``.
+    reasons: dict[str, str] = field(default_factory=dict)
     failed_ids: frozenset[str] = field(default_factory=frozenset)
 
 
@@ -110,9 +113,22 @@ def _failed(
     max_age: int | None,
     now: float,
 ) -> Settlement:
-    done = tuple(m for m in failed if exhausted(m, max_retries=max_retries, max_age=max_age, now=now))
-    keep = tuple(m for m in failed if m not in done)
-    return Settlement(delete=ok, to_failure=done, keep=keep, result=words, condition=condition, failed_ids=failed_ids)
+    reasons = {}
+    for m in failed:
+        why = exhausted(m, max_retries=max_retries, max_age=max_age, now=now)
+        if why is not None:
+            reasons[m.message_id] = why
+    done = tuple(m for m in failed if m.message_id in reasons)
+    keep = tuple(m for m in failed if m.message_id not in reasons)
+    return Settlement(
+        delete=ok,
+        to_failure=done,
+        keep=keep,
+        result=words,
+        condition=condition,
+        failed_ids=failed_ids,
+        reasons=reasons,
+    )
 
 
 def pollers_wanted(*, visible: int, batch_size: int, cap: int) -> int:
