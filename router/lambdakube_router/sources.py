@@ -400,6 +400,18 @@ class KubernetesSource:
             kube_api.lambdakube_object(kind, namespace, name), patch
         )
 
+    async def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> None:
+        """A merge patch of an object's status subresource (an EventSourceMapping's
+        pollers), on the writes' own connections."""
+        from lambdakube_router import kube_api  # noqa: PLC0415
+        from lambdakube_router.informer import ApiSession  # noqa: PLC0415
+
+        if self._writes is None:
+            self._writes = ApiSession(self._configuration)
+        await kube_api.KubeApi(self._writes, self._configuration).patch(
+            kube_api.lambdakube_object(kind, namespace, name) + "/status", {"status": status}
+        )
+
     async def close(self) -> None:
         """Stop both informers and their session (for good: an informer never restarts)."""
         for informer in self.informers:
