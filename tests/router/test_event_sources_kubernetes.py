@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from lambdakube_router.app import init_app
+from lambdakube_router.pollers import source as source_registry
 from lambdakube_router.sources import KubernetesSource
 from tests.router.conftest import Router, function, kubectl, router_config
 from tests.router.test_event_sources import RECORDER, bodies
@@ -37,8 +38,11 @@ async def esm_status(cp, namespace, name) -> dict:
 
 
 async def test_mappings_from_the_api_server_poll_and_publish_status(
-    control_plane, namespace, crds, aiohttp_client, tmp_path
+    control_plane, namespace, crds, aiohttp_client, tmp_path, monkeypatch
 ):
+    # This router has no Kafka poller (as a build without the Kafka client would not):
+    # its Kafka mappings must fail with the reason while the queue mapping runs.
+    monkeypatch.setitem(source_registry.SOURCES, "kafka", "lambdakube_router.pollers.not_built:KafkaPoller")
     out = tmp_path / "seen.jsonl"
     await apply(
         control_plane,
@@ -70,7 +74,7 @@ async def test_mappings_from_the_api_server_poll_and_publish_status(
     assert "is not JSON" in broken["stateTransitionReason"]
     # a source kind this router has no poller for: Failed, with why, and the router runs on
     kafka = await router.eventually(lambda: _state(esm_status(control_plane, namespace, "from-kafka"), "Failed"))
-    assert "kafka" in kafka["stateTransitionReason"]
+    assert "cannot poll kafka sources" in kafka["stateTransitionReason"]
 
     # messages go through; "broken-filter" reads nothing, so each is delivered once
     async with router.client.session.post(
