@@ -108,3 +108,34 @@ async def _state(coro, state: str):
 async def _when(coro, predicate):
     value = await coro
     return value if predicate(value) else None
+
+
+async def test_a_cluster_without_the_mapping_crd_still_serves_functions(
+    control_plane, namespace, crds, aiohttp_client, tmp_path, caplog
+):
+    """``helm upgrade`` does not install a chart's new CRDs: a router of this version on
+    such a cluster starts and serves Functions, and says what to apply."""
+    await apply(control_plane, namespace, function("consumer", RECORDER, namespace=namespace, env={"OUT": "/dev/null"}))
+    await kubectl(control_plane, "delete", "crd", "eventsourcemappings.lambdakube.dev", "--wait=true")
+    try:
+        gone = Router(None, None, None)  # only its bounded ``eventually``
+
+        async def unserved() -> bool:
+            raw = f"/apis/lambdakube.dev/v1alpha1/namespaces/{namespace}/eventsourcemappings"
+            out = await kubectl(control_plane, "get", "--raw", raw, check=False)
+            return out.returncode != 0 and "NotFound" in out.stderr
+
+        await gone.eventually(unserved, timeout=30)  # the API server stopped serving it
+        source = KubernetesSource(kubeconfig=str(control_plane.kubeconfig), namespaces=[namespace], watch_timeout=5)
+        config = router_config(tmp_path, source=source, namespace=namespace)
+        config.snapshot = None
+        app = await init_app(config)
+        router = Router(await aiohttp_client(app), app, config)
+        router.client.session.headers["X-Lambdakube-Namespace"] = namespace
+        status, _, body = await router.invoke_json("consumer", {})
+        assert status == 200, body
+        assert "the EventSourceMapping CRD is not installed (kubectl apply -f crds/eventsourcemappings.yaml)" in (
+            caplog.text
+        )
+    finally:
+        await __import__("asyncio").to_thread(control_plane.install_crds)
