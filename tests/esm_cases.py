@@ -133,6 +133,12 @@ CASES: dict[str, tuple[dict, str | None, str | None]] = {
         "at least 1 item",
         "should have at least 1 items",
     ),
+    "bisect on a queue": (
+        {**QUEUE, "bisectBatchOnFunctionError": True},
+        "bisectBatchOnFunctionError is Kafka's",
+        "bisectBatchOnFunctionError is Kafka's",
+    ),
+    "bisect on kafka": ({**KAFKA, "bisectBatchOnFunctionError": True}, None, None),
     "an unknown field": (
         {**QUEUE, "surprise": True},
         "Extra inputs are not permitted",
