@@ -140,11 +140,13 @@ async def test_a_cluster_without_the_mapping_crd_still_serves_functions(
         )
     finally:  # back as the session's control plane had it (install_crds runs once per session)
         crd = crdgen.CRD_DIR / "eventsourcemappings.yaml"
-        await kubectl(control_plane, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
-        await kubectl(
-            control_plane,
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            "crd/eventsourcemappings.lambdakube.dev",
-        )
+
+        async def established() -> bool:
+            await kubectl(control_plane, "apply", "--server-side", "--force-conflicts", "-f", str(crd), check=False)
+            path = "{.status.conditions[?(@.type=='Established')].status}"
+            out = await kubectl(
+                control_plane, "get", "crd", "eventsourcemappings.lambdakube.dev", "-o", f"jsonpath={path}", check=False
+            )
+            return out.returncode == 0 and out.stdout.strip() == "True"
+
+        await Router(None, None, None).eventually(established, timeout=60, interval=0.5)
