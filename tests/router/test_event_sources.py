@@ -10,6 +10,7 @@ what the function received, not what the router says it sent.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -321,3 +322,24 @@ async def test_filter_criteria_drop_what_no_filter_matches(make_router, tmp_path
         return 'lambdakube_event_source_filtered_total{mapping="orders",namespace="default",source="queue"} 3.0' in text
 
     await router.eventually(filtered_three)
+
+
+async def test_a_batch_in_flight_finishes_when_its_mapping_is_disabled(make_router, tmp_path):
+    """Lambda lets in-flight batches finish when a mapping changes: the handler's batch
+    completes and is deleted (not left for its visibility timeout), and nothing more is
+    received once the mapping is disabled."""
+    out = tmp_path / "seen.jsonl"
+    router = await make_router(consumer(out, env={"SLEEP": "1.5"}), mapping(batchSize=1))
+    engine, manager = router.app[keys.ENGINE], router.app[keys.MAPPINGS]
+    await send(router, "in-flight")
+    await router.eventually(lambda: engine.get("default", "consumer").limits.functions["consumer"].in_flight == 1)
+    entry = manager.states[("default", "orders")].entry
+    disabled = entry.spec.model_copy(update={"enabled": False})
+    manager.apply({("default", "orders"): dataclasses.replace(entry, spec=disabled)})
+    await send(router, "after")
+    await router.eventually(lambda: bodies(out) == ["in-flight"])
+    await router.eventually(
+        lambda: _when(queue_messages(router, "orders"), lambda q: [m["body"] for m in q] == ["after"])
+    )
+    st = await router.eventually(lambda: _when(status(router), lambda s: s["pollers"] == 0))
+    assert st["state"] == "Disabled"

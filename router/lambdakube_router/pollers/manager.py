@@ -46,6 +46,8 @@ PUBLISH_INTERVAL = 1.0
 class MappingState:
     entry: MappingEntry
     task: asyncio.Task | None = None
+    #: The poller object the task runs (for its optional ``stop``).
+    poller: Any = None
     #: The spec the current (or last) poller ran.
     spec: EventSourceMappingSpec | None = None
     started: bool = False
@@ -131,6 +133,8 @@ class MappingManager:
         self._wake = asyncio.Event()
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        #: Pollers told to ``stop``, finishing their batches in flight.
+        self._draining: set[asyncio.Task] = set()
 
     # -- inputs ------------------------------------------------------------------------
 
@@ -173,9 +177,11 @@ class MappingManager:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        running = [s.task for s in self.states.values() if s.task is not None]
+        running = [s.task for s in self.states.values() if s.task is not None] + list(self._draining)
         for state in self.states.values():
-            self._stop(state)
+            self._stop(state, drain=False)
+        for task in running:
+            task.cancel()
         for task in running:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -263,14 +269,26 @@ class MappingManager:
             store=self.store,
             wake_async=self.wake_async,
         )
-        task = asyncio.get_running_loop().create_task(cls(ctx).run(), name=f"esm {key[0]}/{key[1]}")
-        state.task = task
+        poller = cls(ctx)
+        task = asyncio.get_running_loop().create_task(poller.run(), name=f"esm {key[0]}/{key[1]}")
+        state.task, state.poller = task, poller
         task.add_done_callback(lambda t: self._ended(key, state, t))
 
-    def _stop(self, state: MappingState) -> None:
+    def _stop(self, state: MappingState, *, drain: bool = True) -> None:
+        """End the mapping's poller: one with ``stop`` (``source``: optional) finishes
+        its batches in flight and then returns, as Lambda lets them finish when a
+        mapping changes; any other is cancelled (its batches come back by the source's
+        own rules). The router's shutdown cancels (``drain=False``)."""
         if state.task is not None:
             task, state.task = state.task, None
-            task.cancel()
+            stop = getattr(state.poller, "stop", None)
+            if drain and stop is not None and not task.done():
+                stop()
+                self._draining.add(task)
+                task.add_done_callback(self._draining.discard)
+            else:
+                task.cancel()
+        state.poller = None
         state.started = False
 
     def _ended(self, key: Key, state: MappingState, task: asyncio.Task) -> None:

@@ -89,6 +89,9 @@ class QueuePoller:
         self.hold_until = 0.0
         #: The last throttle pause (0: the last batch was not throttled).
         self._pause = 0.0
+        #: ``stop`` was called: no more receives; ``run`` returns once the workers end.
+        self._stopping = False
+        self._stopped = asyncio.Event()
         self._patterns: list[dict] = []
         self._filter_error: str | None = None
         if spec.filter_criteria is not None:
@@ -96,6 +99,11 @@ class QueuePoller:
                 self._patterns = compile_criteria([f.pattern for f in spec.filter_criteria.filters])
             except FilterError as exc:
                 self._filter_error = str(exc)
+
+    def stop(self) -> None:
+        """Receive no more; the batches in flight finish (settled as usual), then ``run`` returns."""
+        self._stopping = True
+        self._stopped.set()
 
     async def run(self) -> None:
         ctx = self.ctx
@@ -107,18 +115,25 @@ class QueuePoller:
         signal = store.subscribe(ctx.namespace, self.queue)
         ctx.status.started()
         try:
-            while True:
+            while not self._stopping:
                 signal.clear()
                 wake_at = await self._plan()
-                waits: list[asyncio.Future] = [asyncio.ensure_future(signal.wait()), *self.workers]
+                waits: list[asyncio.Future] = [
+                    asyncio.ensure_future(signal.wait()),
+                    asyncio.ensure_future(self._stopped.wait()),
+                    *self.workers,
+                ]
                 timeout = None if wake_at is None else max(0.0, wake_at - ctx.wall_clock())
                 done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 waits[0].cancel()
+                waits[1].cancel()
                 for task in done:
                     if task in self.workers:
                         self.workers.discard(task)
                         if not task.cancelled() and task.exception() is not None:
                             raise task.exception()  # type: ignore[misc]
+            if self.workers:  # stopping: the batches in flight finish
+                await asyncio.gather(*self.workers, return_exceptions=True)
         finally:
             for task in self.workers:
                 task.cancel()
@@ -146,7 +161,7 @@ class QueuePoller:
             window=self.window,
             now=now,
         )
-        if wait is not None:
+        if wait is not None or self._stopping:
             return _earliest(wake_at, wait)
         wanted = queue_rules.pollers_wanted(
             visible=stats.visible, batch_size=self.batch_size, cap=ctx.max_concurrency()
@@ -160,7 +175,11 @@ class QueuePoller:
         ctx = self.ctx
         ctx.metrics.poller_started()
         try:
-            while len(self.workers) <= ctx.max_concurrency() and ctx.wall_clock() >= self.hold_until:
+            while (
+                not self._stopping
+                and len(self.workers) <= ctx.max_concurrency()
+                and ctx.wall_clock() >= self.hold_until
+            ):
                 now = ctx.wall_clock()
                 batch = await ctx.store.receive(
                     ctx.namespace, self.queue, now=now, limit=self.batch_size, visibility=self.visibility

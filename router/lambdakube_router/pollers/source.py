@@ -19,6 +19,10 @@ How a source kind is written:
   - anything else: logged, ``lastProcessingResult`` becomes ``PROBLEM: <error>``, and
     the manager starts it again after a growing pause (``lambdakube.backoff``).
 
+* Optionally ``stop()`` (not async): stop reading, let the batches in flight finish,
+  then return from ``run``. The manager calls it when the mapping changes, is disabled
+  or deleted (Lambda lets in-flight batches finish), and cancels a poller without it;
+  the router's shutdown always cancels.
 * It invokes only through ``ctx.invoke_function(payload)`` (the router's
   ``Engine.invoke`` for the mapping's function and qualifier), so reserved
   concurrency, the namespace quota and the function's metrics apply; it never runs
