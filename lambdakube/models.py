@@ -45,6 +45,11 @@ DATA_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 #: Variables of this prefix configure the runtime; a function cannot set them.
 RESERVED_ENV_PREFIX = "LAMBDAKUBE_"
 DEFAULT_RUNTIME_IMAGE = "lambdakube/runtime-python:0.1.0"
+#: The image of ``nodejs<N>.x`` functions: the Python one plus Debian's ``nodejs``.
+DEFAULT_NODEJS_RUNTIME_IMAGE = "lambdakube/runtime-nodejs:0.1.0"
+#: The most invocations one environment may run at once (``perEnvironmentConcurrency``;
+#: Lambda Managed Instances allow up to 64 per vCPU: one number here, per environment).
+MAX_PER_ENVIRONMENT_CONCURRENCY = 64
 
 
 #: Schema default for nested objects: the API server fills in a nested field's default
@@ -211,6 +216,14 @@ class EnvFromSource(_Spec):
         return self
 
 
+#: Why python3.x refuses ``perEnvironmentConcurrency`` > 1: its handler runs in the
+#: environment's own process on one worker thread (the fast path); threads would share
+#: module state no Python handler written for Lambda expects to share.
+PER_ENVIRONMENT_BUILTIN = (
+    "perEnvironmentConcurrency above 1 needs a Runtime API runtime (nodejs<N>.x or provided*);"
+    " python3.x runs one invocation per environment"
+)
+
 #: CEL rules of the environment-shaping fields (``EnvironmentConfig``): a Function's
 #: spec and a published version's ``config`` are judged by the same rules.
 _CONFIG_RULES: list[Any] = [
@@ -242,6 +255,12 @@ _CONFIG_RULES: list[Any] = [
         "!has(self.code) || self.handler.startsWith(self.code.inline.module + '.')",
         "handler must be <code.inline.module>.<function> for inline code",
         ".handler",
+    ),
+    cel(
+        "!has(self.perEnvironmentConcurrency) || self.perEnvironmentConcurrency == 1"
+        " || (has(self.runtime) && !self.runtime.startsWith('python'))",
+        PER_ENVIRONMENT_BUILTIN,
+        ".perEnvironmentConcurrency",
     ),
 ]
 
@@ -297,9 +316,15 @@ class EnvironmentConfig(_Spec):
     #: The ServiceAccount the function's environments run as, for calls its handler makes
     #: to the Invoke API (``resources.identity``): unset, an environment has no token.
     service_account_name: Annotated[str, Field(pattern=OBJECT_NAME_PATTERN, max_length=253)] | None = None
+    #: Invocations one environment runs at once (Lambda Managed Instances'
+    #: ``AWS_LAMBDA_MAX_CONCURRENCY``): its runtime gets up to this many concurrent
+    #: ``/next``. 1 (the default) is Lambda's classic one request per environment.
+    per_environment_concurrency: Annotated[int, Field(ge=1, le=MAX_PER_ENVIRONMENT_CONCURRENCY)] = 1
 
     @model_validator(mode="after")
     def _config_rules_as_cel(self) -> EnvironmentConfig:
+        if self.per_environment_concurrency > 1 and (self.runtime is None or self.runtime.startswith("python")):
+            raise ValueError(PER_ENVIRONMENT_BUILTIN)
         if self.image is None and self.code is None:
             raise ValueError("set image (handler inside the image) or code.inline (handler source)")
         if self.code is not None and not self.handler.startswith(self.code.inline.module + "."):
@@ -347,6 +372,12 @@ class FunctionSpec(EnvironmentConfig):
         if self.max_concurrency is not None and self.provisioned_concurrency > self.max_concurrency:
             raise ValueError("provisionedConcurrency must not exceed maxConcurrency")
         return self
+
+    @property
+    def provisioned_environments(self) -> int:
+        """Environments kept for ``provisionedConcurrency``: ceil(P / N), each running up
+        to ``perEnvironmentConcurrency`` invocations (P itself with N = 1)."""
+        return -(-self.provisioned_concurrency // self.per_environment_concurrency)
 
     @property
     def concurrency_cap(self) -> int | None:
