@@ -102,6 +102,8 @@ def _env(function_name: str, namespace: str, spec: FunctionSpec, version: str = 
         ]
         if spec.runtime:  # a Runtime API runtime (the image holds its bootstrap or node)
             ours.insert(0, {"name": "LAMBDAKUBE_RUNTIME", "value": spec.runtime})
+        if spec.per_environment_concurrency > 1:
+            ours.insert(0, {"name": "LAMBDAKUBE_MAX_CONCURRENCY", "value": str(spec.per_environment_concurrency)})
     # The function's own variables first (sorted: stable pod specs), literal and
     # referenced together; then the runtime's, which win over any of ``envFrom``.
     user: list[dict] = [{"name": k, "value": v} for k, v in own_variables(spec).items()]

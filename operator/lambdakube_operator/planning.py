@@ -350,8 +350,9 @@ def _keep(
     budget: int,
 ) -> int:
     """Rules 3 and 4 for one version's active pods: ``spec.provisioned_environments``
-    (ceil(provisionedConcurrency / perEnvironmentConcurrency)) provisioned pods of its hash, surge-first rollout of older ones. Deletes and drains
-    through the caller's collections; returns how many pods to create."""
+    (ceil(provisionedConcurrency / perEnvironmentConcurrency)) provisioned pods of its
+    hash, surge-first rollout of older ones. Deletes and drains through the caller's
+    collections; returns how many pods to create."""
     want = spec.provisioned_environments  # ceil(P / perEnvironmentConcurrency)
     current_hash = spec_hash(spec)
     current = [p for p in group if p.role == labels.ROLE_PROVISIONED and p.spec_hash == current_hash]

@@ -272,6 +272,8 @@ class Pool:
     async def _stop(self, env: Environment, *, hand_back: bool) -> None:
         if env.conn is not None:
             env.conn.close()
+        for conn in env.spare:
+            conn.close()
         try:
             if env.handle is not None and hand_back:
                 await self.backend.release(env.handle)

@@ -72,6 +72,8 @@ class Environment:
     surplus: bool = False
     #: The router's connection to this env (runtime_client.EnvConnection), closed on stop.
     conn: Any = field(default=None, repr=False)
+    #: More connections, idle, for the invocations beyond the first at once (slots > 1).
+    spare: list = field(default_factory=list, repr=False)
 
     @property
     def address(self) -> str:

@@ -174,26 +174,25 @@ class PoolState:
                         self._unlist(env)
                         continue
                     return env
-                env = self._pop_idle_of(idle, now, out)
-                if env is not None:
-                    return env
+                found = self._pop_idle_of(idle, now, out)
+                if found is not None:
+                    return found
             return None
         for stack in (self._idle_provisioned, self._idle_on_demand):
-            env = self._pop_idle_of(stack, now, out)
-            if env is not None:
-                return env
+            found = self._pop_idle_of(stack, now, out)
+            if found is not None:
+                return found
         return None
 
     def _pop_idle_of(self, stack: list[Environment], now: float, out: list[Command]) -> Environment | None:
-        if stack:
-            while stack:
-                env = stack.pop()
-                if self._dead(env):
-                    out += self._retire_lost(env, now)
-                elif self._draining(env):
-                    out += self._retire(env, DRAINED, now)
-                else:
-                    return env
+        while stack:
+            env = stack.pop()
+            if self._dead(env):
+                out += self._retire_lost(env, now)
+            elif self._draining(env):
+                out += self._retire(env, DRAINED, now)
+            else:
+                return env
         return None
 
     def _occupy(self, env: Environment) -> None:

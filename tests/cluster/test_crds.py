@@ -63,6 +63,12 @@ def test_valid_function_gets_lambda_defaults(crds, namespace):
         ),
         ({"surprise": True}, 'unknown field "spec.surprise"'),
         ({"serviceAccountName": "Builder"}, "spec.serviceAccountName: Invalid value"),
+        ({"perEnvironmentConcurrency": 2}, "perEnvironmentConcurrency above 1 needs a Runtime API runtime"),
+        (
+            {"perEnvironmentConcurrency": 2, "runtime": "python3.12"},
+            "perEnvironmentConcurrency above 1 needs a Runtime API runtime",
+        ),
+        ({"perEnvironmentConcurrency": 65, "runtime": "nodejs20.x"}, "should be less than or equal to 64"),
     ],
 )
 def test_invalid_function_is_rejected_with_a_clear_message(crds, namespace, spec, expected):

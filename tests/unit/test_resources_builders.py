@@ -494,3 +494,24 @@ def test_an_image_version_pod_tells_its_runtime_the_version():
     assert environ["LAMBDAKUBE_FUNCTION_VERSION"] == "3"
     assert from_environ(environ).function_version == "3"
     assert "LAMBDAKUBE_FUNCTION_VERSION" not in env_of(pod(IMAGE_SPEC))
+
+
+def test_per_environment_concurrency_reaches_the_runtime_both_ways():
+    """Inline code: ``maxConcurrency`` in ``POST /init`` (absent at 1, for older runtime
+    images); code in an image: ``LAMBDAKUBE_MAX_CONCURRENCY`` in the pod. The runtime
+    parses both, and refuses more than one for the built-in python path."""
+    from lambdakube.models import MAX_PER_ENVIRONMENT_CONCURRENCY
+    from lambdakube_runtime.config import MAX_CONCURRENCY, ConfigError, from_environ, from_init_body
+
+    assert MAX_CONCURRENCY == MAX_PER_ENVIRONMENT_CONCURRENCY
+    node = spec(runtime="nodejs20.x", perEnvironmentConcurrency=4)
+    body = init_body("hello", "ns", node)
+    assert body["maxConcurrency"] == 4 and from_init_body(body)[0].max_concurrency == 4
+    assert "maxConcurrency" not in init_body("hello", "ns", spec(runtime="nodejs20.x"))
+    image = IMAGE_SPEC.model_copy(update={"runtime": "provided.al2023", "per_environment_concurrency": 3})
+    env = env_of(pod(image))
+    assert env["LAMBDAKUBE_MAX_CONCURRENCY"] == "3"
+    assert from_environ({k: v for k, v in env.items() if isinstance(v, str)}).max_concurrency == 3
+    assert "LAMBDAKUBE_MAX_CONCURRENCY" not in env_of(pod(IMAGE_SPEC))
+    with pytest.raises(ConfigError, match="needs a Runtime API runtime"):
+        from_init_body({**init_body("hello", "ns", spec()), "maxConcurrency": 2})
