@@ -108,6 +108,8 @@ class RouterConfig:
     #: kubernetes backend
     kubeconfig: str | None = None
     runtime_image: str | None = None
+    #: kubernetes backend: the image of ``nodejs<N>.x`` functions (None: the default).
+    nodejs_runtime_image: str | None = None
     #: kubernetes backend: the URL of this router's ``announce_api`` as its fresh pods can
     #: reach it (the chart: the router pod's own IP). None: pods don't announce.
     announce_url: str | None = None
@@ -168,6 +170,8 @@ def _make_backend(config: RouterConfig, session: aiohttp.ClientSession, state_di
         from lambdakube_router.backends.kubernetes import KubernetesBackend
 
         kw: dict[str, Any] = {"image": config.runtime_image} if config.runtime_image else {}
+        if config.nodejs_runtime_image:
+            kw["nodejs_image"] = config.nodejs_runtime_image
         return KubernetesBackend(
             kubeconfig=config.kubeconfig,
             announce_url=config.announce_url,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lambdakube.models import DEFAULT_RUNTIME_IMAGE, FunctionSpec
-from lambdakube.resources import environment_pod, identity, init_body, labels, new_env_id, spec_hash
+from lambdakube.resources import environment_pod, fits_generic, identity, init_body, labels, new_env_id, spec_hash
 
 INLINE = {"inline": {"source": "def handler(event, context):\n    return event\n"}}
 
@@ -515,3 +515,32 @@ def test_per_environment_concurrency_reaches_the_runtime_both_ways():
     assert "LAMBDAKUBE_MAX_CONCURRENCY" not in env_of(pod(IMAGE_SPEC))
     with pytest.raises(ConfigError, match="needs a Runtime API runtime"):
         from_init_body({**init_body("hello", "ns", spec()), "maxConcurrency": 2})
+
+
+@pytest.mark.parametrize(
+    "fields, want",
+    [
+        pytest.param({}, "py:1", id="python3.x by default: the runtime image"),
+        pytest.param({"runtime": "python3.12"}, "py:1", id="python3.12"),
+        pytest.param({"runtime": "nodejs20.x"}, "node:1", id="nodejs: the Node.js runtime image"),
+        pytest.param({"runtime": "nodejs22.x"}, "node:1", id="any nodejs major"),
+        pytest.param({"runtime": "provided.al2023"}, "py:1", id="provided: a script for the runtime image's shell"),
+    ],
+)
+def test_the_image_is_chosen_by_runtime(fields, want):
+    from lambdakube.resources import RuntimeImages, image_for
+
+    images = RuntimeImages(python="py:1", nodejs="node:1")
+    s = spec(**fields)
+    assert image_for(s, images) == want
+    assert pod(s, runtime_image="py:1", nodejs_runtime_image="node:1")["spec"]["containers"][0]["image"] == want
+    own = IMAGE_SPEC.model_copy(update=fields)
+    assert image_for(own, images) == own.image  # spec.image always wins
+
+
+def test_generic_pods_never_take_nodejs_functions():
+    """A generic pod runs the runtime image, which has no node: a nodejs function gets a
+    pod of its own (with the Node.js runtime image) instead of a failing Init."""
+    assert fits_generic(spec())
+    assert not fits_generic(spec(runtime="nodejs20.x"))
+    assert fits_generic(spec(runtime="provided.al2023"))
