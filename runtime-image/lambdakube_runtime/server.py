@@ -474,25 +474,42 @@ class Runtime:
         run.log.write(message + "\n")
         body = json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}).encode()
         self._mark_unhealthy(f"request {run.request_id} timed out")
+        after = self._exit_after_response
         if self.api is not None:
-            self._recycled_under(run)
+            after = self._recycled_under(run)
             self.api.kill()  # Lambda stops the runtime; this environment is recycled
         run.headers += [("X-Function-Error", "Unhandled"), ("X-Env-Unhealthy", "true")]
-        response = Response(200, body, run.headers, close=True, after_sent=self._exit_after_response)
+        response = Response(200, body, run.headers, close=True, after_sent=after)
         self._report(run, duration_ms, response)
         run.answer.resolve(response)
         run.log.flush()
 
-    def _recycled_under(self, timed_out: _Invocation) -> None:
+    def _countdown(self, n: int) -> Callable[[], None]:
+        """``_exit_after_response`` once it has been called ``n`` times."""
+        left = [n]
+
+        def sent() -> None:
+            left[0] -= 1
+            if left[0] == 0:
+                self._exit_after_response()
+
+        return sent
+
+    def _recycled_under(self, timed_out: _Invocation) -> Callable[[], None]:
         """The other invocations of a recycled environment (``maxConcurrency`` > 1): one
         timed out, and the runtime's process (all of them share it: one Node.js event
         loop) is killed with it. Each is answered now with ``Sandbox.Recycled``, naming
         the invocation that timed out, as a function error on an unhealthy environment
         (``X-Env-Recycled``: the router counts them), never left to hang or to a bare
-        ``Runtime.ExitError``."""
-        for request_id, run in list(self._running.items()):
-            if run is None or run is timed_out or run.answer.done:
-                continue
+        ``Runtime.ExitError``. Each is sent with close; returns the timed-out answer's
+        ``after_sent``: the process exits once all of them are out, not after the first."""
+        stopped = [
+            (request_id, run)
+            for request_id, run in self._running.items()
+            if run is not None and run is not timed_out and not run.answer.done
+        ]
+        after = self._countdown(len(stopped) + 1)
+        for request_id, run in stopped:
             if run.timer is not None:
                 run.timer.cancel()
             duration_ms = (time.monotonic() - run.start) * 1000.0
@@ -507,10 +524,11 @@ class Runtime:
                 ("X-Env-Unhealthy", "true"),
                 ("X-Env-Recycled", timed_out.request_id),
             ]
-            response = Response(200, body, run.headers)
+            response = Response(200, body, run.headers, close=True, after_sent=after)
             self._report(run, duration_ms, response)
             run.answer.resolve(response)
             run.log.flush()
+        return after
 
     def _report(self, run: _Invocation, duration_ms: float, response: Response) -> None:
         """END + REPORT lines (one write; a Runtime API invocation's after its answer, with

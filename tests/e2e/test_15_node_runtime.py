@@ -78,9 +78,10 @@ def test_a_nodejs_function_runs_cold_then_warm_on_the_nodejs_image(release: Clus
 
 
 def test_two_invocations_per_environment_four_at_once_use_two_pods(release: Cluster, ns: str):
-    release.apply(node_function("node-multi", perEnvironmentConcurrency=2), ns)
+    release.apply(node_function("node-multi", perEnvironmentConcurrency=2, timeoutSeconds=30), ns)
     _known(release, "node-multi", ns)
 
+    # Each holds 4 s (within its 30 s timeout), long after all four were sent: they overlap.
     replies = invoke_concurrently(release, "node-multi", [{"holdMs": 4000}] * 4, ns)
     assert [r.status for r in replies] == [200] * 4, [r.body for r in replies]
     by_pod: dict[str, list[tuple[float, float]]] = defaultdict(list)
