@@ -38,6 +38,7 @@ from lambdakube_router import (
     lambda_write_api,
     status_publisher,
     ui,
+    url_api,
 )
 from lambdakube_router.access import AuthSettings
 from lambdakube import schedule_expr
@@ -304,6 +305,7 @@ async def init_app(config: RouterConfig) -> web.Application:
     introspection.add_routes(app)
     ui.add_routes(app)
     announce_api.add_routes(app)
+    url_api.add_routes(app)
     return app
 
 
