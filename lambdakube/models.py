@@ -231,7 +231,7 @@ class Schedule(_Spec):
                 ),
                 cel(
                     "!self.expression.startsWith('rate(') || self.expression.matches("
-                    "'^rate\\\\((1 (minute|hour|day)|[1-9][0-9]* (minutes|hours|days))\\\\)$')",
+                    "'^rate\\\\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\\\\)$')",
                     "a rate is rate(1 minute|hour|day) or rate(N minutes|hours|days)",
                     ".expression",
                 ),

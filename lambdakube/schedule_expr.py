@@ -45,11 +45,6 @@ _HORIZON_YEARS = 10
 #: beyond its bound in wall time, so that a fold never hides a tick.
 _MAX_SHIFT = timedelta(hours=3)
 
-#: Roughly what the CRD's CEL rule checks (the shape only; ``parse`` judges the rest).
-EXPRESSION_PATTERN = (
-    r"^(rate\((1 (minute|hour|day)|[1-9][0-9]* (minutes|hours|days))\)"
-    r"|cron\([^ ]+ [^ ]+ (\? [^ ]+ [^ ]+|[^ ]+ [^ ]+ \?) [^ ]+\))$"
-)
 TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$"
 
 
