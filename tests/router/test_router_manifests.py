@@ -51,6 +51,10 @@ def test_examples_are_valid():
     assert "default" in snap.quotas
     dlq = snap.functions[("default", "async-dlq")].spec.async_
     assert dlq.on_failure.queue and dlq.dead_letter.queue
+    scheduled = snap.functions[("default", "scheduled")].spec
+    assert scheduled.schedule is not None and scheduled.schedule.expression == "rate(5 minutes)"
+    url = snap.functions[("default", "greeter")].spec.url
+    assert url is not None and url.auth_type == "NONE"
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 from multidict import CIMultiDict
 
 from lambdakube_router.access import AuthSettings
 from tests.router.conftest import function
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 WEB = """
 import base64, json
@@ -181,3 +185,11 @@ async def test_without_auth_every_url_is_reachable_and_unknown_is_404(make_route
     async with router.client.post(url("web"), data=b"\xff\x00", headers={"Content-Type": ""}) as resp:
         event = json.loads(await resp.read())
     assert event["isBase64Encoded"] is True and event["body"] == encoded
+
+
+async def test_the_example_answers_at_its_url(make_router):
+    [doc] = list(yaml.safe_load_all((EXAMPLES / "url.yaml").read_text()))
+    router = await make_router(doc)
+    async with router.client.get(url("greeter", "/hello?name=x"), headers={"Cookie": "seen=1"}) as resp:
+        assert resp.status == 200 and resp.headers["Set-Cookie"] == "greeted=x; Path=/"
+        assert await resp.json() == {"message": "hello, x!", "method": "GET", "path": "/hello", "cookies": ["seen=1"]}
