@@ -234,6 +234,7 @@ async def init_app(config: RouterConfig) -> web.Application:
             clock=config.schedule_clock,
             interval=config.schedule_interval_seconds,
             minute_seconds=config.schedule_minute_seconds,
+            registry=app[keys.METRICS].registry,
         )
         app[keys.ENGINE] = engine
         app[keys.STORE] = store

@@ -58,6 +58,9 @@ async def test_a_restart_fires_no_tick_twice(make_router):
     events = await fired(router, 2)
     assert [e["time"] for e in events] == ["2026-12-04T12:05:00Z", "2026-12-04T12:10:00Z"]
     assert scheduler.fired == [(("default", "every5"), at("2026-12-04T12:10:00"))]
+    async with router.client.get("/metrics") as resp:
+        text = await resp.text()
+    assert 'lambdakube_schedule_ticks_total{function="every5",namespace="default",outcome="fired"} 1.0' in text
 
 
 async def test_missed_ticks_fire_once_the_latest(make_router):

@@ -120,6 +120,7 @@ async def test_a_tick_is_written_before_its_event_so_a_lost_enqueue_never_fires_
     first.dispatcher = broken  # type: ignore[assignment]
     await first.run_once(at("2026-12-04T12:10:01"))
     assert broken.queued == [] and first.fired == []
+    assert first.ticks_total.labels("default", "a", "lost")._value.get() == 1
     await ticks.close()
 
     ticks = TickStore(tmp_path, synchronous="NORMAL")
@@ -131,3 +132,19 @@ async def test_a_tick_is_written_before_its_event_so_a_lost_enqueue_never_fires_
     await again.run_once(at("2026-12-04T12:15:00"))
     assert [e.function for e in working.queued] == ["a"] and again.fired == [(A, at("2026-12-04T12:15:00"))]
     await again.close()
+
+
+def test_remembered_latest_ticks_are_the_computed_ones():
+    """Across tick boundaries, a clock going back (a test's fake one) and a zone's DST
+    change, the memo answers exactly what a fresh computation does."""
+    from lambdakube_router.schedules.plan import LatestTicks, latest_tick
+
+    memo = LatestTicks()
+    hourly = Schedule(expression="cron(0 * * * ? *)", timezone="Europe/Berlin")
+    start = at("2026-10-25T00:30:00")  # through the fall-back hour
+    times = [start + 37 * 60 * i for i in range(12)] + [start, start + 3600, start - 1]
+    for schedule in (FIVE, NOON, hourly):
+        for t in times:
+            assert memo(schedule, t) == latest_tick(schedule, t), (schedule, t)
+    memo.retain([FIVE])
+    assert list(memo._memo) == [fingerprint(FIVE)]

@@ -17,11 +17,13 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry, Counter
+
 from lambdakube import schedule_expr
 from lambdakube.models import Schedule
 from lambdakube_router.asyncq.store import NewEvent, StoreUnavailable
 from lambdakube_router.schedules import event
-from lambdakube_router.schedules.plan import Arm, Fire, Forget, Key, Last, plan
+from lambdakube_router.schedules.plan import Arm, Fire, Forget, Key, Last, LatestTicks, plan
 from lambdakube_router.schedules.ticks import TickStore
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ class Scheduler:
         clock: Callable[[], float] | None = None,
         interval: float = INTERVAL,
         minute_seconds: float = schedule_expr.MINUTE,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.engine = engine
         self.dispatcher = dispatcher
@@ -55,10 +58,18 @@ class Scheduler:
         self.interval = interval
         self.minute_seconds = minute_seconds
         self._last: dict[Key, Last] | None = None
+        self._latest = LatestTicks(minute_seconds)
         self._task: asyncio.Task | None = None
         #: Ticks fired by this process, and passes completed (for tests and logs).
         self.fired: list[tuple[Key, float]] = []
         self.passes = 0
+        #: ``fired``: queued; ``lost``: the async store could not take it (at most once).
+        self.ticks_total = Counter(
+            "lambdakube_schedule_ticks",
+            "Scheduled ticks, by outcome (fired: queued as an async event; lost: the store refused it)",
+            ["namespace", "function", "outcome"],
+            registry=registry,
+        )
 
     def schedules(self) -> dict[Key, Schedule]:
         return {
@@ -70,10 +81,15 @@ class Scheduler:
     async def run_once(self, now: float) -> None:
         if self._last is None:
             self._last = await self.ticks.load()
-        for action in plan(self.schedules(), self._last, now, minute_seconds=self.minute_seconds):
+        schedules = self.schedules()
+        self._latest.retain(schedules.values())
+        for action in plan(schedules, self._last, now, latest=self._latest):
             if isinstance(action, Forget):
                 await self.ticks.forget(action.key)
                 self._last.pop(action.key, None)
+                for outcome in ("fired", "lost"):
+                    with contextlib.suppress(KeyError):
+                        self.ticks_total.remove(*action.key, outcome)
                 continue
             last = Last(action.fingerprint, action.tick)
             await self.ticks.record(action.key, last)  # before the event: at most once
@@ -92,8 +108,10 @@ class Scheduler:
             await self.dispatcher.enqueue(ev)
         except StoreUnavailable as exc:
             log.warning("%s/%s: the tick of %s is lost: the async store is unavailable: %s", namespace, name, tick, exc)
+            self.ticks_total.labels(namespace, name, "lost").inc()
             return
         self.fired.append((key, tick))
+        self.ticks_total.labels(namespace, name, "fired").inc()
         shown = event.scheduled_event(namespace, name, tick)["time"]
         log.info("%s/%s: scheduled tick %s queued as %s", namespace, name, shown, ev.id)
 
