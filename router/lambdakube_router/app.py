@@ -270,8 +270,7 @@ async def init_app(config: RouterConfig) -> web.Application:
             engine.apply(initial)
             engine.start_background()
             dispatcher.start()
-            await scheduler.ticks.open()  # after the store: its lock owns the state dir
-            scheduler.start()
+            await scheduler.open_and_start()  # after the store: its lock owns the state dir
             queue_age.start()
             if store.quarantined_files and kube is not None:
                 reported = asyncio.get_running_loop().create_task(

@@ -101,3 +101,14 @@ async def test_a_disabled_schedule_does_not_tick(make_router):
     passes = scheduler.passes
     await router.eventually(lambda: scheduler.passes > passes + 1)
     assert scheduler.fired == []
+
+
+async def test_a_corrupt_ticks_file_stops_schedules_not_invokes(make_router, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "schedules.sqlite3").write_bytes(b"this is not a database" * 100)
+    router = await make_router(function("every5", ECHO, schedule={"expression": "rate(5 minutes)"}))
+    scheduler = router.app[keys.SCHEDULER]
+    assert scheduler.error is not None and "schedules.sqlite3" in scheduler.error
+    status, _, body = await router.invoke_json("every5", {"x": 1})
+    assert status == 200 and body["got"] == {"x": 1}

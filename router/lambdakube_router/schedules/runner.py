@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -63,6 +64,8 @@ class Scheduler:
         #: Ticks fired by this process, and passes completed (for tests and logs).
         self.fired: list[tuple[Key, float]] = []
         self.passes = 0
+        #: Why the schedules are off (None: they run).
+        self.error: str | None = None
         #: ``fired``: queued; ``lost``: the async store could not take it (at most once).
         self.ticks_total = Counter(
             "lambdakube_schedule_ticks",
@@ -125,6 +128,19 @@ class Scheduler:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def open_and_start(self) -> bool:
+        """Open the ticks and run. A ticks file that cannot be opened (corrupt, unreadable)
+        stops the schedules only, with an ERROR line: without it a tick could fire twice,
+        and invokes must not wait for it. False: not running."""
+        try:
+            await self.ticks.open()
+        except (sqlite3.Error, OSError) as exc:
+            self.error = f"{self.ticks.path}: {exc}"
+            log.error("schedules are off: cannot open %s (move it aside to start afresh)", self.error)
+            return False
+        self.start()
+        return True
 
     async def close(self) -> None:
         if self._task is not None:
