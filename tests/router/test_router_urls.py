@@ -134,8 +134,8 @@ async def test_a_throttle_is_429(router):
 
 
 async def test_who_may_call(router):
-    async with router.client.get(url("web")) as resp:  # NONE: public
-        assert resp.status == 201
+    async with router.client.get(url("web", "/inferred")) as resp:  # NONE: public
+        assert resp.status == 200 and await resp.json() == {"hello": "world"}
     async with router.client.get(url("private")) as resp:  # KUBERNETES: a token
         assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer")
     auth = {"Authorization": "Bearer tok-alice"}
