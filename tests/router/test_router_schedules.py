@@ -41,7 +41,7 @@ async def test_a_restart_fires_no_tick_twice(make_router):
     router = await make_router(manifest, **overrides)
     scheduler = router.app[keys.SCHEDULER]
     await router.eventually(lambda: scheduler.passes > 0)  # armed at 12:00: created after it
-    assert scheduler.fired == []
+    assert list(scheduler.fired) == []
     clock[0] = at("2026-12-04T12:05:01")
     [first] = await fired(router, 1)
     assert first["detail-type"] == "Scheduled Event" and first["source"] == "aws.events"
@@ -53,11 +53,11 @@ async def test_a_restart_fires_no_tick_twice(make_router):
     router = await make_router(manifest, **overrides)
     scheduler = router.app[keys.SCHEDULER]
     await router.eventually(lambda: scheduler.passes > 1)
-    assert scheduler.fired == []  # 12:05 was fired by the router before
+    assert list(scheduler.fired) == []  # 12:05 was fired by the router before
     clock[0] = at("2026-12-04T12:10:00")
     events = await fired(router, 2)
     assert [e["time"] for e in events] == ["2026-12-04T12:05:00Z", "2026-12-04T12:10:00Z"]
-    assert scheduler.fired == [(("default", "every5"), at("2026-12-04T12:10:00"))]
+    assert list(scheduler.fired) == [(("default", "every5"), at("2026-12-04T12:10:00"))]
     async with router.client.get("/metrics") as resp:
         text = await resp.text()
     assert 'lambdakube_schedule_ticks_total{function="every5",namespace="default",outcome="fired"} 1.0' in text
@@ -100,7 +100,7 @@ async def test_a_disabled_schedule_does_not_tick(make_router):
     clock[0] = at("2026-12-04T12:20:00")
     passes = scheduler.passes
     await router.eventually(lambda: scheduler.passes > passes + 1)
-    assert scheduler.fired == []
+    assert list(scheduler.fired) == []
 
 
 async def test_a_corrupt_ticks_file_stops_schedules_not_invokes(make_router, tmp_path):

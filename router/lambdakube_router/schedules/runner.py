@@ -11,6 +11,7 @@ another state directory would fire them again.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import sqlite3
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INTERVAL = 1.0
+#: How many fired ticks ``Scheduler.fired`` remembers (tests and debugging).
+FIRED_KEPT = 1000
 
 
 class Scheduler:
@@ -61,8 +64,8 @@ class Scheduler:
         self._last: dict[Key, Last] | None = None
         self._latest = LatestTicks(minute_seconds)
         self._task: asyncio.Task | None = None
-        #: Ticks fired by this process, and passes completed (for tests and logs).
-        self.fired: list[tuple[Key, float]] = []
+        #: The latest ticks fired by this process (bounded), and passes completed.
+        self.fired: collections.deque[tuple[Key, float]] = collections.deque(maxlen=FIRED_KEPT)
         self.passes = 0
         #: Why the schedules are off (None: they run).
         self.error: str | None = None
