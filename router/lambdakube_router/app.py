@@ -38,8 +38,10 @@ from lambdakube_router import (
     lambda_write_api,
     status_publisher,
     ui,
+    url_api,
 )
 from lambdakube_router.access import AuthSettings
+from lambdakube import schedule_expr
 from lambdakube_router.asyncq import health
 from lambdakube_router.asyncq.dispatcher import Dispatcher
 from lambdakube_router.asyncq.policy import RetryPolicy
@@ -50,6 +52,8 @@ from lambdakube_router.invocations import Engine, EngineSettings
 from lambdakube_router.loop_lag import LoopLag
 from lambdakube_router.metrics import Metrics
 from lambdakube_router.names import Accounts
+from lambdakube_router.schedules import runner as schedules_runner
+from lambdakube_router.schedules.ticks import TickStore
 from lambdakube_router.snapshot import ManifestDirectory, Snapshot
 from lambdakube_router.sources import DirectorySource, Source, StaticSource
 
@@ -124,6 +128,13 @@ class RouterConfig:
     status_event_window_seconds: float = 60.0
     #: How often the async queue's oldest event is sampled for its age gauge (``gauges``).
     queue_age_interval_seconds: float = gauges.QUEUE_AGE_INTERVAL
+    #: How often the scheduler looks for ticks due (``schedules.runner``).
+    schedule_interval_seconds: float = schedules_runner.INTERVAL
+    #: Test only (``--schedule-minute-seconds``): how long a rate's minute is, so that a
+    #: real-time test sees ``rate(1 minute)`` tick in seconds. Crons keep wall time.
+    schedule_minute_seconds: float = schedule_expr.MINUTE
+    #: The time schedules are judged by (tests: a fake clock); None: ``wall_clock``.
+    schedule_clock: Callable[[], float] | None = None
 
 
 def _make_source(config: RouterConfig) -> Source:
@@ -219,9 +230,20 @@ async def init_app(config: RouterConfig) -> web.Application:
             init_timeout=config.init_timeout_seconds,
             invoke_grace=config.invoke_grace_seconds,
         )
+        scheduler = schedules_runner.Scheduler(
+            engine,
+            dispatcher,
+            TickStore(state_dir, synchronous=config.sqlite_synchronous),
+            wall_clock=config.wall_clock,
+            clock=config.schedule_clock,
+            interval=config.schedule_interval_seconds,
+            minute_seconds=config.schedule_minute_seconds,
+            registry=app[keys.METRICS].registry,
+        )
         app[keys.ENGINE] = engine
         app[keys.STORE] = store
         app[keys.DISPATCHER] = dispatcher
+        app[keys.SCHEDULER] = scheduler
         app[keys.METRICS].attach_state(engine.state_rows, engine.namespace_rows, lambda: dict(store.depth))
         app[keys.METRICS].attach_async_store(lambda: store.health)
         generic_pool = engine.backend.generic_pool
@@ -252,6 +274,7 @@ async def init_app(config: RouterConfig) -> web.Application:
             engine.apply(initial)
             engine.start_background()
             dispatcher.start()
+            await scheduler.open_and_start()  # after the store: its lock owns the state dir
             queue_age.start()
             if store.quarantined_files and kube is not None:
                 reported = asyncio.get_running_loop().create_task(
@@ -272,6 +295,7 @@ async def init_app(config: RouterConfig) -> web.Application:
                 await publisher.close()
             await lag.close()
             await queue_age.close()
+            await scheduler.close()
             await dispatcher.close()
             await engine.close()
             await store.close()
@@ -285,6 +309,7 @@ async def init_app(config: RouterConfig) -> web.Application:
     introspection.add_routes(app)
     ui.add_routes(app)
     announce_api.add_routes(app)
+    url_api.add_routes(app)
     return app
 
 
