@@ -4,12 +4,14 @@
 #
 #   lambdakube.dev/pause:3.10                 hack/pause/pause.c, static, one file
 #   docker.io/lambdakube/runtime-python:0.1.0 runtime-image/Dockerfile
+#   docker.io/lambdakube/runtime-nodejs:0.1.0 runtime-image/Dockerfile.nodejs (base + Debian's nodejs)
 #   docker.io/lambdakube/lambdakube:0.1.0     root Dockerfile (operator + router)
 #
 # Why: there is no container registry here, so nothing can be pulled. The pause image
 # is written directly (hack/oci_archive.py); the Python base is debootstrapped from the
 # Debian mirror apt already uses and loaded into a private dockerd as
-# local/debian-python:bookworm; the two project images are built from their real
+# local/debian-python:bookworm (and, with Debian's nodejs too, as
+# local/debian-python-nodejs:bookworm); the project images are built from their real
 # Dockerfiles by hack/build-images.sh (the Dockerfiles stay the one source of truth).
 #
 # Cache: ${LAMBDAKUBE_CACHE:-$HOME/.cache/lambdakube}/images/<name>-<hash>.tar, where
@@ -28,7 +30,8 @@
 #     script stays the one place that knows the archives' names. LAMBDAKUBE_NO_BUILD=1
 #     means --check too (tests/conftest.py sets it for everything the tests run).
 #
-# stdout: one line per image, `<image-ref> <archive-path>` (pause, runtime, main); the
+# stdout: one line per image, `<image-ref> <archive-path>` (pause, runtime, main,
+# runtime-nodejs); the
 # ref is the name `ctr images ls` shows after the import.
 # stderr: the time of each phase (`[build-node-images] base: 74.0 s` or `cached`).
 # Build logs go to images/<name>.log (VERBOSE=1 streams them to stderr instead).
@@ -40,6 +43,8 @@ IMAGES="$CACHE/images"
 SUITE=bookworm
 BASE_PACKAGES=python3,python3-venv,python-is-python3,ca-certificates
 BASE_IMAGE=local/debian-python:bookworm
+NODEJS_BASE_PACKAGES=$BASE_PACKAGES,nodejs
+NODEJS_BASE_IMAGE=local/debian-python-nodejs:bookworm
 PAUSE_IMAGE=lambdakube.dev/pause:3.10
 HOST_CA=/etc/ssl/certs/ca-certificates.crt
 BASE_ENV=(
@@ -64,14 +69,14 @@ build_pause() {  # archive
   remove_tmpdir "$work"
 }
 
-build_base() {  # archive
-  local work mirror env_args=() e
+build_base() {  # archive [packages image log-name]: the Python base (or another, e.g. with nodejs)
+  local work mirror env_args=() e packages="${2:-$BASE_PACKAGES}" ref="${3:-$BASE_IMAGE}" name="${4:-debian-python}"
   tmpdir base; work="$TMP"
   mirror="$(debian_mirror)"
-  log "debootstrap $SUITE from $mirror (log: $IMAGES/debian-python.log)"
-  run_child "$IMAGES/debian-python.log" \
-    debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$work/rootfs" "$mirror" \
-    2>&1 || fail_with_log "$IMAGES/debian-python.log" debootstrap
+  log "debootstrap $SUITE with $packages from $mirror (log: $IMAGES/$name.log)"
+  run_child "$IMAGES/$name.log" \
+    debootstrap --variant=minbase --include="$packages" "$SUITE" "$work/rootfs" "$mirror" \
+    2>&1 || fail_with_log "$IMAGES/$name.log" debootstrap
   unmount_under "$work"  # debootstrap unmounts its /proc and /sys itself; be sure
   rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"*
   # The host's names do not belong in an image; the runtime mounts its own.
@@ -80,7 +85,7 @@ build_base() {  # archive
   # Registry traffic goes through an intercepting proxy whose CA only the host bundle has.
   cp "$HOST_CA" "$work/rootfs/etc/ssl/certs/ca-certificates.crt"
   for e in "${BASE_ENV[@]}"; do env_args+=(--env "$e"); done
-  python3 hack/oci_archive.py "$work/rootfs" "$1" --ref "$BASE_IMAGE" --cmd '["python3"]' "${env_args[@]}"
+  python3 hack/oci_archive.py "$work/rootfs" "$1" --ref "$ref" --cmd '["python3"]' "${env_args[@]}"
   remove_tmpdir "$work"
 }
 
@@ -88,9 +93,9 @@ pause_hash() {
   { cat hack/pause/pause.c hack/oci_archive.py; declare -f build_pause; } | digest
 }
 
-base_hash() {
-  { echo "$SUITE $BASE_PACKAGES"; printf '%s\n' "${BASE_ENV[@]}"; declare -f build_base
-    cat hack/oci_archive.py "$HOST_CA"; } | digest
+base_hash() {  # [packages image]
+  { echo "$SUITE ${1:-$BASE_PACKAGES}"; [ -z "${2:-}" ] || echo "$2"; printf '%s\n' "${BASE_ENV[@]}"
+    declare -f build_base; cat hack/oci_archive.py "$HOST_CA"; } | digest
 }
 
 # The first URI apt uses for $SUITE: deb822 debian.sources, else the one-line sources.list.
@@ -239,10 +244,10 @@ stop_dockerd() {
   remove_tmpdir "$RUN_DIR"
 }
 
-load_base() {  # archive: docker load it unless the daemon already has that exact image
+load_base() {  # archive [image]: docker load it unless the daemon already has that exact image
   local want have
   want="sha256:$(tar -xOf "$1" manifest.json | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["Config"][:-5])')"
-  have="$("$DOCKER" image inspect -f '{{.Id}}' "$BASE_IMAGE" 2>/dev/null || true)"
+  have="$("$DOCKER" image inspect -f '{{.Id}}' "${2:-$BASE_IMAGE}" 2>/dev/null || true)"
   [ "$have" = "$want" ] || "$DOCKER" load -q -i "$1" >/dev/null
 }
 
@@ -250,7 +255,8 @@ build_project_image() {  # ONLY value, expected archive; prints build-images.sh'
   local out logf="$IMAGES/$(basename "${2%-*}").log"
   if [ "${VERBOSE:-0}" = 1 ]; then logf=/dev/stderr; fi
   run_child "$RUN_DIR/build.out" env ONLY="$1" SAVE_DIR="$IMAGES" BASE_IMAGE="$BASE_IMAGE" \
-      BASE_HASH="$BASE_HASH" DOCKER_NETWORK=host DOCKER="$DOCKER" bash hack/build-images.sh \
+      BASE_HASH="$BASE_HASH" NODEJS_BASE_IMAGE="$NODEJS_BASE_IMAGE" NODEJS_BASE_HASH="$NODEJS_BASE_HASH" \
+      DOCKER_NETWORK=host DOCKER="$DOCKER" bash hack/build-images.sh \
       2> "$logf" || fail_with_log "$logf" "hack/build-images.sh ONLY=$1"
   out="$(cat "$RUN_DIR/build.out")"
   [ "${out#* }" = "$2" ] || log "note: the sources changed since this run started; built ${out#* }"
@@ -304,26 +310,32 @@ cleanup() {
 }
 
 main() {
-  local pause_tar base_tar runtime_tar="" main_tar="" runtime_ref="" main_ref="" todo=() image hash
+  local pause_tar base_tar nodejs_base_tar runtime_tar="" main_tar="" nodejs_tar="" runtime_ref="" main_ref=""
+  local nodejs_ref="" todo=() image hash
   BASE_HASH="$(base_hash)"
+  NODEJS_BASE_HASH="$(base_hash "$NODEJS_BASE_PACKAGES" "$NODEJS_BASE_IMAGE")"
   pause_tar="$IMAGES/pause-$(pause_hash).tar"
   base_tar="$IMAGES/debian-python-$BASE_HASH.tar"
+  nodejs_base_tar="$IMAGES/debian-python-nodejs-$NODEJS_BASE_HASH.tar"
   while read -r image hash; do
     case "$image" in
       */runtime-python:*) runtime_ref="$image" runtime_tar="$IMAGES/runtime-python-$hash.tar" ;;
+      */runtime-nodejs:*) nodejs_ref="$image" nodejs_tar="$IMAGES/runtime-nodejs-$hash.tar" ;;
       */lambdakube:*) main_ref="$image" main_tar="$IMAGES/lambdakube-$hash.tar" ;;
     esac
-  done < <(BASE_IMAGE="$BASE_IMAGE" BASE_HASH="$BASE_HASH" bash hack/build-images.sh --hash)
-  [ -n "$runtime_tar" ] && [ -n "$main_tar" ] || die "hack/build-images.sh --hash did not name both images"
+  done < <(BASE_IMAGE="$BASE_IMAGE" BASE_HASH="$BASE_HASH" NODEJS_BASE_IMAGE="$NODEJS_BASE_IMAGE" \
+    NODEJS_BASE_HASH="$NODEJS_BASE_HASH" bash hack/build-images.sh --hash)
+  [ -n "$runtime_tar" ] && [ -n "$main_tar" ] && [ -n "$nodejs_tar" ] \
+    || die "hack/build-images.sh --hash did not name all three images"
 
   [ -f "$pause_tar" ] || todo+=(pause)
-  if [ ! -f "$runtime_tar" ] || [ ! -f "$main_tar" ]; then
+  if [ ! -f "$runtime_tar" ] || [ ! -f "$main_tar" ] || [ ! -f "$nodejs_tar" ]; then
     todo+=(docker)
-    [ -f "$base_tar" ] || todo+=(base)
+    [ -f "$base_tar" ] && [ -f "$nodejs_base_tar" ] || todo+=(base)
   fi
   if [ "$CHECK_ONLY" = 1 ] && [ "${#todo[@]}" -gt 0 ]; then
     local missing=() tar
-    for tar in "$pause_tar" "$runtime_tar" "$main_tar"; do
+    for tar in "$pause_tar" "$runtime_tar" "$main_tar" "$nodejs_tar"; do
       [ -f "$tar" ] || missing+=("$(basename "$tar")")
     done
     die "not built: ${missing[*]} (in $IMAGES; an archive's name holds the hash of its" \
@@ -344,20 +356,28 @@ main() {
 
   if [ -f "$pause_tar" ]; then log "pause: cached"; else
     timed pause build_pause "$pause_tar"; prune_old "$pause_tar"; fi
-  if [ -f "$runtime_tar" ] && [ -f "$main_tar" ]; then
+  if [ -f "$runtime_tar" ] && [ -f "$main_tar" ] && [ -f "$nodejs_tar" ]; then
     if [ -f "$base_tar" ]; then log "base: cached"; else log "base: not needed (images cached)"; fi
-    log "runtime: cached"; log "main: cached"
+    log "runtime: cached"; log "main: cached"; log "runtime-nodejs: cached"
   else
     if [ -f "$base_tar" ]; then log "base: cached"; else
       timed base build_base "$base_tar"; prune_old "$base_tar"; fi
+    if [ -f "$nodejs_base_tar" ]; then log "nodejs base: cached"; else
+      timed "nodejs base" build_base "$nodejs_base_tar" "$NODEJS_BASE_PACKAGES" "$NODEJS_BASE_IMAGE" \
+        debian-python-nodejs
+      prune_old "$nodejs_base_tar"; fi
     timed dockerd start_dockerd
     timed "base load" load_base "$base_tar"
+    timed "nodejs base load" load_base "$nodejs_base_tar" "$NODEJS_BASE_IMAGE"
     if [ -f "$runtime_tar" ]; then log "runtime: cached"; else
       timed runtime build_project_image runtime "$runtime_tar"; runtime_tar="$PROJECT_ARCHIVE"
       prune_old "$runtime_tar"; fi
     if [ -f "$main_tar" ]; then log "main: cached"; else
       timed main build_project_image lambdakube "$main_tar"; main_tar="$PROJECT_ARCHIVE"
       prune_old "$main_tar"; fi
+    if [ -f "$nodejs_tar" ]; then log "runtime-nodejs: cached"; else
+      timed runtime-nodejs build_project_image runtime-nodejs "$nodejs_tar"; nodejs_tar="$PROJECT_ARCHIVE"
+      prune_old "$nodejs_tar"; fi
     "$DOCKER" image prune -f >/dev/null  # the images these builds replaced
     timed "dockerd stop" stop_dockerd
   fi
@@ -365,6 +385,7 @@ main() {
   echo "$PAUSE_IMAGE $pause_tar"
   echo "$(qualified "$runtime_ref") $runtime_tar"
   echo "$(qualified "$main_ref") $main_tar"
+  echo "$(qualified "$nodejs_ref") $nodejs_tar"
 }
 
 # shellcheck source=hack/check-mode.sh

@@ -180,6 +180,8 @@ def function_crd() -> dict[str, Any]:
             _column("ColdStarts", ".status.coldStarts"),
             _column("Reserved", ".spec.reservedConcurrency", priority=1),
             _column("Handler", ".spec.handler", "string", priority=1),
+            _column("Schedule", ".spec.schedule.expression", "string", priority=1),
+            _column("URL", ".spec.url.authType", "string", priority=1),
             _column("Age", ".metadata.creationTimestamp", "date"),
         ],
     )

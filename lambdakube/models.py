@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from lambdakube import schedule_expr
+
 GROUP = "lambdakube.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -45,6 +47,11 @@ DATA_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 #: Variables of this prefix configure the runtime; a function cannot set them.
 RESERVED_ENV_PREFIX = "LAMBDAKUBE_"
 DEFAULT_RUNTIME_IMAGE = "lambdakube/runtime-python:0.1.0"
+#: The image of ``nodejs<N>.x`` functions: the Python one plus Debian's ``nodejs``.
+DEFAULT_NODEJS_RUNTIME_IMAGE = "lambdakube/runtime-nodejs:0.1.0"
+#: The most invocations one environment may run at once (``perEnvironmentConcurrency``;
+#: Lambda Managed Instances allow up to 64 per vCPU: one number here, per environment).
+MAX_PER_ENVIRONMENT_CONCURRENCY = 64
 
 
 #: Schema default for nested objects: the API server fills in a nested field's default
@@ -211,6 +218,92 @@ class EnvFromSource(_Spec):
         return self
 
 
+class Schedule(_Spec):
+    """EventBridge's schedule (lambdakube.schedule_expr): each tick invokes the function
+    asynchronously with a Scheduled Event."""
+
+    # A field of the Function, not a CRD of its own: a schedule has one target and lives
+    # and dies with it, and whoever may change the function's code already decides
+    # when it runs (README, "Schedules").
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.expression.matches('^(rate|cron)\\\\(.*\\\\)$')",
+                    "expression must be rate(value unit) or cron(minutes hours day-of-month month day-of-week year)",
+                    ".expression",
+                ),
+                cel(
+                    "!self.expression.startsWith('rate(') || self.expression.matches("
+                    "'^rate\\\\((1 (minute|hour|day)|([2-9]|[1-9][0-9]+) (minutes|hours|days))\\\\)$')",
+                    "a rate is rate(1 minute|hour|day) or rate(N minutes|hours|days)",
+                    ".expression",
+                ),
+                cel(
+                    "!self.expression.startsWith('cron(') || self.expression.matches("
+                    "'^cron\\\\([^ ]+ [^ ]+ (\\\\? [^ ]+ [^ ]+|[^ ]+ [^ ]+ \\\\?) [^ ]+\\\\)$')",
+                    "a cron has 6 fields (minutes hours day-of-month month day-of-week year)"
+                    " and ? in exactly one of day-of-month and day-of-week",
+                    ".expression",
+                ),
+            ]
+        }
+    )
+
+    #: ``rate(5 minutes)`` or ``cron(0 12 * * ? *)`` (EventBridge's syntax).
+    expression: Annotated[str, Field(min_length=1, max_length=256)]
+    #: The IANA time zone a cron's fields are read in (a rate ignores it).
+    timezone: Annotated[str, Field(pattern=schedule_expr.TIMEZONE_PATTERN, max_length=64)] = "UTC"
+    #: False: no ticks fire (and none are caught up when it is enabled again).
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _parses(self) -> Schedule:
+        problem = schedule_expr.describe_error(self.expression, self.timezone)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+class UrlCors(_Spec):
+    """Lambda's function URL Cors: the router answers preflights itself and adds these
+    headers to the function's answers."""
+
+    allow_origins: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list, max_length=100
+    )
+    allow_methods: list[Annotated[str, Field(pattern=r"^(\*|[A-Z]+)$", max_length=6)]] = Field(
+        default_factory=list, max_length=8
+    )
+    allow_headers: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        default_factory=list, max_length=100
+    )
+    expose_headers: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        default_factory=list, max_length=100
+    )
+    max_age: Annotated[int, Field(ge=0, le=86400)] | None = None
+    allow_credentials: bool = False
+
+
+class FunctionUrl(_Spec):
+    """Lambda's function URL: the function answers HTTP at the router's
+    /lambdakube/url/<namespace>/<name>/ (payload format 2.0)."""
+
+    #: ``NONE``: public, no token (Lambda's NONE); ``KUBERNETES``: the router's own
+    #: auth, the right to ``invoke`` the function (Lambda's AWS_IAM).
+    auth_type: Literal["NONE", "KUBERNETES"] = "KUBERNETES"
+    cors: UrlCors | None = None
+
+
+#: Why python3.x refuses ``perEnvironmentConcurrency`` > 1: its handler runs in the
+#: environment's own process on one worker thread (the fast path); threads would share
+#: module state no Python handler written for Lambda expects to share.
+PER_ENVIRONMENT_BUILTIN = (
+    "perEnvironmentConcurrency above 1 needs a Runtime API runtime (nodejs<N>.x or provided*);"
+    " python3.x runs one invocation per environment"
+)
+
 #: CEL rules of the environment-shaping fields (``EnvironmentConfig``): a Function's
 #: spec and a published version's ``config`` are judged by the same rules.
 _CONFIG_RULES: list[Any] = [
@@ -242,6 +335,12 @@ _CONFIG_RULES: list[Any] = [
         "!has(self.code) || self.handler.startsWith(self.code.inline.module + '.')",
         "handler must be <code.inline.module>.<function> for inline code",
         ".handler",
+    ),
+    cel(
+        "!has(self.perEnvironmentConcurrency) || self.perEnvironmentConcurrency == 1"
+        " || (has(self.runtime) && !self.runtime.startsWith('python'))",
+        PER_ENVIRONMENT_BUILTIN,
+        ".perEnvironmentConcurrency",
     ),
 ]
 
@@ -297,9 +396,15 @@ class EnvironmentConfig(_Spec):
     #: The ServiceAccount the function's environments run as, for calls its handler makes
     #: to the Invoke API (``resources.identity``): unset, an environment has no token.
     service_account_name: Annotated[str, Field(pattern=OBJECT_NAME_PATTERN, max_length=253)] | None = None
+    #: Invocations one environment runs at once (Lambda Managed Instances'
+    #: ``AWS_LAMBDA_MAX_CONCURRENCY``): its runtime gets up to this many concurrent
+    #: ``/next``. 1 (the default) is Lambda's classic one request per environment.
+    per_environment_concurrency: Annotated[int, Field(ge=1, le=MAX_PER_ENVIRONMENT_CONCURRENCY)] = 1
 
     @model_validator(mode="after")
     def _config_rules_as_cel(self) -> EnvironmentConfig:
+        if self.per_environment_concurrency > 1 and (self.runtime is None or self.runtime.startswith("python")):
+            raise ValueError(PER_ENVIRONMENT_BUILTIN)
         if self.image is None and self.code is None:
             raise ValueError("set image (handler inside the image) or code.inline (handler source)")
         if self.code is not None and not self.handler.startswith(self.code.inline.module + "."):
@@ -339,6 +444,10 @@ class FunctionSpec(EnvironmentConfig):
     #: ``publish = true``, Lambda's ``Publish`` on UpdateFunctionCode): the operator
     #: creates ``FunctionVersion`` N+1 from them.
     publish: bool = False
+    #: Invoke asynchronously on a schedule (EventBridge's rate/cron).
+    schedule: Schedule | None = None
+    #: Answer HTTP like a Lambda function URL.
+    url: FunctionUrl | None = None
 
     @model_validator(mode="after")
     def _scaling_rules_as_cel(self) -> FunctionSpec:
@@ -347,6 +456,12 @@ class FunctionSpec(EnvironmentConfig):
         if self.max_concurrency is not None and self.provisioned_concurrency > self.max_concurrency:
             raise ValueError("provisionedConcurrency must not exceed maxConcurrency")
         return self
+
+    @property
+    def provisioned_environments(self) -> int:
+        """Environments kept for ``provisionedConcurrency``: ceil(P / N), each running up
+        to ``perEnvironmentConcurrency`` invocations (P itself with N = 1)."""
+        return -(-self.provisioned_concurrency // self.per_environment_concurrency)
 
     @property
     def concurrency_cap(self) -> int | None:

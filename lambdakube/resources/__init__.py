@@ -11,9 +11,11 @@ from .code import init_body, needs_init
 from .owner import owner_reference
 from .pods import (
     GENERIC_MEMORY_MB,
+    RuntimeImages,
     environment_pod,
     fits_generic,
     generic_pod,
+    image_for,
     new_env_id,
     pod_address,
     runtime_image_hash,
@@ -22,10 +24,12 @@ from .spec_hash import code_hash, spec_hash
 
 __all__ = [
     "GENERIC_MEMORY_MB",
+    "RuntimeImages",
     "code_hash",
     "environment_pod",
     "fits_generic",
     "generic_pod",
+    "image_for",
     "init_body",
     "labels",
     "needs_init",

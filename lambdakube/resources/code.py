@@ -87,6 +87,8 @@ def init_body(function_name: str, namespace: str, spec: FunctionSpec, version: s
         body["runtime"] = spec.runtime
     if spec.code.inline.filename:
         body["inlineFilename"] = spec.code.inline.filename
+    if spec.per_environment_concurrency > 1:
+        body["maxConcurrency"] = spec.per_environment_concurrency
     return body
 
 

@@ -25,8 +25,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 
-from lambdakube.models import LATEST, EnvVarSource, FunctionSpec
+from lambdakube.models import (
+    DEFAULT_NODEJS_RUNTIME_IMAGE,
+    DEFAULT_RUNTIME_IMAGE,
+    LATEST,
+    EnvVarSource,
+    FunctionSpec,
+)
 
 from . import env_token, identity, labels, runtime_env
 from .code import needs_init, own_variables
@@ -61,15 +68,40 @@ def runtime_image_hash(image: str) -> str:
     return hashlib.sha256(image.encode()).hexdigest()[:10]
 
 
+@dataclass(frozen=True)
+class RuntimeImages:
+    """The runtime images of an installation: the one runtime image (Python) and the one
+    with node for ``nodejs<N>.x`` functions (chart ``runtime.images``)."""
+
+    python: str = DEFAULT_RUNTIME_IMAGE
+    nodejs: str = DEFAULT_NODEJS_RUNTIME_IMAGE
+
+
+def is_nodejs(spec: FunctionSpec) -> bool:
+    return bool(spec.runtime and spec.runtime.startswith("nodejs"))
+
+
+def image_for(spec: FunctionSpec, images: RuntimeImages) -> str:
+    """The image an environment of ``spec`` runs: its own ``spec.image``, else the Node.js
+    runtime image for ``nodejs<N>.x``, else the runtime image (python3.x, provided*: an
+    inline ``provided`` bootstrap is a script for the image's shell)."""
+    if spec.image:
+        return spec.image
+    return images.nodejs if is_nodejs(spec) else images.python
+
+
 def fits_generic(spec: FunctionSpec) -> bool:
     """Can a generic pod (default runtime image, ``GENERIC_MEMORY_MB``, no CPU setting,
     code sent by ``POST /init``) run this function exactly as its own pod would?
 
     Never with Secret or ConfigMap references: a generic pod would get those variables
     only in ``POST /init``, whose body must not carry their values (the kubelet resolves
-    them into the function's own pods, and neither router nor operator reads them)."""
+    them into the function's own pods, and neither router nor operator reads them).
+    Never ``nodejs<N>.x``: generic pods run the runtime image, which has no ``node``
+    (``image_for``: such a function's own pods run the Node.js runtime image)."""
     return (
         not spec.has_env_refs
+        and not is_nodejs(spec)
         and spec.image is None
         and spec.code is not None
         and spec.resources.cpu is None
@@ -102,6 +134,8 @@ def _env(function_name: str, namespace: str, spec: FunctionSpec, version: str = 
         ]
         if spec.runtime:  # a Runtime API runtime (the image holds its bootstrap or node)
             ours.insert(0, {"name": "LAMBDAKUBE_RUNTIME", "value": spec.runtime})
+        if spec.per_environment_concurrency > 1:
+            ours.insert(0, {"name": "LAMBDAKUBE_MAX_CONCURRENCY", "value": str(spec.per_environment_concurrency)})
     # The function's own variables first (sorted: stable pod specs), literal and
     # referenced together; then the runtime's, which win over any of ``envFrom``.
     user: list[dict] = [{"name": k, "value": v} for k, v in own_variables(spec).items()]
@@ -250,6 +284,7 @@ def environment_pod(
     env_id: str,
     role: str,
     runtime_image: str,
+    nodejs_runtime_image: str = DEFAULT_NODEJS_RUNTIME_IMAGE,
     managed_by: str = labels.OPERATOR_NAME,
     announce: tuple[str, str] | None = None,
     token: str | None = None,
@@ -292,7 +327,7 @@ def environment_pod(
         },
         annotations={labels.TIMEOUT_SECONDS: str(spec.timeout_seconds)},
         owner_references=[owner_reference(function_name, function_uid)],
-        image=spec.image or runtime_image,
+        image=image_for(spec, RuntimeImages(runtime_image, nodejs_runtime_image)),
         env=env,
         resources=_resources(spec.resources.memory_size, spec.resources.cpu),
         readiness_path="/readyz",

@@ -27,6 +27,9 @@ SHAPING_FIELDS = CONFIG_FIELDS
 #: Shaping fields added after pods were labelled with hashes: left out of the hash while
 #: empty, so that an upgrade does not roll every environment of every function.
 ABSENT_WHEN_EMPTY = frozenset({"env_value_from", "env_from"})
+#: Shaping fields added later with a default: left out of the hash at that default (the
+#: same reason: an upgrade must not roll environments whose spec did not change).
+ABSENT_AT_DEFAULT = {"per_environment_concurrency": 1}
 HASH_LENGTH = 10
 
 
@@ -37,7 +40,12 @@ def _digest(payload: object) -> str:
 
 def spec_hash(spec: FunctionSpec) -> str:
     """Stable short hash of the environment-shaping part of ``spec`` (label-safe hex)."""
-    fields = {f for f in SHAPING_FIELDS if f not in ABSENT_WHEN_EMPTY or getattr(spec, f)}
+    fields = {
+        f
+        for f in SHAPING_FIELDS
+        if (f not in ABSENT_WHEN_EMPTY or getattr(spec, f))
+        and (f not in ABSENT_AT_DEFAULT or getattr(spec, f) != ABSENT_AT_DEFAULT[f])
+    }
     shaping = spec.model_dump(mode="json", by_alias=True, include=fields, exclude_none=True)
     return _digest(shaping)
 

@@ -349,10 +349,11 @@ def _keep(
     drain: list[str],
     budget: int,
 ) -> int:
-    """Rules 3 and 4 for one version's active pods: ``spec.provisioned_concurrency``
-    provisioned pods of its hash, surge-first rollout of older ones. Deletes and drains
-    through the caller's collections; returns how many pods to create."""
-    want = spec.provisioned_concurrency
+    """Rules 3 and 4 for one version's active pods: ``spec.provisioned_environments``
+    (ceil(provisionedConcurrency / perEnvironmentConcurrency)) provisioned pods of its
+    hash, surge-first rollout of older ones. Deletes and drains through the caller's
+    collections; returns how many pods to create."""
+    want = spec.provisioned_environments  # ceil(P / perEnvironmentConcurrency)
     current_hash = spec_hash(spec)
     current = [p for p in group if p.role == labels.ROLE_PROVISIONED and p.spec_hash == current_hash]
     # 3. Provisioned count: surplus goes not-ready first, then youngest first.
@@ -470,7 +471,7 @@ def _status(
 
     cannot_start = _cannot_start(fn, current_hash, pods, old, starting=latest_starting)
 
-    want = spec.provisioned_concurrency if spec is not None else 0
+    want = spec.provisioned_environments if spec is not None else 0
     if spec is None:
         ready_cond = C.Cond(READY, "False", "InvalidSpec", fn.spec_error or "invalid spec")
     elif quota_rejection:

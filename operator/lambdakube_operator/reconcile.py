@@ -337,6 +337,7 @@ class Reconciler:
                 env_id=new_env_id(fn.name, labels.ROLE_PROVISIONED),
                 role=labels.ROLE_PROVISIONED,
                 runtime_image=self.config.runtime_image,
+                nodejs_runtime_image=self.config.nodejs_runtime_image,
                 endpoint=self.config.function_endpoint,
                 version=version,
             )

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import kopf
 
-from lambdakube.models import DEFAULT_RUNTIME_IMAGE
+from lambdakube.models import DEFAULT_NODEJS_RUNTIME_IMAGE, DEFAULT_RUNTIME_IMAGE
 
 from .planning import Timing
 from lambdakube.resources import labels
@@ -32,6 +32,8 @@ class OperatorConfig:
     #: Kubeconfig file; None: in-cluster service account, else $KUBECONFIG/~/.kube/config.
     kubeconfig: str | None = None
     runtime_image: str = DEFAULT_RUNTIME_IMAGE
+    #: The image of ``nodejs<N>.x`` Functions without ``spec.image`` (``resources.image_for``).
+    nodejs_runtime_image: str = DEFAULT_NODEJS_RUNTIME_IMAGE
     #: The router's URL as handlers reach it (``AWS_ENDPOINT_URL_LAMBDA`` in every
     #: environment, ``lambdakube.resources.identity``); None: not set. The chart gives the
     #: router the same value, so both creators' pods agree.
@@ -95,6 +97,11 @@ def parse_args(argv: list[str] | None = None) -> OperatorConfig:
         help="image for Functions without spec.image (default %(default)s)",
     )
     p.add_argument(
+        "--nodejs-runtime-image",
+        default=env.get("LAMBDAKUBE_NODEJS_RUNTIME_IMAGE", DEFAULT_NODEJS_RUNTIME_IMAGE),
+        help="image for nodejs<N>.x Functions without spec.image (default %(default)s)",
+    )
+    p.add_argument(
         "--function-endpoint",
         default=env.get("LAMBDAKUBE_FUNCTION_ENDPOINT") or None,
         metavar="URL",
@@ -131,6 +138,7 @@ def parse_args(argv: list[str] | None = None) -> OperatorConfig:
         all_namespaces=a.all_namespaces,
         kubeconfig=a.kubeconfig,
         runtime_image=a.runtime_image,
+        nodejs_runtime_image=a.nodejs_runtime_image,
         function_endpoint=a.function_endpoint,
         resync_interval=a.resync_interval,
         timing=Timing(start_deadline=a.start_deadline, drain_grace=a.drain_grace),

@@ -67,6 +67,10 @@ def build_parser(prog: str = "lambdakube-router") -> argparse.ArgumentParser:
     p.add_argument("--kubeconfig", help="kubernetes backend: kubeconfig (default: in-cluster/~/.kube)")
     p.add_argument("--runtime-image", help="kubernetes backend: image for inline-code functions")
     p.add_argument(
+        "--nodejs-runtime-image",
+        help="kubernetes backend: image for nodejs<N>.x functions without spec.image (python and node inside)",
+    )
+    p.add_argument(
         "--announce-url",
         metavar="URL",
         help="kubernetes backend: this router's announce endpoint as its pods reach it"
@@ -108,6 +112,7 @@ def config_from_args(args: argparse.Namespace) -> RouterConfig:
         state_dir=args.state_dir,
         kubeconfig=args.kubeconfig,
         runtime_image=args.runtime_image,
+        nodejs_runtime_image=args.nodejs_runtime_image,
         announce_url=args.announce_url,
         function_endpoint=args.function_endpoint,
         watch_namespaces=tuple(args.watch_namespaces),

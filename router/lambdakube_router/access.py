@@ -30,6 +30,8 @@ GET  /2016-08-19/account-settings[/]          get     concurrencyquotas  ``defau
 PUT|DELETE .../functions/{F}/concurrency    configure-concurrency  functions  ``fn``
 GET  .../functions/{F}/provisioned-concurrency  get  functions       ``fn`` (below)
 PUT|DELETE .../{F}/provisioned-concurrency  configure-concurrency  functions  ``fn`` (below)
+any  /lambdakube/url/{ns}/{name}[/...]        invoke  functions       ``name``; nothing
+                                                                      for authType NONE
 ============================================  ======  ==============  =============
 
 The read API's routes (``lambda_read_api``) are those of Lambda's GetFunction,
@@ -108,7 +110,33 @@ class Need:
     checks: tuple[Attributes, ...]
 
 
-Requirement = Public | Authenticated | Need
+@dataclass(frozen=True)
+class FunctionUrl:
+    """A function URL's route: what it needs depends on the function's
+    ``spec.url.authType`` (``url_requirement``), which the gate looks up."""
+
+    namespace: str
+    name: str
+
+
+Requirement = Public | Authenticated | Need | FunctionUrl
+
+#: A function URL (``url_api``): its root and everything below it, any of these methods.
+URL_ROUTE = "/lambdakube/url/{namespace}/{name}"
+URL_PROXY_ROUTE = URL_ROUTE + "/{proxy}"
+URL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+URL_PUBLIC = "a function URL with authType NONE (Lambda's NONE)"
+
+
+def url_requirement(auth_type: str | None, url: FunctionUrl) -> Public | Need:
+    """``NONE``: public. ``KUBERNETES``, and a function without a URL or that does not
+    exist: ``invoke`` on the function, so that a caller without that right learns
+    nothing of which functions exist (the handler answers 404 after the check)."""
+    if auth_type == "NONE":
+        return Public(URL_PUBLIC)
+    return Need((Attributes("invoke", "functions", url.namespace, url.name),))
+
+
 AUTHENTICATED = Authenticated()
 
 
@@ -159,6 +187,10 @@ def _on(verb: str, resource: str, name_key: str | None = None) -> Callable[..., 
     return rule
 
 
+def _url(match: Mapping[str, str], query, header_ns, default_ns, accounts=NO_ACCOUNTS) -> Requirement:
+    return FunctionUrl(match["namespace"], match["name"])
+
+
 #: (method, route pattern) -> the rule of a route that needs a caller.
 NEEDS: dict[tuple[str, str], Callable[..., Requirement]] = {
     ("POST", INVOKE_ROUTE): _invoke,
@@ -193,6 +225,8 @@ NEEDS: dict[tuple[str, str], Callable[..., Requirement]] = {
     # the web view's data and the environments' output (``ui``): the pool's inner state
     ("GET", _NS + "/overview"): _on("inspect", "functions"),
     ("GET", _NS + "/functions/{name}/logs"): _on("inspect", "functions", "name"),
+    # function URLs (url_api): invoke, or nothing for authType NONE
+    **{(m, r): _url for m in URL_METHODS for r in (URL_ROUTE, URL_PROXY_ROUTE)},
 }
 #: (method, route pattern) -> why it asks for no credentials.
 PUBLIC: dict[tuple[str, str], str] = {

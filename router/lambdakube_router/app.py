@@ -39,8 +39,10 @@ from lambdakube_router import (
     lambda_write_api,
     status_publisher,
     ui,
+    url_api,
 )
 from lambdakube_router.access import AuthSettings
+from lambdakube import schedule_expr
 from lambdakube_router.asyncq import health
 from lambdakube_router.asyncq.dispatcher import Dispatcher
 from lambdakube_router.asyncq.policy import RetryPolicy
@@ -52,6 +54,8 @@ from lambdakube_router.loop_lag import LoopLag
 from lambdakube_router.metrics import Metrics
 from lambdakube_router.names import Accounts
 from lambdakube_router.pollers.manager import MappingManager, source_status_writer
+from lambdakube_router.schedules import runner as schedules_runner
+from lambdakube_router.schedules.ticks import TickStore
 from lambdakube_router.snapshot import ManifestDirectory, Snapshot
 from lambdakube_router.sources import DirectorySource, Source, StaticSource
 
@@ -110,6 +114,8 @@ class RouterConfig:
     #: kubernetes backend
     kubeconfig: str | None = None
     runtime_image: str | None = None
+    #: kubernetes backend: the image of ``nodejs<N>.x`` functions (None: the default).
+    nodejs_runtime_image: str | None = None
     #: kubernetes backend: the URL of this router's ``announce_api`` as its fresh pods can
     #: reach it (the chart: the router pod's own IP). None: pods don't announce.
     announce_url: str | None = None
@@ -124,6 +130,13 @@ class RouterConfig:
     status_event_window_seconds: float = 60.0
     #: How often the async queue's oldest event is sampled for its age gauge (``gauges``).
     queue_age_interval_seconds: float = gauges.QUEUE_AGE_INTERVAL
+    #: How often the scheduler looks for ticks due (``schedules.runner``).
+    schedule_interval_seconds: float = schedules_runner.INTERVAL
+    #: Test only (``--schedule-minute-seconds``): how long a rate's minute is, so that a
+    #: real-time test sees ``rate(1 minute)`` tick in seconds. Crons keep wall time.
+    schedule_minute_seconds: float = schedule_expr.MINUTE
+    #: The time schedules are judged by (tests: a fake clock); None: ``wall_clock``.
+    schedule_clock: Callable[[], float] | None = None
 
 
 def _make_source(config: RouterConfig) -> Source:
@@ -170,6 +183,8 @@ def _make_backend(config: RouterConfig, session: aiohttp.ClientSession, state_di
         from lambdakube_router.backends.kubernetes import KubernetesBackend
 
         kw: dict[str, Any] = {"image": config.runtime_image} if config.runtime_image else {}
+        if config.nodejs_runtime_image:
+            kw["nodejs_image"] = config.nodejs_runtime_image
         return KubernetesBackend(
             kubeconfig=config.kubeconfig,
             announce_url=config.announce_url,
@@ -217,9 +232,20 @@ async def init_app(config: RouterConfig) -> web.Application:
             init_timeout=config.init_timeout_seconds,
             invoke_grace=config.invoke_grace_seconds,
         )
+        scheduler = schedules_runner.Scheduler(
+            engine,
+            dispatcher,
+            TickStore(state_dir, synchronous=config.sqlite_synchronous),
+            wall_clock=config.wall_clock,
+            clock=config.schedule_clock,
+            interval=config.schedule_interval_seconds,
+            minute_seconds=config.schedule_minute_seconds,
+            registry=app[keys.METRICS].registry,
+        )
         app[keys.ENGINE] = engine
         app[keys.STORE] = store
         app[keys.DISPATCHER] = dispatcher
+        app[keys.SCHEDULER] = scheduler
         app[keys.METRICS].attach_state(engine.state_rows, engine.namespace_rows, lambda: dict(store.depth))
         app[keys.METRICS].attach_async_store(lambda: store.health)
         generic_pool = engine.backend.generic_pool
@@ -266,6 +292,7 @@ async def init_app(config: RouterConfig) -> web.Application:
             engine.start_background()
             dispatcher.start()
             mappings.start()
+            await scheduler.open_and_start()  # after the store: its lock owns the state dir
             queue_age.start()
             if store.quarantined_files and kube is not None:
                 reported = asyncio.get_running_loop().create_task(
@@ -287,6 +314,7 @@ async def init_app(config: RouterConfig) -> web.Application:
                 await publisher.close()
             await lag.close()
             await queue_age.close()
+            await scheduler.close()
             await dispatcher.close()
             await engine.close()
             await store.close()
@@ -301,6 +329,7 @@ async def init_app(config: RouterConfig) -> web.Application:
     ui.add_routes(app)
     announce_api.add_routes(app)
     event_source_api.add_routes(app)
+    url_api.add_routes(app)
     return app
 
 

@@ -45,6 +45,7 @@ from lambdakube_router.access import (
     Attributes,
     AuthSettings,
     ConfigError,
+    FunctionUrl,
     Need,
     Public,
     UserInfo,
@@ -53,6 +54,7 @@ from lambdakube_router.access import (
     parse_token_file,
     requirement,
     token_digest,
+    url_requirement,
 )
 from lambdakube_router.access_cache import MISSING, ReviewCache
 from lambdakube_router.invoke_api import error_response
@@ -243,7 +245,7 @@ def middleware(gate: Gate, default_namespace: str, accounts: Accounts = NO_ACCOU
         resource = match.route.resource
 
         def need_in(default: str):
-            return requirement(
+            need = requirement(
                 request.method,
                 resource.canonical if resource is not None else None,
                 match,
@@ -252,6 +254,9 @@ def middleware(gate: Gate, default_namespace: str, accounts: Accounts = NO_ACCOU
                 default_namespace=default,
                 accounts=accounts,
             )
+            if isinstance(need, FunctionUrl):  # the function's own authType says
+                return url_requirement(_url_auth_type(request, need), need)
+            return need
 
         need = need_in(default_namespace)
         if isinstance(need, Public):
@@ -273,11 +278,21 @@ def middleware(gate: Gate, default_namespace: str, accounts: Accounts = NO_ACCOU
             if isinstance(need, Need) and not await gate.allowed_any(user, need):
                 log.debug("denied %s: %s", user.username, need)
                 return denied(user, need)
+            request[keys.CALLER] = user
         except ReviewUnavailable as exc:
             return unavailable(f"The request could not be authorized, retry later: {exc}")
         return await handler(request)
 
     return check_access
+
+
+def _url_auth_type(request: web.Request, url: FunctionUrl) -> str | None:
+    """The authType of the function a URL names (None: no such function, or no URL)."""
+    engine = request.app.get(keys.ENGINE)
+    state = engine.get(url.namespace, url.name) if engine is not None else None
+    if state is None or state.spec.url is None:
+        return None
+    return state.spec.url.auth_type
 
 
 # -- wiring ----------------------------------------------------------------------------

@@ -88,6 +88,13 @@ def _positive(value: str) -> int:
     return n
 
 
+def _positive_seconds(value: str) -> float:
+    n = float(value)
+    if not n > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return n
+
+
 def _auth_mode(value: str):
     from lambdakube_router.access import ConfigError, parse_mode  # noqa: PLC0415
 
@@ -217,6 +224,14 @@ def add_serving_options(p: argparse.ArgumentParser, *, state_dir_help: str, log_
         help="allow --auth none on an address other than loopback (whoever reaches it may invoke"
         " every function and read and delete every queue)",
     )
+    p.add_argument(
+        "--schedule-minute-seconds",
+        type=_positive_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="test only: the length of a schedule's minute in rate(...) expressions (default 60;"
+        " crons keep wall-clock time)",
+    )
     p.add_argument("--log-level", default=log_level)
 
 
@@ -261,6 +276,7 @@ def serving_config(args: argparse.Namespace) -> dict:
         "keepalive_seconds": args.keepalive_seconds,
         "body_timeout_seconds": args.body_timeout_seconds,
         "max_connections": args.max_connections,
+        "schedule_minute_seconds": args.schedule_minute_seconds,
     }
 
 

@@ -51,11 +51,15 @@ _JSON = "application/json"
 MAX_DELIVERY_ATTEMPTS = 3
 
 #: Runtime response headers copied into the API answer (runtime name -> API name).
+#: On an invocation stopped because another one of its environment timed out.
+RECYCLED_BY = "X-Lambdakube-Recycled-By"
 _PASSED_THROUGH = (
     ("x-log-result", "X-Amz-Log-Result"),
     ("x-run-duration-ms", "X-Run-Duration-Ms"),
     ("x-billed-duration-ms", "X-Billed-Duration-Ms"),
     ("x-max-memory-used-mb", "X-Max-Memory-Used-Mb"),
+    # The request whose timeout recycled this invocation's environment (slots > 1).
+    ("x-env-recycled", RECYCLED_BY),
 )
 
 
@@ -473,6 +477,8 @@ class Engine:
         finally:
             pool.release(env, healthy=healthy)
         h = result.headers
+        if RECYCLED_BY in h:
+            fm.recycled.inc()
         h["X-Cold-Start"] = "true" if lease.cold_start else "false"
         if lease.cold_start and lease.init_duration is not None:
             h["X-Init-Duration-Ms"] = f"{lease.init_duration * 1000:.3f}"
@@ -500,8 +506,11 @@ class Engine:
         ref: FunctionRef,
     ) -> tuple[InvokeResult, bool]:
         conn: EnvConnection | None = env.conn
+        shared = conn is not None and conn.busy  # another invocation on it (slots > 1)
         if conn is None:
             conn = env.conn = EnvConnection.for_address(env.address)
+        elif shared:
+            conn = env.spare.pop() if env.spare else EnvConnection.for_address(env.address)
         deadline_ms = int((self.settings.wall_clock() + spec.timeout_seconds) * 1000)
         headers = [("X-Request-Id", call.request_id), ("X-Env-Id", env.env_id), ("X-Deadline-Ms", str(deadline_ms))]
         token = env.handle.token if env.handle is not None else ""
@@ -535,6 +544,9 @@ class Engine:
                 f"{ref}: the environment {env.env_id} did not answer within the function timeout"
                 f" ({spec.timeout_seconds}s) plus {grace:g}s; it was retired",
             ), False
+        finally:
+            if shared:
+                env.spare.append(conn)
         rh = resp.headers
         healthy = rh.get("x-env-unhealthy", "").lower() != "true"
         status = resp.status

@@ -232,6 +232,13 @@ class Metrics:
             fl,
             registry=r,
         )
+        self.recycled = Counter(
+            "lambdakube_recycled_invocations",
+            "Invocations stopped because another invocation of their environment timed out"
+            " (perEnvironmentConcurrency > 1: the runtime process they shared was recycled)",
+            fl,
+            registry=r,
+        )
         self.http_aborted = Counter(
             "lambdakube_http_aborted_requests",
             "Requests whose client hung up before its answer, by stage (body: while its"
@@ -300,6 +307,7 @@ class Metrics:
             self.queue_wait,
             self.spillover,
             self.redeliveries,
+            self.recycled,
         ):
             metric.remove(*labels)
         for metric, extra in (
@@ -330,6 +338,7 @@ class FunctionMetrics:
         "queue_wait",
         "spillover",
         "redeliveries",
+        "recycled",
         "recent",
     )
 
@@ -348,6 +357,7 @@ class FunctionMetrics:
         self.queue_wait = m.queue_wait.labels(namespace, function)
         self.spillover = m.spillover.labels(namespace, function)
         self.redeliveries = m.redeliveries.labels(namespace, function)
+        self.recycled = m.recycled.labels(namespace, function)
 
     def result(self, result: str) -> None:
         c = self._results.get(result)

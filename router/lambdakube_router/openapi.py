@@ -622,6 +622,33 @@ def _provisioned(name: dict, namespace: dict, paging: list[dict]) -> dict:
     }
 
 
+def _function_urls(doc: dict) -> dict:
+    """Function URLs (``url_api``): any method, the function's own answer."""
+    namespace = {"name": "namespace", "in": "path", "required": True, "schema": {"type": "string"}}
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "example": "hello"}
+    proxy = {"name": "proxy", "in": "path", "required": True, "schema": {"type": "string"}}
+
+    def op(method: str, below: bool) -> dict:
+        return {
+            "operationId": f"FunctionUrl{method.capitalize()}{'Path' if below else ''}",
+            "description": "Lambda's function URL: the request as a payload format 2.0 event, the function's"
+            " answer as the response. authType NONE: no token (the 401, 403 and 503 are KUBERNETES only).",
+            "parameters": [namespace, name, *([proxy] if below else [])],
+            "responses": {
+                "default": {"description": "the function's own response (any status, headers and body)"},
+                "404": _err("ResourceNotFoundException: no such function, or it has no spec.url"),
+                "413": _err("RequestTooLargeException: a body over 6 MB"),
+                "429": _err("TooManyRequestsException: throttled", {"$ref": "#/components/schemas/Throttle"}),
+                "502": {"description": "Internal Server Error: the function failed or answered no response"},
+            },
+        }
+
+    for below, path in ((False, access.URL_ROUTE), (True, access.URL_PROXY_ROUTE)):
+        doc["paths"][path] = {m.lower(): op(m, below) for m in access.URL_METHODS}
+    return doc
+
+
 _lambda_reads(OPENAPI)
+_function_urls(OPENAPI)
 OPENAPI["paths"].update(ui.OPENAPI_PATHS)  # the web view and its data (``ui``)
 _with_access(OPENAPI)

@@ -270,8 +270,12 @@ class Pool:
             self._on(StartCancelled(env_id))
 
     async def _stop(self, env: Environment, *, hand_back: bool) -> None:
-        if env.conn is not None:
-            env.conn.close()
+        # Idle connections only: with several slots, an invocation still in flight on a
+        # retired environment (one that timed out recycles the others) may have its
+        # answer in the socket already; it ends with that answer, or with the stop.
+        for conn in (env.conn, *env.spare):
+            if conn is not None and not conn.busy:
+                conn.close()
         try:
             if env.handle is not None and hand_back:
                 await self.backend.release(env.handle)

@@ -54,7 +54,15 @@ class Environment:
     created_at: float = 0.0
     idle_since: float = 0.0
     invocations: int = 0
-    leased: bool = False
+    #: Invocations it may run at once (the spec's ``perEnvironmentConcurrency`` when it
+    #: was started; 1: Lambda's one request per environment).
+    slots: int = 1
+    #: Invocations handed to it and not yet released (``idle`` at 0, ``busy`` above).
+    in_flight: int = 0
+    #: Some request of it reached ``leased`` already: only the first is a cold start.
+    served: bool = False
+    #: Listed as busy with a free slot (``slots`` > 1 only): leased before a cold start.
+    open: bool = False
     #: Released unhealthy: stopped, never handed back to the backend's owner.
     broken: bool = False
     #: The backend saw it die while it was busy: retired when its request releases it.
@@ -64,6 +72,8 @@ class Environment:
     surplus: bool = False
     #: The router's connection to this env (runtime_client.EnvConnection), closed on stop.
     conn: Any = field(default=None, repr=False)
+    #: More connections, idle, for the invocations beyond the first at once (slots > 1).
+    spare: list = field(default_factory=list, repr=False)
 
     @property
     def address(self) -> str:
@@ -77,6 +87,8 @@ class Environment:
             "role": "provisioned" if self.provisioned else "on-demand",
             "address": self.handle.address if self.handle else None,
             "invocations": self.invocations,
+            "inFlight": self.in_flight,
+            "slots": self.slots,
             "initDurationMs": round(self.handle.init_duration * 1000, 3) if self.handle else None,
         }
 

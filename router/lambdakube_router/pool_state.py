@@ -8,7 +8,12 @@ does it (a backend start, a future resolved, a timer) and reports what happened 
 next event. No asyncio, no I/O, no clock reads: every rule below is a named row in
 ``tests/unit/test_pool_state.py``.
 
-States: ``starting -> idle <-> busy -> draining -> dead``. What the state cannot know by
+States: ``starting -> idle <-> busy -> draining -> dead``. An environment has ``slots``
+(the spec's ``perEnvironmentConcurrency``, 1 by default: Lambda's one request per
+environment) and is busy while it has any invocation in flight; a busy one with a free
+slot is *open* and is leased before an idle one or a cold start, so a function uses
+ceil(in flight / slots) environments, and only an environment with nothing in flight is
+idle (reaped, scaled to zero). What the state cannot know by
 itself it asks of callables given to it: the function's scaling token (``take_token(now)``,
 the namespace's token bucket, see ``limits``), whether the backend wants an environment
 finished (``is_draining(handle)``, optional: the kubernetes backend reports the operator's
@@ -100,6 +105,11 @@ class PoolState:
         self._refill_backoff = refill_backoff
         self._idle_provisioned: list[Environment] = []  # stacks: most recently used last
         self._idle_on_demand: list[Environment] = []
+        #: Busy with a free slot (``slots`` > 1 only; empty with one request per env).
+        self._open_provisioned: list[Environment] = []
+        self._open_on_demand: list[Environment] = []
+        #: Slots of an environment of the current spec.
+        self._slots = spec.per_environment_concurrency
         self._waiters: collections.deque[Waiter] = collections.deque()
         #: On-demand starts of the current spec only: what a waiting request may count
         #: on. A provisioned slot waits for the operator's pod, as long as that takes, so
@@ -131,13 +141,14 @@ class PoolState:
         if self.closed:
             return [FailClosed(waiter)]
         out: list[Command] = []
-        env = self._pop_idle(now, out)
+        env = self._pop_free(now, out)
         if env is not None:
-            assert env.state is EnvState.IDLE and not env.leased, f"environment {env.env_id} leased twice"
-            env.state, env.leased = EnvState.BUSY, True
+            assert env.in_flight < env.slots, f"environment {env.env_id} leased beyond its {env.slots} slots"
+            self._occupy(env)
             out.append(Hand(env.env_id, waiter))
             return out
-        if self._starting_on_demand <= len(self._waiters):
+        # Each on-demand start serves ``slots`` waiters once it is up.
+        if self._starting_on_demand * self._slots <= len(self._waiters):
             throttle = self._take_token(now)
             if throttle is not None:
                 out.append(FailThrottled(waiter, throttle))
@@ -146,17 +157,61 @@ class PoolState:
         self._waiters.append(waiter)
         return out
 
-    def _pop_idle(self, now: float, out: list[Command]) -> Environment | None:
-        for stack in (self._idle_provisioned, self._idle_on_demand):
-            while stack:
-                env = stack.pop()
-                if self._dead(env):
-                    out += self._retire_lost(env, now)
-                elif self._draining(env):
-                    out += self._retire(env, DRAINED, now)
-                else:
+    def _pop_free(self, now: float, out: list[Command]) -> Environment | None:
+        """The environment the next invocation gets: a provisioned one with a free slot,
+        busy (open) before idle, then an on-demand one, likewise. Packing busy ones first
+        leaves the others idle, to be reaped. An open one found dead or draining is only
+        unlisted (its requests still run; it is retired when the last is released)."""
+        if self._open_provisioned or self._open_on_demand:
+            for opened, idle in (
+                (self._open_provisioned, self._idle_provisioned),
+                (self._open_on_demand, self._idle_on_demand),
+            ):
+                while opened:
+                    env = opened[-1]
+                    if self._dead(env) or self._draining(env):
+                        env.lost = env.lost or self._dead(env)
+                        self._unlist(env)
+                        continue
                     return env
+                found = self._pop_idle_of(idle, now, out)
+                if found is not None:
+                    return found
+            return None
+        for stack in (self._idle_provisioned, self._idle_on_demand):
+            found = self._pop_idle_of(stack, now, out)
+            if found is not None:
+                return found
         return None
+
+    def _pop_idle_of(self, stack: list[Environment], now: float, out: list[Command]) -> Environment | None:
+        while stack:
+            env = stack.pop()
+            if self._dead(env):
+                out += self._retire_lost(env, now)
+            elif self._draining(env):
+                out += self._retire(env, DRAINED, now)
+            else:
+                return env
+        return None
+
+    def _occupy(self, env: Environment) -> None:
+        """One more invocation on ``env`` (popped idle, or listed open): busy, and open
+        while a slot is left."""
+        env.in_flight += 1
+        env.state = EnvState.BUSY
+        if env.in_flight < env.slots:
+            if not env.open:
+                env.open = True
+                (self._open_provisioned if env.provisioned else self._open_on_demand).append(env)
+        elif env.open:
+            self._unlist(env)
+
+    def _unlist(self, env: Environment) -> None:
+        """Not open any more (full, or on its way out)."""
+        if env.open:
+            env.open = False
+            (self._open_provisioned if env.provisioned else self._open_on_demand).remove(env)
 
     def _free(self, env: Environment, now: float) -> list[Command]:
         """An environment is free (started, released, or refused by a waiter that left): the
@@ -168,18 +223,37 @@ class PoolState:
         waiting at the moment it is handed one (``HandRefused``: it is free again).
         """
         if self.closed:
-            return self._retire(env, CLOSED, now)
+            return self._retire_when_done(env, CLOSED, now)
         if env.generation != self.generation:
-            return self._retire(env, OUTDATED, now)
+            return self._retire_when_done(env, OUTDATED, now)
         if self._dead(env):  # and the waiter it would have served gets a start of its own
             return self._retire_lost(env, now) + self._serve_waiters(now)
         if self._waiters:
-            env.state, env.leased = EnvState.BUSY, True
-            return [Hand(env.env_id, self._waiters.popleft())]
+            out: list[Command] = []
+            while self._waiters and env.in_flight < env.slots:
+                self._occupy(env)
+                out.append(Hand(env.env_id, self._waiters.popleft()))
+            return out
+        if env.in_flight:  # busy with a free slot: open (``_occupy`` listed it)
+            if not env.open:
+                env.open = True
+                (self._open_provisioned if env.provisioned else self._open_on_demand).append(env)
+            return []
+        if env.open:
+            self._unlist(env)
         env.state = EnvState.IDLE
         env.idle_since = now
         (self._idle_provisioned if env.provisioned else self._idle_on_demand).append(env)
         return []
+
+    def _retire_when_done(self, env: Environment, reason: str, now: float) -> list[Command]:
+        """Retired for the pool's own reason (closing, an older spec, a lowered target, a
+        rollout): now when nothing is in flight, else it is only unlisted, and retired
+        when its last request is released; the other requests on it run to their end."""
+        if env.in_flight:
+            self._unlist(env)
+            return []
+        return self._retire(env, reason, now)
 
     def _waiter_gone(self, event: WaiterGone, now: float) -> list[Command]:
         try:
@@ -192,7 +266,7 @@ class PoolState:
         env = self.envs.get(event.env_id)
         if env is None or env.state is not EnvState.BUSY:  # retired meanwhile (closing)
             return []
-        env.leased = False
+        env.in_flight -= 1
         return self._free(env, now)
 
     def leased(self, env: Environment) -> Lease | None:
@@ -203,9 +277,10 @@ class PoolState:
         initialised ahead of time: no cold start, as in Lambda); a spill-over is an
         on-demand environment of a function with provisioned concurrency.
         """
-        if env.state is not EnvState.BUSY or not env.leased:
+        if env.state is not EnvState.BUSY or not env.in_flight:
             return None
-        cold = env.invocations == 0 and not env.provisioned
+        cold = env.invocations == 0 and not env.served and not env.provisioned
+        env.served = True
         if cold:
             self.stats.cold_starts += 1
         else:
@@ -224,26 +299,26 @@ class PoolState:
         env = self.envs.get(event.env_id)
         if env is None:  # retired and stopped under its request (the pool closed)
             return []
-        assert env.leased, f"release of {env.env_id} which is not leased"
-        env.leased = False
+        assert env.in_flight > 0, f"release of {env.env_id} which is not leased"
+        env.in_flight -= 1
         if env.state is not EnvState.BUSY:  # retired under its request (the pool closed)
             return []
         env.invocations += 1
-        if env.lost:
+        if env.lost:  # dead: its other requests (slots > 1) fail on their own
             return self._retire_lost(env, now)
-        if not event.healthy:
+        if not event.healthy:  # it recycles itself: the runtime fails its other requests
             self.stats.retired_unhealthy += 1
             env.broken = True
             return self._retire(env, UNHEALTHY, now)
         if self.closed:
-            return self._retire(env, CLOSED, now)
+            return self._retire_when_done(env, CLOSED, now)
         if env.generation != self.generation:
-            return self._retire(env, OUTDATED, now)
-        if env.provisioned and self._live_provisioned() > self.spec.provisioned_concurrency:
+            return self._retire_when_done(env, OUTDATED, now)
+        if env.provisioned and self._live_provisioned() > self.spec.provisioned_environments:
             env.surplus = True
-            return self._retire(env, SURPLUS, now)
+            return self._retire_when_done(env, SURPLUS, now)
         if self._draining(env):
-            return self._retire(env, DRAINED, now)
+            return self._retire_when_done(env, DRAINED, now)
         return self._free(env, now)
 
     def _draining(self, env: Environment) -> bool:
@@ -267,6 +342,7 @@ class PoolState:
             return self._retire_lost(env, now)
         if env.state is EnvState.BUSY:
             env.lost = True
+            self._unlist(env)
         return []
 
     def _retire_lost(self, env: Environment, now: float) -> list[Command]:
@@ -278,7 +354,11 @@ class PoolState:
 
     def _start(self, *, provisioned: bool, now: float) -> list[Command]:
         env = Environment(
-            env_id=self._new_id(provisioned), provisioned=provisioned, generation=self.generation, created_at=now
+            env_id=self._new_id(provisioned),
+            provisioned=provisioned,
+            generation=self.generation,
+            created_at=now,
+            slots=self._slots,
         )
         self.envs[env.env_id] = env
         self.starting += 1
@@ -337,7 +417,7 @@ class PoolState:
         self.stats.start_failures += 1
         self.stats.last_start_error = error.message
         out: list[Command] = []
-        while len(self._waiters) > self._starting_on_demand:
+        while len(self._waiters) > self._starting_on_demand * self._slots:
             out.append(FailStart(self._waiters.popleft(), error))
         if env.provisioned and not self.closed:
             self._refill_delay = self._refill_backoff.next(self._refill_delay)
@@ -361,6 +441,7 @@ class PoolState:
             stack = self._idle_provisioned if env.provisioned else self._idle_on_demand
             if env in stack:
                 stack.remove(env)
+        self._unlist(env)
         env.state = EnvState.DRAINING
         hand_back = env.provisioned and reason in _HANDED_BACK
         out: list[Command] = [HandBack(env.env_id, reason) if hand_back else Stop(env.env_id, reason)]
@@ -385,12 +466,13 @@ class PoolState:
         return self._keep_provisioned(now)
 
     def _keep_provisioned(self, now: float) -> list[Command]:
-        """Keep ``provisionedConcurrency`` environments of the current spec: the missing
+        """Keep ceil(``provisionedConcurrency`` / slots) environments of the current spec
+        (``FunctionSpec.provisioned_environments``; P itself with one slot): the missing
         ones start now (and are never reaped); above a lowered target the idle extras go
         now, the least recently used first, busy ones when released."""
         if self.closed:
             return []
-        missing = self.spec.provisioned_concurrency - self._live_provisioned()
+        missing = self.spec.provisioned_environments - self._live_provisioned()
         out: list[Command] = []
         for _ in range(max(0, missing)):
             out += self._start(provisioned=True, now=now)
@@ -442,9 +524,12 @@ class PoolState:
             self.generation += 1
             for env in self._idle_provisioned + self._idle_on_demand:
                 out += self._retire(env, OUTDATED, now)
+            for env in self._open_provisioned + self._open_on_demand:
+                self._unlist(env)  # busy: retired when its last request is released
             out += [CancelStart(e.env_id) for e in self.envs.values() if e.state is EnvState.STARTING]
             self._starting_on_demand = 0
         self.spec, self.spec_hash = spec, new_hash
+        self._slots = spec.per_environment_concurrency
         if renewed:
             out += self._serve_waiters(now)
         return out + self._keep_provisioned(now)
@@ -454,7 +539,7 @@ class PoolState:
         a new request would (``_lease``): a scaling token each, and the newest ones are
         throttled once the tokens run out (the oldest are served first, as ``_free`` does)."""
         out: list[Command] = []
-        while len(self._waiters) > self._starting_on_demand:
+        while len(self._waiters) > self._starting_on_demand * self._slots:
             throttle = self._take_token(now)
             if throttle is not None:
                 out.append(FailThrottled(self._waiters.pop(), throttle))
@@ -483,14 +568,18 @@ class PoolState:
         return len(self._waiters)
 
     def provisioned_ready(self) -> tuple[int, int]:
-        """(initialised, idle) provisioned environments of the current spec: Lambda's
-        Allocated and Available provisioned concurrency."""
+        """(initialised, free) provisioned concurrency of the current spec: Lambda's
+        Allocated and Available provisioned concurrency, in invocations (the slots of
+        the ready environments, at most ``provisionedConcurrency``; one per environment
+        with one slot each)."""
         ready = [
             e
             for e in self.envs.values()
             if e.provisioned and e.generation == self.generation and e.state in (EnvState.IDLE, EnvState.BUSY)
         ]
-        return len(ready), sum(1 for e in ready if e.state is EnvState.IDLE)
+        target = self.spec.provisioned_concurrency
+        allocated = min(sum(e.slots for e in ready), max(target, len(ready)))
+        return allocated, min(allocated, sum(e.slots - e.in_flight for e in ready))
 
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in EnvState if s is not EnvState.DEAD}

@@ -200,7 +200,9 @@ def _expire(fut: asyncio.Future, timeout: float) -> None:
 
 
 class EnvConnection:
-    """A persistent connection to one environment. Not for concurrent use (by design)."""
+    """A persistent connection to one environment. Not for concurrent use (by design):
+    an environment with several slots (``perEnvironmentConcurrency``) gets one more per
+    invocation running at once (``Environment.spare``)."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host
@@ -213,6 +215,11 @@ class EnvConnection:
         self._loop: asyncio.AbstractEventLoop | None = None
         #: path -> request head up to the Content-Length value (static per connection).
         self._prefixes: dict[str, bytes] = {}
+
+    @property
+    def busy(self) -> bool:
+        """A request is on it (an environment with several slots needs more than one)."""
+        return self._busy
 
     @classmethod
     def for_address(cls, address: str) -> EnvConnection:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .runtimes import UnknownRuntime, check
+from .runtimes import UnknownRuntime, check, is_builtin
 
 DEFAULT_VERSION = "$LATEST"
 DEFAULT_MEMORY_MB = 128
@@ -20,6 +20,11 @@ DEFAULT_TIMEOUT_SECONDS = 3.0
 DEFAULT_NAMESPACE = "default"
 DEFAULT_INLINE_MODULE = "index"
 DEFAULT_FUNCTION_NAME = "unnamed"
+
+
+#: ``lambdakube.models.MAX_PER_ENVIRONMENT_CONCURRENCY`` (stdlib only here; a test
+#: checks that they agree).
+MAX_CONCURRENCY = 64
 
 
 class ConfigError(ValueError):
@@ -41,6 +46,20 @@ class FunctionConfig:
     runtime: str = ""
     #: The file inline code is saved as (default: ``runtimes.inline_filename``).
     inline_filename: str | None = None
+    #: Invocations at once (``perEnvironmentConcurrency``; above 1 for a Runtime API
+    #: runtime only: its child gets ``AWS_LAMBDA_MAX_CONCURRENCY`` concurrent ``/next``).
+    max_concurrency: int = 1
+
+    def checked(self) -> FunctionConfig:
+        """Refuse what the router's validation refuses too (a bug upstream otherwise)."""
+        if self.max_concurrency > 1 and is_builtin(self.runtime):
+            raise ConfigError(
+                f"maxConcurrency {self.max_concurrency} needs a Runtime API runtime;"
+                " the built-in python path runs one invocation at a time"
+            )
+        if self.max_concurrency > MAX_CONCURRENCY:
+            raise ConfigError(f"maxConcurrency must be at most {MAX_CONCURRENCY}, got {self.max_concurrency}")
+        return self
 
     def export(self, environ: os._Environ | dict) -> None:
         """Mirror the config into ``LAMBDAKUBE_*`` so handler code sees the same variables
@@ -52,6 +71,7 @@ class FunctionConfig:
         environ["LAMBDAKUBE_TIMEOUT_SECONDS"] = f"{self.timeout_seconds:g}"
         environ["LAMBDAKUBE_NAMESPACE"] = self.namespace
         environ["LAMBDAKUBE_RUNTIME"] = self.runtime
+        environ["LAMBDAKUBE_MAX_CONCURRENCY"] = str(self.max_concurrency)
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -126,7 +146,8 @@ def from_environ(environ: Mapping[str, str]) -> FunctionConfig | None:
         if environ.get("LAMBDAKUBE_RUNTIME")
         else "",
         inline_filename=environ.get("LAMBDAKUBE_INLINE_FILENAME") or None,
-    )
+        max_concurrency=_positive_int("LAMBDAKUBE_MAX_CONCURRENCY", environ.get("LAMBDAKUBE_MAX_CONCURRENCY") or 1),
+    ).checked()
 
 
 _INIT_FIELDS = {
@@ -142,6 +163,7 @@ _INIT_FIELDS = {
     "namespace",
     "runtime",
     "inlineFilename",
+    "maxConcurrency",
 }
 
 
@@ -176,5 +198,6 @@ def from_init_body(body: object) -> tuple[FunctionConfig, dict[str, str]]:
         namespace=opt("namespace", DEFAULT_NAMESPACE, _non_empty),
         runtime=opt("runtime", "", _runtime),
         inline_filename=opt("inlineFilename", None, _filename),
-    )
+        max_concurrency=opt("maxConcurrency", 1, _positive_int),
+    ).checked()
     return config, dict(env)

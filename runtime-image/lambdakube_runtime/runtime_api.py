@@ -21,6 +21,13 @@ process's stdout (the pod log) and, while an invocation runs, into its log (the 
 log). The pipe is drained before the outcome is taken, so everything the handler
 printed before it answered is in its tail, before END.
 
+With ``slots`` > 1 (``perEnvironmentConcurrency``, the child's
+``AWS_LAMBDA_MAX_CONCURRENCY``, as Lambda Managed Instances) the child may hold up to
+that many ``/next`` and invocations at once (Node.js: one event loop, several
+``/next`` loops); each response names its request id. Output is then attributed to an
+invocation by the request id its line carries (Lambda's log format), else only copied
+to the pod log.
+
 ``decide`` is the protocol as a pure table (``tests/runtime/test_runtime_api_rules.py``);
 ``RuntimeApi`` is the driver.
 """
@@ -28,6 +35,7 @@ printed before it answered is in its tail, before END.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import re
@@ -106,11 +114,24 @@ def _invalid_state(phase: str, wanted: str) -> Decision:
 
 
 def decide(
-    *, phase: str, current: str | None, event_waiting: bool, parked: bool, endpoint: str, request_id: str, oversize: int
+    *,
+    phase: str,
+    current: str | None,
+    event_waiting: bool,
+    parked: int,
+    endpoint: str,
+    request_id: str,
+    oversize: int,
+    slots: int = 1,
+    running: int | None = None,
 ) -> Decision:
     """The Runtime API's rules (Lambda's, as its emulator implements them): the request
-    id must be the invocation in progress (400 ``InvalidRequestID``), and each call must
-    fit the child's phase (403 ``InvalidStateTransition``)."""
+    id must be an invocation in progress (``current``: the one it names, if in progress;
+    400 ``InvalidRequestID``), and each call must fit the child's phase (403
+    ``InvalidStateTransition``): at most ``slots`` ``/next`` parked or invocations
+    running at once (``running``: in progress; by default 1 while ``INVOKING``)."""
+    if running is None:
+        running = 1 if phase == INVOKING else 0
     if endpoint == "":
         return Decision(REFUSE, 404, "NotFound", "no such Runtime API path")
     if endpoint == "method":
@@ -118,7 +139,7 @@ def decide(
     if endpoint == "next":
         if phase == INIT:
             return Decision(READY)
-        if phase == WAITING and not parked:
+        if phase in (WAITING, INVOKING) and parked + running < slots:
             return Decision(DELIVER if event_waiting else PARK)
         return _invalid_state(phase, "Ready")
     if endpoint == "init_error":
@@ -216,6 +237,7 @@ class RuntimeApi:
         task_root: str,
         variables: Callable[[str], dict[str, str]],
         on_gone: Callable[[str], None],
+        slots: int = 1,
     ):
         self.runtime = runtime
         self.task_root = task_root
@@ -225,9 +247,12 @@ class RuntimeApi:
         self.proc: subprocess.Popen | None = None
         self._server = HTTPServer(self.handle, chunked=True, max_body=MAX_RESPONSE_BYTES, keep_oversize=True)
         self._init: asyncio.Future | None = None
-        self._call: _Call | None = None
-        self._delivered = False
-        self._parked: Pending | None = None
+        self.slots = slots
+        #: Handed to the child (its /next answered), by request id, not yet answered.
+        self._calls: dict[str, _Call] = {}
+        #: Not yet handed out: no /next was parked when they came.
+        self._waiting: collections.deque[_Call] = collections.deque()
+        self._parked: collections.deque[Pending] = collections.deque()
         self._pipe = -1
         self._status_fd = -1  # the child's /proc/<pid>/status, kept open (read per invoke)
 
@@ -306,19 +331,15 @@ class RuntimeApi:
         log: InvocationLog,
         on_done: Callable[[Outcome | None, BaseException | None], None],
     ) -> None:
-        """Hand the event to the child (now if its ``/next`` is parked, else at its next
+        """Hand the event to the child (now if a ``/next`` is parked, else at its next
         one); ``on_done(outcome, None)`` once it answers or exits."""
-        self._call = _Call(request_id, payload, headers, log, on_done)
-        self._delivered = False
-        self.phase = WAITING
-        parked, self._parked = self._parked, None
-        if parked is not None:
-            parked.resolve(self._event_response())
+        self._waiting.append(_Call(request_id, payload, headers, log, on_done))
+        if self._parked:
+            self._parked.popleft().resolve(self._event_response())
 
     def _event_response(self) -> Response:
-        call = self._call
-        assert call is not None
-        self._delivered = True
+        call = self._waiting.popleft()
+        self._calls[call.request_id] = call
         self.phase = INVOKING
         call.start = time.perf_counter()
         return Response(200, call.payload, call.headers)
@@ -360,15 +381,17 @@ class RuntimeApi:
 
     def handle(self, request: Request) -> Response | Pending:
         endpoint, request_id = route(request.method, request.path)
-        call = self._call
+        call = self._calls.get(request_id) if request_id else None
         decision = decide(
             phase=self.phase,
-            current=call.request_id if call is not None and self._delivered else None,
-            event_waiting=call is not None and not self._delivered,
-            parked=self._parked is not None,
+            current=request_id if call is not None else None,
+            event_waiting=bool(self._waiting),
+            parked=len(self._parked),
             endpoint=endpoint,
             request_id=request_id,
             oversize=request.oversize,
+            slots=self.slots,
+            running=len(self._calls),
         )
         action = decision.action
         if action == REFUSE:
@@ -390,7 +413,9 @@ class RuntimeApi:
         # once the child has its answer: the child's next /next then overlaps with the
         # answer to the caller, instead of waiting for it (sequential invokes).
         elapsed = self._elapsed(call)
-        self._call, self._delivered, self.phase = None, False, WAITING
+        del self._calls[request_id]
+        if not self._calls:
+            self.phase = WAITING
         if action == TOO_LARGE:
             message = f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
             body = json.dumps({"errorMessage": message, "errorType": "Function.ResponseSizeTooLarge"}).encode()
@@ -411,8 +436,9 @@ class RuntimeApi:
         return answer
 
     def _park(self) -> Pending:
-        self._parked = Pending()
-        return self._parked
+        parked = Pending()
+        self._parked.append(parked)
+        return parked
 
     @staticmethod
     def _elapsed(call: _Call) -> float:
@@ -446,11 +472,31 @@ class RuntimeApi:
                 os.close(fd)
                 self._pipe = -1
                 return
-            log_call = call or self._call
-            if log_call is not None:
-                log_call.log.flush()  # its START line first
-                log_call.log.capture(data.decode("utf-8", "backslashreplace"))
+            if self.slots == 1:
+                log_call = call or self._only_call()
+                if log_call is not None:
+                    log_call.log.flush()  # its START line first
+                    log_call.log.capture(data.decode("utf-8", "backslashreplace"))
+            else:
+                self._capture_by_request_id(data.decode("utf-8", "backslashreplace"))
             _write_out(data)
+
+    def _only_call(self) -> _Call | None:
+        """The invocation the child runs or is about to receive (one slot)."""
+        for call in self._calls.values():
+            return call
+        return self._waiting[0] if self._waiting else None
+
+    def _capture_by_request_id(self, text: str) -> None:
+        """Each line to the invocation whose request id it carries (Lambda's log line:
+        ``<time>\t<request id>\t<level>\t...``; with several at once, nothing else
+        tells whose it is)."""
+        for line in text.splitlines(keepends=True):
+            fields = line.split("\t", 2)
+            call = self._calls.get(fields[1]) if len(fields) > 2 else None
+            if call is not None:
+                call.log.flush()
+                call.log.capture(line)
 
     def _exited(self) -> None:
         proc = self.proc
@@ -462,13 +508,15 @@ class RuntimeApi:
         if was == INIT:
             self._settle_init(InitError("Runtime.ExitError", exit_message(None, status)))
             return
-        call = self._call
-        if call is not None:  # running, or handed to it and not yet taken
+        calls = [*self._calls.values(), *self._waiting]
+        self._calls.clear()
+        self._waiting.clear()
+        for call in calls:  # running, or handed to it and not yet taken
             message = exit_message(call.request_id, status)
             call.log.write(f"{message}\n")
             body = json.dumps({"errorType": "Runtime.ExitError", "errorMessage": message}).encode()
-            self._call = None
             call.on_done(Outcome(body, "Runtime.ExitError", True, self._elapsed(call)), None)
+        if calls:
             return
         self._on_gone(f"its runtime process exited ({exit_message(None, status)})")
 

@@ -122,6 +122,7 @@ def lambda_variables(
     api_address: str | None,
     environ: dict[str, str],
     now: float,
+    max_concurrency: int = 1,
 ) -> dict[str, str]:
     """Lambda's reserved variables for one environment (``api_address`` None: the
     built-in path, which has no Runtime API). The function's own ``AWS_REGION`` and
@@ -144,6 +145,8 @@ def lambda_variables(
     }
     if api_address is not None:
         variables["AWS_LAMBDA_RUNTIME_API"] = api_address
+    if max_concurrency > 1:  # Lambda Managed Instances': that many concurrent /next
+        variables["AWS_LAMBDA_MAX_CONCURRENCY"] = str(max_concurrency)
     return variables
 
 

@@ -7,8 +7,9 @@ An execution environment moves through::
 
 The router relies on three properties, all enforced here on the event-loop thread:
 
-* **Single flight.** ``/invoke`` while another invocation runs is answered 409 at once,
-  never queued and never interleaved. The guard is a plain attribute checked and set
+* **Single flight** (or ``maxConcurrency`` flights, ``perEnvironmentConcurrency``, for a
+  Runtime API runtime). ``/invoke`` while the environment runs as many invocations as it
+  may is answered 409 at once, never queued. The guard is a plain attribute checked and set
   with no ``await`` in between, so two requests cannot both pass it. It is released when
   the worker reports the handler finished, not when the answer is sent, so a client that
   hangs up early cannot free the environment while its handler still runs.
@@ -158,7 +159,10 @@ class Runtime:
         #: The child and its Runtime API, for a Runtime API runtime (``runtime_api``).
         self.api: Any = None
         self._cold = False  # the next invocation is the first after Init
-        self._running: str | None = None  # request id of the invocation in progress
+        #: Invocations in progress by request id (the run, once it started).
+        self._running: dict[str, _Invocation | None] = {}
+        #: How many may be in progress at once (the config's ``max_concurrency``).
+        self._slots = 1
         self._exit_delay = exit_delay_seconds
         self._unhealthy_reason = ""
         self._init_task: asyncio.Future | None = None
@@ -205,6 +209,7 @@ class Runtime:
 
     def _enter_init(self, config: FunctionConfig) -> None:
         self.config = config
+        self._slots = config.max_concurrency
         self.state = INITIALIZING
 
     async def _run_init(self) -> None:
@@ -238,6 +243,7 @@ class Runtime:
             api_address=api_address,
             environ=dict(os.environ),
             now=time.time(),
+            max_concurrency=config.max_concurrency,
         )
 
     async def _start_child(self, config: FunctionConfig) -> tuple[loader.InitError | None, float]:
@@ -257,6 +263,7 @@ class Runtime:
             task_root=task_root,
             variables=lambda address: self._lambda_variables(config, task_root, address),
             on_gone=self._runtime_gone,
+            slots=config.max_concurrency,
         )
         return await self.api.start()
 
@@ -354,12 +361,13 @@ class Runtime:
                 f"this environment is unhealthy ({self._unhealthy_reason}) and is being recycled",
                 headers=headers,
             )
-        if self._running is not None:
+        if len(self._running) >= self._slots:
+            running = ", ".join(self._running)
+            at_once = "one request" if self._slots == 1 else f"{self._slots} requests"
             return error_response(
                 409,
                 "EnvironmentBusy",
-                f"this environment is already running request {self._running}; "
-                "an environment serves one request at a time",
+                f"this environment is already running request {running}; an environment serves {at_once} at a time",
                 headers=headers,
             )
         try:
@@ -371,7 +379,7 @@ class Runtime:
         except BadInvokeRequest as exc:
             return error_response(400, "InvalidRequestContentException", str(exc), headers=headers)
         # Nothing runs between the busy check above and this line (no await, one thread).
-        self._running = request_id
+        self._running[request_id] = None
         tail = (request.header("x-log-type") or "").lower() == "tail"
         provisioned = request.header(PROVISIONED_HEADER) == "true"
         return self._run(request_id, event, client_context, deadline_ms, tail, headers, invoked_arn, provisioned)
@@ -398,7 +406,7 @@ class Runtime:
         if budget <= 0:
             # The router's deadline passed before we started: refuse without running,
             # so the environment stays healthy (nothing is stuck on the worker).
-            self._running = None
+            self._running.pop(request_id, None)
             message = report.timeout_line(request_id, 0.0) + " (the deadline passed before the invocation started)"
             headers.append(("X-Function-Error", "Unhandled"))
             return error_response(200, "Sandbox.Timedout", message, headers=headers)
@@ -411,6 +419,7 @@ class Runtime:
             log.defer(report.start_line(request_id, config.function_version))
         loop = asyncio.get_running_loop()
         run = _Invocation(request_id, start, budget, log, headers, init_ms, tail, Pending())
+        self._running[request_id] = run
         # The watchdog: a timer, not a task; cancelled when the handler finishes in time.
         run.timer = loop.call_later(budget, self._timed_out, run)
         if self.api is not None:  # the child's /next answer (runtime_api)
@@ -465,13 +474,61 @@ class Runtime:
         run.log.write(message + "\n")
         body = json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": message}).encode()
         self._mark_unhealthy(f"request {run.request_id} timed out")
+        after = self._exit_after_response
         if self.api is not None:
+            after = self._recycled_under(run)
             self.api.kill()  # Lambda stops the runtime; this environment is recycled
         run.headers += [("X-Function-Error", "Unhandled"), ("X-Env-Unhealthy", "true")]
-        response = Response(200, body, run.headers, close=True, after_sent=self._exit_after_response)
+        response = Response(200, body, run.headers, close=True, after_sent=after)
         self._report(run, duration_ms, response)
         run.answer.resolve(response)
         run.log.flush()
+
+    def _countdown(self, n: int) -> Callable[[], None]:
+        """``_exit_after_response`` once it has been called ``n`` times."""
+        left = [n]
+
+        def sent() -> None:
+            left[0] -= 1
+            if left[0] == 0:
+                self._exit_after_response()
+
+        return sent
+
+    def _recycled_under(self, timed_out: _Invocation) -> Callable[[], None]:
+        """The other invocations of a recycled environment (``maxConcurrency`` > 1): one
+        timed out, and the runtime's process (all of them share it: one Node.js event
+        loop) is killed with it. Each is answered now with ``Sandbox.Recycled``, naming
+        the invocation that timed out, as a function error on an unhealthy environment
+        (``X-Env-Recycled``: the router counts them), never left to hang or to a bare
+        ``Runtime.ExitError``. Each is sent with close; returns the timed-out answer's
+        ``after_sent``: the process exits once all of them are out, not after the first."""
+        stopped = [
+            (request_id, run)
+            for request_id, run in self._running.items()
+            if run is not None and run is not timed_out and not run.answer.done
+        ]
+        after = self._countdown(len(stopped) + 1)
+        for request_id, run in stopped:
+            if run.timer is not None:
+                run.timer.cancel()
+            duration_ms = (time.monotonic() - run.start) * 1000.0
+            message = (
+                f"RequestId: {request_id} Error: the environment was recycled because request"
+                f" {timed_out.request_id} timed out after {timed_out.budget:.2f} seconds; this invocation was stopped"
+            )
+            run.log.write(message + "\n")
+            body = json.dumps({"errorType": "Sandbox.Recycled", "errorMessage": message}).encode()
+            run.headers += [
+                ("X-Function-Error", "Unhandled"),
+                ("X-Env-Unhealthy", "true"),
+                ("X-Env-Recycled", timed_out.request_id),
+            ]
+            response = Response(200, body, run.headers, close=True, after_sent=after)
+            self._report(run, duration_ms, response)
+            run.answer.resolve(response)
+            run.log.flush()
+        return after
 
     def _report(self, run: _Invocation, duration_ms: float, response: Response) -> None:
         """END + REPORT lines (one write; a Runtime API invocation's after its answer, with
@@ -499,8 +556,8 @@ class Runtime:
             response.headers.append(("X-Log-Result", base64.b64encode(run.log.tail()).decode()))
 
     def _release(self, request_id: str) -> None:
-        if self._running == request_id and self.state != UNHEALTHY:
-            self._running = None
+        if self.state != UNHEALTHY:
+            self._running.pop(request_id, None)
 
     # -- recycling -------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import uuid
 import pytest
 import yaml
 
-from lambdakube.models import DEFAULT_RUNTIME_IMAGE, FunctionSpec
+from lambdakube.models import DEFAULT_NODEJS_RUNTIME_IMAGE, DEFAULT_RUNTIME_IMAGE, FunctionSpec
 from lambdakube.resources import identity, labels
 from lambdakube.resources.pods import environment_pod
 from tests.chart.conftest import helm_template
@@ -26,10 +26,19 @@ pytestmark = pytest.mark.cluster
 
 
 def env_pod(
-    namespace: str, name: str | None = None, service_account: str | None = None, version: str = "$LATEST"
+    namespace: str,
+    name: str | None = None,
+    service_account: str | None = None,
+    version: str = "$LATEST",
+    **fields,
 ) -> dict:
     spec = FunctionSpec.model_validate(
-        {"handler": "index.handler", "code": {"inline": {"source": "x = 1\n"}}, "serviceAccountName": service_account}
+        {
+            "handler": "index.handler",
+            "code": {"inline": {"source": "x = 1\n"}},
+            "serviceAccountName": service_account,
+            **fields,
+        }
     )
     pod = environment_pod(
         function_name="fn",
@@ -167,6 +176,15 @@ def create(cp, pod: dict, user: str | None, dry_run: bool = True):
 def test_an_environment_pod_is_admitted(installed, component):
     cp, namespace, users = installed
     out = create(cp, env_pod(namespace), users[component])
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("component", ["router", "operator"])
+def test_a_nodejs_environment_pod_is_admitted_with_the_nodejs_runtime_image(installed, component):
+    cp, namespace, users = installed
+    pod = env_pod(namespace, runtime="nodejs20.x", perEnvironmentConcurrency=2)
+    assert _container(pod)["image"] == DEFAULT_NODEJS_RUNTIME_IMAGE
+    out = create(cp, pod, users[component])
     assert out.returncode == 0, out.stderr
 
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from lambdakube.models import DEFAULT_RUNTIME_IMAGE
+from lambdakube.models import DEFAULT_NODEJS_RUNTIME_IMAGE, DEFAULT_RUNTIME_IMAGE
 from lambdakube.resources import labels
 from lambdakube.resources.pods import PORT
 from tests.chart.conftest import CHART
@@ -100,6 +100,8 @@ def test_defaults(render):
         "8080",
         "--runtime-image",
         DEFAULT_RUNTIME_IMAGE,
+        "--nodejs-runtime-image",
+        DEFAULT_NODEJS_RUNTIME_IMAGE,
         "--function-endpoint",  # AWS_ENDPOINT_URL_LAMBDA of every environment
         ENDPOINT,
         "--generic-pool-size",
@@ -124,6 +126,8 @@ def test_defaults(render):
         "/var/lib/lambdakube",
         "--runtime-image",
         DEFAULT_RUNTIME_IMAGE,
+        "--nodejs-runtime-image",  # the same as the operator's too
+        DEFAULT_NODEJS_RUNTIME_IMAGE,
         "--function-endpoint",  # the same as the operator's: both creators' pods agree
         ENDPOINT,
         "--announce-url",
@@ -506,7 +510,7 @@ def test_admission_policy_binds_to_the_two_service_accounts_and_allows_the_image
         '"system:serviceaccount:lambdakube-system:lk-lambdakube-operator"]'
     )
     images = {v["name"]: v["expression"] for v in policy["spec"]["variables"]}["images"]
-    assert images == f'["{DEFAULT_RUNTIME_IMAGE}","registry.example/functions/"]'
+    assert images == f'["{DEFAULT_RUNTIME_IMAGE}","{DEFAULT_NODEJS_RUNTIME_IMAGE}","registry.example/functions/"]'
     binding = r.one("ValidatingAdmissionPolicyBinding", "lk-lambdakube-environments")
     assert binding["spec"] == {"policyName": "lk-lambdakube-environments", "validationActions": ["Deny"]}
 

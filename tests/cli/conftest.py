@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.router.conftest import make_router  # noqa: F401 - the fixture
+from tests.router.test_router_auth_kubernetes import cluster, teams  # noqa: F401 - fixtures (test_cli_kubeconfig)
 
 LAMBDAKUBE = Path(sys.executable).parent / "lambdakube"
 #: Every CLI call in these tests ends within this (the router answers in milliseconds).

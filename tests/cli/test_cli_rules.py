@@ -69,6 +69,116 @@ def test_where_the_router_is(flags, environ, want):
     assert (t.url, t.token, t.namespace) == want
 
 
+LK = "https://lk.example:8443"
+KUBE = config.FromKubeconfig(router=LK, namespace="team-k", token=lambda: "sa-token")
+KUBE_NO_NS = config.FromKubeconfig(router=LK, namespace=None, token=lambda: None)
+#: (flags, environ, the kubeconfig's answer) -> (url, token, namespace, was the kubeconfig read)
+KUBE_RESOLVE_CASES = {
+    "no kubeconfig router: make dev": ({}, {}, None, ("http://127.0.0.1:9000", None, "default", True)),
+    "the kubeconfig's router, namespace and token": ({}, {}, KUBE, (LK, "sa-token", "team-k", True)),
+    "its context without a namespace: default": ({}, {}, KUBE_NO_NS, (LK, None, "default", True)),
+    "a flag's namespace and token win over the context's": (
+        {"namespace": "ns", "token": "ft"}, {}, KUBE, (LK, "ft", "ns", True),
+    ),
+    "the variable's namespace wins": (
+        {}, {"LAMBDAKUBE_NAMESPACE": "env-ns"}, KUBE, (LK, "sa-token", "env-ns", True),
+    ),
+    "--router-url: the kubeconfig is not read": (
+        {"url": "http://f:1"}, {}, KUBE, ("http://f:1", None, "default", False),
+    ),
+    "$LAMBDAKUBE_ROUTER_URL: the kubeconfig is not read": (
+        {}, {"LAMBDAKUBE_ROUTER_URL": "http://r:2"}, KUBE, ("http://r:2", None, "default", False),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("flags,environ,kube,want", KUBE_RESOLVE_CASES.values(), ids=KUBE_RESOLVE_CASES)
+def test_the_kubeconfig_comes_after_flags_and_variables(flags, environ, kube, want):
+    read = []
+
+    def kubeconfig():
+        read.append(1)
+        return kube
+
+    kw = {"url": None, "token": None, "namespace": None, **flags}
+    t = config.resolve(**kw, environ=environ, kubeconfig=kubeconfig)
+    assert (t.url, t.token, t.namespace, bool(read)) == want
+
+
+def test_a_token_flag_asks_the_kubeconfig_for_none():
+    """The TokenRequest is made only when no token is given otherwise."""
+
+    def no_token_wanted():
+        raise AssertionError("asked for a token")
+
+    kube = config.FromKubeconfig(router="https://lk", namespace=None, token=no_token_wanted)
+    t = config.resolve(url=None, token="mine", namespace=None, environ={}, kubeconfig=lambda: kube)
+    assert (t.url, t.token) == ("https://lk", "mine")
+
+
+def _view(context: dict, name: str = "prod", current: str | None = "prod") -> dict:
+    return {"current-context": current, "contexts": [{"name": name, "context": {"cluster": "c", **context}}]}
+
+
+def _ext(value) -> dict:
+    other = {"name": "other.tool", "extension": {"x": 1}}
+    return {"extensions": [other, {"name": "lambdakube.dev", "extension": value}]}
+
+
+#: a minified ``kubectl config view -o json`` -> (router, namespace, serviceAccount) or the error's text
+VIEW_CASES = {
+    "no current context": (_view({}, current=None), None),
+    "a context without the extension": (_view({"namespace": "a"}), (None, "a", None)),
+    "router only": (_view(_ext({"router": "https://lk:8443/"})), ("https://lk:8443", None, None)),
+    "namespace/name": (
+        _view({"namespace": "a", **_ext({"router": "http://lk", "serviceAccount": "b/cli"})}),
+        ("http://lk", "a", ("b", "cli")),
+    ),
+    "a bare name: the context's namespace": (
+        _view({"namespace": "a", **_ext({"router": "http://lk", "serviceAccount": "cli"})}),
+        ("http://lk", "a", ("a", "cli")),
+    ),
+    "a bare name, no namespace: default": (
+        _view(_ext({"router": "http://lk", "serviceAccount": "cli"})),
+        ("http://lk", None, ("default", "cli")),
+    ),
+    "not a URL": (_view(_ext({"router": "lk:8443"})), "'router' must be an http(s) URL, got 'lk:8443'"),
+    "no router": (_view(_ext({"serviceAccount": "cli"})), "'router' must be an http(s) URL, got None"),
+    "a typo is refused, not ignored": (
+        _view(_ext({"router": "http://lk", "serviceAcount": "cli"})), "unknown field(s) serviceAcount",
+    ),
+    "a/b/c": (_view(_ext({"router": "http://lk", "serviceAccount": "a/b/c"})), "must be 'name' or 'namespace/name'"),
+    "/name": (_view(_ext({"router": "http://lk", "serviceAccount": "/cli"})), "must be 'name' or 'namespace/name'"),
+    "not an object": (_view(_ext("http://lk")), "must be an object with 'router'"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("view,want", VIEW_CASES.values(), ids=VIEW_CASES)
+def test_what_a_kubeconfig_context_says(view, want):
+    from lambdakube_router.ctl import kubeconfig
+
+    if isinstance(want, str):
+        with pytest.raises(kubeconfig.KubeconfigError) as err:
+            kubeconfig.read_view(view)
+        assert want in str(err.value) and "context 'prod', extension lambdakube.dev" in str(err.value)
+        return
+    found = kubeconfig.read_view(view)
+    if want is None:
+        assert found is None
+    else:
+        assert found is not None and (found.router, found.namespace, found.service_account) == want
+
+
+def test_the_token_is_asked_for_the_routers_audience():
+    from lambdakube_router.ctl import kubeconfig
+
+    sel = kubeconfig.Selection(kubectl="/bin/kubectl", kubeconfig="/k", context="prod")
+    assert kubeconfig.token_argv(sel, ("team-a", "cli")) == [
+        "/bin/kubectl", "--kubeconfig=/k", "--context=prod",
+        "create", "token", "cli", "-n", "team-a", "--audience=lambdakube", "--duration=1h",
+    ]  # fmt: skip
+
+
 R1 = "START RequestId: 1\nhello 1\nEND RequestId: 1\nREPORT RequestId: 1\tDuration: 1 ms\n"
 R2 = "START RequestId: 2\nhello 2\nEND RequestId: 2\nREPORT RequestId: 2\tDuration: 1 ms\n"
 NEW_TEXT_CASES = {
@@ -203,17 +313,22 @@ def _spec(**kw) -> dict:
 
 
 @pytest.mark.parametrize(
-    "follow, want_tail",
+    "follow, selection, want_head, want_tail",
     [
-        pytest.param(False, ["--limit-bytes=4096"], id="once: the end of each pod's log"),
-        pytest.param(True, ["--follow"], id="follow: everything new"),
+        pytest.param(False, {}, [], ["--limit-bytes=4096"], id="once: the end of each pod's log"),
+        pytest.param(True, {}, [], ["--follow"], id="follow: everything new"),
+        pytest.param(
+            False, {"kubeconfig": "/k", "context": "prod"}, ["--kubeconfig=/k", "--context=prod"],
+            ["--limit-bytes=4096"], id="the command's own kubeconfig and context",
+        ),
     ],
-)
-def test_cluster_logs_are_the_pods_through_kubectl(follow, want_tail):
+)  # fmt: skip
+def test_cluster_logs_are_the_pods_through_kubectl(follow, selection, want_head, want_tail):
     from lambdakube_router.ctl.commands import kubectl_logs_argv
+    from lambdakube_router.ctl.kubeconfig import Selection
 
-    argv = kubectl_logs_argv("/bin/kubectl", "team-a", "greeter", follow, 4096)
+    argv = kubectl_logs_argv(Selection(kubectl="/bin/kubectl", **selection), "team-a", "greeter", follow, 4096)
     assert argv == [
-        "/bin/kubectl", "logs", "-n", "team-a", "-l", "lambdakube.dev/function=greeter", "--prefix",
+        "/bin/kubectl", *want_head, "logs", "-n", "team-a", "-l", "lambdakube.dev/function=greeter", "--prefix",
         "--max-log-requests=50", *want_tail,
     ]  # fmt: skip

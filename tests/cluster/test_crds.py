@@ -63,6 +63,12 @@ def test_valid_function_gets_lambda_defaults(crds, namespace):
         ),
         ({"surprise": True}, 'unknown field "spec.surprise"'),
         ({"serviceAccountName": "Builder"}, "spec.serviceAccountName: Invalid value"),
+        ({"perEnvironmentConcurrency": 2}, "perEnvironmentConcurrency above 1 needs a Runtime API runtime"),
+        (
+            {"perEnvironmentConcurrency": 2, "runtime": "python3.12"},
+            "perEnvironmentConcurrency above 1 needs a Runtime API runtime",
+        ),
+        ({"perEnvironmentConcurrency": 65, "runtime": "nodejs20.x"}, "should be less than or equal to 64"),
     ],
 )
 def test_invalid_function_is_rejected_with_a_clear_message(crds, namespace, spec, expected):
@@ -228,3 +234,52 @@ def test_alias_rules_are_lambdas(crds, namespace, obj, expected):
     else:
         assert out.returncode != 0
         assert expected in out.stderr
+
+
+def test_schedule_and_url_defaults(crds, namespace):
+    apply(crds, namespace, function("timed", schedule={"expression": "rate(5 minutes)"}, url={}))
+    got = json.loads(crds.kubectl("get", "fn", "timed", "-n", namespace, "-o", "json").stdout)["spec"]
+    assert got["schedule"] == {"expression": "rate(5 minutes)", "timezone": "UTC", "enabled": True}
+    assert got["url"] == {"authType": "KUBERNETES"}
+    models.FunctionSpec.model_validate(got)  # and the router reads it back
+    wide = crds.kubectl("get", "fn", "timed", "-n", namespace, "-o", "wide").stdout.splitlines()
+    assert "SCHEDULE" in wide[0].split() and "URL" in wide[0].split()
+    assert "KUBERNETES" in wide[1].split()
+
+
+SCHEDULES = [
+    ("a cron in a zone", {"expression": "cron(0 12 * * ? *)", "timezone": "Europe/Berlin"}, None),
+    ("L, W and #", {"expression": "cron(0 10 LW * ? 2027)"}, None),
+    ("neither rate nor cron", {"expression": "every 5 minutes"}, "expression must be rate(value unit) or cron("),
+    ("rate: 1 takes the singular", {"expression": "rate(1 minutes)"}, "a rate is rate(1 minute|hour|day)"),
+    ("rate: seconds", {"expression": "rate(30 seconds)"}, "a rate is rate(1 minute|hour|day)"),
+    ("cron: Unix's five fields", {"expression": "cron(0 12 * * *)"}, "a cron has 6 fields"),
+    ("cron: both day fields", {"expression": "cron(0 12 1 * MON *)"}, "? in exactly one of day-of-month"),
+    ("a zone that is a path", {"expression": "rate(5 minutes)", "timezone": "../etc"}, "spec.schedule.timezone"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("schedule,expected", [c[1:] for c in SCHEDULES], ids=[c[0] for c in SCHEDULES])
+def test_schedules_are_judged_as_the_models_judge_them(crds, namespace, schedule, expected):
+    """The apiserver's CEL and pattern rules refuse what the model refuses, with its words
+    (the model also checks what CEL cannot: each field's range, the zone's existence)."""
+    obj = function("sched", schedule=schedule)
+    out = apply(crds, namespace, obj, check=False)
+    model_error = None
+    try:
+        models.FunctionSpec.model_validate(obj["spec"])
+    except ValueError as exc:
+        model_error = str(exc)
+    if expected is None:
+        assert out.returncode == 0, out.stderr
+        assert model_error is None
+    else:
+        assert out.returncode != 0 and expected in out.stderr, out.stderr
+        assert model_error is not None
+
+
+def test_url_auth_types_are_lambdas_two(crds, namespace):
+    out = apply(crds, namespace, function("iam", url={"authType": "AWS_IAM"}), check=False)
+    assert out.returncode != 0 and 'supported values: "NONE", "KUBERNETES"' in out.stderr, out.stderr
+    cors = {"allowOrigins": ["https://a.example"], "allowMethods": ["GET", "*"], "maxAge": 60}
+    apply(crds, namespace, function("public", url={"authType": "NONE", "cors": cors}))

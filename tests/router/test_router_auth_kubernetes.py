@@ -170,6 +170,7 @@ async def start_router(make_router, cluster, teams, **auth):
         function("hello", HELLO, namespace=team_a),
         function("hello", HELLO, namespace=team_b),
         function("other", HELLO, namespace=team_b),
+        *auth.pop("extra", ()),
     ]
     return await make_router(
         *docs,
@@ -372,3 +373,42 @@ async def test_a_router_without_review_rights_fails_closed(make_router, cluster,
     assert headers["Retry-After"] == "1" and b"TokenReview failed: 403" in body
     async with router.client.get("/healthz") as resp:
         assert resp.status == 200
+
+
+URL_ECHO = """
+def handler(event, context):
+    return {"caller": event["requestContext"].get("authorizer"), "account": event["requestContext"]["accountId"]}
+"""
+
+
+async def test_function_urls_none_is_public_kubernetes_needs_invoke(make_router, cluster, teams):
+    """authType NONE answers without a token; KUBERNETES asks for one (401), then for
+    ``invoke`` on the function (403 until a RoleBinding grants it), and tells the handler
+    who called (``requestContext.authorizer.kubernetes``)."""
+    team_a, team_b = teams
+    extra = [
+        function("public", URL_ECHO, namespace=team_b, url={"authType": "NONE"}),
+        function("private", URL_ECHO, namespace=team_b, url={"authType": "KUBERNETES"}),
+    ]
+    router = await start_router(make_router, cluster, teams, ttls=NO_DENY_CACHE, extra=extra)
+    alice = await cluster.service_account(team_a, "alice")
+
+    async def get(name: str, token: str | None):
+        headers = bearer(token) if token else {}
+        async with router.client.get(f"/lambdakube/url/{team_b}/{name}/x", headers=headers) as resp:
+            return resp.status, await resp.json()
+
+    status, body = await get("public", None)
+    assert status == 200 and body == {"caller": None, "account": "anonymous"}, body
+    assert (await get("private", None))[0] == 401
+    status, body = await get("private", alice)
+    assert status == 403 and body["message"].endswith(
+        f"invoke on functions.lambdakube.dev/private in namespace {team_b}"
+    )
+    assert (await get("nope", alice))[0] == 403  # no URL there: nothing learnt without the right
+    await cluster.bind(team_b, "lambdakube-invoker", team_a, "alice")
+    status, body = await eventually_status(router, lambda: get("private", alice), 200)
+    assert status == 200, body
+    assert body["caller"]["kubernetes"]["username"] == f"system:serviceaccount:{team_a}:alice"
+    assert body["account"] == team_b
+    assert (await get("nope", alice))[0] == 404

@@ -53,6 +53,10 @@ def test_examples_are_valid():
     assert dlq.on_failure.queue and dlq.dead_letter.queue
     orders = snap.mappings[("default", "orders")].spec
     assert orders is not None and orders.function == "order-consumer" and orders.report_batch_item_failures
+    scheduled = snap.functions[("default", "scheduled")].spec
+    assert scheduled.schedule is not None and scheduled.schedule.expression == "rate(5 minutes)"
+    url = snap.functions[("default", "greeter")].spec.url
+    assert url is not None and url.auth_type == "NONE"
 
 
 @pytest.mark.parametrize(
@@ -76,6 +80,15 @@ def test_examples_are_valid():
             "must be named 'default'",
         ),
         ("key: [unclosed", "invalid YAML"),
+        (
+            GOOD + "  schedule: {expression: cron(0 25 * * ? *)}\n",
+            "spec.schedule: Value error, hours: 25 is out of range (0-23)",
+        ),
+        (
+            GOOD + "  schedule: {expression: rate(5 minutes), timezone: Mars/Olympus}\n",
+            "unknown time zone 'Mars/Olympus'",
+        ),
+        (GOOD + "  url: {authType: AWS_IAM}\n", "spec.url.authType: Input should be 'NONE' or 'KUBERNETES'"),
     ],
 )
 def test_invalid_manifest_named_with_file_and_field(tmp_path, text, needle):

@@ -223,3 +223,50 @@ def test_chunked_refusals(wire, status):
     with pytest.raises(ProtocolError) as caught:
         _Chunked(4, False).feed(bytearray(wire))
     assert caught.value.response.status == status
+
+
+# (phase, in progress, event waiting, parked, endpoint, request id) with 3 slots -> action, status
+SLOTTED = {
+    "a second next while one runs: deliver": ((INVOKING, ["a"], True, 0, "next", ""), (DELIVER, 0)),
+    "a second next while one runs, nothing waiting: park": ((INVOKING, ["a"], False, 0, "next", ""), (PARK, 0)),
+    "nexts parked and running up to the slots": ((INVOKING, ["a"], False, 1, "next", ""), (PARK, 0)),
+    "one next beyond the slots": ((INVOKING, ["a", "b"], False, 1, "next", ""), (REFUSE, 403)),
+    "three running: no next": ((INVOKING, ["a", "b", "c"], True, 0, "next", ""), (REFUSE, 403)),
+    "the response of any invocation in progress": ((INVOKING, ["a", "b"], False, 1, "response", "b"), (RESPONSE, 0)),
+    "the response of one not in progress": ((INVOKING, ["a", "b"], False, 1, "response", "z"), (REFUSE, 400)),
+}
+
+
+@pytest.mark.parametrize("name", SLOTTED)
+def test_decide_with_slots(name):
+    (phase, running, waiting, parked, endpoint, request_id), (action, status) = SLOTTED[name]
+    decision = decide(
+        phase=phase,
+        current=request_id if request_id in running else None,
+        event_waiting=waiting,
+        parked=parked,
+        endpoint=endpoint,
+        request_id=request_id,
+        oversize=0,
+        slots=3,
+        running=len(running),
+    )
+    assert (decision.action, decision.status) == (action, status)
+
+
+def test_max_concurrency_reaches_the_child_as_lambdas_variable():
+    common = dict(
+        runtime="nodejs20.x",
+        function_name="f",
+        function_version="$LATEST",
+        memory_mb=128,
+        namespace="default",
+        handler="index.handler",
+        task_root="/tmp",
+        env_id="e",
+        api_address="127.0.0.1:1",
+        environ={},
+        now=0.0,
+    )
+    assert "AWS_LAMBDA_MAX_CONCURRENCY" not in runtimes.lambda_variables(**common)
+    assert runtimes.lambda_variables(**common, max_concurrency=8)["AWS_LAMBDA_MAX_CONCURRENCY"] == "8"

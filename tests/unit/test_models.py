@@ -57,6 +57,10 @@ def test_concurrency_cap_is_the_smaller_of_reserved_and_max():
         ({"async": {"onFailure": {}}}, "exactly one of function or queue"),
         ({"serviceAccountName": "Builder"}, "String should match pattern"),
         ({"serviceAccountName": "a" * 254}, "at most 253 characters"),
+        ({"perEnvironmentConcurrency": 2}, "needs a Runtime API runtime"),
+        ({"perEnvironmentConcurrency": 2, "runtime": "python3.12"}, "needs a Runtime API runtime"),
+        ({"perEnvironmentConcurrency": 0, "runtime": "nodejs20.x"}, "greater than or equal to 1"),
+        ({"perEnvironmentConcurrency": 65, "runtime": "nodejs20.x"}, "less than or equal to 64"),
     ],
 )
 def test_invalid_specs_are_rejected_with_a_clear_message(fields, message):
@@ -176,3 +180,28 @@ def test_a_version_snapshots_the_shaping_fields_and_keeps_the_functions_scaling(
 def test_version_config_has_the_functions_rules(config, message):
     with pytest.raises(ValidationError, match=message):
         FunctionVersionSpec.model_validate({"function": "hello", "version": 1, "config": config})
+
+
+@pytest.mark.parametrize(
+    "provisioned, per_environment, environments",
+    [(0, 1, 0), (3, 1, 3), (3, 2, 2), (4, 2, 2), (5, 4, 2), (1, 64, 1)],
+    ids=lambda v: str(v),
+)
+def test_provisioned_concurrency_needs_ceil_p_over_n_environments(provisioned, per_environment, environments):
+    runtime = {"runtime": "nodejs20.x"} if per_environment > 1 else {}
+    got = spec(provisionedConcurrency=provisioned, perEnvironmentConcurrency=per_environment, **runtime)
+    assert got.provisioned_environments == environments
+
+
+def test_per_environment_concurrency_at_its_default_keeps_the_spec_hash():
+    """Added later: a spec at the default hashes as before (an upgrade rolls no pod);
+    another value is a new hash (the runtime needs it from its start)."""
+    from lambdakube.resources import spec_hash
+    from lambdakube.resources.spec_hash import SHAPING_FIELDS, _digest
+
+    node = spec(runtime="nodejs20.x")
+    before = SHAPING_FIELDS - {"per_environment_concurrency", "env_value_from", "env_from"}
+    assert spec_hash(node) == _digest(node.model_dump(mode="json", by_alias=True, include=before, exclude_none=True))
+    assert spec_hash(node) == spec_hash(spec(runtime="nodejs20.x", perEnvironmentConcurrency=1))
+    assert spec_hash(node) != spec_hash(spec(runtime="nodejs20.x", perEnvironmentConcurrency=2))
+    assert "perEnvironmentConcurrency" not in node.model_dump(by_alias=True, exclude_defaults=True)

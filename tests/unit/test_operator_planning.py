@@ -43,6 +43,7 @@ def spec(**kw) -> FunctionSpec:
 
 
 NEW = spec(provisionedConcurrency=2)
+NODE5x2 = spec(provisionedConcurrency=5, perEnvironmentConcurrency=2, runtime="nodejs20.x")
 OLD = spec(provisionedConcurrency=2, env={"V": "1"})
 H, OLD_H = spec_hash(NEW), spec_hash(OLD)
 
@@ -258,6 +259,20 @@ CASES = {
         [pod("a")],
         {},
         dict(create=2, status=dict(ready=1, starting=2, provisioned=1)),
+    ),
+    "perEnvironmentConcurrency: ceil(P / N) pods (5 invocations, 2 per environment: 3 pods)": (
+        fn(NODE5x2),
+        [pod("a", h=spec_hash(NODE5x2))],
+        {},
+        dict(
+            create=2, status=dict(ready=1, starting=2, provisioned=1), conditions={"Ready": ("False", "Provisioning")}
+        ),
+    ),
+    "perEnvironmentConcurrency: ceil(P / N) Ready pods are Ready, none is surplus": (
+        fn(NODE5x2),
+        [pod(n, h=spec_hash(NODE5x2)) for n in ("a", "b", "c")],
+        {},
+        dict(create=0, drain=[], conditions={"Ready": ("True", "Ready")}),
     ),
     "creations per pass are capped": (
         fn(spec(provisionedConcurrency=500)),

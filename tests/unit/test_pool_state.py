@@ -789,6 +789,255 @@ CASES = [
 ]
 
 
+# -- environments with slots (perEnvironmentConcurrency > 1) ---------------------------------
+
+S2 = spec(runtime="nodejs20.x", perEnvironmentConcurrency=2, idleTimeoutSeconds=30)
+NEW_S2 = spec(runtime="nodejs20.x", perEnvironmentConcurrency=2, idleTimeoutSeconds=30, **NEW_CODE)
+#: r1, r2 on d1 (full), r3 on d2 (one slot free).
+THREE_ON_TWO = [LeaseRequested("r1"), LeaseRequested("r2"), LeaseRequested("r3"), started("d1"), started("d2")]
+#: r1 and r2 on d1: full.
+FULL = [LeaseRequested("r1"), LeaseRequested("r2"), started("d1")]
+
+SLOT_CASES = [
+    case(
+        "slots: a started env takes as many waiters as it has slots",
+        s=S2,
+        given=[LeaseRequested(W1), LeaseRequested(W2)],
+        when=started("d1"),
+        do=[Hand("d1", W1), Hand("d1", W2)],
+        states={"d1": BUSY},
+        in_flight={"d1": 2},
+        waiting=0,
+    ),
+    case(
+        "slots: a second waiter counts on the free slot of the first start, without a token",
+        s=S2,
+        given=[LeaseRequested(W1)],
+        when=LeaseRequested(W2),
+        do=[],
+        waiting=2,
+        starting=1,
+        tokens_taken=0,
+    ),
+    case(
+        "slots: a waiter beyond the starting env's slots gets a start of its own",
+        s=S2,
+        given=[LeaseRequested(W1), LeaseRequested(W2)],
+        when=LeaseRequested(W3),
+        do=[StartEnv("d2", False)],
+        waiting=3,
+        starting=2,
+        tokens_taken=1,
+    ),
+    case(
+        "slots: a busy env with a free slot is leased before a cold start",
+        s=S2,
+        given=[LeaseRequested("r1"), started("d1")],
+        when=LeaseRequested(W1),
+        do=[Hand("d1", W1)],
+        in_flight={"d1": 2},
+        tokens_taken=0,
+    ),
+    case(
+        "slots: a busy env with a free slot is leased before an idle one (the idle one is reaped later)",
+        s=S2,
+        given=[*THREE_ON_TWO, Released("d1"), Released("d1")],
+        when=LeaseRequested(W1),
+        do=[Hand("d2", W1)],
+        states={"d1": IDLE, "d2": BUSY},
+        in_flight={"d1": 0, "d2": 2},
+    ),
+    case(
+        "slots: every slot is full: a cold start (ceil(in flight / slots) environments)",
+        s=S2,
+        given=FULL,
+        when=LeaseRequested(W1),
+        do=[StartEnv("d2", False)],
+        in_flight={"d1": 2},
+        tokens_taken=1,
+    ),
+    case(
+        "slots: one of two released: still busy, open again, not idle",
+        s=S2,
+        given=FULL,
+        when=Released("d1"),
+        do=[],
+        states={"d1": BUSY},
+        in_flight={"d1": 1},
+    ),
+    case(
+        "slots: a released slot goes straight to the oldest waiter",
+        s=S2,
+        given=[*FULL, LeaseRequested(W1)],
+        when=Released("d1"),
+        do=[Hand("d1", W1)],
+        in_flight={"d1": 2},
+        waiting=0,
+        starting=1,
+    ),
+    case(
+        "slots: a waiter that leaves at hand-off frees its slot only",
+        s=S2,
+        given=[LeaseRequested(W1), LeaseRequested(W2), started("d1")],
+        when=HandRefused("d1"),
+        do=[],
+        states={"d1": BUSY},
+        in_flight={"d1": 1},
+    ),
+    case(
+        "slots: reaping skips an env with one invocation in flight",
+        s=S2,
+        given=[*FULL, Released("d1")],
+        when=at(60, Reap()),
+        do=[],
+        states={"d1": BUSY},
+    ),
+    case(
+        "slots: an env with nothing in flight is idle and reaped",
+        s=S2,
+        given=[*FULL, Released("d1"), Released("d1")],
+        when=at(60, Reap()),
+        do=[Stop("d1", REAPED)],
+        states={"d1": DRAINING},
+        stats={"reaped": 1},
+    ),
+    case(
+        "slots: released unhealthy (a timeout recycles the env): stopped at once, the other request fails there",
+        s=S2,
+        given=FULL,
+        when=Released("d1", healthy=False),
+        do=[Stop("d1", UNHEALTHY)],
+        states={"d1": DRAINING},
+        stats={"retired_unhealthy": 1},
+    ),
+    case(
+        "slots: the other request of a recycled env released later: nothing more",
+        s=S2,
+        given=[*FULL, Released("d1", healthy=False)],
+        when=Released("d1"),
+        do=[],
+        states={"d1": DRAINING},
+    ),
+    case(
+        "slots: an older spec's env with one still in flight is not leased: a start of the new spec",
+        s=S2,
+        given=[LeaseRequested("r1"), started("d1"), SpecChanged(NEW_S2)],
+        when=LeaseRequested(W1),
+        do=[StartEnv("d2", False)],
+        env_generations={"d1": 0, "d2": 1},
+    ),
+    case(
+        "slots: an older spec's env is retired at its last release, not before",
+        s=S2,
+        given=[*FULL, SpecChanged(NEW_S2)],
+        when=Released("d1"),
+        do=[],
+        states={"d1": BUSY},
+        in_flight={"d1": 1},
+    ),
+    case(
+        "slots: an older spec's env is stopped when its last request is released",
+        s=S2,
+        given=[*FULL, SpecChanged(NEW_S2), Released("d1")],
+        when=Released("d1"),
+        do=[Stop("d1", OUTDATED)],
+        states={"d1": DRAINING},
+    ),
+    case(
+        "slots: a draining open env is not leased; retired at its last release",
+        s=S2,
+        given=[LeaseRequested("r1"), started("d1")],
+        draining=["d1"],
+        when=LeaseRequested(W1),
+        do=[StartEnv("d2", False)],
+        states={"d1": BUSY},
+    ),
+    case(
+        "slots: a lost busy env is not leased again",
+        s=S2,
+        given=[LeaseRequested("r1"), started("d1"), EnvLost("d1")],
+        when=LeaseRequested(W1),
+        do=[StartEnv("d2", False)],
+    ),
+    case(
+        "slots: a failed start fails only the waiters beyond the remaining starts' slots",
+        s=S2,
+        given=[LeaseRequested(W1), LeaseRequested(W2), LeaseRequested(W3)],
+        when=StartFailed("d1", ERROR),
+        do=[FailStart(W1, ERROR)],
+        waiting=2,
+        starting=1,
+    ),
+    case(
+        "slots: provisioned concurrency 3 with 2 slots keeps ceil(3/2) = 2 environments",
+        s=spec(runtime="nodejs20.x", perEnvironmentConcurrency=2, provisionedConcurrency=3),
+        when=Provision(),
+        do=[StartEnv("p1", True), StartEnv("p2", True)],
+        live=2,
+    ),
+    case(
+        "slots: provisioned envs' slots all taken: the next invocation spills over",
+        s=spec(runtime="nodejs20.x", perEnvironmentConcurrency=2, provisionedConcurrency=4),
+        given=[*provisioned(2), *(LeaseRequested(f"r{i}") for i in range(1, 5))],
+        when=LeaseRequested(W1),
+        do=[StartEnv("d1", False)],
+        in_flight={"p1": 2, "p2": 2},
+    ),
+    case(
+        "slots: a provisioned env's free slot before an on-demand env's",
+        s=spec(runtime="nodejs20.x", perEnvironmentConcurrency=2, provisionedConcurrency=2),
+        given=[*provisioned(1), LeaseRequested("r1"), LeaseRequested("r2"), LeaseRequested("r3"), started("d1")],
+        when=Released("p1"),
+        do=[],
+        in_flight={"p1": 1, "d1": 1},
+    ),
+]
+
+
+@pytest.mark.parametrize("s, given, when, do, tokens, marks, refill_max, expect", SLOT_CASES)
+def test_slot_rule(s, given, when, do, tokens, marks, refill_max, expect):
+    test_pool_rule(s, given, when, do, tokens, marks, refill_max, expect)
+
+
+def test_slots_are_never_exceeded_under_a_storm():
+    """The hard invariant over a long deterministic history (a seeded mix of leases,
+    starts, releases and reaps): no environment ever holds more invocations than its
+    slots, and a lease starts an environment only when every live one is full (so a
+    function runs on ceil(in flight / slots) environments, give or take releases)."""
+    import random
+
+    rng = random.Random(17)
+    s3 = spec(runtime="nodejs20.x", perEnvironmentConcurrency=3, idleTimeoutSeconds=5)
+    state, _, _ = make_state(s3, None, (set(), set()), 30.0)
+    holders: list[str] = []  # the env id of each running request
+    now = NOW
+    for step in range(3000):
+        now += rng.random()
+        roll = rng.random()
+        if roll < 0.45:
+            free = [e for e in state.envs.values() if e.state in (IDLE, BUSY) and e.in_flight < e.slots]
+            commands = state.handle(LeaseRequested(f"w{step}"), now)
+            if any(isinstance(c, StartEnv) for c in commands):
+                assert not free, (step, free)
+        elif roll < 0.55 and state.starting:
+            starting = [e.env_id for e in state.envs.values() if e.state is STARTING]
+            commands = state.handle(started(rng.choice(starting)), now)
+        elif roll < 0.95 and holders:
+            commands = state.handle(Released(holders.pop(rng.randrange(len(holders)))), now)
+        else:
+            commands = state.handle(Reap(), now)
+        for command in commands:
+            if isinstance(command, Hand):
+                holders.append(command.env_id)
+            elif isinstance(command, Stop):
+                assert state.envs[command.env_id].in_flight == 0, (step, command)
+                state.handle(Stopped(command.env_id), now)
+        for env in state.envs.values():
+            assert env.in_flight <= env.slots, (step, env)
+        assert sum(e.in_flight for e in state.envs.values()) == len(holders), step
+    assert state.stats.reaped > 0  # environments went idle and were reaped along the way
+
+
 def make_state(s: FunctionSpec, tokens: int | None, marks: tuple[set[str], set[str]], refill_max: float):
     """A PoolState with a counter for ids, a token budget, and the backend's draining and
     dead sets (``marks``, filled later)."""
@@ -841,6 +1090,9 @@ def test_pool_rule(s, given, when, do, tokens, marks, refill_max, expect):
         assert (got.state if got else GONE) == want, env_id
     if "tokens_taken" in expect:
         assert budget["taken"] - taken_before == expect.pop("tokens_taken")
+    for env_id, n in expect.pop("in_flight", {}).items():
+        assert state.envs[env_id].in_flight == n, env_id
+        assert state.envs[env_id].in_flight <= state.envs[env_id].slots, env_id
     for env_id, generation in expect.pop("env_generations", {}).items():
         assert state.envs[env_id].generation == generation, env_id
     stats = dataclasses.asdict(state.stats)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lambdakube.models import DEFAULT_RUNTIME_IMAGE, FunctionSpec
-from lambdakube.resources import environment_pod, identity, init_body, labels, new_env_id, spec_hash
+from lambdakube.resources import environment_pod, fits_generic, identity, init_body, labels, new_env_id, spec_hash
 
 INLINE = {"inline": {"source": "def handler(event, context):\n    return event\n"}}
 
@@ -494,3 +494,53 @@ def test_an_image_version_pod_tells_its_runtime_the_version():
     assert environ["LAMBDAKUBE_FUNCTION_VERSION"] == "3"
     assert from_environ(environ).function_version == "3"
     assert "LAMBDAKUBE_FUNCTION_VERSION" not in env_of(pod(IMAGE_SPEC))
+
+
+def test_per_environment_concurrency_reaches_the_runtime_both_ways():
+    """Inline code: ``maxConcurrency`` in ``POST /init`` (absent at 1, for older runtime
+    images); code in an image: ``LAMBDAKUBE_MAX_CONCURRENCY`` in the pod. The runtime
+    parses both, and refuses more than one for the built-in python path."""
+    from lambdakube.models import MAX_PER_ENVIRONMENT_CONCURRENCY
+    from lambdakube_runtime.config import MAX_CONCURRENCY, ConfigError, from_environ, from_init_body
+
+    assert MAX_CONCURRENCY == MAX_PER_ENVIRONMENT_CONCURRENCY
+    node = spec(runtime="nodejs20.x", perEnvironmentConcurrency=4)
+    body = init_body("hello", "ns", node)
+    assert body["maxConcurrency"] == 4 and from_init_body(body)[0].max_concurrency == 4
+    assert "maxConcurrency" not in init_body("hello", "ns", spec(runtime="nodejs20.x"))
+    image = IMAGE_SPEC.model_copy(update={"runtime": "provided.al2023", "per_environment_concurrency": 3})
+    env = env_of(pod(image))
+    assert env["LAMBDAKUBE_MAX_CONCURRENCY"] == "3"
+    assert from_environ({k: v for k, v in env.items() if isinstance(v, str)}).max_concurrency == 3
+    assert "LAMBDAKUBE_MAX_CONCURRENCY" not in env_of(pod(IMAGE_SPEC))
+    with pytest.raises(ConfigError, match="needs a Runtime API runtime"):
+        from_init_body({**init_body("hello", "ns", spec()), "maxConcurrency": 2})
+
+
+@pytest.mark.parametrize(
+    "fields, want",
+    [
+        pytest.param({}, "py:1", id="python3.x by default: the runtime image"),
+        pytest.param({"runtime": "python3.12"}, "py:1", id="python3.12"),
+        pytest.param({"runtime": "nodejs20.x"}, "node:1", id="nodejs: the Node.js runtime image"),
+        pytest.param({"runtime": "nodejs22.x"}, "node:1", id="any nodejs major"),
+        pytest.param({"runtime": "provided.al2023"}, "py:1", id="provided: a script for the runtime image's shell"),
+    ],
+)
+def test_the_image_is_chosen_by_runtime(fields, want):
+    from lambdakube.resources import RuntimeImages, image_for
+
+    images = RuntimeImages(python="py:1", nodejs="node:1")
+    s = spec(**fields)
+    assert image_for(s, images) == want
+    assert pod(s, runtime_image="py:1", nodejs_runtime_image="node:1")["spec"]["containers"][0]["image"] == want
+    own = IMAGE_SPEC.model_copy(update=fields)
+    assert image_for(own, images) == own.image  # spec.image always wins
+
+
+def test_generic_pods_never_take_nodejs_functions():
+    """A generic pod runs the runtime image, which has no node: a nodejs function gets a
+    pod of its own (with the Node.js runtime image) instead of a failing Init."""
+    assert fits_generic(spec())
+    assert not fits_generic(spec(runtime="nodejs20.x"))
+    assert fits_generic(spec(runtime="provided.al2023"))

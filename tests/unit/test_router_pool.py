@@ -454,3 +454,32 @@ async def test_a_busy_provisioned_env_beyond_a_lowered_target_is_handed_back_on_
     assert backend.released == [first.env.env_id] and backend.stopped == []
     assert pool.counts()["idle"] == 1 and second.env.state is EnvState.IDLE
     await pool.close()
+
+
+class FakeConn:
+    def __init__(self, busy: bool) -> None:
+        self.busy = busy
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_n_leases_share_one_env_and_a_stop_leaves_busy_connections_to_their_requests():
+    """Two slots: two leases of one environment at once, a third starts another. When
+    one request recycles the environment (released unhealthy), the stop closes only its
+    idle connections: the other request's answer may be in its socket already."""
+    backend = FakeBackend()
+    pool = make_pool(spec(runtime="nodejs20.x", perEnvironmentConcurrency=2), backend=backend)
+    a, b, c = await asyncio.gather(*(pool.lease(1) for _ in range(3)))
+    assert a.env is b.env and c.env is not a.env
+    assert (a.cold_start, b.cold_start, c.cold_start) == (True, False, True)
+    env = a.env
+    env.conn, env.spare = FakeConn(busy=True), [FakeConn(busy=False)]  # b's in use, a's idle again
+    pool.release(env, healthy=False)
+    await settle()
+    assert backend.stopped == [env.env_id]
+    assert (env.conn.closed, env.spare[0].closed) == (False, True)
+    pool.release(env)  # b's answer came: nothing more to do
+    pool.release(c.env)
+    await pool.close()

@@ -78,7 +78,7 @@ from collections.abc import Iterable, Mapping
 
 import aiohttp
 
-from lambdakube.models import DEFAULT_RUNTIME_IMAGE, FunctionSpec
+from lambdakube.models import DEFAULT_NODEJS_RUNTIME_IMAGE, DEFAULT_RUNTIME_IMAGE, FunctionSpec
 from lambdakube.resources import (
     env_token,
     environment_pod,
@@ -138,6 +138,7 @@ class KubernetesBackend(Backend):
         *,
         kubeconfig: str | None = None,
         image: str = DEFAULT_RUNTIME_IMAGE,
+        nodejs_image: str = DEFAULT_NODEJS_RUNTIME_IMAGE,
         configuration=None,
         poll_interval: float = 0.05,
         max_poll_interval: float = 0.5,
@@ -156,6 +157,8 @@ class KubernetesBackend(Backend):
         #: The API server's address and credentials (informers and writes alike).
         self.configuration = configuration
         self.image = image
+        #: ``nodejs<N>.x`` functions' pods (``resources.image_for``).
+        self.nodejs_image = nodejs_image
         self.image_hash = runtime_image_hash(image)
         #: A runtime that answered "not yet" is asked again after this long (a cheap
         #: local request), even without a change of its pod.
@@ -475,6 +478,7 @@ class KubernetesBackend(Backend):
             env_id=name,
             role=labels.ROLE_ON_DEMAND,
             runtime_image=self.image,
+            nodejs_runtime_image=self.nodejs_image,
             managed_by=labels.ROUTER_NAME,
             announce=announce,
             endpoint=self.function_endpoint,

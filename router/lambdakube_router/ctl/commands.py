@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lambdakube_router.ctl import config, exits, render, stats, tail
+from lambdakube_router.ctl import config, exits, kubeconfig, render, stats, tail
 from lambdakube_router.ctl.http import Answer, Connection, quoted
 
 INVOKE = "/2015-03-31/functions/{}/invocations"
@@ -32,8 +32,46 @@ class Usage(Exception):
     """A usage error found after parsing (exit 2)."""
 
 
+def _selection(args: argparse.Namespace) -> kubeconfig.Selection:
+    return kubeconfig.Selection(kubectl=args.kubectl, kubeconfig=args.kubeconfig, context=args.context)
+
+
+def _from_kubeconfig(args: argparse.Namespace) -> config.FromKubeconfig | None:
+    selection = _selection(args)
+    try:
+        found = kubeconfig.lookup(selection)
+    except kubeconfig.KubeconfigError as exc:
+        raise Usage(str(exc)) from None
+    if found is None or found.router is None:
+        if selection.explicit:
+            raise Usage(
+                f"kubeconfig context {found.context if found else '?'!r} names no router:"
+                f" add the {kubeconfig.EXTENSION} extension (README, Day one) or pass --router-url"
+            )
+        return None
+
+    def token() -> str | None:
+        try:
+            return kubeconfig.token(selection, found)
+        except kubeconfig.KubeconfigError as exc:
+            raise Usage(str(exc)) from None
+
+    return config.FromKubeconfig(router=found.router, namespace=found.namespace, token=token)
+
+
 def _target(args: argparse.Namespace) -> config.Target:
-    return config.resolve(url=args.router_url, token=args.token, namespace=args.namespace, environ=os.environ)
+    """Resolved once per run (the kubeconfig's token is a TokenRequest)."""
+    cached = getattr(args, "_resolved_target", None)
+    if cached is None:
+        cached = config.resolve(
+            url=args.router_url,
+            token=args.token,
+            namespace=args.namespace,
+            environ=os.environ,
+            kubeconfig=lambda: _from_kubeconfig(args),
+        )
+        args._resolved_target = cached
+    return cached
 
 
 def _connect(args: argparse.Namespace) -> Connection:
@@ -234,16 +272,19 @@ def cmd_logs(args: argparse.Namespace) -> int:
         conn.close()
 
 
-def kubectl_logs_argv(kubectl: str, namespace: str, name: str, follow: bool, limit: int) -> list[str]:
+def kubectl_logs_argv(
+    selection: kubeconfig.Selection, namespace: str, name: str, follow: bool, limit: int
+) -> list[str]:
     """On a cluster the environments' output is in their pods' logs, which the router may
-    not read: ``kubectl logs`` of the function's pods, prefixed by pod (= environment)."""
-    argv = [kubectl, "logs", "-n", namespace, "-l", f"lambdakube.dev/function={name}", "--prefix"]
+    not read: ``kubectl logs`` of the function's pods, prefixed by pod (= environment),
+    with the same kubeconfig and context as the rest of the command."""
+    argv = selection.argv("logs", "-n", namespace, "-l", f"lambdakube.dev/function={name}", "--prefix")
     argv += ["--max-log-requests=50"]
     return argv + (["--follow"] if follow else [f"--limit-bytes={limit}"])
 
 
 def _kubectl_logs(args: argparse.Namespace, namespace: str) -> int:
-    argv = kubectl_logs_argv(args.kubectl, namespace, args.name, args.follow, args.limit)
+    argv = kubectl_logs_argv(_selection(args), namespace, args.name, args.follow, args.limit)
     try:
         done = subprocess.run(argv, timeout=args.max_seconds, check=False)  # the caller's kubeconfig
     except FileNotFoundError:
@@ -341,7 +382,19 @@ def _common(*, namespace_short: bool) -> argparse.ArgumentParser:
     )
     g.add_argument("--token", metavar="TOKEN", help=f"bearer token (default: ${config.TOKEN_ENV}; none for make dev)")
     flags = ("-n", "--namespace") if namespace_short else ("--namespace",)
-    g.add_argument(*flags, dest="namespace", help=f"namespace (default: ${config.NAMESPACE_ENV}, else default)")
+    g.add_argument(
+        *flags,
+        dest="namespace",
+        help=f"namespace (default: ${config.NAMESPACE_ENV}, else the kubeconfig context's, else default)",
+    )
+    k = p.add_argument_group("kubeconfig (used when neither --router-url nor $" + config.URL_ENV + " is set)")
+    k.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig file (default: kubectl's, $KUBECONFIG)")
+    k.add_argument("--context", metavar="NAME", help="kubeconfig context (default: its current context)")
+    k.add_argument(
+        "--kubectl",
+        default="kubectl",
+        help="kubectl, to read the kubeconfig, ask for a token and, on a cluster, read pods' logs (default kubectl)",
+    )
     return p
 
 
@@ -377,11 +430,6 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--max-seconds", type=_seconds, help="--follow: stop after this long")
     p.add_argument(
         "--limit", type=_positive, default=16384, help="bytes of each environment's output end (default 16384)"
-    )
-    p.add_argument(
-        "--kubectl",
-        default="kubectl",
-        help="on a cluster the output is the pods' logs, read with this (default kubectl)",
     )
     p.set_defaults(run=cmd_logs)
 

@@ -2,7 +2,7 @@
 
 Generated, not hand-written, so a new flag is completed without anyone remembering to.
 Function names come from the router itself (``lambdakube get functions -o name``, with
-the ``--router-url``/``--namespace`` already typed on the line); zsh can use it through
+the router, namespace and kubeconfig flags already typed on the line); zsh can use it through
 ``bashcompinit``.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+#: Flags (with their values) that a completion's own ``get functions`` call is given too.
+PASSED_ON = ("--router-url", "--token", "--namespace", "-n", "--kubeconfig", "--context", "--kubectl")
 #: Subcommands whose positional argument is a function name.
 NAMED = ("invoke", "describe", "logs", "bench")
 
@@ -33,7 +35,7 @@ _{prog}_functions() {{
     local args=() i
     for ((i = 1; i < ${{#COMP_WORDS[@]}} - 1; i++)); do
         case "${{COMP_WORDS[i]}}" in
-            --router-url|--token|--namespace|-n) args+=("${{COMP_WORDS[i]}}" "${{COMP_WORDS[i+1]}}") ;;
+            {"|".join(PASSED_ON)}) args+=("${{COMP_WORDS[i]}}" "${{COMP_WORDS[i+1]}}") ;;
         esac
     done
     {prog} get functions -o name "${{args[@]}}" 2>/dev/null

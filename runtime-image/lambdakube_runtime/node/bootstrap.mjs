@@ -10,6 +10,11 @@
 // as long as the environment. `console.*` lines get Lambda's prefix
 // (`<time>\t<request id>\t<LEVEL>\t`).
 //
+// `AWS_LAMBDA_MAX_CONCURRENCY` above 1 (perEnvironmentConcurrency, as Lambda Managed
+// Instances) runs that many `/next` loops on the one event loop: up to N invocations at
+// once, module state shared; each console line carries its own invocation's request id
+// (AsyncLocalStorage), which is how the environment tells whose output it is.
+//
 // Differences from Lambda's client: a callback answers at once (as
 // `context.callbackWaitsForEmptyEventLoop = false`); no response streaming.
 //
@@ -23,11 +28,16 @@ import path from "node:path";
 import fs from "node:fs";
 import { pathToFileURL } from "node:url";
 import { format } from "node:util";
+import { AsyncLocalStorage } from "node:async_hooks";
 
 const [apiHost, apiPort] = process.env.AWS_LAMBDA_RUNTIME_API.split(":");
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+const concurrency = Math.max(1, Number(process.env.AWS_LAMBDA_MAX_CONCURRENCY) || 1);
+const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
 const base = "/2018-06-01/runtime";
 let currentRequestId = null;
+// With several invocations at once, each one's request id (one loop: currentRequestId).
+const invocation = concurrency > 1 ? new AsyncLocalStorage() : null;
+const requestId = () => (invocation ? invocation.getStore() : currentRequestId);
 
 function call(method, urlPath, body, headers = {}) {
   return new Promise((resolve, reject) => {
@@ -70,7 +80,7 @@ function patchConsole() {
     const stream = method === "error" || method === "warn" ? process.stderr : process.stdout;
     console[method] = (...args) => {
       const text = format(...args).replace(/\n/g, "\r");
-      stream.write(`${new Date().toISOString()}\t${currentRequestId ?? "undefined"}\t${level}\t${text}\n`);
+      stream.write(`${new Date().toISOString()}\t${requestId() ?? "undefined"}\t${level}\t${text}\n`);
     };
   }
 }
@@ -196,13 +206,17 @@ async function main() {
     process.exit(1);
   }
   process.on("uncaughtException", async (error) => {
-    const id = currentRequestId;
+    const id = concurrency > 1 ? null : currentRequestId; // several at once: the exit fails them all
     if (id) {
       const body = errorBody(error);
       await call("POST", `/invocation/${id}/error`, JSON.stringify(body), { "Lambda-Runtime-Function-Error-Type": body.errorType }).catch(() => {});
     }
     process.exit(129);
   });
+  await Promise.all(Array.from({ length: concurrency }, () => loop(handler)));
+}
+
+async function loop(handler) {
   for (;;) {
     const next = await call("GET", "/invocation/next");
     if (next.status !== 200) throw new Error(`/next answered ${next.status}: ${next.body}`);
@@ -212,13 +226,16 @@ async function main() {
     if (trace) process.env._X_AMZN_TRACE_ID = trace;
     let outcome;
     try {
-      outcome = await runHandler(handler, JSON.parse(next.body.toString("utf8")), next.headers);
+      const event = JSON.parse(next.body.toString("utf8"));
+      outcome = await (invocation ? invocation.run(id, () => runHandler(handler, event, next.headers)) : runHandler(handler, event, next.headers));
     } catch (error) {
       outcome = { error };
     }
     if ("error" in outcome) {
       const body = errorBody(outcome.error);
-      console.error(`Invoke Error \t${JSON.stringify(body)}`);
+      const report = () => console.error(`Invoke Error \t${JSON.stringify(body)}`);
+      if (invocation) invocation.run(id, report);
+      else report();
       await call("POST", `/invocation/${id}/error`, JSON.stringify(body), { "Lambda-Runtime-Function-Error-Type": body.errorType });
     } else {
       let payload;
