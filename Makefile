@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: dev test test-fast test-e2e lint schemathesis controlplane helm rie tools node-deps images node deps crds bench bench-node e2e clean lambda-go node-ric node-sdk runtime-clients bench-runtime-api
+.PHONY: dev test test-fast test-e2e lint schemathesis controlplane helm rie tools node-deps images node deps crds bench bench-node e2e clean lambda-go node-ric node-sdk runtime-clients bench-runtime-api kafka bench-kafka
 
 # Main job: the router on the embedded local backend, serving examples/ on 127.0.0.1:9000.
 dev: $(STAMP)
@@ -12,12 +12,12 @@ dev: $(STAMP)
 
 # Whole suite: unit, runtime, router, cluster tests against a real kube-apiserver, and
 # the e2e suite on a real node (tests/e2e: kubelet + containerd on this machine, as root).
-test: $(STAMP) node runtime-clients lint
+test: $(STAMP) node runtime-clients kafka lint
 	$(PY) -m pytest -q
 
 # Everything that needs no Kubernetes control plane. Tests never build a tool (a missing
 # one fails naming its make target), so the one the chart tests use is built first.
-test-fast: $(STAMP) helm runtime-clients
+test-fast: $(STAMP) helm runtime-clients kafka
 	$(PY) -m pytest -q -m "not cluster and not e2e"
 
 # Lint and types (configured in pyproject.toml); part of `make test`.
@@ -63,6 +63,11 @@ node-sdk:
 
 runtime-clients: rie lambda-go node-ric node-sdk
 
+# Apache Kafka (KRaft, one node) from Maven Central for the Kafka event source's tests
+# (tests/kafka) and bench: needs java and mvn; cached by version under ~/.cache/lambdakube.
+kafka:
+	@bash hack/build-kafka.sh >/dev/null
+
 # helm alone (about 2 minutes cold): all that `make test-fast` needs of the tools.
 helm:
 	@bash hack/build-tools.sh helm >/dev/null
@@ -101,6 +106,10 @@ bench: $(STAMP) rie
 # aws-lambda-rie, warm and cold (the other clients' rows need `make runtime-clients`).
 bench-runtime-api: $(STAMP) rie
 	$(PY) bench/runtime_api.py
+
+# Records per second through a Kafka event source mapping vs a plain aiokafka consumer.
+bench-kafka: $(STAMP) kafka
+	$(PY) bench/kafka_mapping.py
 
 # Cold starts and warm overhead on real pods (brings up the real node itself).
 bench-node: $(STAMP) node
