@@ -257,11 +257,36 @@ def alias_crd() -> dict[str, Any]:
     )
 
 
+def event_source_mapping_crd() -> dict[str, Any]:
+    return _crd(
+        kind=models.ESM_KIND,
+        plural="eventsourcemappings",
+        short_names=["esm"],
+        spec_model=models.EventSourceMappingSpec,
+        status_model=models.EventSourceMappingStatus,
+        description=(
+            "Lambda's event source mapping: the router polls a source (one of its durable queues, "
+            "with SQS semantics, or a Kafka topic) and invokes functionName with batches of records."
+        ),
+        columns=[
+            _column("Function", ".spec.functionName", "string"),
+            _column("Queue", ".spec.queue.name", "string"),
+            _column("Topic", ".spec.topics[0]", "string"),
+            _column("State", ".status.state", "string"),
+            _column("Lag", ".status.lag"),
+            _column("Pollers", ".status.pollers"),
+            _column("LastResult", ".status.lastProcessingResult", "string", priority=1),
+            _column("Age", ".metadata.creationTimestamp", "date"),
+        ],
+    )
+
+
 ALL = {
     "functions.yaml": function_crd,
     "concurrencyquotas.yaml": quota_crd,
     "functionversions.yaml": version_crd,
     "functionaliases.yaml": alias_crd,
+    "eventsourcemappings.yaml": event_source_mapping_crd,
 }
 
 

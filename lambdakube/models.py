@@ -620,3 +620,272 @@ QUOTA_OBJECT_NAME = "default"
 
 def valid_name(name: str) -> bool:
     return len(name) <= 63 and re.match(NAME_PATTERN, name) is not None
+
+
+# -- EventSourceMapping: Lambda's pollers (a queue, or a Kafka topic, into a function) ---------
+
+ESM_KIND = "EventSourceMapping"
+#: ``functionName``: a Function's name, optionally with Lambda's qualifier (``fn:prod``,
+#: ``fn:3``, ``fn:$LATEST``), as Lambda's CreateEventSourceMapping accepts it.
+ESM_FUNCTION_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(:(\$LATEST|[A-Za-z0-9_-]{1,128}))?$"
+#: The source kinds, by the spec field that names them (``EventSourceMappingSpec.source_kind``).
+QUEUE_SOURCE = "queue"
+KAFKA_SOURCE = "kafka"
+#: Lambda's batch size defaults: 10 for SQS, 100 for Kafka.
+DEFAULT_BATCH_SIZE = {QUEUE_SOURCE: 10, KAFKA_SOURCE: 100}
+#: SQS's default visibility timeout, seconds.
+DEFAULT_VISIBILITY_TIMEOUT_SECONDS = 30
+#: Lambda's SQS pollers: a mapping without ``scalingConfig`` may reach 1,000 at once
+#: (then the function's own limits), and ``maximumConcurrency`` is 2 to 1,000.
+DEFAULT_MAXIMUM_CONCURRENCY = 1000
+
+
+class QueueSource(_Spec):
+    """A durable destination queue of this router (``{queue: name}`` destinations, the
+    ``.../queues/{q}/messages`` API), in the mapping's own namespace, read as an SQS
+    queue: a received message is invisible for ``visibilityTimeoutSeconds`` (SQS's
+    per-receive ``VisibilityTimeout``: two mappings on one queue may differ)."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
+    visibility_timeout_seconds: Annotated[int, Field(ge=0, le=43200)] = DEFAULT_VISIBILITY_TIMEOUT_SECONDS
+
+
+class KafkaEndpoints(_Spec):
+    """Lambda's ``SelfManagedEventSource.Endpoints``: the one key Lambda has."""
+
+    model_config = ConfigDict(alias_generator=None, populate_by_name=True, extra="forbid", frozen=True)
+
+    KAFKA_BOOTSTRAP_SERVERS: Annotated[
+        list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$", max_length=300)]],
+        Field(min_length=1, max_length=10),
+    ]
+
+
+class SelfManagedEventSource(_Spec):
+    endpoints: KafkaEndpoints
+
+
+class SelfManagedKafkaEventSourceConfig(_Spec):
+    consumer_group_id: Annotated[str, Field(pattern=r"^[a-zA-Z0-9-\/*:_+=.@-]*$", min_length=1, max_length=200)]
+
+
+class EventFilter(_Spec):
+    """One of Lambda's filter patterns: a JSON object (a string, as Lambda has it)."""
+
+    pattern: Annotated[str, Field(min_length=2, max_length=4096)]
+
+
+class FilterCriteria(_Spec):
+    """Lambda's ``FilterCriteria``: a record is processed when any filter matches it
+    (OR); records no filter matches are dropped (deleted from a queue), as Lambda does."""
+
+    filters: list[EventFilter] = Field(default_factory=list, max_length=5)
+
+    @model_validator(mode="after")
+    def _patterns_are_json_objects(self) -> FilterCriteria:
+        import json  # noqa: PLC0415 - only here
+
+        for i, f in enumerate(self.filters):
+            try:
+                value = json.loads(f.pattern)
+            except ValueError as exc:
+                raise ValueError(f"filters[{i}].pattern is not JSON: {exc}") from None
+            if not isinstance(value, dict):
+                raise ValueError(f"filters[{i}].pattern must be a JSON object")
+        return self
+
+
+class OnFailureDestination(_Spec):
+    """``destinationConfig``: where a record goes when its retries are spent."""
+
+    on_failure: Destination | None = None
+
+
+class ScalingConfig(_Spec):
+    maximum_concurrency: Annotated[int, Field(ge=2, le=1000)] | None = None
+
+
+STARTING_POSITIONS = ("LATEST", "TRIM_HORIZON", "AT_TIMESTAMP")
+_QUEUE_NOT_KAFKA = (
+    "startingPosition, parallelizationFactor and selfManagedKafkaEventSourceConfig are Kafka's, not a queue's"
+)
+
+_ESM_RULES: list[Any] = [
+    cel(
+        "(has(self.queue) ? 1 : 0) + (has(self.selfManagedEventSource) ? 1 : 0) == 1",
+        "an EventSourceMapping reads exactly one source: queue or selfManagedEventSource (Kafka)",
+    ),
+    cel(
+        "has(self.selfManagedEventSource) == has(self.topics)",
+        "topics go with selfManagedEventSource (Kafka), and Kafka needs them",
+        ".topics",
+    ),
+    cel(
+        "!has(self.queue) || (!has(self.startingPosition) && !has(self.parallelizationFactor)"
+        " && !has(self.selfManagedKafkaEventSourceConfig))",
+        _QUEUE_NOT_KAFKA,
+    ),
+    cel(
+        "!has(self.selfManagedEventSource) || has(self.startingPosition)",
+        "a Kafka mapping needs startingPosition (LATEST, TRIM_HORIZON or AT_TIMESTAMP)",
+        ".startingPosition",
+    ),
+    cel(
+        "has(self.startingPositionTimestamp)"
+        " == (has(self.startingPosition) && self.startingPosition == 'AT_TIMESTAMP')",
+        "startingPositionTimestamp is set exactly when startingPosition is AT_TIMESTAMP",
+        ".startingPositionTimestamp",
+    ),
+    cel(
+        "!has(self.queue) || !has(self.batchSize) || self.batchSize <= 10"
+        " || (has(self.maximumBatchingWindowInSeconds) && self.maximumBatchingWindowInSeconds >= 1)",
+        "a queue's batchSize above 10 needs maximumBatchingWindowInSeconds of at least 1 (Lambda's SQS rule)",
+        ".batchSize",
+    ),
+    cel(
+        "!has(self.scalingConfig) || has(self.queue)",
+        "scalingConfig.maximumConcurrency is a queue mapping's (Lambda: SQS only)",
+        ".scalingConfig",
+    ),
+    cel(
+        "!has(self.maximumRecordAgeInSeconds) || self.maximumRecordAgeInSeconds == -1"
+        " || self.maximumRecordAgeInSeconds >= 60",
+        "maximumRecordAgeInSeconds is -1 (no limit) or 60 to 604800",
+        ".maximumRecordAgeInSeconds",
+    ),
+]
+
+
+class EventSourceMappingSpec(_Spec):
+    """Lambda's CreateEventSourceMapping, for the sources this router polls: exactly one
+    of ``queue`` (this router's durable queues, SQS semantics) or
+    ``selfManagedEventSource`` + ``topics`` (a Kafka cluster). Field names and ranges
+    are Lambda's."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _ESM_RULES})
+
+    function_name: Annotated[str, Field(pattern=ESM_FUNCTION_PATTERN, max_length=192)]
+    enabled: bool = True
+    #: Records per invocation; unset: Lambda's default for the source (10 queue, 100 Kafka).
+    batch_size: Annotated[int, Field(ge=1, le=10000)] | None = None
+    maximum_batching_window_in_seconds: Annotated[int, Field(ge=0, le=300)] | None = None
+    # -- the source (exactly one) --
+    queue: QueueSource | None = None
+    self_managed_event_source: SelfManagedEventSource | None = None
+    topics: (
+        Annotated[
+            list[Annotated[str, Field(pattern=r"^[a-zA-Z0-9._-]+$", max_length=249)]],
+            Field(min_length=1, max_length=1),
+        ]
+        | None
+    ) = None
+    self_managed_kafka_event_source_config: SelfManagedKafkaEventSourceConfig | None = None
+    starting_position: Literal["LATEST", "TRIM_HORIZON", "AT_TIMESTAMP"] | None = None
+    #: RFC 3339 (``2026-12-04T18:00:00Z``).
+    starting_position_timestamp: Annotated[str, Field(format="date-time", max_length=64)] | None = None
+    parallelization_factor: Annotated[int, Field(ge=1, le=10)] | None = None
+    # -- failures --
+    #: -1: retry until the record expires (Lambda's default for streams); a queue
+    #: message goes to ``onFailure`` when received more than this many times again.
+    maximum_retry_attempts: Annotated[int, Field(ge=-1, le=10000)] | None = None
+    #: -1: no age limit; else 60 to 604,800 (Lambda's range; checked below).
+    maximum_record_age_in_seconds: Annotated[int, Field(ge=-1, le=604800)] | None = None
+    bisect_batch_on_function_error: bool = False
+    function_response_types: Annotated[list[Literal["ReportBatchItemFailures"]], Field(max_length=1)] = Field(
+        default_factory=list
+    )
+    destination_config: OnFailureDestination | None = None
+    scaling_config: ScalingConfig | None = None
+    filter_criteria: FilterCriteria | None = None
+
+    @model_validator(mode="after")
+    def _esm_rules_as_cel(self) -> EventSourceMappingSpec:
+        kafka = self.self_managed_event_source is not None
+        if (self.queue is not None) + kafka != 1:
+            raise ValueError("an EventSourceMapping reads exactly one source: queue or selfManagedEventSource (Kafka)")
+        if kafka != (self.topics is not None):
+            raise ValueError("topics go with selfManagedEventSource (Kafka), and Kafka needs them")
+        if self.queue is not None and (
+            self.starting_position is not None
+            or self.parallelization_factor is not None
+            or self.self_managed_kafka_event_source_config is not None
+        ):
+            raise ValueError(_QUEUE_NOT_KAFKA)
+        if kafka and self.starting_position is None:
+            raise ValueError("a Kafka mapping needs startingPosition (LATEST, TRIM_HORIZON or AT_TIMESTAMP)")
+        if (self.starting_position_timestamp is not None) != (self.starting_position == "AT_TIMESTAMP"):
+            raise ValueError("startingPositionTimestamp is set exactly when startingPosition is AT_TIMESTAMP")
+        if (
+            self.queue is not None
+            and self.batch_size is not None
+            and self.batch_size > 10
+            and (self.maximum_batching_window_in_seconds or 0) < 1
+        ):
+            raise ValueError(
+                "a queue's batchSize above 10 needs maximumBatchingWindowInSeconds of at least 1 (Lambda's SQS rule)"
+            )
+        if self.scaling_config is not None and self.queue is None:
+            raise ValueError("scalingConfig.maximumConcurrency is a queue mapping's (Lambda: SQS only)")
+        age = self.maximum_record_age_in_seconds
+        if age is not None and age != -1 and age < 60:
+            raise ValueError("maximumRecordAgeInSeconds is -1 (no limit) or 60 to 604800")
+        return self
+
+    @property
+    def source_kind(self) -> str:
+        """``queue`` or ``kafka``: which poller reads this mapping (``pollers.source``)."""
+        return QUEUE_SOURCE if self.queue is not None else KAFKA_SOURCE
+
+    @property
+    def function(self) -> str:
+        return self.function_name.split(":", 1)[0]
+
+    @property
+    def qualifier(self) -> str | None:
+        """The version or alias invoked (None: ``$LATEST``)."""
+        parts = self.function_name.split(":", 1)
+        return parts[1] if len(parts) == 2 else None
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.batch_size or DEFAULT_BATCH_SIZE[self.source_kind]
+
+    @property
+    def batching_window_seconds(self) -> float:
+        return float(self.maximum_batching_window_in_seconds or 0)
+
+    @property
+    def report_batch_item_failures(self) -> bool:
+        return "ReportBatchItemFailures" in self.function_response_types
+
+    @property
+    def maximum_concurrency(self) -> int:
+        sc = self.scaling_config
+        return sc.maximum_concurrency if sc is not None and sc.maximum_concurrency else DEFAULT_MAXIMUM_CONCURRENCY
+
+    @property
+    def on_failure(self) -> Destination | None:
+        return self.destination_config.on_failure if self.destination_config is not None else None
+
+
+#: ``status.state``: Lambda's words (its transitional Enabling/Updating are ``Creating``).
+ESM_STATES = ("Creating", "Enabled", "Disabled", "Failed")
+
+
+class EventSourceMappingStatus(BaseModel):
+    """What the router's pollers report (Lambda's GetEventSourceMapping fields)."""
+
+    model_config = ConfigDict(populate_by_name=True, alias_generator=to_camel)
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    state: Literal["Creating", "Enabled", "Disabled", "Failed"] | None = None
+    #: Why the state is what it is (Lambda's ``StateTransitionReason``).
+    state_transition_reason: str | None = None
+    #: Lambda's words: ``No records processed``, ``OK``, ``PROBLEM: ...``.
+    last_processing_result: str | None = None
+    #: Records waiting in the source (a queue's visible messages; Kafka's offset lag).
+    lag: Annotated[int, Field(ge=0)] | None = None
+    #: Pollers (concurrent batches) running now.
+    pollers: Annotated[int, Field(ge=0)] = 0
+    last_modified: str | None = None

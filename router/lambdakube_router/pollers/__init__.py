@@ -1,0 +1,1 @@
+"""Event source mappings: pollers that read a source and invoke a function (``source``)."""
