@@ -71,8 +71,9 @@ def test_next_batch(name, records, state, settings, kind, want):
 # -- after_invoke: (name, state, batch, outcome, kwargs, settings, want step) ------------------
 
 B = Backoff(initial=1.0, maximum=8.0)
-POISON = Settings(batch_size=4, max_retry_attempts=2, backoff=B)
-BISECT = Settings(batch_size=4, max_retry_attempts=0, bisect=True, backoff=B)
+RB = Backoff(initial=0.5, maximum=2.0)
+POISON = Settings(batch_size=4, max_retry_attempts=2, backoff=B, retry_backoff=RB)
+BISECT = Settings(batch_size=4, max_retry_attempts=0, bisect=True, backoff=B, retry_backoff=RB)
 
 AFTER = [
     ("success commits past the batch", S(), recs(0, 3), r.SUCCESS, {}, POISON, r.Step(S(), commit=4)),
@@ -95,17 +96,26 @@ AFTER = [
         r.Step(S(), commit=4),
     ),
     (
-        "a function error spends a retry and pins the batch",
+        "a function error spends a retry, pins the batch and waits a little",
         S(),
         recs(0, 3),
         r.FUNCTION_ERROR,
         {},
         POISON,
-        r.Step(S(attempts=1, until=3)),
+        r.Step(S(attempts=1, until=3, retry_wait=0.5, not_before=MONO + 0.5)),
+    ),
+    (
+        "retries in a row wait longer, up to the cap",
+        S(attempts=1, until=3, retry_wait=2.0),
+        recs(0, 3),
+        r.FUNCTION_ERROR,
+        {},
+        POISON,
+        r.Step(S(attempts=2, until=3, retry_wait=2.0, not_before=MONO + 2.0)),
     ),
     (
         "the last retry spent: the batch goes to onFailure and the partition moves on",
-        S(attempts=2, until=3),
+        S(attempts=2, until=3, retry_wait=1.0),
         recs(0, 3),
         r.FUNCTION_ERROR,
         {},
@@ -118,8 +128,8 @@ AFTER = [
         recs(0, 3),
         r.FUNCTION_ERROR,
         {},
-        Settings(batch_size=4, max_retry_attempts=-1),
-        r.Step(S(attempts=10_001, until=3)),
+        Settings(batch_size=4, max_retry_attempts=-1, retry_backoff=RB),
+        r.Step(S(attempts=10_001, until=3, retry_wait=0.5, not_before=MONO + 0.5)),
     ),
     (
         "bisect splits a failed batch without spending a retry",
@@ -164,7 +174,7 @@ AFTER = [
         r.SUCCESS,
         {"first_failed": 2},
         POISON,
-        r.Step(S(attempts=1, until=3), commit=2),
+        r.Step(S(attempts=1, until=3, retry_wait=0.5, not_before=MONO + 0.5), commit=2),
     ),
     (
         "partial response on the last retry: the failed rest goes to onFailure",
@@ -182,7 +192,7 @@ AFTER = [
         r.SUCCESS,
         {"first_failed": r.WHOLE_BATCH},
         POISON,
-        r.Step(S(attempts=1, until=3)),
+        r.Step(S(attempts=1, until=3, retry_wait=0.5, not_before=MONO + 0.5)),
     ),
     (
         "a throttle returns the batch: no retry spent, backoff starts",

@@ -13,7 +13,8 @@ Lambda's stream rules, as it applies them to Kinesis/DynamoDB and Kafka:
   split does not spend a retry (as Lambda: otherwise ``maximumRetryAttempts: 0`` would
   send the whole batch away before the split could isolate the bad record); a batch
   that cannot be split spends one. After ``maximumRetryAttempts`` retries (-1: no limit)
-  the batch goes to ``onFailure`` and the partition moves on.
+  the batch goes to ``onFailure`` and the partition moves on. Retries wait a short
+  backoff (``retry_backoff``), so a poison record never spins the function.
 - **Partial batch response** (``functionResponseTypes: [ReportBatchItemFailures]``):
   ``{"batchItemFailures": [{"itemIdentifier": "<offset>"}]}`` commits up to the lowest
   reported offset; that offset and the rest of the batch are retried (one retry spent).
@@ -71,6 +72,9 @@ class Settings:
     report_item_failures: bool = False
     #: Waits after throttles and router failures (no retry is spent on them).
     backoff: Backoff = Backoff(initial=0.5, maximum=30.0)
+    #: Waits before retrying a batch that failed in the function (a bisect split does
+    #: not wait): a poison record with unlimited retries must not spin the function.
+    retry_backoff: Backoff = Backoff(initial=0.1, maximum=5.0)
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class PartitionState:
     #: Throttles / router failures in a row, and the last wait (for the backoff).
     system_retries: int = 0
     last_wait: float = 0.0
+    #: The last wait before a function-error retry (for ``retry_backoff``).
+    retry_wait: float = 0.0
     #: Monotonic time before which the partition invokes nothing.
     not_before: float = 0.0
 
@@ -169,30 +175,31 @@ def after_invoke(
         return Step(_moved_past(reached, last), commit=last + 1)
     if outcome == SUCCESS:  # a partial batch response: commit up to the first failure
         failed = [r for r in batch if r.offset >= first_failed]
-        return _spend_retry(reached, failed, settings, commit=first_failed)
+        return _spend_retry(reached, failed, settings, now, commit=first_failed)
     # A function error.
     if settings.bisect and len(batch) > 1:
         half = (len(batch) + 1) // 2
         until = last if reached.until is None else reached.until
         return Step(replace(reached, attempts=0, limit=half, until=until))
-    return _spend_retry(reached, list(batch), settings, commit=None)
+    return _spend_retry(reached, list(batch), settings, now, commit=None)
 
 
-def _spend_retry(state: PartitionState, failed: list, settings: Settings, *, commit: int | None) -> Step:
+def _spend_retry(state: PartitionState, failed: list, settings: Settings, now: float, *, commit: int | None) -> Step:
     attempts = state.attempts + 1
     limit = settings.max_retry_attempts
     last = failed[-1].offset
     if limit != -1 and attempts > limit:
         return Step(_moved_past(state, last), commit=last + 1, on_failure=failed, condition=RETRIES_EXHAUSTED)
     until = last if state.until is None else state.until
-    return Step(replace(state, attempts=attempts, until=until), commit=commit)
+    wait = settings.retry_backoff.next(state.retry_wait)
+    return Step(replace(state, attempts=attempts, until=until, retry_wait=wait, not_before=now + wait), commit=commit)
 
 
 def _moved_past(state: PartitionState, last: int) -> PartitionState:
     """The records up to ``last`` are done: a bisect window that ends there ends too."""
     if state.until is not None and last < state.until:
-        return replace(state, attempts=0)
-    return replace(state, attempts=0, limit=None, until=None)
+        return replace(state, attempts=0, retry_wait=0.0)
+    return replace(state, attempts=0, retry_wait=0.0, limit=None, until=None)
 
 
 # -- reading an invocation's result ----------------------------------------------------------
