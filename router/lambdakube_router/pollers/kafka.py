@@ -426,7 +426,9 @@ class KafkaPoller:
             except KafkaError as exc:
                 # The partition is being taken away (a rebalance): the next owner reads from
                 # the last commit, so these records are delivered again (at least once).
-                log.warning("%s/%s: commit of %s at %d failed: %s", self.ctx.namespace, self.ctx.name, part.tp, point, exc)
+                log.warning(
+                    "%s/%s: commit of %s at %d failed: %s", self.ctx.namespace, self.ctx.name, part.tp, point, exc
+                )
                 return
             part.committed = point
 
@@ -441,4 +443,3 @@ class _Listener(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:
         await self.poller._assigned(assigned)
-
