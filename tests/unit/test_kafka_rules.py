@@ -306,7 +306,7 @@ PARTIAL = [
     ("null", b"null", None),
     ("no key", b'{"ok": true}', None),
     ("empty list", b'{"batchItemFailures": []}', None),
-    ("the lowest offset of several", b'{"batchItemFailures": [{"itemIdentifier": "12"}, {"itemIdentifier": "11"}]}', 11),
+    ("the lowest of several", b'{"batchItemFailures": [{"itemIdentifier": "12"}, {"itemIdentifier": "11"}]}', 11),
     ("an offset not in the batch", b'{"batchItemFailures": [{"itemIdentifier": "99"}]}', r.WHOLE_BATCH),
     ("an identifier that is a number, not a string", b'{"batchItemFailures": [{"itemIdentifier": 11}]}', r.WHOLE_BATCH),
     ("not JSON", b"oops", r.WHOLE_BATCH),

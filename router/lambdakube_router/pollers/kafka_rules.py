@@ -122,7 +122,7 @@ def next_batch(
         if old:
             return Expired(list(records[:old]))
     size = settings.batch_size if state.limit is None else min(settings.batch_size, state.limit)
-    batch = []
+    batch: list = []
     for r in records:
         if len(batch) >= size or (state.until is not None and r.offset > state.until):
             break
@@ -173,8 +173,8 @@ def after_invoke(
     reached = replace(state, system_retries=0, last_wait=0.0, not_before=0.0)
     if outcome == SUCCESS and first_failed is None:
         return Step(_moved_past(reached, last), commit=last + 1)
-    if outcome == SUCCESS:  # a partial batch response: commit up to the first failure
-        failed = [r for r in batch if r.offset >= first_failed]
+    if outcome == SUCCESS and first_failed is not None:  # a partial batch response
+        failed = [r for r in batch if r.offset >= first_failed]  # commit up to the first failure
         return _spend_retry(reached, failed, settings, now, commit=first_failed)
     # A function error.
     if settings.bisect and len(batch) > 1:
