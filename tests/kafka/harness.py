@@ -236,19 +236,21 @@ def start_mapping(
     return Mapping(poller, task, rec, failed)
 
 
-async def produce(bootstrap: str, topic: str, items: list[tuple[int, str | None, str]]) -> None:
-    """``items``: (partition, key, value); sent in order and acknowledged."""
+async def produce(bootstrap: str, topic: str, items: list) -> None:
+    """``items``: (partition, key, value) or (partition, key, value, timestamp_ms); sent
+    in order and acknowledged."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
     await producer.start()
     try:
-        for partition, key, value in items:
+        for partition, key, value, *stamp in items:
             await producer.send_and_wait(
                 topic,
                 value.encode(),
                 key=key.encode() if key is not None else None,
                 partition=partition,
+                timestamp_ms=stamp[0] if stamp else None,
                 headers=[("source", b"test")],
             )
     finally:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import time
 from collections import defaultdict
 
 from lambdakube_router import keys
@@ -237,3 +239,77 @@ async def test_an_idle_mapping_invokes_nothing_and_the_function_scales_to_zero(
         assert m.recorder.lags[-1] == 0
     finally:
         await m.stop()
+
+
+async def test_a_record_past_its_maximum_age_goes_to_on_failure(make_router, kafka_broker, make_topic, tmp_path):
+    """Unlimited retries: only the age ends the poison record's retries. The wall clock
+    is the test's; the records' own Kafka timestamps say how old they are."""
+    topic = await make_topic(1)
+    router = await make_router(function("fn", HANDLER, env=handler_env(tmp_path)))
+    t0 = time.time()
+    wall = [t0]
+    stamp = int(t0 * 1000)
+    await produce(
+        kafka_broker.bootstrap,
+        topic,
+        [(0, None, "poison", stamp - 50_000), (0, None, "young", stamp + 100_000)],
+    )
+    spec = mapping_spec(kafka_broker.bootstrap, topic, batchSize=1, maximumRecordAgeInSeconds=60)
+    m = start_mapping(router, spec, wall_clock=lambda: wall[0])
+    try:
+        await eventually(lambda: len(batches(tmp_path)) >= 2, what="the poison record retried")
+        wall[0] = t0 + 20  # the poison record is now 70 s old, the next one still young
+        await wait_committed(kafka_broker.bootstrap, m.poller.group_id, topic, 0, 2)
+    finally:
+        await m.stop()
+    calls = [b["offsets"] for b in batches(tmp_path)]
+    assert set(map(tuple, calls[:-1])) == {(0,)} and calls[-1] == [1]
+    (record,) = m.failed
+    assert record["requestContext"]["condition"] == "RecordAgeExceeded"
+    assert record["KafkaBatchInfo"]["firstOffset"] == 0 and record["KafkaBatchInfo"]["lastOffset"] == 0
+
+
+async def test_parallelization_factor_keeps_the_order_per_key_within_a_partition(
+    make_router, kafka_broker, make_topic, tmp_path
+):
+    topic = await make_topic(1)
+    router = await make_router(function("fn", HANDLER, env=handler_env(tmp_path, DWELL="0.05")))
+    keys_ = [f"key{i}" for i in range(6)]
+    await produce(kafka_broker.bootstrap, topic, [(0, keys_[i % 6], f"{keys_[i % 6]}:{i}") for i in range(36)])
+    spec = mapping_spec(kafka_broker.bootstrap, topic, batchSize=2, parallelizationFactor=3)
+    m = start_mapping(router, spec)
+    try:
+        await wait_committed(kafka_broker.bootstrap, m.poller.group_id, topic, 0, 36)
+    finally:
+        await m.stop()
+    order: dict[str, list[int]] = defaultdict(list)
+    for b in batches(tmp_path):
+        for v in b["values"]:
+            key, n = v.split(":")
+            order[key].append(int(n))
+    assert order == {k: list(range(i, 36, 6)) for i, k in enumerate(keys_)}  # each key in order, once
+    assert max(b["peak"] for b in batches(tmp_path)) > 1, "one partition never ran two lanes at once"
+
+
+async def test_filter_criteria_drop_records_and_the_commit_moves_past_them(
+    make_router, kafka_broker, make_topic, tmp_path
+):
+    topic = await make_topic(1)
+    router = await make_router(function("fn", HANDLER, env=handler_env(tmp_path)))
+    kinds = ["keep", "drop", "keep", "drop", "drop"]
+    await produce(
+        kafka_broker.bootstrap, topic, [(0, None, json.dumps({"kind": k, "n": i})) for i, k in enumerate(kinds)]
+    )
+    spec = mapping_spec(
+        kafka_broker.bootstrap,
+        topic,
+        batchSize=10,
+        filterCriteria={"filters": [{"pattern": '{"value": {"kind": ["keep"]}}'}]},
+    )
+    m = start_mapping(router, spec)
+    try:
+        await wait_committed(kafka_broker.bootstrap, m.poller.group_id, topic, 0, 5)
+    finally:
+        await m.stop()
+    assert [o for b in batches(tmp_path) for o in b["offsets"]] == [0, 2]
+    assert m.recorder.filtered_count == 3

@@ -4,6 +4,7 @@ or sends to onFailure. The driver and the real broker are tested in tests/kafka.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import pytest
@@ -62,8 +63,9 @@ NEXT = [
 
 
 @pytest.mark.parametrize("name,records,state,settings,kind,want", NEXT, ids=[c[0] for c in NEXT])
-def test_next_batch(name, records, state, settings, kind, want):
-    got = r.next_batch(records, state, settings, NOW)
+@pytest.mark.parametrize("container", [list, deque])  # the driver holds a deque
+def test_next_batch(name, records, state, settings, kind, want, container):
+    got = r.next_batch(container(records), state, settings, NOW)
     assert (type(got) if got is not None else None) is kind
     assert offsets(got) == want
 

@@ -196,6 +196,7 @@ class KafkaPoller:
                     self._accept(tp, records)
                 self._backpressure(consumer)
                 self._report_lag(consumer)
+                self._raise_lane_failure()
         finally:
             for tp in list(self.partitions):
                 await self._drop(tp)
@@ -222,6 +223,15 @@ class KafkaPoller:
         if dropped:
             self.ctx.metrics.filtered(dropped)
             self._schedule_commit(part)
+
+    def _raise_lane_failure(self) -> None:
+        """A lane that died of a bug stops the poller (the manager restarts it, and the
+        records after the last commit are read again), instead of a silent stall."""
+        for part in self.partitions.values():
+            for lane in part.lanes:
+                task = lane.task
+                if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+                    raise RuntimeError(f"the lane of {part.tp} failed") from task.exception()
 
     def _lane_of(self, r: Any) -> int:
         if self.lanes_per_partition == 1 or r.key is None:

@@ -120,7 +120,7 @@ def next_batch(
         while old < len(records) and records[old].timestamp < cutoff_ms:
             old += 1
         if old:
-            return Expired(list(records[:old]))
+            return Expired([records[i] for i in range(old)])
     size = settings.batch_size if state.limit is None else min(settings.batch_size, state.limit)
     batch: list = []
     for r in records:
@@ -128,7 +128,7 @@ def next_batch(
             break
         batch.append(r)
     if not batch:  # the retried batch is gone (committed by someone else): start afresh
-        batch = list(records[:size])
+        batch = [records[i] for i in range(min(size, len(records)))]
     return Invoke(batch)
 
 
