@@ -15,6 +15,12 @@ def function_arn(namespace: str, name: str) -> str:
     return f"lambdakube:{namespace}:function:{name}"
 
 
+def queue_arn(namespace: str, name: str) -> str:
+    """``lambdakube:<namespace>:queue:<name>``: a durable queue's ARN (an SQS record's
+    ``eventSourceARN``), shaped like ``function_arn``."""
+    return f"lambdakube:{namespace}:queue:{name}"
+
+
 def rfc3339(moment: datetime | float) -> str:
     """``2026-01-01T12:00:00Z`` (seconds: Kubernetes' metav1.Time precision) of an aware
     datetime or a Unix time."""

@@ -782,7 +782,7 @@ class EventSourceMappingSpec(_Spec):
     self_managed_kafka_event_source_config: SelfManagedKafkaEventSourceConfig | None = None
     starting_position: Literal["LATEST", "TRIM_HORIZON", "AT_TIMESTAMP"] | None = None
     #: RFC 3339 (``2026-12-04T18:00:00Z``).
-    starting_position_timestamp: Annotated[str, Field(format="date-time", max_length=64)] | None = None
+    starting_position_timestamp: Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})] | None = None
     parallelization_factor: Annotated[int, Field(ge=1, le=10)] | None = None
     # -- failures --
     #: -1: retry until the record expires (Lambda's default for streams); a queue

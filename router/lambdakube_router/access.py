@@ -18,6 +18,8 @@ GET  .../namespaces/{ns}/functions            inspect functions       (none)
 GET  .../namespaces/{ns}/functions/{name}     inspect functions       ``name``
 GET  .../namespaces/{ns}/queues/{q}/messages  get     queues          ``q``
 DELETE .../namespaces/{ns}/queues/{q}/...     delete  queues          ``q``
+POST .../namespaces/{ns}/queues/{q}/messages  create  queues          ``q``
+GET  .../namespaces/{ns}/eventsourcemappings  list    eventsourcemappings  (none)
 GET  .../namespaces/{ns}/async-events         list    asyncevents     (none)
 GET  .../namespaces/{ns}/overview             inspect functions       (none)
 GET  .../namespaces/{ns}/functions/{n}/logs   inspect functions       ``n``
@@ -184,6 +186,9 @@ NEEDS: dict[tuple[str, str], Callable[..., Requirement]] = {
     ("GET", _NS + "/functions/{name}"): _on("inspect", "functions", "name"),
     ("GET", _NS + "/queues/{queue}/messages"): _on("get", "queues", "queue"),
     ("DELETE", _NS + "/queues/{queue}/messages"): _on("delete", "queues", "queue"),
+    # SQS's SendMessage onto a durable queue (``event_source_api``): its mappings' input
+    ("POST", _NS + "/queues/{queue}/messages"): _on("create", "queues", "queue"),
+    ("GET", _NS + "/eventsourcemappings"): _on("list", "eventsourcemappings"),
     ("GET", _NS + "/async-events"): _on("list", "asyncevents"),
     # the web view's data and the environments' output (``ui``): the pool's inner state
     ("GET", _NS + "/overview"): _on("inspect", "functions"),

@@ -28,6 +28,7 @@ from lambdakube_router import (
     announce_api,
     auth,
     client_guard,
+    event_source_api,
     gauges,
     introspection,
     invoke_api,
@@ -50,6 +51,7 @@ from lambdakube_router.invocations import Engine, EngineSettings
 from lambdakube_router.loop_lag import LoopLag
 from lambdakube_router.metrics import Metrics
 from lambdakube_router.names import Accounts
+from lambdakube_router.pollers.manager import MappingManager, kubernetes_status_writer
 from lambdakube_router.snapshot import ManifestDirectory, Snapshot
 from lambdakube_router.sources import DirectorySource, Source, StaticSource
 
@@ -229,10 +231,25 @@ async def init_app(config: RouterConfig) -> web.Application:
         app[keys.METRICS].registry.register(gauges.LimitsCollector(lambda: engine))
         queue_age = gauges.QueueAge(store, config.wall_clock, config.queue_age_interval_seconds)
         app[keys.METRICS].registry.register(queue_age)
+        kube = status_publisher.kubernetes_api(engine.backend)
+        mappings = MappingManager(
+            engine=engine,
+            store=store,
+            registry=app[keys.METRICS].registry,
+            clock=config.clock,
+            wall_clock=config.wall_clock,
+            status_writer=kubernetes_status_writer(kube) if kube is not None else None,
+            wake_async=dispatcher.notify,
+        )
+        app[keys.MAPPINGS] = mappings
+
+        def apply(snap: Snapshot) -> None:
+            engine.apply(snap)
+            mappings.apply(snap.mappings)
+
         watcher = publisher = reported = None
         lag = LoopLag(app[keys.METRICS].loop_lag.observe)
         app[keys.METRICS].attach_loop_lag_max(lambda: lag.max_seconds)
-        kube = status_publisher.kubernetes_api(engine.backend)
         if kube is not None and config.status_interval_seconds:
             publisher = status_publisher.StatusPublisher(
                 kube,
@@ -245,9 +262,10 @@ async def init_app(config: RouterConfig) -> web.Application:
         try:
             lag.start()
             await store.open(quarantine_corrupt=config.quarantine_corrupt_store, wall_now=config.wall_clock())
-            engine.apply(initial)
+            apply(initial)
             engine.start_background()
             dispatcher.start()
+            mappings.start()
             queue_age.start()
             if store.quarantined_files and kube is not None:
                 reported = asyncio.get_running_loop().create_task(
@@ -255,7 +273,7 @@ async def init_app(config: RouterConfig) -> web.Application:
                 )
             if publisher is not None:
                 publisher.start()
-            watcher = asyncio.get_running_loop().create_task(source.run(engine.apply))
+            watcher = asyncio.get_running_loop().create_task(source.run(apply))
             log.info("router ready: %d functions, state in %s", len(engine.functions), state_dir)
             yield
         finally:
@@ -264,6 +282,7 @@ async def init_app(config: RouterConfig) -> web.Application:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+            await mappings.close()
             if publisher is not None:
                 await publisher.close()
             await lag.close()
@@ -281,6 +300,7 @@ async def init_app(config: RouterConfig) -> web.Application:
     introspection.add_routes(app)
     ui.add_routes(app)
     announce_api.add_routes(app)
+    event_source_api.add_routes(app)
     return app
 
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from lambdakube_router.auth import Gate
     from lambdakube_router.invocations import Engine, EngineSettings
     from lambdakube_router.metrics import Metrics
+    from lambdakube_router.pollers.manager import MappingManager
     from lambdakube_router.sources import Source
 
 CONFIG: web.AppKey["RouterConfig"] = web.AppKey("config")
@@ -23,6 +24,7 @@ STORE: web.AppKey["AsyncStore"] = web.AppKey("store")
 DISPATCHER: web.AppKey["Dispatcher"] = web.AppKey("dispatcher")
 SOURCE: web.AppKey["Source"] = web.AppKey("source")
 GATE: web.AppKey["Gate"] = web.AppKey("gate")
+MAPPINGS: web.AppKey["MappingManager"] = web.AppKey("mappings")
 
 #: Request key: the namespace of a plain function name for this request, when not the
 #: router's ``--namespace`` (a ServiceAccount caller's own, ``access.UserInfo.home_namespace``).

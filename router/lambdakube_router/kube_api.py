@@ -89,7 +89,12 @@ def functions(namespace: str, name: str, subresource: str | None = None) -> str:
 
 
 #: The plural of each lambdakube kind the router writes.
-PLURALS = {"Function": "functions", "FunctionVersion": "functionversions", "FunctionAlias": "functionaliases"}
+PLURALS = {
+    "Function": "functions",
+    "FunctionVersion": "functionversions",
+    "FunctionAlias": "functionaliases",
+    "EventSourceMapping": "eventsourcemappings",
+}
 
 
 def lambdakube_object(kind: str, namespace: str, name: str) -> str:

@@ -247,6 +247,40 @@ OPENAPI: dict = {
                     "503": _STORE_UNAVAILABLE,
                 },
             },
+            "post": {
+                "operationId": "SendQueueMessages",
+                "description": "SQS's SendMessage (MessageBody) or SendMessageBatch (Entries) onto a durable"
+                " queue; its event source mappings' pollers are woken",
+                "parameters": _params(params.SEND_QUEUE_MESSAGES),
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SendMessage"}}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "stored: the MessageId (a batch: each entry's)",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SendMessageResult"}}},
+                    },
+                    "400": _err("InvalidParameterValueException: a parameter or the body is not SendMessage's"),
+                    "413": _err("RequestTooLargeException: the body is too large"),
+                    "503": _STORE_UNAVAILABLE,
+                },
+            },
+        },
+        "/lambdakube/v1/namespaces/{namespace}/eventsourcemappings": {
+            "get": {
+                "operationId": "ListEventSourceMappings",
+                "parameters": _params(params.LIST_EVENT_SOURCE_MAPPINGS),
+                "responses": {
+                    "200": {
+                        "description": "the namespace's event source mappings, their specs and pollers' status",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/EventSourceMappings"}}
+                        },
+                    },
+                    "400": _BAD_PARAMETER,
+                },
+            }
         },
         "/lambdakube/v1/namespaces/{namespace}/async-events": {
             "get": {
@@ -335,6 +369,58 @@ OPENAPI: dict = {
                                 "systemRetries": {"type": "integer"},
                                 "invocations": {"type": "integer"},
                                 "lastError": {"type": "string", "nullable": True},
+                            },
+                        },
+                    },
+                },
+            },
+            "SendMessage": {
+                "type": "object",
+                "properties": {
+                    "MessageBody": {"type": "string", "minLength": 1},
+                    "DelaySeconds": {"type": "integer", "minimum": 0, "maximum": 900},
+                    "MessageAttributes": {"type": "object"},
+                    "Entries": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 10,
+                        "items": {
+                            "type": "object",
+                            "required": ["Id", "MessageBody"],
+                            "properties": {
+                                "Id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,80}$"},
+                                "MessageBody": {"type": "string", "minLength": 1},
+                                "DelaySeconds": {"type": "integer", "minimum": 0, "maximum": 900},
+                                "MessageAttributes": {"type": "object"},
+                            },
+                        },
+                    },
+                },
+            },
+            "SendMessageResult": {
+                "type": "object",
+                "properties": {
+                    "MessageId": {"type": "string"},
+                    "MD5OfMessageBody": {"type": "string"},
+                    "Successful": {"type": "array", "items": {"type": "object"}},
+                    "Failed": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+            "EventSourceMappings": {
+                "type": "object",
+                "required": ["namespace", "eventSourceMappings"],
+                "properties": {
+                    "namespace": {"type": "string"},
+                    "eventSourceMappings": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["namespace", "name", "status"],
+                            "properties": {
+                                "namespace": {"type": "string"},
+                                "name": {"type": "string"},
+                                "spec": {"type": "object", "nullable": True},
+                                "status": {"type": "object"},
                             },
                         },
                     },

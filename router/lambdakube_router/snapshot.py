@@ -29,7 +29,9 @@ from lambdakube.models import (
     API_VERSION,
     QUOTA_OBJECT_NAME,
     ConcurrencyQuotaSpec,
+    ESM_KIND,
     ConcurrencyQuotaStatus,
+    EventSourceMappingSpec,
     FunctionAliasSpec,
     FunctionSpec,
     FunctionVersionSpec,
@@ -44,7 +46,7 @@ FUNCTION_KIND = "Function"
 QUOTA_KIND = "ConcurrencyQuota"
 VERSION_KIND = "FunctionVersion"
 ALIAS_KIND = "FunctionAlias"
-KINDS = (FUNCTION_KIND, VERSION_KIND, ALIAS_KIND, QUOTA_KIND)
+KINDS = (FUNCTION_KIND, VERSION_KIND, ALIAS_KIND, QUOTA_KIND, ESM_KIND)
 
 #: (namespace, function name): the key of a function, its versions and its aliases.
 FunctionKey = tuple[str, str]
@@ -96,6 +98,21 @@ class AliasEntry:
         return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
 
 
+@dataclass(frozen=True)
+class MappingEntry:
+    """An EventSourceMapping (``pollers.manager`` runs it). ``spec`` None: the object
+    does not parse (a cluster's object the models refuse), ``error`` says why, and the
+    mapping's status shows it (``Failed``) instead of it silently not polling."""
+
+    namespace: str
+    name: str
+    spec: EventSourceMappingSpec | None
+    source: str = ""
+    error: str | None = None
+    generation: int | None = None
+    uid: str | None = None
+
+
 @dataclass
 class Snapshot:
     functions: dict[tuple[str, str], FunctionEntry] = field(default_factory=dict)
@@ -109,6 +126,8 @@ class Snapshot:
     #: operator, whose decision is each namespace's ``ConcurrencyQuota/default`` status;
     #: a namespace missing here has no published decision yet (see ``limits``).
     quota_status: dict[str, ConcurrencyQuotaStatus] | None = None
+    #: EventSourceMappings by (namespace, name): the pollers' input, not the engine's.
+    mappings: dict[tuple[str, str], MappingEntry] = field(default_factory=dict)
 
     def namespaces(self) -> set[str]:
         return {ns for ns, _ in self.functions} | set(self.quotas)
@@ -169,9 +188,16 @@ class Parsed:
     quota: ConcurrencyQuotaSpec | None = None
     version: VersionEntry | None = None
     alias: AliasEntry | None = None
+    mapping: MappingEntry | None = None
 
     def add_to(self, snap: Snapshot, source: str) -> str | None:
         """Add this to ``snap``; why not, when it is a duplicate."""
+        if self.mapping is not None:
+            key = (self.namespace, self.name)
+            if key in snap.mappings:
+                return f"{source}: {ESM_KIND} {self.name!r}: duplicate {ESM_KIND} {key[0]}/{key[1]}"
+            snap.mappings[key] = self.mapping
+            return None
         if self.version is not None:
             return snap.add_version(self.version)
         if self.alias is not None:
@@ -233,6 +259,12 @@ def parse_document(doc: object, source: str, default_namespace: str, index: int 
         if kind == ALIAS_KIND:
             alias = FunctionAliasSpec.model_validate(raw_spec)
             return Parsed(namespace, name, alias=AliasEntry(namespace, name, alias, source)), []
+        if kind == ESM_KIND:
+            mapping = EventSourceMappingSpec.model_validate(raw_spec)
+            generation = meta.get("generation") if isinstance(meta.get("generation"), int) else None
+            uid = meta.get("uid") if isinstance(meta.get("uid"), str) else None
+            entry = MappingEntry(namespace, name, mapping, source, generation=generation, uid=uid)
+            return Parsed(namespace, name, mapping=entry), []
         quota = ConcurrencyQuotaSpec.model_validate(raw_spec)
     except ValidationError as exc:
         return None, _format_validation(where, exc)
@@ -328,6 +360,11 @@ def merge_files(files: Iterable[tuple[str, ParsedFile]]) -> Snapshot:
             errors.extend(e for e in map(merged.add_version, versions.values()) if e is not None)
         for aliases in parsed.snapshot.aliases.values():
             errors.extend(e for e in map(merged.add_alias, aliases.values()) if e is not None)
+        for key, mapping in parsed.snapshot.mappings.items():
+            if key in merged.mappings:
+                errors.append(f"{path}: duplicate {ESM_KIND} {key[0]}/{key[1]} (also in {merged.mappings[key].source})")
+            else:
+                merged.mappings[key] = mapping
     if errors:
         raise ManifestError("invalid manifests:\n  " + "\n  ".join(errors))
     for line in drop_orphans(merged):

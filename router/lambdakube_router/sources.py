@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 from pydantic import ValidationError
 
 from lambdakube.backoff import Backoff
-from lambdakube.models import GROUP, QUOTA_OBJECT_NAME, VERSION, ConcurrencyQuotaStatus
+from lambdakube.models import ESM_KIND, GROUP, QUOTA_OBJECT_NAME, VERSION, ConcurrencyQuotaStatus
 from lambdakube_router.snapshot import (
     ALIAS_KIND,
     FUNCTION_KIND,
@@ -32,6 +32,7 @@ from lambdakube_router.snapshot import (
     VERSION_KIND,
     ManifestDirectory,
     ManifestError,
+    MappingEntry,
     Parsed,
     Snapshot,
     drop_orphans,
@@ -200,6 +201,12 @@ def parse_object(kind: str, obj: dict, inputs: tuple, default_namespace: str) ->
     }
     parsed, errors = parse_document(doc, "kubernetes", default_namespace)
     lines = [f"skipping invalid object: {e}" for e in errors]
+    if kind == ESM_KIND and parsed is None and errors:
+        # A mapping that does not parse is kept, with its error: its status says Failed.
+        meta = doc["metadata"] if isinstance(doc["metadata"], dict) else {}
+        namespace, name = meta.get("namespace") or default_namespace, str(meta.get("name") or "")
+        failed = MappingEntry(namespace, name, None, "kubernetes", error="; ".join(errors))
+        return Entry(inputs, Parsed(namespace, name, mapping=failed)), lines
     status = None
     if kind == QUOTA_KIND:
         status, unreadable = quota_status_of(obj)
@@ -293,6 +300,7 @@ class KubernetesSource:
         ("functionversions", VERSION_KIND),
         ("functionaliases", ALIAS_KIND),
         ("concurrencyquotas", QUOTA_KIND),
+        ("eventsourcemappings", ESM_KIND),
     )
 
     def __init__(

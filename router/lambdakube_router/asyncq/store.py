@@ -74,7 +74,11 @@ CREATE TABLE IF NOT EXISTS messages (
     queue TEXT NOT NULL,
     message_id TEXT NOT NULL,
     body BLOB NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    visible_at REAL NOT NULL DEFAULT 0,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    first_receive_at REAL,
+    attributes TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_queue ON messages (namespace, queue, seq);
 CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
@@ -123,6 +127,48 @@ class QueueMessage:
     #: Wall-clock seconds, the dispatcher's clock (like ``NewEvent.created_at``): the
     #: store never reads a clock, so a test's fake clock decides every timestamp.
     created_at: float
+    #: SQS's ``MessageAttributes`` as JSON text (SendMessage's), or None.
+    attributes: str | None = None
+    #: When a receive may first take it (SendMessage's ``DelaySeconds``); None: at once.
+    visible_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """A queue message as a receive returned it (SQS's ReceiveMessage): invisible to
+    other receives until ``visible_at`` or until deleted."""
+
+    seq: int
+    message_id: str
+    body: bytes
+    created_at: float
+    #: This receive included (SQS's ApproximateReceiveCount).
+    receive_count: int
+    first_receive_at: float
+    visible_at: float
+    attributes: str | None = None
+
+    @property
+    def handle(self) -> tuple[int, int]:
+        """What deletes or releases this receive: a later receive of the message (its
+        timeout passed) has another count, and this one no longer acts on it."""
+        return (self.seq, self.receive_count)
+
+    @property
+    def receipt_handle(self) -> str:
+        return f"lk1.{self.seq}.{self.receive_count}"
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """A queue at ``now``: messages a receive would get (``visible``) and those received
+    and not yet deleted (``in_flight``); when the oldest visible one became visible (the
+    batching window's start) and when the next invisible one reappears."""
+
+    visible: int
+    in_flight: int
+    oldest_visible_since: float | None
+    next_visible_at: float | None
 
 
 class StateDirLocked(RuntimeError):
@@ -161,6 +207,16 @@ def _migrate(db: sqlite3.Connection) -> None:
     have = {row[1] for row in db.execute("PRAGMA table_info(events)").fetchall()}
     if "qualifier" not in have:
         db.execute("ALTER TABLE events ADD COLUMN qualifier TEXT")
+    have = {row[1] for row in db.execute("PRAGMA table_info(messages)").fetchall()}
+    for column, decl in (
+        ("visible_at", "REAL NOT NULL DEFAULT 0"),
+        ("receive_count", "INTEGER NOT NULL DEFAULT 0"),
+        ("first_receive_at", "REAL"),
+        ("attributes", "TEXT"),
+    ):
+        if column not in have:
+            db.execute(f"ALTER TABLE messages ADD COLUMN {column} {decl}")
+    db.execute("CREATE INDEX IF NOT EXISTS messages_visible ON messages (namespace, queue, visible_at, seq)")
 
 
 class AsyncStore:
@@ -176,6 +232,8 @@ class AsyncStore:
         self.health = h.StoreHealth()
         #: (from, to) of the files the last quarantine renamed, for the log and the Event
         self.quarantined_files: list[tuple[Path, Path]] = []
+        #: Who waits for messages of a queue (``subscribe``): set when one is written.
+        self._listeners: dict[tuple[str, str], set[asyncio.Event]] = {}
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -431,11 +489,7 @@ class AsyncStore:
 
         def _do(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM events WHERE id = ?", (ev.id,))
-            for m in messages:
-                db.execute(
-                    "INSERT INTO messages (namespace, queue, message_id, body, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (m.namespace, m.queue, m.message_id, m.body, m.created_at),
-                )
+            self._insert_messages(db, messages)
             for new in events:
                 self._insert(db, new, new.created_at)
 
@@ -443,8 +497,148 @@ class AsyncStore:
         self.depth[ev.namespace] -= 1
         for new in events:
             self.depth[new.namespace] += 1
+        self._notify(messages)
 
     # -- destination queues ------------------------------------------------------------
+
+    @staticmethod
+    def _insert_messages(db: sqlite3.Connection, messages: list[QueueMessage]) -> None:
+        db.executemany(
+            "INSERT INTO messages (namespace, queue, message_id, body, created_at, visible_at, attributes)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (m.namespace, m.queue, m.message_id, m.body, m.created_at, m.visible_at or m.created_at, m.attributes)
+                for m in messages
+            ],
+        )
+
+    def subscribe(self, namespace: str, queue: str) -> asyncio.Event:
+        """An event set whenever a message is written to the queue (the poller clears
+        it before it looks, so a write in between wakes it): no busy polling."""
+        event = asyncio.Event()
+        self._listeners.setdefault((namespace, queue), set()).add(event)
+        return event
+
+    def unsubscribe(self, namespace: str, queue: str, event: asyncio.Event) -> None:
+        listeners = self._listeners.get((namespace, queue))
+        if listeners is not None:
+            listeners.discard(event)
+            if not listeners:
+                del self._listeners[(namespace, queue)]
+
+    def _notify(self, messages: Collection[QueueMessage]) -> None:
+        for key in {(m.namespace, m.queue) for m in messages}:
+            for event in self._listeners.get(key, ()):
+                event.set()
+
+    async def send_messages(self, messages: list[QueueMessage]) -> None:
+        """Append messages (SQS's SendMessage), in one transaction, and wake the queue's pollers."""
+        await self._call(self._tx, lambda d: self._insert_messages(d, messages), write=True)
+        self._notify(messages)
+
+    async def receive(
+        self, namespace: str, queue: str, *, now: float, limit: int, visibility: float
+    ) -> list[ReceivedMessage]:
+        """SQS's ReceiveMessage: up to ``limit`` visible messages, oldest first, each now
+        invisible until ``now + visibility`` and its receive counted."""
+        if limit <= 0:
+            return []
+
+        def _do(db: sqlite3.Connection) -> list[ReceivedMessage]:
+            rows = db.execute(
+                "SELECT seq, message_id, body, created_at, receive_count, first_receive_at, attributes FROM messages"
+                " WHERE namespace = ? AND queue = ? AND visible_at <= ? ORDER BY seq LIMIT ?",
+                (namespace, queue, now, limit),
+            ).fetchall()
+            out = [
+                ReceivedMessage(
+                    seq=r[0],
+                    message_id=r[1],
+                    body=bytes(r[2]),
+                    created_at=r[3],
+                    receive_count=r[4] + 1,
+                    first_receive_at=r[5] if r[5] is not None else now,
+                    visible_at=now + visibility,
+                    attributes=r[6],
+                )
+                for r in rows
+            ]
+            db.executemany(
+                "UPDATE messages SET visible_at = ?, receive_count = ?, first_receive_at = ? WHERE seq = ?",
+                [(m.visible_at, m.receive_count, m.first_receive_at, m.seq) for m in out],
+            )
+            return out
+
+        return await self._call(self._tx, _do, write=True)
+
+    async def delete_received(self, handles: Collection[tuple[int, int]]) -> int:
+        """SQS's DeleteMessage(Batch): the messages of these receives (``ReceivedMessage.handle``)."""
+        if not handles:
+            return 0
+
+        def _do(db: sqlite3.Connection) -> int:
+            cur = db.executemany("DELETE FROM messages WHERE seq = ? AND receive_count = ?", list(handles))
+            return cur.rowcount
+
+        return await self._call(self._tx, _do, write=True)
+
+    async def release(
+        self, namespace: str, queue: str, handles: Collection[tuple[int, int]], *, visible_at: float, uncount: bool
+    ) -> int:
+        """SQS's ChangeMessageVisibility: visible again at ``visible_at``; ``uncount``:
+        the receive did not reach the function (a throttle), so it is not counted."""
+        if not handles:
+            return 0
+        step = 1 if uncount else 0
+
+        def _do(db: sqlite3.Connection) -> int:
+            cur = db.executemany(
+                "UPDATE messages SET visible_at = ?, receive_count = receive_count - ?"
+                " WHERE seq = ? AND receive_count = ?",
+                [(visible_at, step, seq, count) for seq, count in handles],
+            )
+            return cur.rowcount
+
+        changed = await self._call(self._tx, _do, write=True)
+        for event in self._listeners.get((namespace, queue), ()):
+            event.set()
+        return changed
+
+    async def move_received(
+        self, handle: tuple[int, int], *, messages: list[QueueMessage], events: list[NewEvent]
+    ) -> bool:
+        """Delete a received message and write its destination records (``onFailure``),
+        in one transaction; False (nothing written) when a newer receive owns it."""
+
+        def _do(db: sqlite3.Connection) -> bool:
+            cur = db.execute("DELETE FROM messages WHERE seq = ? AND receive_count = ?", handle)
+            if cur.rowcount == 0:
+                return False
+            self._insert_messages(db, messages)
+            for new in events:
+                self._insert(db, new, new.created_at)
+            return True
+
+        moved = await self._call(self._tx, _do, write=True)
+        if moved:
+            for new in events:
+                self.depth[new.namespace] += 1
+            self._notify(messages)
+        return moved
+
+    async def queue_stats(self, namespace: str, queue: str, now: float) -> QueueStats:
+        def _do():
+            assert self._db is not None
+            return self._db.execute(
+                "SELECT SUM(visible_at <= ?), SUM(visible_at > ?),"
+                " MIN(CASE WHEN visible_at <= ? THEN MAX(created_at, visible_at) END),"
+                " MIN(CASE WHEN visible_at > ? THEN visible_at END)"
+                " FROM messages WHERE namespace = ? AND queue = ?",
+                (now, now, now, now, namespace, queue),
+            ).fetchone()
+
+        visible, in_flight, since, next_at = await self._call(_do, write=False)
+        return QueueStats(int(visible or 0), int(in_flight or 0), since, next_at)
 
     async def messages(self, namespace: str, queue: str, *, after: int = 0, limit: int = 100) -> list[dict]:
         def _do():

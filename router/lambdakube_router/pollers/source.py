@@ -52,6 +52,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from lambdakube.resources.identity import REGION
 from lambdakube.models import KAFKA_SOURCE, QUEUE_SOURCE, EventSourceMappingSpec
 
 if TYPE_CHECKING:
@@ -136,9 +137,11 @@ class PollerContext:
     #: The router's durable store (``asyncq.store.AsyncStore``): the queue source's
     #: queues. Other kinds ignore it.
     store: Any = None
-    #: The router's region and account (for ``eventSourceARN``, ``awsRegion``).
-    region: str = "us-east-1"
-    account: str = "000000000000"
+    #: Wakes the async dispatcher after a poller wrote an async event (an ``onFailure``
+    #: function destination written together with a queue delete).
+    wake_async: Callable[[], None] = lambda: None
+    #: ``awsRegion`` of the records (the region the router's functions see).
+    region: str = REGION
 
     @property
     def function(self) -> str:
