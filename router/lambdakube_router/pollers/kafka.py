@@ -20,8 +20,9 @@ commits. Its guarantees:
   mapping's ``scalingConfig.maximumConcurrency`` and the function's own caps), and
   never more than the lanes. A throttled batch waits a backoff and is sent again
   without spending a retry; a mapping with no records makes no invocations.
-- **Back-pressure.** A partition holding more than ``_BUFFER_BATCHES`` batches of
-  unprocessed records is paused at the consumer until its lanes catch up.
+- **Back-pressure.** A partition holding more than ``_BUFFER_BATCHES`` batches (at
+  least ``_BUFFER_MIN`` records) of unprocessed records is paused at the consumer until
+  its lanes catch up.
 
 Metrics: batches (by the Engine's result), records delivered, failed records, the lag
 (records in the log after the commit point) in all and per partition (``partition_lag``,
@@ -57,8 +58,13 @@ log = logging.getLogger(__name__)
 DEFAULT_WINDOW_SECONDS = 0.5
 #: A partition is paused at the consumer above this many batches of buffered records.
 _BUFFER_BATCHES = 4
+#: ... and never fewer records than this: each pause costs a fetch round trip after it,
+#: so a small buffer would leave the lanes waiting on the broker (the bench's finding).
+_BUFFER_MIN = 5000
 #: The longest a fetch waits for records (also how often lag is reported when idle).
 _FETCH_WAIT_MS = 500
+#: The longest a stopping poller waits to commit what its lanes finished.
+_FINAL_COMMIT_SECONDS = 5.0
 #: How often a waiting lane looks at a changed ``max_concurrency()``.
 _SLOT_RECHECK_SECONDS = 1.0
 
@@ -108,8 +114,6 @@ class Partition:
     fetched_end: int | None = None
     committed: int | None = None
     paused: bool = False
-    #: Lanes commit one at a time, so a commit point never goes back.
-    commit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def commit_point(self) -> int | None:
         heads = [lane.pending[0].offset for lane in self.lanes if lane.pending]
@@ -167,6 +171,7 @@ class KafkaPoller:
         self.partitions: dict[TopicPartition, Partition] = {}
         self.partition_lag: dict[int, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
+        self._commit_wake = asyncio.Event()
 
     # -- the consumer ------------------------------------------------------------------------
 
@@ -176,12 +181,12 @@ class KafkaPoller:
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset=_STARTING[self.ctx.spec.starting_position or "LATEST"],
-            max_poll_records=max(500, self.settings.batch_size * 2),
             isolation_level="read_committed",
         )
 
     async def run(self) -> None:
         consumer = self.consumer = self._consumer()
+        committer: asyncio.Task | None = None
         try:
             await consumer.start()
             topics = await consumer.topics()
@@ -190,6 +195,7 @@ class KafkaPoller:
             consumer.subscribe([self.topic], listener=_Listener(self))
             self.ctx.status.started()
             self.ctx.metrics.poller_started()
+            committer = asyncio.create_task(self._committer(), name=f"kafka commits {self.ctx.name}")
             while True:
                 fetched = await consumer.getmany(timeout_ms=_FETCH_WAIT_MS)
                 for tp, records in fetched.items():
@@ -198,6 +204,8 @@ class KafkaPoller:
                 self._report_lag(consumer)
                 self._raise_lane_failure()
         finally:
+            if committer is not None:
+                committer.cancel()
             for tp in list(self.partitions):
                 await self._drop(tp)
             self.ctx.metrics.poller_stopped()
@@ -222,7 +230,7 @@ class KafkaPoller:
             lane.wake.set()
         if dropped:
             self.ctx.metrics.filtered(dropped)
-            self._schedule_commit(part)
+            self._commit_soon()
 
     def _raise_lane_failure(self) -> None:
         """A lane that died of a bug stops the poller (the manager restarts it, and the
@@ -238,16 +246,24 @@ class KafkaPoller:
             return 0
         return zlib.crc32(r.key) % self.lanes_per_partition
 
+    def _high_water(self) -> int:
+        return max(_BUFFER_MIN, self.settings.batch_size * _BUFFER_BATCHES * self.lanes_per_partition)
+
     def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
-        high = self.settings.batch_size * _BUFFER_BATCHES * self.lanes_per_partition
+        high = self._high_water()
         for part in self.partitions.values():
-            buffered = part.buffered()
-            if not part.paused and buffered >= high:
+            if not part.paused and part.buffered() >= high:
                 consumer.pause(part.tp)
                 part.paused = True
-            elif part.paused and buffered < high // 2:
-                consumer.resume(part.tp)
-                part.paused = False
+            else:
+                self._maybe_resume(part)
+
+    def _maybe_resume(self, part: Partition) -> None:
+        """Resumed as soon as its lanes have room (the consumer's fetcher wakes at once):
+        waiting for the fetch loop's next turn would stall a drained partition."""
+        if part.paused and self.consumer is not None and part.buffered() < self._high_water() // 2:
+            self.consumer.resume(part.tp)
+            part.paused = False
 
     def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
         total = 0
@@ -295,14 +311,18 @@ class KafkaPoller:
 
     async def _drop(self, tp: TopicPartition) -> None:
         """The partition is no longer ours: its lanes stop (an in-flight batch is
-        abandoned uncommitted, so the next owner delivers it again)."""
-        part = self.partitions.pop(tp, None)
+        abandoned uncommitted, so the next owner delivers it again) and what they
+        finished is committed (best effort, bounded: else it is delivered again too)."""
+        part = self.partitions.get(tp)
         if part is None:
             return
         tasks = [lane.task for lane in part.lanes if lane.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._commit_now([part]), _FINAL_COMMIT_SECONDS)
+        self.partitions.pop(tp, None)
         self.partition_lag.pop(tp.partition, None)
 
     # -- a lane ------------------------------------------------------------------------------
@@ -342,7 +362,7 @@ class KafkaPoller:
 
     async def _invoke(self, part: Partition, lane: Lane, records: list) -> None:
         ctx = self.ctx
-        payload = json.dumps(kafka_event.event(records, self.bootstrap), separators=(",", ":")).encode()
+        payload = kafka_event.event_bytes(records, self.bootstrap)
         await self.slots.acquire()
         try:
             result = await ctx.invoke_function(payload)
@@ -418,29 +438,43 @@ class KafkaPoller:
             while lane.pending and lane.pending[0].offset < step.commit:
                 lane.pending.popleft()
             lane.oldest_since = self.ctx.clock() if lane.pending else None
-            await self._commit(part)
+            self._maybe_resume(part)
+            self._commit_soon()
 
-    def _schedule_commit(self, part: Partition) -> None:
-        """After filtered records: commit past them unless a lane is about to."""
-        if all(not lane.pending for lane in part.lanes):
-            asyncio.get_running_loop().create_task(self._commit(part))
+    def _commit_soon(self) -> None:
+        self._commit_wake.set()
 
-    async def _commit(self, part: Partition) -> None:
-        async with part.commit_lock:
+    async def _committer(self) -> None:
+        """Commits what the lanes finished, coalesced: one request for every partition
+        whose commit point moved since the last one. A lane never waits for a commit
+        (the broker's round trip stays off the invocation path); a stop before the
+        commit leaves those records to be delivered again (at least once)."""
+        while True:
+            await self._commit_wake.wait()
+            self._commit_wake.clear()
+            await self._commit_now()
+
+    async def _commit_now(self, parts: list[Partition] | None = None) -> None:
+        consumer = self.consumer
+        if consumer is None:
+            return
+        moved = {}
+        for part in self.partitions.values() if parts is None else parts:
+            tp = part.tp
             point = part.commit_point()
-            consumer = self.consumer
-            if point is None or consumer is None or point == part.committed or self.partitions.get(part.tp) is not part:
-                return
-            try:
-                await consumer.commit({part.tp: point})
-            except KafkaError as exc:
-                # The partition is being taken away (a rebalance): the next owner reads from
-                # the last commit, so these records are delivered again (at least once).
-                log.warning(
-                    "%s/%s: commit of %s at %d failed: %s", self.ctx.namespace, self.ctx.name, part.tp, point, exc
-                )
-                return
-            part.committed = point
+            if point is not None and point != part.committed:
+                moved[tp] = (part, point)
+        if not moved:
+            return
+        try:
+            await consumer.commit({tp: point for tp, (_, point) in moved.items()})
+        except KafkaError as exc:
+            # A rebalance is taking partitions away: their next owner reads from the last
+            # commit, so these records are delivered again (at least once).
+            log.warning("%s/%s: commit failed: %s", self.ctx.namespace, self.ctx.name, exc)
+            return
+        for part, point in moved.values():
+            part.committed = max(point, part.committed or 0)
 
 
 class _Listener(ConsumerRebalanceListener):

