@@ -748,6 +748,11 @@ _ESM_RULES: list[Any] = [
         ".scalingConfig",
     ),
     cel(
+        "!has(self.queue) || !has(self.bisectBatchOnFunctionError) || !self.bisectBatchOnFunctionError",
+        "bisectBatchOnFunctionError is Kafka's (Lambda: streams only); a queue retries each message by itself",
+        ".bisectBatchOnFunctionError",
+    ),
+    cel(
         "!has(self.maximumRecordAgeInSeconds) || self.maximumRecordAgeInSeconds == -1"
         " || self.maximumRecordAgeInSeconds >= 60",
         "maximumRecordAgeInSeconds is -1 (no limit) or 60 to 604800",
@@ -782,7 +787,9 @@ class EventSourceMappingSpec(_Spec):
     self_managed_kafka_event_source_config: SelfManagedKafkaEventSourceConfig | None = None
     starting_position: Literal["LATEST", "TRIM_HORIZON", "AT_TIMESTAMP"] | None = None
     #: RFC 3339 (``2026-12-04T18:00:00Z``).
-    starting_position_timestamp: Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})] | None = None
+    starting_position_timestamp: (
+        Annotated[str, Field(max_length=64, json_schema_extra={"format": "date-time"})] | None
+    ) = None
     parallelization_factor: Annotated[int, Field(ge=1, le=10)] | None = None
     # -- failures --
     #: -1: retry until the record expires (Lambda's default for streams); a queue
@@ -826,6 +833,10 @@ class EventSourceMappingSpec(_Spec):
             )
         if self.scaling_config is not None and self.queue is None:
             raise ValueError("scalingConfig.maximumConcurrency is a queue mapping's (Lambda: SQS only)")
+        if self.queue is not None and self.bisect_batch_on_function_error:
+            raise ValueError(
+                "bisectBatchOnFunctionError is Kafka's (Lambda: streams only); a queue retries each message by itself"
+            )
         age = self.maximum_record_age_in_seconds
         if age is not None and age != -1 and age < 60:
             raise ValueError("maximumRecordAgeInSeconds is -1 (no limit) or 60 to 604800")

@@ -51,7 +51,7 @@ from lambdakube_router.invocations import Engine, EngineSettings
 from lambdakube_router.loop_lag import LoopLag
 from lambdakube_router.metrics import Metrics
 from lambdakube_router.names import Accounts
-from lambdakube_router.pollers.manager import MappingManager, kubernetes_status_writer
+from lambdakube_router.pollers.manager import MappingManager, source_status_writer
 from lambdakube_router.snapshot import ManifestDirectory, Snapshot
 from lambdakube_router.sources import DirectorySource, Source, StaticSource
 
@@ -238,7 +238,7 @@ async def init_app(config: RouterConfig) -> web.Application:
             registry=app[keys.METRICS].registry,
             clock=config.clock,
             wall_clock=config.wall_clock,
-            status_writer=kubernetes_status_writer(kube) if kube is not None else None,
+            status_writer=source_status_writer(source),
             wake_async=dispatcher.notify,
         )
         app[keys.MAPPINGS] = mappings

@@ -302,6 +302,9 @@ class KubernetesSource:
         ("concurrencyquotas", QUOTA_KIND),
         ("eventsourcemappings", ESM_KIND),
     )
+    #: Kinds newer than the router's first release: a cluster without their CRD still
+    #: serves Functions (the start does not fail on their 404).
+    OPTIONAL_KINDS = frozenset({ESM_KIND})
 
     def __init__(
         self,
@@ -367,8 +370,19 @@ class KubernetesSource:
         deadline = loop.time() + self.sync_timeout
         for informer in self.informers:
             informer.start()
-        for informer in self.informers:
+        for informer, (plural, kind) in zip(self.informers, self.KINDS, strict=True):
             if not await informer.synced(max(0.0, deadline - loop.time()), or_error=True):
+                if kind in self.OPTIONAL_KINDS and informer.refused and "HTTP 404" in (informer.error or ""):
+                    # An upgrade that did not apply the new CRD (helm installs crds/ only
+                    # on install): serve the rest; the informer lists again until it exists.
+                    log.error(
+                        "the %s CRD is not installed (kubectl apply -f crds/%s.yaml): %s objects are not"
+                        " served until it is",
+                        kind,
+                        plural,
+                        kind,
+                    )
+                    continue
                 error = informer.error or f"listing {informer.plural}: no answer within {self.sync_timeout:g}s"
                 await self.close()
                 raise SourceError(error)
@@ -398,6 +412,18 @@ class KubernetesSource:
             self._writes = ApiSession(self._configuration)
         await kube_api.KubeApi(self._writes, self._configuration).patch(
             kube_api.lambdakube_object(kind, namespace, name), patch
+        )
+
+    async def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> None:
+        """A merge patch of an object's status subresource (an EventSourceMapping's
+        pollers), on the writes' own connections."""
+        from lambdakube_router import kube_api  # noqa: PLC0415
+        from lambdakube_router.informer import ApiSession  # noqa: PLC0415
+
+        if self._writes is None:
+            self._writes = ApiSession(self._configuration)
+        await kube_api.KubeApi(self._writes, self._configuration).patch(
+            kube_api.lambdakube_object(kind, namespace, name) + "/status", {"status": status}
         )
 
     async def close(self) -> None:

@@ -119,6 +119,11 @@ FORBIDDEN_ROUTER_ONLY = [
     ("deletecollection", "pods", None),
     ("patch", "events", None),
     ("create", "events.events.k8s.io", None),
+    # EventSourceMappings are users' objects: the router only reads them and writes status
+    ("create", "eventsourcemappings.lambdakube.dev", None),
+    ("patch", "eventsourcemappings.lambdakube.dev", None),
+    ("delete", "eventsourcemappings.lambdakube.dev", None),
+    ("update", "eventsourcemappings.lambdakube.dev", "status"),
 ]
 FORBIDDEN_OPERATOR_ONLY = [
     # the router's: Lambda's PutProvisionedConcurrencyConfig (provisionedConcurrency only;

@@ -406,13 +406,15 @@ USER_ROLES = {
         ("lambdakube.dev", "queues"): {"get"},
         ("lambdakube.dev", "asyncevents"): {"list"},
         ("lambdakube.dev", "concurrencyquotas"): {"get", "list", "watch"},
+        ("lambdakube.dev", "eventsourcemappings"): {"get", "list", "watch"},
     },
-    "lambdakube-queue-admin": {("lambdakube.dev", "queues"): {"get", "delete"}},
+    "lambdakube-queue-admin": {("lambdakube.dev", "queues"): {"get", "delete", "create"}},
     "lambdakube-admin": {
         ("lambdakube.dev", "functions"): {"invoke", "inspect", "configure-concurrency", "get", "list", "watch"},
-        ("lambdakube.dev", "queues"): {"get", "delete"},
+        ("lambdakube.dev", "queues"): {"get", "delete", "create"},
         ("lambdakube.dev", "asyncevents"): {"list"},
         ("lambdakube.dev", "concurrencyquotas"): {"get", "list", "watch"},
+        ("lambdakube.dev", "eventsourcemappings"): {"get", "list", "watch"},
     },
 }
 
@@ -430,7 +432,9 @@ def test_the_callers_roles_cover_every_router_verb():
             asked |= {(a.resource, a.verb) for a in need.checks}
     admin = {(res, v) for (_, res), verbs in USER_ROLES["lambdakube-admin"].items() for v in verbs}
     assert asked <= admin
-    kube_verbs = {(crd, v) for crd in ("functions", "concurrencyquotas") for v in ("get", "list", "watch")}
+    kube_verbs = {
+        (crd, v) for crd in ("functions", "concurrencyquotas", "eventsourcemappings") for v in ("get", "list", "watch")
+    }
     for name, rules in USER_ROLES.items():
         granted = {(res, v) for (_, res), verbs in rules.items() for v in verbs}
         assert granted <= asked | kube_verbs, name

@@ -300,3 +300,24 @@ async def test_send_message_refuses_bad_input_and_stores_nothing(make_router, tm
 
 
 _ = INVOKE
+
+
+async def test_filter_criteria_drop_what_no_filter_matches(make_router, tmp_path):
+    out = tmp_path / "seen.jsonl"
+    patterns = [{"body": {"kind": ["order"], "total": [{"numeric": [">", 10]}]}}, {"body": [{"prefix": "urgent"}]}]
+    router = await make_router(
+        consumer(out), mapping(filterCriteria={"filters": [{"pattern": json.dumps(p)} for p in patterns]})
+    )
+    big = json.dumps({"kind": "order", "total": 12})
+    small = json.dumps({"kind": "order", "total": 3})
+    refund = json.dumps({"kind": "refund", "total": 50})
+    await send(router, big, small, refund, "urgent: call back", "plain text")
+    await router.eventually(lambda: drained(router))  # the dropped ones are deleted, as Lambda does
+    assert sorted(bodies(out)) == sorted([big, "urgent: call back"])
+
+    async def filtered_three() -> bool:
+        async with router.client.session.get(router.url("/metrics")) as resp:
+            text = await resp.text()
+        return 'lambdakube_event_source_filtered_total{mapping="orders",namespace="default",source="queue"} 3.0' in text
+
+    await router.eventually(filtered_three)

@@ -462,6 +462,7 @@ async def test_examples_are_accepted_by_the_crd_schema(control_plane, namespace,
     assert out.returncode == 0, out.stderr
     for name in ("hello", "provisioned", "reserved", "async-dlq"):
         assert f"function.lambdakube.dev/{name}" in out.stdout
+    assert "eventsourcemapping.lambdakube.dev/orders" in out.stdout
 
 
 # -- claims: provisioned pods (the operator's), generic pods, draining ---------------------

@@ -51,6 +51,8 @@ def test_examples_are_valid():
     assert "default" in snap.quotas
     dlq = snap.functions[("default", "async-dlq")].spec.async_
     assert dlq.on_failure.queue and dlq.dead_letter.queue
+    orders = snap.mappings[("default", "orders")].spec
+    assert orders is not None and orders.function == "order-consumer" and orders.report_batch_item_failures
 
 
 @pytest.mark.parametrize(

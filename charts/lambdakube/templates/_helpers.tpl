@@ -156,7 +156,8 @@ there are no kopfpeerings rules.
 
 {{/*
 Router: lists and watches Functions, their published versions and aliases, and quotas
-(a quota's status, the operator's reservation decisions, comes with the object), patches Function status (live pool
+(a quota's status, the operator's reservation decisions, comes with the object), and
+EventSourceMappings (it runs their pollers, and patches their status), patches Function status (live pool
 counters), creates/deletes the on-demand environment pods (and watches a new one
 until its runtime is ready), patches pods (claims
 of provisioned and generic pods, Init-error annotations), and posts Events. It reads a
@@ -181,6 +182,14 @@ code goes to the runtime in POST /init).
 - apiGroups: ["lambdakube.dev"]
   resources: ["concurrencyquotas"]
   verbs: ["list", "watch"]
+- apiGroups: ["lambdakube.dev"]
+  resources: ["eventsourcemappings"]
+  # the informer's list and watch: the router runs the mappings' pollers
+  verbs: ["list", "watch"]
+- apiGroups: ["lambdakube.dev"]
+  resources: ["eventsourcemappings/status"]
+  # the pollers' state, lag and lastProcessingResult
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch", "create", "delete", "patch"]

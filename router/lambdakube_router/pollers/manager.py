@@ -391,15 +391,19 @@ class _NoMetrics:
         self._pollers(-1)
 
 
-def kubernetes_status_writer(kube) -> StatusWriter:
-    """Merge patches of ``eventsourcemappings/<name>/status`` through ``kube_api.KubeApi``;
-    a gone mapping (404) is not an error (its deletion reaches the informer soon)."""
-    from lambdakube_router import kube_api  # noqa: PLC0415
+def source_status_writer(registry_source) -> StatusWriter | None:
+    """The registry source's status writes (``KubernetesSource.patch_status``: where the
+    mappings come from is where their status goes); None for manifests and snapshots.
+    A gone mapping (404) is not an error: its deletion reaches the informer soon."""
+    patch_status = getattr(registry_source, "patch_status", None)
+    if patch_status is None:
+        return None
 
     async def write(namespace: str, name: str, status: dict) -> None:
-        path = kube_api.lambdakube_object("EventSourceMapping", namespace, name) + "/status"
+        from lambdakube_router import kube_api  # noqa: PLC0415
+
         try:
-            await kube.patch(path, {"status": status})
+            await patch_status("EventSourceMapping", namespace, name, status)
         except kube_api.ApiError as exc:
             if exc.status != 404:
                 raise
