@@ -262,10 +262,14 @@ async def committed(bootstrap: str, group: str, topic: str, partition: int) -> i
     from aiokafka import TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
+    from aiokafka.errors import GroupCoordinatorNotAvailableError
+
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
+    except GroupCoordinatorNotAvailableError:  # a fresh broker makes its offsets topic first
+        return None
     finally:
         await admin.close()
     meta = offsets.get(TopicPartition(topic, partition))

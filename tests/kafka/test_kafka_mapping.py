@@ -146,6 +146,7 @@ async def test_a_partial_batch_response_commits_up_to_the_first_failure(
         await m.stop()
     assert [b["offsets"] for b in batches(tmp_path)] == [[0, 1, 2, 3], [2, 3]]
     assert m.failed == [] and m.recorder.failure_count == 2
+    assert m.recorder.results == [source.ITEM_FAILURES, source.OK]
 
 
 async def test_a_throttled_batch_is_retried_without_spending_a_retry(make_router, kafka_broker, make_topic, tmp_path):

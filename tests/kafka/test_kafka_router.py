@@ -69,6 +69,17 @@ async def test_a_kafka_mapping_manifest_polls_and_sends_the_poison_record_to_its
 
     st = await eventually(settled, what="lag 0 and OK in the mapping's status")
     assert st["state"] == "Enabled"
+    async with router.client.session.get(router.url("/metrics")) as resp:
+        metrics = await resp.text()
+    m = 'mapping="orders",namespace="default"'  # prometheus_client sorts the labels
+    for p in (0, 1):
+        assert (
+            f'lambdakube_event_source_partition_lag{{{m},partition="{p}",source="kafka",topic="{topic}"}} 0.0'
+            in metrics
+        )
+    # 2 + 2 (its retry) + 2 + 1 records delivered; the failed batch's two, twice, failed.
+    assert f'lambdakube_event_source_records_total{{{m},source="kafka"}} 7.0' in metrics
+    assert f'lambdakube_event_source_failures_total{{{m},source="kafka"}} 4.0' in metrics
     calls = sorted((b["keys"][0], b["offsets"]) for b in batches(tmp_path))
     assert calls == [(f"{topic}-0", [0, 1]), (f"{topic}-0", [0, 1]), (f"{topic}-0", [2]), (f"{topic}-1", [0, 1])]
 

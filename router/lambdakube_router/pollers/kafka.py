@@ -391,12 +391,13 @@ class KafkaPoller:
             ctx.status.processed(source.THROTTLED)
         elif result.result == "not_found":
             ctx.status.processed(source.FUNCTION_NOT_FOUND)
+        elif outcome == kafka_rules.SUCCESS and first_failed != kafka_rules.WHOLE_BATCH:
+            assert first_failed is not None
+            ctx.metrics.failures(sum(1 for r in records if r.offset >= first_failed))
+            ctx.status.processed(source.ITEM_FAILURES)
         else:
-            failed = len(records) if first_failed in (None, kafka_rules.WHOLE_BATCH) else None
-            if failed is None:
-                failed = sum(1 for r in records if r.offset >= first_failed)
             if outcome != kafka_rules.SYSTEM_ERROR:
-                ctx.metrics.failures(failed)
+                ctx.metrics.failures(len(records))
             ctx.status.processed(source.FUNCTION_FAILED)
         await self._apply(part, lane, step, invocations=lane.state.attempts + 1, result=result)
 
