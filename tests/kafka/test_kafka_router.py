@@ -110,3 +110,25 @@ async def test_a_router_restart_mid_batch_redelivers_the_batch_and_loses_nothing
     delivered = [o for b in batches(tmp_path) for o in b["offsets"]]
     assert sorted(set(delivered)) == [0, 1, 2, 3, 4]
     assert sorted(o for o in set(delivered) if delivered.count(o) > 1) == [2, 3]
+
+
+async def test_a_bad_filter_fails_the_mapping_and_a_missing_topic_is_a_problem(make_router, kafka_broker, tmp_path):
+    bad_filter = {"filters": [{"pattern": '{"value": {"kind": [{"no-such-operator": 1}]}}'}]}
+    router = await make_router(
+        function("fn", HANDLER, env=handler_env(tmp_path)),
+        kafka_mapping(kafka_broker.bootstrap, "orders", name="bad-filter", filterCriteria=bad_filter),
+        kafka_mapping(kafka_broker.bootstrap, "no-such-topic", name="no-topic"),
+    )
+
+    async def state_of(name: str, predicate):
+        st = await mapping_status(router, name)
+        return st if st and predicate(st) else None
+
+    failed = await eventually(lambda: state_of("bad-filter", lambda s: s.get("state") == "Failed"), what="Failed")
+    assert "filterCriteria" in failed["stateTransitionReason"]
+    problem = await eventually(
+        lambda: state_of("no-topic", lambda s: "does not exist" in (s.get("lastProcessingResult") or "")),
+        what="a PROBLEM for the missing topic",
+    )
+    assert problem["state"] != "Failed"  # retried: the topic may yet be created
+    assert batches(tmp_path) == []

@@ -149,12 +149,16 @@ class KafkaPoller:
     KIND = KAFKA_SOURCE
 
     def __init__(self, ctx: PollerContext) -> None:
+        """Never raises (the manager builds pollers in its loop): a spec this poller
+        cannot read is ``SourceFailed`` from ``run``, so the mapping goes ``Failed``."""
         spec = ctx.spec
-        if spec.self_managed_event_source is None or not spec.topics:
-            raise SourceFailed("a Kafka mapping needs selfManagedEventSource and topics")
         self.ctx = ctx
-        self.topic = spec.topics[0]
-        self.bootstrap = ",".join(spec.self_managed_event_source.endpoints.KAFKA_BOOTSTRAP_SERVERS)
+        self.invalid: str | None = None
+        endpoints = spec.self_managed_event_source.endpoints if spec.self_managed_event_source else None
+        if endpoints is None or not spec.topics:
+            self.invalid = "a Kafka mapping needs selfManagedEventSource and topics"
+        self.topic = spec.topics[0] if spec.topics else ""
+        self.bootstrap = ",".join(endpoints.KAFKA_BOOTSTRAP_SERVERS) if endpoints is not None else ""
         cfg = spec.self_managed_kafka_event_source_config
         # Lambda's default group id is the mapping's UUID; a mapping's name is as unique here.
         self.group_id = cfg.consumer_group_id if cfg is not None else f"lambdakube-{ctx.namespace}-{ctx.name}"
@@ -163,10 +167,11 @@ class KafkaPoller:
         self.window = DEFAULT_WINDOW_SECONDS if window is None else float(window)
         self.lanes_per_partition = spec.parallelization_factor or 1
         criteria = spec.filter_criteria
+        self.filters: list[dict] = []
         try:
             self.filters = compile_criteria([f.pattern for f in criteria.filters]) if criteria else []
         except ValueError as exc:
-            raise SourceFailed(f"filterCriteria: {exc}") from None
+            self.invalid = f"filterCriteria: {exc}"
         self.slots = Slots(ctx.max_concurrency)
         self.partitions: dict[TopicPartition, Partition] = {}
         self.partition_lag: dict[int, int] = {}
@@ -185,6 +190,8 @@ class KafkaPoller:
         )
 
     async def run(self) -> None:
+        if self.invalid is not None:
+            raise SourceFailed(self.invalid)
         consumer = self.consumer = self._consumer()
         committer: asyncio.Task | None = None
         try:
