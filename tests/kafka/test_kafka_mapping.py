@@ -10,6 +10,7 @@ import base64
 import json
 import time
 from collections import defaultdict
+from datetime import datetime, timezone
 
 from lambdakube_router import keys
 from lambdakube_router.pollers import source
@@ -314,3 +315,20 @@ async def test_filter_criteria_drop_records_and_the_commit_moves_past_them(
         await m.stop()
     assert [o for b in batches(tmp_path) for o in b["offsets"]] == [0, 2]
     assert m.recorder.filtered_count == 3
+
+
+async def test_at_timestamp_starts_at_the_first_record_not_older(make_router, kafka_broker, make_topic, tmp_path):
+    topic = await make_topic(1)
+    router = await make_router(function("fn", HANDLER, env=handler_env(tmp_path)))
+    base = (int(time.time()) - 100) * 1000
+    await produce(kafka_broker.bootstrap, topic, [(0, None, f"v{i}", base + (i - 1) * 2000) for i in range(3)])
+    at = datetime.fromtimestamp(base / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    spec = mapping_spec(
+        kafka_broker.bootstrap, topic, startingPosition="AT_TIMESTAMP", startingPositionTimestamp=at, batchSize=10
+    )
+    m = start_mapping(router, spec)
+    try:
+        await wait_committed(kafka_broker.bootstrap, m.poller.group_id, topic, 0, 3)
+    finally:
+        await m.stop()
+    assert [o for b in batches(tmp_path) for o in b["offsets"]] == [1, 2]
