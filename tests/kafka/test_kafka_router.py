@@ -132,3 +132,23 @@ async def test_a_bad_filter_fails_the_mapping_and_a_missing_topic_is_a_problem(m
     )
     assert problem["state"] != "Failed"  # retried: the topic may yet be created
     assert batches(tmp_path) == []
+
+
+async def test_the_functions_reserved_concurrency_caps_the_pollers_without_throttles(
+    make_router, kafka_broker, make_topic, tmp_path
+):
+    """Four partitions, reservedConcurrency 2: the manager's cap reaches the poller, so
+    at most two batches run at once and none is ever throttled."""
+    topic = await make_topic(4)
+    await produce(kafka_broker.bootstrap, topic, [(i % 4, None, f"v{i}") for i in range(24)])
+    router = await make_router(
+        function("fn", HANDLER, env=handler_env(tmp_path, DWELL="0.1"), reservedConcurrency=2),
+        kafka_mapping(kafka_broker.bootstrap, topic, batchSize=2),
+    )
+    for p in range(4):
+        await wait_committed(kafka_broker.bootstrap, "lambdakube-default-orders", topic, p, 6)
+    peaks = [b["peak"] for b in batches(tmp_path)]
+    assert max(peaks) == 2, peaks
+    async with router.client.session.get(router.url("/metrics")) as resp:
+        metrics = await resp.text()
+    assert 'result="success"' in metrics and 'result="throttled"' not in metrics
