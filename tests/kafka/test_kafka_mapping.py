@@ -332,3 +332,20 @@ async def test_at_timestamp_starts_at_the_first_record_not_older(make_router, ka
     finally:
         await m.stop()
     assert [o for b in batches(tmp_path) for o in b["offsets"]] == [1, 2]
+
+
+async def test_latest_starts_after_what_the_topic_already_holds(make_router, kafka_broker, make_topic, tmp_path):
+    topic = await make_topic(1)
+    router = await make_router(function("fn", HANDLER, env=handler_env(tmp_path)))
+    await produce(kafka_broker.bootstrap, topic, [(0, None, "old")])
+    m = start_mapping(router, mapping_spec(kafka_broker.bootstrap, topic, startingPosition="LATEST"))
+    try:
+        await eventually(lambda: m.poller.partitions, what="the partition assigned")
+        (tp,) = m.poller.partitions
+        assert m.poller.consumer is not None
+        assert await m.poller.consumer.position(tp) == 1  # resolved at the end, before "new" exists
+        await produce(kafka_broker.bootstrap, topic, [(0, None, "new")])
+        await wait_committed(kafka_broker.bootstrap, m.poller.group_id, topic, 0, 2)
+    finally:
+        await m.stop()
+    assert [v for b in batches(tmp_path) for v in b["values"]] == ["new"]

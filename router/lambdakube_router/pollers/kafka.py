@@ -65,6 +65,8 @@ _BUFFER_MIN = 5000
 _FETCH_WAIT_MS = 500
 #: The longest a stopping poller waits to commit what its lanes finished.
 _FINAL_COMMIT_SECONDS = 5.0
+#: A failed commit is tried again after this long (also when nothing else moves).
+_COMMIT_RETRY_SECONDS = 1.0
 #: How often a waiting lane looks at a changed ``max_concurrency()``.
 _SLOT_RECHECK_SECONDS = 1.0
 
@@ -209,7 +211,7 @@ class KafkaPoller:
                     self._accept(tp, records)
                 self._backpressure(consumer)
                 self._report_lag(consumer)
-                self._raise_lane_failure()
+                self._raise_lane_failure(committer)
         finally:
             if committer is not None:
                 committer.cancel()
@@ -239,14 +241,14 @@ class KafkaPoller:
             self.ctx.metrics.filtered(dropped)
             self._commit_soon()
 
-    def _raise_lane_failure(self) -> None:
-        """A lane that died of a bug stops the poller (the manager restarts it, and the
-        records after the last commit are read again), instead of a silent stall."""
-        for part in self.partitions.values():
-            for lane in part.lanes:
-                task = lane.task
-                if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
-                    raise RuntimeError(f"the lane of {part.tp} failed") from task.exception()
+    def _raise_lane_failure(self, committer: asyncio.Task) -> None:
+        """A lane (or the committer) that died of a bug stops the poller (the manager
+        restarts it, and the records after the last commit are read again), instead of
+        a silent stall."""
+        tasks = [(f"the lane of {part.tp}", lane.task) for part in self.partitions.values() for lane in part.lanes]
+        for what, task in [*tasks, ("the committer", committer)]:
+            if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+                raise RuntimeError(f"{what} failed") from task.exception()
 
     def _lane_of(self, r: Any) -> int:
         if self.lanes_per_partition == 1 or r.key is None:
@@ -480,6 +482,7 @@ class KafkaPoller:
             # A rebalance is taking partitions away: their next owner reads from the last
             # commit, so these records are delivered again (at least once).
             log.warning("%s/%s: commit failed: %s", self.ctx.namespace, self.ctx.name, exc)
+            asyncio.get_running_loop().call_later(_COMMIT_RETRY_SECONDS, self._commit_wake.set)
             return
         for part, point in moved.values():
             part.committed = max(point, part.committed or 0)
