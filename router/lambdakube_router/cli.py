@@ -48,9 +48,15 @@ def _dev(args: argparse.Namespace) -> int:
     def ready(host: str, port: int) -> None:
         from lambdakube_router.snapshot import load_directory
 
-        names = sorted(name for _, name in load_directory(directory, args.namespace).functions)
+        loaded = load_directory(directory, args.namespace)
+        names = sorted(name for _, name in loaded.functions)
         example = "hello" if "hello" in names else (names[0] if names else "FUNCTION")
         print(f"lambdakube dev: {len(names)} function(s) from {directory}: {', '.join(names)}")
+        if loaded.mappings:
+            mappings = sorted(name for _, name in loaded.mappings)
+            print(
+                f"event source mappings: {', '.join(mappings)} (GET /lambdakube/v1/namespaces/NS/eventsourcemappings)"
+            )
         print(f"async queue state: {state_dir}")
         print("try:")
         print(

@@ -53,7 +53,8 @@ def test_the_chart_ships_it_for_the_sidecar_when_enabled(render):
 def test_it_has_what_the_issue_asks_for():
     titles = " | ".join(p["title"] for p in dashboard()["panels"]).lower()
     for want in ("invocations", "errors", "throttles by reason", "concurrency vs", "cold starts",
-                 "init duration", "run duration", "async queue depth", "age", "spill-over"):  # fmt: skip
+                 "init duration", "run duration", "async queue depth", "age", "spill-over",
+                 "event source mappings: lag and pollers"):  # fmt: skip
         assert want in titles, want
     kinds = {p["title"]: p["type"] for p in dashboard()["panels"]}
     assert kinds["Init duration"] == kinds["Run duration"] == "heatmap"
@@ -95,6 +96,12 @@ async def test_every_expression_matches_what_the_router_exposes(make_router):  #
         function("closed", WORK, reservedConcurrency=0, **{"async": {"maximumEventAgeSeconds": 3600}}),
         function("capped", WORK, maxConcurrency=1),
         function("prov", WORK, reservedConcurrency=5, provisionedConcurrency=1),
+        {
+            "apiVersion": "lambdakube.dev/v1alpha1",
+            "kind": "EventSourceMapping",
+            "metadata": {"name": "in"},
+            "spec": {"functionName": "work", "queue": {"name": "in"}},
+        },
         queue_age_interval_seconds=0.05,
     )
     for payload in ({}, {}, {"fail": True}):
@@ -107,6 +114,17 @@ async def test_every_expression_matches_what_the_router_exposes(make_router):  #
     assert [r[0] for r in results] == [200, 200]  # one of them spilled over
     status, _, _ = await router.invoke("closed", {}, headers={"X-Amz-Invocation-Type": "Event"})
     assert status == 202  # stays queued: its function throttles every attempt
+    # a queue event source mapping's batch (its lag, pollers, records, batches)
+    async with router.client.session.post(
+        router.url("/lambdakube/v1/namespaces/default/queues/in/messages"), json={"MessageBody": "{}"}
+    ) as resp:
+        assert resp.status == 200
+
+    async def batch_counted():
+        async with router.client.session.get(router.url("/metrics")) as resp:
+            return "lambdakube_event_source_batches_total{" in await resp.text()
+
+    await router.eventually(batch_counted)
 
     async def scrape_with_queue_age():
         async with router.client.session.get(router.url("/metrics")) as resp:
