@@ -12,10 +12,13 @@ commits. Its guarantees:
   lane 0), so the order holds per key, as Lambda does for Kinesis. A partition's commit
   point is the lowest offset any of its lanes still holds.
 - **At least once.** The offset committed is the first record not done; anything
-  after it is read again by the next owner of the partition. When a poller stops (the
-  router restarts, the mapping changes, a rebalance takes the partition) in the middle
-  of a batch, that batch and every uncommitted record after it are delivered again:
-  those are the only redeliveries (a record is never skipped).
+  after it is read again by the next owner of the partition. Commits leave the
+  invocation path: one task commits, coalesced, every partition whose point moved, and
+  a partition being given up commits what its lanes finished (bounded) first. When a
+  poller stops (the router restarts, the mapping changes, a rebalance takes the
+  partition) in the middle of a batch, that batch, and whatever its final commit could
+  not record, are delivered again: those are the only redeliveries (a record is never
+  skipped).
 - **Concurrency.** No more invocations at once than ``ctx.max_concurrency()`` (the
   mapping's ``scalingConfig.maximumConcurrency`` and the function's own caps), and
   never more than the lanes. A throttled batch waits a backoff and is sent again
