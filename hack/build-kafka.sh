@@ -39,7 +39,7 @@ mkdir -p "$CACHE_ROOT"
 WORK="$(mktemp -d "$CACHE_ROOT/.kafka-build.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 log "resolving kafka_2.13 $KAFKA_VERSION with Maven"
-mvn -q -B -f "$HERE/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+mvn -q -B -Dstyle.color=never -f "$HERE/kafka/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
   dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$WORK/libs" >&2
 cp "$HERE/kafka/log4j2.properties" "$WORK/log4j2.properties"
 # Atomic from the readers' side (a rename on one filesystem): whole or not at all.
