@@ -228,10 +228,19 @@ class KafkaPoller:
         part = self.partitions.get(tp)
         if part is None:  # revoked between the fetch and now
             return
+        if not records:
+            return
         now = self.ctx.clock()
+        part.fetched_end = records[-1].offset + 1
+        if not self.filters and len(part.lanes) == 1:  # the common case, in one step
+            lane = part.lanes[0]
+            if not lane.pending:
+                lane.oldest_since = now
+            lane.pending.extend(records)
+            lane.wake.set()
+            return
         dropped = 0
         for r in records:
-            part.fetched_end = r.offset + 1
             if self.filters and not matches_any(self.filters, filter_view(r)):
                 dropped += 1
                 continue

@@ -71,26 +71,23 @@ def event_bytes(records: Sequence[Any], bootstrap_servers: str) -> bytes:
     types = TIMESTAMP_TYPES
     parts: dict[str, list[str]] = {}
     for r in records:
-        fields = [
+        key, value, headers = r.key, r.value, r.headers
+        parts.setdefault(f"{r.topic}-{r.partition}", []).append(
             f'{{"topic":"{r.topic}","partition":{r.partition},"offset":{r.offset},"timestamp":{r.timestamp},'
             f'"timestampType":"{types.get(r.timestamp_type, "NO_TIMESTAMP_TYPE")}"'
-        ]
-        if r.key is not None:
-            fields.append(f',"key":"{b64(r.key, newline=False).decode()}"')
-        if r.value is not None:
-            fields.append(f',"value":"{b64(r.value, newline=False).decode()}"')
-        if r.headers:
-            headers = ",".join(
-                f"{{{json.dumps(name)}:[{','.join(map(str, value or b''))}]}}" for name, value in r.headers
-            )
-            fields.append(f',"headers":[{headers}]}}')
-        else:
-            fields.append(',"headers":[]}')
-        parts.setdefault(f"{r.topic}-{r.partition}", []).append("".join(fields))
+            + ("" if key is None else ',"key":"' + b64(key, newline=False).decode() + '"')
+            + ("" if value is None else ',"value":"' + b64(value, newline=False).decode() + '"')
+            + (_headers_json(headers) if headers else ',"headers":[]}')
+        )
     grouped = ",".join(f'"{key}":[{",".join(items)}]' for key, items in parts.items())
     return (
         f'{{"eventSource":"{EVENT_SOURCE}","bootstrapServers":{json.dumps(bootstrap_servers)},"records":{{{grouped}}}}}'
     ).encode()
+
+
+def _headers_json(headers) -> str:
+    items = ",".join(f"{{{json.dumps(name)}:[{','.join(map(str, value or b''))}]}}" for name, value in headers)
+    return f',"headers":[{items}]}}'
 
 
 def failure_record(
