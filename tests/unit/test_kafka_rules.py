@@ -334,3 +334,32 @@ CLASSIFY = [
 @pytest.mark.parametrize("name,result,status,want", CLASSIFY, ids=[c[0] for c in CLASSIFY])
 def test_classify(name, result, status, want):
     assert r.classify(result, status) == want
+
+
+# -- the mapping's fields as the rules' settings --------------------------------------------
+
+BASE = {
+    "functionName": "fn",
+    "selfManagedEventSource": {"endpoints": {"KAFKA_BOOTSTRAP_SERVERS": ["127.0.0.1:9092"]}},
+    "topics": ["orders"],
+    "startingPosition": "TRIM_HORIZON",
+}
+SETTINGS = [
+    ("Lambda's stream defaults", {}, Settings(batch_size=100, max_retry_attempts=-1, max_record_age=None)),
+    ("age -1 is no limit", {"maximumRecordAgeInSeconds": -1}, Settings(max_record_age=None)),
+    (
+        "age and retries",
+        {"maximumRecordAgeInSeconds": 60, "maximumRetryAttempts": 0},
+        Settings(max_retry_attempts=0, max_record_age=60.0),
+    ),
+    ("bisect", {"bisectBatchOnFunctionError": True, "batchSize": 7}, Settings(batch_size=7, bisect=True)),
+    ("partial responses", {"functionResponseTypes": ["ReportBatchItemFailures"]}, Settings(report_item_failures=True)),
+]
+
+
+@pytest.mark.parametrize("name,fields,want", SETTINGS, ids=[c[0] for c in SETTINGS])
+def test_settings_of_a_mapping(name, fields, want):
+    from lambdakube.models import EventSourceMappingSpec
+    from lambdakube_router.pollers.kafka import settings_of
+
+    assert settings_of(EventSourceMappingSpec.model_validate({**BASE, **fields})) == want
