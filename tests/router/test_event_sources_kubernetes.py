@@ -10,6 +10,7 @@ import json
 import pytest
 import yaml
 
+from lambdakube import crdgen
 from lambdakube_router.app import init_app
 from lambdakube_router.pollers import source as source_registry
 from lambdakube_router.sources import KubernetesSource
@@ -137,5 +138,13 @@ async def test_a_cluster_without_the_mapping_crd_still_serves_functions(
         assert "the EventSourceMapping CRD is not installed (kubectl apply -f crds/eventsourcemappings.yaml)" in (
             caplog.text
         )
-    finally:
-        await __import__("asyncio").to_thread(control_plane.install_crds)
+    finally:  # back as the session's control plane had it (install_crds runs once per session)
+        crd = crdgen.CRD_DIR / "eventsourcemappings.yaml"
+        await kubectl(control_plane, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
+        await kubectl(
+            control_plane,
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            "crd/eventsourcemappings.lambdakube.dev",
+        )
