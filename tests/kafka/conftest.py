@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from tests.kafka.broker import ToolMissing, locate_kafka, running
-from tests.router.conftest import make_router  # noqa: F401 - the router app fixture
+from tests.router.conftest import crds, make_router  # noqa: F401 - the router app and CRD fixtures
 
 
 @pytest.fixture(scope="session")
