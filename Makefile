@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: dev test test-fast test-e2e lint schemathesis controlplane helm rie tools node-deps images node deps crds bench bench-node e2e clean lambda-go node-ric node-sdk runtime-clients bench-runtime-api kafka bench-kafka
+.PHONY: dev test test-fast test-e2e lint schemathesis controlplane helm rie tools node-deps images node deps crds bench bench-node e2e clean lambda-go node-ric node-sdk runtime-clients bench-runtime-api
 
 # Main job: the router on the embedded local backend, serving examples/ on 127.0.0.1:9000.
 dev: $(STAMP)
@@ -65,6 +65,7 @@ runtime-clients: rie lambda-go node-ric node-sdk
 
 # Apache Kafka (KRaft, one node) from Maven Central for the Kafka event source's tests
 # (tests/kafka) and bench: needs java and mvn; cached by version under ~/.cache/lambdakube.
+.PHONY: kafka bench-kafka
 kafka:
 	@bash hack/build-kafka.sh >/dev/null
 
