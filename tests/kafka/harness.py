@@ -285,7 +285,7 @@ async def wait_committed(bootstrap: str, group: str, topic: str, partition: int,
     await eventually(reached, what=f"{topic}-{partition} committed at {offset}")
 
 
-async def eventually(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
+async def eventually(predicate, timeout: float = 60.0, interval: float = 0.05, what: str = "condition"):
     """Poll an (async or sync) predicate until truthy; bounded in time."""
     deadline = time.monotonic() + timeout
     while True:
