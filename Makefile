@@ -12,12 +12,12 @@ dev: $(STAMP)
 
 # Whole suite: unit, runtime, router, cluster tests against a real kube-apiserver, and
 # the e2e suite on a real node (tests/e2e: kubelet + containerd on this machine, as root).
-test: $(STAMP) node runtime-clients lint
+test: $(STAMP) node runtime-clients kafka lint
 	$(PY) -m pytest -q
 
 # Everything that needs no Kubernetes control plane. Tests never build a tool (a missing
 # one fails naming its make target), so the one the chart tests use is built first.
-test-fast: $(STAMP) helm runtime-clients
+test-fast: $(STAMP) helm runtime-clients kafka
 	$(PY) -m pytest -q -m "not cluster and not e2e"
 
 # Lint and types (configured in pyproject.toml); part of `make test`.
@@ -63,6 +63,12 @@ node-sdk:
 
 runtime-clients: rie lambda-go node-ric node-sdk
 
+# Apache Kafka (KRaft, one node) from Maven Central for the Kafka event source's tests
+# (tests/kafka) and bench: needs java and mvn; cached by version under ~/.cache/lambdakube.
+.PHONY: kafka bench-kafka
+kafka:
+	@bash hack/build-kafka.sh >/dev/null
+
 # helm alone (about 2 minutes cold): all that `make test-fast` needs of the tools.
 helm:
 	@bash hack/build-tools.sh helm >/dev/null
@@ -101,6 +107,10 @@ bench: $(STAMP) rie
 # aws-lambda-rie, warm and cold (the other clients' rows need `make runtime-clients`).
 bench-runtime-api: $(STAMP) rie
 	$(PY) bench/runtime_api.py
+
+# Records per second through a Kafka event source mapping vs a plain aiokafka consumer.
+bench-kafka: $(STAMP) kafka
+	$(PY) bench/kafka_mapping.py
 
 # Cold starts and warm overhead on real pods (brings up the real node itself).
 bench-node: $(STAMP) node

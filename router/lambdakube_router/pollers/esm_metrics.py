@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -60,6 +60,14 @@ class EventSourceMetrics:
         )
         registry.register(_Gauges(rows))
         self._results: dict[tuple[str, str, str], set[str]] = {}
+        #: A Kafka mapping's lag by partition (``MappingMetrics.partition_lag``).
+        self.partition_lag = Gauge(
+            "lambdakube_event_source_partition_lag",
+            "Records in a Kafka partition after the mapping's commit point",
+            LABELS + ["topic", "partition"],
+            registry=registry,
+        )
+        self._partitions: dict[tuple[str, str, str], set[tuple[str, str]]] = {}
 
     def for_mapping(self, namespace: str, name: str, kind: str, pollers: Callable[[int], None]) -> MappingMetrics:
         return MappingMetrics(self, (namespace, name, kind), pollers)
@@ -74,6 +82,11 @@ class EventSourceMetrics:
         for result in self._results.pop(labels, set()):
             try:
                 self.batches.remove(*labels, result)
+            except KeyError:
+                pass
+        for topic, partition in self._partitions.pop(labels, set()):
+            try:
+                self.partition_lag.remove(*labels, topic, partition)
             except KeyError:
                 pass
 
@@ -110,6 +123,12 @@ class MappingMetrics:
 
     def lag(self, n: int) -> None:
         self.last_lag = n
+
+    def partition_lag(self, topic: str, partition: int, n: int) -> None:
+        """A Kafka poller's lag of one partition (the poller calls it when present)."""
+        key = (topic, str(partition))
+        self._m._partitions.setdefault(self._labels, set()).add(key)
+        self._m.partition_lag.labels(*self._labels, *key).set(n)
 
     def poller_started(self) -> None:
         self._pollers(+1)

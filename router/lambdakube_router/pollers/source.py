@@ -71,6 +71,7 @@ NO_RECORDS = "No records processed"
 FUNCTION_FAILED = "PROBLEM: Function call failed"
 THROTTLED = "PROBLEM: Function call throttled"
 FUNCTION_NOT_FOUND = "PROBLEM: Function not found"
+ITEM_FAILURES = "PROBLEM: Function reported batch item failures"
 
 
 class SourceFailed(Exception):

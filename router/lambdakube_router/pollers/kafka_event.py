@@ -1,0 +1,137 @@
+"""The JSON a Kafka mapping hands a function, and the one it hands ``onFailure``: Lambda's
+self-managed Kafka shapes, pure, so a handler written for Lambda reads them unchanged.
+
+The event (one invocation = one partition's batch, so ``records`` has one key)::
+
+    {"eventSource": "SelfManagedKafka", "bootstrapServers": "b1:9092,b2:9092",
+     "records": {"orders-0": [{"topic": "orders", "partition": 0, "offset": 15,
+        "timestamp": 1545084650987, "timestampType": "CREATE_TIME",
+        "key": "<base64>", "value": "<base64>",
+        "headers": [{"traceId": [104, 105]}]}]}}
+
+A record without a key or value has none of that field (Lambda leaves it out).
+
+The onFailure record is Lambda's stream failure record (``requestContext``,
+``responseContext``, ``KafkaBatchInfo``) plus ``payload``: the event of the records
+that failed, so that nothing is lost (Lambda adds the payload only for S3
+destinations; here a queue message or an async event is the only copy left).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from lambdakube.formats import function_arn, rfc3339_millis
+
+EVENT_SOURCE = "SelfManagedKafka"
+#: Kafka's timestamp types (aiokafka's ``timestamp_type``) by Lambda's names.
+TIMESTAMP_TYPES = {0: "CREATE_TIME", 1: "LOG_APPEND_TIME"}
+
+
+def record_json(r: Any) -> dict:
+    """One aiokafka ``ConsumerRecord`` as Lambda shows it."""
+    out: dict[str, Any] = {
+        "topic": r.topic,
+        "partition": r.partition,
+        "offset": r.offset,
+        "timestamp": r.timestamp,
+        "timestampType": TIMESTAMP_TYPES.get(r.timestamp_type, "NO_TIMESTAMP_TYPE"),
+    }
+    if r.key is not None:
+        out["key"] = base64.b64encode(r.key).decode()
+    if r.value is not None:
+        out["value"] = base64.b64encode(r.value).decode()
+    out["headers"] = [{name: list(value or b"")} for name, value in (r.headers or ())]
+    return out
+
+
+def partition_key(topic: str, partition: int) -> str:
+    return f"{topic}-{partition}"
+
+
+def event(records: Sequence[Any], bootstrap_servers: str) -> dict:
+    """The invocation's payload for ``records`` (in offset order, of one partition or more)."""
+    grouped: dict[str, list[dict]] = {}
+    for r in records:
+        grouped.setdefault(partition_key(r.topic, r.partition), []).append(record_json(r))
+    return {"eventSource": EVENT_SOURCE, "bootstrapServers": bootstrap_servers, "records": grouped}
+
+
+def event_bytes(records: Sequence[Any], bootstrap_servers: str) -> bytes:
+    """``json.dumps(event(records, bootstrap_servers))``, compact, written directly: the
+    invocation's hot path (a batch of 100 records costs a third of what building the
+    dicts and encoding them does). Topic names ([a-zA-Z0-9._-]) and base64 need no JSON
+    escaping; header names go through ``json.dumps``. A unit test holds it equal to
+    ``event``."""
+    b64 = binascii.b2a_base64
+    types = TIMESTAMP_TYPES
+    parts: dict[str, list[str]] = {}
+    for r in records:
+        key, value, headers = r.key, r.value, r.headers
+        parts.setdefault(f"{r.topic}-{r.partition}", []).append(
+            f'{{"topic":"{r.topic}","partition":{r.partition},"offset":{r.offset},"timestamp":{r.timestamp},'
+            f'"timestampType":"{types.get(r.timestamp_type, "NO_TIMESTAMP_TYPE")}"'
+            + ("" if key is None else ',"key":"' + b64(key, newline=False).decode() + '"')
+            + ("" if value is None else ',"value":"' + b64(value, newline=False).decode() + '"')
+            + (_headers_json(headers) if headers else ',"headers":[]}')
+        )
+    grouped = ",".join(f'"{key}":[{",".join(items)}]' for key, items in parts.items())
+    return (
+        f'{{"eventSource":"{EVENT_SOURCE}","bootstrapServers":{json.dumps(bootstrap_servers)},"records":{{{grouped}}}}}'
+    ).encode()
+
+
+def _headers_json(headers) -> str:
+    items = ",".join(f"{{{json.dumps(name)}:[{','.join(map(str, value or b''))}]}}" for name, value in headers)
+    return f',"headers":[{items}]}}'
+
+
+def failure_record(
+    records: Sequence[Any],
+    condition: str,
+    *,
+    namespace: str,
+    function: str,
+    qualifier: str | None,
+    bootstrap_servers: str,
+    request_id: str,
+    invocations: int,
+    now: float,
+    status: int | None = None,
+    function_error: str | None = None,
+    executed_version: str | None = None,
+) -> dict:
+    """What ``onFailure`` receives for ``records`` (one partition's, in order) whose
+    retries (``RetryAttemptsExhausted``) or age (``RecordAgeExceeded``) are spent."""
+    first, last = records[0], records[-1]
+    response: dict[str, Any] = {"statusCode": status if status is not None else 200}
+    response["executedVersion"] = executed_version or "$LATEST"
+    if function_error:
+        response["functionError"] = function_error
+    arn = function_arn(namespace, function) + (f":{qualifier}" if qualifier else "")
+    return {
+        "version": "1.0",
+        "timestamp": rfc3339_millis(now),
+        "requestContext": {
+            "requestId": request_id,
+            "functionArn": arn,
+            "condition": condition,
+            "approximateInvokeCount": invocations,
+        },
+        "responseContext": response,
+        "KafkaBatchInfo": {
+            "batchSize": len(records),
+            "topic": first.topic,
+            "partition": first.partition,
+            "firstOffset": first.offset,
+            "lastOffset": last.offset,
+            "firstRecordTimestamp": first.timestamp,
+            "lastRecordTimestamp": last.timestamp,
+            "bootstrapServers": bootstrap_servers,
+        },
+        "payload": event(records, bootstrap_servers),
+    }
