@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from lambdakube.formats import function_arn, rfc3339_millis
 from lambdakube.models import AsyncConfig, Destination
 from lambdakube_router.asyncq import policy
+from lambdakube_router.invocation_records import invocation_record
 from lambdakube_router.asyncq.store import AsyncStore, NewEvent, QueueMessage, StoredEvent, StoreUnavailable
 from lambdakube_router.invocations import FUNCTION_ERROR, SUCCESS, Engine, InvokeResult
 
@@ -64,23 +65,20 @@ def destination_record(
 ) -> dict:
     """Lambda's invocation record for onSuccess/onFailure destinations: the ARN the
     caller invoked (its qualifier included) and the version that ran last."""
-    arn = function_arn(ev.namespace, ev.function) + (f":{ev.qualifier}" if ev.qualifier else "")
     executed = executed_version or (ev.qualifier if ev.qualifier and ev.qualifier.isdigit() else "$LATEST")
-    response_context: dict = {"statusCode": status if status is not None else 200, "executedVersion": executed}
-    if function_error:
-        response_context["functionError"] = function_error
-    record = {
-        "version": "1.0",
-        "timestamp": _iso(now),
-        "requestContext": {
-            "requestId": ev.id,
-            "functionArn": arn,
-            "condition": condition,
-            "approximateInvokeCount": invocations,
-        },
-        "requestPayload": _json_or_text(ev.payload),
-        "responseContext": response_context,
-    }
+    record = invocation_record(
+        namespace=ev.namespace,
+        function=ev.function,
+        qualifier=ev.qualifier,
+        condition=condition,
+        request_id=ev.id,
+        invocations=invocations,
+        now=now,
+        status=status if status is not None else 200,
+        executed_version=executed,
+        function_error=function_error,
+    )
+    record["requestPayload"] = _json_or_text(ev.payload)
     if response is not None:
         record["responsePayload"] = _json_or_text(response)
     return record

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import uuid
 
-from lambdakube.formats import function_arn, rfc3339_millis
 from lambdakube.models import Destination
 from lambdakube_router.asyncq.store import NewEvent, QueueMessage
+from lambdakube_router.invocation_records import invocation_record
 
 
 def failure_record(
@@ -30,22 +30,20 @@ def failure_record(
     function_error: str | None = None,
     executed_version: str | None = None,
 ) -> dict:
-    arn = function_arn(namespace, function) + (f":{qualifier}" if qualifier else "")
-    response: dict = {"statusCode": status, "executedVersion": executed_version}
-    if function_error:
-        response["functionError"] = function_error
-    return {
-        "version": "1.0",
-        "timestamp": rfc3339_millis(now),
-        "requestContext": {
-            "requestId": request_id,
-            "functionArn": arn,
-            "condition": condition,
-            "approximateInvokeCount": invocations,
-        },
-        "responseContext": response,
-        "requestPayload": payload,
-    }
+    record = invocation_record(
+        namespace=namespace,
+        function=function,
+        qualifier=qualifier,
+        condition=condition,
+        request_id=request_id,
+        invocations=invocations,
+        now=now,
+        status=status,
+        executed_version=executed_version,
+        function_error=function_error,
+    )
+    record["requestPayload"] = payload
+    return record
 
 
 def writes_for(

@@ -25,7 +25,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from lambdakube.formats import function_arn, rfc3339_millis
+from lambdakube_router.invocation_records import invocation_record
+
 
 EVENT_SOURCE = "SelfManagedKafka"
 #: Kafka's timestamp types (aiokafka's ``timestamp_type``) by Lambda's names.
@@ -108,21 +109,19 @@ def failure_record(
     """What ``onFailure`` receives for ``records`` (one partition's, in order) whose
     retries (``RetryAttemptsExhausted``) or age (``RecordAgeExceeded``) are spent."""
     first, last = records[0], records[-1]
-    response: dict[str, Any] = {"statusCode": status if status is not None else 200}
-    response["executedVersion"] = executed_version or "$LATEST"
-    if function_error:
-        response["functionError"] = function_error
-    arn = function_arn(namespace, function) + (f":{qualifier}" if qualifier else "")
-    return {
-        "version": "1.0",
-        "timestamp": rfc3339_millis(now),
-        "requestContext": {
-            "requestId": request_id,
-            "functionArn": arn,
-            "condition": condition,
-            "approximateInvokeCount": invocations,
-        },
-        "responseContext": response,
+    record = invocation_record(
+        namespace=namespace,
+        function=function,
+        qualifier=qualifier,
+        condition=condition,
+        request_id=request_id,
+        invocations=invocations,
+        now=now,
+        status=status if status is not None else 200,
+        executed_version=executed_version or "$LATEST",
+        function_error=function_error,
+    )
+    return record | {
         "KafkaBatchInfo": {
             "batchSize": len(records),
             "topic": first.topic,
