@@ -34,6 +34,7 @@ from lambdakube.models import EventSourceMappingSpec
 from lambdakube_router import keys
 from lambdakube_router.pollers.kafka import KafkaPoller
 from lambdakube_router.pollers.source import PollerContext
+from tests.router.conftest import eventually as router_eventually
 
 HANDLER = """
 import base64, json, os, time
@@ -286,14 +287,5 @@ async def wait_committed(bootstrap: str, group: str, topic: str, partition: int,
 
 
 async def eventually(predicate, timeout: float = 60.0, interval: float = 0.05, what: str = "condition"):
-    """Poll an (async or sync) predicate until truthy; bounded in time."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        await asyncio.sleep(interval)
+    """The router tests' bounded poll, with the broker's longer default."""
+    return await router_eventually(predicate, timeout, interval, what)

@@ -96,17 +96,21 @@ class Router:
         return self.app[keys.ENGINE].get(namespace, name).pool
 
     async def eventually(self, predicate, timeout: float = 15.0, interval: float = 0.02):
-        """Poll an (async or sync) predicate until truthy; bounded in time."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            value = predicate()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return value
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"condition not met within {timeout}s")
-            await asyncio.sleep(interval)
+        return await eventually(predicate, timeout, interval)
+
+
+async def eventually(predicate, timeout: float = 15.0, interval: float = 0.02, what: str = "condition"):
+    """Poll an (async or sync) predicate until truthy; bounded in time."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        await asyncio.sleep(interval)
 
 
 def router_config(tmp_path, *docs, **overrides) -> RouterConfig:
