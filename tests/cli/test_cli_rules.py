@@ -330,5 +330,5 @@ def test_cluster_logs_are_the_pods_through_kubectl(follow, selection, want_head,
     argv = kubectl_logs_argv(Selection(kubectl="/bin/kubectl", **selection), "team-a", "greeter", follow, 4096)
     assert argv == [
         "/bin/kubectl", *want_head, "logs", "-n", "team-a", "-l", "lambdakube.dev/function=greeter", "--prefix",
-        "--max-log-requests=50", *want_tail,
+        "--max-log-requests=50", "--ignore-errors", *want_tail,
     ]  # fmt: skip

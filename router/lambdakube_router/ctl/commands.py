@@ -279,7 +279,9 @@ def kubectl_logs_argv(
     not read: ``kubectl logs`` of the function's pods, prefixed by pod (= environment),
     with the same kubeconfig and context as the rest of the command."""
     argv = selection.argv("logs", "-n", namespace, "-l", f"lambdakube.dev/function={name}", "--prefix")
-    argv += ["--max-log-requests=50"]
+    # A pod still starting (ContainerCreating) or just gone must not hide the others'
+    # output: kubectl prints its error in line and goes on.
+    argv += ["--max-log-requests=50", "--ignore-errors"]
     return argv + (["--follow"] if follow else [f"--limit-bytes={limit}"])
 
 
