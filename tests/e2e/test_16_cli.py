@@ -63,10 +63,17 @@ def test_the_cli_against_the_installed_router(release: Cluster, ns: str, tmp_pat
     described = lk("describe", "greeter")
     assert described.returncode == 0 and environment in described.stdout, described
 
-    logs = lk("logs", "greeter", "--kubectl", str(release.kubectl_bin))
-    assert logs.returncode == 0, logs.stderr
+    # The router learns a fresh pod listens from the pod itself, before the kubelet reports
+    # the container Running; until then the API server refuses its log ("waiting to
+    # start"), which the CLI prints in line (exit 0) instead of failing the command.
+    def logged():
+        out = lk("logs", "greeter", "--kubectl", str(release.kubectl_bin))
+        assert out.returncode == 0, out.stderr
+        return out if "hello from" in out.stdout else None
+
+    logs = wait_for(logged, 60, "the environment's output in its pod's log", interval=1)
     lines = [line for line in logs.stdout.splitlines() if "hello from" in line]
-    assert lines and all(line.startswith(f"[pod/{environment}/") for line in lines), logs.stdout
+    assert all(line.startswith(f"[pod/{environment}/") for line in lines), logs.stdout
 
     missing = lk("invoke", "nope")
     assert missing.returncode == 1 and "ResourceNotFoundException" in missing.stderr
