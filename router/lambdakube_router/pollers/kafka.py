@@ -49,6 +49,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from lambdakube.models import KAFKA_SOURCE
+from lambdakube_router import invocations
 from lambdakube_router.pollers import kafka_event, kafka_rules, source
 from lambdakube_router.pollers.batching import batch_wait
 from lambdakube_router.pollers.filters import compile_criteria, matches_any
@@ -410,7 +411,7 @@ class KafkaPoller:
             ctx.status.processed(source.OK)
         elif outcome == kafka_rules.THROTTLED:
             ctx.status.processed(source.THROTTLED)
-        elif result.result == "not_found":
+        elif result.result == invocations.NOT_FOUND:
             ctx.status.processed(source.FUNCTION_NOT_FOUND)
         elif outcome == kafka_rules.SUCCESS and first_failed != kafka_rules.WHOLE_BATCH:
             assert first_failed is not None

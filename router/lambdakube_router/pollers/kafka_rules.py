@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from lambdakube.backoff import Backoff
+from lambdakube_router import invocations
 from lambdakube_router.pollers.batching import batch_item_failures
 
 #: Outcomes of one invocation, as ``classify`` names them.
@@ -223,12 +224,12 @@ def classify(result: str, status: int) -> str:
     function's environment refused (400 invalid payload, 413 too large) is the batch's
     own fault: a function error, so that bisecting and retries can move past it; other
     router failures (5xx, not found) are retried without spending a retry."""
-    if result == "success":
+    if result == invocations.SUCCESS:
         return SUCCESS
-    if result == "function_error":
+    if result == invocations.FUNCTION_ERROR:
         return FUNCTION_ERROR
-    if result == "throttled":
+    if result == invocations.THROTTLED:
         return THROTTLED
-    if result == "error" and status in (400, 413):
+    if result == invocations.ERROR and status in (400, 413):
         return FUNCTION_ERROR
     return SYSTEM_ERROR
