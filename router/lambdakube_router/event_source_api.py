@@ -13,7 +13,7 @@ import uuid
 
 from aiohttp import web
 
-from lambdakube_router import keys, params, send_message
+from lambdakube_router import keys, params, request_body, send_message
 from lambdakube_router.asyncq.store import QueueMessage
 from lambdakube_router.introspection import _json, _params, _store_unavailable
 from lambdakube_router.introspection import _body as error_body
@@ -27,15 +27,16 @@ async def send(request: web.Request) -> web.Response:
     p = _params(request, params.SEND_QUEUE_MESSAGES)
     ns, queue = p["namespace"], p["queue"]
     assert isinstance(ns, str) and isinstance(queue, str)
-    raw = await request.read()
-    if len(raw) > MAX_REQUEST_BYTES:
+    try:
+        raw = await request_body.read(request, MAX_REQUEST_BYTES)
+    except request_body.TooLarge as exc:
         raise web.HTTPRequestEntityTooLarge(
             max_size=MAX_REQUEST_BYTES,
-            actual_size=len(raw),
+            actual_size=exc.size if exc.size is not None else MAX_REQUEST_BYTES + 1,
             text=error_body("RequestTooLargeException", f"the request is larger than {MAX_REQUEST_BYTES} bytes"),
             content_type="application/json",
             headers={"x-amzn-ErrorType": "RequestTooLargeException"},
-        )
+        ) from None
     try:
         outgoing = send_message.parse_request(raw)
     except send_message.BadMessage as exc:

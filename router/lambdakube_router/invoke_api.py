@@ -37,7 +37,7 @@ from aiohttp import web
 from lambdakube_router.asyncq.store import RETRY_AFTER_SECONDS as STORE_RETRY_AFTER_SECONDS
 from lambdakube_router.asyncq.store import NewEvent, StoreUnavailable
 from lambdakube_router.invocations import error_result, not_found_result
-from lambdakube_router import keys
+from lambdakube_router import keys, request_body
 from lambdakube_router.names import LATEST, BadFunctionName, UnknownAccount, invoked_function_arn, parse_function_name
 from lambdakube_router.qualifiers import resolve
 
@@ -117,14 +117,10 @@ async def invoke(request: web.Request) -> web.Response:
         return web.Response(status=204, headers={"X-Amz-Request-Id": request_id})
 
     limit = MAX_ASYNC_PAYLOAD if itype == "Event" else MAX_SYNC_PAYLOAD
-    if request.content_length is not None and request.content_length > limit:
-        return _too_large(request.content_length, limit, itype, request_id)
     try:
-        payload = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _too_large(None, limit, itype, request_id)
-    if len(payload) > limit:
-        return _too_large(len(payload), limit, itype, request_id)
+        payload = await request_body.read(request, limit)
+    except request_body.TooLarge as exc:
+        return _too_large(exc.size, limit, itype, request_id)
     if not payload:
         payload = b"{}"  # Lambda treats an empty payload as {}
     else:

@@ -24,7 +24,7 @@ import uuid
 
 from aiohttp import web
 
-from lambdakube_router import access, keys, url_events
+from lambdakube_router import access, keys, request_body, url_events
 from lambdakube_router.invocations import FUNCTION_ERROR, SUCCESS, error_result, not_found_result
 from lambdakube_router.invoke_api import MAX_SYNC_PAYLOAD, result_response
 
@@ -66,13 +66,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if url.cors is not None and url_events.is_preflight(request.method, lowered):
         answer = url_events.preflight(url.cors, lowered)
         return _response(answer, request_id)
-    if request.content_length is not None and request.content_length > MAX_SYNC_PAYLOAD:
-        return _too_large(request_id)
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _too_large(request_id)
-    if len(body) > MAX_SYNC_PAYLOAD:
+        body = await request_body.read(request, MAX_SYNC_PAYLOAD)
+    except request_body.TooLarge:
         return _too_large(request_id)
     peer = request.remote or ""
     event = url_events.request_event(

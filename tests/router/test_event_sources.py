@@ -300,6 +300,24 @@ async def test_send_message_refuses_bad_input_and_stores_nothing(make_router, tm
     assert (stored["messageId"], stored["body"]) == (sent["MessageId"], "hello")
 
 
+async def test_send_message_refuses_an_oversize_request_and_stores_nothing(make_router, tmp_path):
+    """Over the limit by Content-Length (refused before it is read) or chunked (once read)."""
+    from lambdakube_router.event_source_api import MAX_REQUEST_BYTES
+
+    router = await make_router(consumer(tmp_path / "seen.jsonl"))
+    url = router.url(SEND.format("default", "inbox"))
+    big = json.dumps({"MessageBody": "x" * MAX_REQUEST_BYTES}).encode()
+
+    async def chunks():
+        yield big
+
+    for data in (big, chunks()):
+        async with router.client.session.post(url, data=data) as resp:
+            assert resp.status == 413
+            assert (await resp.json())["errorType"] == "RequestTooLargeException"
+    assert await queue_messages(router, "inbox") == []
+
+
 _ = INVOKE
 
 

@@ -127,6 +127,22 @@ async def test_a_function_error_or_a_bad_response_is_502(router):
             assert await resp.text() == "Internal Server Error"
 
 
+async def test_a_body_over_6_mb_is_413_by_length_or_once_read(router):
+    """Refused by its Content-Length before it is read, and a chunked one (no length) once read."""
+    big = b"x" * (6 * 1024 * 1024 + 1)
+
+    async def chunks():
+        for i in range(0, len(big), 1024 * 1024):
+            yield big[i : i + 1024 * 1024]
+
+    for data in (big, chunks()):
+        async with router.client.post(url("web", "/upload"), data=data) as resp:
+            assert resp.status == 413
+            body = await resp.json()
+            assert body["errorType"] == "RequestTooLargeException", body
+            assert "for a function URL" in body["message"], body
+
+
 async def test_a_throttle_is_429(router):
     async with router.client.get(url("throttled")) as resp:
         assert resp.status == 429 and resp.headers["Retry-After"]
