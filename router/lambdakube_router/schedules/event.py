@@ -41,5 +41,6 @@ def scheduled_event(namespace: str, name: str, tick: float) -> dict:
     }
 
 
-def payload(namespace: str, name: str, tick: float) -> bytes:
-    return json.dumps(scheduled_event(namespace, name, tick), separators=(",", ":")).encode()
+def payload(scheduled: dict) -> bytes:
+    """The invocation's body: ``scheduled_event``'s, compact."""
+    return json.dumps(scheduled, separators=(",", ":")).encode()

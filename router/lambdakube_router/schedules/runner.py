@@ -108,8 +108,8 @@ class Scheduler:
 
     async def _fire(self, key: Key, tick: float) -> None:
         namespace, name = key
-        body = event.payload(namespace, name, tick)
-        ev = NewEvent(str(uuid.uuid4()), namespace, name, body, None, self.wall_clock())
+        scheduled = event.scheduled_event(namespace, name, tick)
+        ev = NewEvent(str(uuid.uuid4()), namespace, name, event.payload(scheduled), None, self.wall_clock())
         try:
             await self.dispatcher.enqueue(ev)
         except StoreUnavailable as exc:
@@ -118,8 +118,7 @@ class Scheduler:
             return
         self.fired.append((key, tick))
         self.ticks_total.labels(namespace, name, "fired").inc()
-        shown = event.scheduled_event(namespace, name, tick)["time"]
-        log.info("%s/%s: scheduled tick %s queued as %s", namespace, name, shown, ev.id)
+        log.info("%s/%s: scheduled tick %s queued as %s", namespace, name, scheduled["time"], ev.id)
 
     async def _loop(self) -> None:
         while True:
