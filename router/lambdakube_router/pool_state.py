@@ -201,17 +201,24 @@ class PoolState:
         env.in_flight += 1
         env.state = EnvState.BUSY
         if env.in_flight < env.slots:
-            if not env.open:
-                env.open = True
-                (self._open_provisioned if env.provisioned else self._open_on_demand).append(env)
-        elif env.open:
+            self._list(env)
+        elif env.open:  # (one slot: never open, no call on the common path)
             self._unlist(env)
+
+    def _open_of(self, env: Environment) -> list[Environment]:
+        return self._open_provisioned if env.provisioned else self._open_on_demand
+
+    def _list(self, env: Environment) -> None:
+        """Open: busy with a free slot, leased before an idle environment."""
+        if not env.open:
+            env.open = True
+            self._open_of(env).append(env)
 
     def _unlist(self, env: Environment) -> None:
         """Not open any more (full, or on its way out)."""
         if env.open:
             env.open = False
-            (self._open_provisioned if env.provisioned else self._open_on_demand).remove(env)
+            self._open_of(env).remove(env)
 
     def _free(self, env: Environment, now: float) -> list[Command]:
         """An environment is free (started, released, or refused by a waiter that left): the
@@ -234,13 +241,10 @@ class PoolState:
                 self._occupy(env)
                 out.append(Hand(env.env_id, self._waiters.popleft()))
             return out
-        if env.in_flight:  # busy with a free slot: open (``_occupy`` listed it)
-            if not env.open:
-                env.open = True
-                (self._open_provisioned if env.provisioned else self._open_on_demand).append(env)
+        if env.in_flight:  # busy with a free slot: open
+            self._list(env)
             return []
-        if env.open:
-            self._unlist(env)
+        self._unlist(env)
         env.state = EnvState.IDLE
         env.idle_since = now
         (self._idle_provisioned if env.provisioned else self._idle_on_demand).append(env)
