@@ -23,9 +23,16 @@ commits. Its guarantees:
   mapping's ``scalingConfig.maximumConcurrency`` and the function's own caps), and
   never more than the lanes. A throttled batch waits a backoff and is sent again
   without spending a retry; a mapping with no records makes no invocations.
-- **Back-pressure.** A partition holding more than ``_BUFFER_BATCHES`` batches (at
-  least ``_BUFFER_MIN`` records) of unprocessed records is paused at the consumer until
-  its lanes catch up.
+- **Back-pressure, and a loop that never stalls on decoding.** Records are taken from
+  the consumer at most ``_FETCH_CHUNK`` at a time, one partition at a time (the one
+  whose lanes hold the fewest), and the loop is yielded between takes. A partition
+  whose lanes hold ``_BUFFER_BATCHES`` batches (at least ``_BUFFER_MIN`` records) is
+  paused at the consumer, once all aiokafka fetched of it is taken, until its lanes are
+  half done. Why, from the Kafka bench: aiokafka fetches ~1 MB a partition and turns
+  records into objects as they are taken; one ``getmany()`` took ~40,000 records, a
+  50-60 ms stall in which no lane could invoke. And aiokafka sends no new fetch to a
+  broker while any partition's fetched records there lie untaken (for its prefetch
+  backoff, 100 ms), so a partition is not left half taken.
 
 Metrics: batches (by the Engine's result), records delivered, failed records, the lag
 (records in the log after the commit point) in all and per partition (``partition_lag``,
@@ -60,13 +67,21 @@ log = logging.getLogger(__name__)
 
 #: Lambda's default batching window for Kafka when the mapping sets none.
 DEFAULT_WINDOW_SECONDS = 0.5
-#: A partition is paused at the consumer above this many batches of buffered records.
+#: A partition is paused at the consumer when its lanes hold this many batches ...
 _BUFFER_BATCHES = 4
-#: ... and never fewer records than this: each pause costs a fetch round trip after it,
-#: so a small buffer would leave the lanes waiting on the broker (the bench's finding).
-_BUFFER_MIN = 5000
+#: ... and at least this many records (enough for the lanes while aiokafka's next fetch
+#: of the partition is on its way).
+_BUFFER_MIN = 2000
+#: The most records taken (decoded) from the consumer between two turns of the loop.
+_FETCH_CHUNK = 500
 #: The longest a fetch waits for records (also how often lag is reported when idle).
 _FETCH_WAIT_MS = 500
+#: The longest the broker holds a fetch open for records (aiokafka's default: 500 ms).
+#: aiokafka has one fetch in flight per broker, so a fetch of caught-up partitions held
+#: open holds back the next fetch of the partitions that have records (the Kafka bench:
+#: a 0.5 s stall whenever one partition caught up); held shorter, an idle mapping costs
+#: a few more empty fetches a second.
+_BROKER_WAIT_MS = 50
 #: The longest a stopping poller waits to commit what its lanes finished.
 _FINAL_COMMIT_SECONDS = 5.0
 #: A failed commit is tried again after this long (also when nothing else moves).
@@ -193,6 +208,7 @@ class KafkaPoller:
             enable_auto_commit=False,
             auto_offset_reset=_STARTING[self.ctx.spec.starting_position or "LATEST"],
             isolation_level="read_committed",
+            fetch_max_wait_ms=_BROKER_WAIT_MS,
         )
 
     async def run(self) -> None:
@@ -210,12 +226,12 @@ class KafkaPoller:
             self.ctx.metrics.poller_started()
             committer = asyncio.create_task(self._committer(), name=f"kafka commits {self.ctx.name}")
             while True:
-                fetched = await consumer.getmany(timeout_ms=_FETCH_WAIT_MS)
+                fetched = await self._take(consumer)
                 for tp, records in fetched.items():
                     self._accept(tp, records)
-                self._backpressure(consumer)
                 self._report_lag(consumer)
                 self._raise_lane_failure(committer)
+                await asyncio.sleep(0)  # the lanes run between takes
         finally:
             if committer is not None:
                 committer.cancel()
@@ -271,14 +287,30 @@ class KafkaPoller:
     def _high_water(self) -> int:
         return max(_BUFFER_MIN, self.settings.batch_size * _BUFFER_BATCHES * self.lanes_per_partition)
 
-    def _backpressure(self, consumer: AIOKafkaConsumer) -> None:
+    async def _take(self, consumer: AIOKafkaConsumer) -> dict:
+        """The next records from the consumer (see Back-pressure above): at most
+        ``_FETCH_CHUNK``, from one partition, without waiting: a full one first (it is
+        paused once aiokafka holds nothing more of it), then the one holding the fewest;
+        else whatever comes first within ``_FETCH_WAIT_MS``."""
         high = self._high_water()
-        for part in self.partitions.values():
-            if not part.paused and part.buffered() >= high:
-                consumer.pause(part.tp)
-                part.paused = True
-            else:
-                self._maybe_resume(part)
+        full: list[Partition] = []
+        room: list[Partition] = []
+        for part in sorted(self.partitions.values(), key=Partition.buffered):
+            if not part.paused:
+                (full if part.buffered() >= high else room).append(part)
+        for part in full:
+            fetched = await consumer.getmany(part.tp, timeout_ms=0, max_records=_FETCH_CHUNK)
+            if fetched:
+                return fetched
+            consumer.pause(part.tp)
+            part.paused = True
+        for part in room:
+            fetched = await consumer.getmany(part.tp, timeout_ms=0, max_records=_FETCH_CHUNK)
+            if fetched:
+                return fetched
+        # Nothing fetched yet: wait for any partition (a paused one gives nothing, and
+        # one resumed meanwhile is in, which a list of partitions made now would miss).
+        return await consumer.getmany(timeout_ms=_FETCH_WAIT_MS, max_records=_FETCH_CHUNK)
 
     def _maybe_resume(self, part: Partition) -> None:
         """Resumed as soon as its lanes have room (the consumer's fetcher wakes at once):
