@@ -27,13 +27,18 @@ plain consumer) plus the runtime processes it started, from ``/proc`` (the broke
 is left out of both sides), and that ratio too. The counts are large enough that the
 group join (a few hundred ms on both sides) does not decide the ratio.
 
-Where the mapping's time goes (cProfile and /proc on the 2-core dev machine, batch
-size 100, uvloop): the plain consumer costs ~2 us of CPU a record; the mapping ~7 us in
-the router process (aiokafka's fetch and decode ~2 us, as the baseline's; Lambda's event
-as JSON with base64 key and value ~1.2 us, ``kafka_event.event_bytes``; the rest is the
-Engine's invoke path, ~0.3 ms a batch) and ~6 us in the runtime processes (~0.5-0.6 ms
-an invocation: its HTTP, ``json.loads`` of a 25 KB event, the log lines). The
-per-invocation costs of the router and the runtime, not the poller, set the ratio.
+Where the mapping's time goes (/proc, cProfile and a trace of every fetch and invocation
+on the 2-core dev machine, batch size 100, 4 partitions, uvloop): the plain consumer
+costs ~1.3 us of CPU a record; the mapping ~3.3 us in the router process (aiokafka's
+decode ~1.3 us, as the baseline's; Lambda's event as JSON with base64 key and value
+~0.5 us, ``kafka_event.event_bytes``; the Engine's invoke path ~1 us, i.e. ~0.1 ms a
+batch), ~3 us in the runtime processes (about half of it ``json.loads`` of the 25 KB
+event) and 1.5-2 us in the broker, whose fetches are smaller than the baseline's. With
+4 partitions (4 batches in flight) the router is the serial step, at ~70% busy.
+Before the poller took records in chunks, one ``getmany()`` decoded ~40,000 records in a
+50-60 ms stall, and a caught-up partition's fetch, held open 500 ms by the broker, held
+back every other partition's next fetch (see ``pollers.kafka``): runs took 1.0-1.7 s
+where they now take 0.8-1.0 s.
 
 Both sides run on uvloop, as the router does (``--no-uvloop``: asyncio's own loop).
 """

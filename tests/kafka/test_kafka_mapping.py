@@ -349,3 +349,66 @@ async def test_latest_starts_after_what_the_topic_already_holds(make_router, kaf
     finally:
         await m.stop()
     assert [v for b in batches(tmp_path) for v in b["values"]] == ["new"]
+
+
+async def test_a_backlog_is_taken_in_chunks_and_a_full_partition_is_paused_until_its_lanes_catch_up(
+    make_router, kafka_broker, make_topic, tmp_path
+):
+    """The fetch loop's back-pressure (``KafkaPoller._take``): every take is at most
+    ``_FETCH_CHUNK`` records of one partition (the loop never decodes a whole fetch in
+    one go), a partition whose lanes hold ``_high_water()`` records is paused, nothing is
+    taken of it while it is, and the whole backlog still arrives in order, once. Each
+    partition's first record holds its lane until both partitions are paused."""
+    from aiokafka import AIOKafkaProducer
+
+    from lambdakube_router.pollers import kafka as kafka_poller
+
+    topic = await make_topic(2)
+    per_partition = 5000
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap, linger_ms=5, acks="all")
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(topic, b"hold" if i < 2 else b"v", key=b"k", partition=i % 2)
+            for i in range(2 * per_partition)
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    hold = tmp_path / "hold"
+    hold.touch()
+    router = await make_router(function("fn", HANDLER, env=handler_env(tmp_path, HOLD=str(hold)), timeoutSeconds=60))
+    m = start_mapping(router, mapping_spec(kafka_broker.bootstrap, topic, batchSize=100), max_concurrency=lambda: 2)
+    poller = m.poller
+    high = poller._high_water()
+    assert high < per_partition  # so the backlog must pause each partition
+    takes: list[tuple[list[int], bool]] = []  # (partitions in the take, was any of them paused before it)
+    paused_seen: set[int] = set()
+    most_held = 0
+    take = poller._take
+
+    async def watched_take(consumer):
+        nonlocal most_held
+        paused_before = {tp for tp, part in poller.partitions.items() if part.paused}
+        fetched = await take(consumer)
+        if fetched:
+            takes.append(([tp.partition for tp in fetched], any(tp in paused_before for tp in fetched)))
+            assert sum(len(records) for records in fetched.values()) <= kafka_poller._FETCH_CHUNK
+        paused_seen.update(tp.partition for tp, part in poller.partitions.items() if part.paused)
+        most_held = max([most_held, *(part.buffered() for part in poller.partitions.values())])
+        return fetched
+
+    poller._take = watched_take  # type: ignore[method-assign]
+    try:
+        await eventually(lambda: paused_seen == {0, 1}, what="both partitions paused behind their held lanes")
+        hold.unlink()
+        for p in range(2):
+            await wait_committed(kafka_broker.bootstrap, poller.group_id, topic, p, per_partition)
+    finally:
+        await m.stop()
+    assert all(len(parts) == 1 for parts, _ in takes), "a take mixed partitions"
+    assert not any(from_paused for _, from_paused in takes), "records were taken of a paused partition"
+    assert most_held >= high
+    got = offsets_by_partition(tmp_path)
+    assert got == {f"{topic}-{p}": list(range(per_partition)) for p in range(2)}
+    assert not any(part.paused for part in poller.partitions.values())  # resumed once drained
