@@ -299,9 +299,9 @@ class KafkaPoller:
         high = self._high_water()
         full: list[Partition] = []
         room: list[Partition] = []
-        for part in sorted(self.partitions.values(), key=Partition.buffered):
+        for held, _, part in sorted((p.buffered(), i, p) for i, p in enumerate(self.partitions.values())):
             if not part.paused:
-                (full if part.buffered() >= high else room).append(part)
+                (full if held >= high else room).append(part)
         for part in full:
             fetched = await consumer.getmany(part.tp, timeout_ms=0, max_records=_FETCH_CHUNK)
             if fetched:

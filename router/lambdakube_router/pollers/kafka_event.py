@@ -31,6 +31,7 @@ from lambdakube_router.invocation_records import invocation_record
 EVENT_SOURCE = "SelfManagedKafka"
 #: Kafka's timestamp types (aiokafka's ``timestamp_type``) by Lambda's names.
 TIMESTAMP_TYPES = {0: "CREATE_TIME", 1: "LOG_APPEND_TIME"}
+_TIMESTAMP_TYPES_BYTES = {k: v.encode() for k, v in TIMESTAMP_TYPES.items()}
 
 
 def record_json(r: Any) -> dict:
@@ -92,7 +93,7 @@ def event_bytes(records: Sequence[Any], bootstrap_servers: str) -> bytes:
             )
         )
     grouped = b",".join(
-        b'"%s-%d":[%s]' % (topic.encode(), partition, b",".join(items))
+        b'"%s":[%s]' % (partition_key(topic, partition).encode(), b",".join(items))
         for (topic, partition), (_, items) in groups.items()
     )
     return b'{"eventSource":"%s","bootstrapServers":%s,"records":{%s}}' % (
@@ -100,9 +101,6 @@ def event_bytes(records: Sequence[Any], bootstrap_servers: str) -> bytes:
         json.dumps(bootstrap_servers).encode(),
         grouped,
     )
-
-
-_TIMESTAMP_TYPES_BYTES = {k: v.encode() for k, v in TIMESTAMP_TYPES.items()}
 
 
 def _headers_json(headers) -> bytes:
