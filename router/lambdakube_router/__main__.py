@@ -19,10 +19,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from lambdakube_router import keys
 from lambdakube_router.app import RouterConfig, init_app
 from lambdakube_router.access import ConfigError
-from lambdakube_router.client_guard import ConnectionCap
+from lambdakube_router.fast_invoke import listen
 from lambdakube_router.cli import add_serving_options, auth_settings, serving_config
 from lambdakube_router.snapshot import ManifestError
 
@@ -140,11 +139,8 @@ async def serve(config: RouterConfig, on_ready: Callable[[str, int], None] | Non
         raise
     listener = None
     try:
-        assert runner.server is not None
-        cap = ConnectionCap(runner.server, config.max_connections, app[keys.METRICS])
-        app[keys.METRICS].attach_connections(cap.open_connections, config.max_connections)
+        listener = await listen(app, runner, sock)
         loop = asyncio.get_running_loop()
-        listener = await loop.create_server(cap, sock=sock, backlog=1024)
         print(f"LAMBDAKUBE_ROUTER_LISTENING http://{config.host}:{port}", flush=True)
         if on_ready:
             on_ready(config.host, port)
@@ -155,7 +151,7 @@ async def serve(config: RouterConfig, on_ready: Callable[[str, int], None] | Non
         log.info("shutting down")
     finally:
         if listener is not None:
-            listener.close()  # no new connections; runner.cleanup closes the open ones
+            await listener.close()  # no new connections; runner.cleanup closes aiohttp's
         await runner.cleanup()
 
 

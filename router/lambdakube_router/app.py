@@ -81,6 +81,9 @@ class RouterConfig:
     #: requests, or still sending its first request's head (a slowloris) - then it is
     #: closed. aiohttp's default is 3,630 s; Envoy and Knative's queue-proxy use 60-75 s.
     keepalive_seconds: float = 75.0
+    #: Serve plain Invoke requests on the router's own front (``fast_invoke``); False:
+    #: everything through aiohttp (to compare the two).
+    fast_invoke: bool = True
     #: Seconds a request's body may take to arrive after its head: then 408 and close.
     body_timeout_seconds: float = client_guard.BODY_TIMEOUT_SECONDS
     #: Client connections above this are answered 503 and closed, unread (``serve``).

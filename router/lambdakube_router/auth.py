@@ -32,7 +32,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ from lambdakube_router.access import (
     FunctionUrl,
     Need,
     Public,
+    Requirement,
     UserInfo,
     request_token,
     exposure_problem,
@@ -235,10 +237,62 @@ def unavailable(message: str) -> web.Response:
     return _answer(503, "ServiceException", message, {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
-def middleware(gate: Gate, default_namespace: str, accounts: Accounts = NO_ACCOUNTS, invalid_hint: str = ""):
-    """``invalid_hint``: why a token may be refused, added to the 401's message."""
-    invalid = "The security token included in the request is invalid." + invalid_hint
+class Access:
+    """The check in front of every handler, written once for aiohttp's routes
+    (``middleware``) and the router's front (``fast_invoke``)."""
 
+    def __init__(self, gate: Gate, default_namespace: str, accounts: Accounts = NO_ACCOUNTS, invalid_hint: str = ""):
+        """``invalid_hint``: why a token may be refused, added to the 401's message."""
+        self.gate = gate
+        self.default_namespace = default_namespace
+        self.accounts = accounts
+        self.invalid = "The security token included in the request is invalid." + invalid_hint
+
+    async def check(self, need_in: Callable[[str], Requirement], headers: Mapping[str, str]) -> web.Response | Grant:
+        """The refusal to answer, or who may go on. ``need_in(namespace)``: what the
+        request needs when a plain name is in ``namespace`` (the caller's home may
+        change it)."""
+        default_namespace = self.default_namespace
+        need = need_in(default_namespace)
+        if isinstance(need, Public):
+            return PUBLIC_GRANT
+        token = request_token(headers)
+        if token is None:
+            return unauthenticated(
+                "Missing authentication token: send Authorization: Bearer <token>"
+                " (or an AWS SDK's session token, X-Amz-Security-Token)"
+            )
+        gate = self.gate
+        try:
+            user = await gate.user(token)
+            if user is None:
+                return unauthenticated(self.invalid)
+            home = user.home_namespace
+            if home is not None and home != default_namespace:
+                need = need_in(home)
+            else:
+                home = None
+            if isinstance(need, Need) and not await gate.allowed_any(user, need):
+                log.debug("denied %s: %s", user.username, need)
+                return denied(user, need)
+        except ReviewUnavailable as exc:
+            return unavailable(f"The request could not be authorized, retry later: {exc}")
+        return Grant(user, home)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A request may go on: as ``user`` (None: a public route), with plain names in
+    ``home`` (None: the router's default namespace)."""
+
+    user: UserInfo | None
+    home: str | None
+
+
+PUBLIC_GRANT = Grant(None, None)
+
+
+def middleware(access: Access):
     @web.middleware
     async def check_access(request: web.Request, handler):
         match = request.match_info
@@ -252,35 +306,19 @@ def middleware(gate: Gate, default_namespace: str, accounts: Accounts = NO_ACCOU
                 request.query,
                 header_namespace=request.headers.get("X-Lambdakube-Namespace"),
                 default_namespace=default,
-                accounts=accounts,
+                accounts=access.accounts,
             )
             if isinstance(need, FunctionUrl):  # the function's own authType says
                 return url_requirement(_url_auth_type(request, need), need)
             return need
 
-        need = need_in(default_namespace)
-        if isinstance(need, Public):
-            return await handler(request)
-        token = request_token(request.headers)
-        if token is None:
-            return unauthenticated(
-                "Missing authentication token: send Authorization: Bearer <token>"
-                " (or an AWS SDK's session token, X-Amz-Security-Token)"
-            )
-        try:
-            user = await gate.user(token)
-            if user is None:
-                return unauthenticated(invalid)
-            home = user.home_namespace
-            if home is not None and home != default_namespace:
-                need = need_in(home)
-                request[keys.DEFAULT_NAMESPACE] = home
-            if isinstance(need, Need) and not await gate.allowed_any(user, need):
-                log.debug("denied %s: %s", user.username, need)
-                return denied(user, need)
-            request[keys.CALLER] = user
-        except ReviewUnavailable as exc:
-            return unavailable(f"The request could not be authorized, retry later: {exc}")
+        grant = await access.check(need_in, request.headers)
+        if isinstance(grant, web.Response):
+            return grant
+        if grant.home is not None:
+            request[keys.DEFAULT_NAMESPACE] = grant.home
+        if grant.user is not None:
+            request[keys.CALLER] = grant.user
         return await handler(request)
 
     return check_access
@@ -350,4 +388,5 @@ def install(app: web.Application, config: RouterConfig) -> None:
     if settings.mode == "tokenreview":
         audiences = ", ".join(settings.audiences) or "the API server's own"
         hint = f" Tokens must be valid for the audience {audiences} (kubectl create token SA --audience ...)."
-    app.middlewares.append(middleware(gate, config.namespace, config.accounts, hint))
+    access = app[keys.ACCESS] = Access(gate, config.namespace, config.accounts, hint)
+    app.middlewares.append(middleware(access))

@@ -175,6 +175,13 @@ def add_serving_options(p: argparse.ArgumentParser, *, state_dir_help: str, log_
         " invokes only and async invokes get 503 until the file is mended",
     )
     p.add_argument(
+        "--no-fast-invoke",
+        dest="fast_invoke",
+        action="store_false",
+        help="serve every request through aiohttp, Invoke included (the router's own front"
+        " serves plain Invoke requests faster; this is for comparing the two)",
+    )
+    p.add_argument(
         "--keepalive-seconds",
         type=float,
         default=75.0,
@@ -274,6 +281,7 @@ def serving_config(args: argparse.Namespace) -> dict:
         "configmaps_dir": args.configmaps_dir,
         "quarantine_corrupt_store": args.quarantine_corrupt_store,
         "keepalive_seconds": args.keepalive_seconds,
+        "fast_invoke": args.fast_invoke,
         "body_timeout_seconds": args.body_timeout_seconds,
         "max_connections": args.max_connections,
         "schedule_minute_seconds": args.schedule_minute_seconds,

@@ -26,12 +26,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from lambdakube_router.invocations import error_body
 from lambdakube_router.invoke_api import error_response
 from lambdakube_router.metrics import Metrics
+
+if TYPE_CHECKING:
+    from lambdakube_router.fast_invoke import Front
 
 log = logging.getLogger(__name__)
 
@@ -126,23 +130,24 @@ class _OverCap(asyncio.Protocol):
 
 
 class ConnectionCap:
-    """The protocol factory given to ``loop.create_server``: aiohttp's own handler for
-    a connection under ``limit``, and an ``_OverCap`` answer above it.
+    """The protocol factory given to ``loop.create_server``: the router's front
+    (``fast_invoke.Front``, which hands what it does not serve to aiohttp) for a
+    connection under ``limit``, and an ``_OverCap`` answer above it.
 
-    Open connections are read from aiohttp's server (``web.Server.connections``), the
-    one place that already tracks them, so nothing is counted twice."""
+    Open connections are read from where they are already tracked, aiohttp's server
+    (``web.Server.connections``) and the front's own set, so nothing is counted twice."""
 
-    def __init__(self, server: web.Server, limit: int, metrics: Metrics) -> None:
-        self.server = server
+    def __init__(self, front: Front, limit: int, metrics: Metrics) -> None:
+        self.front = front
         self.limit = limit
         self.metrics = metrics
 
     def open_connections(self) -> int:
-        return len(self.server.connections)
+        return len(self.front.server.connections) + len(self.front.connections)
 
     def __call__(self) -> asyncio.BaseProtocol:
         if self.open_connections() >= self.limit:
             self.metrics.http_closed.labels("connection_cap").inc()
             log.debug("over the cap of %d connections: answered 503", self.limit)
             return _OverCap()
-        return self.server()
+        return self.front()

@@ -31,6 +31,8 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -58,10 +60,6 @@ def error_response(status: int, error_type: str, message: str, headers: dict[str
     return result_response(error_result(status, error_type, message, headers=headers))
 
 
-def _error(status: int, error_type: str, message: str, request_id: str) -> web.Response:
-    return error_response(status, error_type, message, {"X-Amz-Request-Id": request_id})
-
-
 def plain_namespace(request: web.Request) -> str:
     """The namespace of a plain function name (and of the routes that name none): the
     ``X-Lambdakube-Namespace`` header, else a ServiceAccount caller's own, else the
@@ -71,34 +69,81 @@ def plain_namespace(request: web.Request) -> str:
     )
 
 
+@dataclass(slots=True)
+class InvokeRequest:
+    """What an Invoke needs of its HTTP request, read by whichever server parsed it:
+    aiohttp's route (``invoke``) or the router's own front (``fast_invoke``). Why a
+    plain record: the rules below are written once, for both."""
+
+    #: The path's ``{FunctionName}``, percent-decoded.
+    function_name: str
+    #: The ``Qualifier`` query parameter (None or empty: none).
+    qualifier: str | None
+    #: A plain name's namespace (``plain_namespace``).
+    namespace: str
+    invocation_type: str
+    #: The body's media type, lower-cased, without parameters.
+    content_type: str
+    client_context: str | None
+    log_type: str | None
+
+
+#: (status, headers, body): an Invoke's answer, for either server to write.
+Reply = tuple[int, dict[str, str], bytes]
+
+
+def _reply(result) -> Reply:
+    headers = result.headers
+    headers["Content-Type"] = result.content_type
+    return result.status, headers, result.body
+
+
+def _error_reply(status: int, error_type: str, message: str, request_id: str) -> Reply:
+    return _reply(error_result(status, error_type, message, headers={"X-Amz-Request-Id": request_id}))
+
+
 async def invoke(request: web.Request) -> web.Response:
-    app = request.app
+    """The Invoke route on aiohttp (the front hands it what it does not serve itself)."""
+    headers = request.headers
+    call = InvokeRequest(
+        function_name=request.match_info["FunctionName"],
+        qualifier=request.query.get("Qualifier"),
+        namespace=plain_namespace(request),
+        invocation_type=headers.get("X-Amz-Invocation-Type", "RequestResponse"),
+        content_type=request.content_type,
+        client_context=headers.get("X-Amz-Client-Context"),
+        log_type=headers.get("X-Amz-Log-Type"),
+    )
+    status, reply_headers, body = await answer(request.app, call, lambda limit: request_body.read(request, limit))
+    return web.Response(status=status, body=body or None, headers=reply_headers)
+
+
+async def answer(app: web.Application, call: InvokeRequest, read_body: Callable[[int], Awaitable[bytes]]) -> Reply:
+    """Run one Invoke. ``read_body(limit)``: the whole body, or ``request_body.TooLarge``;
+    it is called only once the function is known to exist."""
     engine = app[keys.ENGINE]
     arrival = engine.settings.clock()  # the engine's clock: queue waits are measured on it
     config = app[keys.CONFIG]
     request_id = str(uuid.uuid4())
-    headers = request.headers
     try:
-        namespace, name, arn_qualifier = parse_function_name(
-            request.match_info["FunctionName"], None, plain_namespace(request), config.accounts
-        )
+        namespace, name, arn_qualifier = parse_function_name(call.function_name, None, call.namespace, config.accounts)
     except BadFunctionName as exc:
-        return _error(400, exc.error_type, str(exc), request_id)
+        return _error_reply(400, exc.error_type, str(exc), request_id)
     except UnknownAccount as exc:
-        return _error(404, exc.error_type, str(exc), request_id)
-    written = request.query.get("Qualifier") or arn_qualifier or None  # as the caller wrote it: its ARN
+        return _error_reply(404, exc.error_type, str(exc), request_id)
+    written = call.qualifier or arn_qualifier or None  # as the caller wrote it: its ARN
     qualifier = None if written == LATEST else written
-    itype = headers.get("X-Amz-Invocation-Type", "RequestResponse")
+    itype = call.invocation_type
     if itype not in INVOCATION_TYPES:
-        return _error(
+        return _error_reply(
             400,
             "InvalidParameterValueException",
             f"X-Amz-Invocation-Type must be one of {', '.join(INVOCATION_TYPES)}, got {itype!r}",
             request_id,
         )
-    ctype = request.content_type
+    ctype = call.content_type
     if ctype.startswith("multipart/"):
-        return _error(
+        return _error_reply(
             415,
             "UnsupportedMediaTypeException",
             f"unsupported content type {ctype!r}: send the JSON event as the request body (application/json)",
@@ -112,13 +157,13 @@ async def invoke(request: web.Request) -> web.Response:
     if state is None or missing is not None:
         r = not_found_result(namespace, name, missing or qualifier)
         r.headers["X-Amz-Request-Id"] = request_id
-        return result_response(r)
+        return _reply(r)
     if itype == "DryRun":
-        return web.Response(status=204, headers={"X-Amz-Request-Id": request_id})
+        return 204, {"X-Amz-Request-Id": request_id}, b""
 
     limit = MAX_ASYNC_PAYLOAD if itype == "Event" else MAX_SYNC_PAYLOAD
     try:
-        payload = await request_body.read(request, limit)
+        payload = await read_body(limit)
     except request_body.TooLarge as exc:
         return _too_large(exc.size, limit, itype, request_id)
     if not payload:
@@ -127,15 +172,15 @@ async def invoke(request: web.Request) -> web.Response:
         try:
             json.loads(payload)
         except (ValueError, RecursionError) as exc:
-            return _error(
+            return _error_reply(
                 400, "InvalidRequestContentException", f"Could not parse request body into json: {exc}", request_id
             )
 
-    client_context = headers.get("X-Amz-Client-Context")
+    client_context = call.client_context
     if client_context is not None:
         problem = _check_client_context(client_context)
         if problem:
-            return _error(400, "InvalidParameterValueException", problem, request_id)
+            return _error_reply(400, "InvalidParameterValueException", problem, request_id)
 
     if itype == "Event":
         ev = NewEvent(request_id, namespace, name, payload, client_context, app[keys.SETTINGS].wall_clock(), qualifier)
@@ -149,8 +194,8 @@ async def invoke(request: web.Request) -> web.Response:
                 f"The event could not be stored, retry later: {exc}",
                 headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS), "X-Amz-Request-Id": request_id},
             )
-            return result_response(r)
-        return web.Response(status=202, headers={"X-Amz-Request-Id": request_id})
+            return _reply(r)
+        return 202, {"X-Amz-Request-Id": request_id}, b""
 
     result = await engine.invoke(
         namespace,
@@ -159,17 +204,17 @@ async def invoke(request: web.Request) -> web.Response:
         arrival=arrival,
         request_id=request_id,
         client_context=client_context,
-        log_tail=headers.get("X-Amz-Log-Type") == "Tail",
-        invoked_arn=invoked_function_arn(request.match_info["FunctionName"], namespace, name, written),
+        log_tail=call.log_type == "Tail",
+        invoked_arn=invoked_function_arn(call.function_name, namespace, name, written),
         qualifier=qualifier,
     )
-    return result_response(result)
+    return _reply(result)
 
 
-def _too_large(size: int | None, limit: int, itype: str, request_id: str) -> web.Response:
+def _too_large(size: int | None, limit: int, itype: str, request_id: str) -> Reply:
     kind = "asynchronous" if itype == "Event" else "synchronous"
     got = f"{size} bytes" if size is not None else "the request body"
-    return _error(
+    return _error_reply(
         413,
         "RequestTooLargeException",
         f"Request must be smaller than {limit} bytes for {kind} invocations; got {got}",

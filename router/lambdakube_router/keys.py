@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from lambdakube_router.asyncq.dispatcher import Dispatcher
     from lambdakube_router.asyncq.store import AsyncStore
     from lambdakube_router.access import UserInfo
-    from lambdakube_router.auth import Gate
+    from lambdakube_router.auth import Access, Gate
     from lambdakube_router.invocations import Engine, EngineSettings
     from lambdakube_router.metrics import Metrics
     from lambdakube_router.pollers.manager import MappingManager
@@ -26,6 +26,8 @@ STORE: web.AppKey["AsyncStore"] = web.AppKey("store")
 DISPATCHER: web.AppKey["Dispatcher"] = web.AppKey("dispatcher")
 SOURCE: web.AppKey["Source"] = web.AppKey("source")
 GATE: web.AppKey["Gate"] = web.AppKey("gate")
+#: The check of every request, when auth is on (``auth.Access``).
+ACCESS: web.AppKey["Access"] = web.AppKey("access")
 MAPPINGS: web.AppKey["MappingManager"] = web.AppKey("mappings")
 SCHEDULER: web.AppKey["Scheduler"] = web.AppKey("scheduler")
 

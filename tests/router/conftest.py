@@ -9,16 +9,20 @@ whole suite stays fast; nothing asserts on timings.
 from __future__ import annotations
 
 import asyncio
+import socket
 import textwrap
 from dataclasses import dataclass
 
 import aiohttp
 import pytest
 import yaml
+from aiohttp.test_utils import TestServer
+from yarl import URL
 
 from lambdakube_router import keys
 from lambdakube_router.app import RouterConfig, init_app
 from lambdakube_router.asyncq.policy import RetryPolicy
+from lambdakube_router.fast_invoke import listen
 from lambdakube_router.snapshot import parse_documents
 from tests.operator.conftest import operator_crds, start_operator  # noqa: F401 - fixtures for the router's operator tests
 
@@ -129,6 +133,32 @@ def router_config(tmp_path, *docs, **overrides) -> RouterConfig:
     return RouterConfig(**kw)
 
 
+class RouterServer(TestServer):
+    """aiohttp's test server, listening as the router's main does (``fast_invoke.listen``:
+    the front, then aiohttp for what the front hands over), so the tests' requests take
+    production's way, and without aiohttp's test-only handler cancellation."""
+
+    listening = None
+
+    async def start_server(self, loop=None, **kwargs) -> None:
+        if self.runner:
+            return
+        self._loop = loop
+        self.runner = await self._make_runner(**kwargs)
+        await self.runner.setup()
+        sock = socket.create_server(("127.0.0.1", 0))
+        self.host, self.port = sock.getsockname()[:2]
+        self.listening = await listen(self.app, self.runner, sock)
+        self.scheme = "http"
+        self._root = URL(f"http://{self.host}:{self.port}")
+
+    async def close(self) -> None:
+        if self.listening is not None:
+            listening, self.listening = self.listening, None
+            await listening.close()
+        await super().close()
+
+
 @pytest.fixture
 def make_router(aiohttp_client, tmp_path):
     """``await make_router(*manifests, **config_overrides) -> Router``."""
@@ -136,7 +166,7 @@ def make_router(aiohttp_client, tmp_path):
     async def make(*docs, **overrides) -> Router:
         config = router_config(tmp_path, *docs, **overrides)
         app = await init_app(config)
-        client = await aiohttp_client(app)
+        client = await aiohttp_client(RouterServer(app))
         # As the router's main gives it (there, before the start): local environments
         # call this router with a stock SDK (environments started at startup have none).
         backend = app[keys.ENGINE].backend

@@ -1,0 +1,140 @@
+"""The router's front on a real router (``fast_invoke``): what it serves itself, what it
+hands to aiohttp, and that a connection's requests are answered in order either way.
+
+Which server answered is visible on the wire: aiohttp sends a ``Server`` header, the
+front does not. Raw sockets on 127.0.0.1, so each test controls how the bytes are cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from tests.router.conftest import function
+
+ECHO = function("echo", "def handler(event, context):\n    return event\n")
+
+
+def invoke_bytes(payload: bytes, *headers: str, target: str = "/2015-03-31/functions/echo/invocations") -> bytes:
+    lines = [f"POST {target} HTTP/1.1", "Host: x", *headers]
+    if not any(h.lower().startswith("transfer-encoding") for h in headers):
+        lines.append(f"Content-Length: {len(payload)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    body = await asyncio.wait_for(reader.readexactly(length), 20)
+    return int(lines[0].split()[1]), headers, body
+
+
+@pytest.fixture
+async def echo(make_router):
+    router = await make_router(ECHO)
+    reader, writer = await asyncio.open_connection("127.0.0.1", router.client.server.port)
+    yield router, reader, writer
+    writer.close()
+
+
+async def test_pipelined_invokes_are_answered_in_order_by_the_front(echo):
+    _, reader, writer = echo
+    writer.write(b"".join(invoke_bytes(json.dumps({"i": i}).encode()) for i in range(3)))
+    for i in range(3):
+        status, headers, body = await read_answer(reader)
+        assert (status, json.loads(body)) == (200, {"i": i})
+        assert "server" not in headers  # the front's answer
+        assert headers["content-type"] == "application/json" and headers["x-amz-request-id"]
+
+
+async def test_a_head_and_body_sent_apart_as_http_client_does_are_served(echo):
+    _, reader, writer = echo
+    raw = invoke_bytes(b'{"split": true}')
+    cut = raw.index(b"\r\n\r\n") + 4
+    for piece in (raw[:20], raw[20:cut], raw[cut:-3], raw[-3:]):
+        writer.write(piece)
+        await writer.drain()
+        await asyncio.sleep(0.02)  # separate segments (what is asserted is the answer)
+    status, headers, body = await read_answer(reader)
+    assert (status, json.loads(body), "server" in headers) == (200, {"split": True}, False)
+
+
+async def test_another_route_hands_the_connection_to_aiohttp_which_serves_what_follows(echo):
+    _, reader, writer = echo
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + invoke_bytes(b'{"after": 1}'))
+    status, headers, _ = await read_answer(reader)
+    assert status == 200 and headers["server"].startswith("Python/")
+    status, headers, body = await read_answer(reader)
+    assert (status, json.loads(body)) == (200, {"after": 1})
+    assert "server" in headers  # the connection stays with aiohttp
+
+
+async def test_an_invoke_the_front_is_unsure_of_is_answered_by_aiohttp_after_the_front_served_others(echo):
+    _, reader, writer = echo
+    chunked = invoke_bytes(b"", "Transfer-Encoding: chunked") + b'b\r\n{"chunk":1}\r\n0\r\n\r\n'
+    writer.write(invoke_bytes(b'{"first": 1}') + chunked)
+    status, headers, body = await read_answer(reader)
+    assert (status, json.loads(body), "server" in headers) == (200, {"first": 1}, False)
+    status, headers, body = await read_answer(reader)
+    assert (status, json.loads(body), "server" in headers) == (200, {"chunk": 1}, True)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "error_type"),
+    [
+        pytest.param(invoke_bytes(b"{not json"), 400, "InvalidRequestContentException", id="a body that is not JSON"),
+        pytest.param(
+            invoke_bytes(b"{}", target="/2015-03-31/functions/nobody/invocations"),
+            404,
+            "ResourceNotFoundException",
+            id="an unknown function",
+        ),
+        pytest.param(
+            invoke_bytes(b"{}", "X-Amz-Invocation-Type: Sometimes"),
+            400,
+            "InvalidParameterValueException",
+            id="an unknown invocation type",
+        ),
+        pytest.param(
+            invoke_bytes(b"x" * (256 * 1024 + 1), "X-Amz-Invocation-Type: Event"),
+            413,
+            "RequestTooLargeException",
+            id="an Event over the asynchronous limit",
+        ),
+        pytest.param(
+            invoke_bytes(b"{}", "Content-Type: multipart/form-data; boundary=x"),
+            415,
+            "UnsupportedMediaTypeException",
+            id="multipart",
+        ),
+    ],
+)
+async def test_the_fronts_errors_are_the_invoke_apis_and_the_connection_goes_on(
+    echo, request_bytes, status, error_type
+):
+    _, reader, writer = echo
+    writer.write(request_bytes + invoke_bytes(b'{"next": 1}'))
+    got, headers, body = await read_answer(reader)
+    assert (got, headers["x-amzn-errortype"], json.loads(body)["errorType"]) == (status, error_type, error_type)
+    assert "server" not in headers
+    got, _, body = await read_answer(reader)
+    assert (got, json.loads(body)) == (200, {"next": 1})
+
+
+async def test_event_and_dry_run_through_the_front(echo):
+    router, reader, writer = echo
+    writer.write(invoke_bytes(b"{}", "X-Amz-Invocation-Type: DryRun"))
+    status, headers, body = await read_answer(reader)
+    assert (status, body, "content-length" in headers, "server" in headers) == (204, b"", False, False)
+    writer.write(invoke_bytes(b'{"async": 1}', "X-Amz-Invocation-Type: Event"))
+    status, headers, body = await read_answer(reader)
+    assert (status, body, "server" in headers) == (202, b"", False)
+    assert headers["x-amz-request-id"]
