@@ -138,3 +138,83 @@ async def test_event_and_dry_run_through_the_front(echo):
     status, headers, body = await read_answer(reader)
     assert (status, body, "server" in headers) == (202, b"", False)
     assert headers["x-amz-request-id"]
+
+
+BOOM = function("boom", "def handler(event, context):\n    raise ValueError('no')\n")
+#: Headers that differ between any two answers (or between the servers, by design).
+_VARYING = {"date", "server", "x-amz-request-id", "x-amz-log-result"}
+#: Headers whose values are measured or random: their names are compared, not their values.
+_MEASURED = {
+    "x-init-duration-ms",
+    "x-run-duration-ms",
+    "x-billed-duration-ms",
+    "x-queue-wait-ms",
+    "x-max-memory-used-mb",
+    "x-environment-id",
+    "x-environment-source",  # fresh or generic: which got there first
+    "content-length",  # the bodies are compared
+}
+
+
+def _comparable(body: bytes):
+    """A body, without its request id and stack trace (file paths in each router's own
+    directory)."""
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(decoded, dict):
+        decoded.pop("stackTrace", None)
+        decoded.pop("requestId", None)
+    return decoded
+
+
+SAME_ANSWERS = [
+    ("ok", invoke_bytes(b'{"a": 1}')),
+    ("empty body", invoke_bytes(b"")),
+    ("not JSON", invoke_bytes(b"{not json")),
+    ("unknown function", invoke_bytes(b"{}", target="/2015-03-31/functions/nobody/invocations")),
+    ("bad function name", invoke_bytes(b"{}", target="/2015-03-31/functions/Bad_Name/invocations")),
+    (
+        "ARN",
+        invoke_bytes(
+            b"{}", target="/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A1%3Afunction%3Aecho/invocations"
+        ),
+    ),
+    ("$LATEST", invoke_bytes(b"{}", target="/2015-03-31/functions/echo/invocations?Qualifier=%24LATEST")),
+    ("unknown qualifier", invoke_bytes(b"{}", target="/2015-03-31/functions/echo/invocations?Qualifier=7")),
+    ("bad invocation type", invoke_bytes(b"{}", "X-Amz-Invocation-Type: Sometimes")),
+    ("dry run", invoke_bytes(b"{}", "X-Amz-Invocation-Type: DryRun")),
+    ("event", invoke_bytes(b"{}", "X-Amz-Invocation-Type: Event")),
+    ("tail", invoke_bytes(b"{}", "X-Amz-Log-Type: Tail")),
+    ("bad client context", invoke_bytes(b"{}", "X-Amz-Client-Context: !!")),
+    ("multipart", invoke_bytes(b"{}", "Content-Type: multipart/mixed")),
+    ("function error", invoke_bytes(b"{}", target="/2015-03-31/functions/boom/invocations")),
+    ("namespace header, elsewhere", invoke_bytes(b"{}", "X-Lambdakube-Namespace: other")),
+]
+
+
+async def test_the_front_and_aiohttp_give_the_same_answers(make_router, tmp_path):
+    """The same requests to a router with its front and one without (``--no-fast-invoke``):
+    the same status, header names and body, but for what differs between any two answers."""
+    answers = {}
+    for fast in (True, False):
+        router = await make_router(ECHO, BOOM, fast_invoke=fast, state_dir=tmp_path / f"state-{fast}")
+        reader, writer = await asyncio.open_connection("127.0.0.1", router.client.server.port)
+        got = []
+        for _, raw in SAME_ANSWERS:
+            writer.write(raw)
+            status, headers, body = await read_answer(reader)
+            got.append(
+                (
+                    status,
+                    sorted(set(headers) - _VARYING),
+                    {k: headers[k] for k in set(headers) - _VARYING - _MEASURED},
+                    _comparable(body),
+                )
+            )
+            assert ("server" in headers) is not fast  # each answered by the server meant
+        writer.close()
+        answers[fast] = got
+    for (name, _), front, aio in zip(SAME_ANSWERS, answers[True], answers[False], strict=True):
+        assert front == aio, name
