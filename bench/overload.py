@@ -258,17 +258,28 @@ def main() -> None:
     p.add_argument("--throttle-pause", type=float, default=0.1, help="a client's pause after a 429 (s)")
     p.add_argument("--max-requests", type=int, default=200_000)
     p.add_argument("--only", choices=("uvloop", "asyncio"), help="run one loop only")
+    p.add_argument(
+        "--baseline",
+        choices=("asyncio", "no-front"),
+        default="asyncio",
+        help="what the uvloop router is compared with: plain asyncio, or the router without"
+        " its front (--no-fast-invoke: every request through aiohttp)",
+    )
     args = p.parse_args()
     with open("/proc/loadavg") as f:
         print(f"load average: {f.read().split()[:3]}; {args.clients} clients, cap {args.cap}, {args.handler_ms} ms")
+    base_label, base_flags = {
+        "asyncio": ("asyncio (baseline)", ("--no-uvloop",)),
+        "no-front": ("uvloop, no front (baseline)", ("--no-fast-invoke",)),
+    }[args.baseline]
     runs = {}
     if args.only != "asyncio":
         runs["uvloop"] = run_one(args, "uvloop", ())
     if args.only != "uvloop":
-        runs["asyncio"] = run_one(args, "asyncio (baseline)", ("--no-uvloop",))
+        runs["asyncio"] = run_one(args, base_label, base_flags)
     if len(runs) == 2:
         u, a = runs["uvloop"], runs["asyncio"]
-        print("uvloop / asyncio:")
+        print(f"uvloop / {base_label}:")
         for key in ("ok_p99_ms", "t429_p99_ms", "first_byte_max_ms", "ok_per_s", "storm_lag_ms", "lag_max_ms"):
             ratio = u[key] / a[key] if a[key] else float("nan")
             print(f"  {key}: {u[key]:.1f} / {a[key]:.1f} = {ratio:.2f}x")

@@ -10,7 +10,8 @@ What it does, in one run, all on 127.0.0.1:
    the router, with the same client, and prints the difference (the router's overhead);
    Lambda's own emulator (aws-lambda-rie with awslambdaric, ``make rie``) serving the
    same handler is measured in the same interleaved series: issue 15's goal 2 is the
-   router's p50 at or below it;
+   router's p50 at or below it; so is a second router with ``--no-fast-invoke`` (every
+   request through aiohttp), the baseline of the router's own front (``fast_invoke``);
 3. measures throughput through the router with ``--clients`` concurrent clients (the
    router gives each its own warm environment), bounded by ``--throughput-requests``
    and ``--max-seconds``.
@@ -360,18 +361,24 @@ async def run(args) -> None:
     baseline, bport = start_baseline()
     (tmp / "task").mkdir()
     rie, rie_port = start_rie(tmp / "task")
-    router, port = start_router(tmp / "fns", tmp / "state", *(["--no-uvloop"] if args.no_uvloop else []))
+    loop_flags = ["--no-uvloop"] if args.no_uvloop else []
+    router, port = start_router(tmp / "fns", tmp / "state", *loop_flags)
+    # the same router without its front (every request through aiohttp): the front's baseline
+    plain, plain_port = start_router(tmp / "fns", tmp / "state-plain", "--no-fast-invoke", *loop_flags)
     direct_url = f"http://127.0.0.1:{rport}/invoke"
     rie_url = f"http://127.0.0.1:{rie_port}/2015-03-31/functions/function/invocations"
     router_url = f"http://127.0.0.1:{port}/2015-03-31/functions/bench/invocations"
+    plain_url = f"http://127.0.0.1:{plain_port}/2015-03-31/functions/bench/invocations"
     try:
         s = RawSession() if args.client == "raw" else AiohttpSession()
         try:
             await sequential(s, direct_url, args.warmup)
             await sequential(s, router_url, args.warmup)
             await sequential(s, rie_url, args.warmup)
-            # interleave the two series in chunks so background noise hits both alike
-            direct, routed, emulated = [], [], []
+            await sequential(s, plain_url, args.warmup)
+            # interleave the series in chunks so background noise hits them alike
+            direct, routed, emulated, unfronted = [], [], [], []
+            plain_meter = CpuMeter(router=plain.pid)
             chunk = max(1, args.requests // 10)
             direct_meter = CpuMeter(runtime=runtime.pid)
             rie_children = children(rie.pid)
@@ -386,6 +393,8 @@ async def run(args) -> None:
                     routed += await sequential(s, router_url, chunk)
                 with rie_meter:
                     emulated += await sequential(s, rie_url, chunk)
+                with plain_meter:
+                    unfronted += await sequential(s, plain_url, chunk)
             env_after = env_cpu(router.pid)
             seq_env_us = max((env_after[p] - env_before.get(p, 0.0) for p in env_after), default=0.0)
             seq_env_us = seq_env_us / len(routed) * 1e6
@@ -425,6 +434,15 @@ async def run(args) -> None:
         print(f"  through router    : p50 {r50:7.3f} ms   p99 {r99:7.3f} ms   mean {r_mean:7.3f} ms")
         e_mean = statistics.mean(emulated) * 1000
         print(f"  RIE + awslambdaric: p50 {e50:7.3f} ms   p99 {e99:7.3f} ms   mean {e_mean:7.3f} ms")
+        u50, u99 = pct(unfronted, 50), pct(unfronted, 99)
+        u_mean = statistics.mean(unfronted) * 1000
+        print(f"  router, no front  : p50 {u50:7.3f} ms   p99 {u99:7.3f} ms   mean {u_mean:7.3f} ms")
+        front_cpu = router_meter.per_invoke_us("router", len(routed))
+        plain_cpu = plain_meter.per_invoke_us("router", len(unfronted))
+        print(
+            f"  the front (fast_invoke) against aiohttp only: p50 {r50 / u50:.2f}x,"
+            f" router CPU {front_cpu:.0f} against {plain_cpu:.0f} us per invoke ({front_cpu / plain_cpu:.2f}x)"
+        )
         rie_cpu = sum(rie_meter.total.values()) / len(emulated) * 1e6
         print(
             f"  goal 2, router p50 / RIE p50: {r50 / e50:.2f}x (goal <= 1.00);"
@@ -468,7 +486,7 @@ async def run(args) -> None:
         )
     finally:
         rie_runtimes = children(rie.pid)  # awslambdaric: ended by its PID if the emulator leaves it
-        for proc in (router, runtime, baseline, rie):
+        for proc in (router, plain, runtime, baseline, rie):
             stop(proc, timeout=15)
         for pid in rie_runtimes:
             with contextlib.suppress(ProcessLookupError):
