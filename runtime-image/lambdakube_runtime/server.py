@@ -531,18 +531,17 @@ class Runtime:
         return after
 
     def _report(self, run: _Invocation, duration_ms: float, response: Response) -> None:
-        """END + REPORT lines (one write; a Runtime API invocation's after its answer, with
-        ``log.flush``), and the metrics headers of an invocation that ran."""
+        """END + REPORT lines (in the tail now, on stdout in one write after the answer,
+        with ``log.flush``: no log write is on the answer's path; the handler has finished,
+        so nothing of its output can come after them), and the metrics headers of an
+        invocation that ran."""
         config = self.config
         assert config is not None
         max_memory = report.max_memory_used_mb() if self.api is None else self.api.max_memory_mb()
-        lines = report.end_line(run.request_id) + report.report_line(
-            run.request_id, duration_ms, config.memory_mb, max_memory, run.init_ms
+        run.log.defer(
+            report.end_line(run.request_id)
+            + report.report_line(run.request_id, duration_ms, config.memory_mb, max_memory, run.init_ms)
         )
-        if self.api is None:
-            run.log.write(lines)
-        else:
-            run.log.defer(lines)
         response.headers += [
             ("X-Run-Duration-Ms", f"{duration_ms:.3f}"),
             ("X-Billed-Duration-Ms", str(report.billed_ms(duration_ms))),
