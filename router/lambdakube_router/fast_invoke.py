@@ -255,7 +255,14 @@ class FastInvoke(asyncio.Protocol):
         self.body_start = 0
         #: The task answering the current request (None: between requests).
         self.serving: asyncio.Task | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.loop = asyncio.get_running_loop()
+        #: Loop time since when the connection has had no complete request (None: it has
+        #: one). Why a time and not a timer re-armed after every answer: one timer per
+        #: connection, looked at when it fires, costs nothing per request.
+        self.idle_since: float | None = None
+        self.idle_timer: asyncio.TimerHandle | None = None
+        #: Armed only while a head waits for the rest of its body.
+        self.body_timer: asyncio.TimerHandle | None = None
         self.paused = False
         self.closed = False
 
@@ -264,7 +271,8 @@ class FastInvoke(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         self.front.connections.add(self)
-        self._arm(self.front.keepalive, self._idle)
+        self.idle_since = self.loop.time()
+        self.idle_timer = self.loop.call_later(self.front.keepalive, self._idle)
 
     def connection_lost(self, exc) -> None:
         self.closed = True
@@ -281,22 +289,27 @@ class FastInvoke(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.transport.close()
 
-    def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
-        self._disarm()
-        self.timer = asyncio.get_running_loop().call_later(seconds, callback)
-
     def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        for timer in (self.idle_timer, self.body_timer):
+            if timer is not None:
+                timer.cancel()
+        self.idle_timer = self.body_timer = None
 
     def _idle(self) -> None:
-        self.timer = None
-        if self.serving is None:
+        """Close a connection without a complete request for ``keepalive`` seconds;
+        otherwise look again when that could first be the case."""
+        self.idle_timer = None
+        if self.closed:
+            return
+        keepalive = self.front.keepalive
+        wait = keepalive if self.idle_since is None else self.idle_since + keepalive - self.loop.time()
+        if wait > 0:
+            self.idle_timer = self.loop.call_later(wait, self._idle)
+        else:
             self.close()
 
     def _body_late(self) -> None:
-        self.timer = None
+        self.body_timer = None
         if self.serving is not None or self.head is None or self.transport is None:
             return
         self.front.metrics.http_closed.labels("body_timeout").inc()
@@ -335,13 +348,15 @@ class FastInvoke(asyncio.Protocol):
                 return
             self.head = head
             self.body_start = end + 4
-            self._disarm()
+            self.idle_since = None
         need = self.body_start + self.head.length
         if len(buf) < need:
-            if self.timer is None:
-                self._arm(self.front.body_timeout, self._body_late)
+            if self.body_timer is None:
+                self.body_timer = self.loop.call_later(self.front.body_timeout, self._body_late)
             return
-        self._disarm()
+        if self.body_timer is not None:
+            self.body_timer.cancel()
+            self.body_timer = None
         head = self.head
         body = bytes(buf[self.body_start : need])
         del buf[:need]
@@ -380,7 +395,7 @@ class FastInvoke(asyncio.Protocol):
         if self.paused:
             self.paused = False
             self.transport.resume_reading()
-        self._arm(front.keepalive, self._idle)
+        self.idle_since = self.loop.time()
         if self.buf:
             self._advance()
 
