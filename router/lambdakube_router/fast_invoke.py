@@ -146,7 +146,7 @@ def _need_in(head: Head, accounts: Accounts) -> Callable[[str], Requirement]:
 
 
 def _request(head: Head, default_namespace: str) -> invoke_api.InvokeRequest:
-    h = head.headers
+    h = dict(head.headers)  # looked up by lower-cased names: a plain dict's get
     ctype = h.get("content-type")
     return invoke_api.InvokeRequest(
         function_name=head.function_name,
