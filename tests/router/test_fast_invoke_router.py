@@ -87,36 +87,36 @@ async def test_an_invoke_the_front_is_unsure_of_is_answered_by_aiohttp_after_the
     assert (status, json.loads(body), "server" in headers) == (200, {"chunk": 1}, True)
 
 
-@pytest.mark.parametrize(
-    ("request_bytes", "status", "error_type"),
-    [
-        pytest.param(invoke_bytes(b"{not json"), 400, "InvalidRequestContentException", id="a body that is not JSON"),
-        pytest.param(
-            invoke_bytes(b"{}", target="/2015-03-31/functions/nobody/invocations"),
-            404,
-            "ResourceNotFoundException",
-            id="an unknown function",
-        ),
-        pytest.param(
-            invoke_bytes(b"{}", "X-Amz-Invocation-Type: Sometimes"),
-            400,
-            "InvalidParameterValueException",
-            id="an unknown invocation type",
-        ),
-        pytest.param(
-            invoke_bytes(b"x" * (256 * 1024 + 1), "X-Amz-Invocation-Type: Event"),
-            413,
-            "RequestTooLargeException",
-            id="an Event over the asynchronous limit",
-        ),
-        pytest.param(
-            invoke_bytes(b"{}", "Content-Type: multipart/form-data; boundary=x"),
-            415,
-            "UnsupportedMediaTypeException",
-            id="multipart",
-        ),
-    ],
-)
+ERRORS = [
+    ("a body that is not JSON", invoke_bytes(b"{not json"), 400, "InvalidRequestContentException"),
+    (
+        "an unknown function",
+        invoke_bytes(b"{}", target="/2015-03-31/functions/nobody/invocations"),
+        404,
+        "ResourceNotFoundException",
+    ),
+    (
+        "an unknown invocation type",
+        invoke_bytes(b"{}", "X-Amz-Invocation-Type: Sometimes"),
+        400,
+        "InvalidParameterValueException",
+    ),
+    (
+        "an Event over the asynchronous limit",
+        invoke_bytes(b"x" * (256 * 1024 + 1), "X-Amz-Invocation-Type: Event"),
+        413,
+        "RequestTooLargeException",
+    ),
+    (
+        "multipart",
+        invoke_bytes(b"{}", "Content-Type: multipart/form-data; boundary=x"),
+        415,
+        "UnsupportedMediaTypeException",
+    ),
+]
+
+
+@pytest.mark.parametrize(("request_bytes", "status", "error_type"), [pytest.param(*e[1:], id=e[0]) for e in ERRORS])
 async def test_the_fronts_errors_are_the_invoke_apis_and_the_connection_goes_on(
     echo, request_bytes, status, error_type
 ):
