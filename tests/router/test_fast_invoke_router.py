@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.router.conftest import function
+from tests.router.conftest import eventually, function
 
 ECHO = function("echo", "def handler(event, context):\n    return event\n")
 
@@ -218,3 +218,23 @@ async def test_the_front_and_aiohttp_give_the_same_answers(make_router, tmp_path
         answers[fast] = got
     for (name, _), front, aio in zip(SAME_ANSWERS, answers[True], answers[False], strict=True):
         assert front == aio, name
+
+
+SLOW = function("slow", "import time\ndef handler(event, context):\n    time.sleep(0.5)\n    return event\n")
+
+
+async def test_a_large_request_pipelined_behind_one_being_served_waits_and_is_served(make_router):
+    """Reading pauses above the front's pipeline buffer while a request is answered, and
+    resumes after: both answers arrive, in order, nothing lost."""
+    router = await make_router(ECHO, SLOW)
+    reader, writer = await asyncio.open_connection("127.0.0.1", router.client.server.port)
+    big = json.dumps({"data": "x" * (1024 * 1024)}).encode()
+    slow = invoke_bytes(b'{"first": 1}', target="/2015-03-31/functions/slow/invocations")
+    writer.write(slow + invoke_bytes(big))
+    front = router.client.server.listening.front
+    await eventually(lambda: any(c.paused for c in front.connections), what="reading paused")
+    status, _, body = await read_answer(reader)
+    assert (status, json.loads(body)) == (200, {"first": 1})
+    status, headers, body = await read_answer(reader)
+    assert (status, body, "server" in headers) == (200, big, False)
+    writer.close()
