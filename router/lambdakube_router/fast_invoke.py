@@ -62,6 +62,8 @@ _HEAD = re.compile(
     rb"POST /2015-03-31/functions/([A-Za-z0-9_.:%$-]++)/invocations(?:\?Qualifier=([A-Za-z0-9_.%$-]*+))? HTTP/1\.1"
     rb"((?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]++:[\t\x20-\x7e]*+)*+)"
 )
+#: The end of a head written with a bare LF (``\n\n`` or ``\n\r\n`` without CRLFCRLF).
+_BARE_LF_END = re.compile(rb"\n\r?\n")
 #: The only escapes a name or qualifier may carry here (what the AWS SDKs send).
 _ESCAPES = {b"%3A": b":", b"%3a": b":", b"%24": b"$"}
 _ESCAPE = re.compile(rb"%..")
@@ -340,7 +342,9 @@ class FastInvoke(asyncio.Protocol):
                 return
             end = buf.find(b"\r\n\r\n")
             if end < 0:
-                if len(buf) > MAX_HEAD_BYTES:
+                # A head ended by a bare LF never gets its CRLFCRLF: aiohttp's to judge now,
+                # not after the keep-alive timeout.
+                if len(buf) > MAX_HEAD_BYTES or _BARE_LF_END.search(buf) is not None:
                     self._hand_over()
                 return
             head = parse_head(bytes(buf[:end]))

@@ -116,6 +116,27 @@ ERRORS = [
 ]
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(
+            b"POST /2015-03-31/functions/echo/invocations HTTP/1.1\nHost: x\nContent-Length: 2\n\n{}", id="LF"
+        ),
+        pytest.param(
+            b"POST /2015-03-31/functions/echo/invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 2\n\r\n{}",
+            id="CRLF, then LF CRLF",
+        ),
+    ],
+)
+async def test_a_head_ended_by_a_bare_lf_is_aiohttps_to_answer_at_once(echo, raw):
+    """No CRLFCRLF will come: the front hands over at once (not after the keep-alive
+    timeout), and the client gets aiohttp's answer to those bytes."""
+    _, reader, writer = echo
+    writer.write(raw)
+    status, headers, _ = await read_answer(reader)
+    assert "server" in headers and status in (200, 400)
+
+
 @pytest.mark.parametrize(("request_bytes", "status", "error_type"), [pytest.param(*e[1:], id=e[0]) for e in ERRORS])
 async def test_the_fronts_errors_are_the_invoke_apis_and_the_connection_goes_on(
     echo, request_bytes, status, error_type
