@@ -21,8 +21,9 @@ only half understood. A connection handed over stays with aiohttp.
 What aiohttp did around the Invoke route, the front does too: an idle connection is
 closed after ``keepalive_seconds`` (also one that has not sent a whole head yet), a body
 that does not arrive within ``body_timeout`` is answered 408 and the connection closed,
-requests are answered in order one at a time (pipelined bytes wait, and reading pauses
-above ``PIPELINE_BUFFER_BYTES``), and a client that hangs up before its answer is
+requests are answered in order one at a time (pipelined bytes wait, reading pauses
+above ``PIPELINE_BUFFER_BYTES``, and no further request starts while the answers already
+written wait for a client that does not read), and a client that hangs up before its answer is
 counted (``lambdakube_http_aborted_total{stage="response"}``); its invocation still runs
 to the end, as with aiohttp (no handler cancellation); one that hangs up mid-body is
 counted too (``stage="body"``). With auth on, the front asks ``auth.Access``, the check
@@ -267,6 +268,9 @@ class FastInvoke(asyncio.Protocol):
         #: Armed only while a head waits for the rest of its body.
         self.body_timer: asyncio.TimerHandle | None = None
         self.paused = False
+        #: The transport's buffer is over its high-water mark (a client that does not
+        #: read): no further request is started until it drains (``resume_writing``).
+        self.write_paused = False
         self.closed = False
 
     # -- the connection -----------------------------------------------------------------
@@ -287,6 +291,14 @@ class FastInvoke(asyncio.Protocol):
 
     def eof_received(self):
         return False  # close; an invocation already running still runs
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.serving is None and self.buf and not self.closed:
+            self._advance()
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
@@ -327,7 +339,7 @@ class FastInvoke(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
-        if self.serving is None:
+        if self.serving is None and not self.write_paused:
             self._advance()
         elif len(self.buf) > PIPELINE_BUFFER_BYTES and not self.paused and self.transport is not None:
             self.paused = True
@@ -401,7 +413,7 @@ class FastInvoke(asyncio.Protocol):
             self.paused = False
             self.transport.resume_reading()
         self.idle_since = self.loop.time()
-        if self.buf:
+        if self.buf and not self.write_paused:
             self._advance()
 
     def _hand_over(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import pytest
 
@@ -258,4 +259,32 @@ async def test_a_large_request_pipelined_behind_one_being_served_waits_and_is_se
     assert (status, json.loads(body)) == (200, {"first": 1})
     status, headers, body = await read_answer(reader)
     assert (status, body, "server" in headers) == (200, big, False)
+    writer.close()
+
+
+async def test_a_client_that_does_not_read_stops_the_front_starting_its_next_requests(make_router):
+    """Write back-pressure: with answers piling up unread, the front starts no further
+    pipelined request until the transport drains; once the client reads, every answer
+    arrives, in order."""
+    router = await make_router(ECHO)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # a small window: the router's buffer fills
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", router.client.server.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    payloads = [json.dumps({"i": i, "data": "x" * (512 * 1024)}).encode() for i in range(12)]
+    sending = asyncio.ensure_future(writer.drain())
+    writer.write(b"".join(invoke_bytes(p) for p in payloads))
+    front = router.client.server.listening.front
+    await eventually(lambda: any(c.write_paused for c in front.connections), what="writing paused")
+    conn = next(iter(front.connections))
+    stats = router.pool("echo").stats
+    # paused between requests, holding the next ones unstarted (without back-pressure
+    # it would go on serving them, answer after answer into the transport's buffer)
+    assert conn.serving is None and conn.buf
+    assert stats.cold_starts + stats.warm_starts < len(payloads)
+    for payload in payloads:
+        status, _, body = await read_answer(reader)
+        assert (status, body) == (200, payload)
+    await sending
     writer.close()
