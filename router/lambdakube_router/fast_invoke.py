@@ -38,6 +38,7 @@ import re
 import time
 from collections.abc import Callable
 from email.utils import formatdate
+from http import HTTPStatus
 
 from aiohttp import web
 
@@ -45,7 +46,7 @@ from lambdakube_router import invoke_api, keys, request_body
 from lambdakube_router.access import INVOKE_ROUTE, Requirement, requirement
 from lambdakube_router.auth import Access
 from lambdakube_router.client_guard import ConnectionCap
-from lambdakube_router.invocations import error_body
+from lambdakube_router.invocations import error_result
 from lambdakube_router.names import Accounts
 
 log = logging.getLogger(__name__)
@@ -163,21 +164,8 @@ def _request(head: Head, default_namespace: str) -> invoke_api.InvokeRequest:
     )
 
 
-_REASONS = {
-    200: "OK",
-    202: "Accepted",
-    204: "No Content",
-    400: "Bad Request",
-    404: "Not Found",
-    408: "Request Timeout",
-    413: "Request Entity Too Large",
-    415: "Unsupported Media Type",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
+#: The reason phrase of each status (the ones aiohttp sends: ``http.HTTPStatus``'s).
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 _date: tuple[int, bytes] = (0, b"")
 
 
@@ -199,7 +187,7 @@ def serialize(status: int, headers: dict[str, str], body: bytes, close: bool = F
     framing = b"" if status == 204 else b"Content-Length: %d\r\n" % len(body)
     return b"HTTP/1.1 %d %s\r\nDate: %s\r\n%s%s%s\r\n%s" % (
         status,
-        _REASONS.get(status, "Unknown").encode(),
+        _REASONS.get(status, b"Unknown"),
         _http_date(),
         lines.encode("latin-1"),
         framing,
@@ -209,8 +197,9 @@ def serialize(status: int, headers: dict[str, str], body: bytes, close: bool = F
 
 
 def _internal_error() -> bytes:
-    body = error_body("ServiceException", "The router failed to handle the request")
-    return serialize(500, {"Content-Type": "application/json", "x-amzn-ErrorType": "ServiceException"}, body)
+    return serialize(
+        *invoke_api.reply(error_result(500, "ServiceException", "The router failed to handle the request"))
+    )
 
 
 class Front:
@@ -330,9 +319,8 @@ class FastInvoke(asyncio.Protocol):
         self.front.metrics.http_closed.labels("body_timeout").inc()
         seconds = self.front.body_timeout
         log.info("closed a connection: its body took over %s s", seconds)
-        body = error_body("RequestTimeoutException", f"the request body was not received within {seconds:g} s")
-        headers = {"Content-Type": "application/json", "x-amzn-ErrorType": "RequestTimeoutException"}
-        self.transport.write(serialize(408, headers, body, close=True))
+        late = error_result(408, "RequestTimeoutException", f"the request body was not received within {seconds:g} s")
+        self.transport.write(serialize(*invoke_api.reply(late), close=True))
         self.transport.close()
 
     # -- requests -----------------------------------------------------------------------
@@ -398,8 +386,7 @@ class FastInvoke(asyncio.Protocol):
             else:
                 if grant is not None and grant.home is not None:
                     namespace = grant.home
-                status, headers, reply = await invoke_api.answer(front.app, _request(head, namespace), read_body)
-                out = serialize(status, headers, reply)
+                out = serialize(*await invoke_api.answer(front.app, _request(head, namespace), read_body))
         except Exception:
             log.exception("the Invoke of %r failed in the router", head.function_name)
             out = _internal_error()

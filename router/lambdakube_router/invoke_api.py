@@ -49,10 +49,22 @@ MAX_CLIENT_CONTEXT = 3583
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 
 
-def result_response(result) -> web.Response:
+#: (status, headers, body): an answer, for either server to write (aiohttp's routes or
+#: the router's front, ``fast_invoke``).
+Reply = tuple[int, dict[str, str], bytes]
+
+
+def reply(result) -> Reply:
+    """An ``InvokeResult`` as the answer's status, headers (its Content-Type among them)
+    and body."""
     headers = result.headers
     headers["Content-Type"] = result.content_type
-    return web.Response(status=result.status, body=result.body, headers=headers)
+    return result.status, headers, result.body
+
+
+def result_response(result) -> web.Response:
+    status, headers, body = reply(result)
+    return web.Response(status=status, body=body, headers=headers)
 
 
 def error_response(status: int, error_type: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -88,18 +100,8 @@ class InvokeRequest:
     log_type: str | None
 
 
-#: (status, headers, body): an Invoke's answer, for either server to write.
-Reply = tuple[int, dict[str, str], bytes]
-
-
-def _reply(result) -> Reply:
-    headers = result.headers
-    headers["Content-Type"] = result.content_type
-    return result.status, headers, result.body
-
-
 def _error_reply(status: int, error_type: str, message: str, request_id: str) -> Reply:
-    return _reply(error_result(status, error_type, message, headers={"X-Amz-Request-Id": request_id}))
+    return reply(error_result(status, error_type, message, headers={"X-Amz-Request-Id": request_id}))
 
 
 async def invoke(request: web.Request) -> web.Response:
@@ -157,7 +159,7 @@ async def answer(app: web.Application, call: InvokeRequest, read_body: Callable[
     if state is None or missing is not None:
         r = not_found_result(namespace, name, missing or qualifier)
         r.headers["X-Amz-Request-Id"] = request_id
-        return _reply(r)
+        return reply(r)
     if itype == "DryRun":
         return 204, {"X-Amz-Request-Id": request_id}, b""
 
@@ -194,7 +196,7 @@ async def answer(app: web.Application, call: InvokeRequest, read_body: Callable[
                 f"The event could not be stored, retry later: {exc}",
                 headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS), "X-Amz-Request-Id": request_id},
             )
-            return _reply(r)
+            return reply(r)
         return 202, {"X-Amz-Request-Id": request_id}, b""
 
     result = await engine.invoke(
@@ -208,7 +210,7 @@ async def answer(app: web.Application, call: InvokeRequest, read_body: Callable[
         invoked_arn=invoked_function_arn(call.function_name, namespace, name, written),
         qualifier=qualifier,
     )
-    return _reply(result)
+    return reply(result)
 
 
 def _too_large(size: int | None, limit: int, itype: str, request_id: str) -> Reply:
