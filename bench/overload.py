@@ -257,7 +257,9 @@ def main() -> None:
     p.add_argument("--storm-seconds", type=float, default=180, help="bound on the cold-start storm")
     p.add_argument("--throttle-pause", type=float, default=0.1, help="a client's pause after a 429 (s)")
     p.add_argument("--max-requests", type=int, default=200_000)
-    p.add_argument("--only", choices=("uvloop", "asyncio"), help="run one loop only")
+    p.add_argument(
+        "--only", choices=("uvloop", "asyncio"), help="run one only: the uvloop router, or the baseline (--baseline)"
+    )
     p.add_argument(
         "--baseline",
         choices=("asyncio", "no-front"),
@@ -276,9 +278,9 @@ def main() -> None:
     if args.only != "asyncio":
         runs["uvloop"] = run_one(args, "uvloop", ())
     if args.only != "uvloop":
-        runs["asyncio"] = run_one(args, base_label, base_flags)
+        runs["baseline"] = run_one(args, base_label, base_flags)
     if len(runs) == 2:
-        u, a = runs["uvloop"], runs["asyncio"]
+        u, a = runs["uvloop"], runs["baseline"]
         print(f"uvloop / {base_label}:")
         for key in ("ok_p99_ms", "t429_p99_ms", "first_byte_max_ms", "ok_per_s", "storm_lag_ms", "lag_max_ms"):
             ratio = u[key] / a[key] if a[key] else float("nan")
